@@ -1,0 +1,58 @@
+"""Exceptions raised for bad input.
+
+Every error about user input says where (file, table/key, line when known),
+what was wrong and what would be right. The command line turns
+:class:`ModelError` into a message on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+
+class ModelError(ValueError):
+    """Invalid model: bad file, bad key, inconsistent network or environment.
+
+    Parameters
+    ----------
+    message
+        What was wrong and what would be right.
+    file
+        The model file (``None`` when the model was built in Python).
+    key
+        Dotted TOML key, e.g. ``"reactions[2].eq"`` or ``"environment.mean"``.
+    line
+        Line number when the TOML parser reports one.
+    """
+
+    def __init__(self, message: str, *, file: str | None = None,
+                 key: str | None = None, line: int | None = None) -> None:
+        self.message = message
+        self.file = file
+        self.key = key
+        self.line = line
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        where = []
+        if self.file:
+            where.append(str(self.file) + (f":{self.line}" if self.line else ""))
+        if self.key:
+            where.append(f"[{self.key}]")
+        prefix = " ".join(where)
+        return f"{prefix}: {self.message}" if prefix else self.message
+
+    def located(self, file: str | None = None, key: str | None = None) -> "ModelError":
+        """Return a copy with the file (and key, if not yet set) filled in."""
+        return ModelError(self.message, file=self.file or file,
+                          key=self.key or key, line=self.line)
+
+
+class DetailedBalanceError(ModelError):
+    """Rate constants violate the Wegscheider conditions."""
+
+
+class TruncationError(ModelError):
+    """The truncation box drops more stationary mass than the tolerance."""
+
+
+class EnvironmentModelError(ModelError):
+    """The environment is not a valid law on the reachable visible states."""

@@ -1,0 +1,228 @@
+"""Model files (TOML, INTERFACE.md) to :class:`~feedback.model.Model`.
+
+Parsed with the standard library's ``tomllib``; every value is checked for
+type and range, and every error names the file, the key (and the line when
+the TOML parser gives one), what was wrong and what would be right. Nothing
+in a model file is ever evaluated as code.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from . import environment as envmod
+from .errors import ModelError
+from .model import Ensembles, Learning, Model
+from .network import Network, Reaction, Species, from_rate_constants, parse_equation
+
+TOP_KEYS = {"name", "species", "reactions", "initial", "truncation", "environment", "learning", "ensembles"}
+SPECIES_KEYS = {"energy", "visible", "learn"}
+REACTION_KEYS = {"eq", "kappa", "k_forward", "k_reverse"}
+LEARNING_KEYS = {"eps", "clamping", "gamma", "dmu"}
+ENSEMBLE_KEYS = {"free", "clamped", "omega"}
+DEFAULTS = {"eps": 0.05, "clamping": "dynamic", "gamma": 1.0, "dmu": 20.0, "kappa": 1.0}
+
+
+def _number(v, key, *, positive=False, integer=False, nonneg=False):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ModelError(f"must be a number, got {v!r}", key=key)
+    if v != v or v in (float("inf"), float("-inf")):
+        raise ModelError(f"must be finite, got {v!r}", key=key)
+    if integer and int(v) != v:
+        raise ModelError(f"must be a whole number, got {v!r}", key=key)
+    if positive and v <= 0:
+        raise ModelError(f"must be > 0, got {v!r}", key=key)
+    if nonneg and v < 0:
+        raise ModelError(f"must be >= 0, got {v!r}", key=key)
+    return int(v) if integer else float(v)
+
+
+def _bool(v, key):
+    if not isinstance(v, bool):
+        raise ModelError(f"must be true or false, got {v!r}", key=key)
+    return v
+
+
+def _table(v, key):
+    if not isinstance(v, dict):
+        raise ModelError(f"must be a table, got {type(v).__name__} {v!r}", key=key)
+    return v
+
+
+def _no_extra(d, allowed, key):
+    extra = sorted(set(d) - set(allowed))
+    if extra:
+        raise ModelError(f"unknown key(s) {extra}; allowed: {sorted(allowed)}", key=key)
+
+
+def load_model(path: str | Path) -> Model:
+    """Read and validate a model file.
+
+    Raises
+    ------
+    ModelError
+        With ``file``, ``key`` and (for TOML syntax errors) ``line`` set.
+    """
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except OSError as e:
+        raise ModelError(f"cannot read model file: {e.strerror}", file=str(path)) from None
+    try:
+        data = tomllib.loads(text.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ModelError("model file is not UTF-8 text", file=str(path)) from None
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"line (\d+)", str(e))
+        raise ModelError(f"TOML syntax error: {e}", file=str(path),
+                         line=int(m.group(1)) if m else None) from None
+    return parse_model(data, source=str(path))
+
+
+def parse_model(data: dict, source: str | None = None) -> Model:
+    """Build a :class:`Model` from the parsed TOML document."""
+    try:
+        return _parse(data, source)
+    except ModelError as e:
+        raise e.located(source) from None
+
+
+def _parse(data: dict, source: str | None) -> Model:
+    _no_extra(data, TOP_KEYS, "(top level)")
+    name = data.get("name", Path(source).stem if source else "model")
+    if not isinstance(name, str) or not name:
+        raise ModelError(f"must be a non-empty string, got {name!r}", key="name")
+
+    # -- species ----------------------------------------------------------------------
+    sp_tab = _table(data.get("species", None) or {}, "species")
+    if not sp_tab:
+        raise ModelError("no species; add a table per species, e.g. [species.X] with visible = true",
+                         key="species")
+    species = []
+    energies_given = []
+    for sname, opts in sp_tab.items():
+        key = f"species.{sname}"
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", sname):
+            raise ModelError("species names must be identifiers (letters, digits, _; not starting with a digit)",
+                             key=key)
+        opts = _table(opts, key)
+        _no_extra(opts, SPECIES_KEYS, key)
+        energies_given.append("energy" in opts)
+        species.append(Species(
+            sname,
+            _number(opts["energy"], f"{key}.energy") if "energy" in opts else 0.0,
+            _bool(opts.get("visible", False), f"{key}.visible"),
+            _bool(opts.get("learn", True), f"{key}.learn"),
+        ))
+    names = [s.name for s in species]
+
+    # -- reactions ----------------------------------------------------------------------
+    rx_list = data.get("reactions")
+    if not isinstance(rx_list, list) or not rx_list:
+        raise ModelError("no reactions; add [[reactions]] tables with eq = \"A <-> B\"", key="reactions")
+    by_kappa, by_rates = [], []
+    for i, r in enumerate(rx_list):
+        key = f"reactions[{i}]"
+        r = _table(r, key)
+        _no_extra(r, REACTION_KEYS, key)
+        if "eq" not in r or not isinstance(r["eq"], str):
+            raise ModelError("needs eq = \"A + 2 B <-> C\" (a string)", key=f"{key}.eq")
+        try:
+            y, yp = parse_equation(r["eq"], names)
+        except ModelError as e:
+            raise ModelError(e.message, key=f"{key}.eq") from None
+        has_rates = "k_forward" in r or "k_reverse" in r
+        if has_rates:
+            if "kappa" in r:
+                raise ModelError("give either kappa or k_forward/k_reverse, not both", key=key)
+            if not ("k_forward" in r and "k_reverse" in r):
+                raise ModelError("k_forward and k_reverse go together; give both", key=key)
+            by_rates.append((i, r["eq"], _number(r["k_forward"], f"{key}.k_forward", positive=True),
+                             _number(r["k_reverse"], f"{key}.k_reverse", positive=True)))
+        else:
+            by_kappa.append((i, Reaction(y, yp, _number(r.get("kappa", DEFAULTS["kappa"]), f"{key}.kappa",
+                                                        positive=True), r["eq"])))
+    residual = 0.0
+    if by_rates and by_kappa:
+        raise ModelError("mixes kappa (energy-based) reactions with k_forward/k_reverse ones; "
+                         "describe every reaction one way", key="reactions")
+    if by_rates:
+        try:
+            net, db = from_rate_constants(species, [e for _, e, _, _ in by_rates],
+                                          [kf for *_, kf, _ in by_rates], [kr for *_, kr in by_rates],
+                                          name=name, energies_given=all(energies_given))
+        except ModelError as e:
+            raise ModelError(e.message, key="reactions") from None
+        residual = db.residual
+    else:
+        net = Network(tuple(species), tuple(r for _, r in by_kappa), name)
+
+    # -- initial state and truncation -----------------------------------------------------
+    init = _table(data.get("initial", {}), "initial")
+    initial = {}
+    for k, v in init.items():
+        if k not in names:
+            raise ModelError(f"unknown species {k!r}; species are {', '.join(names)}", key=f"initial.{k}")
+        initial[k] = _number(v, f"initial.{k}", integer=True, nonneg=True)
+    n_max = None
+    if "truncation" in data:
+        tr = _table(data["truncation"], "truncation")
+        _no_extra(tr, {"n_max", "tol"}, "truncation")
+        if "n_max" in tr:
+            nm = tr["n_max"]
+            if isinstance(nm, dict):
+                n_max = {}
+                for k, v in nm.items():
+                    if k not in names:
+                        raise ModelError(f"unknown species {k!r}; species are {', '.join(names)}",
+                                         key=f"truncation.n_max.{k}")
+                    n_max[k] = _number(v, f"truncation.n_max.{k}", integer=True, positive=True)
+            else:
+                n_max = _number(nm, "truncation.n_max", integer=True, positive=True)
+    trunc_tol = 1e-6
+    if "truncation" in data and "tol" in data["truncation"]:
+        trunc_tol = _number(data["truncation"]["tol"], "truncation.tol", positive=True)
+
+    # -- environment -------------------------------------------------------------------------
+    if "environment" not in data:
+        raise ModelError("missing [environment] (the target law Q of the visible species)", key="environment")
+    env_tab = _table(data["environment"], "environment")
+    env = envmod.from_dict({k: v for k, v in env_tab.items() if k != "change"}, "environment")
+    change = None
+    if "change" in env_tab:
+        change = envmod.from_dict(_table(env_tab["change"], "environment.change"), "environment.change")
+
+    # -- learning -------------------------------------------------------------------------------
+    lt = _table(data.get("learning", {}), "learning")
+    _no_extra(lt, LEARNING_KEYS, "learning")
+    learned = [s.name for s in species if s.learn]
+    eps_v = lt.get("eps", DEFAULTS["eps"])
+    if isinstance(eps_v, dict):
+        for k in eps_v:
+            if k not in learned:
+                raise ModelError(f"{k!r} is not a learned species; learned: {', '.join(learned)}",
+                                 key=f"learning.eps.{k}")
+        missing = [n for n in learned if n not in eps_v]
+        if missing:
+            raise ModelError(f"no learning rate for learned species {missing}; give one per learned species "
+                             "or a scalar", key="learning.eps")
+        eps = tuple(_number(eps_v[n], f"learning.eps.{n}", positive=True) for n in learned)
+    else:
+        eps = tuple([_number(eps_v, "learning.eps", positive=True)] * len(learned))
+    clamping = lt.get("clamping", DEFAULTS["clamping"])
+    if clamping not in ("dynamic", "equilibrium"):
+        raise ModelError(f"must be \"dynamic\" or \"equilibrium\", got {clamping!r}", key="learning.clamping")
+    learning = Learning(eps, clamping,
+                        _number(lt.get("gamma", DEFAULTS["gamma"]), "learning.gamma", positive=True),
+                        _number(lt.get("dmu", DEFAULTS["dmu"]), "learning.dmu", positive=True))
+
+    # -- ensembles ---------------------------------------------------------------------------------
+    et = _table(data.get("ensembles", {}), "ensembles")
+    _no_extra(et, ENSEMBLE_KEYS, "ensembles")
+    ens = Ensembles(_number(et.get("free", 1000), "ensembles.free", integer=True, positive=True),
+                    _number(et.get("clamped", 1000), "ensembles.clamped", integer=True, positive=True),
+                    _number(et.get("omega", 1000.0), "ensembles.omega", positive=True))
+
+    return Model(net, initial, n_max, env, change, learning, ens, trunc_tol, source, residual)

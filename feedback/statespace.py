@@ -1,0 +1,297 @@
+"""The irreducible class of one copy's initial state (MODEL.md section 1).
+
+States are enumerated by a vectorised breadth-first search over the
+reactions' jumps inside the truncation box, sorted lexicographically (so the
+generator is banded for chains), and indexed by a mixed-radix integer code.
+Jumps that would leave the box are dropped, which keeps the product form
+exact on the box; the stationary mass outside it is estimated on an
+enlarged box (:meth:`StateSpace.truncation_mass`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+from scipy import sparse
+from scipy.optimize import linprog
+from scipy.sparse.csgraph import connected_components
+from scipy.special import gammaln, logsumexp
+
+from .errors import ModelError, TruncationError
+from .network import Network
+
+MAX_STATES = 2_000_000
+
+
+def species_bounds(net: Network, initial: np.ndarray) -> np.ndarray:
+    """Largest value each species can take on its conservation-law slice.
+
+    ``inf`` for open species (the linear program ``max n_i s.t. L n = L n0,
+    n >= 0`` is unbounded).
+    """
+    L = net.conservation_laws
+    N = net.n_species
+    out = np.full(N, np.inf)
+    if L.shape[0] == 0:
+        return out
+    b = L @ initial
+    for i in range(N):
+        c = np.zeros(N)
+        c[i] = -1.0
+        res = linprog(c, A_eq=L, b_eq=b, bounds=[(0, None)] * N, method="highs")
+        if res.status == 0:
+            out[i] = np.floor(-res.fun + 1e-9)
+    return out
+
+
+def falling_factorial(states: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``prod_i n_i! / (n_i - y_i)!`` row-wise (0 where some ``n_i < y_i``)."""
+    out = np.ones(states.shape[0])
+    for i in np.nonzero(y)[0]:
+        for k in range(int(y[i])):
+            out *= np.maximum(states[:, i] - k, 0)
+    return out
+
+
+@dataclass(frozen=True)
+class Edges:
+    """All jumps of one reaction direction: ``src -> dst`` with base propensity.
+
+    The propensity at ``theta`` is ``coef * exp(theta . exponent)`` with
+    ``exponent`` the *other* complex (catalytic scheme: forward rate
+    ``kappa lambda^{y'}`` times the falling factorial of ``y``).
+    """
+
+    reaction: int
+    forward: bool
+    src: np.ndarray
+    dst: np.ndarray
+    coef: np.ndarray
+    exponent: np.ndarray
+
+
+class StateSpace:
+    """Enumerated class ``Gamma`` of the initial state inside the truncation box.
+
+    Parameters
+    ----------
+    network : Network
+    initial : array of int
+        A state in the class every copy lives in.
+    n_max : dict[str, int] or int or None
+        Truncation bound; a scalar bounds the open species only.
+    """
+
+    def __init__(self, network: Network, initial, n_max=None, *, _bounds: np.ndarray | None = None):
+        self.network = network
+        self.initial = np.asarray(initial, dtype=np.int64)
+        if self.initial.shape != (network.n_species,) or (self.initial < 0).any():
+            raise ModelError(f"initial state must be {network.n_species} non-negative counts "
+                             f"({', '.join(network.names)}), got {self.initial.tolist()}")
+        natural = species_bounds(network, self.initial)
+        self.natural_bounds = natural
+        self.open = ~np.isfinite(natural)
+        if _bounds is not None:
+            bounds = _bounds.astype(float)
+        else:
+            bounds = natural.copy()
+            if isinstance(n_max, dict):
+                for name, b in n_max.items():
+                    if name not in network.names:
+                        raise ModelError(f"truncation bound for unknown species {name!r}; "
+                                         f"species are {', '.join(network.names)}", key="truncation.n_max")
+                    bounds[network.names.index(name)] = min(bounds[network.names.index(name)], float(b))
+            elif n_max is not None:
+                bounds[self.open] = float(n_max)
+            missing = [network.names[i] for i in np.nonzero(~np.isfinite(bounds))[0]]
+            if missing:
+                raise ModelError(
+                    f"species {', '.join(missing)} are open (no conservation law bounds them); "
+                    "set a truncation, e.g. [truncation] n_max = 60", key="truncation.n_max")
+        if (self.initial > bounds).any():
+            bad = [network.names[i] for i in np.nonzero(self.initial > bounds)[0]]
+            raise ModelError(f"initial counts of {', '.join(bad)} exceed the truncation bound "
+                             f"{bounds.astype(int).tolist()}", key="initial")
+        self.bounds = bounds.astype(np.int64)
+        self.truncated = self.open | (self.bounds < natural)
+        self._radix = self.bounds + 1
+        if np.sum(np.log(self._radix.astype(float))) > 62 * np.log(2):
+            raise ModelError("the truncation box is too large to enumerate; lower n_max",
+                             key="truncation.n_max")
+        self._mult = np.concatenate([[1], np.cumprod(self._radix[::-1])[:-1]])[::-1].astype(np.int64)
+        self.states = self._enumerate()
+        self.codes = self.states @ self._mult
+
+    # -- enumeration --------------------------------------------------------
+    def _encode(self, s: np.ndarray) -> np.ndarray:
+        return s @ self._mult
+
+    def _enumerate(self) -> np.ndarray:
+        net = self.network
+        seen = np.array([self._encode(self.initial)])
+        frontier = self.initial[None, :]
+        chunks = [frontier]
+        moves = np.vstack([net.nu, -net.nu])
+        needs = np.vstack([net.Y, net.Yp])
+        total = 1
+        while frontier.shape[0]:
+            cand = []
+            for mv, nd in zip(moves, needs):
+                ok = (frontier >= nd).all(axis=1)
+                nxt = frontier[ok] + mv
+                nxt = nxt[(nxt >= 0).all(axis=1) & (nxt <= self.bounds).all(axis=1)]
+                cand.append(nxt)
+            cand = np.vstack(cand)
+            if cand.shape[0] == 0:
+                break
+            codes, idx = np.unique(self._encode(cand), return_index=True)
+            new = ~np.isin(codes, seen, assume_unique=True)
+            frontier = cand[idx[new]]
+            seen = np.union1d(seen, codes[new])
+            chunks.append(frontier)
+            total += frontier.shape[0]
+            if total > MAX_STATES:
+                raise ModelError(f"the class has more than {MAX_STATES} states; lower n_max",
+                                 key="truncation.n_max")
+        states = np.vstack(chunks)
+        order = np.argsort(self._encode(states))
+        return states[order]
+
+    # -- indexing -------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        return self.states.shape[0]
+
+    def index(self, states: np.ndarray) -> np.ndarray:
+        """Indices of ``states`` (rows) in the class; -1 where absent."""
+        states = np.atleast_2d(states)
+        inbox = (states >= 0).all(axis=1) & (states <= self.bounds).all(axis=1)
+        codes = np.where(inbox, states.clip(0) @ self._mult, -1)
+        pos = np.searchsorted(self.codes, codes).clip(0, self.size - 1)
+        return np.where(inbox & (self.codes[pos] == codes), pos, -1)
+
+    @cached_property
+    def visible_states(self) -> np.ndarray:
+        """Distinct visible parts ``v`` (rows), sorted."""
+        return self._visible[0]
+
+    @cached_property
+    def visible_index(self) -> np.ndarray:
+        """For each state, the row of its visible part in :attr:`visible_states`."""
+        return self._visible[1]
+
+    @cached_property
+    def _visible(self):
+        vis = self.network.visible
+        if vis.size == 0:
+            return np.zeros((1, 0), dtype=np.int64), np.zeros(self.size, dtype=np.int64)
+        vs, inv = np.unique(self.states[:, vis], axis=0, return_inverse=True)
+        return vs, inv.ravel()
+
+    @cached_property
+    def log_factorial(self) -> np.ndarray:
+        """``sum_i ln n_i!`` per state."""
+        return gammaln(self.states + 1.0).sum(axis=1)
+
+    # -- jumps ------------------------------------------------------------------
+    @cached_property
+    def edges(self) -> tuple[Edges, ...]:
+        """Jumps of every reaction direction inside the box."""
+        net = self.network
+        out = []
+        for r in range(len(net.reactions)):
+            for forward in (True, False):
+                need = net.Y[r] if forward else net.Yp[r]
+                move = net.nu[r] if forward else -net.nu[r]
+                expo = net.Yp[r] if forward else net.Y[r]
+                ok = np.nonzero((self.states >= need).all(axis=1))[0]
+                dst = self.index(self.states[ok] + move)
+                keep = dst >= 0
+                src = ok[keep]
+                coef = net.kappa[r] * falling_factorial(self.states[src], need)
+                out.append(Edges(r, forward, src, dst[keep], coef, expo.astype(float)))
+        return tuple(out)
+
+    # -- stationary law ------------------------------------------------------------
+    def log_weights(self, theta: np.ndarray) -> np.ndarray:
+        """Unnormalised ``ln pi_theta(n) = theta . n - sum ln n_i!``."""
+        return self.states @ np.asarray(theta, float) - self.log_factorial
+
+    def stationary(self, theta: np.ndarray) -> np.ndarray:
+        """Product-form stationary law on the class (sums to one)."""
+        lw = self.log_weights(theta)
+        return np.exp(lw - logsumexp(lw))
+
+    # -- truncation ------------------------------------------------------------------
+    @cached_property
+    def enlarged(self) -> "StateSpace | None":
+        """The same class on a box enlarged in every truncated direction (None if none is)."""
+        if not self.truncated.any():
+            return None
+        b = self.bounds.copy()
+        extra = np.maximum(10, np.ceil(0.5 * b)).astype(np.int64)
+        b[self.truncated] = np.minimum(b[self.truncated] + extra[self.truncated],
+                                       np.where(np.isfinite(self.natural_bounds), self.natural_bounds,
+                                                np.iinfo(np.int64).max // 4)[self.truncated].astype(np.int64))
+        return StateSpace(self.network, self.initial, _bounds=b)
+
+    def truncation_mass(self, theta: np.ndarray) -> float:
+        """Stationary mass outside the box, estimated on the enlarged box.
+
+        Zero when nothing is truncated. The estimate itself misses the mass
+        beyond the enlarged box, which is smaller still for light tails.
+        """
+        big = self.enlarged
+        if big is None:
+            return 0.0
+        lw = big.log_weights(theta)
+        outside = (big.states > self.bounds).any(axis=1)
+        if not outside.any():
+            return 0.0
+        return float(np.exp(logsumexp(lw[outside]) - logsumexp(lw)))
+
+    def check_truncation(self, theta: np.ndarray, tol: float = 1e-6, what: str = "") -> float:
+        """Truncation mass at ``theta``; :class:`TruncationError` above ``tol``."""
+        m = self.truncation_mass(theta)
+        if m > tol:
+            raise TruncationError(
+                f"the truncation box {dict(zip(self.network.names, self.bounds.tolist()))} drops "
+                f"stationary mass {m:.3g} {what}> tolerance {tol:g}; raise n_max",
+                key="truncation.n_max")
+        return m
+
+    # -- clamping consistency -----------------------------------------------------------
+    def hidden_disconnected(self, visible_rows: np.ndarray | None = None) -> list[tuple[int, ...]]:
+        """Visible states whose hidden states are not connected by hidden-only reactions.
+
+        For those ``v`` the clamped ensemble cannot mix ``pi(h|v)`` (MODEL.md
+        section 4), whatever ``gamma``.
+        """
+        rows, cols = [], []
+        for e in self.edges:
+            if self.network.hidden_only[e.reaction]:
+                rows.append(e.src)
+                cols.append(e.dst)
+        if rows:
+            r, c = np.concatenate(rows), np.concatenate(cols)
+        else:
+            r = c = np.zeros(0, dtype=np.int64)
+        g = sparse.coo_matrix((np.ones(r.size), (r, c)), shape=(self.size, self.size))
+        _, labels = connected_components(g, directed=True, connection="weak")
+        vi = self.visible_index
+        sel = range(self.visible_states.shape[0]) if visible_rows is None else visible_rows
+        bad = []
+        for v in sel:
+            if np.unique(labels[vi == v]).size > 1:
+                bad.append(tuple(int(x) for x in self.visible_states[v]))
+        return bad
+
+    def summary(self) -> dict:
+        return {
+            "state_count": self.size,
+            "bounds": dict(zip(self.network.names, self.bounds.tolist())),
+            "open_species": [self.network.names[i] for i in np.nonzero(self.open)[0]],
+            "visible_state_count": int(self.visible_states.shape[0]),
+        }
