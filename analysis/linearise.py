@@ -1,0 +1,254 @@
+"""Fixed point of the full learning loop and its analytic linearisation (MODEL.md sections 4-5).
+
+The loop's Jacobian comes from :meth:`feedback.ensembles.LearningNetwork.jacobian`
+(analytic, sparse). Structural zero modes are removed by restricting to the
+invariant subspace ``ker W``, where ``W`` stacks the left null vectors
+``1^T`` of each ensemble (probability normalisation) and
+``n_k^T E^{-1}`` of the neutral theta directions (``L E^{-1} theta`` is
+conserved by the loop). Coordinates are eliminated at pivots, so the
+reduced Jacobian ``Jr = J[rest] V`` stays sparse and ``J V = V Jr`` holds
+exactly: the spectrum of ``Jr`` is that of ``J`` without those zeros.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+from scipy import sparse
+from scipy.linalg import qr
+from scipy.optimize import root
+
+from analysis.fixedpoints import StationaryPoint, learned_fixed_point
+from feedback.ensembles import LearningNetwork
+from feedback.model import Model
+
+
+@dataclass(frozen=True)
+class LoopFixedPoint:
+    """The learned fixed point of the full loop.
+
+    Attributes
+    ----------
+    theta : ndarray
+        Learned parameters at the loop's fixed point.
+    x : ndarray
+        Full loop state ``(p_f, p_c, theta)`` there.
+    divergence : float
+        ``D(Q||P_theta)`` at ``theta`` (nats).
+    gradient_norm : float
+        ``|grad D|`` at ``theta`` (non-zero under dynamic clamping: the bias).
+    optimum : StationaryPoint
+        The quasi-static fixed point (true optimum reached from the file's energies).
+    bias : float
+        ``divergence - optimum.divergence`` (zero under equilibrium clamping).
+    residual : float
+        ``max |dx/dt|`` at ``x`` (how well the fixed point was solved).
+    a : float
+        Environment mixing weight at which it was computed.
+    """
+
+    theta: np.ndarray
+    x: np.ndarray
+    divergence: float
+    gradient_norm: float
+    optimum: StationaryPoint
+    bias: float
+    residual: float
+    a: float = 0.0
+
+
+def loop_fixed_point(model: Model, net: LearningNetwork | None = None, a: float = 0.0,
+                     optimum: StationaryPoint | None = None) -> LoopFixedPoint:
+    """Solve ``m_c(theta) = m_f(theta)`` on the initial leaf (dynamic clamping), or take the optimum.
+
+    Under dynamic clamping ``m_c(theta)`` is the clamped ensemble's stationary
+    mean at fixed theta (a sparse solve); the root is found by Newton/hybrid
+    iteration in identifiable coordinates ``theta = theta_opt + E U x``
+    started from the quasi-static optimum, with the analytic Jacobian
+    ``d m_c/d theta - Cov_pi``.
+    """
+    net = net or LearningNetwork(model)
+    opt = optimum or learned_fixed_point(model, a=a)
+    theta = opt.theta
+    if net.dynamic:
+        theta = _biased_fixed_point(model, net, opt.theta, a)
+    x = net.initial_state(theta, a)
+    res = float(np.max(np.abs(net.rhs(x, a))))
+    D = model.divergence(theta, a)
+    g = float(np.linalg.norm(model.gradient(theta, a)))
+    return LoopFixedPoint(theta, x, D, g, opt, D - opt.divergence, res, a)
+
+
+def _biased_fixed_point(model: Model, net: LearningNetwork, theta_start: np.ndarray, a: float,
+                        tol: float = 1e-12, max_iter: int = 400) -> np.ndarray:
+    """Pseudo-transient continuation on ``dtheta/dt = E (m_c(theta) - m_f(theta))``.
+
+    In identifiable coordinates ``theta = theta_start + E U x`` the flow is
+    ``dx/dt = G(x) = U^T (m_c - m_f)``. Each step solves
+    ``(I/tau - dG) dx = G`` and grows ``tau`` as the residual falls
+    (switched evolution relaxation), so it follows the flow's basin like a
+    stiff integrator and ends with Newton's quadratic convergence. Plain
+    Newton from the optimum can jump along the nearly flat directions of
+    hidden-unit models (E3) to a far, unstable root.
+    """
+    from scipy.sparse.linalg import splu
+
+    from feedback.ensembles import generator_derivative
+
+    L = model.learned
+    U = model.identifiable
+    EU = model.eps[:, None] * U
+
+    def G_and_dG(x):
+        th = theta_start + EU @ x
+        pf = net.free_stationary(th)
+        M = (net.gamma * sparse.identity(net.n_c, format="csc") - net.hidden_generator(th).tocsc())
+        lu = splu(M)
+        pc = np.clip(lu.solve(net.gamma * net.reset_target(a)), 0.0, None)
+        he = net.hidden_edges
+        Dc = generator_derivative(he, he.rates(net.theta_full(th)), pc, net.n_c, L)
+        dmc = net.S_c[:, L].T @ lu.solve(Dc)
+        cov = model.landscape.covariance(pf)[np.ix_(L, L)]
+        G = U.T @ (net.S_c[:, L].T @ pc - net.S_f[:, L].T @ pf)
+        return G, U.T @ (dmc - cov) @ EU
+
+    x = np.zeros(U.shape[1])
+    G, dG = G_and_dG(x)
+    g0 = np.linalg.norm(G)
+    tau = 1.0 / max(np.linalg.norm(dG, 2), 1e-300)
+    I = np.eye(x.size)
+    for _ in range(max_iter):
+        if np.linalg.norm(G) <= tol * max(1.0, g0) or np.linalg.norm(G) < 1e-14:
+            break
+        step = np.linalg.solve(I / tau - dG, G)
+        x_new = x + step
+        G_new, dG_new = G_and_dG(x_new)
+        if not np.all(np.isfinite(G_new)) or np.linalg.norm(G_new) > 10 * np.linalg.norm(G):
+            tau *= 0.25          # overshoot: shorter pseudo-time step
+            continue
+        tau = min(tau * max(np.linalg.norm(G) / max(np.linalg.norm(G_new), 1e-300), 0.5), 1e12)
+        x, G, dG = x_new, G_new, dG_new
+    return theta_start + EU @ x
+
+
+def _elimination(W: np.ndarray, pivots: np.ndarray, n: int) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """Embedding ``V`` (n, n-m) of ``ker W`` eliminating ``pivots``; returns (V, rest)."""
+    rest = np.setdiff1d(np.arange(n), pivots)
+    Wp = W[:, pivots]
+    Wr = W[:, rest]
+    dep = -np.linalg.solve(Wp, Wr)   # (m, n-m): x_piv = dep @ x_rest
+    V = sparse.lil_matrix((n, rest.size))
+    V[rest, np.arange(rest.size)] = 1.0
+    V = V.tocsr()
+    Vd = sparse.csr_matrix((dep.ravel(), (np.repeat(pivots, rest.size), np.tile(np.arange(rest.size), len(pivots)))),
+                           shape=(n, rest.size))
+    Vd.eliminate_zeros()
+    return (V + Vd).tocsr(), rest
+
+
+@dataclass(frozen=True, eq=False)
+class LinearLoop:
+    """The loop linearised at its fixed point, with structural zeros removed.
+
+    Attributes
+    ----------
+    net : LearningNetwork
+    fixed_point : LoopFixedPoint
+    J : csr_matrix      full Jacobian (n, n)
+    B : ndarray         input vector for the mixing weight ``a`` (n,)
+    V : csr_matrix      embedding of the invariant subspace (n, r)
+    rest : ndarray      kept coordinates (``Jr = J[rest] V``)
+    removed : dict      counts of removed zero modes: ``normalisation``, ``neutral``
+    """
+
+    net: LearningNetwork
+    fixed_point: LoopFixedPoint
+    J: sparse.csr_matrix
+    B: np.ndarray
+    V: sparse.csr_matrix
+    rest: np.ndarray
+    removed: dict
+
+    @cached_property
+    def Jr(self) -> sparse.csr_matrix:
+        """Reduced Jacobian on the invariant subspace (sparse)."""
+        return (self.J[self.rest] @ self.V).tocsr()
+
+    @cached_property
+    def Br(self) -> np.ndarray:
+        return self.B[self.rest]
+
+    def output(self, name: str) -> sparse.csr_matrix:
+        """Reduced output map for ``m_f``, ``m_c``, ``e`` (= m_c - m_f) or ``theta``.
+
+        Under equilibrium clamping ``m_c`` is a static function of theta and a:
+        its map includes ``d m_c/d theta`` on the theta coordinates (the
+        feedthrough from ``a`` is :meth:`feedthrough`).
+        """
+        net = self.net
+        C = net.output_matrices()
+        if name == "m_c" and not net.dynamic:
+            Ct = C["theta"]
+            dmc = net.clamped_mean_jacobian(self.fixed_point.theta, self.fixed_point.a)
+            full = sparse.csr_matrix(dmc) @ Ct
+        elif name == "e":
+            return (self.output("m_c") - self.output("m_f")).tocsr()
+        else:
+            full = C[name]
+        return (full @ self.V).tocsr()
+
+    def feedthrough(self, name: str) -> np.ndarray:
+        """Direct term from ``a`` to an output (non-zero only for m_c / e at equilibrium clamping)."""
+        net = self.net
+        if net.dynamic or name not in ("m_c", "e"):
+            return np.zeros(net.k)
+        m = net.model
+        th = net.theta_full(self.fixed_point.theta)
+        lsc = m.landscape
+        dm = lsc.moments(th, m.q_change).mean_clamped - lsc.moments(th, m.q).mean_clamped
+        return dm[m.learned]
+
+    @property
+    def n_reduced(self) -> int:
+        return self.rest.size
+
+    def dense(self) -> tuple[np.ndarray, np.ndarray]:
+        """Dense ``(Jr, Br)`` (for small loops and python-control)."""
+        return self.Jr.toarray(), self.Br.copy()
+
+
+def linearise(model: Model, clamping: str | None = None, a: float = 0.0,
+              fixed_point: LoopFixedPoint | None = None) -> LinearLoop:
+    """Fixed point of the loop, analytic Jacobian and reduction to the invariant subspace."""
+    net = LearningNetwork(model, clamping)
+    fp = fixed_point or loop_fixed_point(model, net, a)
+    J = net.jacobian(fp.x, a)
+    B = net.input_vector(fp.x)
+    n = net.n_states
+    rows, piv = [], []
+    # probability normalisation of each ensemble; pivot at the most probable state
+    blocks = [(0, net.n_f)] + ([(net.n_f, net.n_c)] if net.dynamic and net.n_c else [])
+    for start, size in blocks:
+        w = np.zeros(n)
+        w[start:start + size] = 1.0
+        rows.append(w)
+        piv.append(start + int(np.argmax(fp.x[start:start + size])))
+    # neutral theta directions: n_k^T E^{-1} theta is conserved by the loop
+    N = model.neutral
+    n_neutral = N.shape[1]
+    if n_neutral:
+        Wt = (N / model.eps[:, None]).T
+        _, _, perm = qr(Wt, pivoting=True)
+        tpiv = perm[:n_neutral]
+        base = net.n_f + net.n_c
+        for r in range(n_neutral):
+            w = np.zeros(n)
+            w[base:] = Wt[r]
+            rows.append(w)
+        piv.extend(base + tpiv)
+    W = np.array(rows)
+    V, rest = _elimination(W, np.array(piv), n)
+    removed = {"normalisation": len(blocks), "neutral": n_neutral}
+    return LinearLoop(net, fp, J, B, V, rest, removed)

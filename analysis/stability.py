@@ -1,0 +1,119 @@
+"""Closed-loop eigenvalues, stability and convergence (MODEL.md section 5).
+
+Eigenvalues are those of the reduced Jacobian (structural zero modes of
+normalisation and neutral directions removed, :mod:`analysis.linearise`).
+Small loops use dense ``eig``; large ones sparse Arnoldi
+(``scipy.sparse.linalg.eigs(which="LR")``) for the slowest modes only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.sparse.linalg import ArpackNoConvergence, eigs
+
+from analysis.linearise import LinearLoop
+
+DENSE_LIMIT = 1500
+FLAT_TOL = 1e-9
+
+
+def closed_loop_eigenvalues(loop: LinearLoop, count: int | None = None) -> np.ndarray:
+    """Eigenvalues of the reduced loop, slowest (largest real part) first.
+
+    Parameters
+    ----------
+    loop : LinearLoop
+    count : int or None
+        How many of the slowest to return; ``None`` = all (dense; only for
+        loops up to :data:`DENSE_LIMIT` reduced states, else the slowest 20).
+    """
+    n = loop.n_reduced
+    if n <= DENSE_LIMIT:
+        ev = np.linalg.eigvals(loop.Jr.toarray())
+    else:
+        k = min(count or 20, n - 2)
+        try:
+            ev = eigs(loop.Jr.tocsc(), k=k, which="LR", return_eigenvectors=False, tol=1e-10,
+                      maxiter=max(5000, 20 * n))
+        except ArpackNoConvergence as e:  # keep what converged, say so through fewer values
+            ev = e.eigenvalues
+    ev = ev[np.lexsort((np.abs(ev.imag), -ev.real))]
+    return ev if count is None else ev[:count]
+
+
+def damping_ratios(ev: np.ndarray) -> np.ndarray:
+    """``-Re(s)/|s|`` (a real eigenvalue counts as 1, INTERFACE.md)."""
+    mag = np.abs(ev)
+    out = np.where(mag > 0, -ev.real / np.where(mag > 0, mag, 1.0), 1.0)
+    return np.where(np.abs(ev.imag) <= 1e-12 * np.maximum(mag, 1e-300), 1.0, out)
+
+
+@dataclass(frozen=True)
+class Stability:
+    """Stability of the learning loop at its fixed point.
+
+    Attributes
+    ----------
+    eigenvalues : ndarray (complex)   identifiable, structural zeros removed, slowest first
+    stable : bool                     all real parts < 0
+    slowest_rate : float              ``-max Re``
+    time_constants : ndarray          ``1/|Re|`` of each eigenvalue
+    damping : ndarray                 damping ratio of each eigenvalue
+    damping_ratio_min : float
+    flat_modes : ndarray              near-zero eigenvalues removed as flat directions
+    removed : dict                    structural zero modes removed (normalisation, neutral)
+    quasi_static_rates : ndarray      ``eig(E H)`` on the identifiable subspace, ascending
+    """
+
+    eigenvalues: np.ndarray
+    stable: bool
+    slowest_rate: float
+    time_constants: np.ndarray
+    damping: np.ndarray
+    damping_ratio_min: float
+    flat_modes: np.ndarray
+    removed: dict
+    quasi_static_rates: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def to_dict(self) -> dict:
+        return {
+            "eigenvalues": [[float(z.real), float(z.imag)] for z in self.eigenvalues],
+            "stable": bool(self.stable),
+            "slowest_rate": float(self.slowest_rate),
+            "time_constants": [float(t) for t in self.time_constants],
+            "damping_ratio_min": float(self.damping_ratio_min),
+            "flat_modes": [[float(z.real), float(z.imag)] for z in self.flat_modes],
+            "removed_modes": dict(self.removed),
+            "quasi_static_rates": [float(r) for r in self.quasi_static_rates],
+        }
+
+
+def stability(loop: LinearLoop, count: int | None = None) -> Stability:
+    """Eigenvalues, stability verdict, slowest rate and damping of the reduced loop.
+
+    Flat directions (zero Hessian eigenvalues that are not neutral, MODEL.md
+    section 2) give closed-loop eigenvalues at zero; as many eigenvalues as
+    there are flat directions, within ``FLAT_TOL`` of zero (relative to the
+    spectral scale), are removed and reported as flat, not as instability.
+    """
+    from analysis.fixedpoints import classify, quasi_static_rates
+
+    model = loop.net.model
+    ev = closed_loop_eigenvalues(loop, count)
+    opt = loop.fixed_point.optimum
+    n_flat = classify(model, opt.theta).flat.size
+    flat = np.zeros(0, dtype=complex)
+    if n_flat:
+        scale = max(np.max(np.abs(ev)), 1e-300)
+        near = np.nonzero(np.abs(ev) <= FLAT_TOL * scale)[0][:n_flat]
+        flat = ev[near]
+        ev = np.delete(ev, near)
+    re = ev.real
+    slowest = float(-np.max(re)) if ev.size else float("inf")
+    zeta = damping_ratios(ev)
+    tc = np.divide(1.0, np.abs(re), out=np.full(re.shape, np.inf), where=re != 0)
+    qs = quasi_static_rates(model, loop.fixed_point.theta, loop.fixed_point.a)
+    return Stability(ev, bool(ev.size and np.all(re < 0)), slowest, tc, zeta,
+                     float(np.min(zeta)) if zeta.size else 1.0, flat, dict(loop.removed, flat=int(flat.size)), qs)
