@@ -64,7 +64,7 @@ class Stability:
     damping_ratio_min : float
     flat_modes : ndarray              near-zero eigenvalues removed as flat directions
     removed : dict                    structural zero modes removed (normalisation, neutral)
-    quasi_static_rates : ndarray      ``eig(E H)`` on the identifiable subspace, ascending
+    quasi_static_rates : ndarray      ``eig(E H)`` at the optimum, identifiable subspace, ascending
     """
 
     eigenvalues: np.ndarray
@@ -114,6 +114,6 @@ def stability(loop: LinearLoop, count: int | None = None) -> Stability:
     slowest = float(-np.max(re)) if ev.size else float("inf")
     zeta = damping_ratios(ev)
     tc = np.divide(1.0, np.abs(re), out=np.full(re.shape, np.inf), where=re != 0)
-    qs = quasi_static_rates(model, loop.fixed_point.theta, loop.fixed_point.a)
+    qs = quasi_static_rates(model, opt.theta, loop.fixed_point.a)  # at the true optimum
     return Stability(ev, bool(ev.size and np.all(re < 0)), slowest, tc, zeta,
                      float(np.min(zeta)) if zeta.size else 1.0, flat, dict(loop.removed, flat=int(flat.size)), qs)
