@@ -82,7 +82,7 @@ def loop_fixed_point(model: Model, net: LearningNetwork | None = None, a: float 
 
 
 def _biased_fixed_point(model: Model, net: LearningNetwork, theta_start: np.ndarray, a: float,
-                        tol: float = 1e-12, max_iter: int = 400) -> np.ndarray:
+                        tol: float = 1e-12, max_iter: int = 5000) -> np.ndarray:
     """Pseudo-transient continuation on ``dtheta/dt = E (m_c(theta) - m_f(theta))``.
 
     In identifiable coordinates ``theta = theta_start + E U x`` the flow is
