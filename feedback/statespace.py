@@ -130,6 +130,10 @@ class StateSpace:
 
     def _enumerate(self) -> np.ndarray:
         net = self.network
+        # Every kept jump n -> n + nu has its reverse kept too (n + nu >= y', both ends in
+        # the box), so the jump graph is undirected and the neighbours of BFS level k lie in
+        # levels k-1, k, k+1: checking the last two levels is enough (linear, not quadratic).
+        prev = np.zeros(0, dtype=np.int64)
         seen = np.array([self._encode(self.initial)])
         frontier = self.initial[None, :]
         chunks = [frontier]
@@ -147,9 +151,9 @@ class StateSpace:
             if cand.shape[0] == 0:
                 break
             codes, idx = np.unique(self._encode(cand), return_index=True)
-            new = ~np.isin(codes, seen, assume_unique=True)
+            new = ~np.isin(codes, np.concatenate([prev, seen]))
             frontier = cand[idx[new]]
-            seen = np.union1d(seen, codes[new])
+            prev, seen = seen, codes[new]
             chunks.append(frontier)
             total += frontier.shape[0]
             if total > MAX_STATES:
