@@ -27,6 +27,8 @@ def _num(x, key: str, *, positive=False, nonneg=False, integer=False, prob=False
         raise ModelError(f"must be finite, got {x!r}", key=key)
     if integer and int(x) != x:
         raise ModelError(f"must be a whole number, got {x!r}", key=key)
+    if integer and abs(x) > 2 ** 53:
+        raise ModelError(f"must be at most 2**53 in magnitude, got {x!r}", key=key)
     if positive and x <= 0:
         raise ModelError(f"must be > 0, got {x!r}", key=key)
     if nonneg and x < 0:

@@ -32,6 +32,8 @@ def _number(v, key, *, positive=False, integer=False, nonneg=False):
         raise ModelError(f"must be finite, got {v!r}", key=key)
     if integer and int(v) != v:
         raise ModelError(f"must be a whole number, got {v!r}", key=key)
+    if integer and abs(v) > 2 ** 53:
+        raise ModelError(f"must be at most 2**53 in magnitude, got {v!r}", key=key)
     if positive and v <= 0:
         raise ModelError(f"must be > 0, got {v!r}", key=key)
     if nonneg and v < 0:

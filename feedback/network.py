@@ -23,6 +23,7 @@ from .errors import DetailedBalanceError, ModelError
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _TERM = re.compile(rf"^\s*(?:(\d+)\s*\*?\s*)?({_NAME})\s*$")
 _ARROW = "<->"
+MAX_COEFFICIENT = 1000  # larger stoichiometric coefficients overflow int64 / stall falling factorials
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,9 @@ def parse_complex(text: str, names: list[str]) -> tuple[int, ...]:
         coef = int(m.group(1)) if m.group(1) else 1
         if coef == 0:
             raise ModelError(f"zero coefficient in {term.strip()!r}; leave the term out")
+        if coef > MAX_COEFFICIENT:
+            raise ModelError(f"coefficient {coef} in {term.strip()!r} is too large "
+                             f"(at most {MAX_COEFFICIENT})")
         name = m.group(2)
         if name not in index:
             raise ModelError(
