@@ -350,7 +350,7 @@ def detailed_balance(nu: np.ndarray, Y: np.ndarray, Yp: np.ndarray, k_forward: n
     equations with their cycle coefficients) so the user can fix them.
     """
     kf, kr = np.asarray(k_forward, float), np.asarray(k_reverse, float)
-    lr = np.log(kf / kr)
+    lr = np.log(kf) - np.log(kr)  # not log(kf / kr): the ratio overflows for e.g. 1e300 / 1e-300
     nu = np.asarray(nu, float)
     G, *_ = np.linalg.lstsq(nu, -lr, rcond=None)
     resid = float(np.max(np.abs(nu @ G + lr))) if lr.size else 0.0
@@ -365,8 +365,8 @@ def detailed_balance(nu: np.ndarray, Y: np.ndarray, Yp: np.ndarray, k_forward: n
                     "coefficients": [int(c[i]) for i in idx],
                     "log_ratio_sum": s,
                 })
-    lam = np.exp(-G)
-    kappa = np.sqrt(kf * kr / np.prod(lam ** (np.asarray(Y) + np.asarray(Yp)), axis=1))
+    # kappa = sqrt(k+ k- / lambda^{y + y'}) with lambda = exp(-G), in logs to avoid overflow
+    kappa = np.exp(0.5 * (np.log(kf) + np.log(kr) + (np.asarray(Y) + np.asarray(Yp)) @ G))
     return DetailedBalance(G, kappa, resid, tol, violated)
 
 
@@ -409,13 +409,12 @@ def from_rate_constants(species: list[Species], equations: list[str], k_forward,
     G = db.energies
     if energies_given:
         G = np.array([s.energy for s in species])
-        mismatch = np.max(np.abs((Yp - Y) @ G + np.log(kf / kr)))
+        mismatch = np.max(np.abs((Yp - Y) @ G + np.log(kf) - np.log(kr)))
         if mismatch > max(tol, 1e-6):
             raise DetailedBalanceError(
                 f"the species energies disagree with ln(k_forward/k_reverse) = -G . nu "
                 f"(max mismatch {mismatch:.3g} kT); omit the energies to derive them, or fix them")
-        lam = np.exp(-G)
-        kappa = np.sqrt(kf * kr / np.prod(lam ** (Y + Yp), axis=1))
+        kappa = np.exp(0.5 * (np.log(kf) + np.log(kr) + (Y + Yp) @ G))
         db = DetailedBalance(G, kappa, db.residual, tol, [])
     sp = tuple(Species(s.name, float(g), s.visible, s.learn) for s, g in zip(species, G))
     rx = tuple(Reaction(tuple(map(int, y)), tuple(map(int, yp)), float(k), eq)
