@@ -68,6 +68,9 @@ def cmd_fit(args) -> int:
     if args.starts < 0:
         raise UsageError("--starts must be >= 0")
     pts = stationary_points(model, starts=args.starts) if args.starts else [learned_fixed_point(model)]
+    # MODEL.md section 1: dropped mass above the tolerance is an error, at the learned point too
+    model.space.check_truncation(model.full_theta(pts[0].theta), model.truncation_tol,
+                                 "at the learned fixed point ")
     names = model.learned_names
     rows = []
     for p in pts:
@@ -172,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ModelError as e:
+        if not e.file and not isinstance(e, UsageError) and getattr(args, "model", None):
+            e = e.located(args.model)  # errors raised after loading still name the file
         print(f"crnfb {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except FileNotFoundError as e:
