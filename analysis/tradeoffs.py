@@ -1,0 +1,445 @@
+"""Trade-offs between dissipation and performance (MODEL.md section 7).
+
+For each parameter point (``eps``, ``gamma``, ``M``, ``dmu``, ...)
+:func:`point_metrics` puts the dissipation at the learned fixed point
+(:mod:`analysis.thermo`) beside the loop's performance:
+
+- convergence: the slowest closed-loop rate (:func:`analysis.stability.stability`),
+- tracking bandwidth (``analysis.disturbance``, when that module is present),
+- bias: the excess divergence of the loop's fixed point over the true
+  optimum (``loop_fixed_point(...).bias``, non-zero under dynamic clamping),
+- parameter noise: RMS of the LNA stationary fluctuation of theta on the
+  identifiable subspace (``analysis.noise``, when present).
+
+:func:`sweep` runs a serial grid and returns a :class:`TradeoffResult`
+with Pareto marking (non-dominated: lower dissipation, higher rate and
+bandwidth, lower bias and noise); :func:`plot_tradeoffs` draws it.
+The parallel ``crnfb sweep`` (``analysis.sweep``) calls :func:`point_metrics`.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import inspect
+import io
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from feedback.model import Ensembles, Model
+
+#: sense of each performance metric (``min``: lower is better)
+OBJECTIVES = {"slowest_rate": "max", "bandwidth": "max", "bias": "min", "noise": "min"}
+
+#: the dissipation columns (kT per time unit); ``dissipation_ensemble`` is the default cost
+COSTS = ("dissipation_ensemble", "dissipation_total", "dissipation_learning", "dissipation_clamped",
+         "dissipation_free")
+
+LABELS = {
+    "dissipation_ensemble": "dissipation rate of the cell  [kT / time unit]",
+    "dissipation_total": "dissipation rate, free + clamped + learning  [kT / time unit]",
+    "dissipation_learning": "learning dissipation per unit volume  [kT / time unit]",
+    "dissipation_clamped": "clamped-ensemble dissipation per copy  [kT / time unit]",
+    "dissipation_free": "free-ensemble dissipation per copy  [kT / time unit]",
+    "slowest_rate": "convergence rate (slowest closed-loop rate)  [1 / time unit]",
+    "bandwidth": "tracking bandwidth  [rad / time unit]",
+    "bias": "bias: excess divergence at the fixed point  [nats]",
+    "noise": "parameter noise: RMS of theta (LNA)  [dimensionless]",
+    "episode_total": "dissipation of a learning episode  [kT]",
+}
+
+PARAMS = ("eps", "gamma", "dmu", "M", "M_f", "M_c", "omega")
+PARAM_LABELS = {"eps": r"learning rate $\varepsilon$", "gamma": r"reset rate $\gamma$",
+                "dmu": r"fuel $\Delta\mu$ [kT]", "M": "ensemble size $M$", "M_f": "free copies $M_f$",
+                "M_c": "clamped copies $M_c$", "omega": r"volume $\Omega$"}
+
+
+# -- parameters ------------------------------------------------------------------------------------------------
+def apply_param(model: Model, name: str, value) -> Model:
+    """Copy of ``model`` with one sweep parameter set.
+
+    ``eps`` (scalar: every learned species; or a sequence), ``gamma``, ``dmu``;
+    ``M`` sets both ensemble sizes, ``M_f``/``M_c`` one of them, ``omega`` the volume.
+    """
+    if name in ("eps", "gamma", "dmu"):
+        v = value if (name == "eps" and not np.isscalar(value)) else float(value)
+        return model.with_learning(**{name: v})
+    ens = model.ensembles
+    sizes = {"free": ens.free, "clamped": ens.clamped, "omega": ens.omega}
+    if name == "M":
+        sizes["free"] = sizes["clamped"] = int(round(value))
+    elif name == "M_f":
+        sizes["free"] = int(round(value))
+    elif name == "M_c":
+        sizes["clamped"] = int(round(value))
+    elif name == "omega":
+        sizes["omega"] = float(value)
+    else:
+        raise ValueError(f"unknown sweep parameter {name!r}; choose from {', '.join(PARAMS)}")
+    return model.replace(ensembles=Ensembles(sizes["free"], sizes["clamped"], sizes["omega"]))
+
+
+# -- optional colleagues' modules -------------------------------------------------------------------------------
+def _optional(module: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
+
+
+def _call_first(mod, names, loop, model):
+    """Call the first of ``names`` in ``mod`` that accepts the loop (or the model)."""
+    for name in names:
+        fn = getattr(mod, name, None)
+        if not callable(fn):
+            continue
+        try:
+            params = list(inspect.signature(fn).parameters)
+        except (TypeError, ValueError):
+            params = []
+        first = params[0] if params else ""
+        arg = model if first in ("model", "m") else loop
+        return fn(arg)
+    return None
+
+
+def _bandwidth(model: Model, loop) -> tuple[float | None, str | None]:
+    mod = _optional("analysis.disturbance")
+    if mod is None:
+        return None, "analysis.disturbance is not available"
+    try:
+        res = _call_first(mod, ("bandwidth", "disturbance_bandwidth", "disturbance"), loop, model)
+    except Exception as exc:  # noqa: BLE001 - a missing column, not a failed sweep
+        return None, f"analysis.disturbance failed: {exc}"
+    val = _pick(res, "bandwidth")
+    if val is None:
+        return None, "analysis.disturbance gave no bandwidth (no -3 dB crossing in range?)"
+    return val, None
+
+
+def _noise(model: Model, loop) -> tuple[float | None, str | None]:
+    mod = _optional("analysis.noise")
+    if mod is None:
+        return None, "analysis.noise (LNA) is not available"
+    try:
+        res = _call_first(mod, ("theta_covariance", "stationary_covariance", "parameter_covariance", "lna"),
+                          loop, model)
+    except Exception as exc:  # noqa: BLE001
+        return None, f"analysis.noise failed: {exc}"
+    cov = res
+    if not isinstance(res, np.ndarray):
+        cov = _pick(res, "theta_covariance", scalar=False)
+        if cov is None:
+            cov = _pick(res, "covariance", scalar=False)
+    if cov is None:
+        return None, "analysis.noise gave no theta covariance"
+    cov = np.atleast_2d(np.asarray(cov, float))
+    U = model.identifiable
+    if cov.shape == (U.shape[0], U.shape[0]):
+        cov = U.T @ cov @ U
+    return float(np.sqrt(max(np.trace(cov), 0.0))), None
+
+
+def _pick(res, key, scalar=True):
+    if res is None:
+        return None
+    if isinstance(res, dict):
+        v = res.get(key)
+    elif hasattr(res, key):
+        v = getattr(res, key)
+    elif scalar and np.isscalar(res):
+        v = res
+    else:
+        return None
+    if v is None:
+        return None
+    if scalar:
+        v = float(v)
+        return v if np.isfinite(v) else None
+    return v
+
+
+# -- one point ---------------------------------------------------------------------------------------------------
+def point_metrics(model: Model, *, episode: bool = False, reasons: dict | None = None) -> dict:
+    """Scalar trade-off metrics of one model (floats; ``None`` where unavailable).
+
+    Keys: the parameters (``eps`` = largest learning rate, ``gamma``, ``dmu``,
+    ``M_f``, ``M_c``, ``omega``), dissipation at the fixed point
+    (``dissipation_free``, ``_clamped``, ``_learning``, ``_total``,
+    ``_ensemble``; kT per time unit, units in :data:`analysis.thermo.UNITS`),
+    ``slowest_rate``, ``quasi_static_rate`` (1/time), ``stable`` (1.0/0.0),
+    ``bias``, ``divergence`` (nats), ``bandwidth`` (rad/time), ``noise``,
+    and with ``episode=True`` ``episode_total`` (kT). Pass a dict as
+    ``reasons`` to receive why each ``None`` is missing.
+    """
+    from analysis import thermo
+    from analysis.linearise import linearise
+    from analysis.stability import stability
+
+    why = {} if reasons is None else reasons
+    lrn, ens = model.learning, model.ensembles
+    out: dict = {"eps": float(np.max(model.eps)), "gamma": float(lrn.gamma), "dmu": float(lrn.dmu),
+                 "M_f": float(ens.free), "M_c": float(ens.clamped), "omega": float(ens.omega)}
+    loop = linearise(model)
+    fp = loop.fixed_point
+    d = thermo.dissipation(loop.net, fp.x, fp.a)
+    num = thermo._json_number
+    out.update({"dissipation_free": num(d.free), "dissipation_clamped": num(d.clamped),
+                "dissipation_learning": num(d.learning), "dissipation_total": num(d.total),
+                "dissipation_ensemble": num(d.total_ensemble)})
+    if d.clamped is None:
+        why["dissipation_clamped"] = thermo.CLAMPED_EQUILIBRIUM_REASON
+    st = stability(loop)
+    out["slowest_rate"] = float(st.slowest_rate) if np.isfinite(st.slowest_rate) else None
+    if out["slowest_rate"] is None:
+        why["slowest_rate"] = "no closed-loop eigenvalue left after removing structural zeros"
+    qs = st.quasi_static_rates
+    out["quasi_static_rate"] = float(np.min(qs)) if qs.size else None
+    out["stable"] = 1.0 if st.stable else 0.0
+    out["bias"] = float(fp.bias)
+    out["divergence"] = float(fp.divergence)
+    out["bandwidth"], r = _bandwidth(model, loop)
+    if r:
+        why["bandwidth"] = r
+    out["noise"], r = _noise(model, loop)
+    if r:
+        why["noise"] = r
+    if episode:
+        try:
+            ep = thermo.episode(model, loop)
+            out["episode_total"] = num(ep.total)
+            out["episode_duration"] = float(ep.duration)
+            if not ep.reached:
+                why["episode_total"] = "time limit reached before the 1e-3 criterion"
+        except Exception as exc:  # noqa: BLE001
+            out["episode_total"] = out["episode_duration"] = None
+            why["episode_total"] = f"episode integration failed: {exc}"
+    return out
+
+
+# -- Pareto ------------------------------------------------------------------------------------------------------
+def pareto_mask(values: np.ndarray, senses: list[str], rtol: float = 1e-9) -> np.ndarray:
+    """Non-dominated rows of ``values`` (n, k); ``senses[j]`` is ``"min"`` or ``"max"``.
+
+    A row is dominated if another is at least as good in every column and
+    strictly better in one. Differences within ``rtol`` times a column's
+    largest magnitude count as ties (a saturated rate that differs by
+    round-off does not make a costlier point non-dominated). Rows with a
+    NaN are never on the front.
+    """
+    V = np.asarray(values, float).copy()
+    if V.ndim == 1:
+        V = V[:, None]
+    for j, s in enumerate(senses):
+        if s == "max":
+            V[:, j] = -V[:, j]
+        elif s != "min":
+            raise ValueError(f"sense must be 'min' or 'max', got {s!r}")
+    ok = np.all(np.isfinite(V), axis=1)
+    mask = ok.copy()
+    idx = np.nonzero(ok)[0]
+    W = V[idx]
+    if W.size == 0:
+        return mask
+    tol = rtol * np.max(np.abs(W), axis=0)
+    for a, i in enumerate(idx):
+        le = np.all(W <= W[a] + tol, axis=1)
+        lt = np.any(W < W[a] - tol, axis=1)
+        if np.any(le & lt):
+            mask[i] = False
+    return mask
+
+
+@dataclass
+class TradeoffResult:
+    """A sweep's table: one row per parameter point.
+
+    Attributes
+    ----------
+    params : list[str]          swept parameters (columns of their own)
+    rows : list[dict]           :func:`point_metrics` of each point
+    reasons : dict[str, str]    why a column is (partly) missing
+    cost : str                  the dissipation column minimised in the Pareto marking
+    objectives : dict           metric -> "min"/"max" used in the overall front
+    pareto : ndarray[bool]      non-dominated in (cost, objectives)
+    model_name : str
+    """
+
+    params: list[str]
+    rows: list[dict]
+    reasons: dict = field(default_factory=dict)
+    cost: str = "dissipation_ensemble"
+    objectives: dict = field(default_factory=dict)
+    pareto: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    model_name: str = ""
+
+    def __post_init__(self):
+        if not self.objectives:
+            self.objectives = {m: s for m, s in OBJECTIVES.items() if self._complete(m) and not self._constant(m)}
+        if self.pareto.size != len(self.rows):
+            self.pareto = self.front()
+
+    @property
+    def columns(self) -> list[str]:
+        cols = list(self.params)
+        for r in self.rows:
+            cols += [k for k in r if k not in cols]
+        return cols
+
+    def column(self, name: str) -> np.ndarray:
+        """A column as floats (NaN where missing)."""
+        return np.array([np.nan if r.get(name) is None else float(r[name]) for r in self.rows])
+
+    def _complete(self, name: str) -> bool:
+        v = self.column(name)
+        return v.size > 0 and bool(np.all(np.isfinite(v)))
+
+    def _constant(self, name: str) -> bool:
+        v = self.column(name)
+        return bool(np.all(np.isfinite(v))) and np.ptp(v) <= 1e-12 * max(np.max(np.abs(v)), 1e-300)
+
+    def front(self, *metrics: str) -> np.ndarray:
+        """Pareto mask for the cost and the given metrics (default: :attr:`objectives`)."""
+        metrics = metrics or tuple(self.objectives)
+        cols = [self.cost] + list(metrics)
+        senses = ["min"] + [OBJECTIVES.get(m, "min") for m in metrics]
+        return pareto_mask(np.column_stack([self.column(c) for c in cols]), senses)
+
+    def to_csv(self, path=None) -> str:
+        """CSV text (parameters first, then metrics, then ``pareto``); written to ``path`` if given."""
+        cols = self.columns + ["pareto"]
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(cols)
+        for r, p in zip(self.rows, self.pareto):
+            w.writerow([("" if r.get(c) is None else repr(float(r[c]))) if c != "pareto" else int(bool(p))
+                        for c in cols])
+        text = buf.getvalue()
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        return text
+
+    def to_dict(self) -> dict:
+        return {"model": self.model_name, "params": list(self.params), "cost": self.cost,
+                "objectives": dict(self.objectives), "rows": [dict(r) for r in self.rows],
+                "pareto": [bool(p) for p in self.pareto], "reasons": dict(self.reasons)}
+
+
+def sweep(model: Model, *, cost: str = "dissipation_ensemble", episode: bool = False, progress=None,
+          **grid) -> TradeoffResult:
+    """Serial sweep over the product of the given parameter values.
+
+    Example: ``sweep(model, eps=np.logspace(-3, 0, 20))`` or
+    ``sweep(model, gamma=[0.1, 1, 10], M=[100, 1000])``. Parameters as in
+    :func:`apply_param`. ``progress`` is called with ``(i, n)`` after each point.
+    """
+    if not grid:
+        raise ValueError("give at least one parameter to sweep, e.g. eps=[...]")
+    if cost not in COSTS:
+        raise ValueError(f"cost must be one of {COSTS}")
+    names = list(grid)
+    for n in names:
+        if n not in PARAMS:
+            raise ValueError(f"unknown sweep parameter {n!r}; choose from {', '.join(PARAMS)}")
+    points = list(itertools.product(*[np.atleast_1d(np.asarray(grid[n], float)) for n in names]))
+    rows, reasons = [], {}
+    for i, vals in enumerate(points):
+        m = model
+        for n, v in zip(names, vals):
+            m = apply_param(m, n, v)
+        why: dict = {}
+        row = point_metrics(m, episode=episode, reasons=why)
+        for n, v in zip(names, vals):
+            row[n] = float(v)
+        rows.append(row)
+        for k, v in why.items():
+            reasons.setdefault(k, v)
+        if progress:
+            progress(i + 1, len(points))
+    return TradeoffResult(names, rows, reasons, cost, model_name=model.name)
+
+
+# -- plotting ------------------------------------------------------------------------------------------------------
+def _panel(ax, result: TradeoffResult, metric: str, cbar: bool = True):
+    import matplotlib as mpl
+    import matplotlib.pyplot as plt
+
+    x = result.column(metric)
+    y = result.column(result.cost)
+    par = result.params[0]
+    c = result.column(par)
+    ok = np.isfinite(x) & np.isfinite(y)
+    front = result.front(metric)
+    logc = bool(np.all(c[ok] > 0) and np.nanmax(c[ok]) / np.nanmin(c[ok]) > 20)
+    lo, hi = np.nanmin(c[ok]), np.nanmax(c[ok])
+    norm = mpl.colors.LogNorm(lo, hi) if logc else mpl.colors.Normalize(lo, hi if hi > lo else lo + 1)
+    sc = ax.scatter(x[ok & ~front], y[ok & ~front], c=c[ok & ~front], norm=norm, cmap="viridis", s=28,
+                    alpha=0.55, edgecolors="none", label="dominated")
+    order = np.argsort(x[front])
+    fx, fy = x[front][order], y[front][order]
+    ax.plot(fx, fy, "-", color="crimson", lw=1.6, zorder=3, label="Pareto front")
+    ax.scatter(fx, fy, c=c[front][order], norm=norm, cmap="viridis", s=60, edgecolors="crimson",
+               linewidths=1.6, zorder=4)
+    del sc
+    if cbar:
+        cb = plt.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, pad=0.02)
+        cb.set_label(PARAM_LABELS.get(par, par))
+    if np.all(y[ok] > 0) and np.nanmax(y[ok]) / np.nanmin(y[ok]) > 20:
+        ax.set_yscale("log")
+    if np.all(x[ok] > 0) and np.nanmax(x[ok]) / np.nanmin(x[ok]) > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel(LABELS.get(metric, metric))
+    ax.set_ylabel(LABELS.get(result.cost, result.cost))
+    better = "right" if OBJECTIVES.get(metric, "min") == "max" else "left"
+    ax.set_title(f"dissipation vs {metric.replace('_', ' ')}  (better: lower, {better})", fontsize="medium")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="best", frameon=False, fontsize="small")
+    return ax
+
+
+def plot_tradeoffs(result: TradeoffResult, ax=None, metrics=None):
+    """Dissipation against each performance metric, Pareto front highlighted.
+
+    Parameters
+    ----------
+    result : TradeoffResult
+    ax : matplotlib Axes, sequence of Axes, or None
+        ``None``: a new figure with one panel per metric. One Axes: one panel
+        (the first metric).
+    metrics : sequence of str or None
+        Among ``slowest_rate``, ``bandwidth``, ``bias``, ``noise``; default:
+        those available and not constant over the sweep.
+
+    Returns
+    -------
+    matplotlib Figure
+    """
+    import matplotlib.pyplot as plt
+
+    if metrics is None:
+        metrics = [m for m in OBJECTIVES if result._complete(m) and not result._constant(m)]
+        metrics = metrics or [m for m in OBJECTIVES if np.any(np.isfinite(result.column(m)))]
+    if not metrics:
+        raise ValueError("no performance metric available to plot against")
+    if ax is None:
+        n = len(metrics)
+        fig, axes = plt.subplots(1, n, figsize=(5.4 * n, 4.4), constrained_layout=True, squeeze=False)
+        axes = list(axes[0])
+    elif hasattr(ax, "plot"):
+        axes, fig = [ax], ax.figure
+        metrics = list(metrics)[:1]
+    else:
+        axes = list(np.ravel(ax))
+        fig = axes[0].figure
+        metrics = list(metrics)[:len(axes)]
+    for a, m in zip(axes, metrics):
+        _panel(a, result, m)
+    if result.model_name:
+        fig.suptitle(f"{result.model_name}: dissipation trade-offs over {', '.join(result.params)}")
+    return fig
+
+
+__all__ = ["OBJECTIVES", "TradeoffResult", "apply_param", "pareto_mask", "plot_tradeoffs", "point_metrics", "sweep"]
