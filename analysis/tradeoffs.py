@@ -50,6 +50,9 @@ LABELS = {
     "episode_total": "dissipation of a learning episode  [kT]",
 }
 
+TITLES = {"slowest_rate": "cost of convergence", "bandwidth": "cost of tracking", "bias": "cost of accuracy",
+          "noise": "cost of precision"}
+
 PARAMS = ("eps", "gamma", "dmu", "M", "M_f", "M_c", "omega")
 PARAM_LABELS = {"eps": r"learning rate $\varepsilon$", "gamma": r"reset rate $\gamma$",
                 "dmu": r"fuel $\Delta\mu$ [kT]", "M": "ensemble size $M$", "M_f": "free copies $M_f$",
@@ -105,17 +108,38 @@ def _call_first(mod, names, loop, model):
     return None
 
 
-def _bandwidth(model: Model, loop) -> tuple[float | None, str | None]:
+def _bandwidth(model: Model, loop, stable: bool = True) -> tuple[float | None, str | None]:
+    """``disturbance.bandwidth`` as :mod:`analysis.disturbance` defines it (INTERFACE.md).
+
+    Fast path: only the gain ratio on the INTERFACE grid
+    (``analysis.frequency.loop_blocks(loop).response(SPEC_OMEGA)`` and
+    ``analysis.disturbance.bandwidth``), as ``disturbance()`` computes it,
+    without its step response and lag cost; otherwise the full
+    :func:`analysis.disturbance.disturbance`.
+    """
     mod = _optional("analysis.disturbance")
-    if mod is None:
+    if mod is None or not callable(getattr(mod, "disturbance", None)):
         return None, "analysis.disturbance is not available"
+    if model.change is None:
+        return None, "the model has no [environment.change]: the disturbance direction is zero"
+    freq = _optional("analysis.frequency")
+    if stable and freq is not None and callable(getattr(mod, "bandwidth", None)):
+        try:
+            blocks = freq.loop_blocks(loop)
+            if getattr(blocks, "has_disturbance", True):
+                R = blocks.response(freq.SPEC_OMEGA)
+                val, why = mod.bandwidth(R.omega, R.gain_ratio)
+                return (None if val is None else float(val)), why
+        except Exception:  # noqa: BLE001 - fall back to the full computation
+            pass
     try:
-        res = _call_first(mod, ("bandwidth", "disturbance_bandwidth", "disturbance"), loop, model)
+        res = mod.disturbance(loop)
     except Exception as exc:  # noqa: BLE001 - a missing column, not a failed sweep
         return None, f"analysis.disturbance failed: {exc}"
     val = _pick(res, "bandwidth")
     if val is None:
-        return None, "analysis.disturbance gave no bandwidth (no -3 dB crossing in range?)"
+        why = _pick(res, "bandwidth_reason", scalar=False) or _pick(res, "reason", scalar=False)
+        return None, str(why or "analysis.disturbance gave no bandwidth")
     return val, None
 
 
@@ -162,7 +186,8 @@ def _pick(res, key, scalar=True):
 
 
 # -- one point ---------------------------------------------------------------------------------------------------
-def point_metrics(model: Model, *, episode: bool = False, reasons: dict | None = None) -> dict:
+def point_metrics(model: Model, *, episode: bool = False, bandwidth: bool = True, noise: bool = True,
+                  reasons: dict | None = None) -> dict:
     """Scalar trade-off metrics of one model (floats; ``None`` where unavailable).
 
     Keys: the parameters (``eps`` = largest learning rate, ``gamma``, ``dmu``,
@@ -171,8 +196,10 @@ def point_metrics(model: Model, *, episode: bool = False, reasons: dict | None =
     ``_ensemble``; kT per time unit, units in :data:`analysis.thermo.UNITS`),
     ``slowest_rate``, ``quasi_static_rate`` (1/time), ``stable`` (1.0/0.0),
     ``bias``, ``divergence`` (nats), ``bandwidth`` (rad/time), ``noise``,
-    and with ``episode=True`` ``episode_total`` (kT). Pass a dict as
-    ``reasons`` to receive why each ``None`` is missing.
+    and with ``episode=True`` ``episode_total`` (kT). ``bandwidth=False`` /
+    ``noise=False`` skip those columns (the frequency sweep is the costly
+    part of a point). Pass a dict as ``reasons`` to receive why each
+    ``None`` is missing.
     """
     from analysis import thermo
     from analysis.linearise import linearise
@@ -200,10 +227,10 @@ def point_metrics(model: Model, *, episode: bool = False, reasons: dict | None =
     out["stable"] = 1.0 if st.stable else 0.0
     out["bias"] = float(fp.bias)
     out["divergence"] = float(fp.divergence)
-    out["bandwidth"], r = _bandwidth(model, loop)
+    out["bandwidth"], r = _bandwidth(model, loop, bool(st.stable)) if bandwidth else (None, "not computed")
     if r:
         why["bandwidth"] = r
-    out["noise"], r = _noise(model, loop)
+    out["noise"], r = _noise(model, loop) if noise else (None, "not computed")
     if r:
         why["noise"] = r
     if episode:
@@ -328,13 +355,14 @@ class TradeoffResult:
                 "pareto": [bool(p) for p in self.pareto], "reasons": dict(self.reasons)}
 
 
-def sweep(model: Model, *, cost: str = "dissipation_ensemble", episode: bool = False, progress=None,
-          **grid) -> TradeoffResult:
+def sweep(model: Model, *, cost: str = "dissipation_ensemble", episode: bool = False, bandwidth: bool = True,
+          noise: bool = True, progress=None, **grid) -> TradeoffResult:
     """Serial sweep over the product of the given parameter values.
 
     Example: ``sweep(model, eps=np.logspace(-3, 0, 20))`` or
     ``sweep(model, gamma=[0.1, 1, 10], M=[100, 1000])``. Parameters as in
-    :func:`apply_param`. ``progress`` is called with ``(i, n)`` after each point.
+    :func:`apply_param`; ``episode``, ``bandwidth``, ``noise`` as in
+    :func:`point_metrics`. ``progress`` is called with ``(i, n)`` after each point.
     """
     if not grid:
         raise ValueError("give at least one parameter to sweep, e.g. eps=[...]")
@@ -351,7 +379,7 @@ def sweep(model: Model, *, cost: str = "dissipation_ensemble", episode: bool = F
         for n, v in zip(names, vals):
             m = apply_param(m, n, v)
         why: dict = {}
-        row = point_metrics(m, episode=episode, reasons=why)
+        row = point_metrics(m, episode=episode, bandwidth=bandwidth, noise=noise, reasons=why)
         for n, v in zip(names, vals):
             row[n] = float(v)
         rows.append(row)
@@ -360,6 +388,24 @@ def sweep(model: Model, *, cost: str = "dissipation_ensemble", episode: bool = F
         if progress:
             progress(i + 1, len(points))
     return TradeoffResult(names, rows, reasons, cost, model_name=model.name)
+
+
+def birth_death_front(model: Model, rate) -> np.ndarray:
+    """Analytic Pareto front of E1 (``0 <-> X``, equilibrium clamping): cheapest cell dissipation for a rate.
+
+    The mean and theta couple through ``s^2 + kappa s + kappa eps mu``
+    (MODEL.md section 8), so the slowest rate ``r <= kappa/2`` needs
+    ``eps = r (kappa - r) / (kappa mu)``, and at the fixed point
+    (``lambda = m_c = m_f = mu``) the cell dissipates
+    ``Omega * 2 dmu eps mu^2 = 2 dmu mu Omega r (1 - r/kappa)``. Rates above
+    ``kappa/2`` are unreachable (NaN).
+    """
+    r = np.asarray(rate, float)
+    kappa = float(model.network.kappa[0])
+    vis = model.space.visible_states[:, 0].astype(float)
+    mu = float(np.dot(model.q, vis))
+    out = 2.0 * model.learning.dmu * mu * model.ensembles.omega * r * (1.0 - r / kappa)
+    return np.where((r >= 0) & (r <= kappa / 2 * (1 + 1e-12)), out, np.nan)
 
 
 # -- plotting ------------------------------------------------------------------------------------------------------
@@ -376,14 +422,18 @@ def _panel(ax, result: TradeoffResult, metric: str, cbar: bool = True):
     logc = bool(np.all(c[ok] > 0) and np.nanmax(c[ok]) / np.nanmin(c[ok]) > 20)
     lo, hi = np.nanmin(c[ok]), np.nanmax(c[ok])
     norm = mpl.colors.LogNorm(lo, hi) if logc else mpl.colors.Normalize(lo, hi if hi > lo else lo + 1)
-    sc = ax.scatter(x[ok & ~front], y[ok & ~front], c=c[ok & ~front], norm=norm, cmap="viridis", s=28,
-                    alpha=0.55, edgecolors="none", label="dominated")
+    dom = ok & ~front
+    ax.scatter(x[dom], y[dom], c=c[dom], norm=norm, cmap="viridis", s=26, alpha=0.6, edgecolors="none", zorder=2)
     order = np.argsort(x[front])
     fx, fy = x[front][order], y[front][order]
-    ax.plot(fx, fy, "-", color="crimson", lw=1.6, zorder=3, label="Pareto front")
-    ax.scatter(fx, fy, c=c[front][order], norm=norm, cmap="viridis", s=60, edgecolors="crimson",
+    ax.plot(fx, fy, "-", color="crimson", lw=1.5, zorder=3)
+    ax.scatter(fx, fy, c=c[front][order], norm=norm, cmap="viridis", s=58, edgecolors="crimson",
                linewidths=1.6, zorder=4)
-    del sc
+    handles = [mpl.lines.Line2D([], [], color="crimson", lw=1.5, marker="o", markersize=7, markerfacecolor="0.6",
+                                markeredgecolor="crimson", markeredgewidth=1.6, label="Pareto front")]
+    if dom.any():
+        handles.append(mpl.lines.Line2D([], [], ls="none", marker="o", markersize=5, markerfacecolor="0.6",
+                                        markeredgecolor="none", alpha=0.6, label="dominated"))
     if cbar:
         cb = plt.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, pad=0.02)
         cb.set_label(PARAM_LABELS.get(par, par))
@@ -393,10 +443,10 @@ def _panel(ax, result: TradeoffResult, metric: str, cbar: bool = True):
         ax.set_xscale("log")
     ax.set_xlabel(LABELS.get(metric, metric))
     ax.set_ylabel(LABELS.get(result.cost, result.cost))
-    better = "right" if OBJECTIVES.get(metric, "min") == "max" else "left"
-    ax.set_title(f"dissipation vs {metric.replace('_', ' ')}  (better: lower, {better})", fontsize="medium")
+    better = "lower right" if OBJECTIVES.get(metric, "min") == "max" else "lower left"
+    ax.set_title(f"{TITLES.get(metric, metric)}  (better: {better})", fontsize="medium")
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(loc="best", frameon=False, fontsize="small")
+    ax.legend(handles=handles, loc="upper left", frameon=False, fontsize="small")
     return ax
 
 
@@ -435,11 +485,80 @@ def plot_tradeoffs(result: TradeoffResult, ax=None, metrics=None):
         axes = list(np.ravel(ax))
         fig = axes[0].figure
         metrics = list(metrics)[:len(axes)]
-    for a, m in zip(axes, metrics):
-        _panel(a, result, m)
+    for i, (a, m) in enumerate(zip(axes, metrics)):
+        _panel(a, result, m, cbar=(i == len(metrics) - 1))
     if result.model_name:
-        fig.suptitle(f"{result.model_name}: dissipation trade-offs over {', '.join(result.params)}")
+        over = ", ".join(PARAM_LABELS.get(p, p) for p in result.params)
+        fig.suptitle(f"{result.model_name}: dissipation trade-offs, sweep of {over}")
     return fig
 
 
-__all__ = ["OBJECTIVES", "TradeoffResult", "apply_param", "pareto_mask", "plot_tradeoffs", "point_metrics", "sweep"]
+def _parse_range(text: str) -> tuple[str, np.ndarray]:
+    """``name=lo:hi:n`` (log-spaced), ``name=lo:hi:n:lin`` or ``name=v1,v2,...``."""
+    name, _, spec = text.partition("=")
+    if not spec:
+        raise ValueError(f"expected NAME=LO:HI:N or NAME=V1,V2,..., got {text!r}")
+    if ":" in spec:
+        parts = spec.split(":")
+        lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
+        scale = parts[3] if len(parts) > 3 else "log"
+        vals = np.geomspace(lo, hi, n) if scale == "log" else np.linspace(lo, hi, n)
+    else:
+        vals = np.array([float(v) for v in spec.split(",")])
+    return name.strip(), vals
+
+
+def main(argv=None) -> int:
+    """``python -m analysis.tradeoffs MODEL --sweep eps=1e-3:1:21 -o fig.png [--csv t.csv] [--reference]``.
+
+    Serial sweep and figure (``docs/img/tradeoffs_e1.png`` is made this way
+    with ``--reference``: the analytic E1 front on the convergence panel).
+    """
+    import argparse
+
+    from feedback.modelfile import load_model
+
+    ap = argparse.ArgumentParser(prog="python -m analysis.tradeoffs", description=main.__doc__)
+    ap.add_argument("model")
+    ap.add_argument("--sweep", action="append", required=True, help="NAME=LO:HI:N[:lin] or NAME=V1,V2,...")
+    ap.add_argument("-o", "--output", help="figure file")
+    ap.add_argument("--csv", help="table file")
+    ap.add_argument("--no-bandwidth", action="store_true")
+    ap.add_argument("--reference", action="store_true", help="overlay the analytic E1 front (birth-death only)")
+    ap.add_argument("--dpi", type=int, default=200)
+    args = ap.parse_args(argv)
+    model = load_model(args.model)
+    grid = dict(_parse_range(s) for s in args.sweep)
+    res = sweep(model, bandwidth=not args.no_bandwidth,
+                progress=lambda i, n: print(f"\rpoint {i}/{n}", end="", flush=True), **grid)
+    print()
+    if args.csv:
+        res.to_csv(args.csv)
+    if args.output:
+        import matplotlib
+        matplotlib.use("Agg")
+        fig = plot_tradeoffs(res)
+        if args.reference:
+            ax = fig.axes[0]
+            x = res.column("slowest_rate")
+            kappa = float(model.network.kappa[0])
+            r = np.geomspace(np.nanmin(x), kappa / 2, 200)
+            ax.plot(r, birth_death_front(model, r), "--", color="0.2", lw=1.0, zorder=5,
+                    label=r"analytic: $2\Delta\mu\,\mu\,\Omega\, r(1-r/\kappa)$")
+            ax.axvline(kappa / 2, color="0.5", ls=":", lw=1.0)
+            ax.annotate(r"$r \leq \kappa/2$", (kappa / 2, np.nanmin(res.column(res.cost))), xytext=(-4, 4),
+                        textcoords="offset points", ha="right", va="bottom", fontsize="small", color="0.3")
+            handles, _ = ax.get_legend_handles_labels()
+            old = ax.get_legend()
+            ax.legend(handles=list(old.legend_handles) + handles[-1:], loc="upper left", frameon=False,
+                      fontsize="small")
+        fig.savefig(args.output, dpi=args.dpi)
+    print(res.to_csv() if not args.csv else f"wrote {args.csv}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
+
+
+__all__ = ["OBJECTIVES", "TradeoffResult", "apply_param", "birth_death_front", "pareto_mask", "plot_tradeoffs", "point_metrics", "sweep"]

@@ -337,16 +337,20 @@ def test_pareto_mask():
 def test_sweep_e1_eps_and_plot(tmp_path):
     m = model("birth_death")
     eps = np.array([0.005, 0.02, 0.04, 0.2, 1.0])
-    res = T.sweep(m, eps=eps)
+    res = T.sweep(m, eps=eps, bandwidth=False)
     cost = res.column("dissipation_ensemble")
     rate = res.column("slowest_rate")
     np.testing.assert_allclose(cost, 1000.0 * 2 * 20.0 * eps * 25.0, rtol=1e-8)   # Omega * 2 dmu eps mu^2
     # s^2 + s + eps mu: slowest rate (1 - sqrt(1 - 4 eps mu))/2 up to eps mu = 1/4, then 1/2
     expect = np.where(4 * eps * 5 < 1, (1 - np.sqrt(np.clip(1 - 4 * eps * 5, 0, None))) / 2, 0.5)
     np.testing.assert_allclose(rate, expect, rtol=1e-3)
-    assert res.pareto.tolist() == [True, True, True, True, False]   # beyond eps mu = 1/4 the rate saturates: wasted fuel
+    assert res.front("slowest_rate").tolist() == [True, True, True, True, False]  # beyond eps mu = 1/4: wasted fuel
+    assert res.pareto.tolist() == res.front("slowest_rate").tolist()   # the only objective that varies here
+    # below critical damping the swept points lie on the analytic front 2 dmu mu Omega r (1 - r/kappa)
+    sub = eps * 5 < 0.25
+    np.testing.assert_allclose(cost[sub], T.birth_death_front(m, rate[sub]), rtol=1e-6)
     rows = list(csv.DictReader(io.StringIO(res.to_csv(tmp_path / "t.csv"))))
-    assert len(rows) == 5 and rows[0]["pareto"] == "1" and float(rows[2]["eps"]) == 0.04
+    assert len(rows) == 5 and rows[-1]["pareto"] == "0" and float(rows[2]["eps"]) == 0.04
     assert (tmp_path / "t.csv").read_text().startswith("eps,")
     import matplotlib
     matplotlib.use("Agg")
@@ -367,3 +371,4 @@ def test_point_metrics_scalars_and_reasons():
         if v is None:
             assert k in why
     assert pm["bias"] >= 0 and pm["slowest_rate"] > 0 and pm["dissipation_clamped"] == pytest.approx(0, abs=1e-12)
+    assert pm["dissipation_learning"] > 0 and pm["dissipation_free"] == pytest.approx(0, abs=1e-12)
