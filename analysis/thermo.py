@@ -499,14 +499,15 @@ def episode(model: Model, loop=None, tol: float = EPISODE_TOL, t_max: float | No
 
 
 # -- the report section --------------------------------------------------------------------------------------
-def thermodynamics_report(model: Model, loop=None, with_episode: bool = True) -> dict:
+def thermodynamics_report(model: Model, loop=None, with_episode: bool = True, quick: bool = False) -> dict:
     """The ``thermodynamics`` section of ``report.json`` (INTERFACE.md).
 
     Keys: ``fixed_point {free, clamped, learning, total, total_ensemble, ...}``,
     ``fixed_point_ensemble`` (each part scaled to the cell), ``episode_total``,
     ``episode_total_ensemble``, ``episode`` (details), ``maintenance``,
     ``units``, ``conventions``. Unavailable numbers are ``None`` with a
-    ``<key>_reason`` beside them.
+    ``<key>_reason`` beside them. ``quick`` (``crnfb sweep``) integrates the
+    episode with looser tolerances and a coarser output grid.
     """
     net, fp = _loop_parts(model, loop)
     d = dissipation(net, fp.x, fp.a)
@@ -516,7 +517,7 @@ def thermodynamics_report(model: Model, loop=None, with_episode: bool = True) ->
         out["fixed_point_ensemble"]["clamped_reason"] = CLAMPED_EQUILIBRIUM_REASON
     if with_episode:
         try:
-            ep = episode(model, fp)
+            ep = episode(model, fp, **({"rtol": 1e-6, "atol": 1e-10, "points": 800} if quick else {}))
             out["episode_total"] = _json_number(ep.total)
             out["episode_total_ensemble"] = _json_number(ep.total_ensemble)
             out["episode"] = ep.to_dict()
