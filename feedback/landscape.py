@@ -74,7 +74,9 @@ class Landscape:
         q = self.q if q is None else q
         P = self.marginal(self.space.stationary(theta))
         m = q > 0
-        return float(np.sum(q[m] * (np.log(q[m]) - np.log(P[m]))))
+        d = float(np.sum(q[m] * (np.log(q[m]) - np.log(P[m]))))
+        # D >= 0 exactly; a negative value is rounding of order 1e-16, not information
+        return max(d, 0.0)
 
     def gradient(self, theta: np.ndarray, q: np.ndarray | None = None) -> np.ndarray:
         """``dD/dtheta = <n>_pi - <n>_Qt`` (all species)."""
