@@ -1,0 +1,104 @@
+"""Shared fixtures and helpers for the test suite.
+
+Models are loaded once per session (they are immutable value objects);
+hypothesis runs with no deadline (first calls pay for imports and caches)
+and a moderate number of examples so the whole suite stays fast.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+from feedback import load_model
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+EXAMPLE_FILES = sorted(EXAMPLES.glob("*.toml"))
+
+settings.register_profile("default", deadline=None, max_examples=30,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", deadline=None, max_examples=300,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("default")
+
+_CACHE: dict[str, object] = {}
+
+
+def example(name: str):
+    """The model of ``examples/<name>.toml`` (loaded once per session)."""
+    if name not in _CACHE:
+        _CACHE[name] = load_model(EXAMPLES / f"{name}.toml")
+    return _CACHE[name]
+
+
+@pytest.fixture(scope="session")
+def e1():
+    return example("birth_death")
+
+
+@pytest.fixture(scope="session")
+def e2():
+    return example("isomerisation")
+
+
+@pytest.fixture(scope="session")
+def e2_bimodal():
+    return example("isomerisation_bimodal")
+
+
+@pytest.fixture(scope="session")
+def e3():
+    return example("hidden_scaffold")
+
+
+@pytest.fixture(scope="session")
+def dimer():
+    return example("dimer")
+
+
+@pytest.fixture(scope="session")
+def chain():
+    return example("chain")
+
+
+# -- independent reference implementations (share no code with feedback/) -------------------
+def reachable_class(Y, Yp, initial, bounds):
+    """States reachable from ``initial`` inside the box ``0 <= n <= bounds``.
+
+    Plain breadth-first search over tuples: a reaction fires forward from
+    ``n`` when ``n >= y`` and backward when ``n >= y'``; jumps leaving the
+    box are dropped (MODEL.md section 1).
+    """
+    Y = [tuple(int(v) for v in y) for y in Y]
+    Yp = [tuple(int(v) for v in y) for y in Yp]
+    start = tuple(int(v) for v in initial)
+    bounds = [int(b) for b in bounds]
+    seen = {start}
+    todo = deque([start])
+    while todo:
+        n = todo.popleft()
+        for y, yp in zip(Y, Yp):
+            for a, b in ((y, yp), (yp, y)):
+                if all(ni >= ai for ni, ai in zip(n, a)):
+                    m = tuple(ni - ai + bi for ni, ai, bi in zip(n, a, b))
+                    if all(0 <= mi <= bi for mi, bi in zip(m, bounds)) and m not in seen:
+                        seen.add(m)
+                        todo.append(m)
+    return seen
+
+
+def box_slice(L, initial, bounds):
+    """All lattice points of the box with ``L n = L n0`` (itertools over the box)."""
+    L = np.asarray(L, dtype=np.int64).reshape(-1, len(initial))
+    target = L @ np.asarray(initial)
+    out = set()
+    for n in itertools.product(*[range(int(b) + 1) for b in bounds]):
+        if np.array_equal(L @ np.asarray(n), target):
+            out.add(n)
+    return out
