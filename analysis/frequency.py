@@ -1,0 +1,342 @@
+"""Frequency responses of the reduced learning loop (MODEL.md section 5).
+
+Shared by :mod:`analysis.margins` and :mod:`analysis.disturbance`. Everything
+is evaluated from the sparse reduced Jacobian of
+:class:`analysis.linearise.LinearLoop` with one sparse LU factorisation per
+frequency (no polynomial transfer functions: those break at ~100 states,
+notes/python-control-0.10.md).
+
+Block structure
+---------------
+Split the reduced state into ensemble coordinates ``x_p`` (free, and under
+dynamic clamping clamped copies; normalisation eliminated) and the learned
+parameters ``theta``. With theta frozen the ensembles obey::
+
+    dx_p/dt = A x_p + B_theta dtheta + B_a a
+    m_f     = C_mf x_p
+    m_c     = C_mc x_p + D_mc dtheta + D_a a         (e = m_c - m_f, C_e = C_mc - C_mf)
+
+``B_theta`` acts on the *full* learned theta (k columns); ``D_mc = d m_c/d
+theta`` and ``D_a`` (the feedthrough of ``a``) are non-zero only under
+equilibrium clamping. Hence the plant broken at theta::
+
+    P_f(s) = C_mf (sI - A)^{-1} B_theta,   P_c(s) = C_mc (sI - A)^{-1} B_theta + D_mc
+    P(s) = P_f(s) - P_c(s)
+    G_frozen(s) = C_e (sI - A)^{-1} B_a + D_a          (theta held fixed)
+    e = G_frozen a - P theta,   dtheta/dt = E e
+
+The conservation laws give ``N^T P = 0`` and ``N^T G_frozen = 0`` (the
+conserved totals are the same in every copy), so ``theta - theta*`` stays
+in ``range(E^{1/2} U)``, ``U`` the orthonormal complement of ``E^{-1/2} N``.
+In the identifiable coordinates ``x = U^T E^{-1/2} (theta - theta*)``,
+``W = E^{1/2} U``::
+
+    dx/dt = W^T e,    M(s) = W^T P(s) W,    L_id(s) = M(s) / s
+    S_id = (I + L_id)^{-1} = s (sI + M)^{-1}
+    G_a->x = (sI + M)^{-1} W^T G_frozen,  G_a->theta = W G_a->x
+    G_ae = G_frozen - P W G_a->x
+
+``L_id`` is the exact loop transfer in those coordinates (its eigenvalues
+are the non-zero ones of ``E P / s``); for one learned species without
+neutral directions it is the classical ``L(s) = eps (P_f - P_c)/s``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+from scipy import sparse
+from scipy.sparse.linalg import splu
+
+from analysis.linearise import LinearLoop
+from feedback.landscape import identifiable_basis
+
+#: The frequency grid of INTERFACE.md (bandwidth); other grids extend it.
+SPEC_OMEGA = np.logspace(-4, 3, 2000)
+POINTS_PER_DECADE = 2000 / 7.0
+
+
+@dataclass(frozen=True)
+class LoopResponse:
+    """Frequency responses of one loop on a grid (index 0 of every array: frequency).
+
+    Attributes
+    ----------
+    omega : ndarray (nw,)
+    P : ndarray (nw, k, k)          ``P_f - P_c`` (full learned theta -> full e)
+    P_f, P_c : ndarray (nw, k, k)   theta -> m_f (free ensemble), theta -> m_c (clamped)
+    G_frozen : ndarray (nw, k)      a -> e with theta held fixed
+    L : ndarray (nw, r, r)          ``L_id`` (identifiable, E^{1/2}-scaled coordinates)
+    S : ndarray (nw, r, r)          ``(I + L_id)^{-1}``
+    G_ae : ndarray (nw, k)          closed loop a -> e
+    G_atheta : ndarray (nw, k)      closed loop a -> theta
+    """
+
+    omega: np.ndarray
+    P: np.ndarray
+    G_frozen: np.ndarray
+    L: np.ndarray
+    S: np.ndarray
+    G_ae: np.ndarray
+    G_atheta: np.ndarray
+    P_f: np.ndarray | None = None
+    P_c: np.ndarray | None = None
+    eps: np.ndarray | None = None
+
+    @property
+    def L_full(self) -> np.ndarray:
+        """``E (P_f - P_c) / s`` in learned coordinates (nw, k, k), neutral directions included."""
+        s = 1j * self.omega
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self.eps[None, :, None] * self.P / s[:, None, None]
+
+    def frd(self, name: str):
+        """``control.FrequencyResponseData`` of ``"P"``, ``"P_f"``, ``"P_c"``, ``"L"``, ``"L_full"``,
+        ``"S"``, ``"T"``, ``"G_ae"``, ``"G_frozen"`` or ``"G_atheta"`` (one input for the a-responses)."""
+        import control
+
+        if name == "T":
+            data = np.eye(self.S.shape[1])[None] - self.S
+        else:
+            data = getattr(self, name)
+        if data.ndim == 2:       # (nw, k): one input a
+            data = data[:, :, None]
+        return control.FrequencyResponseData(np.moveaxis(data, 0, -1), self.omega)
+
+    @property
+    def gain_ratio(self) -> np.ndarray:
+        """``|G_ae(jw)| / |G_frozen(jw)|`` (Euclidean norms; NaN where the frozen response vanishes)."""
+        num = np.linalg.norm(self.G_ae, axis=1)
+        den = np.linalg.norm(self.G_frozen, axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(den > 0, num / den, np.nan)
+
+
+@dataclass(frozen=True, eq=False)
+class LoopBlocks:
+    """The loop split into ensemble plant and integral controller (module docstring).
+
+    Build with :func:`loop_blocks`. ``gains`` scale the learning rates
+    (``E -> diag(gains) E``) without touching the plant.
+    """
+
+    loop: LinearLoop
+    A: sparse.csc_matrix        # (n_p, n_p) ensemble dynamics at frozen theta
+    B_theta: np.ndarray         # (n_p, k)
+    B_a: np.ndarray             # (n_p,)
+    C_mf: sparse.csr_matrix     # (k, n_p)
+    C_mc: sparse.csr_matrix     # (k, n_p) zero under equilibrium clamping
+    D_mc: np.ndarray            # (k, k)
+    D_a: np.ndarray             # (k,)
+    eps: np.ndarray             # (k,) learning rates (possibly scaled)
+    neutral: np.ndarray         # (k, n_neutral) orthonormal neutral directions N
+
+    @property
+    def k(self) -> int:
+        return self.B_theta.shape[1]
+
+    @property
+    def n_p(self) -> int:
+        return self.A.shape[0]
+
+    @cached_property
+    def U(self) -> np.ndarray:
+        """Orthonormal complement of ``E^{-1/2} N`` (k, r)."""
+        return identifiable_basis(self.neutral, self.k, self.eps)
+
+    @cached_property
+    def W(self) -> np.ndarray:
+        """``E^{1/2} U``: identifiable coordinates -> theta."""
+        return np.sqrt(self.eps)[:, None] * self.U
+
+    @property
+    def r(self) -> int:
+        """Number of identifiable directions (size of ``L_id``)."""
+        return self.U.shape[1]
+
+    @property
+    def has_disturbance(self) -> bool:
+        return bool(np.any(self.B_a != 0) or np.any(self.D_a != 0))
+
+    def scaled(self, gains) -> "LoopBlocks":
+        """Same plant, learning rates ``gains * eps`` (scalar or per species)."""
+        g = np.broadcast_to(np.asarray(gains, float), self.eps.shape)
+        return LoopBlocks(self.loop, self.A, self.B_theta, self.B_a, self.C_mf, self.C_mc, self.D_mc, self.D_a,
+                          self.eps * g, self.neutral)
+
+    # -- evaluation --------------------------------------------------------------------------
+    @cached_property
+    def _pattern(self):
+        """``-A`` in CSC with every diagonal entry stored, and where the diagonal sits in ``data``."""
+        n = self.n_p
+        M = (-self.A + sparse.identity(n)).astype(complex).tocsc()
+        M.sort_indices()
+        diag = np.empty(n, dtype=np.int64)
+        for j in range(n):
+            lo, hi = M.indptr[j], M.indptr[j + 1]
+            diag[j] = lo + np.searchsorted(M.indices[lo:hi], j)
+        return M, diag, -self.A.diagonal().astype(complex)
+
+    def _lu(self, w: float):
+        """Sparse LU of ``jw I - A``."""
+        M, diag, d0 = self._pattern
+        data = M.data.copy()
+        data[diag] = d0 + 1j * w
+        return splu(sparse.csc_matrix((data, M.indices, M.indptr), shape=M.shape))
+
+    @cached_property
+    def _rhs(self) -> np.ndarray:
+        return np.column_stack([self.B_theta, self.B_a]).astype(complex)
+
+    @property
+    def C_e(self) -> sparse.csr_matrix:
+        """``C_mc - C_mf``: ensemble coordinates -> e."""
+        return (self.C_mc - self.C_mf).tocsr()
+
+    def plants(self, omega) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(P_f(jw), P_c(jw), G_frozen(jw))``, shapes (nw, k, k) twice and (nw, k): one sparse LU per frequency."""
+        omega = np.atleast_1d(np.asarray(omega, float))
+        k = self.k
+        Pf = np.empty((omega.size, k, k), complex)
+        Pc = np.empty((omega.size, k, k), complex)
+        G = np.empty((omega.size, k), complex)
+        Cf, Cc = self.C_mf, self.C_mc
+        dynamic_c = Cc.nnz > 0
+        for i, w in enumerate(omega):
+            if self.n_p:
+                X = self._lu(w).solve(self._rhs)
+                Yf = Cf @ X
+                Yc = Cc @ X if dynamic_c else np.zeros_like(Yf)
+            else:
+                Yf = Yc = np.zeros((k, k + 1), complex)
+            Pf[i] = Yf[:, :k]
+            Pc[i] = Yc[:, :k] + self.D_mc
+            G[i] = Yc[:, k] - Yf[:, k] + self.D_a
+        return Pf, Pc, G
+
+    def open_loop(self, omega) -> tuple[np.ndarray, np.ndarray]:
+        """``(P(jw), G_frozen(jw))`` with ``P = P_f - P_c``: shapes (nw, k, k), (nw, k)."""
+        Pf, Pc, G = self.plants(omega)
+        return Pf - Pc, G
+
+    def response(self, omega) -> LoopResponse:
+        """All loop responses on ``omega`` (see :class:`LoopResponse`)."""
+        omega = np.atleast_1d(np.asarray(omega, float))
+        Pf, Pc, G = self.plants(omega)
+        P = Pf - Pc
+        W = self.W
+        r = self.r
+        s = 1j * omega
+        M = np.einsum("ki,wkl,lj->wij", W, P, W)           # W^T P W
+        I = np.eye(r)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            L = M / s[:, None, None]
+        K = s[:, None, None] * I[None] + M                  # sI + M
+        S = s[:, None, None] * np.linalg.inv(K)
+        x = np.linalg.solve(K, np.einsum("ki,wk->wi", W, G)[..., None])[..., 0]
+        G_at = x @ W.T
+        G_ae = G - np.einsum("wkl,wl->wk", P, G_at)
+        return LoopResponse(omega, P, G, L, S, G_ae, G_at, Pf, Pc, self.eps)
+
+    def loop_eigenvalues(self, omega) -> np.ndarray:
+        """Eigenvalues of ``L_id(jw)`` (nw, r)."""
+        return np.linalg.eigvals(self.response(omega).L)
+
+    # -- dense state-space forms (small loops; python-control cross-checks) ----------------------
+    def loop_ss(self):
+        """``L_id`` as a dense ``control.StateSpace`` (plant states then r integrators)."""
+        import control
+
+        A = self.A.toarray()
+        n, r = self.n_p, self.r
+        W = self.W
+        AL = np.block([[A, self.B_theta @ W], [np.zeros((r, n)), np.zeros((r, r))]])
+        BL = np.vstack([np.zeros((n, r)), np.eye(r)])
+        CL = np.hstack([-W.T @ self.C_e.toarray(), -W.T @ self.D_mc @ W])
+        return control.ss(AL, BL, CL, np.zeros((r, r)))
+
+
+def loop_blocks(loop: LinearLoop) -> LoopBlocks:
+    """Split a :class:`LinearLoop` into ensemble plant and controller (module docstring)."""
+    net = loop.net
+    n_p_full = net.n_f + net.n_c
+    rest = loop.rest
+    pos_p = np.nonzero(rest < n_p_full)[0]
+    Jr = loop.Jr
+    A = Jr[pos_p][:, pos_p].tocsc()
+    B_theta = loop.J[rest[pos_p]][:, n_p_full:].toarray()
+    B_a = np.asarray(loop.B[rest[pos_p]], float)
+    Vp = loop.V[:n_p_full][:, pos_p]
+    C = net.output_matrices()
+    C_mf = sparse.csr_matrix(C["m_f"][:, :n_p_full] @ Vp)
+    if net.dynamic:
+        C_mc = sparse.csr_matrix(C["m_c"][:, :n_p_full] @ Vp)
+        D_mc = np.zeros((net.k, net.k))
+    else:
+        C_mc = sparse.csr_matrix(C_mf.shape)
+        fp = loop.fixed_point
+        D_mc = net.clamped_mean_jacobian(fp.theta, fp.a)
+    D_a = np.asarray(loop.feedthrough("e"), float)
+    return LoopBlocks(loop, A, B_theta, B_a, C_mf, C_mc, D_mc, D_a, net.eps.astype(float), net.model.neutral)
+
+
+def closed_loop_direct(loop: LinearLoop, omega, output: str = "e") -> np.ndarray:
+    """``C (jwI - Jr)^{-1} Br + D`` straight from the reduced Jacobian (nw, k): a cross-check."""
+    omega = np.atleast_1d(np.asarray(omega, float))
+    C = loop.output(output)
+    D = loop.feedthrough(output)
+    n = loop.n_reduced
+    I = sparse.identity(n, dtype=complex, format="csc")
+    mJ = (-loop.Jr).astype(complex).tocsc()
+    B = loop.Br.astype(complex)
+    out = np.empty((omega.size, C.shape[0]), complex)
+    for i, w in enumerate(omega):
+        out[i] = C @ splu((mJ + (1j * w) * I).tocsc()).solve(B) + D
+    return out
+
+
+def dc_response(loop: LinearLoop, output: str = "e") -> np.ndarray:
+    """``-C Jr^{-1} Br + D``: the loop's steady-state response to a unit step in ``a``.
+
+    Falls back to the minimum-norm least-squares solution when ``Jr`` is
+    singular (flat directions).
+    """
+    from scipy.sparse.linalg import lsqr
+
+    Jr = loop.Jr.tocsc()
+    try:
+        x = -splu(Jr).solve(loop.Br.astype(float))
+        if not np.all(np.isfinite(x)):
+            raise RuntimeError
+    except RuntimeError:
+        x = -lsqr(Jr, loop.Br, atol=1e-14, btol=1e-14)[0]
+    return loop.output(output) @ x + loop.feedthrough(output)
+
+
+def plant_rate_range(blocks: LoopBlocks, dense_limit: int = 1500) -> tuple[float, float] | None:
+    """Smallest and largest non-zero ``|eig(A)|`` of the ensemble plant (None for large plants)."""
+    if blocks.n_p == 0 or blocks.n_p > dense_limit:
+        return None
+    ev = np.abs(np.linalg.eigvals(blocks.A.toarray()))
+    ev = ev[ev > 1e-12 * max(ev.max(), 1e-300)]
+    if ev.size == 0:
+        return None
+    return float(ev.min()), float(ev.max())
+
+
+def analysis_grid(blocks: LoopBlocks, extra: tuple[float, ...] = ()) -> np.ndarray:
+    """``SPEC_OMEGA`` extended (same density) to two decades beyond the plant's and loop's rates."""
+    lo, hi = -4.0, 3.0
+    rng = plant_rate_range(blocks)
+    rates = [x for x in ((rng or ()) + tuple(extra)) if x > 0 and np.isfinite(x)]
+    if rates:
+        lo = min(lo, np.floor(np.log10(min(rates))) - 2)
+        hi = max(hi, np.ceil(np.log10(max(rates))) + 2)
+    parts = [SPEC_OMEGA]
+    if lo < -4:
+        parts.insert(0, np.logspace(lo, -4, int((-4 - lo) * POINTS_PER_DECADE) + 1)[:-1])
+    if hi > 3:
+        parts.append(np.logspace(3, hi, int((hi - 3) * POINTS_PER_DECADE) + 1)[1:])
+    return np.concatenate(parts)

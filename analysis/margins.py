@@ -1,0 +1,492 @@
+"""Stability margins of the learning loop (MODEL.md section 5, INTERFACE.md ``margins.*``).
+
+Definitions as implemented (docs/margins.md has the derivations and numbers):
+
+- ``eps_crit``: every learning rate scaled by one factor ``g``; the smallest
+  ``g`` at which an eigenvalue of the reduced loop Jacobian (structural and
+  flat zero modes removed) crosses into the right half plane, times ``eps``.
+  The reduced Jacobian is affine in ``g`` (only the theta rows scale), so
+  ``max Re eig(Jr(g))`` is bracketed on a log grid of ``g`` (``1e-3 .. 1e4``,
+  ``g = 1`` included) and the sign change refined with ``brentq``. Null with
+  a reason when there is none up to ``1e4``. ``gain_margin`` = that ``g``
+  (``< 1`` when the loop is already unstable at the given ``eps``).
+- Frequency-domain cross-check: ``g = -1/lambda`` where an eigenvalue
+  ``lambda`` of ``L_id(jw)`` (:mod:`analysis.frequency`) crosses the negative
+  real axis (characteristic loci; for one direction the classical gain
+  margin ``1/|L(jw_180)|``), smallest over all crossings.
+- ``phase_margin_deg`` (one identifiable direction only): ``180 + arg
+  L_id(jw_c)`` at the gain crossover ``|L_id(jw_c)| = 1``, from frequency
+  response data, the smallest over crossovers.
+- Several learned species: per-loop ``eps_crit`` (one species' rate scaled
+  at a time, the others at their values; eigenvalue crossing on a coarse
+  grid of factors, with brackets tightened around the loop-at-a-time
+  frequency-domain candidates ``-1/T_i(jw)``, :func:`loop_at_a_time`), the balanced disk margin
+  ``alpha = 1/max_w sigma_max(S - I/2) = 2/max_w sigma_max(S - T)`` with its
+  gain (``(1 + alpha/2)/(1 - alpha/2)``) and phase (``2 atan(alpha/2)``)
+  margins, and the singular-value margin ``min_w sigma_min(I + L_id)``.
+  Disk and singular-value margins are computed for any number of directions
+  (for one direction they are the SISO disk margins).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import sparse
+from scipy.optimize import brentq, linear_sum_assignment, minimize_scalar
+
+from analysis.frequency import LoopBlocks, LoopResponse, analysis_grid, loop_blocks
+from analysis.linearise import LinearLoop
+
+G_MIN = 1e-3
+G_MAX = 1e4
+GRID_PER_DECADE = 4
+PER_LOOP_PER_DECADE = 1
+DENSE_LIMIT = 1500
+
+
+# ---------------------------------------------------------------------------------------------
+# the reduced Jacobian with scaled learning rates
+# ---------------------------------------------------------------------------------------------
+def _theta_positions(loop: LinearLoop) -> np.ndarray:
+    n_p = loop.net.n_f + loop.net.n_c
+    return np.nonzero(loop.rest >= n_p)[0]
+
+
+def scaled_jacobian(loop: LinearLoop, gains) -> sparse.csr_matrix:
+    """Reduced Jacobian with learning rates ``gains * eps`` at the same fixed point.
+
+    ``gains`` is a scalar (only the theta rows scale) or one factor per
+    learned species; then the neutral invariant ``N^T (G E)^{-1} theta``
+    changes and the theta block of the embedding ``V`` is rebuilt with the
+    loop's own pivots (equivalent to ``linearise(model.with_learning(eps=...),
+    fixed_point=loop.fixed_point)``, without rebuilding the network).
+    """
+    net = loop.net
+    n_p = net.n_f + net.n_c
+    k = net.k
+    g = np.broadcast_to(np.asarray(gains, float), (k,))
+    D = sparse.diags(np.concatenate([np.ones(n_p), g]))
+    J = (D @ loop.J).tocsr()
+    V = loop.V
+    N = net.model.neutral
+    if N.shape[1] and not np.allclose(g, g[0]):
+        n = net.n_states
+        piv = np.setdiff1d(np.arange(n), loop.rest)
+        tpiv = piv[piv >= n_p]
+        tpos = np.nonzero(loop.rest >= n_p)[0]
+        tcols = loop.rest[tpos]
+        Wt = (N / (net.eps * g)[:, None]).T
+        dep = -np.linalg.solve(Wt[:, tpiv - n_p], Wt[:, tcols - n_p])
+        V = V.tolil()
+        for a, row in enumerate(tpiv):
+            V[row, :] = 0.0
+            V[row, tpos] = dep[a]
+        V = V.tocsr()
+    return (J[loop.rest] @ V).tocsr()
+
+
+def _n_flat(loop: LinearLoop) -> int:
+    from analysis.fixedpoints import classify
+
+    model = loop.net.model
+    return int(classify(model, loop.fixed_point.optimum.theta, loop.fixed_point.a).flat.size)
+
+
+def _spectrum(Jr, n_flat: int) -> np.ndarray:
+    """Eigenvalues (dense) or the slowest few (sparse), minus the ``n_flat`` closest to zero."""
+    n = Jr.shape[0]
+    if n <= DENSE_LIMIT:
+        ev = np.linalg.eigvals(Jr.toarray() if sparse.issparse(Jr) else Jr)
+    else:
+        from scipy.sparse.linalg import eigs
+
+        ev = eigs(sparse.csc_matrix(Jr), k=min(n - 2, n_flat + 8), which="LR", return_eigenvectors=False,
+                  tol=1e-10, maxiter=max(5000, 20 * n))
+    if n_flat:
+        ev = np.delete(ev, np.argsort(np.abs(ev))[:n_flat])
+    return ev
+
+
+@dataclass(frozen=True)
+class CriticalGain:
+    """Smallest factor ``g`` at which the loop loses stability.
+
+    Attributes
+    ----------
+    gain : float or None
+    eigenvalue : complex or None     the crossing eigenvalue at ``gain`` (``Re ~ 0``)
+    stable_at_nominal : bool         stable at ``g = 1``
+    abscissa_nominal : float         ``max Re eig`` at ``g = 1``
+    reason : str or None             why ``gain`` is null
+    """
+
+    gain: float | None
+    eigenvalue: complex | None
+    stable_at_nominal: bool
+    abscissa_nominal: float
+    reason: str | None = None
+
+    @property
+    def frequency(self) -> float | None:
+        return None if self.eigenvalue is None else float(abs(self.eigenvalue.imag))
+
+
+def critical_gain(loop: LinearLoop, direction=None, g_min: float = G_MIN, g_max: float = G_MAX,
+                  per_decade: int = GRID_PER_DECADE, xtol: float = 1e-10, candidates=()) -> CriticalGain:
+    """Smallest ``g`` in ``[g_min, g_max]`` with an eigenvalue of ``Jr(g)`` in the right half plane.
+
+    ``max Re eig`` is evaluated on a log grid (``per_decade`` points a decade,
+    ``g = 1`` included, plus ``g_c (1 -+ 1e-3)`` for every frequency-domain
+    ``candidates`` value ``g_c``), stopping at the first positive value; the
+    sign change is refined with ``brentq``.
+
+    Parameters
+    ----------
+    direction : None or int or array
+        ``None``: all learning rates scaled by ``g``; an int ``i``: only
+        learned species ``i``; an array: gains ``1 + (g - 1) * direction``.
+    candidates : iterable of float
+        Critical factors predicted elsewhere (e.g. :func:`nyquist_crossings`);
+        they only tighten the brackets, the answer is the eigenvalue crossing.
+    """
+    k = loop.net.k
+    n_flat = _n_flat(loop)
+    if direction is None:
+        pos = _theta_positions(loop)
+        J0 = loop.Jr.toarray() if loop.n_reduced <= DENSE_LIMIT else loop.Jr
+        if sparse.issparse(J0):
+            rowscale = np.ones(loop.n_reduced)
+
+            def jac(g):
+                rowscale[pos] = g
+                return (sparse.diags(rowscale) @ J0).tocsr()
+        else:
+            def jac(g):
+                Jg = J0.copy()
+                Jg[pos] *= g
+                return Jg
+    else:
+        d = np.zeros(k)
+        if np.isscalar(direction) and float(direction).is_integer():
+            d[int(direction)] = 1.0
+        else:
+            d = np.asarray(direction, float)
+
+        def jac(g):
+            return scaled_jacobian(loop, 1.0 + (g - 1.0) * d)
+
+    def crit(g):
+        ev = _spectrum(jac(g), n_flat)
+        return ev[np.argmax(ev.real)]
+
+    def f(g):
+        return float(crit(g).real)
+
+    n = int(round((np.log10(g_max) - np.log10(g_min)) * per_decade)) + 1
+    cand = np.array([c * f for c in candidates if g_min < c < g_max for f in (1 - 1e-3, 1 + 1e-3)])
+    grid = np.unique(np.concatenate([np.logspace(np.log10(g_min), np.log10(g_max), n), [1.0], cand]))
+    nominal = crit(1.0)
+    stable = bool(nominal.real < 0)
+    vals = []
+    for i, g in enumerate(grid):
+        v = nominal.real if g == 1.0 else f(g)
+        vals.append(v)
+        if v > 0:
+            if i == 0:
+                return CriticalGain(None, None, stable, float(nominal.real),
+                                    f"the loop is unstable for every factor down to {g_min:g} "
+                                    "(the fixed point is not stable under slow learning)")
+            gc = brentq(f, grid[i - 1], g, xtol=xtol * grid[i - 1], rtol=1e-12)
+            return CriticalGain(float(gc), complex(crit(gc)), stable, float(nominal.real))
+    return CriticalGain(None, None, stable, float(nominal.real),
+                        f"no eigenvalue crosses into the right half plane for factors up to {g_max:g}")
+
+
+# ---------------------------------------------------------------------------------------------
+# frequency-domain quantities
+# ---------------------------------------------------------------------------------------------
+def _track(lam: np.ndarray) -> np.ndarray:
+    """Order eigenvalue columns (nw, r) into continuous branches."""
+    out = lam.copy()
+    for i in range(1, lam.shape[0]):
+        cost = np.abs(out[i - 1][:, None] - lam[i][None, :])
+        _, col = linear_sum_assignment(cost)
+        out[i] = lam[i][col]
+    return out
+
+
+def nyquist_crossings(blocks: LoopBlocks, response: LoopResponse) -> list[tuple[float, float]]:
+    """``(omega, g)`` where an eigenvalue of ``L_id(jw)`` crosses the negative real axis at ``-1/g``.
+
+    Sorted by ``g``. Crossings are bracketed on the response grid and refined
+    with ``brentq`` on the imaginary part of the tracked eigenvalue.
+    """
+    omega = response.omega
+    lam = np.linalg.eigvals(response.L)
+    if lam.shape[1] > 1:
+        lam = _track(lam)
+    out = []
+    for j in range(lam.shape[1]):
+        im, re = lam[:, j].imag, lam[:, j].real
+        idx = np.nonzero((np.sign(im[:-1]) * np.sign(im[1:]) < 0) & ((re[:-1] < 0) | (re[1:] < 0)))[0]
+        for i in idx:
+            a, b = lam[i, j], lam[i + 1, j]
+            la, lb = np.log(omega[i]), np.log(omega[i + 1])
+
+            def pick(w):
+                ev = np.linalg.eigvals(blocks.response([w]).L[0])
+                t = (np.log(w) - la) / (lb - la)
+                return ev[np.argmin(np.abs(ev - (a + t * (b - a))))]
+
+            try:
+                wc = brentq(lambda w: pick(w).imag, omega[i], omega[i + 1], xtol=1e-13 * omega[i], rtol=1e-12)
+            except ValueError:
+                continue
+            mu = pick(wc)
+            if mu.real < 0:
+                out.append((float(wc), float(-1.0 / mu.real)))
+    return sorted(out, key=lambda t: t[1])
+
+
+def loop_at_a_time(P: np.ndarray, eps: np.ndarray, omega: np.ndarray, i: int) -> np.ndarray:
+    """Loop ``i`` broken, the others closed: ``T_i(jw)`` (nw,).
+
+    ``T_i = eps_i (P_ii - P_io (sI + E_o P_oo)^{-1} E_o P_oi) / s``, so that
+    ``det(sI + G E P) = s det(sI + E_o P_oo) (1 + g T_i)`` when only species
+    ``i``'s rate is scaled by ``g``: a crossing of the negative real axis at
+    ``-1/g`` is a candidate per-loop critical factor.
+    """
+    k = P.shape[1]
+    o = np.delete(np.arange(k), i)
+    s = 1j * np.asarray(omega, float)
+    Pii = P[:, i, i]
+    if o.size:
+        Eo = eps[o]
+        Moo = s[:, None, None] * np.eye(o.size)[None] + Eo[None, :, None] * P[:, o][:, :, o]
+        x = np.linalg.solve(Moo, (Eo[None, :] * P[:, o, i])[..., None])[..., 0]
+        Pii = Pii - np.einsum("wj,wj->w", P[:, i, o], x)
+    return eps[i] * Pii / s
+
+
+def _siso_crossings(omega: np.ndarray, values: np.ndarray, fun) -> list[tuple[float, float]]:
+    """``(omega, g)`` where ``values`` (= ``fun`` on the grid) crosses the negative real axis at ``-1/g``."""
+    im, re = values.imag, values.real
+    idx = np.nonzero((np.sign(im[:-1]) * np.sign(im[1:]) < 0) & ((re[:-1] < 0) | (re[1:] < 0)))[0]
+    out = []
+    for i in idx:
+        try:
+            wc = brentq(lambda w: fun(w).imag, omega[i], omega[i + 1], xtol=1e-13 * omega[i], rtol=1e-12)
+        except ValueError:
+            continue
+        v = fun(wc)
+        if v.real < 0:
+            out.append((float(wc), float(-1.0 / v.real)))
+    return sorted(out, key=lambda t: t[1])
+
+
+def _refine_extremum(fun, omega: np.ndarray, values: np.ndarray, maximise: bool) -> tuple[float, float]:
+    """Refine the grid extremum of ``fun(w)`` with a bounded scalar search in ``log w``."""
+    i = int(np.argmax(values) if maximise else np.argmin(values))
+    lo, hi = omega[max(i - 1, 0)], omega[min(i + 1, omega.size - 1)]
+    best_w, best_v = omega[i], values[i]
+    if hi > lo:
+        sign = -1.0 if maximise else 1.0
+        res = minimize_scalar(lambda u: sign * fun(np.exp(u)), bounds=(np.log(lo), np.log(hi)), method="bounded",
+                              options={"xatol": 1e-10})
+        v = sign * res.fun
+        if (v > best_v) if maximise else (v < best_v):
+            best_w, best_v = float(np.exp(res.x)), float(v)
+    return float(best_w), float(best_v)
+
+
+def phase_margin(blocks: LoopBlocks, response: LoopResponse) -> tuple[float | None, float | None, str | None]:
+    """``(pm_deg, w_c, reason)`` of the one-direction loop ``L_id`` from frequency-response data."""
+    if blocks.r != 1:
+        return None, None, (f"the loop has {blocks.r} identifiable directions; the phase margin is defined "
+                            "for one (see disk_phase_margin_deg)")
+    omega = response.omega
+    Lw = response.L[:, 0, 0]
+    mag = np.abs(Lw)
+    ph = np.unwrap(np.angle(Lw))
+    idx = np.nonzero((mag[:-1] - 1.0) * (mag[1:] - 1.0) < 0)[0]
+    if idx.size == 0:
+        return None, None, f"|L(jw)| does not cross 1 on [{omega[0]:.3g}, {omega[-1]:.3g}] rad per time unit"
+
+    def logmag(u):
+        return np.log(np.abs(blocks.response([np.exp(u)]).L[0, 0, 0]))
+
+    best = None
+    for i in idx:
+        u = brentq(logmag, np.log(omega[i]), np.log(omega[i + 1]), xtol=1e-13)
+        wc = float(np.exp(u))
+        phc = np.angle(blocks.response([wc]).L[0, 0, 0])
+        ref = ph[i] + (ph[i + 1] - ph[i]) * (u - np.log(omega[i])) / (np.log(omega[i + 1]) - np.log(omega[i]))
+        phc += 2 * np.pi * np.round((ref - phc) / (2 * np.pi))
+        pm = (np.degrees(phc) + 180.0 + 180.0) % 360.0 - 180.0
+        if best is None or pm < best[0]:
+            best = (float(pm), wc)
+    return best[0], best[1], None
+
+
+def _sigma(fun_matrix, w_list):
+    return np.array([np.linalg.svd(fun_matrix(w), compute_uv=False) for w in w_list])
+
+
+# ---------------------------------------------------------------------------------------------
+# result
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Margins:
+    """Gain, phase, disk and singular-value margins and ``eps_crit`` (see module docstring).
+
+    Every ``None`` has a ``*_reason`` string beside it. ``response`` holds the
+    frequency-response data used (``response.frd("L")`` etc.) for plots.
+    """
+
+    learned: list
+    eps: np.ndarray
+    identifiable_directions: int
+    stable_at_nominal: bool
+    abscissa_nominal: float
+    eps_crit: np.ndarray | None
+    gain_margin: float | None
+    crossing_frequency: float | None
+    eps_crit_reason: str | None
+    gain_margin_freq: float | None
+    crossing_frequency_freq: float | None
+    gain_margin_freq_reason: str | None
+    phase_margin_deg: float | None
+    gain_crossover_frequency: float | None
+    phase_margin_reason: str | None
+    disk_margin: float | None
+    disk_gain_margin: float | None
+    disk_phase_margin_deg: float | None
+    disk_margin_frequency: float | None
+    singular_value_margin: float | None
+    singular_value_frequency: float | None
+    robust_reason: str | None
+    per_loop: list = field(default_factory=list)
+    response: LoopResponse | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def gain_margin_agreement(self) -> float | None:
+        """Relative difference of the eigenvalue and frequency-domain critical gains."""
+        if self.gain_margin is None or self.gain_margin_freq is None:
+            return None
+        return abs(self.gain_margin_freq - self.gain_margin) / self.gain_margin
+
+    def to_dict(self) -> dict:
+        def f(x):
+            return None if x is None else float(x)
+
+        eps_crit = None
+        if self.eps_crit is not None:
+            ec = np.asarray(self.eps_crit, float)
+            eps_crit = float(ec[0]) if np.allclose(ec, ec[0]) else {n: float(v) for n, v in zip(self.learned, ec)}
+        dgm = self.disk_gain_margin
+        return {
+            "eps": {n: float(v) for n, v in zip(self.learned, self.eps)},
+            "identifiable_directions": int(self.identifiable_directions),
+            "stable_at_nominal": bool(self.stable_at_nominal),
+            "eps_crit": eps_crit,
+            "eps_crit_reason": self.eps_crit_reason,
+            "gain_margin": f(self.gain_margin),
+            "gain_margin_reason": self.eps_crit_reason,
+            "crossing_frequency": f(self.crossing_frequency),
+            "gain_margin_frequency_domain": f(self.gain_margin_freq),
+            "crossing_frequency_frequency_domain": f(self.crossing_frequency_freq),
+            "gain_margin_frequency_domain_reason": self.gain_margin_freq_reason,
+            "gain_margin_agreement": f(self.gain_margin_agreement),
+            "phase_margin_deg": f(self.phase_margin_deg),
+            "gain_crossover_frequency": f(self.gain_crossover_frequency),
+            "phase_margin_reason": self.phase_margin_reason,
+            "disk_margin": f(self.disk_margin),
+            "disk_gain_margin": None if dgm is None or not np.isfinite(dgm) else float(dgm),
+            "disk_gain_margin_db": None if dgm is None or not np.isfinite(dgm) else float(20 * np.log10(dgm)),
+            "disk_phase_margin_deg": f(self.disk_phase_margin_deg),
+            "disk_margin_frequency": f(self.disk_margin_frequency),
+            "singular_value_margin": f(self.singular_value_margin),
+            "singular_value_frequency": f(self.singular_value_frequency),
+            "robust_margins_reason": (self.robust_reason if self.robust_reason is not None else
+                                      ("disk gain margin unbounded (alpha >= 2)"
+                                       if dgm is not None and not np.isfinite(dgm) else None)),
+            "per_loop": list(self.per_loop),
+        }
+
+
+def margins(loop: LinearLoop, *, g_min: float = G_MIN, g_max: float = G_MAX, omega=None,
+            per_loop: bool = True, blocks: LoopBlocks | None = None) -> Margins:
+    """All margins of a linearised loop (module docstring).
+
+    Parameters
+    ----------
+    loop : LinearLoop
+    g_min, g_max : float
+        Range of the learning-rate factor searched for ``eps_crit``.
+    omega : array or None
+        Frequency grid (default :func:`analysis.frequency.analysis_grid`).
+    per_loop : bool
+        Per-species ``eps_crit`` when several species are learned.
+    """
+    blocks = blocks or loop_blocks(loop)
+    model = loop.net.model
+    eps = loop.net.eps.astype(float)
+    names = model.learned_names
+
+    omega = analysis_grid(blocks) if omega is None else np.asarray(omega, float)
+    resp = blocks.response(omega)
+
+    cross = nyquist_crossings(blocks, resp)
+    cg = critical_gain(loop, None, g_min, g_max, candidates=[c[1] for c in cross])
+    eps_crit = None if cg.gain is None else eps * cg.gain
+
+    cross = [c for c in cross if c[1] <= g_max]
+    if cross:
+        gm_f, w_f, gm_f_reason = cross[0][1], cross[0][0], None
+    else:
+        gm_f = w_f = None
+        gm_f_reason = (f"no eigenvalue of L_id(jw) crosses the negative real axis beyond -1/{g_max:g} on "
+                       f"[{omega[0]:.3g}, {omega[-1]:.3g}]")
+
+    pm, wc, pm_reason = phase_margin(blocks, resp)
+
+    # disk and singular-value margins (meaningful for a stable nominal loop)
+    dm = dgm = dpm = dw = svm = svw = None
+    robust_reason = None
+    if not cg.stable_at_nominal:
+        robust_reason = "the loop is unstable at the given eps: disk and singular-value margins are undefined"
+    else:
+        r = blocks.r
+        Ih = 0.5 * np.eye(r)
+        smax = np.linalg.svd(resp.S - Ih[None], compute_uv=False)[:, 0]
+        dw, top = _refine_extremum(
+            lambda w: np.linalg.svd(blocks.response([w]).S[0] - Ih, compute_uv=False)[0], omega, smax, True)
+        dm = 1.0 / top
+        a = dm / 2.0
+        dgm = (1 + a) / (1 - a) if a < 1 else float("inf")
+        dpm = float(np.degrees(2 * np.arctan(a)))
+        I = np.eye(r)
+        smin = np.linalg.svd(I[None] + resp.L, compute_uv=False)[:, -1]
+        svw, svm = _refine_extremum(
+            lambda w: np.linalg.svd(I + blocks.response([w]).L[0], compute_uv=False)[-1], omega, smin, False)
+
+    loops = []
+    if per_loop and len(eps) > 1:
+        for i, name in enumerate(names):
+            Ti = loop_at_a_time(resp.P, eps, omega, i)
+            cands = _siso_crossings(omega, Ti, lambda w: loop_at_a_time(blocks.open_loop([w])[0], eps, [w], i)[0])
+            cands = [c for c in cands if c[1] <= g_max]
+            ci = critical_gain(loop, i, g_min, g_max, per_decade=PER_LOOP_PER_DECADE,
+                               candidates=[c[1] for c in cands])
+            loops.append({"species": name, "eps": float(eps[i]),
+                          "eps_crit": None if ci.gain is None else float(eps[i] * ci.gain),
+                          "gain_margin": None if ci.gain is None else float(ci.gain),
+                          "crossing_frequency": ci.frequency,
+                          "gain_margin_frequency_domain": float(cands[0][1]) if cands else None,
+                          "reason": ci.reason})
+
+    return Margins(names, eps, blocks.r, cg.stable_at_nominal, cg.abscissa_nominal, eps_crit, cg.gain,
+                   cg.frequency, cg.reason, gm_f, w_f, gm_f_reason, pm, wc, pm_reason, dm, dgm, dpm, dw,
+                   svm, svw, robust_reason, loops, resp)
