@@ -144,24 +144,31 @@ def _bandwidth(model: Model, loop, stable: bool = True) -> tuple[float | None, s
 
 
 def _noise(model: Model, loop) -> tuple[float | None, str | None]:
+    """RMS of the LNA stationary fluctuation of theta on the identifiable subspace.
+
+    From :func:`analysis.noise.parameter_noise` (``identifiable_covariance``,
+    neutral random walk split off): ``sqrt(trace(U^T Sigma_theta U))``.
+    """
     mod = _optional("analysis.noise")
     if mod is None:
         return None, "analysis.noise (LNA) is not available"
     try:
-        res = _call_first(mod, ("theta_covariance", "stationary_covariance", "parameter_covariance", "lna"),
-                          loop, model)
+        if callable(getattr(mod, "parameter_noise", None)):
+            res = mod.parameter_noise(model, loop=loop)
+        else:
+            res = _call_first(mod, ("theta_covariance", "stationary_covariance", "parameter_covariance"),
+                              loop, model)
     except Exception as exc:  # noqa: BLE001
         return None, f"analysis.noise failed: {exc}"
-    cov = res
-    if not isinstance(res, np.ndarray):
-        cov = _pick(res, "theta_covariance", scalar=False)
+    cov = res if isinstance(res, np.ndarray) else None
+    for key in ("identifiable_covariance", "theta_covariance", "covariance"):
         if cov is None:
-            cov = _pick(res, "covariance", scalar=False)
+            cov = _pick(res, key, scalar=False)
     if cov is None:
         return None, "analysis.noise gave no theta covariance"
     cov = np.atleast_2d(np.asarray(cov, float))
     U = model.identifiable
-    if cov.shape == (U.shape[0], U.shape[0]):
+    if cov.shape == (U.shape[0], U.shape[0]) and U.shape[0] != U.shape[1]:
         cov = U.T @ cov @ U
     return float(np.sqrt(max(np.trace(cov), 0.0))), None
 
@@ -349,6 +356,16 @@ class TradeoffResult:
                 fh.write(text)
         return text
 
+    @classmethod
+    def from_csv(cls, path, params: list[str] | None = None, cost: str = "dissipation_ensemble",
+                 model_name: str = "") -> "TradeoffResult":
+        """Read a table written by :meth:`to_csv` (``params``: default the first column)."""
+        with open(path, encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            rows = [{k: (None if v == "" else float(v)) for k, v in r.items() if k != "pareto"} for r in reader]
+            names = reader.fieldnames or []
+        return cls(list(params) if params else names[:1], rows, {}, cost, model_name=model_name)
+
     def to_dict(self) -> dict:
         return {"model": self.model_name, "params": list(self.params), "cost": self.cost,
                 "objectives": dict(self.objectives), "rows": [dict(r) for r in self.rows],
@@ -409,7 +426,7 @@ def birth_death_front(model: Model, rate) -> np.ndarray:
 
 
 # -- plotting ------------------------------------------------------------------------------------------------------
-def _panel(ax, result: TradeoffResult, metric: str, cbar: bool = True):
+def _panel(ax, result: TradeoffResult, metric: str, cbar: bool = True, ylabel: bool = True):
     import matplotlib as mpl
     import matplotlib.pyplot as plt
 
@@ -442,7 +459,8 @@ def _panel(ax, result: TradeoffResult, metric: str, cbar: bool = True):
     if np.all(x[ok] > 0) and np.nanmax(x[ok]) / np.nanmin(x[ok]) > 20:
         ax.set_xscale("log")
     ax.set_xlabel(LABELS.get(metric, metric))
-    ax.set_ylabel(LABELS.get(result.cost, result.cost))
+    if ylabel:
+        ax.set_ylabel(LABELS.get(result.cost, result.cost))
     better = "lower right" if OBJECTIVES.get(metric, "min") == "max" else "lower left"
     ax.set_title(f"{TITLES.get(metric, metric)}  (better: {better})", fontsize="medium")
     ax.grid(True, which="major", alpha=0.3)
@@ -476,7 +494,8 @@ def plot_tradeoffs(result: TradeoffResult, ax=None, metrics=None):
         raise ValueError("no performance metric available to plot against")
     if ax is None:
         n = len(metrics)
-        fig, axes = plt.subplots(1, n, figsize=(5.4 * n, 4.4), constrained_layout=True, squeeze=False)
+        fig, axes = plt.subplots(1, n, figsize=(4.6 * n + 0.8, 4.2), constrained_layout=True, squeeze=False,
+                                 sharey=True)
         axes = list(axes[0])
     elif hasattr(ax, "plot"):
         axes, fig = [ax], ax.figure
@@ -485,8 +504,9 @@ def plot_tradeoffs(result: TradeoffResult, ax=None, metrics=None):
         axes = list(np.ravel(ax))
         fig = axes[0].figure
         metrics = list(metrics)[:len(axes)]
+    shared = ax is None
     for i, (a, m) in enumerate(zip(axes, metrics)):
-        _panel(a, result, m, cbar=(i == len(metrics) - 1))
+        _panel(a, result, m, cbar=(i == len(metrics) - 1), ylabel=(i == 0 or not shared))
     if result.model_name:
         over = ", ".join(PARAM_LABELS.get(p, p) for p in result.params)
         fig.suptitle(f"{result.model_name}: dissipation trade-offs, sweep of {over}")
@@ -526,13 +546,17 @@ def main(argv=None) -> int:
     ap.add_argument("--no-bandwidth", action="store_true")
     ap.add_argument("--reference", action="store_true", help="overlay the analytic E1 front (birth-death only)")
     ap.add_argument("--dpi", type=int, default=200)
+    ap.add_argument("--from-csv", help="re-plot a table written by --csv instead of sweeping")
     args = ap.parse_args(argv)
     model = load_model(args.model)
     grid = dict(_parse_range(s) for s in args.sweep)
-    res = sweep(model, bandwidth=not args.no_bandwidth,
-                progress=lambda i, n: print(f"\rpoint {i}/{n}", end="", flush=True), **grid)
-    print()
-    if args.csv:
+    if args.from_csv:
+        res = TradeoffResult.from_csv(args.from_csv, list(grid), model_name=model.name)
+    else:
+        res = sweep(model, bandwidth=not args.no_bandwidth,
+                    progress=lambda i, n: print(f"\rpoint {i}/{n}", end="", flush=True), **grid)
+        print()
+    if args.csv and not args.from_csv:
         res.to_csv(args.csv)
     if args.output:
         import matplotlib
@@ -552,6 +576,15 @@ def main(argv=None) -> int:
             old = ax.get_legend()
             ax.legend(handles=list(old.legend_handles) + handles[-1:], loc="upper left", frameon=False,
                       fontsize="small")
+            if "noise" in [a.get_xlabel().split(":")[0].replace("parameter ", "") for a in fig.axes]:
+                axn = [a for a in fig.axes if a.get_xlabel().startswith("parameter noise")][0]
+                vis = model.space.visible_states[:, 0].astype(float)
+                floor = 1.0 / np.sqrt(model.ensembles.omega * float(np.dot(model.q, vis)))
+                axn.axvline(floor, color="0.3", ls="--", lw=1.0,
+                            label=r"learning shot noise $1/\sqrt{\Omega\mu}$")
+                h, _ = axn.get_legend_handles_labels()
+                axn.legend(handles=list(axn.get_legend().legend_handles) + h[-1:], loc="lower right",
+                           frameon=False, fontsize="small")
         fig.savefig(args.output, dpi=args.dpi)
     print(res.to_csv() if not args.csv else f"wrote {args.csv}")
     return 0

@@ -372,3 +372,33 @@ def test_point_metrics_scalars_and_reasons():
             assert k in why
     assert pm["bias"] >= 0 and pm["slowest_rate"] > 0 and pm["dissipation_clamped"] == pytest.approx(0, abs=1e-12)
     assert pm["dissipation_learning"] > 0 and pm["dissipation_free"] == pytest.approx(0, abs=1e-12)
+
+
+def test_csv_round_trip(tmp_path):
+    rows = [{"eps": 0.1, "dissipation_ensemble": 1.0, "slowest_rate": 0.1, "noise": None},
+            {"eps": 0.2, "dissipation_ensemble": 2.0, "slowest_rate": 0.3, "noise": None}]
+    res = T.TradeoffResult(["eps"], rows)
+    assert res.pareto.tolist() == [True, True] and list(res.objectives) == ["slowest_rate"]
+    res.to_csv(tmp_path / "r.csv")
+    back = T.TradeoffResult.from_csv(tmp_path / "r.csv")
+    assert back.params == ["eps"] and np.all(np.isnan(back.column("noise")))
+    np.testing.assert_allclose(back.column("dissipation_ensemble"), [1.0, 2.0])
+    assert back.pareto.tolist() == [True, True]
+
+
+def test_learning_cost_times_learning_noise_on_e1():
+    """Cross-check with the LNA: the learning events that burn dmu each are the ones that diffuse theta.
+
+    sigma_cell,learning * Var_learning(theta) = 2 dmu eps mu (1 + eps mu / kappa), whatever Omega is.
+    """
+    noise = pytest.importorskip("analysis.noise")
+    m = model("birth_death")
+    for omega, eps in ((100.0, 0.05), (1e4, 0.005)):
+        mm = T.apply_param(T.apply_param(m, "omega", omega), "eps", eps)
+        var = noise.parameter_noise(mm).parts["learning"][0, 0]
+        d = thermo.fixed_point_dissipation(mm)
+        assert mm.ensembles.omega * d.learning * var == pytest.approx(2 * 20.0 * eps * 5 * (1 + eps * 5), rel=1e-6)
+    why = {}
+    pm = T.point_metrics(m, bandwidth=False, reasons=why)
+    assert pm["noise"] is not None and "noise" not in why
+    assert pm["noise"] == pytest.approx(np.sqrt(noise.parameter_noise(m).identifiable_covariance.trace()), rel=1e-12)
