@@ -14,6 +14,7 @@ from math import isfinite
 
 import numpy as np
 from scipy import stats
+from scipy.special import gammaln, xlog1py, xlogy
 
 from .errors import EnvironmentModelError, ModelError
 
@@ -80,7 +81,15 @@ class Binomial(Environment):
         _num(self.p, "p", prob=True)
 
     def pmf(self, points):
-        return stats.binom.pmf(np.asarray(points)[:, 0], int(self.n), self.p)
+        # in logs: scipy's binom.pmf raises OverflowError for tiny p (e.g. p = 1e-308)
+        k = np.asarray(points)[:, 0].astype(float)
+        n, p = int(self.n), float(self.p)
+        out = np.zeros(k.shape)
+        ok = (k >= 0) & (k <= n)
+        kk = k[ok]
+        out[ok] = np.exp(gammaln(n + 1.0) - gammaln(kk + 1.0) - gammaln(n - kk + 1.0)
+                         + xlogy(kk, p) + xlog1py(n - kk, -p))
+        return out
 
     def mean(self):
         return np.array([self.n * self.p])
