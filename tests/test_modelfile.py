@@ -231,3 +231,11 @@ def test_environment_errors_name_the_key(d, key):
     with pytest.raises(ModelError) as exc:
         from_dict(d)
     assert exc.value.key == key
+
+
+@pytest.mark.parametrize("p", [1e-308, 5e-324, 0.0, 1.0])
+def test_binomial_with_extreme_p(e2, p):
+    # regression: scipy's binom.pmf raised OverflowError for p = 1e-308
+    tab = tabulate(Binomial(20, p), e2.space)
+    assert abs(tab.q.sum() - 1) < 1e-12
+    assert tab.q[0 if p < 0.5 else 20] == pytest.approx(1.0)
