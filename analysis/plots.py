@@ -160,8 +160,8 @@ def bode(fr, margins: dict | None = None, disturbance: dict | None = None):
             target = ax1 if fr.siso else ax2
             target.axhline(-3.0103, color=COLORS["G"], lw=0.9, ls="--")
             target.axvline(bw, color=COLORS["G"], lw=0.9, ls="--")
-            target.annotate(f"bandwidth {bw:.3g}  (−3 dB)", (bw, -3.0103), xytext=(6, -14),
-                            textcoords="offset points", fontsize=8.5, color=COLORS["G"])
+            target.annotate(f"bandwidth {bw:.3g}  (−3 dB)", (bw, -3.0103), xytext=(-6, -14),
+                            textcoords="offset points", fontsize=8.5, color=COLORS["G"], ha="right")
             fig.crnfb["bandwidth"] = bw
         ax1.set_ylabel("magnitude  (dB)")
         mags = _db(fr.L[:, 0, 0]) if fr.siso else _db(np.linalg.svd(fr.L, compute_uv=False)[:, 0])
@@ -252,25 +252,32 @@ def step(sr, metrics: dict | None = None):
         ax = fig.add_subplot()
         final = float(sr.y[-1]) if sr.y.size else 1.0
         ax.axhspan(final * 0.98, final * 1.02, color=COLORS["G"], alpha=0.12, lw=0, label="±2 % of final value")
-        ax.axhline(1.0, color=COLORS["mark"], lw=0.9, ls="--", label="quasi-static prediction dθ*/da")
+        ax.axhline(1.0, color=COLORS["mark"], lw=0.9, ls="--", label="new fixed point (perfect adaptation)")
         ax.plot(sr.t, sr.y, color=COLORS["lin"], label="linearised loop")
         if sr.t_nonlinear is not None and sr.y_nonlinear is not None:
             ax.plot(sr.t_nonlinear, sr.y_nonlinear, color=COLORS["nl"], ls="none", marker="o", ms=3.0,
-                    alpha=0.8, label="nonlinear simulation")
+                    alpha=0.8, label="nonlinear simulation" + (
+                        f" (step a = {sr.amplitude:g}, rescaled)" if getattr(sr, "amplitude", None) else ""))
         if rise is not None:
-            ax.axvline(rise, color=COLORS["mark"], lw=0.9, ls=":")
-            ax.annotate(f"rise (10–90 %)\n{rise:.3g}", (rise, 0.45 * final), xytext=(5, 0),
-                        textcoords="offset points", fontsize=8.5)
+            # the rise time is a duration: draw it as the bracket from the 10 % crossing
+            above = np.nonzero(sr.y >= 0.1 * final)[0]
+            t10 = float(np.interp(0.1 * final, sr.y[max(above[0] - 1, 0):above[0] + 1],
+                                  sr.t[max(above[0] - 1, 0):above[0] + 1])) if above.size else 0.0
+            ax.annotate("", xy=(t10 + rise, 0.5 * final), xytext=(t10, 0.5 * final),
+                        arrowprops=dict(arrowstyle="|-|", color=COLORS["mark"], lw=1.1, mutation_scale=4))
+            ax.text(t10 + rise + 0.01 * (sr.t[-1] - sr.t[0]), 0.5 * final, f"rise time (10–90 %) {rise:.3g}",
+                    fontsize=8.5, va="center", color=COLORS["mark"])
+            fig.crnfb["rise_bracket"] = (t10, t10 + rise)
         if settle is not None:
             ax.axvline(settle, color=COLORS["G"], lw=0.9, ls=":")
-            ax.annotate(f"settling (2 %)\n{settle:.3g}", (settle, 0.2 * final), xytext=(5, 0),
+            ax.annotate(f"settling time (2 %) {settle:.3g}", (settle, 0.2 * final), xytext=(5, 0),
                         textcoords="offset points", fontsize=8.5, color=COLORS["G"])
         if over is not None:
-            ax.text(0.99, 0.04, f"overshoot {over:.3g} %", transform=ax.transAxes, ha="right", fontsize=9)
+            ax.text(0.99, 0.30, f"overshoot {over:.3g} %", transform=ax.transAxes, ha="right", fontsize=9)
         ax.set_xlim(sr.t[0], sr.t[-1])
         ax.set_xlabel(T_UNIT)
-        ax.set_ylabel("θ along dθ*/da, per unit step in a")
-        ax.legend(loc="center right")
+        ax.set_ylabel("θ along dθ/da, normalised  (1 = new fixed point)")
+        ax.legend(loc="lower right")
         ax.set_title("Response to a step in the environment  (Q → Q + a (Q₂ − Q₁))")
         fig.crnfb.update(rise_time=rise, settling_time=settle, overshoot_pct=over, final_value=final,
                          t=sr.t, y=sr.y)

@@ -131,6 +131,7 @@ class StepResponse:
     t_nonlinear: np.ndarray | None = None
     y_nonlinear: np.ndarray | None = None
     source: str = "analysis.results"
+    amplitude: float | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -549,7 +550,7 @@ class Results:
             lines.append(f"{a + ':':<16}{b:<23}{c + ':':<16}{e:<23}".rstrip())
         lines.append("-" * W)
         if d["validation"] is None:
-            lines.append(f"{'Validation:':<16}not run ({d.get('validation_reason', '')})"[:W])
+            lines.append(f"{'Validation:':<16}{d.get('validation_reason', 'not run')}"[:W])
         else:
             n = len(d["validation"])
             ok = sum(1 for c in d["validation"] if c.get("passed"))
@@ -758,7 +759,7 @@ _SIM_FUNCS = ("simulate", "simulate_ode", "ode_trajectory", "trajectory")
 
 
 def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool = False,
-            quick: bool = False) -> Results:
+            quick: bool = False, figures: bool = True) -> Results:
     """Run the full stability analysis of ``model``.
 
     Parameters
@@ -772,7 +773,13 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
     progress : bool
         Show a progress bar on stderr (only on a terminal, never when ``CI`` is set).
     quick : bool
-        Cheaper settings where sections offer them (used by ``crnfb sweep``).
+        Cheaper settings where a section offers them: the short validation
+        (:func:`analysis.validation.validate` ``quick=True``) and a looser
+        integration of the thermodynamic episode (used by ``crnfb sweep``).
+    figures : bool
+        Also compute the data the figures draw (frequency responses, step
+        response, learning trajectory, distributions). ``crnfb sweep`` turns
+        this off: the scalar results do not need them.
 
     Returns
     -------
@@ -788,8 +795,9 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
     from analysis.stability import stability
 
     res = Results(model=model, seed=int(seed))
-    steps = ["fixed point", "linearisation", "stability", "frequency response", "margins", "disturbance",
-             "step response", "learning trajectory", "thermodynamics"] + (["validation"] if validate else [])
+    steps = (["fixed point", "linearisation", "stability", "margins", "disturbance"]
+             + (["frequency response", "step response", "learning trajectory"] if figures else [])
+             + ["thermodynamics"] + (["validation"] if validate else []))
     bar = None
     if _progress_enabled(progress):
         try:
@@ -847,22 +855,39 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
                                          np.asarray(r.G_ae), np.asarray(r.G_frozen), "analysis.frequency")
             return frequency_response(res.loop)
 
-        res.frequency = timed("frequency response", freq, "frequency")
-        pool["frequency"] = res.frequency
         res.margins = timed("margins", lambda: _invoke(_find("analysis.margins", _MARGIN_FUNCS), pool, res.loop),
                             "margins")
         res.disturbance = timed("disturbance",
                                 lambda: _invoke(_find("analysis.disturbance", _DIST_FUNCS), pool, res.loop),
                                 "disturbance")
+        if figures:
+            resp = getattr(res.disturbance, "response", None)
+            if resp is not None and all(hasattr(resp, a) for a in ("omega", "L", "S", "G_ae", "G_frozen")):
+                # the responses the disturbance figures were computed from (a superset of the spec grid)
+                res.frequency = FrequencyResponse(np.asarray(resp.omega), np.asarray(resp.L), np.asarray(resp.S),
+                                                  np.asarray(resp.G_ae), np.asarray(resp.G_frozen),
+                                                  "analysis.disturbance")
+                tick("frequency response")
+            else:
+                res.frequency = timed("frequency response", freq, "frequency")
+        else:
+            res.reasons["frequency"] = "not computed (figures=False)"
         t_ep = episode_time(model, res.stability)
 
         def step():
-            d = quasi_static_direction(model, res.optimum.theta)
-            if not np.any(d):
-                raise Unavailable("the environment change does not move the optimum (dtheta*/da = 0)")
-            rate = res.stability.slowest_rate if res.stability.stable else None
-            t_end = min(12.0 / rate, 2.0 * t_ep) if rate else 2.0 * t_ep
-            sr = linear_step(res.loop, d, t_end)
+            sm = getattr(res.disturbance, "step", None)
+            d_loop = getattr(res.disturbance, "dtheta_loop", None)
+            if sm is not None and getattr(sm, "t", None) is not None and d_loop is not None:
+                # the very series the reported step metrics were computed from
+                sr = StepResponse(np.asarray(sm.t, float), np.asarray(sm.y, float), np.asarray(d_loop, float),
+                                  source="analysis.disturbance")
+            else:
+                d = quasi_static_direction(model, res.optimum.theta)
+                if not np.any(d):
+                    raise Unavailable("the environment change does not move the optimum (dtheta*/da = 0)")
+                rate = res.stability.slowest_rate if res.stability.stable else None
+                t_end = min(12.0 / rate, 2.0 * t_ep) if rate else 2.0 * t_ep
+                sr = linear_step(res.loop, d, t_end)
             if validate:
                 try:
                     sr = _nonlinear_step(model, fp, sr)
@@ -872,7 +897,8 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
                     res.reasons["step_nonlinear"] = f"nonlinear step simulation failed: {e}"
             return sr
 
-        res.step = timed("step response", step, "step")
+        if figures:
+            res.step = timed("step response", step, "step")
 
         def traj():
             try:
@@ -888,12 +914,13 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
                     res.reasons["trajectory_simulator"] = f"ODE simulator not used: {e}"
             return quasi_static_trajectory(model, res.optimum.theta, t_ep)
 
-        res.trajectory = timed("learning trajectory", traj, "trajectory")
-        th = res.fixed_point.theta
-        mo = model.landscape.moments(model.full_theta(th))
-        vis = model.network.visible
-        res.distribution = Distribution(model.space.visible_states, mo.P, model.q,
-                                        [model.network.names[i] for i in vis])
+        if figures:
+            res.trajectory = timed("learning trajectory", traj, "trajectory")
+            th = res.fixed_point.theta
+            mo = model.landscape.moments(model.full_theta(th))
+            vis = model.network.visible
+            res.distribution = Distribution(model.space.visible_states, mo.P, model.q,
+                                            [model.network.names[i] for i in vis])
         res.thermodynamics = timed("thermodynamics", lambda: _invoke(
             _find("analysis.thermo", _THERMO_FUNCS), pool, model), "thermodynamics")
         if validate:
@@ -907,7 +934,7 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
     return res
 
 
-STEP_AMPLITUDE = 0.05
+STEP_AMPLITUDE = 0.01
 
 
 def _nonlinear_step(model: Model, fp, sr: StepResponse, amplitude: float = STEP_AMPLITUDE) -> StepResponse:
@@ -917,7 +944,7 @@ def _nonlinear_step(model: Model, fp, sr: StepResponse, amplitude: float = STEP_
     tr = sim(model, float(sr.t[-1]), signal=Step(0.0, amplitude, 0.0), x0=fp.x, points=121)
     d = sr.direction
     y = (np.asarray(tr.theta) - fp.theta) @ d / (float(d @ d) * amplitude)
-    return StepResponse(sr.t, sr.y, d, np.asarray(tr.t), y, sr.source)
+    return StepResponse(sr.t, sr.y, d, np.asarray(tr.t), y, sr.source, amplitude)
 
 
 def _trajectory_from_sim(out, model: Model, optimum) -> Trajectory | None:

@@ -1,0 +1,530 @@
+"""``crnfb sweep MODEL --param NAME=START:STOP:N[:log10|lin] ... -o DIR``: parameter sweeps.
+
+Each point of the grid (the product of every ``--param``) gets the report's
+scalar results (:data:`analysis.results.SCALAR_KEYS`, from
+``analyse(..., validate=False)``) and, when :mod:`analysis.tradeoffs` is
+installed, its ``point_metrics`` (columns ``metrics.*``). Points run in
+parallel local processes (``--workers``, default ``os.cpu_count()``) or on
+a Dask cluster (``--scheduler ADDRESS``, optional ``dask`` extra).
+
+Resumable: every finished point is appended to ``DIR/sweep.csv`` at once
+(flushed per row), keyed by its parameter values; a rerun with the same
+grid skips the points already there. ``DIR/sweep.png`` shows each scalar
+against the (first) swept parameter, on log axes where the grid is log.
+
+Parameters
+----------
+``eps``      every learning rate (``eps.X`` for one learned species)
+``gamma``    reset rate of clamped copies
+``dmu``      fuel per learning event (kT)
+``kappa``    factor on every reaction's kappa (time-scale of the model network)
+``free``, ``clamped``, ``M``   ensemble sizes (``M`` sets both; whole numbers)
+``omega``    volume for parameter species counts
+
+Grid specs: ``START:STOP:N[:log10|lin]`` (default ``lin``),
+``START:STOP:log10`` (10 points), a single value, or a list ``V1,V2,...``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import os
+import sys
+import tempfile
+import time
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from feedback.errors import ModelError
+from feedback.model import Ensembles, Model
+
+PARAMS = ("eps", "gamma", "dmu", "kappa", "free", "clamped", "M", "omega")
+INTEGER_PARAMS = ("free", "clamped", "M")
+ALIASES = {"M_f": "free", "M_c": "clamped"}
+DEFAULT_POINTS = 10
+STATUS = "status"
+ERROR = "error"
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One swept parameter: ``name``, its grid ``values`` and ``scale`` (``log10``, ``lin`` or ``list``)."""
+
+    name: str
+    values: tuple[float, ...]
+    scale: str = "lin"
+
+
+def _number(text: str, spec: str, what: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise ModelError(f"--param {spec!r}: {what} {text!r} is not a number") from None
+    if not math.isfinite(v):
+        raise ModelError(f"--param {spec!r}: {what} must be finite, got {text!r}")
+    return v
+
+
+def parse_param(spec: str, model: Model | None = None) -> ParamSpec:
+    """Parse ``NAME=START:STOP:N[:log10|lin]`` (or ``NAME=V``, ``NAME=V1,V2,...``).
+
+    Raises
+    ------
+    ModelError
+        Unknown name, malformed grid, non-positive values on a log grid or
+        for a positive parameter, non-integer ensemble sizes.
+    """
+    if "=" not in spec:
+        raise ModelError(f"--param {spec!r}: expected NAME=START:STOP:N[:log10|lin], e.g. eps=0.01:1:20:log10")
+    name, _, grid = spec.partition("=")
+    name = ALIASES.get(name.strip(), name.strip())
+    base = name.split(".", 1)[0]
+    if base not in PARAMS:
+        raise ModelError(f"--param {spec!r}: unknown parameter {name!r}; sweepable: {', '.join(PARAMS)} "
+                         "(eps.SPECIES for one learning rate)")
+    if "." in name:
+        if base != "eps":
+            raise ModelError(f"--param {spec!r}: only eps takes a species (eps.X)")
+        if model is not None and name.split(".", 1)[1] not in model.learned_names:
+            raise ModelError(f"--param {spec!r}: {name.split('.', 1)[1]!r} is not a learned species; learned: "
+                             f"{', '.join(model.learned_names)}")
+    grid = grid.strip()
+    if not grid:
+        raise ModelError(f"--param {spec!r}: no values after '='")
+    parts = grid.split(":")
+    if "," in grid or len(parts) == 1:
+        if ":" in grid:
+            raise ModelError(f"--param {spec!r}: give either a list V1,V2,... or START:STOP:N[:scale]")
+        values = [_number(x.strip(), spec, "value") for x in grid.split(",") if x.strip()]
+        scale = "list"
+    else:
+        scale = "lin"
+        if parts[-1] in ("log10", "log", "lin", "linear"):
+            scale = "log10" if parts[-1] in ("log10", "log") else "lin"
+            parts = parts[:-1]
+        if len(parts) not in (2, 3):
+            raise ModelError(f"--param {spec!r}: expected START:STOP:N[:log10|lin]")
+        start = _number(parts[0], spec, "START")
+        stop = _number(parts[1], spec, "STOP")
+        if len(parts) == 3:
+            n = _number(parts[2], spec, "N")
+            if n != int(n) or n < 1:
+                raise ModelError(f"--param {spec!r}: N must be a whole number >= 1, got {parts[2]!r}")
+            n = int(n)
+        else:
+            n = DEFAULT_POINTS
+        if n > 100000:
+            raise ModelError(f"--param {spec!r}: N = {n} points is too many (at most 100000)")
+        if scale == "log10":
+            if start <= 0 or stop <= 0:
+                raise ModelError(f"--param {spec!r}: a log10 grid needs START and STOP > 0")
+            values = np.logspace(np.log10(start), np.log10(stop), n).tolist()
+        else:
+            values = np.linspace(start, stop, n).tolist()
+    if not values:
+        raise ModelError(f"--param {spec!r}: no values")
+    if base in INTEGER_PARAMS:
+        rounded = [float(round(v)) for v in values]
+        if any(v < 1 for v in rounded):
+            raise ModelError(f"--param {spec!r}: ensemble sizes must be whole numbers >= 1")
+        values = list(dict.fromkeys(rounded))
+    if any(v <= 0 for v in values):
+        raise ModelError(f"--param {spec!r}: {base} must be > 0 at every grid point")
+    return ParamSpec(name, tuple(float(v) for v in values), scale)
+
+
+def build_grid(specs: list[ParamSpec]) -> list[dict]:
+    """The product grid, first parameter varying slowest; each point ``{name: value}``."""
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ModelError(f"--param: a parameter is given twice ({', '.join(names)})")
+    if any("." in n for n in names) and "eps" in names:
+        raise ModelError("--param: eps and eps.SPECIES together are ambiguous")
+    grids = np.meshgrid(*[np.array(s.values) for s in specs], indexing="ij")
+    return [{n: float(g.flat[i]) for n, g in zip(names, grids)} for i in range(grids[0].size)]
+
+
+def apply_params(model: Model, point: dict) -> Model:
+    """Copy of ``model`` with the sweep parameters of ``point`` set."""
+    learning: dict = {}
+    ens = {"free": model.ensembles.free, "clamped": model.ensembles.clamped, "omega": model.ensembles.omega}
+    eps = list(map(float, model.eps))
+    eps_set = False
+    net = model.network
+    for name, v in point.items():
+        if name == "eps":
+            eps = [float(v)] * len(eps)
+            eps_set = True
+        elif name.startswith("eps."):
+            eps[model.learned_names.index(name[4:])] = float(v)
+            eps_set = True
+        elif name in ("gamma", "dmu"):
+            learning[name] = float(v)
+        elif name == "kappa":
+            net = replace(net, reactions=tuple(replace(r, kappa=r.kappa * float(v)) for r in net.reactions))
+        elif name in ("free", "clamped"):
+            ens[name] = int(round(v))
+        elif name == "M":
+            ens["free"] = ens["clamped"] = int(round(v))
+        elif name == "omega":
+            ens["omega"] = float(v)
+        else:  # pragma: no cover - parse_param rejects these
+            raise ModelError(f"unknown sweep parameter {name!r}")
+    if eps_set:
+        learning["eps"] = tuple(eps)
+    m = model
+    if net is not model.network:
+        m = m.replace(network=net)
+    if learning:
+        m = m.with_learning(**learning)
+    if (ens["free"], ens["clamped"], ens["omega"]) != (model.ensembles.free, model.ensembles.clamped,
+                                                       model.ensembles.omega):
+        m = m.replace(ensembles=Ensembles(ens["free"], ens["clamped"], ens["omega"]))
+    return m
+
+
+# ----------------------------------------------------------------------------------------------
+# one point (runs in worker processes: the model travels as its TOML text)
+# ----------------------------------------------------------------------------------------------
+_MODEL_CACHE: dict[str, Model] = {}
+
+
+def _base_model(text: str, source: str) -> Model:
+    key = hashlib.sha1(text.encode()).hexdigest()
+    if key not in _MODEL_CACHE:
+        from feedback.modelfile import parse_model
+        _MODEL_CACHE[key] = parse_model(tomllib.loads(text), source=source)
+    return _MODEL_CACHE[key]
+
+
+def evaluate_point(model: Model, point: dict, metrics: bool = True) -> dict:
+    """Scalar results of one grid point: ``{param: value, SCALAR_KEYS..., metrics.*}``.
+
+    Uses ``analyse(m, validate=False, figures=False, quick=True)`` (``quick``:
+    the thermodynamic episode integrated with looser tolerances).
+    """
+    from analysis.results import analyse
+
+    m = apply_params(model, point)
+    res = analyse(m, validate=False, figures=False, quick=True)
+    row: dict = {}
+    for k, v in res.scalars().items():
+        row[k] = (1.0 if v else 0.0) if isinstance(v, bool) else v
+    if metrics:
+        try:
+            from analysis.tradeoffs import point_metrics
+        except ImportError:
+            point_metrics = None
+        if point_metrics is not None:
+            try:
+                pm = point_metrics(m)
+            except ModelError:
+                pm = {}
+            for k, v in pm.items():
+                if k in ("eps", "gamma", "dmu", "M_f", "M_c", "omega"):
+                    continue
+                row[f"metrics.{k}"] = float(v) if isinstance(v, (int, float)) and v is not None and \
+                    math.isfinite(float(v)) else None
+    return row
+
+
+def _worker(text: str, source: str, point: dict, metrics: bool = True) -> tuple[dict, dict]:
+    """Evaluate in a worker; errors in the model at this point become a row with ``status=error``."""
+    try:
+        row = evaluate_point(_base_model(text, source), point, metrics)
+        row[STATUS] = "ok"
+    except ModelError as e:
+        row = {STATUS: "error", ERROR: str(e)}
+    return point, row
+
+
+# ----------------------------------------------------------------------------------------------
+# the CSV (resumable)
+# ----------------------------------------------------------------------------------------------
+def _key(point: dict, names: list[str]) -> tuple:
+    return tuple(float(point[n]) for n in names)
+
+
+def _cell(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else ""
+    return str(v)
+
+
+def read_csv(path: Path, names: list[str]) -> tuple[list[str], list[dict]]:
+    """Header and the complete rows of an existing ``sweep.csv`` (malformed rows are dropped)."""
+    if not path.exists():
+        return [], []
+    with open(path, newline="") as fh:
+        reader = csv.reader(fh)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return [], []
+        rows = []
+        for cells in reader:
+            if len(cells) != len(header):
+                continue       # a row cut short by an interruption
+            r = dict(zip(header, cells))
+            try:
+                for n in names:
+                    r[n] = float(r[n])
+            except (KeyError, ValueError):
+                continue
+            if r.get(STATUS) not in ("ok", "error"):
+                continue
+            for k, v in list(r.items()):
+                if k in names or k in (STATUS, ERROR):
+                    continue
+                try:
+                    r[k] = float(v) if v != "" else None
+                except ValueError:
+                    pass
+            rows.append(r)
+    return header, rows
+
+
+class CsvSink:
+    """Appends rows to ``sweep.csv``, flushing each; widens the header when new columns appear."""
+
+    def __init__(self, path: Path, names: list[str], header: list[str], rows: list[dict]):
+        self.path = path
+        self.names = names
+        self.rows = list(rows)
+        self.header = header or []
+        self._fh = None
+        if self.header and self._needs_rewrite():
+            self._rewrite()
+        elif self.header:
+            self._fh = open(self.path, "a", newline="")
+
+    def _needs_rewrite(self) -> bool:
+        # a partly written last line: rewrite from the rows that parsed
+        with open(self.path, newline="") as fh:
+            lines = fh.read().splitlines()
+        return len(lines) - 1 != len(self.rows) or not lines or lines[0].split(",") != self.header
+
+    def _columns_for(self, row: dict) -> list[str]:
+        cols = list(self.header) if self.header else list(self.names) + [STATUS]
+        for k in row:
+            if k not in cols and k != ERROR:
+                cols.append(k)
+        if ERROR not in cols:
+            cols.append(ERROR)
+        # keep ERROR last
+        cols = [c for c in cols if c != ERROR] + [ERROR]
+        return cols
+
+    def _rewrite(self):
+        if self._fh:
+            self._fh.close()
+        fd, tmp = tempfile.mkstemp(prefix=".sweep.", suffix=".csv", dir=self.path.parent)
+        with os.fdopen(fd, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(self.header)
+            for r in self.rows:
+                w.writerow([_cell(r.get(c)) for c in self.header])
+        os.replace(tmp, self.path)
+        self._fh = open(self.path, "a", newline="")
+
+    def add(self, point: dict, row: dict):
+        full = {**point, **row}
+        cols = self._columns_for(full)
+        self.rows.append(full)
+        if cols != self.header:
+            self.header = cols
+            self._rewrite()
+        else:
+            csv.writer(self._fh).writerow([_cell(full.get(c)) for c in self.header])
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+
+    def close(self):
+        if self._fh:
+            self._fh.close()
+            self._fh = None
+
+
+# ----------------------------------------------------------------------------------------------
+# running
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class SweepOutcome:
+    """What :func:`run_sweep` did: grid size, points found done, points evaluated, errors, files."""
+
+    total: int
+    skipped: int
+    evaluated: int
+    errors: int
+    csv: Path
+    png: Path | None
+    seconds: float
+
+
+def _progress(total: int, enabled: bool):
+    from analysis.results import _progress_enabled
+    if not _progress_enabled(enabled):
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return None
+    return tqdm(total=total, desc="sweep", unit="pt", file=sys.stderr)
+
+
+def run_sweep(model_path: str | os.PathLike, params: list[str], out_dir: str | os.PathLike,
+              workers: int | None = None, scheduler: str | None = None, progress: bool = False,
+              metrics: bool = True, limit: int | None = None) -> SweepOutcome:
+    """Run (or resume) a sweep; see the module docstring.
+
+    Parameters
+    ----------
+    model_path : path of the model file
+    params : list of ``NAME=START:STOP:N[:log10|lin]`` specs
+    out_dir : output directory (created after the inputs are checked)
+    workers : local processes (default ``os.cpu_count()``; 1 runs in this process)
+    scheduler : Dask scheduler address (needs the ``dask`` extra)
+    metrics : also record :func:`analysis.tradeoffs.point_metrics`
+    limit : evaluate at most this many of the missing points (then stop, resumable)
+    """
+    from feedback.modelfile import load_model
+
+    t0 = time.perf_counter()
+    model = load_model(model_path)
+    text = Path(model_path).read_text(encoding="utf-8")
+    source = str(model_path)
+    specs = [parse_param(p, model) for p in params]
+    grid = build_grid(specs)
+    names = [s.name for s in specs]
+    for point in grid[:1]:
+        apply_params(model, point)     # bad combinations fail here, before anything is written
+    if workers is not None and workers < 1:
+        raise ModelError(f"--workers must be >= 1, got {workers}")
+    client = None
+    if scheduler:
+        try:
+            from dask.distributed import Client
+        except ImportError:
+            raise ModelError("--scheduler needs Dask: pip install 'crn-feedback[dask]' "
+                             "(or pip install 'dask[distributed]')") from None
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ModelError(f"output {out} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / "sweep.csv"
+    header, rows = read_csv(csv_path, names)
+    if header and any(n not in header for n in names):
+        raise ModelError(f"{csv_path} holds a sweep over {[h for h in header if h not in ('status',)][:3]}..., "
+                         f"not over {names}; use another output directory")
+    done = {_key(r, names) for r in rows}
+    todo = [p for p in grid if _key(p, names) not in done]
+    skipped = len(grid) - len(todo)
+    if limit is not None:
+        todo = todo[:max(0, int(limit))]
+    sink = CsvSink(csv_path, names, header, [r for r in rows])
+    bar = _progress(len(grid), progress)
+    if bar is not None:
+        bar.update(skipped)
+    errors = 0
+    try:
+        if scheduler and todo:
+            from dask.distributed import Client, as_completed
+            client = Client(scheduler)
+            futs = [client.submit(_worker, text, source, p, metrics, pure=False) for p in todo]
+            for fut in as_completed(futs):
+                point, row = fut.result()
+                errors += row.get(STATUS) == "error"
+                sink.add(point, row)
+                if bar is not None:
+                    bar.update(1)
+        elif todo and (workers or os.cpu_count() or 1) > 1 and len(todo) > 1:
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+            import multiprocessing as mp
+            n = min(workers or os.cpu_count() or 1, len(todo))
+            saved = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+            for k in saved:          # one BLAS thread per process: the processes are the parallelism
+                os.environ[k] = "1"
+            try:
+                with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn")) as ex:
+                    futs = [ex.submit(_worker, text, source, p, metrics) for p in todo]
+                    try:
+                        for fut in as_completed(futs):
+                            point, row = fut.result()
+                            errors += row.get(STATUS) == "error"
+                            sink.add(point, row)
+                            if bar is not None:
+                                bar.update(1)
+                    except BaseException:
+                        for f in futs:
+                            f.cancel()
+                        raise
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+        else:
+            for p in todo:
+                point, row = _worker(text, source, p, metrics)
+                errors += row.get(STATUS) == "error"
+                sink.add(point, row)
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        sink.close()
+        if bar is not None:
+            bar.close()
+        if client is not None:
+            client.close()
+    png = None
+    ok_rows = [r for r in sink.rows if r.get(STATUS) == "ok"]
+    if ok_rows:
+        png = write_sweep_png(ok_rows, specs, sink.header, out / "sweep.png")
+    return SweepOutcome(len(grid), skipped, len(todo), errors, csv_path, png, time.perf_counter() - t0)
+
+
+#: columns drawn in sweep.png (those present and not constant)
+PLOT_COLUMNS = ("closed_loop.slowest_rate", "closed_loop.damping_ratio_min", "margins.eps_crit",
+                "margins.phase_margin_deg", "disturbance.bandwidth", "disturbance.hinf_norm",
+                "disturbance.step.settling_time", "disturbance.step.overshoot_pct", "fixed_point.bias",
+                "thermodynamics.fixed_point.total", "thermodynamics.episode_total", "metrics.noise",
+                "metrics.dissipation_ensemble")
+
+
+def write_sweep_png(rows: list[dict], specs: list[ParamSpec], header: list[str], path: Path) -> Path:
+    from analysis import plots
+
+    def varies(c):
+        vals = {r.get(c) for r in rows if r.get(c) is not None}
+        return len(vals) > 1
+    cols = [c for c in PLOT_COLUMNS if c in header and varies(c)]
+    if not cols:
+        cols = [c for c in header if c not in [s.name for s in specs] and c not in (STATUS, ERROR) and varies(c)][:9]
+    fig = plots.sweep(rows, [s.name for s in specs], {s.name: s.scale for s in specs}, cols)
+    fd, tmp = tempfile.mkstemp(prefix=".sweep.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    plots.save(fig, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def run_sweep_command(args) -> int:
+    """``crnfb sweep`` (exit 0; 2 on bad input)."""
+    out = run_sweep(args.model, args.param, args.output, workers=getattr(args, "workers", None),
+                    scheduler=getattr(args, "scheduler", None), progress=True)
+    print(f"sweep: {out.total} grid points, {out.skipped} already in {out.csv}, evaluated {out.evaluated}"
+          + (f" ({out.errors} with errors)" if out.errors else "") + f" in {out.seconds:.1f} s")
+    print(f"wrote {out.csv}" + (f" and {out.png}" if out.png else ""))
+    return 0
+
+
+__all__ = ["parse_param", "build_grid", "apply_params", "evaluate_point", "run_sweep", "run_sweep_command",
+           "ParamSpec", "SweepOutcome", "PARAMS"]

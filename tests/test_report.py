@@ -1,0 +1,295 @@
+"""``crnfb report`` and :mod:`analysis.results`: files, report.json contract, exit codes, atomicity."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analysis import results as R
+from analysis.cli import main
+from analysis.report import FIGURES, write_report
+from analysis.results import REQUIRED_KEYS, analyse, get_path
+
+ROOT = Path(__file__).resolve().parent.parent
+E1 = ROOT / "examples" / "birth_death.toml"
+CHAIN = ROOT / "examples" / "chain.toml"
+FILES = ["report.json", "report.md", "report.html"] + [f"{f}.png" for f in FIGURES]
+
+
+def interface_keys() -> list[str]:
+    """The dotted key list of INTERFACE.md (the copy of shared/ beside the repository), else ours."""
+    for spec in (ROOT.parent / "shared" / "spec" / "INTERFACE.md", Path("/work/shared/spec/INTERFACE.md")):
+        if spec.exists():
+            text = spec.read_text()
+            block = text.split("## report.json", 1)[1].split("```", 2)[1]
+            keys = []
+            for line in block.splitlines():
+                parts = re.split(r"\s{2,}", line.strip(), maxsplit=1)
+                if not parts[0]:
+                    continue
+                heads = [k.strip() for k in parts[0].split(",")]
+                keys.extend(heads)
+                rest = parts[1] if len(parts) > 1 else ""
+                sub = re.match(r"\{([a-z_, ]+)\}", rest)
+                if sub and len(heads) == 1:
+                    keys.extend(f"{heads[0]}.{x.strip()}" for x in sub.group(1).split(","))
+            return keys
+    return list(REQUIRED_KEYS)
+
+
+def _strict_load(path: Path) -> dict:
+    def bad(x):
+        raise ValueError(f"non-finite constant {x} in {path}")
+    return json.loads(path.read_text(), parse_constant=bad)
+
+
+def _walk_numbers(obj, path=""):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _walk_numbers(v, f"{path}.{k}" if path else k)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _walk_numbers(v, f"{path}[{i}]")
+    elif isinstance(obj, float):
+        yield path, obj
+
+
+@pytest.fixture(scope="module")
+def e1_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("e1") / "report-e1"
+    rc = main(["report", str(E1), "-o", str(out)])
+    return rc, out
+
+
+@pytest.fixture(scope="module")
+def e1_results(e1):
+    return analyse(e1, validate=False)
+
+
+# -- the command -----------------------------------------------------------------------------
+def test_report_e1_exit_0_and_every_file(e1_report):
+    rc, out = e1_report
+    assert rc == 0
+    for f in FILES:
+        assert (out / f).is_file(), f
+        assert (out / f).stat().st_size > 500, f
+    # nothing left beside it
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".report-e1")]
+
+
+def test_report_json_has_every_interface_key(e1_report):
+    _, out = e1_report
+    d = _strict_load(out / "report.json")
+    keys = interface_keys()
+    assert len(keys) >= 30
+    assert set(keys) <= set(REQUIRED_KEYS) | {"fixed_point.bias", "fixed_point.optimum"}
+    for k in set(keys) | set(REQUIRED_KEYS):
+        get_path(d, k)          # KeyError if absent
+
+
+def test_report_json_numbers_finite_and_nulls_have_reasons(e1_report):
+    _, out = e1_report
+    d = _strict_load(out / "report.json")
+    for path, v in _walk_numbers(d):
+        assert math.isfinite(v), path
+    for k in REQUIRED_KEYS:
+        if get_path(d, k) is None:
+            head, _, last = k.rpartition(".")
+            sec = get_path(d, head) if head else d
+            assert isinstance(sec.get(f"{last}_reason"), str) and sec[f"{last}_reason"], k
+
+
+def test_report_e1_values(e1_report):
+    """E1 (MODEL.md section 8): Poisson(E_Q x) learned; s^2 + s + eps mu; rate eps mu."""
+    _, out = e1_report
+    d = _strict_load(out / "report.json")
+    assert d["model"]["name"] == "birth-death"
+    assert d["model"]["species"] == ["X"] and d["model"]["visible"] == ["X"] and d["model"]["hidden"] == []
+    assert d["fixed_point"]["theta"]["X"] == pytest.approx(math.log(5.0), abs=1e-6)
+    assert abs(d["fixed_point"]["divergence"]) < 1e-8
+    assert d["quasi_static"]["rates"] == pytest.approx([0.05 * 5.0], rel=1e-6)
+    assert d["closed_loop"]["stable"] is True
+    ev = np.array(d["closed_loop"]["eigenvalues"])
+    assert ev[0, 0] == pytest.approx(-0.5, abs=1e-5) and ev[1, 0] == pytest.approx(-0.5, abs=1e-5)
+    assert d["closed_loop"]["slowest_rate"] == pytest.approx(0.5, abs=1e-5)
+    # L(s) = eps mu kappa / (s (s + kappa)): crossover and phase margin in closed form
+    wc = math.sqrt((-1 + math.sqrt(1 + 4 * 0.25 ** 2)) / 2)
+    assert d["margins"]["crossover_frequency"] == pytest.approx(wc, rel=1e-3)
+    if d["margins"]["phase_margin_deg"] is not None:
+        assert d["margins"]["phase_margin_deg"] == pytest.approx(90 - math.degrees(math.atan(wc)), abs=0.05)
+    if d["validation"] is not None:
+        assert all(c["passed"] for c in d["validation"])
+        for c in d["validation"]:
+            assert set(c) >= {"quantity", "predicted", "simulated", "rel_error", "passed"}
+
+
+def test_report_md_and_html(e1_report):
+    _, out = e1_report
+    md = (out / "report.md").read_text()
+    assert "# Stability report: birth-death" in md
+    assert "| quantity | value |" in md
+    for f in FIGURES:
+        assert f"({f}.png)" in md
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(FIGURES)
+    assert not re.search(r"(src|href)=['\"](https?:)?//", html)   # self-contained
+    assert "<table>" in html and "STABLE" in html
+
+
+def test_report_bad_input_exit_2_and_nothing_written(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\n[species.X]\nvisible = true\n[[reactions]]\neq = "0 <-> Y"\n')
+    out = tmp_path / "out"
+    assert main(["report", str(bad), "-o", str(out)]) == 2
+    assert "bad.toml" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["report", str(tmp_path / "missing.toml"), "-o", str(out)]) == 2
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
+
+
+def test_report_unstable_chain_exit_1_report_written(tmp_path):
+    text = CHAIN.read_text().replace("eps = 0.05", "eps = 10.0")
+    model = tmp_path / "chain_fast.toml"
+    model.write_text(text)
+    out = tmp_path / "unstable"
+    assert main(["report", str(model), "-o", str(out), "--no-validate"]) == 1
+    d = _strict_load(out / "report.json")
+    assert d["closed_loop"]["stable"] is False
+    assert d["closed_loop"]["slowest_rate"] < 0
+    assert d["margins"]["gain_margin"] is None or d["margins"]["gain_margin"] < 1
+    for f in FILES:
+        assert (out / f).is_file(), f
+    assert "UNSTABLE" in (out / "report.md").read_text()
+
+
+def test_write_report_is_atomic(tmp_path, e1_results, monkeypatch):
+    out = tmp_path / "rep"
+    import analysis.report as rep
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(rep, "render_html", boom)
+    with pytest.raises(RuntimeError):
+        write_report(e1_results, out)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    write_report(e1_results, out)
+    (out / "stale.txt").write_text("old")
+    write_report(e1_results, out)          # a rerun replaces the directory as a whole
+    assert not (out / "stale.txt").exists()
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+    assert [p.name for p in tmp_path.iterdir()] == ["rep"]
+
+
+def test_missing_sections_are_null_with_reasons(e1, monkeypatch):
+    real = R._find
+
+    def fake(module, names):
+        if module in ("analysis.margins", "analysis.disturbance", "analysis.thermo", "analysis.validation"):
+            raise R.Unavailable(f"{module} is not available in this installation")
+        return real(module, names)
+    monkeypatch.setattr(R, "_find", fake)
+    res = analyse(e1, validate=True)
+    d = json.loads(res.to_json(), parse_constant=lambda x: pytest.fail(x))
+    for k in REQUIRED_KEYS:
+        get_path(d, k)
+    assert d["margins"]["eps_crit"] is None and "not available" in d["margins"]["eps_crit_reason"]
+    assert d["disturbance"]["step"]["rise_time"] is None and d["disturbance"]["step"]["rise_time_reason"]
+    assert d["thermodynamics"]["episode_total"] is None and d["thermodynamics"]["episode_total_reason"]
+    assert d["validation"] is None and "not available" in d["validation_reason"]
+    assert res.exit_code == 0
+    text = res.summary()
+    assert "n/a" in text and "birth-death" in text
+
+
+def test_failing_section_does_not_lose_the_report(e1, monkeypatch):
+    real = R._find
+
+    def fake(module, names):
+        if module == "analysis.margins":
+            def broken(loop, **kw):
+                raise ZeroDivisionError("bug")
+            return broken
+        return real(module, names)
+    monkeypatch.setattr(R, "_find", fake)
+    with pytest.warns(RuntimeWarning, match="margins failed"):
+        res = analyse(e1, validate=False, figures=False)
+    d = res.to_dict()
+    assert d["margins"]["gain_margin"] is None
+    assert "ZeroDivisionError" in d["margins"]["gain_margin_reason"]
+
+
+def test_clean_replaces_non_finite():
+    d = R._clean(R._plain({"a": float("inf"), "b": {"c": float("nan"), "c_reason": "given"},
+                           "v": [1.0, float("nan")], "z": np.float64(2.0), "w": np.array([1, 2])}))
+    assert d["a"] is None and d["a_reason"] == "infinite"
+    assert d["b"]["c"] is None and d["b"]["c_reason"] == "given"
+    assert d["v"] == [1.0, None] and d["v_reason"]
+    assert d["z"] == 2.0 and d["w"] == [1, 2]
+    json.dumps(d, allow_nan=False)
+
+
+def test_summary_table(e1_results):
+    text = e1_results.summary()
+    for word in ("birth-death", "Fixed point", "D(Q||P)", "Stable:", "phase margin", "eps_crit", "bandwidth",
+                 "H-inf norm", "step rise", "Validation:", "Dissipation:"):
+        assert word in text, word
+    assert max(len(line) for line in text.splitlines()) <= 78
+
+
+def test_results_scalars_and_exit_code(e1_results):
+    s = e1_results.scalars()
+    assert set(s) == set(R.SCALAR_KEYS)
+    assert s["closed_loop.stable"] is True
+    assert e1_results.exit_code == 0
+
+
+def test_report_speed_e1_without_validation(e1):
+    import time
+    t = time.process_time()
+    analyse(e1, validate=False)
+    assert time.process_time() - t < 20.0
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        p = shutil.which(name)
+        if p:
+            return p
+    return None
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium not installed")
+def test_report_html_renders_in_headless_chromium(e1_report, tmp_path):
+    _, out = e1_report
+    shot = tmp_path / "shot.png"
+    subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    "--window-size=1100,3000", f"--screenshot={shot}", (out / "report.html").as_uri()],
+                   check=False, capture_output=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 50_000
+    from matplotlib.image import imread
+    img = imread(shot)
+    assert img.std() > 0.05          # text, tables and figures, not a blank page
+
+
+def test_docs_build_strict(tmp_path):
+    pytest.importorskip("mkdocs")
+    r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "site" / "index.html").exists()
+
+
+def test_api_reference_is_up_to_date():
+    r = subprocess.run([sys.executable, str(ROOT / "docs" / "gen_api.py"), "--check"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr

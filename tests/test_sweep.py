@@ -1,0 +1,131 @@
+"""``crnfb sweep``: parameter specs, grids, parallel evaluation, resumability, agreement with analyse."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analysis.cli import main
+from analysis.results import SCALAR_KEYS, analyse
+from analysis.sweep import apply_params, build_grid, parse_param, read_csv, run_sweep
+from feedback.errors import ModelError
+
+ROOT = Path(__file__).resolve().parent.parent
+E1 = ROOT / "examples" / "birth_death.toml"
+
+
+# -- specs ---------------------------------------------------------------------------------------
+def test_parse_param_forms():
+    p = parse_param("eps=0.01:1:20:log10")
+    assert p.name == "eps" and p.scale == "log10" and len(p.values) == 20
+    assert p.values[0] == pytest.approx(0.01) and p.values[-1] == pytest.approx(1.0)
+    assert np.allclose(np.diff(np.log10(p.values)), 2 / 19)
+    p = parse_param("gamma=0.5:2:4")
+    assert p.scale == "lin" and p.values == pytest.approx((0.5, 1.0, 1.5, 2.0))
+    assert len(parse_param("eps=0.01:1:log10").values) == 10      # INTERFACE.md's own example
+    assert parse_param("dmu=5,10,20").values == (5.0, 10.0, 20.0)
+    assert parse_param("kappa=2").values == (2.0,)
+    m = parse_param("M=10:1000:5:log10")
+    assert all(v == int(v) for v in m.values)
+    assert parse_param("M_f=100").name == "free"
+
+
+@pytest.mark.parametrize("spec,msg", [
+    ("eps", "expected NAME="), ("foo=1:2:3", "unknown parameter"), ("eps=0:1:5:log10", "log10 grid"),
+    ("eps=a:1:5", "not a number"), ("eps=0.1:1:2.5", "whole number"), ("gamma=-1:1:3", "> 0"),
+    ("free=0.2", "ensemble sizes"), ("eps=1:2:3:4:5", "expected START"), ("eps=", "no values"),
+    ("eps=nan", "finite"), ("gamma.X=1", "only eps"),
+])
+def test_parse_param_errors(spec, msg):
+    with pytest.raises(ModelError, match=msg):
+        parse_param(spec)
+
+
+def test_grid_and_apply(e1):
+    g = build_grid([parse_param("eps=0.1,0.2"), parse_param("kappa=1,3")])
+    assert g == [{"eps": 0.1, "kappa": 1.0}, {"eps": 0.1, "kappa": 3.0}, {"eps": 0.2, "kappa": 1.0},
+                 {"eps": 0.2, "kappa": 3.0}]
+    m = apply_params(e1, {"eps": 0.2, "kappa": 3.0, "gamma": 2.0, "M": 50, "omega": 7.0, "dmu": 3.0})
+    assert m.eps.tolist() == [0.2] and m.network.kappa.tolist() == [3.0]
+    assert (m.learning.gamma, m.learning.dmu) == (2.0, 3.0)
+    assert (m.ensembles.free, m.ensembles.clamped, m.ensembles.omega) == (50, 50, 7.0)
+    assert e1.network.kappa.tolist() == [1.0] and e1.eps.tolist() == [0.05]     # original untouched
+    with pytest.raises(ModelError, match="twice"):
+        build_grid([parse_param("eps=1"), parse_param("eps=2")])
+
+
+def test_bad_spec_exit_2_nothing_created(tmp_path, capsys):
+    out = tmp_path / "sw"
+    assert main(["sweep", str(E1), "--param", "eps=0:1:5:log10", "-o", str(out)]) == 2
+    assert "log10" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["sweep", str(E1), "--param", "bogus=1", "-o", str(out)]) == 2
+    assert main(["sweep", str(E1), "--param", "eps=0.1", "-o", str(out), "--workers", "0"]) == 2
+    assert not out.exists()
+
+
+def test_scheduler_without_dask_is_a_clear_error(tmp_path, capsys):
+    pytest.importorskip  # noqa: B018
+    try:
+        import dask.distributed  # noqa: F401
+        pytest.skip("dask is installed")
+    except ImportError:
+        pass
+    out = tmp_path / "sw"
+    assert main(["sweep", str(E1), "--param", "eps=0.1", "-o", str(out), "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    assert "dask" in capsys.readouterr().err.lower()
+    assert not out.exists()
+
+
+# -- the real thing: 20 eps values on E1, two processes, interrupted and resumed -----------------
+@pytest.mark.slow
+def test_sweep_parallel_resumable_and_agrees_with_analyse(tmp_path, e1, capsys):
+    out = tmp_path / "sweep-e1"
+    spec = "eps=0.01:1:20:log10"
+    first = run_sweep(E1, [spec], out, workers=2, limit=7)        # "interrupted" after 7 points
+    assert (first.total, first.skipped, first.evaluated) == (20, 0, 7)
+    header, rows = read_csv(out / "sweep.csv", ["eps"])
+    assert len(rows) == 7
+    # an interruption in the middle of writing a row: the cut row is dropped and redone
+    text = (out / "sweep.csv").read_text()
+    (out / "sweep.csv").write_text(text[: len(text) - len(text.splitlines()[-1]) // 2 - 1])
+    assert main(["sweep", str(E1), "--param", spec, "-o", str(out), "--workers", "2"]) == 0
+    msg = capsys.readouterr().out
+    assert "20 grid points, 6 already in" in msg and "evaluated 14" in msg
+    header, rows = read_csv(out / "sweep.csv", ["eps"])
+    assert len(rows) == 20
+    eps = sorted(r["eps"] for r in rows)
+    assert np.allclose(eps, np.logspace(-2, 0, 20), rtol=1e-12)
+    assert all(r["status"] == "ok" for r in rows)
+    for k in SCALAR_KEYS:
+        assert k in header
+    # a third run has nothing left to do
+    again = run_sweep(E1, [spec], out, workers=2)
+    assert (again.skipped, again.evaluated) == (20, 0)
+    # the CSV agrees with single runs of analyse at two grid points
+    by_eps = {r["eps"]: r for r in rows}
+    for e in (eps[0], eps[13]):
+        ref = analyse(apply_params(e1, {"eps": e}), validate=False, figures=False, quick=True).scalars()
+        row = by_eps[e]
+        for k, v in ref.items():
+            got = row[k]
+            if v is None:
+                assert got is None, k
+            elif isinstance(v, bool):
+                assert got == (1.0 if v else 0.0), k
+            else:
+                assert got == pytest.approx(v, rel=1e-6, abs=1e-12), k
+    # E1: quasi-static rate eps * mu, closed loop from s^2 + s + eps mu
+    for r in rows:
+        assert r["quasi_static.slowest_rate"] == pytest.approx(5.0 * r["eps"], rel=1e-6)
+        disc = 1 - 4 * 5.0 * r["eps"]
+        expect = (1 - math.sqrt(disc)) / 2 if disc > 0 else 0.5
+        assert r["closed_loop.slowest_rate"] == pytest.approx(expect, rel=1e-4, abs=1e-6)
+    png = out / "sweep.png"
+    assert png.exists() and png.stat().st_size > 20_000
+    with open(out / "sweep.csv", newline="") as fh:
+        assert len(list(csv.reader(fh))) == 21
