@@ -150,8 +150,15 @@ def learned_fixed_point(model: Model, theta_start: np.ndarray | None = None, a: 
     theta_flow = theta_start + EU @ x
     # polish in the model's own E U coordinates (same affine leaf)
     th, f, g, h = _reduced(model, theta_flow, a)
-    res = minimize(f, np.zeros(k), jac=g, hess=h, method="trust-exact", options={"gtol": gtol, "maxiter": 500})
-    x = _newton_polish(model, th, g, h, res.x, a, gtol)
+    try:
+        x = minimize(f, np.zeros(k), jac=g, hess=h, method="trust-exact",
+                     options={"gtol": gtol, "maxiter": 500}).x
+    except (ValueError, np.linalg.LinAlgError):
+        # trust-exact's Cholesky fails (inf/NaN shift) on a near-singular indefinite Hessian, e.g.
+        # next to a continuum of minima (chain A <-> B <-> X, A and B learned: D depends on
+        # theta_A, theta_B only through ln(e^theta_A + e^theta_B)); Newton from the flow's point
+        x = np.zeros(k)
+    x = _newton_polish(model, th, g, h, x, a, gtol)
     theta = th(x)
     pt = classify(model, theta, a)
     conv = pt.gradient_norm <= max(100 * gtol, 1e-8)
@@ -177,10 +184,15 @@ def stationary_points(model: Model, starts: int = 10, seed: int = 0, spread: flo
     for _ in range(starts):
         x0 = rng.normal(0.0, scale, k)
         cands = []
-        r1 = minimize(f, x0, jac=g, hess=h, method="trust-exact", options={"gtol": 1e-10, "maxiter": 500})
-        cands.append(r1.x)
-        r2 = root(g, x0, jac=h, method="hybr", options={"xtol": 1e-12})
-        cands.append(r2.x)
+        try:
+            cands.append(minimize(f, x0, jac=g, hess=h, method="trust-exact",
+                                  options={"gtol": 1e-10, "maxiter": 500}).x)
+        except (ValueError, np.linalg.LinAlgError):  # near-singular Hessian (see learned_fixed_point)
+            pass
+        try:
+            cands.append(root(g, x0, jac=h, method="hybr", options={"xtol": 1e-12}).x)
+        except (ValueError, np.linalg.LinAlgError):
+            pass
         for x in cands:
             theta = th(x)
             if not np.all(np.isfinite(theta)):
