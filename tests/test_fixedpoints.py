@@ -146,3 +146,22 @@ def test_learned_fixed_point_converges_when_D_is_large(e2):
             model = e2.replace(environment=env, change=None).with_learning(eps=eps)
             pt = learned_fixed_point(model)
             assert pt.converged and pt.gradient_norm <= 1e-8 and pt.divergence > 1
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_continuum_of_minima_does_not_crash_the_polish():
+    # regression: A <-> B <-> X with A and B learned (X fixed): D depends on theta_A, theta_B only
+    # through ln(e^theta_A + e^theta_B), so the minima form a curve and the Hessian is singular
+    # there; trust-exact raised ValueError (inf in its Cholesky shift)
+    from feedback import Learning, Model, Network
+    net = Network.from_equations({"A": {}, "B": {}, "X": dict(visible=True, learn=False)},
+                                 [("A <-> B", 0.2), ("B <-> X", 0.2)])
+    model = Model(net, initial={"A": 4}, environment=Binomial(4, 0.25),
+                  learning=Learning((0.05, 0.02), clamping="equilibrium"))
+    pt = learned_fixed_point(model)
+    assert pt.converged and pt.divergence < 1e-12
+    # P(x) = binomial(4, 1 / (1 + lambda_A + lambda_B)) -> lambda_A + lambda_B = 3
+    assert np.log(np.exp(pt.theta).sum()) == pytest.approx(np.log(3.0), abs=1e-9)
+    assert pt.flat.size == 1 and pt.kind == "minimum"
+    pts = stationary_points(model, starts=3)
+    assert all(p.gradient_norm < 1e-7 for p in pts)
