@@ -1,13 +1,15 @@
 """Fixed point of the full learning loop and its analytic linearisation (MODEL.md sections 4-5).
 
 The loop's Jacobian comes from :meth:`feedback.ensembles.LearningNetwork.jacobian`
-(analytic, sparse). Structural zero modes are removed by restricting to the
-invariant subspace ``ker W``, where ``W`` stacks the left null vectors
-``1^T`` of each ensemble (probability normalisation) and
-``n_k^T E^{-1}`` of the neutral theta directions (``L E^{-1} theta`` is
-conserved by the loop). Coordinates are eliminated at pivots, so the
-reduced Jacobian ``Jr = J[rest] V`` stays sparse and ``J V = V Jr`` holds
-exactly: the spectrum of ``Jr`` is that of ``J`` without those zeros.
+(analytic, sparse). Structural modes are removed by restricting to the
+invariant subspace ``ker W``, where ``W`` stacks the rows ``1^T`` of each
+ensemble (probability normalisation) and ``n_k^T E^{-1}`` of the neutral
+theta directions (``L E^{-1} theta`` is conserved by the loop); ``W J = M W``.
+Coordinates are eliminated at pivots, so the reduced Jacobian
+``Jr = J[rest] V`` stays sparse and ``J V = V Jr`` holds exactly: the
+spectrum of ``Jr`` is that of ``J`` without the eigenvalues of ``M``, which
+are zero for the free normalisation and the neutral directions and ``-gamma``
+for the clamped normalisation (resets relax ``sum p_c`` to one).
 """
 
 from __future__ import annotations
