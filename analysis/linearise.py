@@ -163,6 +163,7 @@ class LinearLoop:
     V : csr_matrix      embedding of the invariant subspace (n, r)
     rest : ndarray      kept coordinates (``Jr = J[rest] V``)
     removed : dict      counts of removed zero modes: ``normalisation``, ``neutral``
+    W : ndarray         the constraints (m, n) whose kernel is the invariant subspace
     """
 
     net: LearningNetwork
@@ -172,6 +173,7 @@ class LinearLoop:
     V: sparse.csr_matrix
     rest: np.ndarray
     removed: dict
+    W: np.ndarray | None = None
 
     @cached_property
     def Jr(self) -> sparse.csr_matrix:
@@ -253,4 +255,4 @@ def linearise(model: Model, clamping: str | None = None, a: float = 0.0,
     W = np.array(rows)
     V, rest = _elimination(W, np.array(piv), n)
     removed = {"normalisation": len(blocks), "neutral": n_neutral}
-    return LinearLoop(net, fp, J, B, V, rest, removed)
+    return LinearLoop(net, fp, J, B, V, rest, removed, W)

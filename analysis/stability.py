@@ -28,19 +28,69 @@ def closed_loop_eigenvalues(loop: LinearLoop, count: int | None = None) -> np.nd
     count : int or None
         How many of the slowest to return; ``None`` = all (dense; only for
         loops up to :data:`DENSE_LIMIT` reduced states, else the slowest 20).
+
+    Notes
+    -----
+    Above :data:`DENSE_LIMIT` the reduced Jacobian has a few dense rows (the
+    eliminated pivots), which ruin sparse LU. The slowest modes are instead
+    found by shift-invert Arnoldi on the *full* Jacobian (banded plus the
+    controller's border, cheap to factorise) near ``sigma`` just right of 0,
+    and the structural modes are dropped by their eigenvectors: a mode of
+    the reduced loop has its eigenvector in ``ker W``; a removed mode does not.
+
+    Raises
+    ------
+    RuntimeError
+        If Arnoldi converges on no eigenvalue (never an empty "unstable" answer).
     """
     n = loop.n_reduced
     if n <= DENSE_LIMIT:
         ev = np.linalg.eigvals(loop.Jr.toarray())
     else:
-        k = min(count or 20, n - 2)
-        try:
-            ev = eigs(loop.Jr.tocsc(), k=k, which="LR", return_eigenvectors=False, tol=1e-10,
-                      maxiter=max(5000, 20 * n))
-        except ArpackNoConvergence as e:  # keep what converged, say so through fewer values
-            ev = e.eigenvalues
+        ev = _slowest_sparse(loop, count or 20)
     ev = ev[np.lexsort((np.abs(ev.imag), -ev.real))]
     return ev if count is None else ev[:count]
+
+
+def structural_eigenvalues(loop: LinearLoop) -> np.ndarray:
+    """The eigenvalues of the full Jacobian that the reduction removes.
+
+    ``0`` for the free ensemble's normalisation and for each neutral
+    direction; ``-gamma`` for the clamped ensemble's normalisation (resets
+    pull its total back to one: ``d(1^T p_c)/dt = gamma (1 - 1^T p_c)``).
+    """
+    zeros = loop.removed.get("neutral", 0) + 1
+    vals = [0.0] * zeros
+    if loop.net.dynamic and loop.net.n_c:
+        vals.append(-loop.net.gamma)
+    return np.array(vals, dtype=complex)
+
+
+def _slowest_sparse(loop: LinearLoop, count: int) -> np.ndarray:
+    J = loop.J.tocsc()
+    removed = structural_eigenvalues(loop)
+    k = min(count + removed.size + 6, J.shape[0] - 2)
+    scale = float(np.max(np.abs(J.diagonal()))) or 1.0
+    sigma = 1e-4 * scale  # off the structural zeros (a Jordan block in E2): keeps the solves well conditioned
+    try:
+        vals = eigs(J, k=k, sigma=sigma, which="LM", tol=1e-10, maxiter=max(5000, 20 * k),
+                    return_eigenvectors=False)
+    except ArpackNoConvergence as e:
+        vals = e.eigenvalues
+    if vals.size == 0:
+        raise RuntimeError(f"sparse eigenvalue search (shift-invert Arnoldi, {J.shape[0]} states) converged on "
+                           "no eigenvalue; the stability verdict is unavailable")
+    # drop one copy of each structural eigenvalue (by value: a degenerate -gamma
+    # eigenspace mixes structural and genuine vectors, so eigenvectors cannot tell them apart)
+    vals = list(vals)
+    tol = 1e-6 * scale
+    for r in removed:
+        if not vals:
+            break
+        i = int(np.argmin([abs(v - r) for v in vals]))
+        if abs(vals[i] - r) <= tol:
+            vals.pop(i)
+    return np.array(vals)
 
 
 def damping_ratios(ev: np.ndarray) -> np.ndarray:
