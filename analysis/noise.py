@@ -1,0 +1,355 @@
+"""Linear noise approximation of the finite-ensemble learning loop (MODEL.md section 6).
+
+The loop state ``x = (p_f, p_c, theta)`` of :class:`~feedback.ensembles.LearningNetwork`
+is, for ``M_f`` free and ``M_c`` clamped copies and parameter counts in
+volume ``Omega``, a density-dependent jump process whose deterministic limit
+is the loop ODE. Around the loop's fixed point its fluctuations obey the
+Ornstein-Uhlenbeck equation ``d dx = J dx dt + B dW`` with ``J`` the loop
+Jacobian (:func:`analysis.linearise.linearise`) and the diffusion matrix
+``B B^T = sum over channels (rate x jump jump^T)`` (docs/stochastic.md):
+
+- free copy jump ``s -> s'`` (edge ``e``): rate ``M_f k_e p_f(s)``, jump
+  ``(e_s' - e_s)/M_f``: ``(1/M_f) sum_e flux_e (e_s'-e_s)(e_s'-e_s)^T``;
+- clamped hidden-only jumps: the same with ``M_c``;
+- resets: a copy in ``c`` goes to ``c'`` at rate ``gamma r(c')``:
+  ``(gamma/M_c) (diag(p_c) + diag(r) - p_c r^T - r p_c^T)``;
+- learning: ``L_i`` is produced at rate ``eps_i Omega lambda_i m_c,i`` and
+  degraded at rate ``eps_i Omega lambda_i m_f,i``, each event changing
+  ``lambda_i`` by ``1/Omega``; so ``lambda_i`` diffuses with
+  ``eps_i lambda_i (m_c,i + m_f,i)/Omega`` and, by Ito's formula for
+  ``theta_i = ln lambda_i``, ``theta_i`` with
+  ``eps_i (m_c,i + m_f,i) / (Omega lambda_i)`` (the Ito drift
+  ``-diffusion/2`` is O(1/Omega) and shifts the mean, not the LNA
+  covariance).
+
+Every jump conserves each ensemble's probability, so the copy noise lies in
+the invariant subspace of :class:`~analysis.linearise.LinearLoop`. The
+learning noise does not: a neutral direction ``n`` (``theta -> theta + n c``
+changes no law) has zero drift, so its component is a random walk with no
+stationary variance. It is split off along ``n`` (the projection
+``P = I - N (W N)^{-1} W`` with ``W = (E^{-1} N)^T`` the loop's conserved
+combinations) and its growth rate reported; the reduced covariance solves
+``Jr S + S Jr^T + Dr = 0`` with ``Dr = (P D P^T)[rest, rest]`` (``J V = V Jr``)
+and maps back as ``V S V^T``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import sparse, stats
+
+from analysis.linearise import LinearLoop, linearise
+from feedback.ensembles import EdgeList
+from feedback.model import Model
+
+
+def _edge_diffusion(edges: EdgeList, rates: np.ndarray, p: np.ndarray, n: int, offset: int, N: int,
+                    size: float) -> sparse.coo_matrix:
+    """``(1/size) sum_e flux_e (e_dst - e_src)(e_dst - e_src)^T`` placed at ``offset`` in an N x N matrix."""
+    f = rates * p[edges.src] / size
+    s = edges.src + offset
+    d = edges.dst + offset
+    rows = np.concatenate([s, d, s, d])
+    cols = np.concatenate([s, d, d, s])
+    vals = np.concatenate([f, f, -f, -f])
+    return sparse.coo_matrix((vals, (rows, cols)), shape=(N, N))
+
+
+def diffusion_matrix(loop: LinearLoop) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Full diffusion matrix ``B B^T`` at the loop's fixed point, and its parts.
+
+    Returns ``(D, parts)`` with ``parts`` = ``{"free", "clamped", "learning"}``
+    (dense, n x n; ``D`` is their sum; ``clamped`` is zero under equilibrium
+    clamping, where the clamped ensemble is idealised as noise-free).
+    """
+    net = loop.net
+    model = net.model
+    ens = model.ensembles
+    Mf, Mc, omega = float(ens.free), float(ens.clamped), float(ens.omega)
+    fp = loop.fixed_point
+    p_f, p_c, theta = net.split(fp.x)
+    th = net.theta_full(theta)
+    n = net.n_states
+    Df = _edge_diffusion(net.edges, net.edges.rates(th), p_f, net.n_f, 0, n, Mf).toarray()
+    Dc = np.zeros((n, n))
+    if net.dynamic and net.n_c:
+        he = net.hidden_edges
+        Dc += _edge_diffusion(he, he.rates(th), p_c, net.n_c, net.n_f, n, Mc).toarray()
+        r = net.reset_target(fp.a)
+        blk = np.diag(p_c + r) - np.outer(p_c, r) - np.outer(r, p_c)
+        sl = slice(net.n_f, net.n_f + net.n_c)
+        Dc[sl, sl] += net.gamma / Mc * blk
+    m_f, m_c = net.means(fp.x, fp.a)
+    Dl = np.zeros((n, n))
+    idx = np.arange(net.n_f + net.n_c, n)
+    Dl[idx, idx] = model.eps * (m_c + m_f) / (omega * np.exp(theta))
+    parts = {"free": Df, "clamped": Dc, "learning": Dl}
+    return Df + Dc + Dl, parts
+
+
+def lyapunov(A: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    """Solve ``A X + X A^T + Q = 0`` (python-control / slycot; SciPy as fallback); symmetrised."""
+    try:
+        import control
+        X = np.asarray(control.lyap(A, Q))
+    except Exception:  # slycot missing or a solver failure: Bartels-Stewart in SciPy
+        from scipy.linalg import solve_continuous_lyapunov
+        X = solve_continuous_lyapunov(A, -Q)
+    return 0.5 * (X + X.T)
+
+
+@dataclass(frozen=True, eq=False)
+class NoisePrediction:
+    """LNA of the learned parameters at the loop's fixed point.
+
+    Attributes
+    ----------
+    theta : ndarray (k,)                  fixed point ``theta*``
+    covariance : ndarray (k, k)           stationary covariance of theta, neutral random
+                                          walk split off (the full covariance when there
+                                          are no neutral directions)
+    identifiable_basis : ndarray (k, d)   ``U`` (orthonormal, model.identifiable)
+    identifiable_covariance : ndarray     ``U^T covariance U`` (d, d)
+    parts : dict                          covariance from each noise source alone
+                                          (``free``, ``clamped``, ``learning``; they sum to ``covariance``)
+    neutral_directions : ndarray (k, m)   ``N``
+    neutral_diffusion : ndarray (m, m)    d/dt Cov of the neutral coordinates ``c`` in
+                                          ``theta = tangent + N c`` (random walk)
+    neutral_drift : ndarray (m,)          d/dt E[c] from Ito's formula (``-G diag(D_theta)/2``):
+                                          the neutral coordinates drift towards small
+                                          ``lambda`` (``prod lambda^(n/eps)`` is a positive
+                                          martingale), so parameter species go extinct
+                                          on times ~ ``1/|drift|``
+    slowest_rate : float                  ``-max Re eig(Jr)`` (correlation time ``1/rate``)
+    sizes : tuple                         ``(M_f, M_c, Omega)``
+    clamping : str
+    """
+
+    theta: np.ndarray
+    covariance: np.ndarray
+    identifiable_basis: np.ndarray
+    identifiable_covariance: np.ndarray
+    parts: dict
+    neutral_directions: np.ndarray
+    neutral_diffusion: np.ndarray
+    neutral_drift: np.ndarray
+    slowest_rate: float
+    sizes: tuple
+    clamping: str
+    loop: LinearLoop | None = field(default=None, repr=False)
+
+    @property
+    def std(self) -> np.ndarray:
+        """Standard deviations of the learned theta (diagonal of :attr:`covariance`)."""
+        return np.sqrt(np.diag(self.covariance))
+
+    def to_dict(self, names: list[str]) -> dict:
+        return {
+            "theta": dict(zip(names, map(float, self.theta))),
+            "covariance": self.covariance.tolist(),
+            "std": dict(zip(names, map(float, self.std))),
+            "identifiable_covariance": self.identifiable_covariance.tolist(),
+            "parts": {k: v.tolist() for k, v in self.parts.items()},
+            "neutral_diffusion": self.neutral_diffusion.tolist(),
+            "neutral_drift": self.neutral_drift.tolist(),
+            "slowest_rate": float(self.slowest_rate),
+            "sizes": {"free": self.sizes[0], "clamped": self.sizes[1], "omega": self.sizes[2]},
+            "clamping": self.clamping,
+        }
+
+
+def parameter_noise(model: Model, clamping: str | None = None, loop: LinearLoop | None = None) -> NoisePrediction:
+    """Stationary LNA covariance of the learned theta for the model's ensemble sizes.
+
+    Parameters
+    ----------
+    model : Model
+        ``model.ensembles`` gives ``M_f, M_c, Omega``.
+    clamping : str or None
+        Override the model's clamping.
+    loop : LinearLoop or None
+        A linearisation to reuse (must match ``clamping``).
+    """
+    loop = loop or linearise(model, clamping)
+    net = loop.net
+    D, parts = diffusion_matrix(loop)
+    n = net.n_states
+    k = net.k
+    base = net.n_f + net.n_c
+    N = model.neutral
+    P = np.eye(n)
+    G = np.zeros((0, k))
+    if N.shape[1]:
+        W = (N / model.eps[:, None]).T
+        G = np.linalg.solve(W @ N, W)             # c = G theta (neutral coordinates)
+        P[base:, base:] = np.eye(k) - N @ G
+    rest = loop.rest
+    Jr = loop.Jr.toarray()
+    V = loop.V.toarray()
+    Vt = V[base:]
+    ev = np.linalg.eigvals(Jr)
+    if np.max(ev.real) >= 0:
+        raise ValueError(f"the linearised loop is not stable (max Re eig = {np.max(ev.real):.3g}): "
+                         "no stationary covariance")
+
+    def solve(Dfull):
+        Dr = (P @ Dfull @ P.T)[np.ix_(rest, rest)]
+        S = lyapunov(Jr, Dr)
+        return Vt @ S @ Vt.T
+
+    cov_parts = {name: solve(Dp) for name, Dp in parts.items()}
+    cov = sum(cov_parts.values())
+    U = model.identifiable
+    Dth = D[base:, base:]
+    ens = model.ensembles
+    return NoisePrediction(loop.fixed_point.theta.copy(), cov, U, U.T @ cov @ U, cov_parts, N, G @ Dth @ G.T,
+                           -0.5 * G @ np.diag(Dth), float(-np.max(ev.real)), (int(ens.free), int(ens.clamped), float(ens.omega)),
+                           net.clamping, loop)
+
+
+# -- validation against the SSA ------------------------------------------------------------------
+def event_rate(prediction: NoisePrediction) -> float:
+    """Expected SSA events per unit time at the fixed point (all channels)."""
+    loop = prediction.loop
+    net = loop.net
+    model = net.model
+    ens = model.ensembles
+    p_f, p_c, theta = net.split(loop.fixed_point.x)
+    th = net.theta_full(theta)
+    rate = ens.free * float(np.sum(net.edges.rates(th) * p_f[net.edges.src]))
+    if net.dynamic:
+        he = net.hidden_edges
+        rate += ens.clamped * (float(np.sum(he.rates(th) * p_c[he.src])) + net.gamma)
+    m_f, m_c = net.means(loop.fixed_point.x, loop.fixed_point.a)
+    rate += float(np.sum(model.eps * ens.omega * np.exp(theta) * (m_c + m_f)))
+    return rate
+
+
+def validate_noise(model: Model, replicates: int = 8, seed: int = 0, *, loop: LinearLoop | None = None,
+                   clamping: str | None = None, t_end: float | None = None, burn_in: float | None = None,
+                   tolerance: float = 0.05, max_events: float = 5e6, progress: bool = False,
+                   prediction: NoisePrediction | None = None) -> list[dict]:
+    """Compare the LNA parameter noise with the SSA's stationary variance of theta.
+
+    The SSA starts at the loop's fixed point (copies at their stationary
+    laws there); after ``burn_in`` (default 5 correlation times
+    ``1/slowest_rate``) it records theta every 1/5 correlation time until
+    ``t_end`` (default: 300 correlation times, shortened so a replicate
+    takes at most ``max_events`` expected events and, with neutral
+    directions, so their random walk spreads by at most 0.05 in variance:
+    the loop's rates, hence its noise, change along them). Per replicate the
+    time-averaged squared deviation from the pooled mean estimates the
+    variance; the 95 % confidence interval comes from the replicate-to-
+    replicate spread (Student t). One check per learned species, or per
+    identifiable coordinate ``U^T theta`` when neutral directions exist
+    (their component is a random walk without a stationary variance).
+
+    ``passed`` when ``|simulated - predicted| <= (ci half-width) + tolerance * predicted``:
+    the replicates' 95 % confidence interval widened by the LNA's own
+    relative error allowance (its O(1/M, 1/Omega) corrections).
+
+    Returns
+    -------
+    list of dict
+        One ``validation`` entry of report.json per checked coordinate:
+        ``quantity, predicted, simulated, rel_error, tolerance, passed, ci``
+        (95 % interval of the simulated value), ``replicates`` (used: those
+        where no parameter species went extinct), ``t_end, burn_in, events, seed``.
+    """
+    from feedback.ssa import simulate_ssa
+
+    if replicates < 2:
+        raise ValueError("validate_noise needs at least 2 replicates for a confidence interval")
+    pred = prediction or parameter_noise(model, clamping, loop)
+    tau = 1.0 / pred.slowest_rate
+    burn = 5.0 * tau if burn_in is None else float(burn_in)
+    if t_end is None:
+        span = min(300.0 * tau, max_events / event_rate(pred))
+        if pred.neutral_diffusion.size:
+            span = min(span, 0.05 / float(np.max(np.diag(pred.neutral_diffusion))))
+        t_end = burn + span
+    dt = tau / 5.0
+    n_points = int(np.ceil(t_end / dt)) + 1
+    traj = simulate_ssa(model, t_end, n_points, seed, replicates, progress=progress, clamping=pred.clamping,
+                        theta_start=pred.theta)
+    keep = traj.t >= burn
+    th = traj.theta[:, keep, :]
+    alive = np.all(np.isfinite(th), axis=(1, 2))     # a parameter species may go extinct (L = 0)
+    if alive.sum() < 2:
+        raise RuntimeError(f"{int((~alive).sum())} of {replicates} replicates lost a parameter species "
+                           "(L_i = 0); raise [ensembles] omega or shorten t_end")
+    th = th[alive]
+    replicates_used = int(alive.sum())
+    names = model.learned_names
+    if pred.neutral_directions.shape[1]:
+        U = pred.identifiable_basis
+        y = th @ U
+        predicted = np.diag(pred.identifiable_covariance)
+        labels = [" + ".join(f"{c:.3g}*theta_{n}" for c, n in zip(U[:, j], names) if abs(c) > 1e-12)
+                  for j in range(U.shape[1])]
+    else:
+        y = th
+        predicted = np.diag(pred.covariance)
+        labels = [f"theta_{n}" for n in names]
+    dev = y - y.reshape(-1, y.shape[2]).mean(axis=0)
+    v = np.mean(dev ** 2, axis=1)                        # (R, d)
+    sim = v.mean(axis=0)
+    half = stats.t.ppf(0.975, replicates_used - 1) * v.std(axis=0, ddof=1) / np.sqrt(replicates_used)
+    out = []
+    for j, lab in enumerate(labels):
+        p, s, h = float(predicted[j]), float(sim[j]), float(half[j])
+        out.append({"quantity": f"parameter noise var({lab})", "predicted": p, "simulated": s,
+                    "rel_error": abs(s - p) / abs(p), "tolerance": float(tolerance),
+                    "passed": bool(abs(s - p) <= h + tolerance * abs(p)), "ci": [s - h, s + h],
+                    "replicates": replicates_used, "t_end": float(t_end), "burn_in": float(burn),
+                    "events": int(traj.events.sum()), "seed": int(seed)})
+    return out
+
+
+def main(argv=None) -> int:
+    """``python -m analysis.noise MODEL [...]``: LNA prediction and its SSA check (JSON on stdout).
+
+    Exit 0 when every check passed, 1 otherwise, 2 on bad input.
+    """
+    import argparse
+    import json
+    import sys
+
+    from feedback.errors import ModelError
+    from feedback.model import Ensembles
+    from feedback.modelfile import load_model
+
+    p = argparse.ArgumentParser(prog="python -m analysis.noise", description=main.__doc__.split("\n")[0])
+    p.add_argument("model")
+    p.add_argument("--replicates", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clamping", choices=("dynamic", "equilibrium"), default=None)
+    p.add_argument("--free", type=int, default=None, help="M_f (default: the file's [ensembles])")
+    p.add_argument("--clamped", type=int, default=None, help="M_c")
+    p.add_argument("--omega", type=float, default=None, help="Omega")
+    p.add_argument("--eps", type=float, default=None, help="one learning rate for every learned species")
+    p.add_argument("--burn-in", type=float, default=None)
+    p.add_argument("--t-end", type=float, default=None)
+    p.add_argument("--max-events", type=float, default=5e6)
+    args = p.parse_args(argv)
+    try:
+        model = load_model(args.model)
+        ens = model.ensembles
+        model = model.replace(ensembles=Ensembles(args.free or ens.free, args.clamped or ens.clamped,
+                                                  args.omega or ens.omega))
+        if args.eps is not None:
+            model = model.with_learning(eps=args.eps)
+    except (ModelError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    pred = parameter_noise(model, args.clamping)
+    checks = validate_noise(model, args.replicates, args.seed, clamping=args.clamping, t_end=args.t_end,
+                            burn_in=args.burn_in, max_events=args.max_events, prediction=pred)
+    print(json.dumps({"lna": pred.to_dict(model.learned_names), "validation": checks}, indent=2))
+    return 0 if all(c["passed"] for c in checks) else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
