@@ -258,6 +258,8 @@ def from_dict(d: dict, key: str = "environment") -> Environment:
             raise ModelError(f"family {fam!r} needs key {name!r}", key=f"{key}.{name}")
         return d[name]
 
+    if key != "environment" and "change" in d:
+        raise ModelError("a 'change' table belongs directly under [environment], not here", key=f"{key}.change")
     allowed = {"poisson": {"mean"}, "binomial": {"n", "p"}, "table": {"support", "probs"},
                "mixture": {"components", "weights"}, "product": {"components"}}[fam] | {"family", "change"}
     extra = set(d) - allowed

@@ -75,8 +75,12 @@ class Landscape:
         P = self.marginal(self.space.stationary(theta))
         m = q > 0
         d = float(np.sum(q[m] * (np.log(q[m]) - np.log(P[m]))))
-        # D >= 0 exactly; a negative value is rounding of order 1e-16, not information
-        return max(d, 0.0)
+        # D >= 0 exactly; a rounding-sized negative is reported as 0, anything larger is a bug
+        if d < 0:
+            if d < -1e-10:
+                raise ArithmeticError(f"D(Q||P) came out negative ({d:.3g}); the laws are not normalised")
+            return 0.0
+        return d
 
     def gradient(self, theta: np.ndarray, q: np.ndarray | None = None) -> np.ndarray:
         """``dD/dtheta = <n>_pi - <n>_Qt`` (all species)."""

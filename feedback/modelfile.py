@@ -150,6 +150,10 @@ def _parse(data: dict, source: str | None) -> Model:
     if by_rates and by_kappa:
         raise ModelError("mixes kappa (energy-based) reactions with k_forward/k_reverse ones; "
                          "describe every reaction one way", key="reactions")
+    if by_rates and any(energies_given) and not all(energies_given):
+        missing = [s.name for s, g in zip(species, energies_given) if not g]
+        raise ModelError(f"with k_forward/k_reverse, give energy for every species or for none "
+                         f"(then they are derived); missing for {', '.join(missing)}", key="species")
     if by_rates:
         try:
             net, db = from_rate_constants(species, [e for _, e, _, _ in by_rates],
