@@ -738,12 +738,18 @@ def quasi_static_trajectory(model: Model, theta_star: np.ndarray, t_end: float, 
                       np.asarray(theta_star, float), float(model.divergence(theta_star)))
 
 
-def episode_time(model: Model, stab, factor: float = 1.15) -> float:
-    """Time for the slowest mode to shrink by 1e-3 (MODEL.md section 4), a little beyond."""
-    rates = [r for r in np.asarray(stab.quasi_static_rates, float) if r > 0]
-    if stab.eigenvalues.size and stab.slowest_rate > 0:
-        rates.append(stab.slowest_rate)
-    r = min(rates) if rates else 1.0
+def episode_time(model: Model, stab, factor: float = 1.15, loop: bool = True) -> float:
+    """Time for the slowest mode to shrink by 1e-3 (MODEL.md section 4), a little beyond.
+
+    ``loop=True``: the closed loop's slowest rate when it is stable (the
+    ensemble-level ODE); else, or with ``loop=False``, the slowest
+    quasi-static rate (the gradient flow).
+    """
+    if loop and stab.eigenvalues.size and stab.stable and stab.slowest_rate > 0:
+        r = stab.slowest_rate
+    else:
+        rates = [r for r in np.asarray(stab.quasi_static_rates, float) if r > 0]
+        r = min(rates) if rates else 1.0
     return float(factor * np.log(1e3) / r)
 
 
@@ -907,12 +913,13 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
                 sim = None
             if sim is not None:
                 try:
-                    out = _trajectory_from_sim(_invoke(sim, dict(pool, t_end=t_ep), model), model, res.optimum)
+                    out = _trajectory_from_sim(_invoke(sim, dict(pool, t_end=3.0 * t_ep, until_episode_end=True,
+                                                                  points=401), model), model, res.optimum)
                     if out is not None:
                         return out
                 except (TypeError, ModelError, NotImplementedError) as e:
                     res.reasons["trajectory_simulator"] = f"ODE simulator not used: {e}"
-            return quasi_static_trajectory(model, res.optimum.theta, t_ep)
+            return quasi_static_trajectory(model, res.optimum.theta, episode_time(model, res.stability, loop=False))
 
         if figures:
             res.trajectory = timed("learning trajectory", traj, "trajectory")

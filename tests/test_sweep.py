@@ -69,7 +69,6 @@ def test_bad_spec_exit_2_nothing_created(tmp_path, capsys):
 
 
 def test_scheduler_without_dask_is_a_clear_error(tmp_path, capsys):
-    pytest.importorskip  # noqa: B018
     try:
         import dask.distributed  # noqa: F401
         pytest.skip("dask is installed")
@@ -129,3 +128,16 @@ def test_sweep_parallel_resumable_and_agrees_with_analyse(tmp_path, e1, capsys):
     assert png.exists() and png.stat().st_size > 20_000
     with open(out / "sweep.csv", newline="") as fh:
         assert len(list(csv.reader(fh))) == 21
+
+
+@pytest.mark.slow
+def test_sweep_on_a_dask_cluster(tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    out = tmp_path / "sw"
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        assert main(["sweep", str(E1), "--param", "eps=0.05,0.1", "-o", str(out),
+                     "--scheduler", cluster.scheduler_address]) == 0
+    _, rows = read_csv(out / "sweep.csv", ["eps"])
+    assert sorted(r["eps"] for r in rows) == [0.05, 0.1]
+    assert all(r["status"] == "ok" for r in rows)
