@@ -35,6 +35,7 @@ and maps back as ``V S V^T``.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +44,8 @@ from scipy import sparse, stats
 from analysis.linearise import LinearLoop, linearise
 from feedback.ensembles import EdgeList
 from feedback.model import Model
+
+MIN_SPAN = 20.0     # correlation times a noise check needs at least (after burn-in)
 
 
 def _edge_diffusion(edges: EdgeList, rates: np.ndarray, p: np.ndarray, n: int, offset: int, N: int,
@@ -250,6 +253,11 @@ def validate_noise(model: Model, replicates: int = 8, seed: int = 0, *, loop: Li
     the replicates' 95 % confidence interval widened by the LNA's own
     relative error allowance (its O(1/M, 1/Omega) corrections).
 
+    When even a minimal run (burn-in plus ``MIN_SPAN`` correlation times)
+    would exceed ``max_events`` per replicate, no check is made: an empty
+    list and a ``RuntimeWarning`` saying why (E3's slowest learning mode has
+    a correlation time of ~1.4e5).
+
     Returns
     -------
     list of dict
@@ -265,6 +273,12 @@ def validate_noise(model: Model, replicates: int = 8, seed: int = 0, *, loop: Li
     pred = prediction or parameter_noise(model, clamping, loop)
     tau = 1.0 / pred.slowest_rate
     burn = 5.0 * tau if burn_in is None else float(burn_in)
+    need = (burn + MIN_SPAN * tau) * event_rate(pred)
+    if t_end is None and need > max_events:
+        warnings.warn(f"parameter noise not checked against the SSA: the loop's slowest mode has correlation "
+                      f"time {tau:.3g}, so a meaningful run (burn-in + {MIN_SPAN:g} correlation times) needs "
+                      f"about {need:.2g} events per replicate > max_events = {max_events:.2g}", RuntimeWarning)
+        return []
     if t_end is None:
         span = min(300.0 * tau, max_events / event_rate(pred))
         if pred.neutral_diffusion.size:

@@ -192,6 +192,34 @@ def _eq_clamped_mean(lam, states, logfact, vis, q, learned, out):
                 out[j] += w * states[s, learned[j]]
 
 
+@njit(inline="always")
+def _move(s, d, t, N, occ, last, tree, coef, sums, lamfac, a, a_dir, P, lx, Ssum, eps, L, M, a_learn):
+    """One copy of an ensemble moves ``s -> d`` at time ``t``: counts, occupancy integrals,
+    per-direction trees and sums, the direction propensities (``a[a_dir + p]``) and the
+    learning propensities fed by this ensemble (``a[a_learn + j]``)."""
+    occ[s] += N[s] * (t - last[s])
+    last[s] = t
+    occ[d] += N[d] * (t - last[d])
+    last[d] = t
+    N[s] -= 1
+    N[d] += 1
+    for p in range(coef.shape[0]):
+        cs = coef[p, s]
+        cd = coef[p, d]
+        if cs != 0.0:
+            _fen_add(tree, p, s, -cs, P)
+        if cd != 0.0:
+            _fen_add(tree, p, d, cd, P)
+        if cs != cd:
+            sums[p] += cd - cs
+            a[a_dir + p] = lamfac[p] * sums[p]
+    for j in range(Ssum.size):
+        dl = lx[d, j] - lx[s, j]
+        if dl != 0:
+            Ssum[j] += dl
+            a[a_learn + j] = eps[j] * L[j] * Ssum[j] / M
+
+
 @njit(cache=True, nogil=True)
 def _advance(t_stop, Nf, Nc, L, rng, tv, iv, out_times, out_theta, out_mf, out_mc, occ_f, occ_c, mc,
              fcoef, fdst, fexpo, ccoef, cdst, cexpo, lf, lc, learned, lam0, lscale, eps, gamma, Mf, Mc,
@@ -364,27 +392,7 @@ def _advance(t_stop, Nf, Nc, L, rng, tv, iv, out_times, out_theta, out_mf, out_m
                 s = _linear_pick(Nf, fcoef[q], u)
                 rebuild = True
             d = fdst[q, s]
-            occ_f[s] += Nf[s] * (t - last_f[s])
-            last_f[s] = t
-            occ_f[d] += Nf[d] * (t - last_f[d])
-            last_f[d] = t
-            Nf[s] -= 1
-            Nf[d] += 1
-            for p in range(Df):
-                cs = fcoef[p, s]
-                cd = fcoef[p, d]
-                if cs != 0.0:
-                    _fen_add(treef, p, s, -cs, P)
-                if cd != 0.0:
-                    _fen_add(treef, p, d, cd, P)
-                if cs != cd:
-                    sumf[p] += cd - cs
-                    a[p] = lamf[p] * sumf[p]
-            for j in range(k):
-                dl = lf[d, j] - lf[s, j]
-                if dl != 0:
-                    Sf[j] += dl
-                    a[ID + j] = eps[j] * L[j] * Sf[j] / Mf
+            _move(s, d, t, Nf, occ_f, last_f, treef, fcoef, sumf, lamf, a, 0, P, lf, Sf, eps, L, Mf, ID)
         elif ch < IP:
             if ch < IR:
                 # a clamped copy jumps along hidden direction q
@@ -414,29 +422,9 @@ def _advance(t_stop, Nf, Nc, L, rng, tv, iv, out_times, out_theta, out_mf, out_m
                         lo = mid + 1
                 d = lo
             if d != c:
-                occ_c[c] += Nc[c] * (t - last_c[c])
-                last_c[c] = t
-                occ_c[d] += Nc[d] * (t - last_c[d])
-                last_c[d] = t
-                Nc[c] -= 1
-                Nc[d] += 1
                 _fen_add(treen, 0, c, -1.0, Pc)
                 _fen_add(treen, 0, d, 1.0, Pc)
-                for p in range(Dc):
-                    cs = ccoef[p, c]
-                    cd = ccoef[p, d]
-                    if cs != 0.0:
-                        _fen_add(treec, p, c, -cs, Pc)
-                    if cd != 0.0:
-                        _fen_add(treec, p, d, cd, Pc)
-                    if cs != cd:
-                        sumc[p] += cd - cs
-                        a[Df + p] = lamc[p] * sumc[p]
-                for j in range(k):
-                    dl = lc[d, j] - lc[c, j]
-                    if dl != 0:
-                        Sc[j] += dl
-                        a[IP + j] = eps[j] * L[j] * Sc[j] / Mc
+                _move(c, d, t, Nc, occ_c, last_c, treec, ccoef, sumc, lamc, a, Df, Pc, lc, Sc, eps, L, Mc, IP)
         else:
             # learning event: production or degradation of L_j
             if ch < ID:
@@ -547,7 +535,8 @@ class SSATrajectory:
     names : tuple                 learned species
     clamping : str
     learning : bool               False: theta frozen (copy dynamics only)
-    cpu_seconds : float           CPU time of the event loop (all threads)
+    cpu_seconds : float           CPU time of the event loop (all threads; includes the one-off
+                                  compilation when no numba cache exists yet)
     occupancy_f, occupancy_c : ndarray (R, S) / (R, C) or None
         Time-averaged copy counts per state over ``[occupancy_from, t_end]``.
     occupancy_from : float or None

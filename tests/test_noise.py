@@ -118,3 +118,10 @@ def test_unstable_loop_has_no_stationary_covariance(monkeypatch):
     with pytest.raises(ValueError, match="not stable"):
         noise.parameter_noise(model, loop=bad)
     assert math.isfinite(parameter_noise(model, loop=loop).covariance[0, 0])
+
+
+def test_unaffordable_check_is_skipped_with_a_reason():
+    """If burn-in + 20 correlation times exceed the event budget, no check (empty list) and a warning."""
+    model = example("birth_death")
+    with pytest.warns(RuntimeWarning, match="correlation time"):
+        assert validate_noise(model, max_events=1e4) == []
