@@ -173,13 +173,33 @@ def render_doc(doc: str | None) -> list[str]:
     return out
 
 
+class _Shown:
+    """A default value shown by a short, environment-independent text."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _short_default(v):
+    if type(v).__module__ == "numpy" and hasattr(v, "shape") and getattr(v, "ndim", 0) > 0:
+        return _Shown(f"<array of shape {v.shape}>")
+    if inspect.isfunction(v) or inspect.isclass(v):
+        return _Shown(v.__name__)
+    return v
+
+
 def signature(obj) -> str:
     try:
-        sig = str(inspect.signature(obj))
+        sig = inspect.signature(obj)
     except (TypeError, ValueError):
         return "(...)"
-    sig = re.sub(r" at 0x[0-9a-f]+", "", sig)
-    return sig
+    params = [p.replace(default=_short_default(p.default)) if p.default is not p.empty else p
+              for p in sig.parameters.values()]
+    text = str(sig.replace(parameters=params))
+    return re.sub(r" at 0x[0-9a-f]+", "", text)
 
 
 def public_names(mod) -> list[str]:
