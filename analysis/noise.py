@@ -48,7 +48,7 @@ from feedback.model import Model
 MIN_SPAN = 20.0     # correlation times a noise check needs at least (after burn-in)
 
 
-def _edge_diffusion(edges: EdgeList, rates: np.ndarray, p: np.ndarray, n: int, offset: int, N: int,
+def _edge_diffusion(edges: EdgeList, rates: np.ndarray, p: np.ndarray, offset: int, N: int,
                     size: float) -> sparse.coo_matrix:
     """``(1/size) sum_e flux_e (e_dst - e_src)(e_dst - e_src)^T`` placed at ``offset`` in an N x N matrix."""
     f = rates * p[edges.src] / size
@@ -75,11 +75,11 @@ def diffusion_matrix(loop: LinearLoop) -> tuple[np.ndarray, dict[str, np.ndarray
     p_f, p_c, theta = net.split(fp.x)
     th = net.theta_full(theta)
     n = net.n_states
-    Df = _edge_diffusion(net.edges, net.edges.rates(th), p_f, net.n_f, 0, n, Mf).toarray()
+    Df = _edge_diffusion(net.edges, net.edges.rates(th), p_f, 0, n, Mf).toarray()
     Dc = np.zeros((n, n))
     if net.dynamic and net.n_c:
         he = net.hidden_edges
-        Dc += _edge_diffusion(he, he.rates(th), p_c, net.n_c, net.n_f, n, Mc).toarray()
+        Dc += _edge_diffusion(he, he.rates(th), p_c, net.n_f, n, Mc).toarray()
         r = net.reset_target(fp.a)
         blk = np.diag(p_c + r) - np.outer(p_c, r) - np.outer(r, p_c)
         sl = slice(net.n_f, net.n_f + net.n_c)
@@ -207,9 +207,9 @@ def parameter_noise(model: Model, clamping: str | None = None, loop: LinearLoop 
     U = model.identifiable
     Dth = D[base:, base:]
     ens = model.ensembles
+    sizes = (int(ens.free), int(ens.clamped), float(ens.omega))
     return NoisePrediction(loop.fixed_point.theta.copy(), cov, U, U.T @ cov @ U, cov_parts, N, G @ Dth @ G.T,
-                           -0.5 * G @ np.diag(Dth), float(-np.max(ev.real)), (int(ens.free), int(ens.clamped), float(ens.omega)),
-                           net.clamping, loop)
+                           -0.5 * G @ np.diag(Dth), float(-np.max(ev.real)), sizes, net.clamping, loop)
 
 
 # -- validation against the SSA ------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Events per CPU-second: our SSA (feedback/ssa.py) against GillesPy2 on the same network.
 
     python benchmarks/bench_ssa.py            # full table (n_max 20, 50, 100; M = 1000)
-    python benchmarks/bench_ssa.py --quick    # n_max 20 only, short runs
+    python benchmarks/bench_ssa.py --quick    # n_max 20 only, short runs (results/ssa-quick.csv)
 
 The network is E1 (birth-death ``0 <-> X``, MODEL.md section 8) as a finite
 learning network (section 6) with dynamic clamping: ``M_f = M_c = 1000``
@@ -191,35 +191,33 @@ def main(argv=None) -> int:
         model = bench_model(n, clamping)
         run_ours(model, 1.0, args.seed)   # compile / load the numba cache outside the timing
         ev, cpu = run_ours(model, t_ours, args.seed)
-        ours = ev / cpu
-        row = {"clamping": clamping, "n_max": n, "M": M, "solver": "ours (numba, 1 thread)", "t_end": t_ours, "events": ev,
-               "cpu_s": cpu, "events_per_cpu_s": ours}
-        rows.append(row)
         cpp_cpu, build, nr = run_gillespy_cpp(model, t_cpp, args.seed)
         ev_cpp = expected_events(model, t_cpp, args.seed)
-        cpp = ev_cpp / cpp_cpu
-        rows.append({"clamping": clamping, "n_max": n, "M": M, "solver": "gillespy2 SSACSolver (C++)", "t_end": t_cpp,
-                     "events": ev_cpp, "cpu_s": cpp_cpu, "events_per_cpu_s": cpp, "build_s": build,
-                     "reactions": nr})
-        row["reactions"] = nr
-        npy = float("nan")
+        base = {"clamping": clamping, "n_max": n, "M": M, "reactions": nr}
+        new = [dict(base, solver="ours (numba, 1 thread)", t_end=t_ours, events=ev, cpu_s=cpu),
+               dict(base, solver="gillespy2 SSACSolver (C++)", t_end=t_cpp, events=ev_cpp, cpu_s=cpp_cpu,
+                    build_s=build)]
         if not args.no_numpy:
             np_cpu, _ = run_gillespy_numpy(model, t_np, args.seed)
-            ev_np = expected_events(model, t_np, args.seed)
-            npy = ev_np / np_cpu
-            rows.append({"clamping": clamping, "n_max": n, "M": M, "solver": "gillespy2 NumPySSASolver", "t_end": t_np,
-                         "events": ev_np, "cpu_s": np_cpu, "events_per_cpu_s": npy, "reactions": nr})
-        print(f"{clamping:>11} {n:5d} {nr:9d} {ours / 1e6:8.2f} {cpp / 1e6:8.3f} {npy / 1e6:9.4f} {ours / cpp:8.1f} {build:11.1f}",
-              flush=True)
+            new.append(dict(base, solver="gillespy2 NumPySSASolver", t_end=t_np,
+                            events=expected_events(model, t_np, args.seed), cpu_s=np_cpu))
+        for r in new:
+            r["events_per_cpu_s"] = r["events"] / r["cpu_s"]
+        rows.extend(new)
+        ours, cpp = new[0]["events_per_cpu_s"], new[1]["events_per_cpu_s"]
+        npy = new[2]["events_per_cpu_s"] if len(new) > 2 else float("nan")
+        print(f"{clamping:>11} {n:5d} {nr:9d} {ours / 1e6:8.2f} {cpp / 1e6:8.3f} {npy / 1e6:9.4f} "
+              f"{ours / cpp:8.1f} {build:11.1f}", flush=True)
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / ("ssa-quick.csv" if args.quick else "ssa.csv")
     keys = ["clamping", "n_max", "M", "solver", "reactions", "t_end", "events", "cpu_s", "events_per_cpu_s", "build_s"]
-    with open(out / "ssa.csv", "w", newline="") as fh:
+    with open(csv_path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         for r in rows:
             w.writerow({k: r.get(k, "") for k in keys})
-    print(f"wrote {out / 'ssa.csv'}")
+    print(f"wrote {csv_path}")
     return 0
 
 
