@@ -142,6 +142,17 @@ def bode(fr, margins: dict | None = None, disturbance: dict | None = None):
                     ax2.annotate(f"phase margin {pm:.1f}°", (wc, -180.0 + pm / 2), xytext=(8, 0),
                                  textcoords="offset points", fontsize=8.5, color=COLORS["S"], va="center")
                 fig.crnfb.update(crossover_frequency=wc, phase_at_crossover_deg=ph_c)
+            w180 = _num(margins, "crossing_frequency_frequency_domain") or _num(margins, "crossing_frequency")
+            if gm is not None and w180 is not None and w[0] <= w180 <= w[-1]:
+                # gain margin: how far |L| is below 0 dB where the phase reaches -180 degrees
+                mag180 = float(np.interp(np.log(w180), np.log(w), _db(L)))
+                ax1.annotate("", xy=(w180, 0.0), xytext=(w180, mag180),
+                             arrowprops=dict(arrowstyle="<->", color=COLORS["G"], lw=1.4))
+                ax1.annotate(f"gain margin {gm:.3g}\n({20 * np.log10(gm):.1f} dB)", (w180, mag180),
+                             xytext=(10, -6), textcoords="offset points", fontsize=8.5, color=COLORS["G"],
+                             va="top", bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.85))
+                ax2.axvline(w180, color=COLORS["G"], lw=0.9, ls=":")
+                fig.crnfb.update(phase_crossover_frequency=w180, magnitude_at_phase_crossover_db=mag180)
             ax2.legend(loc="lower left")
         else:
             sv = np.linalg.svd(fr.L, compute_uv=False)
@@ -302,7 +313,7 @@ def poles(stab, names: list | None = None):
         lin = float(np.min(nz)) / 2 if nz.size else 1e-3
         span = float(np.max(nz) / np.min(nz)) if nz.size else 1.0
         if span > 50:
-            ax.set_xscale("symlog", linthresh=lin, linscale=0.5)
+            ax.set_xscale("symlog", linthresh=lin, linscale=1.0)
         ax.axvspan(0, max(1.0, float(np.max(np.abs(allre))) if allre.size else 1.0) * 10, color=COLORS["S"],
                    alpha=0.06, lw=0)
         ax.axvline(0, color="k", lw=0.8)
@@ -327,12 +338,14 @@ def poles(stab, names: list | None = None):
         if ev.size:
             slow = ev[0]
             cplx = abs(slow.imag) > 1e-6 * abs(slow)
-            ax.annotate(f"slowest {slow.real:.3g}" + (f" {slow.imag:+.3g}j" if cplx else ""),
+            word = "slowest" if slow.real < 0 else "most unstable"
+            ax.annotate(f"{word} {slow.real:.3g}" + (f" {slow.imag:+.3g}j" if cplx else ""),
                         (slow.real, slow.imag), xytext=(0, 14), textcoords="offset points", fontsize=8.5,
                         ha="center", color=COLORS["cl"])
         xmin = float(np.min(allre)) if allre.size else -1.0
         xmax = float(np.max(allre)) if allre.size else 0.0
-        ax.set_xlim(xmin * 1.6 if xmin < 0 else -lin, max(xmax * 1.6, lin) if xmax > 0 else lin * 4)
+        ax.set_xlim(xmin * 1.6 if xmin < 0 else -lin, max(xmax * 1.6, lin) if xmax > 0 else
+                    (lin if span > 50 else 0.15 * abs(xmin)))
         ymax = float(np.max(np.abs(ev.imag))) if ev.size else 0.0
         if ev.size:  # numerically real eigenvalues keep a readable imaginary axis
             ymax = max(ymax, 0.5 * float(np.min(np.abs(ev.real[ev.real != 0]))) if np.any(ev.real != 0) else 1.0)
@@ -348,23 +361,32 @@ def poles(stab, names: list | None = None):
 
 def learning(traj):
     """A learning episode: ``theta(t)`` (top) and ``D(t)`` above its minimum (bottom, log)."""
+    many = len(traj.names) > 6
     with _style():
-        fig = _figure(6.6, 5.4)
+        fig = _figure(8.2 if many else 6.6, 5.4)
         ax1, ax2 = fig.subplots(2, 1, sharex=True)
         th = np.asarray(traj.theta)
+        target = getattr(traj, "theta_end", None)
+        target = traj.theta_star if target is None else target
         for j, n in enumerate(traj.names):
             line, = ax1.plot(traj.t, th[:, j], label=f"θ_{n}")
-            if traj.theta_star is not None:
-                ax1.axhline(traj.theta_star[j], color=line.get_color(), ls="--", lw=0.9)
-        if traj.theta_star is not None:
-            ax1.plot([], [], color=COLORS["mark"], ls="--", lw=0.9, label="optimum θ*")
+            if target is not None:
+                ax1.axhline(target[j], color=line.get_color(), ls="--", lw=0.9)
+        if target is not None:
+            ax1.plot([], [], color=COLORS["mark"], ls="--", lw=0.9, label=getattr(traj, "target_label", "optimum θ*"))
         ax1.set_ylabel("θ = −G/kT  (dimensionless)")
-        ncol = 1 if len(traj.names) <= 6 else 3
-        ax1.legend(loc="best", ncol=ncol, fontsize=7.5 if len(traj.names) > 6 else 8.5)
+        if many:
+            ax1.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7.5, borderaxespad=0)
+        else:
+            ax1.legend(loc="best")
         Dmin = traj.D_star if traj.D_star is not None else float(np.min(traj.D))
         Dmin = 0.0 if abs(Dmin) < 1e-12 else Dmin
         exc = np.maximum(np.asarray(traj.D) - Dmin, 1e-16)
-        ax2.semilogy(traj.t, exc, color=COLORS["S"], label=f"D(t) − D*   (D* = {Dmin:.4g} nats)")
+        ax2.semilogy(traj.t, exc, color=COLORS["S"], label=f"D(t) − D*   (D* = {Dmin:.4g} nats, the optimum)")
+        bias = getattr(traj, "bias", None)
+        if bias is not None and bias > 1e-9:
+            ax2.axhline(bias, color=COLORS["mark"], ls="--", lw=0.9,
+                        label=f"bias of the loop's fixed point  {bias:.3g} nats")
         ax2.set_ylabel("excess divergence  (nats)")
         ax2.set_xlabel(T_UNIT)
         ax2.set_xlim(traj.t[0], traj.t[-1])

@@ -145,6 +145,9 @@ class Trajectory:
     source: str = "quasi-static flow"
     theta_star: np.ndarray | None = None
     D_star: float | None = None
+    theta_end: np.ndarray | None = None
+    target_label: str = "optimum θ*"
+    bias: float | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -369,12 +372,14 @@ class Results:
     def _margins_dict(self) -> dict:
         d = _plain(_as_dict(self.margins)) if self.margins is not None else {}
         out = dict(d) if isinstance(d, dict) else {}
+        why = self.reasons.get("margins", "margins were not computed")
         for k in ("gain_margin", "phase_margin_deg", "eps_crit"):
             out.setdefault(k, None)
-        if self.margins is None:
-            why = self.reasons.get("margins", "margins were not computed")
-            for k in ("gain_margin", "phase_margin_deg", "eps_crit"):
-                out.setdefault(f"{k}_reason", why)
+            if out[k] is None and not out.get(f"{k}_reason"):
+                # the margins module may name the reason without the unit suffix (phase_margin_reason)
+                alt = out.get(k.removesuffix("_deg") + "_reason")
+                out[f"{k}_reason"] = alt or (why if self.margins is None else
+                                             "not available (analysis.margins gave no reason)")
         if out.get("crossover_frequency") is None and isinstance(out.get("gain_crossover_frequency"), (int, float)):
             out["crossover_frequency"] = out["gain_crossover_frequency"]   # the margins module's own value
         if "crossover_frequency" not in out and self.frequency is not None and self.frequency.siso:
@@ -387,19 +392,22 @@ class Results:
     def _disturbance_dict(self) -> dict:
         d = _plain(_as_dict(self.disturbance)) if self.disturbance is not None else {}
         out = dict(d) if isinstance(d, dict) else {}
-        why = self.reasons.get("disturbance", "the disturbance analysis was not computed")
+        why = self.reasons.get("disturbance") or out.get("reason") or (
+            "the disturbance analysis was not computed" if self.disturbance is None
+            else "not available (analysis.disturbance gave no reason)")
         for k in ("bandwidth", "hinf_norm", "lag_cost"):
             out.setdefault(k, None)
-            if out[k] is None:
-                out.setdefault(f"{k}_reason", why)
+            if out[k] is None and not out.get(f"{k}_reason"):
+                out[f"{k}_reason"] = why
         step = out.get("step")
         if not isinstance(step, dict):
             step = {}
-            out.setdefault("step_reason", why)
+            if not out.get("step_reason"):
+                out["step_reason"] = why
         for k in ("rise_time", "settling_time", "overshoot_pct"):
             step.setdefault(k, None)
-            if step[k] is None:
-                step.setdefault(f"{k}_reason", out.get("step_reason", why))
+            if step[k] is None and not step.get(f"{k}_reason"):
+                step[f"{k}_reason"] = out.get("step_reason") or why
         out["step"] = step
         return out
 
@@ -413,14 +421,13 @@ class Results:
             out.setdefault("fixed_point_reason", why)
         for k in ("free", "clamped", "learning", "total"):
             fp.setdefault(k, None)
-            if fp[k] is None:
-                default = ("clamped ensemble is not simulated under equilibrium clamping"
-                           if k == "clamped" and self.model.learning.clamping == "equilibrium" else why)
-                fp.setdefault(f"{k}_reason", default)
+            if fp[k] is None and not fp.get(f"{k}_reason"):
+                fp[f"{k}_reason"] = ("clamped ensemble is not simulated under equilibrium clamping"
+                                     if k == "clamped" and self.model.learning.clamping == "equilibrium" else why)
         out["fixed_point"] = fp
         out.setdefault("episode_total", None)
-        if out["episode_total"] is None:
-            out.setdefault("episode_total_reason", why)
+        if out["episode_total"] is None and not out.get("episode_total_reason"):
+            out["episode_total_reason"] = why
         return out
 
     def to_dict(self) -> dict:
@@ -524,15 +531,17 @@ class Results:
         lines = ["=" * W, f"{'crn-feedback stability report':^{W}}", "=" * W]
         pairs = [
             ("Model", mo["name"], "Clamping", mo["clamping"]),
-            ("Species", ", ".join(mo["species"])[:22], "States", str(mo["state_count"])),
-            ("Visible", ", ".join(mo["visible"])[:22] or "-", "Learned", ", ".join(mo["learned"])[:22]),
-            ("eps", ", ".join(f"{v:g}" for v in mo["eps"].values())[:22], "gamma / dmu",
+            ("Species", _short_list(mo["species"]), "States", str(mo["state_count"])),
+            ("Visible", _short_list(mo["visible"]) or "-", "Learned", _short_list(mo["learned"])),
+            ("eps", _short_list([f"{v:g}" for v in mo["eps"].values()]), "gamma / dmu",
              f"{mo['gamma']:g} / {mo['dmu']:g} kT"),
         ]
         for a, b, c, e in pairs:
             lines.append(f"{a + ':':<16}{b:<23}{c + ':':<16}{e:<23}".rstrip())
         lines.append("-" * W)
-        lines.append(f"{'Fixed point':<16}theta: {theta}"[:W])
+        if len(theta) > W - 23:
+            theta = theta[:W - 27].rsplit(", ", 1)[0] + ", ..."
+        lines.append(f"{'Fixed point':<16}theta: {theta}")
         pairs = [
             ("D(Q||P)", f(fp["divergence"], ".4g", " nats"), "bias", f(fp["bias"], ".3g", " nats")),
             ("|grad D|", f(fp["gradient_norm"], ".2g"), "optimum kind", fp["optimum"]["kind"]),
@@ -611,6 +620,16 @@ class Results:
     def plot_lag_cost(self):
         from analysis import plots
         return plots.lag_cost(self.to_dict()["disturbance"])
+
+
+def _short_list(items, width: int = 22) -> str:
+    """``"a, b, c"`` cut to ``width`` characters with a count when cut: ``"a, b, ... (13)"``."""
+    text = ", ".join(map(str, items))
+    if len(text) <= width:
+        return text
+    tail = f", ... ({len(items)})"
+    head = text[:width - len(tail)].rsplit(", ", 1)[0]
+    return head + tail
 
 
 def _package_version() -> str:
@@ -881,6 +900,9 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
         t_ep = episode_time(model, res.stability)
 
         def step():
+            if not res.stability.stable:
+                raise Unavailable("the loop is unstable at the given eps: the step response diverges "
+                                  f"(slowest rate {res.stability.slowest_rate:.3g})")
             sm = getattr(res.disturbance, "step", None)
             d_loop = getattr(res.disturbance, "dtheta_loop", None)
             if sm is not None and getattr(sm, "t", None) is not None and d_loop is not None:
@@ -914,7 +936,7 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
             if sim is not None:
                 try:
                     out = _trajectory_from_sim(_invoke(sim, dict(pool, t_end=3.0 * t_ep, until_episode_end=True,
-                                                                  points=401), model), model, res.optimum)
+                                                                  points=401), model), model, res.optimum, fp)
                     if out is not None:
                         return out
                 except (TypeError, ModelError, NotImplementedError) as e:
@@ -954,7 +976,7 @@ def _nonlinear_step(model: Model, fp, sr: StepResponse, amplitude: float = STEP_
     return StepResponse(sr.t, sr.y, d, np.asarray(tr.t), y, sr.source, amplitude)
 
 
-def _trajectory_from_sim(out, model: Model, optimum) -> Trajectory | None:
+def _trajectory_from_sim(out, model: Model, optimum, fp=None) -> Trajectory | None:
     """Read ``t``, ``theta``, ``D`` from a simulator result (object or dict)."""
     def get(name):
         if isinstance(out, dict):
@@ -972,4 +994,6 @@ def _trajectory_from_sim(out, model: Model, optimum) -> Trajectory | None:
     D = get("D")
     D = np.asarray(D, float) if D is not None else np.array([model.divergence(x) for x in theta])
     return Trajectory(t, theta, D, model.learned_names, "ensemble-level ODE (feedback.simulate)",
-                      np.asarray(optimum.theta, float), float(optimum.divergence))
+                      np.asarray(optimum.theta, float), float(optimum.divergence),
+                      None if fp is None else np.asarray(fp.theta, float), "loop's fixed point",
+                      None if fp is None else float(fp.bias))

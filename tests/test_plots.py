@@ -200,3 +200,17 @@ def test_gallery_script_runs(script, tmp_path):
     assert pngs, "a gallery script writes at least one figure"
     for p in pngs:
         assert p.stat().st_size > 10_000
+
+
+def test_chain_bode_draws_gain_margin_at_the_phase_crossover(chain):
+    """examples/chain.toml has a finite eps_crit: the gain margin drawn is the one reported."""
+    res = analyse(chain, validate=False)
+    d = res.to_dict()
+    fig = res.plot_bode()
+    gm = d["margins"]["gain_margin"]
+    assert gm is not None and fig.crnfb["gain_margin"] == gm
+    assert d["margins"]["eps_crit"] == pytest.approx(gm * 0.05, rel=1e-9)
+    # |L| where the phase crosses -180 degrees is 1/gm
+    assert fig.crnfb["magnitude_at_phase_crossover_db"] == pytest.approx(-20 * np.log10(gm), abs=0.05)
+    _non_trivial(fig)
+    _non_trivial(res.plot_poles())
