@@ -1,0 +1,536 @@
+"""Validation of the linear analysis against the nonlinear ODE of the full loop.
+
+Every check compares a prediction of the linearised loop (:mod:`analysis.linearise`,
+:mod:`analysis.stability`) or of the quasi-static theory (MODEL.md section 3)
+with the same quantity measured on the *nonlinear* ensemble-level ODE
+(:mod:`feedback.simulate`), and returns a :class:`Check`
+``{quantity, predicted, simulated, rel_error, tolerance, passed}``.
+
+The nonlinear runs integrate the deviation ``y = x - x*`` from the loop's
+fixed point ``x*`` with the vector field ``f(x* + y, a) - f(x*, 0)``; the
+subtracted residual ``f(x*, 0)`` (below 1e-12) makes ``x*`` an exact fixed
+point, so a long run does not drift on the solver's fixed-point error.
+Absolute tolerances are scaled to the perturbation's size.
+
+Checks (docs/validation.md gives each tolerance's derivation):
+
+``convergence rate``
+    slowest closed-loop eigenvalue vs the decay rate fitted to a small
+    perturbation of the ODE along its eigenvector (projected on the left
+    eigenvector, log-linear fit after the faster modes have died).
+``step response``
+    reduced linear system vs nonlinear ODE for a step ``a: 0 -> A``; the
+    nonlinear linear-order response is Richardson-extrapolated from the
+    steps ``A`` and ``2A`` (``(4 y(A) - y(2A)) / 2`` cancels the second
+    order), compared over time relative to the step's final size in theta.
+``frequency response``
+    at 5 frequencies around the slowest closed-loop rate: gain and phase of
+    theta along ``dtheta*/da`` from sinusoidal forcing of the ODE (harmonic
+    least-squares fit over whole periods, Richardson over ``A`` and ``2A``)
+    vs the reduced linear system's frequency response.
+``quasi-static rate``
+    the slowest rate of the ODE (equilibrium clamping, ``eps`` scaled down
+    until the slowest learning rate is 1e-3 of the slowest plant rate) vs
+    ``eps * eig_min(H)``.
+``linear range``
+    growing step sizes until the plain linear step-response error passes
+    10 %: that amplitude (measured) vs its second-order estimate from the
+    smallest step.
+``parameter noise``
+    (LNA vs SSA) from :func:`analysis.noise.validate_noise` when that module
+    exists.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import scipy.linalg
+from scipy import sparse
+from scipy.sparse.linalg import splu
+
+from analysis.linearise import LinearLoop, linearise, loop_fixed_point
+from analysis.stability import DENSE_LIMIT, stability
+from feedback.ensembles import LearningNetwork
+from feedback.model import Model
+from feedback.signals import Constant, Signal, Sine, Step
+from feedback.simulate import LoopField, integrate
+
+# -- settings (docs/validation.md justifies each) --------------------------------------------
+#: Size of the perturbation along the slowest eigenvector (largest theta entry, kT).
+DELTA_RATE = 1e-3
+#: Solver tolerances of the decay runs, relative to the others (the perturbation is small).
+RATE_TOL_SCALE = 0.1
+#: Step size of the environment's mixing weight for the step and frequency checks.
+A_STEP = 0.01
+A_FREQ = 0.01
+#: Solver tolerance of the deviation runs. The error is controlled relative to the
+#: fixed-point state (absolute tolerance ``RTOL * |x*|``, at least ``RTOL`` kT on theta
+#: and ``ATOL_P`` on probabilities), as for a plain run of the loop: BDF at much tighter
+#: tolerances climbs to orders whose stability wedge misses the loop's oscillatory
+#: modes and thrashes (E3: 45 steps at 1e-7, 467 at 1e-8, thousands at 1e-9).
+RTOL = 1e-7
+ATOL_P = 1e-12
+#: Slowest learning rate / slowest plant rate for the quasi-static check.
+QS_SEPARATION = 1e-3
+#: Frequencies, in units of the slowest closed-loop rate.
+FREQ_FACTORS = np.logspace(-0.5, 1.0, 5)
+#: Plain linear step-response error that bounds the linear range.
+LINEAR_RANGE_ERROR = 0.10
+
+TOL = {
+    "convergence rate": 1e-2,
+    "step response": 2e-3,
+    "frequency response": 2e-3,
+    "quasi-static rate": 2e-2,
+    "linear range": 1.0,
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One comparison of a linear (or quasi-static) prediction with the nonlinear ODE.
+
+    ``rel_error = |simulated - predicted| / |predicted|`` unless the check
+    defines it otherwise (step and frequency response: the largest deviation
+    relative to the response's size); ``passed = rel_error <= tolerance``.
+    """
+
+    quantity: str
+    predicted: float
+    simulated: float
+    rel_error: float
+    tolerance: float
+    passed: bool
+    details: dict = field(default_factory=dict, compare=False)
+
+    def to_dict(self) -> dict:
+        """Plain JSON types; non-finite numbers become None."""
+        def clean(v):
+            if isinstance(v, dict):
+                return {str(k): clean(x) for k, x in v.items()}
+            if isinstance(v, (list, tuple, np.ndarray)):
+                return [clean(x) for x in v]
+            if isinstance(v, (bool, np.bool_)):
+                return bool(v)
+            if isinstance(v, (int, np.integer)):
+                return int(v)
+            if isinstance(v, (float, np.floating)):
+                return float(v) if math.isfinite(v) else None
+            return v
+        out = {"quantity": self.quantity, "predicted": clean(self.predicted),
+               "simulated": clean(self.simulated), "rel_error": clean(self.rel_error),
+               "tolerance": clean(self.tolerance), "passed": bool(self.passed)}
+        if self.details:
+            out["details"] = clean(self.details)
+        return out
+
+
+def _check(quantity, predicted, simulated, rel_error, tol_key, **details) -> Check:
+    tol = TOL[tol_key]
+    ok = bool(np.isfinite(rel_error) and rel_error <= tol)
+    return Check(quantity, float(predicted), float(simulated), float(rel_error), tol, ok, details)
+
+
+# -- the loop at its fixed point, with the pieces every check needs --------------------------------
+class _Setup:
+    """Fixed point, reduced linear system and slowest mode of one loop."""
+
+    def __init__(self, loop: LinearLoop):
+        self.loop = loop
+        self.net: LearningNetwork = loop.net
+        self.model: Model = loop.net.model
+        self.x = loop.fixed_point.x
+
+        self.a_star = loop.fixed_point.a
+        self.base = self.net.n_f + self.net.n_c
+        self.Jr = loop.Jr.tocsc()
+        self.Br = np.asarray(loop.Br, float)
+        self.Ct = loop.output("theta")
+        atol = RTOL * np.abs(self.x) + ATOL_P
+        atol[self.base:] = RTOL * np.maximum(np.abs(self.x[self.base:]), 1.0)
+        self.atol = atol
+        self.V = loop.V.tocsr()
+        self.rest = loop.rest
+        self.field = LoopField(self.net)
+        self.r0_rest = self.field(self.x, loop.fixed_point.a)[self.rest]
+
+    @cached_property
+    def stability(self):
+        return stability(self.loop)
+
+    @cached_property
+    def eig(self):
+        """Eigenvalues (slowest first), right and left eigenvectors of ``Jr``."""
+        n = self.loop.n_reduced
+        if n <= DENSE_LIMIT:
+            lam, W, Vr = scipy.linalg.eig(self.Jr.toarray(), left=True, right=True)
+        else:
+            from scipy.sparse.linalg import eigs
+            k = min(12, n - 2)
+            lam, Vr = eigs(self.Jr, k=k, which="LR", tol=1e-12, maxiter=max(5000, 20 * n))
+            lamT, W = eigs(self.Jr.T.tocsc(), k=k, which="LR", tol=1e-12, maxiter=max(5000, 20 * n))
+            order = [int(np.argmin(np.abs(lamT - np.conj(l)))) for l in lam]
+            W = W[:, order]
+        order = np.lexsort((np.abs(lam.imag), -lam.real))
+        return lam[order], Vr[:, order], W[:, order]
+
+    @cached_property
+    def dc(self) -> np.ndarray:
+        """``dtheta*/da`` of the loop (``-C_theta Jr^{-1} Br``)."""
+        return -(self.Ct @ splu(self.Jr).solve(self.Br))
+
+    def theta_of(self, Y: np.ndarray) -> np.ndarray:
+        """theta deviation (T, k) from full deviations (T, n)."""
+        return Y[:, self.base:]
+
+    def nonlinear(self, signal: Signal, y0: np.ndarray, t_eval: np.ndarray, tol_scale: float = 1.0):
+        """Deviation ``y = x - x*`` of the nonlinear loop under ``a(t)`` (T, n).
+
+        Integrated on the invariant manifold (reduced coordinates ``y = V y_r``):
+        the structural zero modes (normalisation, neutral directions) are then
+        conserved exactly instead of drifting with the solver's round-off, which
+        the loop's slowest mode would otherwise integrate over long runs.
+        """
+        V, rest, xs, r0 = self.V, self.rest, self.x, self.r0_rest
+        field_, net = self.field, self.net
+
+        def system(lo, hi):
+            if signal.piecewise_constant:
+                a = float(signal(0.5 * (lo + hi)))
+                return ((lambda t, y: field_(xs + V @ y, a)[rest] - r0),
+                        (lambda t, y: (net.jacobian(xs + V @ y, a)[rest] @ V).tocsc()))
+            return ((lambda t, y: field_(xs + V @ y, float(signal(t)))[rest] - r0),
+                    (lambda t, y: (net.jacobian(xs + V @ y, float(signal(t)))[rest] @ V).tocsc()))
+
+        y0r = np.asarray(y0, float)[rest]
+        t, Yr, stats = integrate(system, y0r, t_eval, breakpoints=signal.breakpoints(t_eval[0], t_eval[-1]),
+                                 rtol=RTOL * tol_scale, atol=self.atol[rest] * tol_scale,
+                                 max_step=signal.max_step(), progress=False)
+        return (V @ Yr.T).T, stats
+
+    def linear(self, signal: Signal, y0r: np.ndarray, t_eval: np.ndarray):
+        """Reduced linear system ``dy/dt = Jr y + Br a(t)`` (T, n_reduced)."""
+        Jr, Br = self.Jr, self.Br
+
+        def system(lo, hi):
+            if signal.piecewise_constant:
+                a = float(signal(0.5 * (lo + hi)))
+                return (lambda t, y: Jr @ y + Br * a), (lambda t, y: Jr)
+            return (lambda t, y: Jr @ y + Br * float(signal(t))), (lambda t, y: Jr)
+
+        t, Y, stats = integrate(system, y0r, t_eval, breakpoints=signal.breakpoints(t_eval[0], t_eval[-1]),
+                                rtol=RTOL, atol=self.atol[self.loop.rest], max_step=signal.max_step(),
+                                progress=False)
+        return Y, stats
+
+
+def _slowest(setup: _Setup):
+    """Slowest mode: eigenvalue, right/left eigenvectors, whether it is (nearly) defective."""
+    lam, Vr, W = setup.eig
+    target = setup.stability.eigenvalues[0]
+    i = int(np.argmin(np.abs(lam - target)))
+    v, w = Vr[:, i], W[:, i]
+    cond = np.linalg.norm(v) * np.linalg.norm(w) / max(abs(np.vdot(w, v)), 1e-300)
+    return lam[i], v, w, cond, lam
+
+
+# -- convergence rate ------------------------------------------------------------------------------------
+def _fit_decay(setup: _Setup, label: str, predicted: float, tol_key: str, **extra) -> Check:
+    """Perturb along the slowest eigenvector, fit log|projection| after the faster modes died."""
+    lam, v, w, cond, spectrum = _slowest(setup)
+    defective = cond > 1e6          # Jordan block (e.g. E1's critically damped pair): project on v
+    if defective or abs(lam.imag) <= 1e-9 * abs(lam):
+        v = v.real / np.linalg.norm(v.real)
+    full = setup.loop.V @ v.real
+    th = full[setup.base:]
+    size = np.max(np.abs(th)) if np.max(np.abs(th)) > 1e-12 * np.max(np.abs(full)) else np.max(np.abs(full))
+    y0r = DELTA_RATE * v.real / size
+    y0 = setup.loop.V @ y0r
+    rate = -lam.real
+    # next distinct decay rate: the window starts when those modes are e^-5 below
+    others = -spectrum.real
+    faster = others[others > 1.2 * rate]
+    gap = (faster.min() - rate) if faster.size else rate
+    t_a = min(5.0 / gap, 2.0 / rate)
+    t_b = t_a + 2.0 / rate
+    t_eval = np.concatenate([[0.0], np.linspace(t_a, t_b, 201)])
+    # the deviation decays to ~DELTA_RATE e^-4 by t_b: tolerances scaled with it
+    Y, stats = setup.nonlinear(Constant(setup.a_star), y0, t_eval, RATE_TOL_SCALE)
+    Yr = Y[1:, setup.loop.rest]
+    if defective:
+        z = Yr @ v.real
+    else:
+        z = (Yr @ np.conj(w)) / np.vdot(w, v)
+    ts = t_eval[1:]
+    slope, _ = np.polyfit(ts, np.log(np.abs(z)), 1)
+    fitted = -slope
+    return _check(label, predicted, fitted, abs(fitted - predicted) / abs(predicted), tol_key,
+                  eigenvalue=[lam.real, lam.imag], window=[t_a, t_b], perturbation=DELTA_RATE,
+                  projection="eigenvector (defective)" if defective else "left eigenvector",
+                  steps=stats.steps, **extra)
+
+
+def check_convergence(setup: _Setup) -> Check:
+    """Slowest closed-loop rate vs the decay fitted to the nonlinear ODE."""
+    return _fit_decay(setup, "convergence rate", setup.stability.slowest_rate, "convergence rate")
+
+
+# -- step response and linear range -------------------------------------------------------------------------
+def _step_times(setup: _Setup) -> np.ndarray:
+    rate = setup.stability.slowest_rate
+    T = 8.0 / rate
+    fast = np.geomspace(T * 1e-5, T, 150)
+    return np.unique(np.concatenate([[0.0], fast, np.linspace(0, T, 250)]))
+
+
+class _StepRuns:
+    """Linear unit-step response and nonlinear steps of several sizes (shared by two checks)."""
+
+    def __init__(self, setup: _Setup):
+        self.setup = setup
+        self.t = _step_times(setup)
+        Yl, _ = setup.linear(Step(0.0, 1.0, 0.0), np.zeros(setup.loop.n_reduced), self.t)
+        self.lin = (setup.Ct @ Yl.T).T          # theta response to a unit step (T, k)
+        self.g = setup.dc
+        self.cache: dict[float, np.ndarray] = {}
+
+    def nonlinear(self, A: float) -> np.ndarray:
+        if A not in self.cache:
+            s = self.setup
+            Y, _ = s.nonlinear(Step(s.a_star, s.a_star + A, 0.0), np.zeros(s.net.n_states), self.t)
+            self.cache[A] = s.theta_of(Y)
+        return self.cache[A]
+
+    def plain_error(self, A: float) -> float:
+        return float(np.max(np.linalg.norm(self.nonlinear(A) - A * self.lin, axis=1)) / (A * np.linalg.norm(self.g)))
+
+
+def check_step(runs: _StepRuns, A: float = A_STEP) -> Check:
+    """Linear step response vs the Richardson-extrapolated nonlinear one."""
+    rich = (4 * runs.nonlinear(A) - runs.nonlinear(2 * A)) / (2 * A)
+    gn = np.linalg.norm(runs.g)
+    u = runs.g / gn
+    err = float(np.max(np.linalg.norm(rich - runs.lin, axis=1)) / gn)
+    pred_peak = float(np.max(np.abs(runs.lin @ u)))
+    sim_peak = float(np.max(np.abs(rich @ u)))
+    return _check("step response theta/a (peak along dtheta*/da)", pred_peak, sim_peak, err, "step response",
+                  amplitude=A, dc_gain=gn, plain_error=runs.plain_error(A), t_end=float(runs.t[-1]))
+
+
+def check_linear_range(runs: _StepRuns, A0: float = A_STEP, target: float = LINEAR_RANGE_ERROR) -> Check:
+    """Largest environment step whose plain linear step-response error stays below ``target``."""
+    amps, errs = [], []
+    A = A0
+    while True:
+        amps.append(A)
+        errs.append(runs.plain_error(A))
+        if errs[-1] > target or A >= 1.0:
+            break
+        A = min(2 * A, 1.0)
+    predicted = target * A0 / errs[0] if errs[0] > 0 else math.inf
+    if errs[-1] > target and len(amps) > 1:
+        a_lo, a_hi, e_lo, e_hi = amps[-2], amps[-1], errs[-2], errs[-1]
+        found = a_lo * math.exp(math.log(target / e_lo) * math.log(a_hi / a_lo) / math.log(e_hi / e_lo))
+        reached = True
+    elif errs[-1] > target:           # already above at the smallest step
+        found = amps[0] * target / errs[0]
+        reached = True
+    else:
+        found = 1.0                      # a lower bound: the whole change Q_1 -> Q_2 stays linear
+        reached = False
+    if reached or predicted < 1.0:
+        rel = abs(found - predicted) / predicted
+    else:
+        rel = 0.0                        # both beyond the full change: consistent
+    return _check("linear range: step size a with 10% linear error", predicted, found, rel, "linear range",
+                  amplitudes=amps, errors=errs, reached=reached,
+                  note=None if reached else "error stays below 10% up to a = 1 (the whole change); "
+                                            "simulated is a lower bound")
+
+
+# -- frequency response -------------------------------------------------------------------------------------
+def _linear_theta_response(setup: _Setup, omega: np.ndarray) -> np.ndarray:
+    """``C_theta (jw I - Jr)^{-1} Br`` (nw, k); analysis.frequency's when available."""
+    try:
+        from analysis.frequency import closed_loop_direct
+        return np.asarray(closed_loop_direct(setup.loop, omega, "theta"))
+    except ImportError:
+        pass
+    n = setup.loop.n_reduced
+    I = sparse.identity(n, dtype=complex, format="csc")
+    mJ = (-setup.Jr).astype(complex)
+    return np.array([setup.Ct @ splu((mJ + 1j * w * I).tocsc()).solve(setup.Br.astype(complex)) for w in omega])
+
+
+def _harmonic(t, y, omega):
+    """Complex amplitude ``c`` of ``y ~ m0 + m1 t + Im(c e^{j w t})`` (least squares)."""
+    tc = t - t.mean()
+    M = np.column_stack([np.ones_like(t), tc, np.sin(omega * t), np.cos(omega * t)])
+    coef, *_ = np.linalg.lstsq(M, y, rcond=None)
+    # y = s sin + c cos = Im((s + j c) e^{jwt})
+    return coef[2] + 1j * coef[3]
+
+
+def check_frequency(setup: _Setup, omegas: np.ndarray | None = None, A: float = A_FREQ) -> list[Check]:
+    """Gain and phase of theta along ``dtheta*/da`` under ``a = a* + A + A sin(w t)``."""
+    rate = setup.stability.slowest_rate
+    omegas = rate * FREQ_FACTORS if omegas is None else np.asarray(omegas, float)
+    g = setup.dc
+    u = g / np.linalg.norm(g)
+    G = _linear_theta_response(setup, omegas) @ u
+    lu0 = splu(setup.Jr)
+    ydc = -lu0.solve(setup.Br)
+    n = setup.loop.n_reduced
+    I = sparse.identity(n, dtype=complex, format="csc")
+    out = []
+    for w, Gw in zip(omegas, G):
+        period = 2 * np.pi / w
+        yw = splu((1j * w * I - setup.Jr.astype(complex)).tocsc()).solve(setup.Br.astype(complex))
+        start_r = ydc + yw.imag          # the linear periodic orbit at t = 0 (per unit A)
+        t_w = period                     # started on the linear orbit: one period of settling
+        t_fit = t_w + np.linspace(0.0, 2 * period, 161)
+        t_eval = np.concatenate([[0.0], t_fit])
+        amps = {}
+        steps = []
+        # small responses (high frequencies) get proportionally tighter tolerances
+        tol_scale = float(np.clip(abs(Gw) / np.linalg.norm(g), 0.03, 1.0))
+        for Ak in (A, 2 * A):
+            sig = Sine(setup.a_star + Ak, Ak, w)
+            y0 = setup.loop.V @ (Ak * start_r)
+            Y, st = setup.nonlinear(sig, y0, t_eval, tol_scale)
+            steps.append(st.steps)
+            amps[Ak] = _harmonic(t_fit, setup.theta_of(Y[1:]) @ u, w) / Ak
+        rich = 2 * amps[A] - amps[2 * A]   # (4 h(A) - h(2A)) / (2A), amps are h/A
+        rel = abs(rich - Gw) / abs(Gw)
+        out.append(_check(f"frequency response theta/a at omega={w:.4g}", abs(Gw), abs(rich), rel,
+                          "frequency response", omega=w, phase_predicted_deg=np.degrees(np.angle(Gw)),
+                          phase_simulated_deg=np.degrees(np.angle(rich)),
+                          plain_rel_error=abs(amps[A] - Gw) / abs(Gw), amplitude=A, steps=steps))
+    return out
+
+
+# -- quasi-static limit -----------------------------------------------------------------------------------------
+def check_quasi_static(setup: _Setup) -> Check:
+    """Slowest rate of the ODE at small eps (equilibrium clamping) vs ``eps * eig_min(H)``."""
+    model = setup.model
+    opt = setup.loop.fixed_point.optimum
+    qs = setup.stability.quasi_static_rates
+    qs_min = float(qs[qs > 0].min()) if np.any(qs > 0) else float("nan")
+    net_eq = LearningNetwork(model, "equilibrium")
+    A = net_eq.free_generator(opt.theta)
+    if A.shape[0] <= DENSE_LIMIT:
+        ev = np.abs(np.linalg.eigvals(A.toarray()))
+    else:
+        from scipy.sparse.linalg import eigs
+        ev = np.abs(eigs(A.tocsc(), k=6, sigma=0, which="LM", return_eigenvectors=False))
+    ev = np.sort(ev[ev > 1e-10 * max(ev.max(), 1e-300)])
+    plant = float(ev[0])
+    scale = min(1.0, QS_SEPARATION * plant / qs_min)
+    small = model.with_learning(eps=model.eps * scale, clamping="equilibrium")
+    net = LearningNetwork(small)
+    fp = loop_fixed_point(small, net, setup.a_star, optimum=opt)
+    sub = _Setup(linearise(small, fixed_point=fp))
+    predicted = scale * qs_min
+    return _fit_decay(sub, "quasi-static rate: eps*eig_min(H) vs ODE at small eps", predicted,
+                      "quasi-static rate", eps_scale=scale, plant_rate=plant,
+                      separation=predicted / plant, linear_rate=sub.stability.slowest_rate)
+
+
+# -- all checks --------------------------------------------------------------------------------------------------------
+def validate(model: Model, loop: LinearLoop | None = None, quick: bool = False,
+             seed: int = 0) -> list[Check]:
+    """Run the validation checks on ``model`` (its loop linearised if not given).
+
+    Parameters
+    ----------
+    model : Model
+    loop : LinearLoop or None
+    quick : bool
+        Only the convergence rate, step response and frequency response (3
+        frequencies); skips the quasi-static, linear-range and noise checks.
+    seed : int
+        Passed to the noise check (SSA) when available.
+
+    Returns
+    -------
+    list[Check]
+        Step, frequency and linear-range checks need an ``[environment.change]``
+        (a non-zero disturbance); without one they are left out.
+    """
+    loop = loop or linearise(model)
+    setup = _Setup(loop)
+    checks: list[Check] = []
+
+    def timed(fn, *args):
+        t0 = time.perf_counter()
+        res = fn(*args)
+        dt = time.perf_counter() - t0
+        res = res if isinstance(res, list) else [res]
+        for c in res:
+            c.details.setdefault("seconds", dt / len(res))
+        checks.extend(res)
+
+    timed(check_convergence, setup)
+    disturbed = bool(np.any(setup.Br != 0)) and bool(np.linalg.norm(setup.dc) > 0)
+    if disturbed:
+        runs = _StepRuns(setup)
+        timed(check_step, runs)
+        om = setup.stability.slowest_rate * (FREQ_FACTORS[[0, 2, 4]] if quick else FREQ_FACTORS)
+        timed(check_frequency, setup, om)
+    if not quick:
+        timed(check_quasi_static, setup)
+        if disturbed:
+            timed(check_linear_range, runs)
+        try:
+            from analysis.noise import validate_noise
+        except ImportError:
+            validate_noise = None
+        if validate_noise is not None:
+            import warnings
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)   # "not checked" is reported by its absence
+                res = validate_noise(model, loop=loop, seed=seed)
+            for r in res:
+                checks.append(Check(r["quantity"], r["predicted"], r["simulated"], r["rel_error"],
+                                    r.get("tolerance", float("nan")), bool(r["passed"]),
+                                    {k: v for k, v in r.items() if k not in
+                                     ("quantity", "predicted", "simulated", "rel_error", "tolerance", "passed")}))
+    return checks
+
+
+def table(checks: list[Check]) -> str:
+    """Plain-text table of checks."""
+    rows = [f"{'quantity':<58s} {'predicted':>12s} {'simulated':>12s} {'rel_error':>10s} {'tol':>8s}  ok"]
+    for c in checks:
+        rows.append(f"{c.quantity[:58]:<58s} {c.predicted:12.5g} {c.simulated:12.5g} {c.rel_error:10.2e} "
+                    f"{c.tolerance:8.1e}  {'yes' if c.passed else 'NO'}")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:  # pragma: no cover - convenience: python -m analysis.validation MODEL...
+    import argparse
+
+    from feedback.modelfile import load_model
+    p = argparse.ArgumentParser(description="validate the linear analysis against the nonlinear ODE")
+    p.add_argument("models", nargs="+")
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args(argv)
+    bad = 0
+    for path in args.models:
+        t0 = time.perf_counter()
+        checks = validate(load_model(path), quick=args.quick)
+        print(f"== {path}  ({time.perf_counter() - t0:.1f} s)")
+        print(table(checks))
+        print("seconds: " + ", ".join(f"{c.quantity.split(':')[0][:24]} {c.details.get('seconds', 0):.1f}"
+                                     for c in checks))
+        bad += sum(not c.passed for c in checks)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
