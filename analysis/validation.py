@@ -443,7 +443,7 @@ def check_quasi_static(setup: _Setup) -> Check:
 
 # -- all checks --------------------------------------------------------------------------------------------------------
 def validate(model: Model, loop: LinearLoop | None = None, quick: bool = False,
-             seed: int = 0) -> list[Check]:
+             seed: int = 0, noise: bool = True) -> list[Check]:
     """Run the validation checks on ``model`` (its loop linearised if not given).
 
     Parameters
@@ -455,6 +455,10 @@ def validate(model: Model, loop: LinearLoop | None = None, quick: bool = False,
         frequencies); skips the quasi-static, linear-range and noise checks.
     seed : int
         Passed to the noise check (SSA) when available.
+    noise : bool
+        Include the parameter-noise check (LNA vs SSA,
+        :func:`analysis.noise.validate_noise`) when that module exists; it
+        returns no entry when the SSA cannot sample the slowest mode (E3).
 
     Returns
     -------
@@ -489,6 +493,8 @@ def validate(model: Model, loop: LinearLoop | None = None, quick: bool = False,
         try:
             from analysis.noise import validate_noise
         except ImportError:
+            validate_noise = None
+        if not noise:
             validate_noise = None
         if validate_noise is not None:
             import warnings

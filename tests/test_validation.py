@@ -1,0 +1,106 @@
+"""Validation of the linear analysis against the nonlinear ODE (analysis.validation)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from analysis.linearise import linearise
+from analysis.validation import TOL, Check, validate
+
+from conftest import example
+
+KINDS = ("convergence rate", "step response", "frequency response", "quasi-static rate", "linear range")
+
+
+def _by_kind(checks):
+    out = {}
+    for c in checks:
+        for k in KINDS:
+            if c.quantity.startswith(k):
+                out.setdefault(k, []).append(c)
+    return out
+
+
+def _assert_all_pass(checks):
+    bad = [c.to_dict() for c in checks if not c.passed]
+    assert not bad, json.dumps(bad, indent=1)
+
+
+@pytest.mark.parametrize("name", ["birth_death", "chain"])
+def test_validation_passes(name):
+    checks = validate(example(name), noise=False)
+    kinds = _by_kind(checks)
+    assert set(kinds) == set(KINDS)
+    assert len(kinds["frequency response"]) >= 5
+    _assert_all_pass(checks)
+
+
+def test_validation_passes_on_hidden_scaffold_dynamic_clamping():
+    model = example("hidden_scaffold")
+    assert model.learning.clamping == "dynamic"
+    checks = validate(model, noise=False)
+    _assert_all_pass(checks)
+    rate = _by_kind(checks)["convergence rate"][0]
+    assert rate.predicted == pytest.approx(6.95e-6, rel=1e-2)      # very slow mode, integrated over ~1e6
+
+
+def test_e1_convergence_rate_matches_theory():
+    """E1 at equilibrium clamping: s^2 + kappa s + kappa eps mu (double root -1/2 here)."""
+    checks = validate(example("birth_death"), quick=True)
+    rate = _by_kind(checks)["convergence rate"][0]
+    assert rate.predicted == pytest.approx(0.5, rel=1e-6)
+    assert rate.simulated == pytest.approx(0.5, rel=TOL["convergence rate"])
+    assert rate.details["projection"].startswith("eigenvector")       # Jordan block handled
+
+
+def test_linear_range_is_reported(e1):
+    checks = validate(e1, noise=False)
+    lr = _by_kind(checks)["linear range"][0]
+    errs = lr.details["errors"]
+    assert errs[0] < 0.1 and (errs[-1] > 0.1 or lr.details["amplitudes"][-1] == 1.0)
+    assert np.all(np.diff(errs) > 0)                                   # the error grows with the step
+    # second order: doubling the step roughly doubles the plain error
+    assert errs[1] / errs[0] == pytest.approx(2.0, rel=0.2)
+    assert 0.01 < lr.simulated <= 1.0
+
+
+def test_check_to_dict_is_plain_json():
+    c = Check("x", 1.0, 1.01, 0.01, 0.02, True, {"a": np.float64(1.0), "b": [np.int64(2), math.nan]})
+    d = c.to_dict()
+    assert d["quantity"] == "x" and d["passed"] is True and d["tolerance"] == 0.02
+    assert d["details"] == {"a": 1.0, "b": [2, None]}
+    json.dumps(d, allow_nan=False)
+
+
+def test_quick_mode_and_given_loop(e2):
+    loop = linearise(e2)
+    checks = validate(e2, loop=loop, quick=True)
+    kinds = _by_kind(checks)
+    assert set(kinds) == {"convergence rate", "step response", "frequency response"}
+    assert len(kinds["frequency response"]) == 3
+    _assert_all_pass(checks)
+    for c in checks:
+        json.dumps(c.to_dict(), allow_nan=False)
+
+
+def test_no_disturbance_leaves_out_input_checks(e1):
+    model = e1.replace(change=None)
+    checks = validate(model, quick=True)
+    assert [c.quantity for c in checks] == ["convergence rate"]
+    assert checks[0].passed
+
+
+def test_a_wrong_linear_model_is_caught(e1):
+    """The checks are not tautological: a loop with a perturbed Jacobian fails them."""
+    import dataclasses
+    loop = linearise(e1)
+    J = loop.J.copy()
+    base = loop.net.n_f + loop.net.n_c
+    J[base:, :] *= 1.1           # controller gain off by 10 %
+    bad = dataclasses.replace(loop, J=J.tocsr())
+    checks = validate(e1, loop=bad, quick=True)
+    assert not all(c.passed for c in checks)
