@@ -56,6 +56,17 @@ class Landscape:
         """Visible marginal of a law on the class."""
         return np.bincount(self._vi, weights=pi, minlength=self._nv)
 
+    def log_marginal(self, theta: np.ndarray) -> np.ndarray:
+        """``ln P_theta(v)`` computed in logs (no underflow far in the tails of large boxes)."""
+        from scipy.special import logsumexp
+        lw = self.space.log_weights(theta)
+        lw = lw - logsumexp(lw)
+        top = np.full(self._nv, -np.inf)
+        np.maximum.at(top, self._vi, lw)
+        sums = np.bincount(self._vi, weights=np.exp(lw - top[self._vi]), minlength=self._nv)
+        with np.errstate(divide="ignore"):
+            return top + np.log(sums)
+
     def clamped_law(self, pi: np.ndarray, q: np.ndarray | None = None) -> np.ndarray:
         """``Qt(v,h) = Q(v) pi(h|v)`` on the class."""
         q = self.q if q is None else q
@@ -72,9 +83,9 @@ class Landscape:
     def divergence(self, theta: np.ndarray, q: np.ndarray | None = None) -> float:
         """``D(Q||P_theta)`` in nats (finite: Q is tabulated on reachable states)."""
         q = self.q if q is None else q
-        P = self.marginal(self.space.stationary(theta))
+        logP = self.log_marginal(theta)
         m = q > 0
-        d = float(np.sum(q[m] * (np.log(q[m]) - np.log(P[m]))))
+        d = float(np.sum(q[m] * (np.log(q[m]) - logP[m])))
         # D >= 0 exactly; a rounding-sized negative is reported as 0, anything larger is a bug
         if d < 0:
             if d < -1e-10:
