@@ -210,18 +210,20 @@ def nyquist(fr, margins: dict | None = None):
             ev = ev[:, np.argsort(-np.abs(ev[0]))]
             loci = [ev[:, j] for j in range(ev.shape[1])]
         R = 3.0
+        palette = [COLORS["L"], "#e8590c", "#2b8a3e", "#862e9c", "#c2255c", "#1098ad", "#5c940d", "#495057"]
         for j, Lw in enumerate(loci):
+            col = palette[j % len(palette)]
             inside = np.abs(Lw) < 50 * R
             lab = "L(jω), ω > 0" if fr.siso else f"locus {j + 1}, ω > 0"
-            ax.plot(Lw.real[inside], Lw.imag[inside], color=COLORS["L"] if j == 0 else None, label=lab)
-            ax.plot(Lw.real[inside], -Lw.imag[inside], color=COLORS["L"] if j == 0 else None, ls="--", lw=1.0,
-                    alpha=0.7, label="ω < 0 (mirror)" if j == 0 else None)
+            ax.plot(Lw.real[inside], Lw.imag[inside], color=col, label=lab)
+            ax.plot(Lw.real[inside], -Lw.imag[inside], color=col, ls="--", lw=1.0,
+                    alpha=0.7, label="ω < 0 (mirror, dashed)" if j == 0 else None)
             # direction arrow at mid-curve
             idx = np.nonzero(np.abs(Lw) < R)[0]
             if idx.size > 10:
                 i = idx[idx.size // 3]
                 ax.annotate("", xy=(Lw[i + 1].real, Lw[i + 1].imag), xytext=(Lw[i].real, Lw[i].imag),
-                            arrowprops=dict(arrowstyle="-|>", color=COLORS["L"], lw=1.2))
+                            arrowprops=dict(arrowstyle="-|>", color=col, lw=1.2))
         t = np.linspace(0, 2 * np.pi, 400)
         ax.plot(np.cos(t), np.sin(t), color=COLORS["mark"], lw=0.8, ls=":", label="unit circle")
         ax.plot([-1], [0], "+", color=COLORS["S"], ms=12, mew=2, label="critical point −1")
@@ -310,7 +312,8 @@ def poles(stab, names: list | None = None):
         ax = fig.add_subplot()
         allre = np.concatenate([ev.real, qs, flat.real]) if ev.size else qs
         nz = np.abs(allre[np.abs(allre) > 0])
-        lin = float(np.min(nz)) / 2 if nz.size else 1e-3
+        # linear region of the symlog axis: the decade below the slowest mode (ticks stay apart from 0)
+        lin = float(10.0 ** np.floor(np.log10(np.min(nz)) - 1e-9)) / 2 if nz.size else 1e-3
         span = float(np.max(nz) / np.min(nz)) if nz.size else 1.0
         if span > 50:
             ax.set_xscale("symlog", linthresh=lin, linscale=1.0)
@@ -344,6 +347,14 @@ def poles(stab, names: list | None = None):
                         ha="center", color=COLORS["cl"])
         xmin = float(np.min(allre)) if allre.size else -1.0
         xmax = float(np.max(allre)) if allre.size else 0.0
+        if span > 50:   # decade ticks outside the linear region, and 0: labels never collide
+            lo_dec = int(np.ceil(np.log10(2 * lin)))
+            ticks = [0.0]
+            if xmin < 0:
+                ticks += [-(10.0 ** k) for k in range(lo_dec, int(np.floor(np.log10(-xmin * 1.6))) + 1)]
+            if xmax > 0:
+                ticks += [10.0 ** k for k in range(lo_dec, int(np.floor(np.log10(xmax * 1.6))) + 1)]
+            ax.set_xticks(sorted(ticks))
         ax.set_xlim(xmin * 1.6 if xmin < 0 else -lin, max(xmax * 1.6, lin) if xmax > 0 else
                     (lin if span > 50 else 0.15 * abs(xmin)))
         ymax = float(np.max(np.abs(ev.imag))) if ev.size else 0.0
