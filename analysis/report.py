@@ -355,6 +355,9 @@ def run_report_command(args) -> int:
     from feedback.modelfile import load_model
 
     model = load_model(args.model)
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():   # fail before the (long) analysis
+        raise ModelError(f"output {out} exists and is not a directory")
     res = analyse(model, validate=not getattr(args, "no_validate", False), seed=getattr(args, "seed", 0) or 0,
                   progress=True)
     out = write_report(res, args.output, progress=True)

@@ -293,3 +293,10 @@ def test_api_reference_is_up_to_date():
     r = subprocess.run([sys.executable, str(ROOT / "docs" / "gen_api.py"), "--check"], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_report_output_is_a_file_exit_2(tmp_path):
+    f = tmp_path / "taken"
+    f.write_text("x")
+    assert main(["report", str(E1), "-o", str(f), "--no-validate"]) == 2
+    assert f.read_text() == "x"
