@@ -141,7 +141,9 @@ def integrate(system: Callable[[float, float], tuple[Callable, Callable | None]]
             solver = Solver(fun, lo, y, hi, **kw)
             while solver.status == "running":
                 t_old = solver.t
-                msg = solver.step()
+                # a rejected trial step may overflow exp(theta); the solver discards it
+                with np.errstate(over="ignore", invalid="ignore"):
+                    msg = solver.step()
                 if solver.status == "failed":
                     raise SimulationError(f"{method} failed at t = {t_old:.6g}: {msg}")
                 steps += 1
@@ -168,6 +170,8 @@ def integrate(system: Callable[[float, float], tuple[Callable, Callable | None]]
             njev += solver.njev
             nlu += solver.nlu
             y = solver.y
+            if not np.all(np.isfinite(y)):
+                raise SimulationError(f"{method} produced non-finite values at t = {solver.t:.6g}")
             if t_stop is not None:
                 break
     finally:
