@@ -833,10 +833,11 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
 
     def tick(name: str):
         if bar is not None:
-            bar.set_postfix_str(name)
             bar.update(1)
 
     def timed(name: str, fn: Callable, section: str | None = None, core: bool = False):
+        if bar is not None:
+            bar.set_postfix_str(name)      # the step now running
         t0 = time.perf_counter()
         try:
             return fn()
