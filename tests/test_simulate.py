@@ -179,3 +179,20 @@ def test_cli_simulate_missing_folder_exits_2(tmp_path):
     rc = main(["simulate", str(EXAMPLES / "birth_death.toml"), "--t-end", "1", "-o",
                str(tmp_path / "nope" / "x.csv")])
     assert rc == 2
+
+
+def test_cli_simulate_ssa_rejects_smooth_signal(tmp_path):
+    out = tmp_path / "ssa.csv"
+    rc = main(["simulate", str(EXAMPLES / "birth_death.toml"), "--level", "ssa", "--t-end", "2", "-o", str(out),
+               "--environment", "sine:0.5,0.1,1"])
+    assert rc == 2 and not out.exists()
+
+
+@pytest.mark.slow
+def test_cli_simulate_ssa_writes_same_columns(tmp_path):
+    out = tmp_path / "ssa.csv"
+    rc = main(["simulate", str(EXAMPLES / "birth_death.toml"), "--level", "ssa", "--t-end", "2", "-o", str(out),
+               "--points", "5", "--seed", "3", "--environment", "step:0.5,1"])
+    assert rc == 0
+    rows = list(csv.reader(open(out)))
+    assert rows[0] == ["time", "theta_X", "m_f_X", "m_c_X", "D", "a"] and len(rows) == 6
