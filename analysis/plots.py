@@ -379,8 +379,10 @@ def learning(traj):
         th = np.asarray(traj.theta)
         target = getattr(traj, "theta_end", None)
         target = traj.theta_star if target is None else target
+        import matplotlib as mpl
+        cmap = mpl.colormaps["tab20" if len(traj.names) > 10 else "tab10"]
         for j, n in enumerate(traj.names):
-            line, = ax1.plot(traj.t, th[:, j], label=f"θ_{n}")
+            line, = ax1.plot(traj.t, th[:, j], label=f"θ_{n}", color=cmap(j % cmap.N))
             if target is not None:
                 ax1.axhline(target[j], color=line.get_color(), ls="--", lw=0.9)
         if target is not None:
