@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from scipy import sparse
 from scipy.integrate import BDF, LSODA, Radau
 from scipy.optimize import brentq
 
@@ -196,6 +197,15 @@ class LoopField:
     as sparse matrices on every call, and the fixed species' factors of the
     propensities are folded into the constants once. The tests check it
     against ``LearningNetwork.rhs``.
+
+    The controller uses *normalised* ensemble means ``S^T p / sum(p)``:
+    identical on the physical states (``sum p = 1``), but then the neutral
+    invariants ``N^T E^{-1} theta`` are conserved exactly even when the
+    solver lets ``sum p_f`` wander at round-off level (a zero mode of the
+    master equation). With plain means that wander is integrated by the
+    neutral direction: on E3 over 2e6 time units ``N^T E^{-1} theta`` drifted
+    by 5e-4 and the solver needed twice the steps. :meth:`jacobian` is the
+    matching Jacobian.
     """
 
     def __init__(self, net: LearningNetwork):
@@ -243,17 +253,47 @@ class LoopField:
         out = np.empty_like(x)
         flux = self.coef * np.exp(self.expo @ theta) * p_f[self.src]
         out[:n_f] = np.bincount(self.dst, flux, n_f) - np.bincount(self.src, flux, n_f)
-        m_f = self.SfL.T @ p_f
+        m_f = self.SfL.T @ p_f / p_f.sum()
         if n_c:
             fl = self.hcoef * np.exp(self.hexpo @ theta) * p_c[self.hsrc]
             reset = (1.0 - a) * self.r1 + a * self.r2
             out[n_f:n_f + n_c] = (np.bincount(self.hdst, fl, n_c) - np.bincount(self.hsrc, fl, n_c)
                                   + self.gamma * (reset - p_c))
-            m_c = self.ScL.T @ p_c
+            m_c = self.ScL.T @ p_c / p_c.sum()
         else:
             m_c = self.clamped_mean(theta, a)
         out[n_f + n_c:] = self.eps * (m_c - m_f)
         return out
+
+    def jacobian(self, x: np.ndarray, a: float = 0.0) -> sparse.csr_matrix:
+        """Jacobian of :meth:`__call__`: ``LearningNetwork.jacobian`` with the normalisation terms.
+
+        For ``m = S^T p / s`` (``s = sum p``): ``dm/dp = S^T / s - m 1^T / s``;
+        the network's Jacobian has ``S^T`` (``s = 1``), so the correction is
+        ``S^T (1/s - 1) - m 1^T / s`` in the theta rows (times ``-eps`` for the
+        free, ``+eps`` for the clamped ensemble).
+        """
+        net = self.net
+        n_f, n_c, k = self.n_f, self.n_c, self.k
+        J = net.jacobian(x, a)
+        base = n_f + n_c
+        blocks = [(0, n_f, self.SfL, -1.0)]
+        if n_c:
+            blocks.append((n_f, n_c, self.ScL, 1.0))
+        rows, cols, vals = [], [], []
+        for start, size, SL, sign in blocks:
+            p = x[start:start + size]
+            tot = p.sum()
+            m = SL.T @ p / tot
+            corr = SL.T * (1.0 / tot - 1.0) - m[:, None] / tot          # (k, size)
+            corr *= sign * self.eps[:, None]
+            rr, cc = np.nonzero(np.ones((k, size), bool))
+            rows.append(base + rr)
+            cols.append(start + cc)
+            vals.append(corr.ravel())
+        C = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                              shape=J.shape)
+        return (J + C).tocsr()
 
 
 def loop_system(net: LearningNetwork, signal: Signal, offset: np.ndarray | None = None,
@@ -270,9 +310,9 @@ def loop_system(net: LearningNetwork, signal: Signal, offset: np.ndarray | None 
     def system(lo, hi):
         if signal.piecewise_constant:
             a = float(signal(0.5 * (lo + hi)))
-            return (lambda t, x: field_(xs + x, a) - off), (lambda t, x: net.jacobian(xs + x, a))
+            return (lambda t, x: field_(xs + x, a) - off), (lambda t, x: field_.jacobian(xs + x, a))
         return ((lambda t, x: field_(xs + x, float(signal(t))) - off),
-                (lambda t, x: net.jacobian(xs + x, float(signal(t)))))
+                (lambda t, x: field_.jacobian(xs + x, float(signal(t)))))
 
     return system
 

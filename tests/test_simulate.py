@@ -67,9 +67,35 @@ def test_fast_field_matches_network_rhs(name, clamping, request):
     rng = np.random.default_rng(1)
     x = net.initial_state(model.theta0 + rng.normal(0, 0.4, net.k), 0.2)
     x[:net.n_f] += 1e-3 * rng.random(net.n_f)
+    x[:net.n_f] /= x[:net.n_f].sum()          # a physical state: the controller's means are normalised
     for a in (0.0, 0.4, 1.0):
         ref = net.rhs(x, a)
         assert np.max(np.abs(f(x, a) - ref)) <= 1e-12 * max(1.0, np.max(np.abs(ref)))
+
+
+@pytest.mark.parametrize("name", ["isomerisation", "dimer"])
+@pytest.mark.parametrize("clamping", ["dynamic", "equilibrium"])
+def test_fast_field_jacobian_matches_finite_differences(name, clamping):
+    from conftest import example
+    model = example(name)
+    net = LearningNetwork(model, clamping)
+    f = LoopField(net)
+    rng = np.random.default_rng(2)
+    x = net.initial_state(model.theta0 + rng.normal(0, 0.3, net.k), 0.3)
+    x[:net.n_f] *= 1.01                       # off the normalisation leaf too
+    J = f.jacobian(x, 0.3).toarray()
+    h = 1e-7
+    Jn = np.column_stack([(f(x + h * e, 0.3) - f(x - h * e, 0.3)) / (2 * h) for e in np.eye(x.size)])
+    assert np.max(np.abs(J - Jn)) <= 1e-6 * np.max(np.abs(J))
+
+
+def test_long_run_keeps_the_neutral_invariant(e3):
+    """E3 over 2e6 time units (its slowest mode has a time constant of 1.4e5)."""
+    tr = simulate(e3, 2e6, points=11, keep_states=True, progress=False)
+    inv = (tr.theta / e3.eps) @ e3.neutral
+    assert np.max(np.abs(inv - inv[0])) < 1e-8
+    net = LearningNetwork(e3)
+    assert np.max(np.abs(tr.x[:, :net.n_f].sum(axis=1) - 1)) < 1e-7
 
 
 # -- trajectories ------------------------------------------------------------------------------------
