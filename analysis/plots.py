@@ -512,8 +512,10 @@ def sweep(rows: list[dict], params: list[str], scales: dict[str, str], columns: 
     n = max(len(cols), 1)
     ncol = 3 if n > 4 else 2 if n > 1 else 1
     nrow = math.ceil(n / ncol)
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
     x = params[0]
-    others = params[1:]
+    # parameters with one value label nothing
+    others = [p for p in params[1:] if len({r[p] for r in rows}) > 1]
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault(tuple(r[o] for o in others), []).append(r)
@@ -529,9 +531,15 @@ def sweep(rows: list[dict], params: list[str], scales: dict[str, str], columns: 
                 ax.plot(xs, ys, marker="o", ms=3, lw=1.3, label=lab)
             if scales.get(x) == "log10":
                 ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())
+                xv = [r[x] for r in rows]
+                if max(xv) / min(xv) < 1e3:      # short log range: 1-2-5 ticks with plain numbers
+                    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                    ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
             ys_all = np.array([float(r[c]) for r in rows if isinstance(r.get(c), (int, float))], float)
             if ys_all.size and np.all(ys_all > 0) and ys_all.max() / max(ys_all.min(), 1e-300) > 100:
                 ax.set_yscale("log")
+                ax.yaxis.set_minor_formatter(NullFormatter())
             ax.set_title(c, fontsize=9)
             ax.set_xlabel(x)
             if others and len(groups) <= 8 and ax is axes[0]:
