@@ -15,7 +15,7 @@ For growing state counts it times
   the analytic sparse Jacobian and its reduction (:func:`analysis.linearise.linearise`,
   including ``Jr``), and the slowest 10 closed-loop eigenvalues
   (:func:`analysis.stability.closed_loop_eigenvalues` with ``count=10``:
-  dense ``eig`` up to ``DENSE_LIMIT`` reduced states, sparse Arnoldi above);
+  dense ``eig`` up to ``DENSE_LIMIT`` reduced states, shift-invert Arnoldi on the full Jacobian above);
 * python-control: :func:`control.linearize` of the interconnected nonlinear
   loop (:func:`feedback.loop.nonlinear_loop`; forward differences, n+2
   evaluations of the vector field) at the same fixed point, plus dense
