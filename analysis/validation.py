@@ -252,12 +252,16 @@ def _fit_decay(setup: _Setup, label: str, predicted: float, tol_key: str, **extr
     y0r = DELTA_RATE * v.real / size
     y0 = setup.loop.V @ y0r
     rate = -lam.real
-    # next distinct decay rate: the window starts when those modes are e^-5 below
-    others = -spectrum.real
-    faster = others[others > 1.2 * rate]
-    gap = (faster.min() - rate) if faster.size else rate
-    t_a = min(5.0 / gap, 2.0 / rate)
-    t_b = t_a + 2.0 / rate
+    if rate > 0:
+        # next distinct decay rate: the window starts when those modes are e^-5 below
+        others = -spectrum.real
+        faster = others[others > 1.2 * rate]
+        gap = (faster.min() - rate) if faster.size else rate
+        t_a = min(5.0 / gap, 2.0 / rate)
+        t_b = t_a + 2.0 / rate
+    else:
+        # unstable loop: the growth while the deviation stays small (delta -> delta e^2)
+        t_a, t_b = 0.0, 2.0 / abs(rate)
     t_eval = np.concatenate([[0.0], np.linspace(t_a, t_b, 201)])
     # the deviation decays to ~DELTA_RATE e^-4 by t_b: tolerances scaled with it
     Y, stats = setup.nonlinear(Constant(setup.a_star), y0, t_eval, RATE_TOL_SCALE)
@@ -464,11 +468,15 @@ def validate(model: Model, loop: LinearLoop | None = None, quick: bool = False,
     -------
     list[Check]
         Step, frequency and linear-range checks need an ``[environment.change]``
-        (a non-zero disturbance); without one they are left out.
+        (a non-zero disturbance) and a stable loop; otherwise they are left
+        out. For an unstable loop the rate check fits the growth of the
+        unstable mode (while the deviation stays small); for a marginal one
+        (slowest rate exactly zero) no check is made.
     """
     loop = loop or linearise(model)
     setup = _Setup(loop)
     checks: list[Check] = []
+    st = setup.stability
 
     def timed(fn, *args):
         t0 = time.perf_counter()
@@ -479,15 +487,20 @@ def validate(model: Model, loop: LinearLoop | None = None, quick: bool = False,
             c.details.setdefault("seconds", dt / len(res))
         checks.extend(res)
 
+    if st.slowest_rate == 0 or not np.isfinite(st.slowest_rate):
+        return checks                    # marginal loop: no rate to fit, no steady state to compare
     timed(check_convergence, setup)
-    disturbed = bool(np.any(setup.Br != 0)) and bool(np.linalg.norm(setup.dc) > 0)
+    # step, frequency and linear-range checks need an attracting fixed point
+    disturbed = (st.stable and bool(np.any(setup.Br != 0)) and bool(np.linalg.norm(setup.dc) > 0))
     if disturbed:
         runs = _StepRuns(setup)
         timed(check_step, runs)
         om = setup.stability.slowest_rate * (FREQ_FACTORS[[0, 2, 4]] if quick else FREQ_FACTORS)
         timed(check_frequency, setup, om)
     if not quick:
-        timed(check_quasi_static, setup)
+        qs = st.quasi_static_rates
+        if qs.size and np.all(qs > 0):   # the quasi-static limit is a stable gradient flow
+            timed(check_quasi_static, setup)
         if disturbed:
             timed(check_linear_range, runs)
         try:
@@ -496,7 +509,7 @@ def validate(model: Model, loop: LinearLoop | None = None, quick: bool = False,
             validate_noise = None
         if not noise:
             validate_noise = None
-        if validate_noise is not None:
+        if validate_noise is not None and st.stable:
             import warnings
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)   # "not checked" is reported by its absence

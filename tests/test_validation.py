@@ -104,3 +104,14 @@ def test_a_wrong_linear_model_is_caught(e1):
     bad = dataclasses.replace(loop, J=J.tocsr())
     checks = validate(e1, loop=bad, quick=True)
     assert not all(c.passed for c in checks)
+
+
+def test_unstable_loop_growth_rate_is_checked(chain):
+    """Past eps_crit the rate check fits the unstable mode's growth; input checks are left out."""
+    model = chain.with_learning(eps=1.0)
+    checks = validate(model, noise=False)
+    kinds = _by_kind(checks)
+    assert set(kinds) == {"convergence rate", "quasi-static rate"}
+    rate = kinds["convergence rate"][0]
+    assert rate.predicted < 0                      # growth
+    _assert_all_pass(checks)
