@@ -103,7 +103,7 @@ def build_blocks(d: dict, summary: str) -> list[tuple]:
     verdict = "STABLE" if cl["stable"] else "UNSTABLE"
     val = d.get("validation")
     if val is None:
-        vtxt = f"validation not run ({d.get('validation_reason', '')})"
+        vtxt = f"validation: {d.get('validation_reason') or 'not run'}"
     else:
         ok = sum(1 for c in val if c.get("passed"))
         vtxt = f"validation: {ok} of {len(val)} checks passed"
