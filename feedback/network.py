@@ -269,7 +269,7 @@ class Network:
     @property
     def theta0(self) -> np.ndarray:
         """``theta = -G`` from the species energies (all species)."""
-        return -self.energies
+        return 0.0 - self.energies  # not -G: avoids printing -0 for G = 0
 
     @cached_property
     def visible(self) -> np.ndarray:
