@@ -576,8 +576,9 @@ class Results:
                    if get_path(d, p, None) is None and why(p)]
         if missing:
             lines.append("-" * W)
+            import textwrap
             for p in missing:
-                lines.append(f"note: {p} n/a: {why(p)}"[:W])
+                lines.extend(textwrap.wrap(f"note: {p} n/a: {why(p)}", W, subsequent_indent="      "))
         lines.append("=" * W)
         return "\n".join(lines)
 
