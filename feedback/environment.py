@@ -10,33 +10,15 @@ when that mass exceeds the tolerance.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import isfinite
 
 import numpy as np
 from scipy import stats
 from scipy.special import gammaln, xlog1py, xlogy
 
 from .errors import EnvironmentModelError, ModelError
+from .errors import check_number as _num
 
 SUM_TOL = 1e-9
-
-
-def _num(x, key: str, *, positive=False, nonneg=False, integer=False, prob=False) -> float:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        raise ModelError(f"must be a number, got {x!r}", key=key)
-    if not isfinite(x):
-        raise ModelError(f"must be finite, got {x!r}", key=key)
-    if integer and int(x) != x:
-        raise ModelError(f"must be a whole number, got {x!r}", key=key)
-    if integer and abs(x) > 2 ** 53:
-        raise ModelError(f"must be at most 2**53 in magnitude, got {x!r}", key=key)
-    if positive and x <= 0:
-        raise ModelError(f"must be > 0, got {x!r}", key=key)
-    if nonneg and x < 0:
-        raise ModelError(f"must be >= 0, got {x!r}", key=key)
-    if prob and not 0 <= x <= 1:
-        raise ModelError(f"must be a probability in [0, 1], got {x!r}", key=key)
-    return float(x)
 
 
 class Environment:

@@ -7,6 +7,8 @@ what was wrong and what would be right. The command line turns
 
 from __future__ import annotations
 
+from math import isfinite
+
 
 class ModelError(ValueError):
     """Invalid model: bad file, bad key, inconsistent network or environment.
@@ -56,3 +58,27 @@ class TruncationError(ModelError):
 
 class EnvironmentModelError(ModelError):
     """The environment is not a valid law on the reachable visible states."""
+
+
+def check_number(x, key: str, *, positive: bool = False, nonneg: bool = False, integer: bool = False,
+                 prob: bool = False) -> float | int:
+    """Validate one numeric value from a model file (bools and strings are not numbers).
+
+    Returns an ``int`` when ``integer`` is set, else a ``float``; raises
+    :class:`ModelError` naming ``key`` with what was wrong.
+    """
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise ModelError(f"must be a number, got {x!r}", key=key)
+    if not isfinite(x):
+        raise ModelError(f"must be finite, got {x!r}", key=key)
+    if integer and int(x) != x:
+        raise ModelError(f"must be a whole number, got {x!r}", key=key)
+    if integer and abs(x) > 2 ** 53:
+        raise ModelError(f"must be at most 2**53 in magnitude, got {x!r}", key=key)
+    if positive and x <= 0:
+        raise ModelError(f"must be > 0, got {x!r}", key=key)
+    if nonneg and x < 0:
+        raise ModelError(f"must be >= 0, got {x!r}", key=key)
+    if prob and not 0 <= x <= 1:
+        raise ModelError(f"must be a probability in [0, 1], got {x!r}", key=key)
+    return int(x) if integer else float(x)

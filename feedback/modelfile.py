@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import environment as envmod
 from .errors import ModelError
+from .errors import check_number as _number
 from .model import Ensembles, Learning, Model
 from .network import Network, Reaction, Species, from_rate_constants, parse_equation
 
@@ -23,22 +24,6 @@ REACTION_KEYS = {"eq", "kappa", "k_forward", "k_reverse"}
 LEARNING_KEYS = {"eps", "clamping", "gamma", "dmu"}
 ENSEMBLE_KEYS = {"free", "clamped", "omega"}
 DEFAULTS = {"eps": 0.05, "clamping": "dynamic", "gamma": 1.0, "dmu": 20.0, "kappa": 1.0}
-
-
-def _number(v, key, *, positive=False, integer=False, nonneg=False):
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ModelError(f"must be a number, got {v!r}", key=key)
-    if v != v or v in (float("inf"), float("-inf")):
-        raise ModelError(f"must be finite, got {v!r}", key=key)
-    if integer and int(v) != v:
-        raise ModelError(f"must be a whole number, got {v!r}", key=key)
-    if integer and abs(v) > 2 ** 53:
-        raise ModelError(f"must be at most 2**53 in magnitude, got {v!r}", key=key)
-    if positive and v <= 0:
-        raise ModelError(f"must be > 0, got {v!r}", key=key)
-    if nonneg and v < 0:
-        raise ModelError(f"must be >= 0, got {v!r}", key=key)
-    return int(v) if integer else float(v)
 
 
 def _bool(v, key):
