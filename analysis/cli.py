@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--points", type=int, default=501, help="output time points")
     s.add_argument("--environment", default="constant",
-                   help="constant | step:A | sine:A0,A1,OMEGA | telegraph:RATE (mixing weight a(t))")
+                   help="constant | step:A[,T0] (T0 defaults to t_end/2) | sine:A0,A1,OMEGA | telegraph:RATE "
+                        "(mixing weight a(t) of [environment.change])")
     s.set_defaults(func=cmd_simulate)
 
     w = sub.add_parser("sweep", help="parameter sweeps of the report's scalar results")
