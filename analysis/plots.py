@@ -333,10 +333,10 @@ def poles(stab, names: list | None = None):
         if flat.size:
             ax.plot(flat.real, flat.imag, "s", mfc="none", mec=COLORS["flat"], ms=8,
                     label=f"flat modes removed ({flat.size})")
-        n_struct = int(removed.get("normalisation", 0)) + int(removed.get("neutral", 0))
-        if n_struct:
-            ax.plot([0], [0], "D", mfc="none", mec=COLORS["flat"], ms=8,
-                    label=f"structural zeros removed: {removed.get('normalisation', 0)} normalisation, "
+        struct = np.asarray(getattr(stab, "structural_modes", np.zeros(0)))
+        if struct.size:
+            ax.plot(struct.real, struct.imag, "D", mfc="none", mec=COLORS["flat"], ms=8,
+                    label=f"structural modes removed: {removed.get('normalisation', 0)} normalisation, "
                           f"{removed.get('neutral', 0)} neutral")
         if ev.size:
             slow = ev[0]

@@ -125,6 +125,8 @@ class Stability:
     flat_modes : ndarray              near-zero eigenvalues removed as flat directions
     removed : dict                    structural zero modes removed (normalisation, neutral)
     quasi_static_rates : ndarray      ``eig(E H)`` at the optimum, identifiable subspace, ascending
+    structural_modes : ndarray        the removed structural eigenvalues (0 per free normalisation
+                                      and neutral direction, ``-gamma`` for the clamped normalisation)
     """
 
     eigenvalues: np.ndarray
@@ -136,6 +138,7 @@ class Stability:
     flat_modes: np.ndarray
     removed: dict
     quasi_static_rates: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    structural_modes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=complex))
 
     def to_dict(self) -> dict:
         return {
@@ -147,6 +150,7 @@ class Stability:
             "flat_modes": [[float(z.real), float(z.imag)] for z in self.flat_modes],
             "removed_modes": dict(self.removed),
             "quasi_static_rates": [float(r) for r in self.quasi_static_rates],
+            "structural_modes": [[float(z.real), float(z.imag)] for z in self.structural_modes],
         }
 
 
@@ -176,4 +180,5 @@ def stability(loop: LinearLoop, count: int | None = None) -> Stability:
     tc = np.divide(1.0, np.abs(re), out=np.full(re.shape, np.inf), where=re != 0)
     qs = quasi_static_rates(model, opt.theta, loop.fixed_point.a)  # at the true optimum
     return Stability(ev, bool(ev.size and np.all(re < 0)), slowest, tc, zeta,
-                     float(np.min(zeta)) if zeta.size else 1.0, flat, dict(loop.removed, flat=int(flat.size)), qs)
+                     float(np.min(zeta)) if zeta.size else 1.0, flat, dict(loop.removed, flat=int(flat.size)), qs,
+                     structural_eigenvalues(loop))
