@@ -208,11 +208,7 @@ class LinearLoop:
         net = self.net
         if net.dynamic or name not in ("m_c", "e"):
             return np.zeros(net.k)
-        m = net.model
-        th = net.theta_full(self.fixed_point.theta)
-        lsc = m.landscape
-        dm = lsc.moments(th, m.q_change).mean_clamped - lsc.moments(th, m.q).mean_clamped
-        return dm[m.learned]
+        return net.clamped_mean_sensitivity(self.fixed_point.theta)
 
     @property
     def n_reduced(self) -> int:

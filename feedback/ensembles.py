@@ -252,6 +252,13 @@ class LearningNetwork:
         C = lsc.conditional_covariance(pi, self.model.q_at(a))
         return C[np.ix_(self.learned, self.learned)]
 
+    def clamped_mean_sensitivity(self, theta: np.ndarray) -> np.ndarray:
+        """``d m_c / d a`` of the learned species under equilibrium clamping (``m_c`` is linear in a)."""
+        lsc, m = self.model.landscape, self.model
+        th = self.theta_full(theta)
+        dm = lsc.moments(th, m.q_change).mean_clamped - lsc.moments(th, m.q).mean_clamped
+        return dm[self.learned]
+
     def input_vector(self, x: np.ndarray) -> np.ndarray:
         """``d rhs / d a`` (the environment's mixing weight enters linearly)."""
         out = np.zeros(self.n_states)
@@ -259,13 +266,7 @@ class LearningNetwork:
             out[self.n_f:self.n_f + self.n_c] = self.gamma * (self.reset_target(1.0) - self.reset_target(0.0))
         else:
             _, _, theta = self.split(x)
-            lsc = self.model.landscape
-            pi = self.free_stationary(theta)
-            m = self.model
-            dm = (lsc.moments(self.theta_full(theta), m.q_change).mean_clamped
-                  - lsc.moments(self.theta_full(theta), m.q).mean_clamped)
-            del pi
-            out[self.n_f:] = self.eps * dm[self.learned]
+            out[self.n_f:] = self.eps * self.clamped_mean_sensitivity(theta)
         return out
 
     # -- output maps ------------------------------------------------------------------------------
