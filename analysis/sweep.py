@@ -433,17 +433,21 @@ def run_sweep(model_path: str | os.PathLike, params: list[str], out_dir: str | o
     if bar is not None:
         bar.update(skipped)
     errors = 0
+
+    def record(point, row) -> bool:
+        """Append one finished point to the CSV; True if it failed."""
+        sink.add(point, row)
+        if bar is not None:
+            bar.update(1)
+        return row.get(STATUS) == "error"
+
     try:
         if scheduler and todo:
             from dask.distributed import Client, as_completed
             client = Client(scheduler)
             futs = [client.submit(_worker, text, source, p, metrics, pure=False) for p in todo]
             for fut in as_completed(futs):
-                point, row = fut.result()
-                errors += row.get(STATUS) == "error"
-                sink.add(point, row)
-                if bar is not None:
-                    bar.update(1)
+                errors += record(*fut.result())
         elif todo and (workers or os.cpu_count() or 1) > 1 and len(todo) > 1:
             from concurrent.futures import ProcessPoolExecutor, as_completed
             import multiprocessing as mp
@@ -456,11 +460,7 @@ def run_sweep(model_path: str | os.PathLike, params: list[str], out_dir: str | o
                     futs = [ex.submit(_worker, text, source, p, metrics) for p in todo]
                     try:
                         for fut in as_completed(futs):
-                            point, row = fut.result()
-                            errors += row.get(STATUS) == "error"
-                            sink.add(point, row)
-                            if bar is not None:
-                                bar.update(1)
+                            errors += record(*fut.result())
                     except BaseException:
                         for f in futs:
                             f.cancel()
@@ -473,11 +473,7 @@ def run_sweep(model_path: str | os.PathLike, params: list[str], out_dir: str | o
                         os.environ[k] = v
         else:
             for p in todo:
-                point, row = _worker(text, source, p, metrics)
-                errors += row.get(STATUS) == "error"
-                sink.add(point, row)
-                if bar is not None:
-                    bar.update(1)
+                errors += record(*_worker(text, source, p, metrics))
     finally:
         sink.close()
         if bar is not None:
