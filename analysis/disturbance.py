@@ -32,7 +32,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from analysis.frequency import SPEC_OMEGA, LoopBlocks, LoopResponse, analysis_grid, dc_response, loop_blocks
 from analysis.linearise import LinearLoop

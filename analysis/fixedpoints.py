@@ -16,6 +16,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 from scipy.optimize import minimize, root
 
+from feedback.landscape import identifiable_basis
 from feedback.model import Model
 
 KIND_TOL = 1e-8
@@ -122,7 +123,6 @@ def learned_fixed_point(model: Model, theta_start: np.ndarray | None = None, a: 
     with trust-region Newton to ``|grad| < gtol``.
     """
     theta_start = model.theta0 if theta_start is None else np.asarray(theta_start, float)
-    th, f, g, h = _reduced(model, theta_start, a)
     U = model.identifiable
     k = U.shape[1]
     if k == 0:
@@ -131,7 +131,7 @@ def learned_fixed_point(model: Model, theta_start: np.ndarray | None = None, a: 
     EU = E[:, None] * U
     g0 = np.linalg.norm(model.gradient(theta_start, a))
 
-    # the flow in x: dx/dt = -(U^T E U)^{-1}... we integrate theta directly, restricted to E U span
+    # the flow in x with theta = theta_start + E U x: U^T E U dx/dt = -U^T E grad D
     def rhs(t, x):
         return -np.linalg.solve(U.T @ EU, U.T @ (E * model.gradient(theta_start + EU @ x, a)))
 
@@ -209,7 +209,6 @@ def stationary_points(model: Model, starts: int = 10, seed: int = 0, spread: flo
 def quasi_static_rates(model: Model, theta: np.ndarray, a: float = 0.0) -> np.ndarray:
     """Eigenvalues of ``E H`` on the identifiable subspace, ascending (MODEL.md section 3)."""
     H = model.hessian(theta, a)
-    from feedback.landscape import identifiable_basis
     Ue = identifiable_basis(model.neutral, len(model.learned), model.eps)
     s = np.sqrt(model.eps)
     M = Ue.T @ (s[:, None] * H * s[None, :]) @ Ue

@@ -20,7 +20,6 @@ from functools import cached_property
 import numpy as np
 from scipy import sparse
 from scipy.linalg import qr
-from scipy.optimize import root
 
 from analysis.fixedpoints import StationaryPoint, learned_fixed_point
 from feedback.ensembles import LearningNetwork

@@ -20,7 +20,6 @@ dimensionless, ``D`` in nats, magnitudes in dB, phases in degrees.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
 
 import numpy as np
 

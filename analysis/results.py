@@ -521,7 +521,6 @@ class Results:
             sec = get_path(d, head, {}) if head else d
             r = sec.get(f"{last}_reason") if isinstance(sec, dict) else None
             return r
-        rows: list[tuple[str, str, str, str]] = []
         mo, fp, qs, cl = d["model"], d["fixed_point"], d["quasi_static"], d["closed_loop"]
         mg, di, th = d["margins"], d["disturbance"], d["thermodynamics"]
         theta = ", ".join(f"{k}={v:.4g}" for k, v in fp["theta"].items())

@@ -443,7 +443,7 @@ def run_sweep(model_path: str | os.PathLike, params: list[str], out_dir: str | o
 
     try:
         if scheduler and todo:
-            from dask.distributed import Client, as_completed
+            from dask.distributed import as_completed
             client = Client(scheduler)
             futs = [client.submit(_worker, text, source, p, metrics, pure=False) for p in todo]
             for fut in as_completed(futs):

@@ -219,7 +219,7 @@ def tabulate(env: Environment, space, tol: float = 1e-6, key: str = "environment
             msg += f": points {outside[:10]} are not reachable from the initial state"
         else:
             names = [space.network.names[i] for i in space.network.visible]
-            msg += (f"; reachable ranges: " + ", ".join(
+            msg += ("; reachable ranges: " + ", ".join(
                 f"{n} in [{vs[:, j].min()}, {vs[:, j].max()}]" for j, n in enumerate(names))
                 + ". Raise the truncation n_max or change the environment")
         raise EnvironmentModelError(msg, key=key)

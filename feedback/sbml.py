@@ -351,7 +351,6 @@ def learning_network(model, *, strict: bool = False) -> MassActionNetwork:
     space = model.space
     names = net.names
     learned = list(model.learned)
-    lname = {i: names[i] for i in learned}
     theta_full = model.full_theta(model.theta0)
     notes = [
         f"Learning CRN of model '{net.name}' at the ensemble level (crn-feedback MODEL.md section 4), "
