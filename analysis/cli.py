@@ -1,4 +1,4 @@
-"""The ``crnfb`` command line (INTERFACE.md).
+"""The ``crnfb`` command line (docs/cli.md).
 
 Exit codes: 0 success; 1 the analysis found the loop unstable or a
 validation check failed (outputs still written); 2 bad input (message on
@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from feedback.errors import ModelError
+from crnfb.feedback.errors import ModelError
 
 EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -22,7 +22,7 @@ class UsageError(ModelError):
 
 
 def _load(path: str):
-    from feedback.modelfile import load_model
+    from crnfb.feedback.modelfile import load_model
     return load_model(path)
 
 
@@ -62,12 +62,12 @@ def cmd_check(args) -> int:
 
 
 def cmd_fit(args) -> int:
-    from analysis.fixedpoints import quasi_static_rates, stationary_points, learned_fixed_point
+    from crnfb.analysis.fixedpoints import quasi_static_rates, stationary_points, learned_fixed_point
     model = _load(args.model)
     if args.starts < 0:
         raise UsageError("--starts must be >= 0")
     pts = stationary_points(model, starts=args.starts) if args.starts else [learned_fixed_point(model)]
-    # MODEL.md section 1: dropped mass above the tolerance is an error, at the learned point too
+    # docs/theory.md §1: dropped mass above the tolerance is an error, at the learned point too
     model.space.check_truncation(model.full_theta(pts[0].theta), model.truncation_tol,
                                  "at the learned fixed point ")
     names = model.learned_names
@@ -95,22 +95,22 @@ def cmd_fit(args) -> int:
 
 # -- the others live in their own modules ----------------------------------------------------
 def cmd_report(args) -> int:
-    from analysis.report import run_report_command
+    from crnfb.analysis.report import run_report_command
     return run_report_command(args)
 
 
 def cmd_simulate(args) -> int:
-    from analysis.simulate import run_simulate_command
+    from crnfb.analysis.simulate import run_simulate_command
     return run_simulate_command(args)
 
 
 def cmd_sweep(args) -> int:
-    from analysis.sweep import run_sweep_command
+    from crnfb.analysis.sweep import run_sweep_command
     return run_sweep_command(args)
 
 
 def cmd_export(args) -> int:
-    from feedback.sbml import run_export_command
+    from crnfb.feedback.sbml import run_export_command
     return run_export_command(args)
 
 

@@ -1,4 +1,4 @@
-"""Disturbance rejection of the learning loop (MODEL.md section 5, INTERFACE.md ``disturbance.*``).
+"""Disturbance rejection of the learning loop (docs/theory.md §5, docs/cli.md ``disturbance.*``).
 
 The disturbance is the mixing weight ``a`` of ``Q = (1-a) Q_1 + a Q_2``
 (``[environment.change]``). Definitions as implemented (docs/margins.md):
@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis.frequency import SPEC_OMEGA, LoopBlocks, LoopResponse, analysis_grid, dc_response, loop_blocks
-from analysis.linearise import LinearLoop
-from feedback.model import Model
+from crnfb.analysis.frequency import SPEC_OMEGA, LoopBlocks, LoopResponse, analysis_grid, dc_response, loop_blocks
+from crnfb.analysis.linearise import LinearLoop
+from crnfb.feedback.model import Model
 
 STEP_DENSE_LIMIT = 800
 STEP_POINTS = 4000
@@ -229,7 +229,7 @@ def _step(loop: LinearLoop, v: np.ndarray, rate: float) -> StepMetrics:
 
 
 def _slowest(loop: LinearLoop) -> complex:
-    from analysis.margins import _n_flat, _spectrum
+    from crnfb.analysis.margins import _n_flat, _spectrum
 
     ev = _spectrum(loop.Jr, _n_flat(loop))
     return complex(ev[np.argmax(ev.real)])
@@ -299,6 +299,6 @@ def disturbance(loop: LinearLoop, *, blocks: LoopBlocks | None = None, omega=Non
 
 
 def _refine_extremum(fun, omega, values):
-    from analysis.margins import _refine_extremum as refine
+    from crnfb.analysis.margins import _refine_extremum as refine
 
     return refine(fun, omega, values, True)

@@ -1,4 +1,4 @@
-"""Stationary points of the quasi-static learning problem (MODEL.md section 3).
+"""Stationary points of the quasi-static learning problem (docs/theory.md §3).
 
 The gradient flow ``dtheta/dt = -E grad D`` moves ``theta`` inside
 ``theta0 + range(E U)`` (``U``: identifiable basis), so the neutral invariant
@@ -16,8 +16,8 @@ import numpy as np
 from scipy.integrate import solve_ivp
 from scipy.optimize import minimize, root
 
-from feedback.landscape import identifiable_basis
-from feedback.model import Model
+from crnfb.feedback.landscape import identifiable_basis
+from crnfb.feedback.model import Model
 
 KIND_TOL = 1e-8
 
@@ -207,7 +207,7 @@ def stationary_points(model: Model, starts: int = 10, seed: int = 0, spread: flo
 
 
 def quasi_static_rates(model: Model, theta: np.ndarray, a: float = 0.0) -> np.ndarray:
-    """Eigenvalues of ``E H`` on the identifiable subspace, ascending (MODEL.md section 3)."""
+    """Eigenvalues of ``E H`` on the identifiable subspace, ascending (docs/theory.md §3)."""
     H = model.hessian(theta, a)
     Ue = identifiable_basis(model.neutral, len(model.learned), model.eps)
     s = np.sqrt(model.eps)

@@ -1,8 +1,8 @@
-"""Frequency responses of the reduced learning loop (MODEL.md section 5).
+"""Frequency responses of the reduced learning loop (docs/theory.md §5).
 
-Shared by :mod:`analysis.margins` and :mod:`analysis.disturbance`. Everything
+Shared by :mod:`crnfb.analysis.margins` and :mod:`crnfb.analysis.disturbance`. Everything
 is evaluated from the sparse reduced Jacobian of
-:class:`analysis.linearise.LinearLoop` with one sparse LU factorisation per
+:class:`crnfb.analysis.linearise.LinearLoop` with one sparse LU factorisation per
 frequency (no polynomial transfer functions: those break at ~100 states,
 notes/python-control-0.10.md).
 
@@ -50,10 +50,10 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import splu
 
-from analysis.linearise import LinearLoop
-from feedback.landscape import identifiable_basis
+from crnfb.analysis.linearise import LinearLoop
+from crnfb.feedback.landscape import identifiable_basis
 
-#: The frequency grid of INTERFACE.md (bandwidth); other grids extend it.
+#: The frequency grid of docs/cli.md (bandwidth); other grids extend it.
 SPEC_OMEGA = np.logspace(-4, 3, 2000)
 POINTS_PER_DECADE = 2000 / 7.0
 

@@ -1,6 +1,6 @@
-"""Fixed point of the full learning loop and its analytic linearisation (MODEL.md sections 4-5).
+"""Fixed point of the full learning loop and its analytic linearisation (docs/theory.md §4-5).
 
-The loop's Jacobian comes from :meth:`feedback.ensembles.LearningNetwork.jacobian`
+The loop's Jacobian comes from :meth:`crnfb.feedback.ensembles.LearningNetwork.jacobian`
 (analytic, sparse). Structural modes are removed by restricting to the
 invariant subspace ``ker W``, where ``W`` stacks the rows ``1^T`` of each
 ensemble (probability normalisation) and ``n_k^T E^{-1}`` of the neutral
@@ -21,9 +21,9 @@ import numpy as np
 from scipy import sparse
 from scipy.linalg import qr
 
-from analysis.fixedpoints import StationaryPoint, learned_fixed_point
-from feedback.ensembles import LearningNetwork
-from feedback.model import Model
+from crnfb.analysis.fixedpoints import StationaryPoint, learned_fixed_point
+from crnfb.feedback.ensembles import LearningNetwork
+from crnfb.feedback.model import Model
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def _biased_fixed_point(model: Model, net: LearningNetwork, theta_start: np.ndar
     """
     from scipy.sparse.linalg import splu
 
-    from feedback.ensembles import generator_derivative
+    from crnfb.feedback.ensembles import generator_derivative
 
     L = model.learned
     U = model.identifiable

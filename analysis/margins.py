@@ -1,4 +1,4 @@
-"""Stability margins of the learning loop (MODEL.md section 5, INTERFACE.md ``margins.*``).
+"""Stability margins of the learning loop (docs/theory.md §5, docs/cli.md ``margins.*``).
 
 Definitions as implemented (docs/margins.md has the derivations and numbers):
 
@@ -11,7 +11,7 @@ Definitions as implemented (docs/margins.md has the derivations and numbers):
   a reason when there is none up to ``1e4``. ``gain_margin`` = that ``g``
   (``< 1`` when the loop is already unstable at the given ``eps``).
 - Frequency-domain cross-check: ``g = -1/lambda`` where an eigenvalue
-  ``lambda`` of ``L_id(jw)`` (:mod:`analysis.frequency`) crosses the negative
+  ``lambda`` of ``L_id(jw)`` (:mod:`crnfb.analysis.frequency`) crosses the negative
   real axis (characteristic loci; for one direction the classical gain
   margin ``1/|L(jw_180)|``), smallest over all crossings.
 - ``phase_margin_deg`` (one identifiable direction only): ``180 + arg
@@ -36,8 +36,8 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import brentq, linear_sum_assignment, minimize_scalar
 
-from analysis.frequency import LoopBlocks, LoopResponse, analysis_grid, loop_blocks
-from analysis.linearise import LinearLoop
+from crnfb.analysis.frequency import LoopBlocks, LoopResponse, analysis_grid, loop_blocks
+from crnfb.analysis.linearise import LinearLoop
 
 G_MIN = 1e-3
 G_MAX = 1e4
@@ -88,7 +88,7 @@ def scaled_jacobian(loop: LinearLoop, gains) -> sparse.csr_matrix:
 
 
 def _n_flat(loop: LinearLoop) -> int:
-    from analysis.fixedpoints import classify
+    from crnfb.analysis.fixedpoints import classify
 
     model = loop.net.model
     return int(classify(model, loop.fixed_point.optimum.theta, loop.fixed_point.a).flat.size)
@@ -426,7 +426,7 @@ def margins(loop: LinearLoop, *, g_min: float = G_MIN, g_max: float = G_MAX, ome
     g_min, g_max : float
         Range of the learning-rate factor searched for ``eps_crit``.
     omega : array or None
-        Frequency grid (default :func:`analysis.frequency.analysis_grid`).
+        Frequency grid (default :func:`crnfb.analysis.frequency.analysis_grid`).
     per_loop : bool
         Per-species ``eps_crit`` when several species are learned.
     """

@@ -1,11 +1,11 @@
-"""Linear noise approximation of the finite-ensemble learning loop (MODEL.md section 6).
+"""Linear noise approximation of the finite-ensemble learning loop (docs/theory.md §6).
 
-The loop state ``x = (p_f, p_c, theta)`` of :class:`~feedback.ensembles.LearningNetwork`
+The loop state ``x = (p_f, p_c, theta)`` of :class:`~crnfb.feedback.ensembles.LearningNetwork`
 is, for ``M_f`` free and ``M_c`` clamped copies and parameter counts in
 volume ``Omega``, a density-dependent jump process whose deterministic limit
 is the loop ODE. Around the loop's fixed point its fluctuations obey the
 Ornstein-Uhlenbeck equation ``d dx = J dx dt + B dW`` with ``J`` the loop
-Jacobian (:func:`analysis.linearise.linearise`) and the diffusion matrix
+Jacobian (:func:`crnfb.analysis.linearise.linearise`) and the diffusion matrix
 ``B B^T = sum over channels (rate x jump jump^T)`` (docs/stochastic.md):
 
 - free copy jump ``s -> s'`` (edge ``e``): rate ``M_f k_e p_f(s)``, jump
@@ -23,7 +23,7 @@ Jacobian (:func:`analysis.linearise.linearise`) and the diffusion matrix
   covariance).
 
 Every jump conserves each ensemble's probability, so the copy noise lies in
-the invariant subspace of :class:`~analysis.linearise.LinearLoop`. The
+the invariant subspace of :class:`~crnfb.analysis.linearise.LinearLoop`. The
 learning noise does not: a neutral direction ``n`` (``theta -> theta + n c``
 changes no law) has zero drift, so its component is a random walk with no
 stationary variance. It is split off along ``n`` (the projection
@@ -41,9 +41,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import sparse, stats
 
-from analysis.linearise import LinearLoop, linearise
-from feedback.ensembles import EdgeList
-from feedback.model import Model
+from crnfb.analysis.linearise import LinearLoop, linearise
+from crnfb.feedback.ensembles import EdgeList
+from crnfb.feedback.model import Model
 
 MIN_SPAN = 20.0     # correlation times a noise check needs at least (after burn-in)
 
@@ -266,7 +266,7 @@ def validate_noise(model: Model, replicates: int = 8, seed: int = 0, *, loop: Li
         (95 % interval of the simulated value), ``replicates`` (used: those
         where no parameter species went extinct), ``t_end, burn_in, events, seed``.
     """
-    from feedback.ssa import simulate_ssa
+    from crnfb.feedback.ssa import simulate_ssa
 
     if replicates < 2:
         raise ValueError("validate_noise needs at least 2 replicates for a confidence interval")
@@ -323,7 +323,7 @@ def validate_noise(model: Model, replicates: int = 8, seed: int = 0, *, loop: Li
 
 
 def main(argv=None) -> int:
-    """``python -m analysis.noise MODEL [...]``: LNA prediction and its SSA check (JSON on stdout).
+    """``python -m crnfb.analysis.noise MODEL [...]``: LNA prediction and its SSA check (JSON on stdout).
 
     Exit 0 when every check passed, 1 otherwise, 2 on bad input.
     """
@@ -331,11 +331,11 @@ def main(argv=None) -> int:
     import json
     import sys
 
-    from feedback.errors import ModelError
-    from feedback.model import Ensembles
-    from feedback.modelfile import load_model
+    from crnfb.feedback.errors import ModelError
+    from crnfb.feedback.model import Ensembles
+    from crnfb.feedback.modelfile import load_model
 
-    p = argparse.ArgumentParser(prog="python -m analysis.noise", description=main.__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m crnfb.analysis.noise", description=main.__doc__.split("\n")[0])
     p.add_argument("model")
     p.add_argument("--replicates", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)

@@ -1,6 +1,6 @@
 """Figures of the stability report.
 
-Every function takes data objects that :func:`analysis.results.analyse`
+Every function takes data objects that :func:`crnfb.analysis.results.analyse`
 already computed (or the dicts of ``report.json``), draws them and returns a
 :class:`matplotlib.figure.Figure`; none recomputes any analysis. The values a
 figure marks (crossover, margins, bandwidth, step metrics) are attached to it
@@ -12,7 +12,7 @@ Figures are built with :class:`matplotlib.figure.Figure` directly (no
 works headless and never opens windows. matplotlib is imported only inside
 the functions: the analysis itself does not need it.
 
-Units (MODEL.md): time in units of ``1/kappa`` (the reference kinetic
+Units (docs/theory.md): time in units of ``1/kappa`` (the reference kinetic
 constant, 1 unless given), frequency in rad per time unit, ``theta = -G/kT``
 dimensionless, ``D`` in nats, magnitudes in dB, phases in degrees.
 """
@@ -86,7 +86,7 @@ def bode(fr, margins: dict | None = None, disturbance: dict | None = None):
 
     Parameters
     ----------
-    fr : analysis.results.FrequencyResponse
+    fr : crnfb.analysis.results.FrequencyResponse
     margins : dict
         ``report.json["margins"]``: the crossover frequency, phase margin,
         gain margin and ``eps_crit`` drawn are these values.
@@ -251,7 +251,7 @@ def step(sr, metrics: dict | None = None):
 
     Parameters
     ----------
-    sr : analysis.results.StepResponse
+    sr : crnfb.analysis.results.StepResponse
     metrics : dict
         ``report.json["disturbance"]["step"]``: the rise time, settling time
         and overshoot marked are these values.

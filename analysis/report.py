@@ -1,12 +1,12 @@
 """``crnfb report MODEL -o DIR``: the full stability report on disk.
 
-Writes ``DIR/report.json`` (every INTERFACE.md key), ``DIR/report.md`` (the
+Writes ``DIR/report.json`` (every docs/cli.md key), ``DIR/report.md`` (the
 tables), ``DIR/report.html`` (self-contained: figures embedded as base64
 PNG) and the figures ``bode.png``, ``step.png``, ``poles.png``,
 ``learning.png``, ``nyquist.png``, ``distribution.png``, ``lag_cost.png``.
 
 Nothing is half-written: the model is loaded and analysed first (bad input
-raises :class:`~feedback.errors.ModelError`, exit 2, before any file
+raises :class:`~crnfb.feedback.errors.ModelError`, exit 2, before any file
 exists); the files go to a temporary directory next to ``DIR`` that is
 renamed into place at the end. Exit code 1 when the loop is unstable or a
 validation check failed (the report is still written), else 0.
@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from analysis.results import Results, Unavailable, analyse, get_path
-from feedback.errors import ModelError
+from crnfb.analysis.results import Results, Unavailable, analyse, get_path
+from crnfb.feedback.errors import ModelError
 
 FIGURES = ("bode", "step", "poles", "learning", "nyquist", "distribution", "lag_cost")
 
@@ -47,7 +47,7 @@ FIGURE_CAPTIONS = {
 # ----------------------------------------------------------------------------------------------
 def make_figures(res: Results, d: dict | None = None) -> dict:
     """``{name: Figure}`` for :data:`FIGURES`; a figure that cannot be drawn says why instead."""
-    from analysis import plots
+    from crnfb.analysis import plots
 
     d = d or res.to_dict()
     titles = {"bode": "Bode plot", "step": "Step response", "poles": "Pole map", "learning": "Learning",
@@ -295,7 +295,7 @@ def write_report(res: Results, out_dir: str | os.PathLike, progress: bool = Fals
 
     An existing ``out_dir`` is replaced as a whole.
     """
-    from analysis import plots
+    from crnfb.analysis import plots
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -340,7 +340,7 @@ def write_report(res: Results, out_dir: str | os.PathLike, progress: bool = Fals
 
 
 def _bar(total: int, desc: str, progress: bool):
-    from analysis.results import _progress_enabled
+    from crnfb.analysis.results import _progress_enabled
     if not _progress_enabled(progress):
         return None
     try:
@@ -352,7 +352,7 @@ def _bar(total: int, desc: str, progress: bool):
 
 def run_report_command(args) -> int:
     """``crnfb report MODEL -o DIR [--no-validate] [--seed N]`` (exit 0 / 1 / 2)."""
-    from feedback.modelfile import load_model
+    from crnfb.feedback.modelfile import load_model
 
     model = load_model(args.model)
     out = Path(args.output)

@@ -1,10 +1,10 @@
 """One call for the whole analysis of a model, and the object that holds it.
 
-:func:`analyse` runs every step of the stability report (INTERFACE.md) on a
-:class:`~feedback.model.Model` and returns a :class:`Results`::
+:func:`analyse` runs every step of the stability report (docs/cli.md) on a
+:class:`~crnfb.feedback.model.Model` and returns a :class:`Results`::
 
-    from feedback.modelfile import load_model
-    from analysis.results import analyse
+    from crnfb.feedback.modelfile import load_model
+    from crnfb.analysis.results import analyse
 
     res = analyse(load_model("examples/birth_death.toml"), validate=False)
     print(res.summary())
@@ -12,7 +12,7 @@
     fig = res.plot_bode()
 
 The core (learned fixed point, loop fixed point, linearisation, stability)
-must succeed: a :class:`~feedback.errors.ModelError` there is bad input.
+must succeed: a :class:`~crnfb.feedback.errors.ModelError` there is bad input.
 Every other section (margins, disturbance, validation, thermodynamics,
 trajectories) is guarded: if its module is not installed, or it reports a
 limitation, its keys in ``report.json`` are ``null`` with a
@@ -36,10 +36,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from feedback.errors import ModelError
-from feedback.model import Model
+from crnfb.feedback.errors import ModelError
+from crnfb.feedback.model import Model
 
-#: Every key of ``report.json`` that INTERFACE.md requires (dotted paths).
+#: Every key of ``report.json`` that docs/cli.md requires (dotted paths).
 REQUIRED_KEYS: tuple[str, ...] = (
     "model.name", "model.species", "model.visible", "model.hidden", "model.conservation_laws",
     "model.state_count", "model.truncation_mass",
@@ -71,7 +71,7 @@ SCALAR_KEYS: tuple[str, ...] = (
     "thermodynamics.episode_total",
 )
 
-#: Frequency grid of the disturbance definitions (INTERFACE.md), rad per time unit.
+#: Frequency grid of the disturbance definitions (docs/cli.md), rad per time unit.
 OMEGA = np.logspace(-4, 3, 2000)
 
 
@@ -109,7 +109,7 @@ class FrequencyResponse:
     S: np.ndarray
     G_ae: np.ndarray | None = None
     G_frozen: np.ndarray | None = None
-    source: str = "analysis.results"
+    source: str = "crnfb.analysis.results"
 
     @property
     def siso(self) -> bool:
@@ -130,7 +130,7 @@ class StepResponse:
     direction: np.ndarray
     t_nonlinear: np.ndarray | None = None
     y_nonlinear: np.ndarray | None = None
-    source: str = "analysis.results"
+    source: str = "crnfb.analysis.results"
     amplitude: float | None = None
 
 
@@ -318,11 +318,11 @@ class Results:
         The loop linearised there, structural zeros removed.
     stability : Stability
     margins, disturbance : object or None
-        Result objects of :mod:`analysis.margins` / :mod:`analysis.disturbance`.
+        Result objects of :mod:`crnfb.analysis.margins` / :mod:`crnfb.analysis.disturbance`.
     validation : list or None
-        Checks of :func:`analysis.validation.validate`.
+        Checks of :func:`crnfb.analysis.validation.validate`.
     thermodynamics : dict or None
-        :func:`analysis.thermo.thermodynamics_report`.
+        :func:`crnfb.analysis.thermo.thermodynamics_report`.
     frequency : FrequencyResponse or None
     step : StepResponse or None
     trajectory : Trajectory or None
@@ -362,7 +362,7 @@ class Results:
 
     @property
     def exit_code(self) -> int:
-        """0 if stable and every validation check passed, else 1 (INTERFACE.md)."""
+        """0 if stable and every validation check passed, else 1 (docs/cli.md)."""
         return 0 if self.stable and not self.validation_failed else 1
 
     def _validation_dicts(self) -> list[dict]:
@@ -379,7 +379,7 @@ class Results:
                 # the margins module may name the reason without the unit suffix (phase_margin_reason)
                 alt = out.get(k.removesuffix("_deg") + "_reason")
                 out[f"{k}_reason"] = alt or (why if self.margins is None else
-                                             "not available (analysis.margins gave no reason)")
+                                             "not available (crnfb.analysis.margins gave no reason)")
         if out.get("crossover_frequency") is None and isinstance(out.get("gain_crossover_frequency"), (int, float)):
             out["crossover_frequency"] = out["gain_crossover_frequency"]   # the margins module's own value
         if "crossover_frequency" not in out and self.frequency is not None and self.frequency.siso:
@@ -394,7 +394,7 @@ class Results:
         out = dict(d) if isinstance(d, dict) else {}
         why = self.reasons.get("disturbance") or out.get("reason") or (
             "the disturbance analysis was not computed" if self.disturbance is None
-            else "not available (analysis.disturbance gave no reason)")
+            else "not available (crnfb.analysis.disturbance gave no reason)")
         for k in ("bandwidth", "hinf_norm", "lag_cost"):
             out.setdefault(k, None)
             if out[k] is None and not out.get(f"{k}_reason"):
@@ -431,7 +431,7 @@ class Results:
         return out
 
     def to_dict(self) -> dict:
-        """``report.json`` as plain Python (every INTERFACE.md key; no NaN)."""
+        """``report.json`` as plain Python (every docs/cli.md key; no NaN)."""
         m = self.model
         info = m.summary()
         names = m.learned_names
@@ -584,7 +584,7 @@ class Results:
     def __str__(self) -> str:  # pragma: no cover - convenience
         return self.summary()
 
-    # -- plots (matplotlib imported lazily by analysis.plots) ----------------------------------
+    # -- plots (matplotlib imported lazily by crnfb.analysis.plots) ----------------------------------
     def _need(self, attr: str, what: str):
         obj = getattr(self, attr)
         if obj is None:
@@ -592,33 +592,33 @@ class Results:
         return obj
 
     def plot_bode(self):
-        """Bode plot of L and S with the reported margins marked (:func:`analysis.plots.bode`)."""
-        from analysis import plots
+        """Bode plot of L and S with the reported margins marked (:func:`crnfb.analysis.plots.bode`)."""
+        from crnfb.analysis import plots
         d = self.to_dict()
         return plots.bode(self._need("frequency", "frequency response"), d["margins"], d["disturbance"])
 
     def plot_nyquist(self):
-        from analysis import plots
+        from crnfb.analysis import plots
         return plots.nyquist(self._need("frequency", "frequency response"), self.to_dict()["margins"])
 
     def plot_step(self):
-        from analysis import plots
+        from crnfb.analysis import plots
         return plots.step(self._need("step", "step response"), self.to_dict()["disturbance"]["step"])
 
     def plot_poles(self):
-        from analysis import plots
+        from crnfb.analysis import plots
         return plots.poles(self.stability, self.model.learned_names)
 
     def plot_learning(self):
-        from analysis import plots
+        from crnfb.analysis import plots
         return plots.learning(self._need("trajectory", "learning trajectory"))
 
     def plot_distribution(self):
-        from analysis import plots
+        from crnfb.analysis import plots
         return plots.distribution(self._need("distribution", "distribution"))
 
     def plot_lag_cost(self):
-        from analysis import plots
+        from crnfb.analysis import plots
         return plots.lag_cost(self.to_dict()["disturbance"])
 
 
@@ -633,11 +633,8 @@ def _short_list(items, width: int = 22) -> str:
 
 
 def _package_version() -> str:
-    try:
-        from importlib.metadata import version
-        return version("crn-feedback")
-    except Exception:  # pragma: no cover - not installed
-        return "unknown"
+    from crnfb import __version__  # at call time: crnfb imports this module
+    return __version__
 
 
 def crossover_frequency(fr: FrequencyResponse) -> float | None:
@@ -699,7 +696,7 @@ def frequency_response(loop, omega: np.ndarray = OMEGA) -> FrequencyResponse:
     Bf[t_idx] = 0.0
     Gf = np.asarray(control.ss(Jf, Bf[:, None], Ce, De[:, None]).frequency_response(omega).complex)
     Gf = Gf.reshape(Ce.shape[0], omega.size).T
-    return FrequencyResponse(omega, L, S, G, Gf, "analysis.results.frequency_response")
+    return FrequencyResponse(omega, L, S, G, Gf, "crnfb.analysis.results.frequency_response")
 
 
 def quasi_static_direction(model: Model, theta: np.ndarray) -> np.ndarray:
@@ -734,7 +731,7 @@ def linear_step(loop, direction: np.ndarray, t_end: float, n: int = 600) -> Step
     for i in range(n):
         y[i] = c @ x
         x = A_d @ x + B_d
-    return StepResponse(t, y, direction, source="analysis.results.linear_step")
+    return StepResponse(t, y, direction, source="crnfb.analysis.results.linear_step")
 
 
 def quasi_static_trajectory(model: Model, theta_star: np.ndarray, t_end: float, n: int = 400) -> Trajectory:
@@ -753,12 +750,12 @@ def quasi_static_trajectory(model: Model, theta_star: np.ndarray, t_end: float, 
     sol = solve_ivp(rhs, (0.0, t_end), model.theta0, method="BDF", jac=jac, t_eval=t, rtol=1e-7, atol=1e-10)
     theta = sol.y.T
     D = np.array([model.divergence(th) for th in theta])
-    return Trajectory(sol.t, theta, D, model.learned_names, "quasi-static flow (MODEL.md section 3)",
+    return Trajectory(sol.t, theta, D, model.learned_names, "quasi-static flow (docs/theory.md §3)",
                       np.asarray(theta_star, float), float(model.divergence(theta_star)))
 
 
 def episode_time(model: Model, stab, factor: float = 1.15, loop: bool = True) -> float:
-    """Time for the slowest mode to shrink by 1e-3 (MODEL.md section 4), a little beyond.
+    """Time for the slowest mode to shrink by 1e-3 (docs/theory.md §4), a little beyond.
 
     ``loop=True``: the closed loop's slowest rate when it is stable (the
     ensemble-level ODE); else, or with ``loop=False``, the slowest
@@ -790,16 +787,16 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
     Parameters
     ----------
     model : Model
-        The learning problem (e.g. from :func:`feedback.modelfile.load_model`).
+        The learning problem (e.g. from :func:`crnfb.feedback.modelfile.load_model`).
     validate : bool
-        Run the nonlinear-simulation checks (:mod:`analysis.validation`).
+        Run the nonlinear-simulation checks (:mod:`crnfb.analysis.validation`).
     seed : int
         Seed for the stochastic parts (validation).
     progress : bool
         Show a progress bar on stderr (only on a terminal, never when ``CI`` is set).
     quick : bool
         Cheaper settings where a section offers them: the short validation
-        (:func:`analysis.validation.validate` ``quick=True``) and a looser
+        (:func:`crnfb.analysis.validation.validate` ``quick=True``) and a looser
         integration of the thermodynamic episode (used by ``crnfb sweep``).
     figures : bool
         Also compute the data the figures draw (frequency responses, step
@@ -815,9 +812,9 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
     ModelError
         The model cannot be analysed (bad input).
     """
-    from analysis.fixedpoints import learned_fixed_point
-    from analysis.linearise import linearise, loop_fixed_point
-    from analysis.stability import stability
+    from crnfb.analysis.fixedpoints import learned_fixed_point
+    from crnfb.analysis.linearise import linearise, loop_fixed_point
+    from crnfb.analysis.stability import stability
 
     res = Results(model=model, seed=int(seed))
     steps = (["fixed point", "linearisation", "stability", "margins", "disturbance"]
@@ -872,19 +869,19 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
 
         def freq():
             try:
-                fq = importlib.import_module("analysis.frequency")
+                fq = importlib.import_module("crnfb.analysis.frequency")
             except ModuleNotFoundError:
                 fq = None
             if fq is not None and callable(getattr(fq, "loop_blocks", None)):
                 r = fq.loop_blocks(res.loop).response(OMEGA)
                 return FrequencyResponse(np.asarray(r.omega), np.asarray(r.L), np.asarray(r.S),
-                                         np.asarray(r.G_ae), np.asarray(r.G_frozen), "analysis.frequency")
+                                         np.asarray(r.G_ae), np.asarray(r.G_frozen), "crnfb.analysis.frequency")
             return frequency_response(res.loop)
 
-        res.margins = timed("margins", lambda: _invoke(_find("analysis.margins", _MARGIN_FUNCS), pool, res.loop),
+        res.margins = timed("margins", lambda: _invoke(_find("crnfb.analysis.margins", _MARGIN_FUNCS), pool, res.loop),
                             "margins")
         res.disturbance = timed("disturbance",
-                                lambda: _invoke(_find("analysis.disturbance", _DIST_FUNCS), pool, res.loop),
+                                lambda: _invoke(_find("crnfb.analysis.disturbance", _DIST_FUNCS), pool, res.loop),
                                 "disturbance")
         if figures:
             resp = getattr(res.disturbance, "response", None)
@@ -892,7 +889,7 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
                 # the responses the disturbance figures were computed from (a superset of the spec grid)
                 res.frequency = FrequencyResponse(np.asarray(resp.omega), np.asarray(resp.L), np.asarray(resp.S),
                                                   np.asarray(resp.G_ae), np.asarray(resp.G_frozen),
-                                                  "analysis.disturbance")
+                                                  "crnfb.analysis.disturbance")
                 tick("frequency response")
             else:
                 res.frequency = timed("frequency response", freq, "frequency")
@@ -909,7 +906,7 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
             if sm is not None and getattr(sm, "t", None) is not None and d_loop is not None:
                 # the very series the reported step metrics were computed from
                 sr = StepResponse(np.asarray(sm.t, float), np.asarray(sm.y, float), np.asarray(d_loop, float),
-                                  source="analysis.disturbance")
+                                  source="crnfb.analysis.disturbance")
             else:
                 d = quasi_static_direction(model, res.optimum.theta)
                 if not np.any(d):
@@ -931,7 +928,7 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
 
         def traj():
             try:
-                sim = _find("feedback.simulate", _SIM_FUNCS)
+                sim = _find("crnfb.feedback.simulate", _SIM_FUNCS)
             except Unavailable:
                 sim = None
             if sim is not None:
@@ -952,10 +949,10 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
             res.distribution = Distribution(model.space.visible_states, mo.P, model.q,
                                             [model.network.names[i] for i in vis])
         res.thermodynamics = timed("thermodynamics", lambda: _invoke(
-            _find("analysis.thermo", _THERMO_FUNCS), pool, model), "thermodynamics")
+            _find("crnfb.analysis.thermo", _THERMO_FUNCS), pool, model), "thermodynamics")
         if validate:
             res.validation = timed("validation", lambda: list(_invoke(
-                _find("analysis.validation", _VALID_FUNCS), pool, model)), "validation")
+                _find("crnfb.analysis.validation", _VALID_FUNCS), pool, model)), "validation")
         else:
             res.reasons["validation"] = "not run (validate=False / --no-validate)"
     finally:
@@ -969,8 +966,8 @@ STEP_AMPLITUDE = 0.01
 
 def _nonlinear_step(model: Model, fp, sr: StepResponse, amplitude: float = STEP_AMPLITUDE) -> StepResponse:
     """Overlay the full nonlinear loop's response to a small step in ``a`` (per unit ``a``)."""
-    sim = _find("feedback.simulate", ("simulate",))
-    from feedback.signals import Step
+    sim = _find("crnfb.feedback.simulate", ("simulate",))
+    from crnfb.feedback.signals import Step
     tr = sim(model, float(sr.t[-1]), signal=Step(0.0, amplitude, 0.0), x0=fp.x, points=121)
     d = sr.direction
     y = (np.asarray(tr.theta) - fp.theta) @ d / (float(d @ d) * amplitude)
@@ -994,7 +991,7 @@ def _trajectory_from_sim(out, model: Model, optimum, fp=None) -> Trajectory | No
         theta = theta.T
     D = get("D")
     D = np.asarray(D, float) if D is not None else np.array([model.divergence(x) for x in theta])
-    return Trajectory(t, theta, D, model.learned_names, "ensemble-level ODE (feedback.simulate)",
+    return Trajectory(t, theta, D, model.learned_names, "ensemble-level ODE (crnfb.feedback.simulate)",
                       np.asarray(optimum.theta, float), float(optimum.divergence),
                       None if fp is None else np.asarray(fp.theta, float), "loop's fixed point",
                       None if fp is None else float(fp.bias))

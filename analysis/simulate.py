@@ -1,7 +1,7 @@
-"""``crnfb simulate MODEL --level {ode,ssa} --t-end T -o FILE`` (INTERFACE.md).
+"""``crnfb simulate MODEL --level {ode,ssa} --t-end T -o FILE`` (docs/cli.md).
 
 Writes one CSV (``time, theta_*, m_f_*, m_c_*, D, a``) atomically. Bad
-arguments raise :class:`~feedback.errors.ModelError` before anything is
+arguments raise :class:`~crnfb.feedback.errors.ModelError` before anything is
 computed, so the command exits 2 and writes nothing.
 """
 
@@ -11,7 +11,7 @@ import math
 import sys
 from pathlib import Path
 
-from feedback.errors import ModelError
+from crnfb.feedback.errors import ModelError
 
 
 def _validate_args(args) -> None:
@@ -29,23 +29,23 @@ def _validate_args(args) -> None:
 
 
 def _ssa_trajectory(model, args, signal):
-    """The stochastic level through :func:`feedback.ssa.simulate_ssa` when that module is present."""
+    """The stochastic level through :func:`crnfb.feedback.ssa.simulate_ssa` when that module is present."""
     try:
-        from feedback.ssa import simulate_ssa
+        from crnfb.feedback.ssa import simulate_ssa
     except ImportError:
-        raise ModelError("the ssa level is not available: feedback.ssa (stochastic simulation of finite "
+        raise ModelError("the ssa level is not available: crnfb.feedback.ssa (stochastic simulation of finite "
                          "ensembles) is not installed in this version; use --level ode",
                          key="--level") from None
-    from feedback.simulate import progress_enabled
+    from crnfb.feedback.simulate import progress_enabled
     return simulate_ssa(model, float(args.t_end), n_points=int(args.points), seed=int(args.seed),
                         a_signal=signal, progress=progress_enabled())
 
 
 def run_simulate_command(args) -> int:
     """Entry point of ``crnfb simulate`` (args: model, level, t_end, output, seed, points, environment)."""
-    from feedback.modelfile import load_model
-    from feedback.signals import parse_signal
-    from feedback.simulate import simulate
+    from crnfb.feedback.modelfile import load_model
+    from crnfb.feedback.signals import parse_signal
+    from crnfb.feedback.simulate import simulate
 
     _validate_args(args)
     signal = parse_signal(args.environment, t_end=float(args.t_end), seed=int(args.seed))

@@ -1,7 +1,7 @@
-"""Closed-loop eigenvalues, stability and convergence (MODEL.md section 5).
+"""Closed-loop eigenvalues, stability and convergence (docs/theory.md §5).
 
 Eigenvalues are those of the reduced Jacobian (structural zero modes of
-normalisation and neutral directions removed, :mod:`analysis.linearise`).
+normalisation and neutral directions removed, :mod:`crnfb.analysis.linearise`).
 Small loops use dense ``eig``; large ones sparse Arnoldi
 (``scipy.sparse.linalg.eigs(which="LR")``) for the slowest modes only.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.sparse.linalg import ArpackNoConvergence, eigs
 
-from analysis.linearise import LinearLoop
+from crnfb.analysis.linearise import LinearLoop
 
 DENSE_LIMIT = 1500
 FLAT_TOL = 1e-9
@@ -104,7 +104,7 @@ def _slowest_sparse(loop: LinearLoop, count: int) -> np.ndarray:
 
 
 def damping_ratios(ev: np.ndarray) -> np.ndarray:
-    """``-Re(s)/|s|`` (a real eigenvalue counts as 1, INTERFACE.md)."""
+    """``-Re(s)/|s|`` (a real eigenvalue counts as 1, docs/cli.md)."""
     mag = np.abs(ev)
     out = np.where(mag > 0, -ev.real / np.where(mag > 0, mag, 1.0), 1.0)
     return np.where(np.abs(ev.imag) <= 1e-12 * np.maximum(mag, 1e-300), 1.0, out)
@@ -157,12 +157,12 @@ class Stability:
 def stability(loop: LinearLoop, count: int | None = None) -> Stability:
     """Eigenvalues, stability verdict, slowest rate and damping of the reduced loop.
 
-    Flat directions (zero Hessian eigenvalues that are not neutral, MODEL.md
+    Flat directions (zero Hessian eigenvalues that are not neutral, docs/theory.md
     section 2) give closed-loop eigenvalues at zero; as many eigenvalues as
     there are flat directions, within ``FLAT_TOL`` of zero (relative to the
     spectral scale), are removed and reported as flat, not as instability.
     """
-    from analysis.fixedpoints import classify, quasi_static_rates
+    from crnfb.analysis.fixedpoints import classify, quasi_static_rates
 
     model = loop.net.model
     ev = closed_loop_eigenvalues(loop, count)

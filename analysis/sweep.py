@@ -1,8 +1,8 @@
 """``crnfb sweep MODEL --param NAME=START:STOP:N[:log10|lin] ... -o DIR``: parameter sweeps.
 
 Each point of the grid (the product of every ``--param``) gets the report's
-scalar results (:data:`analysis.results.SCALAR_KEYS`, from
-``analyse(..., validate=False)``) and, when :mod:`analysis.tradeoffs` is
+scalar results (:data:`crnfb.analysis.results.SCALAR_KEYS`, from
+``analyse(..., validate=False)``) and, when :mod:`crnfb.analysis.tradeoffs` is
 installed, its ``point_metrics`` (columns ``metrics.*``). Points run in
 parallel local processes (``--workers``, default ``os.cpu_count()``) or on
 a Dask cluster (``--scheduler ADDRESS``, optional ``dask`` extra).
@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from feedback.errors import ModelError
-from feedback.model import Ensembles, Model
+from crnfb.feedback.errors import ModelError
+from crnfb.feedback.model import Ensembles, Model
 
 PARAMS = ("eps", "gamma", "dmu", "kappa", "free", "clamped", "M", "omega")
 INTEGER_PARAMS = ("free", "clamped", "M")
@@ -197,7 +197,7 @@ _MODEL_CACHE: dict[str, Model] = {}
 def _base_model(text: str, source: str) -> Model:
     key = hashlib.sha1(text.encode()).hexdigest()
     if key not in _MODEL_CACHE:
-        from feedback.modelfile import parse_model
+        from crnfb.feedback.modelfile import parse_model
         _MODEL_CACHE[key] = parse_model(tomllib.loads(text), source=source)
     return _MODEL_CACHE[key]
 
@@ -208,7 +208,7 @@ def evaluate_point(model: Model, point: dict, metrics: bool = True) -> dict:
     Uses ``analyse(m, validate=False, figures=False, quick=True)`` (``quick``:
     the thermodynamic episode integrated with looser tolerances).
     """
-    from analysis.results import analyse
+    from crnfb.analysis.results import analyse
 
     m = apply_params(model, point)
     res = analyse(m, validate=False, figures=False, quick=True)
@@ -217,7 +217,7 @@ def evaluate_point(model: Model, point: dict, metrics: bool = True) -> dict:
         row[k] = (1.0 if v else 0.0) if isinstance(v, bool) else v
     if metrics:
         try:
-            from analysis.tradeoffs import point_metrics
+            from crnfb.analysis.tradeoffs import point_metrics
         except ImportError:
             point_metrics = None
         if point_metrics is not None:
@@ -369,7 +369,7 @@ class SweepOutcome:
 
 
 def _progress(total: int, enabled: bool):
-    from analysis.results import _progress_enabled
+    from crnfb.analysis.results import _progress_enabled
     if not _progress_enabled(enabled):
         return None
     try:
@@ -391,10 +391,10 @@ def run_sweep(model_path: str | os.PathLike, params: list[str], out_dir: str | o
     out_dir : output directory (created after the inputs are checked)
     workers : local processes (default ``os.cpu_count()``; 1 runs in this process)
     scheduler : Dask scheduler address (needs the ``dask`` extra)
-    metrics : also record :func:`analysis.tradeoffs.point_metrics`
+    metrics : also record :func:`crnfb.analysis.tradeoffs.point_metrics`
     limit : evaluate at most this many of the missing points (then stop, resumable)
     """
-    from feedback.modelfile import load_model
+    from crnfb.feedback.modelfile import load_model
 
     t0 = time.perf_counter()
     model = load_model(model_path)
@@ -496,7 +496,7 @@ PLOT_COLUMNS = ("closed_loop.slowest_rate", "closed_loop.damping_ratio_min", "ma
 
 
 def write_sweep_png(rows: list[dict], specs: list[ParamSpec], header: list[str], path: Path) -> Path:
-    from analysis import plots
+    from crnfb.analysis import plots
 
     def varies(c):
         vals = {r.get(c) for r in rows if r.get(c) is not None}

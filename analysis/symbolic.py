@@ -1,4 +1,4 @@
-"""The linearised learning loop in symbols (sympy), for small models (MODEL.md sections 4-5, 8).
+"""The linearised learning loop in symbols (sympy), for small models (docs/theory.md §4-5, 8).
 
 :func:`symbolic_loop` builds the loop's Jacobian at its fixed point with
 symbols for the learning rates ``epsilon_<sp>`` (one per learned species, or
@@ -6,14 +6,14 @@ one ``epsilon`` with ``eps="scalar"``), the reaction constants ``kappa_r``
 (``kappa`` when the network has one reaction), the reset rate ``gamma``
 (dynamic clamping) and the fixed-point activities ``lambda_<sp> =
 exp(theta_<sp>)`` of every species. The generator is built from
-:attr:`feedback.statespace.StateSpace.edges`: an edge's propensity is
+:attr:`crnfb.feedback.statespace.StateSpace.edges`: an edge's propensity is
 ``coef * lambda^expo`` and ``coef`` is ``kappa_r`` times an integer
 (falling factorial) so ``kappa_r`` is factored out as a symbol. Fixed-point
 laws are exact functions of the symbols: the free ensemble's product form
 ``lambda^n / n! / Z``, the clamped ensemble's stationary law at those
 activities (the environment enters as exact rationals of its tabulated
 probabilities). Structural zero modes are removed as in
-:mod:`analysis.linearise` (pivot elimination of ``sum dp = 0`` per ensemble
+:mod:`crnfb.analysis.linearise` (pivot elimination of ``sum dp = 0`` per ensemble
 and of the neutral invariants ``N^T E^{-1} theta``).
 
 Results: :attr:`SymbolicLoop.charpoly` (``det(s I - J_r)``, monic in ``s``),
@@ -41,8 +41,8 @@ import numpy as np
 import sympy as sp
 from sympy.polys.matrices import DomainMatrix
 
-from feedback.ensembles import LearningNetwork
-from feedback.model import Model
+from crnfb.feedback.ensembles import LearningNetwork
+from crnfb.feedback.model import Model
 
 MAX_SYMBOLIC_STATES = 16
 """Largest reduced loop (states) :func:`symbolic_loop` accepts."""
@@ -345,11 +345,11 @@ class SymbolicLoop:
         """Numbers for every symbol: file's eps, kappa, gamma; ``lambda = exp(theta_full)``.
 
         ``theta`` (learned) defaults to the loop's fixed point
-        (:func:`analysis.linearise.loop_fixed_point`).
+        (:func:`crnfb.analysis.linearise.loop_fixed_point`).
         """
         m = self.model
         if theta is None:
-            from analysis.linearise import loop_fixed_point
+            from crnfb.analysis.linearise import loop_fixed_point
             theta = loop_fixed_point(m, LearningNetwork(m, self.clamping)).theta
         th = m.full_theta(np.asarray(theta, float))
         out = {}
@@ -458,7 +458,7 @@ def symbolic_loop(model: Model, clamping: str | None = None, eps: str = "per_spe
     if n_red > max_states:
         raise SymbolicTooLargeError(
             f"the reduced loop has {n_red} states; exact symbolic analysis is limited to {max_states} "
-            "(lower n_max or the conserved totals, or use analysis.linearise / feedback.loop numerically)")
+            "(lower n_max or the conserved totals, or use crnfb.analysis.linearise / crnfb.feedback.loop numerically)")
     sym = make_symbols(model, eps)
     lam, kap = sym.lam, sym.kappa
     L = np.asarray(model.learned)

@@ -1,4 +1,4 @@
-"""Thermodynamic costs of the learning loop (MODEL.md section 7).
+"""Thermodynamic costs of the learning loop (docs/theory.md §7).
 
 Three parts, each in its own natural unit (kT per time unit):
 
@@ -28,7 +28,7 @@ Three parts, each in its own natural unit (kT per time unit):
     concentrations): ``dmu * sum_i eps_i lambda_i (m_c,i + m_f,i)``.
     Multiply by ``Omega`` for the cell.
 
-``total`` is ``free + clamped + learning`` (INTERFACE.md; a sum of per-copy
+``total`` is ``free + clamped + learning`` (docs/cli.md; a sum of per-copy
 and per-volume rates, kept because the interface fixes it) and
 ``total_ensemble = M_f*free + M_c*clamped + Omega*learning`` is the
 dissipation rate of the whole cell.
@@ -49,8 +49,8 @@ from functools import lru_cache
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from feedback.ensembles import EdgeList, LearningNetwork
-from feedback.model import Model
+from crnfb.feedback.ensembles import EdgeList, LearningNetwork
+from crnfb.feedback.model import Model
 
 FLOOR = 1e-300
 ZERO_TOL = 1e-12
@@ -63,7 +63,7 @@ UNITS = {
     "free": "kT per time unit per free copy",
     "clamped": "kT per time unit per clamped copy",
     "learning": "kT per time unit per unit volume (lambda as concentrations)",
-    "total": "kT per time unit (free + clamped + learning, each in its own unit; INTERFACE.md)",
+    "total": "kT per time unit (free + clamped + learning, each in its own unit; docs/cli.md)",
     "total_ensemble": "kT per time unit per cell (M_f*free + M_c*clamped + Omega*learning)",
     "episode_total": "kT (time integral of total over the episode)",
     "episode_total_ensemble": "kT per cell (time integral of total_ensemble)",
@@ -116,7 +116,7 @@ def edge_pairs(edges: EdgeList) -> tuple[np.ndarray, np.ndarray]:
 
 
 def schnakenberg(edges: EdgeList, rates: np.ndarray, p: np.ndarray) -> float:
-    """``sum_pairs (J+ - J-) ln(J+/J-)`` with ``J_e = p[src_e] rate_e`` (= MODEL.md's half-sum over ordered pairs)."""
+    """``sum_pairs (J+ - J-) ln(J+/J-)`` with ``J_e = p[src_e] rate_e`` (= docs/theory.md's half-sum over ordered pairs)."""
     if edges.src.size == 0:
         return 0.0
     f, b = edge_pairs(edges)
@@ -204,7 +204,7 @@ class Dissipation:
 
     @property
     def total(self) -> float:
-        """``free + clamped + learning`` (INTERFACE.md; mixed units, see module docstring)."""
+        """``free + clamped + learning`` (docs/cli.md; mixed units, see module docstring)."""
         return self.free + (self.clamped or 0.0) + self.learning
 
     @property
@@ -257,7 +257,7 @@ def dissipation(net: LearningNetwork, x: np.ndarray, a: float = 0.0, floor: floa
 
 def _loop_parts(model: Model, loop=None):
     """``(net, fixed_point)`` from a LinearLoop, a LoopFixedPoint or nothing."""
-    from analysis.linearise import LinearLoop, LoopFixedPoint, loop_fixed_point
+    from crnfb.analysis.linearise import LinearLoop, LoopFixedPoint, loop_fixed_point
     if isinstance(loop, LinearLoop):
         return loop.net, loop.fixed_point
     net = LearningNetwork(model)
@@ -301,10 +301,10 @@ def maintenance_cost(model: Model, *, eps=None, gamma: float | None = None, M_f:
     sizes = {"free": M_f if M_f is not None else ens.free, "clamped": M_c if M_c is not None else ens.clamped,
              "omega": omega if omega is not None else ens.omega}
     if any(v is not None for v in (M_f, M_c, omega)):
-        from feedback.model import Ensembles
+        from crnfb.feedback.model import Ensembles
         model = model.replace(ensembles=Ensembles(int(sizes["free"]), int(sizes["clamped"]), float(sizes["omega"])))
     if loop is not None:
-        from analysis.linearise import LinearLoop
+        from crnfb.analysis.linearise import LinearLoop
         loop = loop.fixed_point if isinstance(loop, LinearLoop) else loop   # the network is rebuilt for this model
     d = fixed_point_dissipation(model, loop)
     out = {
@@ -347,7 +347,7 @@ def dissipation_along(net: LearningNetwork, t: np.ndarray, X: np.ndarray, a: flo
 
 @dataclass(frozen=True)
 class Episode:
-    """Dissipation of one learning episode (MODEL.md section 4: start -> |U^T(theta - theta*)| = 1e-3 of initial).
+    """Dissipation of one learning episode (docs/theory.md §4: start -> |U^T(theta - theta*)| = 1e-3 of initial).
 
     Attributes
     ----------
@@ -355,7 +355,7 @@ class Episode:
     reached : bool             whether the 1e-3 criterion was met (else ``duration`` = the time limit)
     free, clamped, learning    time integrals of each part (kT per copy / per copy / per unit volume);
                                ``clamped`` None under equilibrium clamping
-    total : float              integral of ``total`` (INTERFACE.md ``episode_total``)
+    total : float              integral of ``total`` (docs/cli.md ``episode_total``)
     total_ensemble : float     integral of ``total_ensemble`` (kT per cell)
     quadrature_error : float   |Simpson - trapezoid| estimate on ``total``
     trace : dict               the dissipation parts along the trajectory (:func:`dissipation_along`)
@@ -400,9 +400,9 @@ def _integrate(t: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def _solve_simulate(net, x0, stop, t_max, rtol, atol, points):
-    """Integrate with :func:`feedback.simulate.integrate` on a log-spaced output grid (raises ImportError if absent)."""
-    from feedback.signals import Constant
-    from feedback.simulate import integrate, loop_system, state_atol
+    """Integrate with :func:`crnfb.feedback.simulate.integrate` on a log-spaced output grid (raises ImportError if absent)."""
+    from crnfb.feedback.signals import Constant
+    from crnfb.feedback.simulate import integrate, loop_system, state_atol
 
     t_eval = np.concatenate([[0.0], np.geomspace(1e-6 * t_max, t_max, points)])
     t, Y, stats = integrate(loop_system(net, Constant(0.0)), x0, t_eval, rtol=rtol,
@@ -442,7 +442,7 @@ def episode(model: Model, loop=None, tol: float = EPISODE_TOL, t_max: float | No
     clamping). The dissipation rates are evaluated along the trajectory and
     integrated by Simpson's rule.
 
-    ``integrator``: ``"simulate"`` uses :func:`feedback.simulate.integrate`
+    ``integrator``: ``"simulate"`` uses :func:`crnfb.feedback.simulate.integrate`
     (the package's stiff driver, BDF with the analytic sparse Jacobian) on a
     log-spaced output grid of ``points`` times (dense early, where the free
     ensemble's fast transient lives); ``"solve_ivp"`` uses SciPy's
@@ -462,8 +462,8 @@ def episode(model: Model, loop=None, tol: float = EPISODE_TOL, t_max: float | No
         return Episode(0.0, True, z, None if parts0.clamped is None else z, z, z, z, 0.0, th_star, th_star, {},
                        "none (theta0 is the fixed point)")
     if t_max is None:
-        from analysis.linearise import linearise
-        from analysis.stability import stability
+        from crnfb.analysis.linearise import linearise
+        from crnfb.analysis.stability import stability
         try:
             rate = stability(linearise(model, fixed_point=fp)).slowest_rate
         except Exception:  # noqa: BLE001 - only sets a time limit
@@ -479,7 +479,7 @@ def episode(model: Model, loop=None, tol: float = EPISODE_TOL, t_max: float | No
     if integrator in ("auto", "simulate"):
         try:
             tt, XX, reached = _solve_simulate(net, x0, stop, t_max, rtol, atol, points)
-            source = "feedback.simulate.integrate"
+            source = "crnfb.feedback.simulate.integrate"
         except ImportError:
             if integrator == "simulate":
                 raise
@@ -500,7 +500,7 @@ def episode(model: Model, loop=None, tol: float = EPISODE_TOL, t_max: float | No
 
 # -- the report section --------------------------------------------------------------------------------------
 def thermodynamics_report(model: Model, loop=None, with_episode: bool = True, quick: bool = False) -> dict:
-    """The ``thermodynamics`` section of ``report.json`` (INTERFACE.md).
+    """The ``thermodynamics`` section of ``report.json`` (docs/cli.md).
 
     Keys: ``fixed_point {free, clamped, learning, total, total_ensemble, ...}``,
     ``fixed_point_ensemble`` (each part scaled to the cell), ``episode_total``,
@@ -553,7 +553,7 @@ def thermodynamics_report(model: Model, loop=None, with_episode: bool = True, qu
     out["units"] = dict(UNITS)
     out["conventions"] = ("Schnakenberg entropy production, one flux pair per mechanism (each reaction; each "
                           "ordered reset pair separately). free and clamped per copy, learning per unit volume; "
-                          "total is their sum as INTERFACE.md fixes it; total_ensemble scales them by M_f, M_c "
+                          "total is their sum as docs/cli.md fixes it; total_ensemble scales them by M_f, M_c "
                           "and Omega. See docs/thermodynamics.md.")
     return out
 

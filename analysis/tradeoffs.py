@@ -1,20 +1,20 @@
-"""Trade-offs between dissipation and performance (MODEL.md section 7).
+"""Trade-offs between dissipation and performance (docs/theory.md §7).
 
 For each parameter point (``eps``, ``gamma``, ``M``, ``dmu``, ...)
 :func:`point_metrics` puts the dissipation at the learned fixed point
-(:mod:`analysis.thermo`) beside the loop's performance:
+(:mod:`crnfb.analysis.thermo`) beside the loop's performance:
 
-- convergence: the slowest closed-loop rate (:func:`analysis.stability.stability`),
-- tracking bandwidth (``analysis.disturbance``, when that module is present),
+- convergence: the slowest closed-loop rate (:func:`crnfb.analysis.stability.stability`),
+- tracking bandwidth (``crnfb.analysis.disturbance``, when that module is present),
 - bias: the excess divergence of the loop's fixed point over the true
   optimum (``loop_fixed_point(...).bias``, non-zero under dynamic clamping),
 - parameter noise: RMS of the LNA stationary fluctuation of theta on the
-  identifiable subspace (``analysis.noise``, when present).
+  identifiable subspace (``crnfb.analysis.noise``, when present).
 
 :func:`sweep` runs a serial grid and returns a :class:`TradeoffResult`
 with Pareto marking (non-dominated: lower dissipation, higher rate and
 bandwidth, lower bias and noise); :func:`plot_tradeoffs` draws it.
-The parallel ``crnfb sweep`` (``analysis.sweep``) calls :func:`point_metrics`.
+The parallel ``crnfb sweep`` (``crnfb.analysis.sweep``) calls :func:`point_metrics`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from feedback.model import Ensembles, Model
+from crnfb.feedback.model import Ensembles, Model
 
 #: sense of each performance metric (``min``: lower is better)
 OBJECTIVES = {"slowest_rate": "max", "bandwidth": "max", "bias": "min", "noise": "min"}
@@ -109,20 +109,20 @@ def _call_first(mod, names, loop, model):
 
 
 def _bandwidth(model: Model, loop, stable: bool = True) -> tuple[float | None, str | None]:
-    """``disturbance.bandwidth`` as :mod:`analysis.disturbance` defines it (INTERFACE.md).
+    """``disturbance.bandwidth`` as :mod:`crnfb.analysis.disturbance` defines it (docs/cli.md).
 
     Fast path: only the gain ratio on the INTERFACE grid
-    (``analysis.frequency.loop_blocks(loop).response(SPEC_OMEGA)`` and
-    ``analysis.disturbance.bandwidth``), as ``disturbance()`` computes it,
+    (``crnfb.analysis.frequency.loop_blocks(loop).response(SPEC_OMEGA)`` and
+    ``crnfb.analysis.disturbance.bandwidth``), as ``disturbance()`` computes it,
     without its step response and lag cost; otherwise the full
-    :func:`analysis.disturbance.disturbance`.
+    :func:`crnfb.analysis.disturbance.disturbance`.
     """
-    mod = _optional("analysis.disturbance")
+    mod = _optional("crnfb.analysis.disturbance")
     if mod is None or not callable(getattr(mod, "disturbance", None)):
-        return None, "analysis.disturbance is not available"
+        return None, "crnfb.analysis.disturbance is not available"
     if model.change is None:
         return None, "the model has no [environment.change]: the disturbance direction is zero"
-    freq = _optional("analysis.frequency")
+    freq = _optional("crnfb.analysis.frequency")
     if stable and freq is not None and callable(getattr(mod, "bandwidth", None)):
         try:
             blocks = freq.loop_blocks(loop)
@@ -135,23 +135,23 @@ def _bandwidth(model: Model, loop, stable: bool = True) -> tuple[float | None, s
     try:
         res = mod.disturbance(loop)
     except Exception as exc:  # noqa: BLE001 - a missing column, not a failed sweep
-        return None, f"analysis.disturbance failed: {exc}"
+        return None, f"crnfb.analysis.disturbance failed: {exc}"
     val = _pick(res, "bandwidth")
     if val is None:
         why = _pick(res, "bandwidth_reason", scalar=False) or _pick(res, "reason", scalar=False)
-        return None, str(why or "analysis.disturbance gave no bandwidth")
+        return None, str(why or "crnfb.analysis.disturbance gave no bandwidth")
     return val, None
 
 
 def _noise(model: Model, loop) -> tuple[float | None, str | None]:
     """RMS of the LNA stationary fluctuation of theta on the identifiable subspace.
 
-    From :func:`analysis.noise.parameter_noise` (``identifiable_covariance``,
+    From :func:`crnfb.analysis.noise.parameter_noise` (``identifiable_covariance``,
     neutral random walk split off): ``sqrt(trace(U^T Sigma_theta U))``.
     """
-    mod = _optional("analysis.noise")
+    mod = _optional("crnfb.analysis.noise")
     if mod is None:
-        return None, "analysis.noise (LNA) is not available"
+        return None, "crnfb.analysis.noise (LNA) is not available"
     try:
         if callable(getattr(mod, "parameter_noise", None)):
             res = mod.parameter_noise(model, loop=loop)
@@ -159,13 +159,13 @@ def _noise(model: Model, loop) -> tuple[float | None, str | None]:
             res = _call_first(mod, ("theta_covariance", "stationary_covariance", "parameter_covariance"),
                               loop, model)
     except Exception as exc:  # noqa: BLE001
-        return None, f"analysis.noise failed: {exc}"
+        return None, f"crnfb.analysis.noise failed: {exc}"
     cov = res if isinstance(res, np.ndarray) else None
     for key in ("identifiable_covariance", "theta_covariance", "covariance"):
         if cov is None:
             cov = _pick(res, key, scalar=False)
     if cov is None:
-        return None, "analysis.noise gave no theta covariance"
+        return None, "crnfb.analysis.noise gave no theta covariance"
     cov = np.atleast_2d(np.asarray(cov, float))
     U = model.identifiable
     if cov.shape == (U.shape[0], U.shape[0]) and U.shape[0] != U.shape[1]:
@@ -200,7 +200,7 @@ def point_metrics(model: Model, *, episode: bool = False, bandwidth: bool = True
     Keys: the parameters (``eps`` = largest learning rate, ``gamma``, ``dmu``,
     ``M_f``, ``M_c``, ``omega``), dissipation at the fixed point
     (``dissipation_free``, ``_clamped``, ``_learning``, ``_total``,
-    ``_ensemble``; kT per time unit, units in :data:`analysis.thermo.UNITS`),
+    ``_ensemble``; kT per time unit, units in :data:`crnfb.analysis.thermo.UNITS`),
     ``slowest_rate``, ``quasi_static_rate`` (1/time), ``stable`` (1.0/0.0),
     ``bias``, ``divergence`` (nats), ``bandwidth`` (rad/time), ``noise``,
     and with ``episode=True`` ``episode_total`` (kT). ``bandwidth=False`` /
@@ -208,9 +208,9 @@ def point_metrics(model: Model, *, episode: bool = False, bandwidth: bool = True
     part of a point). Pass a dict as ``reasons`` to receive why each
     ``None`` is missing.
     """
-    from analysis import thermo
-    from analysis.linearise import linearise
-    from analysis.stability import stability
+    from crnfb.analysis import thermo
+    from crnfb.analysis.linearise import linearise
+    from crnfb.analysis.stability import stability
 
     why = {} if reasons is None else reasons
     lrn, ens = model.learning, model.ensembles
@@ -411,7 +411,7 @@ def birth_death_front(model: Model, rate) -> np.ndarray:
     """Analytic Pareto front of E1 (``0 <-> X``, equilibrium clamping): cheapest cell dissipation for a rate.
 
     The mean and theta couple through ``s^2 + kappa s + kappa eps mu``
-    (MODEL.md section 8), so the slowest rate ``r <= kappa/2`` needs
+    (docs/theory.md §8), so the slowest rate ``r <= kappa/2`` needs
     ``eps = r (kappa - r) / (kappa mu)``, and at the fixed point
     (``lambda = m_c = m_f = mu``) the cell dissipates
     ``Omega * 2 dmu eps mu^2 = 2 dmu mu Omega r (1 - r/kappa)``. Rates above
@@ -529,16 +529,16 @@ def _parse_range(text: str) -> tuple[str, np.ndarray]:
 
 
 def main(argv=None) -> int:
-    """``python -m analysis.tradeoffs MODEL --sweep eps=1e-3:1:21 -o fig.png [--csv t.csv] [--reference]``.
+    """``python -m crnfb.analysis.tradeoffs MODEL --sweep eps=1e-3:1:21 -o fig.png [--csv t.csv] [--reference]``.
 
     Serial sweep and figure (``docs/img/tradeoffs_e1.png`` is made this way
     with ``--reference``: the analytic E1 front on the convergence panel).
     """
     import argparse
 
-    from feedback.modelfile import load_model
+    from crnfb.feedback.modelfile import load_model
 
-    ap = argparse.ArgumentParser(prog="python -m analysis.tradeoffs", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m crnfb.analysis.tradeoffs", description=main.__doc__)
     ap.add_argument("model")
     ap.add_argument("--sweep", action="append", required=True, help="NAME=LO:HI:N[:lin] or NAME=V1,V2,...")
     ap.add_argument("-o", "--output", help="figure file")

@@ -1,9 +1,9 @@
 """Validation of the linear analysis against the nonlinear ODE of the full loop.
 
-Every check compares a prediction of the linearised loop (:mod:`analysis.linearise`,
-:mod:`analysis.stability`) or of the quasi-static theory (MODEL.md section 3)
+Every check compares a prediction of the linearised loop (:mod:`crnfb.analysis.linearise`,
+:mod:`crnfb.analysis.stability`) or of the quasi-static theory (docs/theory.md §3)
 with the same quantity measured on the *nonlinear* ensemble-level ODE
-(:mod:`feedback.simulate`), and returns a :class:`Check`
+(:mod:`crnfb.feedback.simulate`), and returns a :class:`Check`
 ``{quantity, predicted, simulated, rel_error, tolerance, passed}``.
 
 The nonlinear runs integrate the deviation ``y = x - x*`` from the loop's
@@ -37,7 +37,7 @@ Checks (docs/validation.md gives each tolerance's derivation):
     10 %: that amplitude (measured) vs its second-order estimate from the
     smallest step.
 ``parameter noise``
-    (LNA vs SSA) from :func:`analysis.noise.validate_noise` when that module
+    (LNA vs SSA) from :func:`crnfb.analysis.noise.validate_noise` when that module
     exists.
 """
 
@@ -53,12 +53,12 @@ import scipy.linalg
 from scipy import sparse
 from scipy.sparse.linalg import splu
 
-from analysis.linearise import LinearLoop, linearise, loop_fixed_point
-from analysis.stability import DENSE_LIMIT, stability
-from feedback.ensembles import LearningNetwork
-from feedback.model import Model
-from feedback.signals import Constant, Signal, Sine, Step
-from feedback.simulate import LoopField, integrate
+from crnfb.analysis.linearise import LinearLoop, linearise, loop_fixed_point
+from crnfb.analysis.stability import DENSE_LIMIT, stability
+from crnfb.feedback.ensembles import LearningNetwork
+from crnfb.feedback.model import Model
+from crnfb.feedback.signals import Constant, Signal, Sine, Step
+from crnfb.feedback.simulate import LoopField, integrate
 
 # -- settings (docs/validation.md justifies each) --------------------------------------------
 #: Size of the perturbation along the slowest eigenvector (largest theta entry, kT).
@@ -359,9 +359,9 @@ def check_linear_range(runs: _StepRuns, A0: float = A_STEP, target: float = LINE
 
 # -- frequency response -------------------------------------------------------------------------------------
 def _linear_theta_response(setup: _Setup, omega: np.ndarray) -> np.ndarray:
-    """``C_theta (jw I - Jr)^{-1} Br`` (nw, k); analysis.frequency's when available."""
+    """``C_theta (jw I - Jr)^{-1} Br`` (nw, k); crnfb.analysis.frequency's when available."""
     try:
-        from analysis.frequency import closed_loop_direct
+        from crnfb.analysis.frequency import closed_loop_direct
         return np.asarray(closed_loop_direct(setup.loop, omega, "theta"))
     except ImportError:
         pass
@@ -461,7 +461,7 @@ def validate(model: Model, loop: LinearLoop | None = None, quick: bool = False,
         Passed to the noise check (SSA) when available.
     noise : bool
         Include the parameter-noise check (LNA vs SSA,
-        :func:`analysis.noise.validate_noise`) when that module exists; it
+        :func:`crnfb.analysis.noise.validate_noise`) when that module exists; it
         returns no entry when the SSA cannot sample the slowest mode (E3).
 
     Returns
@@ -504,7 +504,7 @@ def validate(model: Model, loop: LinearLoop | None = None, quick: bool = False,
         if disturbed:
             timed(check_linear_range, runs)
         try:
-            from analysis.noise import validate_noise
+            from crnfb.analysis.noise import validate_noise
         except ImportError:
             validate_noise = None
         if not noise:
@@ -531,10 +531,10 @@ def table(checks: list[Check]) -> str:
     return "\n".join(rows)
 
 
-def main(argv=None) -> int:  # pragma: no cover - convenience: python -m analysis.validation MODEL...
+def main(argv=None) -> int:  # pragma: no cover - convenience: python -m crnfb.analysis.validation MODEL...
     import argparse
 
-    from feedback.modelfile import load_model
+    from crnfb.feedback.modelfile import load_model
     p = argparse.ArgumentParser(description="validate the linear analysis against the nonlinear ODE")
     p.add_argument("models", nargs="+")
     p.add_argument("--quick", action="store_true")

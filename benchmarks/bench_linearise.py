@@ -11,13 +11,13 @@ were unstable by 40-400x (docs: shared/notes/python-control-0.10.md).
 
 For growing state counts it times
 
-* analytic: the loop fixed point (:func:`analysis.linearise.loop_fixed_point`),
-  the analytic sparse Jacobian and its reduction (:func:`analysis.linearise.linearise`,
+* analytic: the loop fixed point (:func:`crnfb.analysis.linearise.loop_fixed_point`),
+  the analytic sparse Jacobian and its reduction (:func:`crnfb.analysis.linearise.linearise`,
   including ``Jr``), and the slowest 10 closed-loop eigenvalues
-  (:func:`analysis.stability.closed_loop_eigenvalues` with ``count=10``:
+  (:func:`crnfb.analysis.stability.closed_loop_eigenvalues` with ``count=10``:
   dense ``eig`` up to ``DENSE_LIMIT`` reduced states, shift-invert Arnoldi on the full Jacobian above);
 * python-control: :func:`control.linearize` of the interconnected nonlinear
-  loop (:func:`feedback.loop.nonlinear_loop`; forward differences, n+2
+  loop (:func:`crnfb.feedback.loop.nonlinear_loop`; forward differences, n+2
   evaluations of the vector field) at the same fixed point, plus dense
   ``numpy.linalg.eigvals`` of the resulting full matrix.
 
@@ -63,11 +63,11 @@ sys.path.insert(0, str(ROOT))
 
 import control  # noqa: E402
 
-from analysis.linearise import linearise, loop_fixed_point  # noqa: E402
-from analysis.stability import DENSE_LIMIT, closed_loop_eigenvalues  # noqa: E402
-from feedback import Learning, Model, Network, Poisson, parse_model  # noqa: E402
-from feedback.ensembles import LearningNetwork  # noqa: E402
-from feedback.loop import nonlinear_loop  # noqa: E402
+from crnfb.analysis.linearise import linearise, loop_fixed_point  # noqa: E402
+from crnfb.analysis.stability import DENSE_LIMIT, closed_loop_eigenvalues  # noqa: E402
+from crnfb.feedback import Learning, Model, Network, Poisson, parse_model  # noqa: E402
+from crnfb.feedback.ensembles import LearningNetwork  # noqa: E402
+from crnfb.feedback.loop import nonlinear_loop  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "linearise.csv"
 

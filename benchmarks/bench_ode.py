@@ -5,7 +5,7 @@
 
 The network is E1 (birth-death ``0 <-> X``, examples/birth_death.toml) with
 *dynamic* clamping (``gamma = 1``, ``eps = 0.05``) at the ensemble level
-(MODEL.md section 4): ``n_max + 1`` free states, one clamped state per
+(docs/theory.md §4): ``n_max + 1`` free states, one clamped state per
 visible state in the support of ``Q_1`` or ``Q_2`` (Poisson 5 / 8; the
 support ends where the pmf underflows, at ~x = 180), and ``theta_X``. One
 *learning episode* is simulated: from the episode start (theta from the
@@ -13,20 +13,20 @@ file, copies at their stationary laws) until the identifiable part of
 ``theta - theta*`` has shrunk to 1e-3 of its initial size (located by
 an event on the dense output), 201 output points.
 
-Ours: :func:`feedback.simulate.simulate` (SciPy BDF with the analytic
+Ours: :func:`crnfb.feedback.simulate.simulate` (SciPy BDF with the analytic
 sparse Jacobian, SuperLU), ``rtol = 1e-7``, ``atol = 1e-10`` on
 probabilities and ``1e-9`` on theta. Timed: the integration only
 (``wall``), and the whole call including the loop fixed point needed to
 detect the episode's end (``total``).
 
-libRoadRunner: the learning network exported by :mod:`feedback.sbml`
+libRoadRunner: the learning network exported by :mod:`crnfb.feedback.sbml`
 (``learning_sbml``: copy-state species, ``Lambda_X`` as a species, mass
 action) run with its CVODE integrator (BDF; libRoadRunner 2.10 exposes no sparse
 linear solver, so CVODE factorises a dense Jacobian) from
 0 to our episode's end time with ``relative_tolerance = 1e-7`` and
 ``absolute_tolerance = 1e-10``; timed: ``simulate`` only (load and
 compilation reported separately). Agreement: ``|ln Lambda_X(T) - theta(T)|``.
-If :mod:`feedback.sbml` or ``roadrunner`` is missing, those columns are
+If :mod:`crnfb.feedback.sbml` or ``roadrunner`` is missing, those columns are
 empty and the script says why.
 
 ``OPENBLAS_NUM_THREADS=1`` is set (shared 2-core machine; multithreaded BLAS
@@ -51,18 +51,18 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from feedback.ensembles import LearningNetwork  # noqa: E402
-from feedback.modelfile import load_model  # noqa: E402
-from feedback.simulate import simulate  # noqa: E402
+from crnfb.feedback.ensembles import LearningNetwork  # noqa: E402
+from crnfb.feedback.modelfile import load_model  # noqa: E402
+from crnfb.feedback.simulate import simulate  # noqa: E402
 
 RR_TIME_LIMIT = 120.0     # skip larger sizes for CVODE once one run takes longer than this
 
 
 def _roadrunner():
     try:
-        from feedback.sbml import learning_sbml
+        from crnfb.feedback.sbml import learning_sbml
     except ImportError as e:
-        return None, f"feedback.sbml not available ({e})"
+        return None, f"crnfb.feedback.sbml not available ({e})"
     try:
         import roadrunner
     except ImportError as e:

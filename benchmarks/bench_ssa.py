@@ -3,7 +3,7 @@
     python benchmarks/bench_ssa.py            # full table (n_max 20, 50, 100; M = 1000)
     python benchmarks/bench_ssa.py --quick    # n_max 20 only, short runs (results/ssa-quick.csv)
 
-The network is E1 (birth-death ``0 <-> X``, MODEL.md section 8) as a finite
+The network is E1 (birth-death ``0 <-> X``, docs/theory.md §8) as a finite
 learning network (section 6) with dynamic clamping: ``M_f = M_c = 1000``
 copies, ``Omega = 1000``, ``eps = 0.05``, ``gamma = 1``, ``kappa = 1``; the
 environment is Poisson(5) restricted to its points of mass >= 1e-6
@@ -19,7 +19,7 @@ for GillesPy2 as one mass-action CRN with copy-state-count species
 
 so ``2 n_max + 2 (n_max + 1) + |supp Q|^2`` reactions (``dynamic`` rows). The
 ``equilibrium`` rows are the same network with the idealised clamped
-ensemble (MODEL.md section 4): no clamped copies and no resets, production
+ensemble (docs/theory.md §4): no clamped copies and no resets, production
 ``L_X -> 2 L_X`` at rate ``eps * E_Q[x]``: ``3 n_max + 1`` reactions, the
 case closest to GillesPy2's strengths. Both simulators start
 from the same sample of the initial copy states. GillesPy2 does not report
@@ -54,8 +54,8 @@ from scipy import stats  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from feedback import Ensembles, Learning, Model, Network, Table  # noqa: E402
-from feedback.ssa import simulate_ssa  # noqa: E402
+from crnfb.feedback import Ensembles, Learning, Model, Network, Table  # noqa: E402
+from crnfb.feedback.ssa import simulate_ssa  # noqa: E402
 
 M = 1000
 OMEGA = 1000.0
@@ -77,7 +77,7 @@ def bench_model(n_max: int, clamping: str = "dynamic") -> Model:
 
 def initial_counts(model: Model, seed: int):
     """The start our SSA uses for replicate 0 (same SeedSequence child, same draws)."""
-    from feedback.ensembles import LearningNetwork
+    from crnfb.feedback.ensembles import LearningNetwork
     net = LearningNetwork(model)
     th = model.theta0
     pf = net.free_stationary(th)

@@ -10,4 +10,3 @@ from .network import Network, Reaction, Species
 __all__ = ["Binomial", "Mixture", "Poisson", "Product", "Table", "DetailedBalanceError", "ModelError",
            "TruncationError", "Ensembles", "Learning", "Model", "load_model", "parse_model", "Network",
            "Reaction", "Species"]
-__version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""The learning network at the ensemble level (MODEL.md section 4).
+"""The learning network at the ensemble level (docs/theory.md §4).
 
 :class:`LearningNetwork` holds the free ensemble's master equation
 ``dp_f/dt = A(theta) p_f``, the clamped ensemble (``dynamic``: hidden-only
@@ -79,7 +79,7 @@ def generator_derivative(edges: EdgeList, rates: np.ndarray, p: np.ndarray, n: i
 
 
 class LearningNetwork:
-    """The closed learning loop of one :class:`~feedback.model.Model`.
+    """The closed learning loop of one :class:`~crnfb.feedback.model.Model`.
 
     Parameters
     ----------
@@ -91,7 +91,7 @@ class LearningNetwork:
     -----
     Free copies live on the whole class; clamped copies (dynamic clamping)
     on the class states whose visible part is in the support of ``Q_1`` or
-    ``Q_2`` (MODEL.md section 4). The reset law ``u(h|v)`` is uniform on the
+    ``Q_2`` (docs/theory.md §4). The reset law ``u(h|v)`` is uniform on the
     class states with visible part ``v``, so it respects conservation laws.
     """
 

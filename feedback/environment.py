@@ -1,8 +1,8 @@
-"""Environments ``Q(v)``: laws on visible states (MODEL.md section 2).
+"""Environments ``Q(v)``: laws on visible states (docs/theory.md §2).
 
 Named families (poisson, binomial, table, mixture, product) are value
 objects with a ``pmf``; :func:`tabulate` turns one into a table aligned with
-the visible states of a :class:`~feedback.statespace.StateSpace`, reports the
+the visible states of a :class:`~crnfb.feedback.statespace.StateSpace`, reports the
 mass it puts outside the reachable class, and refuses (D would be infinite)
 when that mass exceeds the tolerance.
 """

@@ -1,8 +1,8 @@
-"""Exact distributions and the divergence landscape (MODEL.md section 2).
+"""Exact distributions and the divergence landscape (docs/theory.md §2).
 
 All functions take the *full* ``theta`` (one entry per species); callers
 that learn a subset embed their parameters first (see
-:meth:`feedback.model.Model.full_theta`).
+:meth:`crnfb.feedback.model.Model.full_theta`).
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def neutral_directions(L: np.ndarray, learned: np.ndarray, n_species: int) -> np
     """Orthonormal basis (columns, learned coordinates) of non-identifiable directions.
 
     They are the vectors ``L^T c`` of the row space of the conservation laws
-    that vanish on every species that is not learned (MODEL.md section 2).
+    that vanish on every species that is not learned (docs/theory.md §2).
     """
     learned = np.asarray(learned)
     k = len(learned)

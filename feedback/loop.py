@@ -1,4 +1,4 @@
-"""The learning loop as python-control systems with named signals (MODEL.md section 5).
+"""The learning loop as python-control systems with named signals (docs/theory.md §5).
 
 Four blocks, one signal name per learned species ``<sp>``:
 
@@ -18,21 +18,21 @@ block   dynamics                                    inputs              outputs
 
 * :func:`nonlinear_blocks` / :func:`nonlinear_loop`: the blocks as
   :class:`control.NonlinearIOSystem` (vector fields from
-  :class:`~feedback.ensembles.LearningNetwork`) and their closed loop wired
+  :class:`~crnfb.feedback.ensembles.LearningNetwork`) and their closed loop wired
   by :func:`control.interconnect` (input ``a``; outputs ``theta``, ``m_f``,
   ``m_c``, ``e``). Its state is ``(p_f, p_c, theta)``, the order of
-  :class:`~feedback.ensembles.LearningNetwork`, so it can be simulated with
+  :class:`~crnfb.feedback.ensembles.LearningNetwork`, so it can be simulated with
   :func:`control.input_output_response` or checked against the analytic
   Jacobian. Do not use :func:`control.linearize` on it for analysis: it is a
   forward difference with a fixed absolute step (see
   ``docs/loop.md``); use :func:`linear_blocks` instead.
 * :func:`linear_blocks` / :func:`linear_loop`: the same blocks as analytic
   :class:`control.StateSpace` models at the loop's fixed point
-  (:func:`analysis.linearise.linearise`), in reduced coordinates: each
+  (:func:`crnfb.analysis.linearise.linearise`), in reduced coordinates: each
   ensemble restricted to its tangent space ``sum dp = 0`` by eliminating its
   pivot state, and (by default) the controller restricted to the
   identifiable theta directions by eliminating the neutral pivots exactly
-  as :mod:`analysis.linearise` does. The interconnection's state matrix
+  as :mod:`crnfb.analysis.linearise` does. The interconnection's state matrix
   *is* ``LinearLoop.Jr`` (same coordinates, same order).
 * :func:`loop_transfer_blocks`: the loop broken at ``theta``,
   ``L(s) = E (P_f(s) - P_c(s)) / s``, for margins.
@@ -40,9 +40,9 @@ block   dynamics                                    inputs              outputs
 Example: take the free plant out and look at it alone::
 
     >>> import control
-    >>> from feedback import load_model
-    >>> from analysis.linearise import linearise
-    >>> from feedback.loop import linear_blocks, linear_loop
+    >>> from crnfb.feedback import load_model
+    >>> from crnfb.analysis.linearise import linearise
+    >>> from crnfb.feedback.loop import linear_blocks, linear_loop
     >>> lin = linearise(load_model("examples/birth_death.toml"))
     >>> blocks = linear_blocks(lin)
     >>> P_f = blocks.P_f                       # theta_X -> m_f_X, 60 states
@@ -54,7 +54,7 @@ Example: take the free plant out and look at it alone::
 
 Dense models are built only up to :data:`MAX_DENSE_STATES` states (a
 :class:`LoopTooLargeError` beyond); for larger loops use the sparse
-``LinearLoop.Jr`` and :func:`analysis.stability.closed_loop_eigenvalues`.
+``LinearLoop.Jr`` and :func:`crnfb.analysis.stability.closed_loop_eigenvalues`.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ from .ensembles import LearningNetwork
 from .model import Model
 
 if TYPE_CHECKING:  # pragma: no cover
-    from analysis.linearise import LinearLoop
+    from crnfb.analysis.linearise import LinearLoop
 
 MAX_DENSE_STATES = 3000
 """Largest state count for which dense :class:`control.StateSpace` models are built."""
@@ -199,8 +199,8 @@ def nonlinear_loop(model: Model | LearningNetwork, clamping: str | None = None,
     Examples
     --------
     >>> import control, numpy as np
-    >>> from feedback import load_model
-    >>> from feedback.ensembles import LearningNetwork
+    >>> from crnfb.feedback import load_model
+    >>> from crnfb.feedback.ensembles import LearningNetwork
     >>> model = load_model("examples/isomerisation.toml")
     >>> sys = nonlinear_loop(model)
     >>> x0 = LearningNetwork(model).initial_state()
@@ -222,7 +222,7 @@ def _check_size(n: int, what: str) -> None:
         raise LoopTooLargeError(
             f"{what} has {n} states; dense python-control models are built only up to "
             f"MAX_DENSE_STATES = {MAX_DENSE_STATES}. For larger loops use the sparse reduced Jacobian "
-            "LinearLoop.Jr, analysis.stability.closed_loop_eigenvalues (sparse Arnoldi), or lower n_max")
+            "LinearLoop.Jr, crnfb.analysis.stability.closed_loop_eigenvalues (sparse Arnoldi), or lower n_max")
 
 
 @dataclass(frozen=True)
@@ -253,7 +253,7 @@ def linear_blocks(loop: "LinearLoop", reduce_neutral: bool = True) -> LoopBlocks
     Parameters
     ----------
     loop : LinearLoop
-        From :func:`analysis.linearise.linearise`.
+        From :func:`crnfb.analysis.linearise.linearise`.
     reduce_neutral : bool
         ``True`` (default): ``K`` keeps only the identifiable theta
         coordinates (the neutral pivots of ``loop`` eliminated; its output is
@@ -273,8 +273,8 @@ def linear_blocks(loop: "LinearLoop", reduce_neutral: bool = True) -> LoopBlocks
     Examples
     --------
     >>> import control
-    >>> from feedback import load_model
-    >>> from analysis.linearise import linearise
+    >>> from crnfb.feedback import load_model
+    >>> from crnfb.analysis.linearise import linearise
     >>> blocks = linear_blocks(linearise(load_model("examples/isomerisation.toml")))
     >>> blocks.P_c.input_labels
     ['theta_X', 'theta_Y', 'a']
@@ -348,7 +348,7 @@ def linear_loop(loop: "LinearLoop", reduce_neutral: bool = True, name: str = "le
 
 def loop_transfer_blocks(loop: "LinearLoop", reduce_neutral: bool = True,
                          name: str = "L") -> control.StateSpace:
-    """The loop broken at ``theta``: ``L(s) = E (P_f(s) - P_c(s)) / s`` (MODEL.md section 5).
+    """The loop broken at ``theta``: ``L(s) = E (P_f(s) - P_c(s)) / s`` (docs/theory.md §5).
 
     Inputs ``theta_in_<sp>`` (a theta perturbation injected into both
     plants, ``a = 0``); outputs ``theta_ret_<sp>``: what comes back round

@@ -1,10 +1,10 @@
 """The learning problem as one value object: network, class, environment, settings.
 
-:class:`Model` is what the model file describes (INTERFACE.md) and what
+:class:`Model` is what the model file describes (docs/model-file.md) and what
 every analysis takes. Build it from a file with
-:func:`feedback.modelfile.load_model` or in Python::
+:func:`crnfb.feedback.modelfile.load_model` or in Python::
 
-    from feedback import Model, Network, Poisson
+    from crnfb.feedback import Model, Network, Poisson
     net = Network.from_equations({"X": dict(visible=True)}, ["0 <-> X"])
     model = Model(net, initial={"X": 0}, n_max=60, environment=Poisson(5.0))
 """
@@ -223,7 +223,7 @@ class Model:
         return self.network.name
 
     def summary(self) -> dict:
-        """The network summary of ``crnfb check --json`` (INTERFACE.md)."""
+        """The network summary of ``crnfb check --json`` (docs/model-file.md)."""
         net = self.network
         return {
             "name": net.name,

@@ -1,4 +1,4 @@
-"""Model files (TOML, INTERFACE.md) to :class:`~feedback.model.Model`.
+"""Model files (TOML, docs/model-file.md) to :class:`~crnfb.feedback.model.Model`.
 
 Parsed with the standard library's ``tomllib``; every value is checked for
 type and range, and every error names the file, the key (and the line when

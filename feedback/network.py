@@ -1,4 +1,4 @@
-"""Detailed-balanced reaction networks (MODEL.md section 1).
+"""Detailed-balanced reaction networks (docs/theory.md §1).
 
 A :class:`Network` holds species (with free energies ``G_i``, visibility and
 whether ``G_i`` is learned) and reversible reactions ``y_r <-> y'_r`` with the
@@ -173,7 +173,7 @@ def _nonnegative_where_possible(L: np.ndarray) -> np.ndarray:
 class Network:
     """A reversible reaction network with species energies.
 
-    Build it directly, or from a model file with :func:`feedback.modelfile.load_model`.
+    Build it directly, or from a model file with :func:`crnfb.feedback.modelfile.load_model`.
 
     Examples
     --------

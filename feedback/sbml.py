@@ -1,4 +1,4 @@
-"""SBML export and import (MODEL.md sections 1 and 4; INTERFACE.md ``crnfb export``).
+"""SBML export and import (docs/theory.md §1 and 4; docs/cli.md ``crnfb export``).
 
 Export
 ------
@@ -9,7 +9,7 @@ Export
   ``kf = kappa lambda^{y'}``, ``kr = kappa lambda^{y}``; energies, ``theta``,
   ``lambda``, visibility and ``kappa`` travel in ``crnfb`` annotations.
 * :func:`learning_network` / :func:`learning_sbml` -- the learning CRN at the
-  ensemble level (MODEL.md section 4): copy-state species ``free_<state>`` and
+  ensemble level (docs/theory.md §4): copy-state species ``free_<state>`` and
   ``clamped_<state>`` (amounts = fractions of copies), parameter species
   ``Lambda_<species>`` (amount = lambda), all reactions irreversible mass
   action. The state label scheme is :func:`state_label`.
@@ -20,8 +20,8 @@ Import
   kinetic-law ASTs are walked node by node; nothing is parsed as text or
   evaluated as code) into a :class:`MassActionNetwork`.
 * :func:`read_network` / :func:`import_sbml` turn a reversible mass-action
-  SBML model into a :class:`~feedback.network.Network` / a
-  :class:`~feedback.model.Model` after the Wegscheider check.
+  SBML model into a :class:`~crnfb.feedback.network.Network` / a
+  :class:`~crnfb.feedback.model.Model` after the Wegscheider check.
 
 The id scheme, what is exported and what import rejects are documented in
 ``docs/sbml.md``.
@@ -280,7 +280,7 @@ def _reset_law(model, states: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def clamped_start(model, theta: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The clamped ensemble's start ``(states, p_c)`` (MODEL.md section 4).
+    """The clamped ensemble's start ``(states, p_c)`` (docs/theory.md §4).
 
     Dynamic clamping: the stationary law of the clamped dynamics at ``theta``
     (learned coordinates; default the file's) under the initial environment,
@@ -353,7 +353,7 @@ def learning_network(model, *, strict: bool = False) -> MassActionNetwork:
     learned = list(model.learned)
     theta_full = model.full_theta(model.theta0)
     notes = [
-        f"Learning CRN of model '{net.name}' at the ensemble level (crn-feedback MODEL.md section 4), "
+        f"Learning CRN of model '{net.name}' at the ensemble level (crn-feedback docs/theory.md §4), "
         "exported by crn-feedback. All reactions are irreversible mass action; compartment volume 1.",
         "Species free_<state> and clamped_<state>: fraction of free / clamped copies in a copy state; "
         "<state> lists every species of the model network followed by its count, joined by '_' "
@@ -634,10 +634,10 @@ def learning_sbml(model, *, strict: bool = False, validate: bool = False) -> str
 
 
 def model_sbml(model, *, initial=None, validate: bool = False) -> str:
-    """SBML Level 3 Version 2 text of the model network C of ``model`` (MODEL.md section 1).
+    """SBML Level 3 Version 2 text of the model network C of ``model`` (docs/theory.md §1).
 
-    ``model`` is a :class:`~feedback.model.Model` or a bare
-    :class:`~feedback.network.Network` (then ``initial`` gives the counts,
+    ``model`` is a :class:`~crnfb.feedback.model.Model` or a bare
+    :class:`~crnfb.feedback.network.Network` (then ``initial`` gives the counts,
     default all zero).
 
     Species ids are the species names (initial amounts from ``model.initial``),
@@ -663,7 +663,7 @@ def model_sbml(model, *, initial=None, validate: bool = False) -> str:
     for r in range(len(net.reactions)):
         ids += [f"r{r + 1}", f"kf_r{r + 1}", f"kr_r{r + 1}"]
     _ids_unique(ids, "species names, r<K>, kf_r<K>, kr_r<K>, cell")
-    notes = [f"Model network '{net.name}' exported by crn-feedback (MODEL.md section 1): detailed-balanced, "
+    notes = [f"Model network '{net.name}' exported by crn-feedback (docs/theory.md §1): detailed-balanced, "
              "reversible mass-action reactions with kf = kappa*lambda^{y'} and kr = kappa*lambda^{y}, "
              "lambda_i = exp(theta_i) = exp(-G_i). One copy in unit volume: amounts are molecule counts.",
              f"Visible species: {', '.join(net.names[i] for i in net.visible) or '-'}; "
@@ -725,7 +725,7 @@ def export_model(model, path, *, learning: bool = False, strict: bool = False, v
 
 
 def run_export_command(args) -> int:
-    """``crnfb export MODEL --sbml FILE [--learning]`` (INTERFACE.md).
+    """``crnfb export MODEL --sbml FILE [--learning]`` (docs/cli.md).
 
     Export warnings (equilibrium clamping, unreachable hidden states) go to
     stderr; :class:`ModelError` propagates (the CLI maps it to exit 2).
@@ -1096,7 +1096,7 @@ def read_network(source, visible=None, learned=None, *, tol: float = 1e-8,
     ``kf*prod(reactants) - kr*prod(products)``, or be an irreversible
     mass-action reaction paired with another irreversible one that is its
     reverse. Detailed balance is checked by the Wegscheider conditions
-    (:func:`feedback.network.from_rate_constants`); energies are the
+    (:func:`crnfb.feedback.network.from_rate_constants`); energies are the
     minimum-norm solution, or, if every species carries a ``crnfb:species``
     energy annotation consistent with the rate constants (files written by
     :func:`model_sbml`), those energies.
@@ -1196,7 +1196,7 @@ def read_network(source, visible=None, learned=None, *, tol: float = 1e-8,
 
 def import_sbml(source, visible=None, environment=None, *, learned=None, initial=None, n_max=None,
                 change=None, learning=None, ensembles=None, tol: float = 1e-8, truncation_tol: float = 1e-6):
-    """Import a reversible mass-action SBML model as a :class:`~feedback.model.Model`.
+    """Import a reversible mass-action SBML model as a :class:`~crnfb.feedback.model.Model`.
 
     Parameters
     ----------
@@ -1206,7 +1206,7 @@ def import_sbml(source, visible=None, environment=None, *, learned=None, initial
     environment : Environment
         The target law ``Q`` (required: a Model needs one).
     learned, n_max, change, learning, ensembles, truncation_tol
-        As for :class:`~feedback.model.Model`.
+        As for :class:`~crnfb.feedback.model.Model`.
     initial : dict, optional
         Initial counts; default the SBML initial amounts (whole numbers).
     """

@@ -13,7 +13,7 @@ form is parsed by :func:`parse_signal`::
                         starting at 0; switch times drawn from the seed
 
 Values of ``a`` must stay in ``[0, 1]`` (outside, ``Q`` can be negative and
-``D`` is undefined); every violation is a :class:`~feedback.errors.ModelError`.
+``D`` is undefined); every violation is a :class:`~crnfb.feedback.errors.ModelError`.
 """
 
 from __future__ import annotations

@@ -1,23 +1,23 @@
-"""Deterministic simulation of the full learning loop (infinite ensembles, MODEL.md section 4).
+"""Deterministic simulation of the full learning loop (infinite ensembles, docs/theory.md §4).
 
-The state ``x = (p_f, p_c, theta)`` of :class:`~feedback.ensembles.LearningNetwork`
+The state ``x = (p_f, p_c, theta)`` of :class:`~crnfb.feedback.ensembles.LearningNetwork`
 follows its closed-loop vector field under an environment signal ``a(t)``
-(:mod:`feedback.signals`). The system is stiff (fast master-equation modes,
+(:mod:`crnfb.feedback.signals`). The system is stiff (fast master-equation modes,
 slow learning), so it is integrated by SciPy's implicit solvers (``BDF``
 default, or ``Radau``) with the network's analytic sparse Jacobian (the
 solver factorises it with SuperLU). The run is split at the signal's
 breakpoints (steps, telegraph switches): each piece starts a fresh solver,
 so no step straddles a jump of ``a``.
 
-:func:`integrate` is the generic driver (also used by :mod:`analysis.validation`
+:func:`integrate` is the generic driver (also used by :mod:`crnfb.analysis.validation`
 on the deviation from a fixed point); :func:`simulate` runs the learning
 network from the start of a learning episode and returns a :class:`Trajectory`.
 
 Example::
 
-    from feedback import load_model
-    from feedback.signals import Step
-    from feedback.simulate import simulate
+    from crnfb.feedback import load_model
+    from crnfb.feedback.signals import Step
+    from crnfb.feedback.simulate import simulate
     traj = simulate(load_model("examples/birth_death.toml"), t_end=200.0, signal=Step(0, 1, 100))
     traj.to_csv("run.csv")
 """
@@ -356,7 +356,7 @@ class Trajectory:
 
     @property
     def columns(self) -> list[str]:
-        """CSV header (INTERFACE.md): time, theta_*, m_f_*, m_c_*, D, a."""
+        """CSV header (docs/cli.md): time, theta_*, m_f_*, m_c_*, D, a."""
         return (["time"] + [f"theta_{n}" for n in self.names] + [f"m_f_{n}" for n in self.names]
                 + [f"m_c_{n}" for n in self.names] + ["D", "a"])
 
@@ -422,7 +422,7 @@ def simulate(model: Model, t_end: float, signal: Signal | None = None, points: i
     points : int
         Output times ``linspace(0, t_end, points)`` (>= 2).
     theta0, x0 :
-        Start: by default the episode start (MODEL.md section 4): theta from
+        Start: by default the episode start (docs/theory.md §4): theta from
         the file, ``p_f = pi(theta0)``, ``p_c`` stationary for ``theta0`` at
         ``a(0)``. ``theta0`` changes the parameters only; ``x0`` gives the
         full loop state.
@@ -436,7 +436,7 @@ def simulate(model: Model, t_end: float, signal: Signal | None = None, points: i
         Keep the full loop states in ``Trajectory.x``.
     until_episode_end : bool
         Stop when the identifiable part of ``theta - theta*`` has shrunk to
-        1e-3 of its initial size (MODEL.md section 4; ``theta*`` the loop's
+        1e-3 of its initial size (docs/theory.md §4; ``theta*`` the loop's
         fixed point), or at ``t_end`` if that comes first.
     """
     if not (isinstance(t_end, (int, float, np.floating)) and math.isfinite(t_end) and t_end > 0):
@@ -454,7 +454,7 @@ def simulate(model: Model, t_end: float, signal: Signal | None = None, points: i
     t_eval = np.linspace(0.0, float(t_end), int(points))
     stop = None
     if until_episode_end:
-        from analysis.linearise import loop_fixed_point
+        from crnfb.analysis.linearise import loop_fixed_point
 
         fp = loop_fixed_point(model, net)
         U = model.identifiable

@@ -1,4 +1,4 @@
-"""Exact stochastic simulation of the finite-ensemble learning network (MODEL.md section 6).
+"""Exact stochastic simulation of the finite-ensemble learning network (docs/theory.md §6).
 
 ``M_f`` free and ``M_c`` clamped copies of the model network and one
 parameter species count ``L_i`` per learned species in volume ``Omega``
@@ -34,7 +34,7 @@ redrawn (exact by memorylessness). Output times are only observed: the
 pending event time is kept, so the sample path does not depend on how many
 points are recorded or on the chunking used for progress reports.
 
-Under ``clamping = "equilibrium"`` (the idealised clamped ensemble, MODEL.md
+Under ``clamping = "equilibrium"`` (the idealised clamped ensemble, docs/theory.md
 section 4) there are no clamped copies: the production propensity uses the
 exact ``m_c(theta) = <n>_Qt``, recomputed after each learning event of a
 hidden species (``pi(h|v)`` does not depend on the visible species' theta;
@@ -574,9 +574,9 @@ class SSATrajectory:
         return out
 
     def to_csv(self, path) -> Path:
-        """Write the INTERFACE.md simulate CSV: ``time, theta_*, m_f_*, m_c_*, D, a``.
+        """Write the docs/cli.md simulate CSV: ``time, theta_*, m_f_*, m_c_*, D, a``.
 
-        Same columns as the ODE trajectories of :mod:`feedback.simulate` (``a``:
+        Same columns as the ODE trajectories of :mod:`crnfb.feedback.simulate` (``a``:
         the environment's mixing weight).
 
         With several replicates a leading ``replicate`` column is added. The
@@ -661,7 +661,7 @@ def simulate_ssa(model: Model, t_end: float, n_points: int = 201, seed: int | No
                  a_signal=None, progress: bool = True, *, learn: bool = True, clamping: str | None = None,
                  theta_start: np.ndarray | None = None, occupancy_from: float | None = None,
                  threads: int | None = None) -> SSATrajectory:
-    """Exact SSA of the finite-ensemble learning network (MODEL.md section 6).
+    """Exact SSA of the finite-ensemble learning network (docs/theory.md §6).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""The irreducible class of one copy's initial state (MODEL.md section 1).
+"""The irreducible class of one copy's initial state (docs/theory.md §1).
 
 States are enumerated by a vectorised breadth-first search over the
 reactions' jumps inside the truncation box, sorted lexicographically (so the
@@ -270,7 +270,7 @@ class StateSpace:
     def hidden_disconnected(self, visible_rows: np.ndarray | None = None) -> list[tuple[int, ...]]:
         """Visible states whose hidden states are not connected by hidden-only reactions.
 
-        For those ``v`` the clamped ensemble cannot mix ``pi(h|v)`` (MODEL.md
+        For those ``v`` the clamped ensemble cannot mix ``pi(h|v)`` (docs/theory.md
         section 4), whatever ``gamma``.
         """
         rows, cols = [], []

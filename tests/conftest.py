@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-from feedback import load_model
+from crnfb.feedback import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -73,7 +73,7 @@ def reachable_class(Y, Yp, initial, bounds):
 
     Plain breadth-first search over tuples: a reaction fires forward from
     ``n`` when ``n >= y`` and backward when ``n >= y'``; jumps leaving the
-    box are dropped (MODEL.md section 1).
+    box are dropped (docs/theory.md §1).
     """
     Y = [tuple(int(v) for v in y) for y in Y]
     Yp = [tuple(int(v) for v in y) for y in Yp]

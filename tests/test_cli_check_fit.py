@@ -1,4 +1,4 @@
-"""`crnfb check` and `crnfb fit` (INTERFACE.md): output contract and bad input.
+"""`crnfb check` and `crnfb fit` (docs/cli.md): output contract and bad input.
 
 Bad input must give exit code 2, a message on stderr naming the file and the
 key (or the line, for TOML syntax errors), no traceback, and nothing written.
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.cli import main
+from crnfb.analysis.cli import main
 
 from conftest import EXAMPLE_FILES, EXAMPLES, ROOT
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq, minimize_scalar
 
-from analysis.disturbance import disturbance, optimum_derivative
-from analysis.fixedpoints import learned_fixed_point
-from analysis.frequency import closed_loop_direct, dc_response, loop_blocks
-from analysis.linearise import linearise
-from feedback import Binomial, Learning, Model, Network
-from feedback.modelfile import load_model
+from crnfb.analysis.disturbance import disturbance, optimum_derivative
+from crnfb.analysis.fixedpoints import learned_fixed_point
+from crnfb.analysis.frequency import closed_loop_direct, dc_response, loop_blocks
+from crnfb.analysis.linearise import linearise
+from crnfb.feedback import Binomial, Learning, Model, Network
+from crnfb.feedback.modelfile import load_model
 
 EX = Path(__file__).resolve().parents[1] / "examples"
 

@@ -1,4 +1,4 @@
-"""The quasi-static learning problem (MODEL.md sections 3 and 8): E1, E2, E3."""
+"""The quasi-static learning problem (docs/theory.md §3 and 8): E1, E2, E3."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analysis.fixedpoints import classify, learned_fixed_point, quasi_static_rates, stationary_points
-from feedback import Binomial, Mixture, Table
+from crnfb.analysis.fixedpoints import classify, learned_fixed_point, quasi_static_rates, stationary_points
+from crnfb.feedback import Binomial, Mixture, Table
 
 KINDS = {"minimum", "saddle", "maximum"}
 
@@ -68,7 +68,7 @@ def test_e2_any_target_any_start(e2, G, eps):
     assert pt.theta[0] - pt.theta[1] == pytest.approx(np.log(p / (1 - p)), abs=1e-8)
     P = model.landscape.marginal(model.space.stationary(model.full_theta(pt.theta)))
     np.testing.assert_allclose(P, stats.binom.pmf(np.arange(21), T, p), atol=1e-12)
-    # the flow keeps L E^{-1} theta (MODEL.md section 3); for scalar eps that is theta_X + theta_Y
+    # the flow keeps L E^{-1} theta (docs/theory.md §3); for scalar eps that is theta_X + theta_Y
     e = np.asarray(eps)
     assert (pt.theta / e).sum() == pytest.approx((model.theta0 / e).sum(), abs=1e-7)
     # P unchanged along the neutral direction
@@ -153,7 +153,7 @@ def test_continuum_of_minima_does_not_crash_the_polish():
     # regression: A <-> B <-> X with A and B learned (X fixed): D depends on theta_A, theta_B only
     # through ln(e^theta_A + e^theta_B), so the minima form a curve and the Hessian is singular
     # there; trust-exact raised ValueError (inf in its Cholesky shift)
-    from feedback import Learning, Model, Network
+    from crnfb.feedback import Learning, Model, Network
     net = Network.from_equations({"A": {}, "B": {}, "X": dict(visible=True, learn=False)},
                                  [("A <-> B", 0.2), ("B <-> X", 0.2)])
     model = Model(net, initial={"A": 4}, environment=Binomial(4, 0.25),

@@ -1,4 +1,4 @@
-"""The stationary law and the divergence landscape (MODEL.md sections 1-3).
+"""The stationary law and the divergence landscape (docs/theory.md §1-3).
 
 Exactness of the product form on the (truncated) class, D >= 0, gradient and
 Hessian against finite differences of D, neutral directions, and D as a
@@ -15,7 +15,7 @@ from hypothesis.extra.numpy import arrays
 from scipy import sparse, stats
 from scipy.special import gammaln
 
-from feedback import Model, Network, Poisson
+from crnfb.feedback import Model, Network, Poisson
 
 from conftest import example
 
@@ -161,7 +161,7 @@ def test_without_hidden_species_the_hessian_is_the_covariance(theta):
 @given(data=st.data())
 def test_hidden_determined_by_visible_gives_the_covariance(name, data):
     # in E2 (y = T - x) and the dimer (c = 4 - b) the hidden part is a function of v:
-    # E_Q[Cov(n|v)] vanishes and H = Cov_pi, positive semidefinite (MODEL.md section 2)
+    # E_Q[Cov(n|v)] vanishes and H = Cov_pi, positive semidefinite (docs/theory.md §2)
     model = example(name)
     theta = data.draw(thetas(model.network.n_species))
     land = model.landscape

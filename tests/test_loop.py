@@ -4,7 +4,7 @@ Checks: the nonlinear interconnection reproduces LearningNetwork.rhs; the
 analytic Jacobian agrees with control.linearize and with central finite
 differences on E3; the analytic StateSpace blocks, wired by
 control.interconnect, give exactly the reduced Jacobian of
-analysis.linearise and its eigenvalues; blocks can be taken out and
+crnfb.analysis.linearise and its eigenvalues; blocks can be taken out and
 analysed alone; the loop transfer closes back to the same loop.
 """
 
@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-import feedback.loop as loop_mod
-from analysis.linearise import linearise
-from analysis.stability import closed_loop_eigenvalues
-from feedback.ensembles import LearningNetwork
-from feedback.loop import (LoopTooLargeError, linear_blocks, linear_loop, loop_transfer_blocks,
+import crnfb.feedback.loop as loop_mod
+from crnfb.analysis.linearise import linearise
+from crnfb.analysis.stability import closed_loop_eigenvalues
+from crnfb.feedback.ensembles import LearningNetwork
+from crnfb.feedback.loop import (LoopTooLargeError, linear_blocks, linear_loop, loop_transfer_blocks,
                            nonlinear_blocks, nonlinear_loop, signal_names)
 
 _LIN: dict = {}

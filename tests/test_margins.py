@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from analysis.disturbance import disturbance
-from analysis.frequency import loop_blocks
-from analysis.linearise import linearise
-from analysis.margins import critical_gain, margins, scaled_jacobian
-from feedback import Binomial, Learning, Model, Network, Poisson
-from feedback.ensembles import LearningNetwork
-from feedback.modelfile import load_model
+from crnfb.analysis.disturbance import disturbance
+from crnfb.analysis.frequency import loop_blocks
+from crnfb.analysis.linearise import linearise
+from crnfb.analysis.margins import critical_gain, margins, scaled_jacobian
+from crnfb.feedback import Binomial, Learning, Model, Network, Poisson
+from crnfb.feedback.ensembles import LearningNetwork
+from crnfb.feedback.modelfile import load_model
 
 EX = Path(__file__).resolve().parents[1] / "examples"
 

@@ -1,4 +1,4 @@
-"""Model files (INTERFACE.md) and environments (MODEL.md section 2).
+"""Model files (docs/model-file.md) and environments (docs/theory.md §2).
 
 Error behaviour through the command line is in test_cli_check_fit.py; here
 the Python API: defaults, every key, environment tables.
@@ -14,9 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from feedback import Binomial, Mixture, ModelError, Poisson, Product, Table, load_model, parse_model
-from feedback.environment import from_dict, tabulate
-from feedback.errors import EnvironmentModelError
+from crnfb.feedback import Binomial, Mixture, ModelError, Poisson, Product, Table, load_model, parse_model
+from crnfb.feedback.environment import from_dict, tabulate
+from crnfb.feedback.errors import EnvironmentModelError
 
 from conftest import EXAMPLE_FILES, example
 

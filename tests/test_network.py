@@ -1,6 +1,6 @@
 """Networks: equation parsing, conservation laws, state classes, Wegscheider check.
 
-MODEL.md section 1. Brute-force references live in conftest.py and share no
+docs/theory.md §1. Brute-force references live in conftest.py and share no
 code with feedback/.
 """
 
@@ -11,9 +11,9 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from feedback import DetailedBalanceError, ModelError, Network, Species
-from feedback.network import MAX_COEFFICIENT, detailed_balance, from_rate_constants, parse_complex, parse_equation
-from feedback.statespace import StateSpace
+from crnfb.feedback import DetailedBalanceError, ModelError, Network, Species
+from crnfb.feedback.network import MAX_COEFFICIENT, detailed_balance, from_rate_constants, parse_complex, parse_equation
+from crnfb.feedback.statespace import StateSpace
 
 from conftest import box_slice, example, reachable_class
 

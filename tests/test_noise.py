@@ -1,5 +1,5 @@
 """Linear noise approximation of the finite-ensemble loop (analysis/noise.py) against
-closed forms and the exact SSA (MODEL.md section 6)."""
+closed forms and the exact SSA (docs/theory.md §6)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from analysis.linearise import linearise
-from analysis.noise import diffusion_matrix, lyapunov, parameter_noise, validate_noise
-from feedback.model import Ensembles
+from crnfb.analysis.linearise import linearise
+from crnfb.analysis.noise import diffusion_matrix, lyapunov, parameter_noise, validate_noise
+from crnfb.feedback.model import Ensembles
 from tests.conftest import example
 
 
@@ -113,7 +113,7 @@ def test_lna_matches_ssa_e2_identifiable_coordinate():
 def test_unstable_loop_has_no_stationary_covariance(monkeypatch):
     model = example("birth_death")
     loop = linearise(model)
-    import analysis.noise as noise
+    import crnfb.analysis.noise as noise
     bad = type(loop)(loop.net, loop.fixed_point, -loop.J, -loop.B, loop.V, loop.rest, loop.removed)
     with pytest.raises(ValueError, match="not stable"):
         noise.parameter_noise(model, loop=bad)

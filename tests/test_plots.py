@@ -1,4 +1,4 @@
-"""Figures (:mod:`analysis.plots`): non-trivial, and what they draw is what report.json says; gallery."""
+"""Figures (:mod:`crnfb.analysis.plots`): non-trivial, and what they draw is what report.json says; gallery."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis import plots
-from analysis.results import Distribution, FrequencyResponse, StepResponse, Unavailable, analyse
+from crnfb.analysis import plots
+from crnfb.analysis.results import Distribution, FrequencyResponse, StepResponse, Unavailable, analyse
 
 ROOT = Path(__file__).resolve().parent.parent
 GALLERY = sorted((ROOT / "examples" / "gallery").glob("*.py"))
@@ -136,7 +136,7 @@ def test_placeholders_and_unavailable():
     fig = plots.lag_cost({"lag_cost": None, "lag_cost_reason": "no change"})
     assert fig.crnfb["placeholder"] and fig.crnfb["reason"] == "no change"
     _non_trivial(fig, 5_000)
-    from analysis.results import Results
+    from crnfb.analysis.results import Results
     r = Results(model=None)
     with pytest.raises(Unavailable):
         r.plot_step()

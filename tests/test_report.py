@@ -1,4 +1,4 @@
-"""``crnfb report`` and :mod:`analysis.results`: files, report.json contract, exit codes, atomicity."""
+"""``crnfb report`` and :mod:`crnfb.analysis.results`: files, report.json contract, exit codes, atomicity."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis import results as R
-from analysis.cli import main
-from analysis.report import FIGURES, write_report
-from analysis.results import REQUIRED_KEYS, analyse, get_path
+from crnfb.analysis import results as R
+from crnfb.analysis.cli import main
+from crnfb.analysis.report import FIGURES, write_report
+from crnfb.analysis.results import REQUIRED_KEYS, analyse, get_path
 
 ROOT = Path(__file__).resolve().parent.parent
 E1 = ROOT / "examples" / "birth_death.toml"
@@ -108,7 +108,7 @@ def test_report_json_numbers_finite_and_nulls_have_reasons(e1_report):
 
 
 def test_report_e1_values(e1_report):
-    """E1 (MODEL.md section 8): Poisson(E_Q x) learned; s^2 + s + eps mu; rate eps mu."""
+    """E1 (docs/theory.md §8): Poisson(E_Q x) learned; s^2 + s + eps mu; rate eps mu."""
     _, out = e1_report
     d = _strict_load(out / "report.json")
     assert d["model"]["name"] == "birth-death"
@@ -173,7 +173,7 @@ def test_report_unstable_chain_exit_1_report_written(tmp_path):
 
 def test_write_report_is_atomic(tmp_path, e1_results, monkeypatch):
     out = tmp_path / "rep"
-    import analysis.report as rep
+    import crnfb.analysis.report as rep
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
@@ -194,7 +194,7 @@ def test_missing_sections_are_null_with_reasons(e1, monkeypatch):
     real = R._find
 
     def fake(module, names):
-        if module in ("analysis.margins", "analysis.disturbance", "analysis.thermo", "analysis.validation"):
+        if module in ("crnfb.analysis.margins", "crnfb.analysis.disturbance", "crnfb.analysis.thermo", "crnfb.analysis.validation"):
             raise R.Unavailable(f"{module} is not available in this installation")
         return real(module, names)
     monkeypatch.setattr(R, "_find", fake)
@@ -215,7 +215,7 @@ def test_failing_section_does_not_lose_the_report(e1, monkeypatch):
     real = R._find
 
     def fake(module, names):
-        if module == "analysis.margins":
+        if module == "crnfb.analysis.margins":
             def broken(loop, **kw):
                 raise ZeroDivisionError("bug")
             return broken

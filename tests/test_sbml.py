@@ -3,7 +3,7 @@
 Peer tests (marker ``peers``) load the exported learning network into
 libRoadRunner and build a finite-ensemble network in GillesPy2; they are
 skipped with a reason when those packages are absent. The reference for the
-ensemble-level ODE is :class:`feedback.ensembles.LearningNetwork` (its own
+ensemble-level ODE is :class:`crnfb.feedback.ensembles.LearningNetwork` (its own
 generator code, in theta coordinates), so every comparison below is between
 two independent implementations.
 """
@@ -22,12 +22,12 @@ from scipy.optimize import linear_sum_assignment
 
 libsbml = pytest.importorskip("libsbml")
 
-from feedback import sbml  # noqa: E402
-from feedback.environment import Poisson  # noqa: E402
-from feedback.errors import ModelError  # noqa: E402
-from feedback.model import Model  # noqa: E402
-from feedback.modelfile import load_model  # noqa: E402
-from feedback.network import Network  # noqa: E402
+from crnfb.feedback import sbml  # noqa: E402
+from crnfb.feedback.environment import Poisson  # noqa: E402
+from crnfb.feedback.errors import ModelError  # noqa: E402
+from crnfb.feedback.model import Model  # noqa: E402
+from crnfb.feedback.modelfile import load_model  # noqa: E402
+from crnfb.feedback.network import Network  # noqa: E402
 
 EX = Path(__file__).resolve().parents[1] / "examples"
 
@@ -406,8 +406,8 @@ def test_learning_sbml_is_valid(case):
 
 @pytest.mark.parametrize("case", sorted(LEARNING_CASES))
 def test_learning_rhs_matches_ensemble_ode(case):
-    """The exported network's mass-action ODE equals feedback.ensembles.LearningNetwork's."""
-    from feedback.ensembles import LearningNetwork
+    """The exported network's mass-action ODE equals crnfb.feedback.ensembles.LearningNetwork's."""
+    from crnfb.feedback.ensembles import LearningNetwork
     m = LEARNING_CASES[case]()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", sbml.SBMLExportWarning)
@@ -466,7 +466,7 @@ def test_learning_initial_values(case):
     assert np.abs(dx[copy]).max() < 1e-12
     # clamped start against a dense solve of (A_hid - gamma I) p + gamma Q u = 0
     states, pc = sbml.clamped_start(m)
-    from feedback.ensembles import LearningNetwork
+    from crnfb.feedback.ensembles import LearningNetwork
     ln = LearningNetwork(m)
     A = ln.hidden_generator(m.theta0).toarray()
     dense = np.linalg.solve(m.learning.gamma * np.eye(A.shape[0]) - A, m.learning.gamma * ln.reset_target())
@@ -518,7 +518,7 @@ def test_id_collisions_are_reported():
 # command line
 # ---------------------------------------------------------------------------------------------
 def test_cli_export(tmp_path, capsys):
-    from analysis.cli import main
+    from crnfb.analysis.cli import main
     out = tmp_path / "e2.xml"
     assert main(["export", str(EX / "isomerisation.toml"), "--sbml", str(out)]) == 0
     assert consistency_errors(out.read_text()) == []
@@ -531,7 +531,7 @@ def test_cli_export(tmp_path, capsys):
 
 
 def test_cli_export_bad_input_writes_nothing(tmp_path, capsys):
-    from analysis.cli import main
+    from crnfb.analysis.cli import main
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x"\n[species.X]\nvisible = true\n[[reactions]]\neq = "0 <-> Y"\n')
     out = tmp_path / "out.xml"
@@ -562,7 +562,7 @@ PEER_CASES = {"E1": lambda: load("birth_death", clamping="dynamic"), "E2": lambd
 @pytest.mark.peers
 @pytest.mark.parametrize("case", sorted(PEER_CASES))
 def test_roadrunner_time_course(case):
-    from feedback.ensembles import LearningNetwork
+    from crnfb.feedback.ensembles import LearningNetwork
     m = PEER_CASES[case]()
     rr = _roadrunner(sbml.learning_sbml(m))
     t_end, n = 10.0, 11
@@ -588,8 +588,8 @@ EIGEN_CASES = {"E1": lambda: load("birth_death", clamping="dynamic").replace(n_m
 @pytest.mark.peers
 @pytest.mark.parametrize("case", sorted(EIGEN_CASES))
 def test_roadrunner_jacobian_eigenvalues(case):
-    from analysis.linearise import loop_fixed_point
-    from feedback.ensembles import LearningNetwork
+    from crnfb.analysis.linearise import loop_fixed_point
+    from crnfb.feedback.ensembles import LearningNetwork
     m = EIGEN_CASES[case]()
     text = sbml.learning_sbml(m)
     rr = _roadrunner(text)
@@ -618,7 +618,7 @@ def test_roadrunner_jacobian_eigenvalues(case):
 
 
 # ---------------------------------------------------------------------------------------------
-# peers: GillesPy2 finite ensembles (MODEL.md section 6), theta frozen
+# peers: GillesPy2 finite ensembles (docs/theory.md §6), theta frozen
 # ---------------------------------------------------------------------------------------------
 def finite_ensemble_gillespy2(m: Model, M_f: int, M_c: int, omega: float, rng):
     """Copy-state-count network: F_<state>, C_<state> (copies per state), L_<species> (molecules).

@@ -7,12 +7,12 @@ import csv
 import numpy as np
 import pytest
 
-from analysis.cli import main
-from analysis.linearise import loop_fixed_point
-from feedback.ensembles import LearningNetwork
-from feedback.errors import ModelError
-from feedback.signals import Constant, Sine, Step, Telegraph, parse_signal
-from feedback.simulate import LoopField, Trajectory, simulate
+from crnfb.analysis.cli import main
+from crnfb.analysis.linearise import loop_fixed_point
+from crnfb.feedback.ensembles import LearningNetwork
+from crnfb.feedback.errors import ModelError
+from crnfb.feedback.signals import Constant, Sine, Step, Telegraph, parse_signal
+from crnfb.feedback.simulate import LoopField, Trajectory, simulate
 
 from conftest import EXAMPLES
 
@@ -132,7 +132,7 @@ def test_ode_converges_to_loop_fixed_point(name):
 
 
 def test_divergence_decreases_in_the_quasi_static_regime(e1):
-    """Small eps: the loop follows the gradient flow, D is a Lyapunov function (MODEL.md section 3)."""
+    """Small eps: the loop follows the gradient flow, D is a Lyapunov function (docs/theory.md §3)."""
     model = e1.with_learning(eps=0.005)
     tr = simulate(model, 600.0, points=301, progress=False)
     slow = tr.t > 10.0            # after the free ensemble's fast relaxation (rates >= 1)

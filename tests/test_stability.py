@@ -1,4 +1,4 @@
-"""Closed-loop eigenvalues and the reduction of structural zero modes (analysis.stability / linearise).
+"""Closed-loop eigenvalues and the reduction of structural zero modes (crnfb.analysis.stability / linearise).
 
 (a) E1 under equilibrium clamping: s^2 + kappa s + kappa eps mu and the
     higher master-equation modes -j kappa;
@@ -16,9 +16,9 @@ import tomllib
 import numpy as np
 import pytest
 
-from analysis.linearise import linearise
-from analysis.stability import closed_loop_eigenvalues, stability
-from feedback import parse_model
+from crnfb.analysis.linearise import linearise
+from crnfb.analysis.stability import closed_loop_eigenvalues, stability
+from crnfb.feedback import parse_model
 from tests.conftest import EXAMPLES
 
 _LIN: dict = {}
@@ -149,7 +149,7 @@ def test_slowest_modes_sparse_path_agrees(name, request, monkeypatch):
     ``which="LR"`` does not converge (slow modes 1e-5..1e-4 clustered against
     a spectral radius ~40); that loop is below DENSE_LIMIT.
     """
-    import analysis.stability as stab
+    import crnfb.analysis.stability as stab
 
     model = request.getfixturevalue(name).with_learning(clamping="dynamic", eps=0.2)
     lp = linearise(model)

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.cli import main
-from analysis.results import SCALAR_KEYS, analyse
-from analysis.sweep import apply_params, build_grid, parse_param, read_csv, run_sweep
-from feedback.errors import ModelError
+from crnfb.analysis.cli import main
+from crnfb.analysis.results import SCALAR_KEYS, analyse
+from crnfb.analysis.sweep import apply_params, build_grid, parse_param, read_csv, run_sweep
+from crnfb.feedback.errors import ModelError
 
 ROOT = Path(__file__).resolve().parent.parent
 E1 = ROOT / "examples" / "birth_death.toml"
@@ -26,7 +26,7 @@ def test_parse_param_forms():
     assert np.allclose(np.diff(np.log10(p.values)), 2 / 19)
     p = parse_param("gamma=0.5:2:4")
     assert p.scale == "lin" and p.values == pytest.approx((0.5, 1.0, 1.5, 2.0))
-    assert len(parse_param("eps=0.01:1:log10").values) == 10      # INTERFACE.md's own example
+    assert len(parse_param("eps=0.01:1:log10").values) == 10      # docs/cli.md's own example
     assert parse_param("dmu=5,10,20").values == (5.0, 10.0, 20.0)
     assert parse_param("kappa=2").values == (2.0,)
     m = parse_param("M=10:1000:5:log10")

@@ -1,4 +1,4 @@
-"""Thermodynamic costs (MODEL.md section 7) and trade-off sweeps (analysis.thermo, analysis.tradeoffs)."""
+"""Thermodynamic costs (docs/theory.md §7) and trade-off sweeps (crnfb.analysis.thermo, crnfb.analysis.tradeoffs)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analysis import thermo
-from analysis import tradeoffs as T
-from analysis.linearise import loop_fixed_point
-from feedback import Learning, Model, Network, Poisson, load_model
-from feedback.ensembles import LearningNetwork
+from crnfb.analysis import thermo
+from crnfb.analysis import tradeoffs as T
+from crnfb.analysis.linearise import loop_fixed_point
+from crnfb.feedback import Learning, Model, Network, Poisson, load_model
+from crnfb.feedback.ensembles import LearningNetwork
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -41,7 +41,7 @@ def e1_own_law(clamping="dynamic", mean=None, gamma=1.0):
                  learning=Learning((0.05,), clamping, gamma, 20.0))
 
 
-# -- independent references (dense double loops; share no code with analysis.thermo) ----------------
+# -- independent references (dense double loops; share no code with crnfb.analysis.thermo) ----------------
 def falling(n, y):
     out = 1.0
     for ni, yi in zip(n, y):
@@ -303,7 +303,7 @@ def test_episode_total_finite_positive_on_e1():
     d0 = np.linalg.norm(U.T @ (m.theta0 - ep.theta_target))
     assert np.linalg.norm(U.T @ (ep.theta_end - ep.theta_target)) == pytest.approx(1e-3 * d0, rel=1e-3)
     # the two integrators (package driver on a log grid, solve_ivp on its own steps) agree
-    other = thermo.episode(m, integrator="solve_ivp" if ep.source.startswith("feedback") else "auto")
+    other = thermo.episode(m, integrator="solve_ivp" if ep.source.startswith("crnfb.feedback") else "auto")
     assert other.total == pytest.approx(ep.total, rel=1e-6)
     assert other.free == pytest.approx(ep.free, rel=1e-4)
 
@@ -391,7 +391,7 @@ def test_learning_cost_times_learning_noise_on_e1():
 
     sigma_cell,learning * Var_learning(theta) = 2 dmu eps mu (1 + eps mu / kappa), whatever Omega is.
     """
-    noise = pytest.importorskip("analysis.noise")
+    noise = pytest.importorskip("crnfb.analysis.noise")
     m = model("birth_death")
     for omega, eps in ((100.0, 0.05), (1e4, 0.005)):
         mm = T.apply_param(T.apply_param(m, "omega", omega), "eps", eps)

@@ -1,4 +1,4 @@
-"""Validation of the linear analysis against the nonlinear ODE (analysis.validation)."""
+"""Validation of the linear analysis against the nonlinear ODE (crnfb.analysis.validation)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from analysis.linearise import linearise
-from analysis.validation import TOL, Check, validate
+from crnfb.analysis.linearise import linearise
+from crnfb.analysis.validation import TOL, Check, validate
 
 from conftest import example
 

@@ -1,4 +1,4 @@
-"""E1 birth-death: closed-loop rate against the learning rate, with the closed form of MODEL.md.
+"""E1 birth-death: closed-loop rate against the learning rate, with the closed form of docs/theory.md.
 
 The mean and theta couple through s^2 + kappa s + kappa eps mu (equilibrium
 clamping): the loop speeds up with eps until the two roots meet at
@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from analysis.linearise import linearise
-from analysis.stability import stability
-from feedback.modelfile import load_model
+from crnfb.analysis.linearise import linearise
+from crnfb.analysis.stability import stability
+from crnfb.feedback.modelfile import load_model
 
 out = Path(os.environ.get("CRNFB_GALLERY_OUT", "gallery-out"))
 out.mkdir(parents=True, exist_ok=True)

@@ -5,8 +5,8 @@ Run: python examples/gallery/e1_report_figures.py   (figures go to $CRNFB_GALLER
 import os
 from pathlib import Path
 
-from analysis.results import analyse
-from feedback.modelfile import load_model
+from crnfb.analysis.results import analyse
+from crnfb.feedback.modelfile import load_model
 
 out = Path(os.environ.get("CRNFB_GALLERY_OUT", "gallery-out"))
 out.mkdir(parents=True, exist_ok=True)

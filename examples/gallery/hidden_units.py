@@ -1,7 +1,7 @@
 """Hidden units earn their keep: E3 (hidden scaffold) against E2 on the same bimodal target.
 
 E2 (X <-> Y, total 20) can only learn a binomial; E3's scaffold mixes
-binomials and matches the bimodal environment (MODEL.md section 8).
+binomials and matches the bimodal environment (docs/theory.md §8).
 """
 import os
 from pathlib import Path
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from analysis.fixedpoints import learned_fixed_point
-from feedback.modelfile import load_model
+from crnfb.analysis.fixedpoints import learned_fixed_point
+from crnfb.feedback.modelfile import load_model
 
 out = Path(os.environ.get("CRNFB_GALLERY_OUT", "gallery-out"))
 out.mkdir(parents=True, exist_ok=True)

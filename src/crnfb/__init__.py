@@ -1,0 +1,33 @@
+"""crn-feedback: control-theory analysis of learning chemical reaction networks.
+
+The package installs under this one root. ``crnfb.feedback`` is the system
+(networks, state spaces, exact laws, environments, ensembles, the loop as
+python-control systems, simulators, SBML); ``crnfb.analysis`` is what is
+computed from it (fixed points, linearisation, stability, margins,
+disturbance, validation, thermodynamics, reports, plots, the ``crnfb``
+command line). The names below are the public API of both::
+
+    import crnfb
+
+    model = crnfb.load_model("examples/birth_death.toml")
+    res = crnfb.analyse(model, validate=False)
+    print(res.summary())
+
+The mathematics is in ``docs/theory.md``.
+"""
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from crnfb.feedback import (Binomial, DetailedBalanceError, Ensembles, Learning, Mixture, Model, ModelError,
+                            Network, Poisson, Product, Reaction, Species, Table, TruncationError, load_model,
+                            parse_model)
+from crnfb.analysis.results import Results, analyse
+
+try:
+    __version__ = _version("crn-feedback")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = ["Binomial", "DetailedBalanceError", "Ensembles", "Learning", "Mixture", "Model", "ModelError",
+           "Network", "Poisson", "Product", "Reaction", "Species", "Table", "TruncationError", "load_model",
+           "parse_model", "Results", "analyse", "__version__"]
