@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import csv
 import math
+import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -131,13 +135,38 @@ def test_sweep_parallel_resumable_and_agrees_with_analyse(tmp_path, e1, capsys):
 
 
 @pytest.mark.slow
-def test_sweep_on_a_dask_cluster(tmp_path):
-    distributed = pytest.importorskip("dask.distributed")
+def test_sweep_survives_a_killed_worker_on_a_two_process_cluster(tmp_path):
+    """A real cluster: two worker processes; one is SIGKILLed while it holds a task; every row comes once."""
+    distributed = pytest.importorskip("dask.distributed", reason="the dask extra is not installed")
     out = tmp_path / "sw"
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster:
-        assert main(["sweep", str(E1), "--param", "eps=0.05,0.1", "-o", str(out),
-                     "--scheduler", cluster.scheduler_address]) == 0
-    _, rows = read_csv(out / "sweep.csv", ["eps"])
-    assert sorted(r["eps"] for r in rows) == [0.05, 0.1]
+    eps = [round(0.01 * k, 2) for k in range(1, 9)]             # 8 points, ~2 s of CPU each on E1
+    outcome: dict = {}
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as watcher:
+        watcher.wait_for_workers(2, timeout=120)
+        sweep = threading.Thread(target=lambda: outcome.setdefault("code", main(
+            ["sweep", str(E1), "--param", "eps=" + ",".join(map(str, eps)), "-o", str(out),
+             "--scheduler", cluster.scheduler_address])))
+        sweep.start()
+        victim, deadline = None, time.monotonic() + 120
+        while victim is None and time.monotonic() < deadline:   # under way: a row written, a task held
+            busy = {w for w, keys in watcher.processing().items() if keys}
+            done = len(read_csv(out / "sweep.csv", ["eps"])[1]) if (out / "sweep.csv").exists() else 0
+            victim = next((n for n in cluster.workers.values() if n.worker_address in busy), None) \
+                if done >= 1 else None
+            time.sleep(0.02)
+        assert victim is not None, "the sweep never got under way on the cluster"
+        old_pid = victim.pid
+        os.kill(old_pid, signal.SIGKILL)
+        rows_at_kill = len(read_csv(out / "sweep.csv", ["eps"])[1])
+        sweep.join(timeout=300)
+        assert not sweep.is_alive()
+        restarted = victim.pid
+    assert rows_at_kill < len(eps), "the worker was killed after the sweep had finished"
+    assert restarted != old_pid                    # the process really died (its nanny started a new one)
+    assert outcome["code"] == 0
+    header, rows = read_csv(out / "sweep.csv", ["eps"])
+    assert sorted(r["eps"] for r in rows) == eps    # every grid point, each exactly once
     assert all(r["status"] == "ok" for r in rows)
+    for r in rows:                                 # and right: E1's quasi-static rate is eps * mu, mu = 5
+        assert r["quasi_static.slowest_rate"] == pytest.approx(5.0 * r["eps"], rel=1e-6)
