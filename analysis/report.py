@@ -45,8 +45,8 @@ FIGURE_CAPTIONS = {
 # ----------------------------------------------------------------------------------------------
 # figures
 # ----------------------------------------------------------------------------------------------
-def make_figures(res: Results, d: dict | None = None) -> dict:
-    """``{name: Figure}`` for :data:`FIGURES`; a figure that cannot be drawn says why instead."""
+def make_figures(res: Results, d: dict | None = None, names: tuple[str, ...] = FIGURES) -> dict:
+    """``{name: Figure}`` for ``names`` (default :data:`FIGURES`); a figure that cannot be drawn says why instead."""
     from crnfb.analysis import plots
 
     d = d or res.to_dict()
@@ -62,7 +62,7 @@ def make_figures(res: Results, d: dict | None = None) -> dict:
         "lag_cost": lambda: plots.lag_cost(d["disturbance"]),
     }
     out = {}
-    for name in FIGURES:
+    for name in names:
         try:
             out[name] = makers[name]()
         except Unavailable as e:
@@ -256,7 +256,8 @@ def _inline(text: str) -> str:
     return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", t)
 
 
-def render_html(blocks: list[tuple], images: dict[str, bytes], title: str, ok: bool) -> str:
+def _render_body(blocks: list[tuple], images: dict[str, bytes], ok: bool) -> list[str]:
+    """The HTML elements of ``blocks`` (figures inline as base64 PNG)."""
     body = []
     first_p = True
     sections = [b[2] for b in blocks if b[0] == "h" and b[1] == 2]
@@ -282,9 +283,41 @@ def render_html(blocks: list[tuple], images: dict[str, bytes], title: str, ok: b
             data = base64.b64encode(images[b[1]]).decode("ascii")
             body.append(f"<figure><img alt='{html.escape(b[1])}' src='data:image/png;base64,{data}'>"
                         f"<figcaption>{html.escape(b[2])}</figcaption></figure>")
+    return body
+
+
+def render_html(blocks: list[tuple], images: dict[str, bytes], title: str, ok: bool) -> str:
+    body = _render_body(blocks, images, ok)
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+#: the figures :func:`notebook_html` shows inline
+NOTEBOOK_FIGURES = ("bode", "step", "poles", "learning")
+
+# report.html's look, scoped to the fragment so that it leaves the notebook's own styles alone
+_NOTEBOOK_CSS = (".crnfb-report pre{font-size:.8em;line-height:1.3}"
+                 ".crnfb-report figure{margin:1em 0}.crnfb-report figure img{max-width:100%}"
+                 ".crnfb-report figcaption{font-size:.9em;color:#495057}"
+                 ".crnfb-report .verdict-ok{background:#ebfbee;border-left:5px solid #2b8a3e;padding:.4em .8em}"
+                 ".crnfb-report .verdict-bad{background:#fff5f5;border-left:5px solid #c92a2a;padding:.4em .8em}")
+
+
+def notebook_html(res: Results, figures: tuple[str, ...] = NOTEBOOK_FIGURES, dpi: int = 80) -> str:
+    """The head of ``report.html`` as an HTML fragment, for Jupyter (:meth:`Results._repr_html_`).
+
+    The verdict, :meth:`Results.summary` and ``figures`` inline as base64 PNG
+    (at ``dpi``), drawn and rendered by the code that writes ``report.html``.
+    """
+    from crnfb.analysis import plots
+
+    d = res.to_dict()
+    title, verdict, summary = build_blocks(d, res.summary())[:3]
+    blocks = [("h", 3, title[2]), verdict, summary] + [("fig", n, FIGURE_CAPTIONS[n]) for n in figures]
+    images = {n: plots.png_bytes(f, dpi=dpi) for n, f in make_figures(res, d, figures).items()}
+    body = _render_body(blocks, images, res.exit_code == 0)
+    return f"<div class='crnfb-report'><style>{_NOTEBOOK_CSS}</style>" + "\n".join(body) + "</div>"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -372,4 +405,4 @@ def run_report_command(args) -> int:
 
 
 __all__ = ["run_report_command", "write_report", "make_figures", "build_blocks", "render_markdown",
-           "render_html", "FIGURES", "get_path"]
+           "render_html", "notebook_html", "FIGURES", "NOTEBOOK_FIGURES", "get_path"]

@@ -621,6 +621,16 @@ class Results:
         from crnfb.analysis import plots
         return plots.lag_cost(self.to_dict()["disturbance"])
 
+    # -- Jupyter -----------------------------------------------------------------------------
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: the verdict, :meth:`summary` and the key figures inline.
+
+        Rendered by :func:`crnfb.analysis.report.notebook_html`, the code that
+        writes ``report.html``.
+        """
+        from crnfb.analysis.report import notebook_html
+        return notebook_html(self)
+
 
 def _short_list(items, width: int = 22) -> str:
     """``"a, b, c"`` cut to ``width`` characters with a count when cut: ``"a, b, ... (13)"``."""

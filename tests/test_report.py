@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -282,17 +283,21 @@ def test_report_html_renders_in_headless_chromium(e1_report, tmp_path):
 
 
 def test_docs_build_strict(tmp_path):
-    pytest.importorskip("mkdocs")
+    """The site builds offline with no warning; the API page is rendered from the docstrings (mkdocstrings)."""
+    for plugin in ("mkdocs", "mkdocstrings", "mkdocstrings_handlers.python", "mkdocs_jupyter"):
+        pytest.importorskip(plugin, reason="the docs extra is not installed")
+    # the notebook is executed by tests/test_notebook.py; here it is only rendered
+    env = {**os.environ, "CRNFB_DOCS_EXECUTE": "false"}
     r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "site" / "index.html").exists()
-
-
-def test_api_reference_is_up_to_date():
-    r = subprocess.run([sys.executable, str(ROOT / "docs" / "gen_api.py"), "--check"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stdout + r.stderr
+    api = (tmp_path / "site" / "api" / "index.html").read_text(encoding="utf-8")
+    for obj in ("crnfb.feedback.modelfile.load_model", "crnfb.analysis.results.analyse",
+                "crnfb.analysis.results.Results.summary", "crnfb.analysis.sweep.run_sweep"):
+        assert f'id="{obj}"' in api, obj
+    assert ":func:`" not in api and ":class:`" not in api          # Sphinx roles rendered as code
+    assert "hidden" in (tmp_path / "site" / "e3_hidden_units" / "index.html").read_text(encoding="utf-8")
 
 
 def test_report_output_is_a_file_exit_2(tmp_path):

@@ -1,0 +1,1 @@
+../../../src/crnfb/__init__.py
