@@ -300,6 +300,16 @@ def test_docs_build_strict(tmp_path):
     assert "hidden" in (tmp_path / "site" / "e3_hidden_units" / "index.html").read_text(encoding="utf-8")
 
 
+def test_api_page_has_every_module():
+    """docs/api.md has one mkdocstrings directive per module of crnfb.feedback and crnfb.analysis (a new or
+    renamed module must be added there); the command line itself is docs/cli.md."""
+    listed = re.findall(r"^::: (crnfb\.\S+)$", (ROOT / "docs" / "api.md").read_text(encoding="utf-8"), re.M)
+    modules = {f"crnfb.{pkg}.{p.stem}" for pkg in ("feedback", "analysis") for p in (ROOT / pkg).glob("*.py")
+               if p.stem != "__init__"} - {"crnfb.analysis.cli"}
+    assert len(listed) == len(set(listed))
+    assert set(listed) == modules, (sorted(modules - set(listed)), sorted(set(listed) - modules))
+
+
 def test_report_output_is_a_file_exit_2(tmp_path):
     f = tmp_path / "taken"
     f.write_text("x")
