@@ -26,24 +26,31 @@ FILES = ["report.json", "report.md", "report.html"] + [f"{f}.png" for f in FIGUR
 
 
 def interface_keys() -> list[str]:
-    """The dotted key list of INTERFACE.md (the copy of shared/ beside the repository), else ours."""
+    """The report.json keys docs/cli.md guarantees (the code block under ``### report.json``).
+
+    When the project's external interface specification sits beside the repository
+    (``../shared/spec/INTERFACE.md``, as on the development machine), every key it
+    requires must be in the documented list too; the repository itself never depends on it.
+    """
+    text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    block = text.split("### report.json", 1)[1].split("```text", 1)[1].split("```", 1)[0]
+    keys = [line.split()[0] for line in block.splitlines() if line.strip()]
     for spec in (ROOT.parent / "shared" / "spec" / "INTERFACE.md", Path("/work/shared/spec/INTERFACE.md")):
         if spec.exists():
-            text = spec.read_text()
-            block = text.split("## report.json", 1)[1].split("```", 2)[1]
-            keys = []
-            for line in block.splitlines():
+            external = []
+            for line in spec.read_text().split("## report.json", 1)[1].split("```", 2)[1].splitlines():
                 parts = re.split(r"\s{2,}", line.strip(), maxsplit=1)
                 if not parts[0]:
                     continue
                 heads = [k.strip() for k in parts[0].split(",")]
-                keys.extend(heads)
-                rest = parts[1] if len(parts) > 1 else ""
-                sub = re.match(r"\{([a-z_, ]+)\}", rest)
+                external.extend(heads)
+                sub = re.match(r"\{([a-z_, ]+)\}", parts[1] if len(parts) > 1 else "")
                 if sub and len(heads) == 1:
-                    keys.extend(f"{heads[0]}.{x.strip()}" for x in sub.group(1).split(","))
-            return keys
-    return list(REQUIRED_KEYS)
+                    external.extend(f"{heads[0]}.{x.strip()}" for x in sub.group(1).split(","))
+            missing = sorted(set(external) - set(keys))
+            assert not missing, f"docs/cli.md does not list {missing}"
+            break
+    return keys
 
 
 def _strict_load(path: Path) -> dict:
