@@ -110,7 +110,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from crnfb.feedback.sbml import run_export_command
+    from crnfb.analysis.sbml_commands import run_export_command
     return run_export_command(args)
 
 

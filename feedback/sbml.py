@@ -54,7 +54,7 @@ except ImportError:  # pragma: no cover
 __all__ = [
     "CRNFB_NS", "SBMLExportWarning", "MassActionReaction", "MassActionNetwork", "ImportedNetwork",
     "state_label", "parse_state_label", "model_sbml", "learning_network", "learning_sbml",
-    "clamped_start", "write_sbml", "export_model", "run_export_command", "read_sbml",
+    "clamped_start", "write_sbml", "export_model", "read_sbml",
     "read_network", "import_sbml",
 ]
 
@@ -722,29 +722,6 @@ def export_model(model, path, *, learning: bool = False, strict: bool = False, v
     """Write the model network (or, with ``learning``, the learning CRN) of ``model`` as SBML."""
     text = learning_sbml(model, strict=strict, validate=validate) if learning else model_sbml(model, validate=validate)
     return write_sbml(text, path)
-
-
-def run_export_command(args) -> int:
-    """``crnfb export MODEL --sbml FILE [--learning]`` (docs/cli.md).
-
-    Export warnings (equilibrium clamping, unreachable hidden states) go to
-    stderr; :class:`ModelError` propagates (the CLI maps it to exit 2).
-    """
-    from .modelfile import load_model
-    model = load_model(args.model)
-    learning = bool(getattr(args, "learning", False))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", SBMLExportWarning)
-        text = learning_sbml(model) if learning else model_sbml(model)
-    for w in caught:
-        if issubclass(w.category, SBMLExportWarning):
-            print(f"crnfb export: warning: {w.message}", file=sys.stderr)
-        else:  # pragma: no cover
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    out = write_sbml(text, args.sbml)
-    what = "learning network" if learning else "model network"
-    print(f"wrote {what} of '{model.name}' to {out}")
-    return 0
 
 
 # ---------------------------------------------------------------------------------------------
