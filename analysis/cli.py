@@ -162,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model")
     e.add_argument("--sbml", required=True, help="output SBML file")
     e.add_argument("--learning", action="store_true", help="the whole learning network (ensemble level)")
+    e.add_argument("--copies", action="store_true",
+                   help="copy counts of [ensembles] with copy-conserving resets (exact stochastic semantics)")
+    e.add_argument("--speedup", type=float, default=None,
+                   help="equilibrium clamping: export dynamic clamping with the clamped hidden reactions this many "
+                        "times faster, and print the deviation of fixed point and eps_crit")
+    e.add_argument("--prune", type=float, default=0.0,
+                   help="leave out copy states with start probability below this (dropped mass printed)")
     e.set_defaults(func=cmd_export)
     return p
 

@@ -235,9 +235,15 @@ class LinearLoop:
 
 
 def linearise(model: Model, clamping: str | None = None, a: float = 0.0,
-              fixed_point: LoopFixedPoint | None = None) -> LinearLoop:
-    """Fixed point of the loop, analytic Jacobian and reduction to the invariant subspace."""
-    net = LearningNetwork(model, clamping)
+              fixed_point: LoopFixedPoint | None = None, net: LearningNetwork | None = None) -> LinearLoop:
+    """Fixed point of the loop, analytic Jacobian and reduction to the invariant subspace.
+
+    ``net``: a prepared :class:`~crnfb.feedback.ensembles.LearningNetwork`
+    (e.g. with a ``clamped_speedup``); then ``clamping`` must be None.
+    """
+    if net is not None and clamping is not None:
+        raise ValueError("give either clamping or net, not both")
+    net = net or LearningNetwork(model, clamping)
     fp = fixed_point or loop_fixed_point(model, net, a)
     J = net.jacobian(fp.x, a)
     B = net.input_vector(fp.x)
