@@ -114,6 +114,11 @@ def cmd_export(args) -> int:
     return run_export_command(args)
 
 
+def cmd_convert(args) -> int:
+    from crnfb.analysis.sbml_commands import run_convert_command
+    return run_convert_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crnfb", description="Control-theory analysis of learning chemical "
                                 "reaction networks (the learning CRN as an integral feedback loop).")
@@ -170,6 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--prune", type=float, default=0.0,
                    help="leave out copy states with start probability below this (dropped mass printed)")
     e.set_defaults(func=cmd_export)
+
+    v = sub.add_parser("convert", help="an SBML or Antimony model into a model file (environment as a template)")
+    v.add_argument("model", help="SBML (.xml) or Antimony (.ant) file")
+    v.add_argument("-o", "--output", required=True, help="the model file to write (.toml)")
+    v.add_argument("--visible", required=True, help="visible species, comma-separated: X[,Y]")
+    v.add_argument("--learn", default=None, help="learned species, comma-separated (default: all)")
+    v.set_defaults(func=cmd_convert)
     return p
 
 

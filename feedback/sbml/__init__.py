@@ -12,6 +12,8 @@ One module per job:
 * :mod:`.export` -- SBML text of the model network C (:func:`model_sbml`)
   and of any mass-action network (:func:`network_to_sbml`,
   :func:`learning_sbml`), atomic writes;
+* :mod:`.convert` -- Antimony to SBML, and an imported network as a model
+  file with the environment as a commented template (``crnfb convert``);
 * :mod:`.importer` -- :func:`read_sbml` (any mass-action SBML; kinetic-law
   ASTs walked node by node, function definitions expanded by libsbml,
   nothing evaluated as code), :func:`read_network` / :func:`import_sbml`
@@ -19,6 +21,7 @@ One module per job:
 """
 
 from ._libsbml import COMPARTMENT, CRNFB_NS, SBMLExportWarning
+from .convert import antimony_line, antimony_to_sbml, is_antimony, model_file_text
 from .export import export_model, learning_sbml, model_sbml, network_to_sbml, write_sbml
 from .importer import ImportedNetwork, import_sbml, read_network, read_sbml
 from .labels import check_ids, parse_state_label, state_label, to_sid
@@ -30,4 +33,5 @@ __all__ = [
     "ImportedNetwork", "state_label", "parse_state_label", "check_ids", "to_sid", "model_sbml",
     "learning_network", "exported_network", "largest_remainder", "learning_sbml", "network_to_sbml",
     "clamped_start", "write_sbml", "export_model", "read_sbml", "read_network", "import_sbml",
+    "antimony_to_sbml", "antimony_line", "is_antimony", "model_file_text",
 ]
