@@ -169,9 +169,10 @@ def network_to_sbml(mnet: MassActionNetwork, validate: bool = False) -> str:
 
 
 def learning_sbml(model, *, speedup: float | None = None, copies: bool = False, prune: float = 0.0,
-                  validate: bool = False) -> str:
+                  state=None, validate: bool = False) -> str:
     """SBML text of :func:`~crnfb.feedback.sbml.learning.learning_network` (``validate``: libsbml's consistency check)."""
-    return network_to_sbml(learning_network(model, speedup=speedup, copies=copies, prune=prune), validate)
+    return network_to_sbml(learning_network(model, speedup=speedup, copies=copies, prune=prune, state=state),
+                           validate)
 
 
 def model_sbml(model, *, initial=None, validate: bool = False) -> str:

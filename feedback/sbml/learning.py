@@ -108,11 +108,15 @@ class _Layout:
     reset: np.ndarray         # reset target on the kept clamped states (renormalised)
     dropped: dict             # pruned mass per ensemble at the start
     scale: tuple              # (M_f, M_c, Omega), all 1 for fractions
+    theta: np.ndarray         # learned theta at the start
+    given: bool               # the start was given (written as is, never rounded)
 
 
-def _layout(model, net: LearningNetwork, prune: float, copies: bool) -> _Layout:
-    x0 = net.initial_state()
-    p_f, p_c, _ = net.split(x0)
+def _layout(model, net: LearningNetwork, prune: float, copies: bool, state) -> _Layout:
+    x0 = net.initial_state() if state is None else np.asarray(state, float)
+    if x0.shape != (net.n_states,):
+        raise ValueError(f"state must be a loop state (p_f, p_c, theta) of {net.n_states} entries, got {x0.shape}")
+    p_f, p_c, theta = net.split(x0)
     keep_f = np.nonzero(p_f >= prune)[0] if prune > 0 else np.arange(net.n_f)
     keep_c = np.nonzero(p_c >= prune)[0] if prune > 0 else np.arange(net.n_c)
     r = net.reset_target(0.0)
@@ -123,7 +127,7 @@ def _layout(model, net: LearningNetwork, prune: float, copies: bool) -> _Layout:
     scale = (float(ens.free), float(ens.clamped), float(ens.omega)) if copies else (1.0, 1.0, 1.0)
     labels = [state_label(model.network.names, s) for s in model.space.states]
     return _Layout(net, labels, keep_f, keep_c, p_f[keep_f] / p_f[keep_f].sum(), p_c[keep_c] / p_c[keep_c].sum(),
-                   r[keep_c] / r[keep_c].sum(), dropped, scale)
+                   r[keep_c] / r[keep_c].sum(), dropped, scale, theta.copy(), state is not None)
 
 
 def _notes(model, lay: _Layout, copies: bool, speedup: float | None) -> list[str]:
@@ -137,8 +141,9 @@ def _notes(model, lay: _Layout, copies: bool, speedup: float | None) -> list[str
         "Species free_<state> and clamped_<state>: free / clamped copies in a copy state; <state> lists every "
         f"species of the model network followed by its count, joined by '_' (species order: {', '.join(net.names)})."
         " Lambda_<species>: activity of a learned species.",
-        "Initial values: free copies at pi_theta0, clamped copies at the clamped ensemble's stationary law for "
-        f"theta0, Lambda at exp(theta0) (theta0 = -energy). Fractions below {AMOUNT_FLOOR:g} are written as 0.",
+        ("Initial values: the loop state given at export (e.g. the loop's fixed point)." if lay.given else
+         "Initial values: free copies at pi_theta0, clamped copies at the clamped ensemble's stationary law for "
+         "theta0, Lambda at exp(theta0) (theta0 = -energy).") + f" Fractions below {AMOUNT_FLOOR:g} are written as 0.",
     ]
     if speedup is not None:
         notes.append(f"APPROXIMATION: the model uses equilibrium clamping (p_c = Qt(theta)); this network uses "
@@ -265,22 +270,23 @@ def _learning(model, lay: _Layout, clabels: list):
 
 def _species(model, lay: _Layout, clabels: list, copies: bool) -> dict:
     M_f, M_c, omega = lay.scale
-    if copies:
+    if copies and not lay.given:
         f0, c0 = largest_remainder(lay.p_f, int(M_f)), largest_remainder(lay.p_c, int(M_c))
+    elif copies:
+        f0, c0 = M_f * lay.p_f, M_c * lay.p_c
     else:
         f0 = np.where(lay.p_f >= AMOUNT_FLOOR, lay.p_f, 0.0)
         c0 = np.where(lay.p_c >= AMOUNT_FLOOR, lay.p_c, 0.0)
     species = {f"free_{lay.labels[s]}": float(v) for s, v in zip(lay.free, f0)}
     species.update({f"clamped_{lab}": float(v) for lab, v in zip(clabels, c0)})
-    lam = np.exp(model.full_theta(model.theta0))
-    for i in model.learned:
-        L = omega * lam[i]
-        species[f"Lambda_{model.network.names[i]}"] = float(round(L)) if copies else float(L)
+    for i, th in zip(model.learned, lay.theta):
+        L = omega * np.exp(th)
+        species[f"Lambda_{model.network.names[i]}"] = float(round(L)) if copies and not lay.given else float(L)
     return species
 
 
 def learning_network(model, *, speedup: float | None = None, copies: bool = False,
-                     prune: float = 0.0) -> MassActionNetwork:
+                     prune: float = 0.0, state: np.ndarray | None = None) -> MassActionNetwork:
     """The learning CRN of ``model`` as irreversible mass-action reactions (module docstring).
 
     Parameters
@@ -297,6 +303,11 @@ def learning_network(model, *, speedup: float | None = None, copies: bool = Fals
         (the rest renormalised; the dropped mass is in ``.info`` and the
         notes). 0 keeps every state, and then the ODE equals
         ``LearningNetwork.rhs`` exactly.
+    state : ndarray or None
+        Initial state as a loop state ``(p_f, p_c, theta)`` of the exported
+        :class:`LearningNetwork` (e.g. the loop's fixed point, so that a
+        peer tool starts its steady-state search there); default the
+        episode start. Written as is (copy counts not rounded).
 
     Returns
     -------
@@ -307,7 +318,7 @@ def learning_network(model, *, speedup: float | None = None, copies: bool = Fals
     if not (0.0 <= prune < 1.0):
         raise ModelError(f"prune must be in [0, 1), got {prune!r}")
     net = exported_network(model, speedup)
-    lay = _layout(model, net, prune, copies)
+    lay = _layout(model, net, prune, copies, state)
     names = model.network.names
     bad = model.space.hidden_disconnected(np.nonzero((model.q > 0) | (model.q_change > 0))[0])
     notes = _notes(model, lay, copies, speedup)
