@@ -1,4 +1,4 @@
-"""SBML export / import (feedback/sbml.py) and cross-checks against peer tools.
+"""SBML export / import (the crnfb.feedback.sbml package) and cross-checks against peer tools.
 
 Peer tests (marker ``peers``) load the exported learning network into
 libRoadRunner and build a finite-ensemble network in GillesPy2; they are

@@ -52,3 +52,15 @@ def test_cli_prints_the_deviation(chain, tmp_path, capsys):
         assert main(["export", str(EX / "chain.toml"), "--sbml", str(tmp_path / "x.xml"), "--learning", *bad]) == 2
     assert main(["export", str(EX / "chain.toml"), "--sbml", str(tmp_path / "x.xml"), "--copies"]) == 2
     assert not (tmp_path / "x.xml").exists()
+
+
+def test_cli_copies_and_prune(tmp_path, capsys):
+    from crnfb.analysis.cli import main
+    out = tmp_path / "e2.xml"
+    assert main(["export", str(EX / "isomerisation.toml"), "--sbml", str(out), "--learning", "--copies",
+                 "--prune", "1e-12"]) == 0
+    text = capsys.readouterr().out
+    assert "copy-conserving resets" in text and "dropped start mass free" in text
+    assert "Reset_" in out.read_text() and "In_" not in out.read_text()
+    with pytest.raises(ValueError, match="only to clamping"):  # dynamic clamping is exported exactly
+        export_deviation(load_model(EX / "isomerisation.toml"), 10.0)
