@@ -19,6 +19,7 @@ does not install.
 
 from __future__ import annotations
 
+import locale
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +33,18 @@ from crnfb.feedback import sbml
 from crnfb.feedback.model import Ensembles
 from crnfb.feedback.modelfile import load_model
 
+# COPASI resets the process locale to "C" on import (and may again later), which turns Python's
+# default text encoding into ASCII for every later test in the session; put the locale back each time
+_LOCALE = locale.setlocale(locale.LC_ALL)
 basico = pytest.importorskip("basico", reason="copasi-basico is not installed (pip install copasi-basico)")
+locale.setlocale(locale.LC_ALL, _LOCALE)
 pytestmark = pytest.mark.peers
+
+
+@pytest.fixture(autouse=True)
+def _restore_locale():
+    yield
+    locale.setlocale(locale.LC_ALL, _LOCALE)
 EX = Path(__file__).resolve().parents[1] / "examples"
 # COPASI's Jacobian is a finite difference with a relative step; 1e-6 balances truncation against
 # round-off for amounts of order 1 (its default 1e-12 step leaves structural zeros at +-6e-3)
@@ -145,7 +156,7 @@ def test_copy_count_export_lna_matches_ours(tmp_path):
     would make the clamped copy total Poisson and change var(theta).
     """
     path = tmp_path / "chain4.toml"
-    path.write_text(CHAIN4)
+    path.write_text(CHAIN4, encoding="utf-8")
     m = load_model(path)
     lin = linearise(m)
     pred = parameter_noise(m, loop=lin)

@@ -47,7 +47,7 @@ def test_cli_prints_the_deviation(chain, tmp_path, capsys):
     assert main(["export", str(EX / "chain.toml"), "--sbml", str(out), "--learning", "--speedup", "1e4"]) == 0
     text = capsys.readouterr().out
     assert "lambda_A: exported" in text and "eps_crit: exported" in text
-    assert "clamped_speedup" in out.read_text()
+    assert "clamped_speedup" in out.read_text(encoding="utf-8")
     for bad in (["--speedup", "-1"], ["--prune", "1.5"]):
         assert main(["export", str(EX / "chain.toml"), "--sbml", str(tmp_path / "x.xml"), "--learning", *bad]) == 2
     assert main(["export", str(EX / "chain.toml"), "--sbml", str(tmp_path / "x.xml"), "--copies"]) == 2
@@ -61,6 +61,6 @@ def test_cli_copies_and_prune(tmp_path, capsys):
                  "--prune", "1e-12"]) == 0
     text = capsys.readouterr().out
     assert "copy-conserving resets" in text and "dropped start mass free" in text
-    assert "Reset_" in out.read_text() and "In_" not in out.read_text()
+    assert "Reset_" in out.read_text(encoding="utf-8") and "In_" not in out.read_text(encoding="utf-8")
     with pytest.raises(ValueError, match="only to clamping"):  # dynamic clamping is exported exactly
         export_deviation(load_model(EX / "isomerisation.toml"), 10.0)

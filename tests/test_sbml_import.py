@@ -36,7 +36,7 @@ def case_file(case: str) -> Path:
 
 def settings(case: str) -> dict:
     out = {}
-    for line in (SUITE / case / f"{case}-settings.txt").read_text().splitlines():
+    for line in (SUITE / case / f"{case}-settings.txt").read_text(encoding="utf-8").splitlines():
         k, _, v = line.partition(":")
         out[k.strip()] = v.strip()
     return out
@@ -82,7 +82,7 @@ def test_convert_refuses_suite_cases_with_exit_2(case, tmp_path, capsys):
 
 def _network_of(path_toml: Path) -> Network:
     """The network part of a converted file, built the way load_model builds it (no environment needed)."""
-    data = tomllib.loads(path_toml.read_text())
+    data = tomllib.loads(path_toml.read_text(encoding="utf-8"))
     return Network.from_equations(data["species"], [(r["eq"], r["kappa"]) for r in data["reactions"]])
 
 
@@ -123,13 +123,13 @@ end
 def test_convert_antimony(tmp_path, capsys):
     pytest.importorskip("antimony", reason="antimony is not installed (pip install 'crn-feedback[convert]')")
     src = tmp_path / "dimer.ant"
-    src.write_text(ANT)
+    src.write_text(ANT, encoding="utf-8")
     out = tmp_path / "dimer.toml"
     assert main(["convert", str(src), "-o", str(out), "--visible", "A", "--learn", "A,B"]) == 0
     # fill in the template: an environment on A's reachable range 0..4 (A + B + 2 D = 4)
-    text = out.read_text().replace('# [environment]\n# family = "poisson"          # one visible species: mean\n'
+    text = out.read_text(encoding="utf-8").replace('# [environment]\n# family = "poisson"          # one visible species: mean\n'
                                    '# mean = 5.0', '[environment]\nfamily = "binomial"\nn = 4\np = 0.5')
-    out.write_text(text)
+    out.write_text(text, encoding="utf-8")
     model = load_model(out)
     assert [s.learn for s in model.network.species] == [True, True, False]
     assert model.space.size == 9       # (A, B, D) with A + B + 2 D = 4
@@ -144,7 +144,7 @@ def test_convert_antimony(tmp_path, capsys):
 def test_convert_antimony_errors_name_the_line(tmp_path, capsys, text, words):
     pytest.importorskip("antimony", reason="antimony is not installed (pip install 'crn-feedback[convert]')")
     src = tmp_path / "dimer.ant"
-    src.write_text(text)
+    src.write_text(text, encoding="utf-8")
     assert main(["convert", str(src), "-o", str(tmp_path / "x.toml"), "--visible", "A"]) == 2
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err
