@@ -30,7 +30,6 @@ from crnfb.analysis.linearise import linearise, loop_fixed_point
 from crnfb.analysis.noise import parameter_noise
 from crnfb.analysis.sbml_commands import export_deviation
 from crnfb.feedback import sbml
-from crnfb.feedback.model import Ensembles
 from crnfb.feedback.modelfile import load_model
 
 # COPASI resets the process locale to "C" on import (and may again later), which turns Python's
