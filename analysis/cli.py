@@ -110,8 +110,13 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from crnfb.feedback.sbml import run_export_command
+    from crnfb.analysis.sbml_commands import run_export_command
     return run_export_command(args)
+
+
+def cmd_convert(args) -> int:
+    from crnfb.analysis.sbml_commands import run_convert_command
+    return run_convert_command(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,7 +167,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model")
     e.add_argument("--sbml", required=True, help="output SBML file")
     e.add_argument("--learning", action="store_true", help="the whole learning network (ensemble level)")
+    e.add_argument("--copies", action="store_true",
+                   help="copy counts of [ensembles] with copy-conserving resets (exact stochastic semantics)")
+    e.add_argument("--speedup", type=float, default=None,
+                   help="equilibrium clamping: export dynamic clamping with the clamped hidden reactions this many "
+                        "times faster, and print the deviation of fixed point and eps_crit")
+    e.add_argument("--prune", type=float, default=0.0,
+                   help="leave out copy states with start probability below this (dropped mass printed)")
     e.set_defaults(func=cmd_export)
+
+    v = sub.add_parser("convert", help="an SBML or Antimony model into a model file (environment as a template)")
+    v.add_argument("model", help="SBML (.xml) or Antimony (.ant) file")
+    v.add_argument("-o", "--output", required=True, help="the model file to write (.toml)")
+    v.add_argument("--visible", required=True, help="visible species, comma-separated: X[,Y]")
+    v.add_argument("--learn", default=None, help="learned species, comma-separated (default: all)")
+    v.set_defaults(func=cmd_convert)
     return p
 
 

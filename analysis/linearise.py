@@ -17,12 +17,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+import control
 import numpy as np
 from scipy import sparse
 from scipy.linalg import qr
 
 from crnfb.analysis.fixedpoints import StationaryPoint, learned_fixed_point
+from crnfb.analysis.linblocks import linear_blocks, linear_loop, loop_transfer_blocks
 from crnfb.feedback.ensembles import LearningNetwork
+from crnfb.feedback.loop import LoopBlocks
 from crnfb.feedback.model import Model
 
 
@@ -217,11 +220,30 @@ class LinearLoop:
         """Dense ``(Jr, Br)`` (for small loops and python-control)."""
         return self.Jr.toarray(), self.Br.copy()
 
+    # -- python-control views (like control.linearize, which returns a StateSpace) -------------
+    def blocks(self, reduce_neutral: bool = True) -> LoopBlocks:
+        """The four blocks as analytic :class:`control.StateSpace` models (:func:`~crnfb.analysis.linblocks.linear_blocks`)."""
+        return linear_blocks(self, reduce_neutral)
+
+    def state_space(self, reduce_neutral: bool = True, name: str = "learning_loop_lin") -> control.StateSpace:
+        """The closed loop ``a -> theta, m_f, m_c, e`` (:func:`~crnfb.analysis.linblocks.linear_loop`)."""
+        return linear_loop(self, reduce_neutral, name)
+
+    def loop_transfer(self, reduce_neutral: bool = True, name: str = "L") -> control.StateSpace:
+        """The loop broken at theta, ``L(s)`` (:func:`~crnfb.analysis.linblocks.loop_transfer_blocks`)."""
+        return loop_transfer_blocks(self, reduce_neutral, name)
+
 
 def linearise(model: Model, clamping: str | None = None, a: float = 0.0,
-              fixed_point: LoopFixedPoint | None = None) -> LinearLoop:
-    """Fixed point of the loop, analytic Jacobian and reduction to the invariant subspace."""
-    net = LearningNetwork(model, clamping)
+              fixed_point: LoopFixedPoint | None = None, net: LearningNetwork | None = None) -> LinearLoop:
+    """Fixed point of the loop, analytic Jacobian and reduction to the invariant subspace.
+
+    ``net``: a prepared :class:`~crnfb.feedback.ensembles.LearningNetwork`
+    (e.g. with a ``clamped_speedup``); then ``clamping`` must be None.
+    """
+    if net is not None and clamping is not None:
+        raise ValueError("give either clamping or net, not both")
+    net = net or LearningNetwork(model, clamping)
     fp = fixed_point or loop_fixed_point(model, net, a)
     J = net.jacobian(fp.x, a)
     B = net.input_vector(fp.x)

@@ -944,7 +944,7 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
             if sim is not None:
                 try:
                     out = _trajectory_from_sim(_invoke(sim, dict(pool, t_end=3.0 * t_ep, until_episode_end=True,
-                                                                  points=401), model), model, res.optimum, fp)
+                                                                  theta_star=fp.theta, points=401), model), model, res.optimum, fp)
                     if out is not None:
                         return out
                 except (TypeError, ModelError, NotImplementedError) as e:

@@ -48,7 +48,10 @@ def run_simulate_command(args) -> int:
     from crnfb.feedback.simulate import simulate
 
     _validate_args(args)
-    signal = parse_signal(args.environment, t_end=float(args.t_end), seed=int(args.seed))
+    try:
+        signal = parse_signal(args.environment, t_end=float(args.t_end), seed=int(args.seed))
+    except ValueError as e:  # the library's message, located at the flag that carried the text
+        raise ModelError(str(e), key="--environment") from None
     model = load_model(args.model)
     if model.change_table is None and signal.bounds() != (0.0, 0.0):
         raise ModelError(f"--environment {args.environment!r} changes the mixing weight a, but the model has no "

@@ -86,6 +86,11 @@ class LearningNetwork:
     model : Model
     clamping : str or None
         Override ``model.learning.clamping``.
+    clamped_speedup : float
+        Factor on the rates of the clamped copies' hidden-only jumps (dynamic
+        clamping only; default 1). Large values approach equilibrium
+        clamping's ``p_c = Qt(theta)``: this is the network the SBML export of
+        an equilibrium-clamped model writes (docs/sbml.md).
 
     Notes
     -----
@@ -95,9 +100,14 @@ class LearningNetwork:
     class states with visible part ``v``, so it respects conservation laws.
     """
 
-    def __init__(self, model: Model, clamping: str | None = None):
+    def __init__(self, model: Model, clamping: str | None = None, *, clamped_speedup: float = 1.0):
         self.model = model
         self.clamping = clamping or model.learning.clamping
+        if not (np.isfinite(clamped_speedup) and clamped_speedup > 0):
+            raise ValueError(f"clamped_speedup must be a positive finite number, got {clamped_speedup!r}")
+        if clamped_speedup != 1.0 and self.clamping != "dynamic":
+            raise ValueError("clamped_speedup applies to dynamic clamping only")
+        self.clamped_speedup = float(clamped_speedup)
         self.space = model.space
         self.learned = model.learned
         self.eps = model.eps
@@ -138,7 +148,8 @@ class LearningNetwork:
         pos[self.clamped_states] = np.arange(self.n_c)
         keep = (pos[sub.src] >= 0) & (pos[sub.dst] >= 0)
         sub = sub.subset(keep)
-        return EdgeList(pos[sub.src], pos[sub.dst], sub.coef, sub.expo, sub.reaction, sub.forward)
+        return EdgeList(pos[sub.src], pos[sub.dst], sub.coef * self.clamped_speedup, sub.expo, sub.reaction,
+                        sub.forward)
 
     def _clamped_states(self) -> np.ndarray:
         m = self.model

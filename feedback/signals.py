@@ -13,7 +13,8 @@ form is parsed by :func:`parse_signal`::
                         starting at 0; switch times drawn from the seed
 
 Values of ``a`` must stay in ``[0, 1]`` (outside, ``Q`` can be negative and
-``D`` is undefined); every violation is a :class:`~crnfb.feedback.errors.ModelError`.
+``D`` is undefined); every violation is a :class:`ValueError` (the command line
+reports it as a bad ``--environment``, exit 2).
 """
 
 from __future__ import annotations
@@ -23,24 +24,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ModelError
 
 __all__ = ["Signal", "Constant", "Step", "Sine", "Telegraph", "parse_signal"]
 
-_KEY = "--environment"
-
-
 def _finite(x, what: str) -> float:
     if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)) or not math.isfinite(x):
-        raise ModelError(f"{what} must be a finite number, got {x!r}", key=_KEY)
+        raise ValueError(f"{what} must be a finite number, got {x!r}")
     return float(x)
 
 
 def _in_unit(lo: float, hi: float, what: str) -> None:
     tol = 1e-12
     if lo < -tol or hi > 1 + tol:
-        raise ModelError(f"{what} takes a from {lo:g} to {hi:g}, outside [0, 1]; the mixing weight a "
-                         "of Q = (1-a) Q_1 + a Q_2 must stay in [0, 1]", key=_KEY)
+        raise ValueError(f"{what} takes a from {lo:g} to {hi:g}, outside [0, 1]; the mixing weight a "
+                         "of Q = (1-a) Q_1 + a Q_2 must stay in [0, 1]")
 
 
 class Signal:
@@ -101,7 +98,7 @@ class Step(Signal):
         for name in ("a0", "a1", "t0"):
             _finite(getattr(self, name), f"step {name}")
         if self.t0 < 0:
-            raise ModelError(f"step time must be >= 0, got {self.t0:g}", key=_KEY)
+            raise ValueError(f"step time must be >= 0, got {self.t0:g}")
         _in_unit(min(self.a0, self.a1), max(self.a0, self.a1), "step")
 
     def __call__(self, t):
@@ -133,7 +130,7 @@ class Sine(Signal):
         for name in ("a0", "a1", "omega"):
             _finite(getattr(self, name), f"sine {name}")
         if self.omega <= 0:
-            raise ModelError(f"sine OMEGA must be > 0 (rad per time unit), got {self.omega:g}", key=_KEY)
+            raise ValueError(f"sine OMEGA must be > 0 (rad per time unit), got {self.omega:g}")
         _in_unit(self.a0 - abs(self.a1), self.a0 + abs(self.a1), "sine")
 
     def __call__(self, t):
@@ -168,13 +165,13 @@ class Telegraph(Signal):
         _finite(self.rate, "telegraph RATE")
         _finite(self.t_end, "telegraph t_end")
         if self.rate <= 0:
-            raise ModelError(f"telegraph RATE must be > 0, got {self.rate:g}", key=_KEY)
+            raise ValueError(f"telegraph RATE must be > 0, got {self.rate:g}")
         if self.t_end <= 0:
-            raise ModelError(f"telegraph needs t_end > 0, got {self.t_end:g}", key=_KEY)
+            raise ValueError(f"telegraph needs t_end > 0, got {self.t_end:g}")
         expected = self.rate * self.t_end
         if expected > 1e6:
-            raise ModelError(f"telegraph RATE * t_end = {expected:.3g} switches expected; at most 1e6 "
-                             "(each switch restarts the integrator)", key=_KEY)
+            raise ValueError(f"telegraph RATE * t_end = {expected:.3g} switches expected; at most 1e6 "
+                             "(each switch restarts the integrator)")
         rng = np.random.default_rng(int(self.seed))
         times = []
         t = 0.0
@@ -203,15 +200,15 @@ class Telegraph(Signal):
 def _numbers(text: str, body: str, count: tuple[int, ...], form: str) -> list[float]:
     parts = [p.strip() for p in body.split(",")] if body.strip() else []
     if len(parts) not in count:
-        raise ModelError(f"{text!r}: expected {form}", key=_KEY)
+        raise ValueError(f"{text!r}: expected {form}")
     out = []
     for p in parts:
         try:
             v = float(p)
         except ValueError:
-            raise ModelError(f"{text!r}: {p!r} is not a number; expected {form}", key=_KEY) from None
+            raise ValueError(f"{text!r}: {p!r} is not a number; expected {form}") from None
         if not math.isfinite(v):
-            raise ModelError(f"{text!r}: {p!r} is not finite; expected {form}", key=_KEY)
+            raise ValueError(f"{text!r}: {p!r} is not finite; expected {form}")
         out.append(v)
     return out
 
@@ -231,12 +228,12 @@ def parse_signal(text: str, t_end: float | None = None, seed: int = 0) -> Signal
 
     Raises
     ------
-    ModelError
+    ValueError
         Unknown kind, wrong number of values, non-numbers, ``a`` outside [0, 1].
     """
     if not isinstance(text, str) or not text.strip():
-        raise ModelError("empty environment signal; use constant | step:A | sine:A0,A1,OMEGA | "
-                         "telegraph:RATE", key=_KEY)
+        raise ValueError("empty environment signal; use constant | step:A | sine:A0,A1,OMEGA | "
+                         "telegraph:RATE")
     text = text.strip()
     kind, _, body = text.partition(":")
     kind = kind.strip().lower()
@@ -247,7 +244,7 @@ def parse_signal(text: str, t_end: float | None = None, seed: int = 0) -> Signal
         vals = _numbers(text, body, (1, 2), "step:A or step:A,T0 (a jumps from 0 to A at T0)")
         if len(vals) == 1:
             if t_end is None:
-                raise ModelError(f"{text!r}: give the step time (step:A,T0) or a run length", key=_KEY)
+                raise ValueError(f"{text!r}: give the step time (step:A,T0) or a run length")
             vals.append(0.5 * float(t_end))
         return Step(0.0, vals[0], vals[1])
     if kind == "sine":
@@ -256,7 +253,7 @@ def parse_signal(text: str, t_end: float | None = None, seed: int = 0) -> Signal
     if kind == "telegraph":
         (rate,) = _numbers(text, body, (1,), "telegraph:RATE (switching rate between a = 0 and 1)")
         if t_end is None:
-            raise ModelError(f"{text!r}: the telegraph signal needs the run length t_end", key=_KEY)
+            raise ValueError(f"{text!r}: the telegraph signal needs the run length t_end")
         return Telegraph(rate, int(seed), float(t_end))
-    raise ModelError(f"unknown environment signal {kind!r} in {text!r}; use constant | step:A | "
-                     "sine:A0,A1,OMEGA | telegraph:RATE", key=_KEY)
+    raise ValueError(f"unknown environment signal {kind!r} in {text!r}; use constant | step:A | "
+                     "sine:A0,A1,OMEGA | telegraph:RATE")

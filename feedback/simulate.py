@@ -409,7 +409,8 @@ def simulate(model: Model, t_end: float, signal: Signal | None = None, points: i
              theta0: np.ndarray | None = None, x0: np.ndarray | None = None, clamping: str | None = None,
              method: str = "BDF", rtol: float = RTOL, atol_p: float = ATOL_P, atol_theta: float = ATOL_THETA,
              progress: bool | None = None, keep_states: bool = False,
-             until_episode_end: bool = False, net: LearningNetwork | None = None) -> Trajectory:
+             until_episode_end: bool = False, theta_star: np.ndarray | None = None,
+             net: LearningNetwork | None = None) -> Trajectory:
     """Integrate the learning loop from the start of a learning episode.
 
     Parameters
@@ -436,13 +437,23 @@ def simulate(model: Model, t_end: float, signal: Signal | None = None, points: i
         Keep the full loop states in ``Trajectory.x``.
     until_episode_end : bool
         Stop when the identifiable part of ``theta - theta*`` has shrunk to
-        1e-3 of its initial size (docs/theory.md §4; ``theta*`` the loop's
-        fixed point), or at ``t_end`` if that comes first.
+        1e-3 of its initial size (docs/theory.md §4), or at ``t_end`` if that
+        comes first. Needs ``theta_star``.
+    theta_star : ndarray or None
+        The loop's fixed point ``theta*`` (learned coordinates), e.g.
+        ``crnfb.analysis.linearise.loop_fixed_point(model).theta``: the
+        caller computes it, since finding fixed points is analysis.
+
+    Raises
+    ------
+    ValueError
+        ``t_end`` or ``points`` out of range, ``x0`` of the wrong size, or
+        ``until_episode_end`` without ``theta_star``.
     """
     if not (isinstance(t_end, (int, float, np.floating)) and math.isfinite(t_end) and t_end > 0):
-        raise ModelError(f"t_end must be a positive finite time, got {t_end!r}", key="--t-end")
+        raise ValueError(f"t_end must be a positive finite time, got {t_end!r}")
     if isinstance(points, bool) or int(points) != points or points < 2:
-        raise ModelError(f"points must be a whole number >= 2, got {points!r}", key="--points")
+        raise ValueError(f"points must be a whole number >= 2, got {points!r}")
     signal = Constant(0.0) if signal is None else signal
     net = net or LearningNetwork(model, clamping)
     start = "episode" if x0 is None and theta0 is None else ("theta0" if x0 is None else "x0")
@@ -450,15 +461,15 @@ def simulate(model: Model, t_end: float, signal: Signal | None = None, points: i
         x0 = net.initial_state(theta0, float(signal(0.0)))
     x0 = np.asarray(x0, float)
     if x0.shape != (net.n_states,):
-        raise ModelError(f"x0 must have {net.n_states} entries (p_f, p_c, theta), got {x0.shape}")
+        raise ValueError(f"x0 must have {net.n_states} entries (p_f, p_c, theta), got {x0.shape}")
     t_eval = np.linspace(0.0, float(t_end), int(points))
     stop = None
     if until_episode_end:
-        from crnfb.analysis.linearise import loop_fixed_point
-
-        fp = loop_fixed_point(model, net)
+        if theta_star is None:
+            raise ValueError("until_episode_end needs theta_star, the loop's fixed point "
+                             "(crnfb.analysis.linearise.loop_fixed_point(model).theta)")
         U = model.identifiable
-        th_star = fp.theta
+        th_star = np.asarray(theta_star, float)
         base = net.n_f + net.n_c
         size0 = np.linalg.norm(U.T @ (x0[base:] - th_star))
         stop = lambda t, x: np.linalg.norm(U.T @ (x[base:] - th_star)) - 1e-3 * size0  # noqa: E731

@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
+import crnfb.analysis.linblocks as linblocks_mod
 import crnfb.feedback.loop as loop_mod
 from crnfb.analysis.linearise import linearise
 from crnfb.analysis.stability import closed_loop_eigenvalues
 from crnfb.feedback.ensembles import LearningNetwork
-from crnfb.feedback.loop import (LoopTooLargeError, linear_blocks, linear_loop, loop_transfer_blocks,
-                           nonlinear_blocks, nonlinear_loop, signal_names)
+from crnfb.analysis.linblocks import LoopTooLargeError, linear_blocks, linear_loop, loop_transfer_blocks
+from crnfb.feedback.loop import nonlinear_blocks, nonlinear_loop, signal_names
 
 _LIN: dict = {}
 
@@ -208,13 +209,25 @@ def test_loop_transfer_low_frequency_is_eps_H_over_s(e2):
 
 
 def test_dense_models_refuse_large_loops(loops, monkeypatch):
-    monkeypatch.setattr(loop_mod, "MAX_DENSE_STATES", 10)
+    monkeypatch.setattr(linblocks_mod, "MAX_DENSE_STATES", 10)
     with pytest.raises(LoopTooLargeError, match="MAX_DENSE_STATES = 10"):
         linear_blocks(loops["E1"])
     with pytest.raises(LoopTooLargeError):
         loop_transfer_blocks(loops["E1"])
 
 
-def test_docstring_examples():
-    res = doctest.testmod(loop_mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+@pytest.mark.parametrize("mod", [loop_mod, linblocks_mod])
+def test_docstring_examples(mod):
+    res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert res.attempted >= 3 and res.failed == 0
+
+
+def test_linear_loop_object_hands_out_its_state_space(loops):
+    """``LinearLoop.state_space()`` (like ``control.linearize``) is the reduced Jacobian itself."""
+    lp = loops["E2"]
+    T = lp.state_space()
+    np.testing.assert_allclose(T.A, lp.Jr.toarray(), atol=1e-12)
+    np.testing.assert_allclose(np.ravel(T.B), lp.Br, atol=1e-12)
+    assert lp.blocks().P_f.ninputs == lp.net.k
+    L = lp.loop_transfer()
+    assert L.input_labels == [f"theta_in_{s}" for s in lp.net.model.learned_names]

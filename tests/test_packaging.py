@@ -37,6 +37,26 @@ def _modules(folder: Path) -> set[str]:
     return {p.name for p in folder.glob("*.py")}
 
 
+def _package_folders() -> dict[str, Path]:
+    """``{installed package path "crnfb/feedback/sbml": source folder}`` from pyproject's packages and package-dir."""
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    mapping = tool["package-dir"]
+    out = {}
+    for pkg in tool["packages"]:
+        base = max((m for m in mapping if pkg == m or pkg.startswith(m + ".")), key=len)
+        out[pkg.replace(".", "/")] = ROOT / mapping[base] / pkg[len(base):].lstrip(".").replace(".", "/")
+    return out
+
+
+def test_every_package_folder_is_installed():
+    """A sub-package on disk (a folder with ``__init__.py``) that pyproject's ``packages`` misses would be left
+    out of the wheel without any error."""
+    listed = {folder.resolve() for folder in _package_folders().values()}
+    on_disk = {p.parent.resolve() for top in ("src/crnfb", "feedback", "analysis")
+               for p in (ROOT / top).rglob("__init__.py") if "__pycache__" not in p.parts}
+    assert on_disk == listed, (sorted(map(str, on_disk - listed)), sorted(map(str, listed - on_disk)))
+
+
 def test_version_changelog_and_citation_agree_and_cff_is_valid():
     yaml = pytest.importorskip("yaml", reason="PyYAML is not installed")
     jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is not installed")
@@ -71,22 +91,22 @@ def test_wheel_builds_passes_twine_installs_in_a_fresh_venv_and_runs(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
 
-    # the wheel: crnfb/, crnfb/feedback/, crnfb/analysis/ (every module of the three folders) and nothing else
+    # the wheel: the packages pyproject lists (crnfb/, crnfb/feedback/, ...), every module of their folders,
+    # and nothing else
+    packages = _package_folders()
     names = zipfile.ZipFile(wheel).namelist()
     info = f"crn_feedback-{VERSION}.dist-info/"
     assert all(n.startswith(("crnfb/", info)) for n in names), [n for n in names if not n.startswith(("crnfb/", info))]
-    assert {n.rsplit("/", 1)[0] for n in names if n.startswith("crnfb/")} == {"crnfb", "crnfb/feedback",
-                                                                               "crnfb/analysis"}
-    for pkg, folder in (("crnfb", ROOT / "src" / "crnfb"), ("crnfb/feedback", ROOT / "feedback"),
-                        ("crnfb/analysis", ROOT / "analysis")):
+    assert {n.rsplit("/", 1)[0] for n in names if n.startswith("crnfb/")} == set(packages)
+    assert {"crnfb", "crnfb/feedback", "crnfb/analysis"} <= set(packages)
+    for pkg, folder in packages.items():
         assert {n.rsplit("/", 1)[1] for n in names if n.rsplit("/", 1)[0] == pkg} == _modules(folder), pkg
     assert f"{info}licenses/LICENSE" in names
     # the sdist: what the build needs, the licence, changelog, citation and examples; not the test suite
     top = f"crn_feedback-{VERSION}/"
     members = {m[len(top):] for m in tarfile.open(sdist).getnames() if m.startswith(top)}
-    need = {"pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md", "CITATION.cff", "src/crnfb/__init__.py",
-            "examples/birth_death.toml"} | {f"feedback/{m}" for m in _modules(ROOT / "feedback")} \
-        | {f"analysis/{m}" for m in _modules(ROOT / "analysis")}
+    need = {"pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md", "CITATION.cff", "examples/birth_death.toml"} \
+        | {(folder / m).relative_to(ROOT).as_posix() for folder in packages.values() for m in _modules(folder)}
     assert need <= members, sorted(need - members)
     assert not any(m.startswith(("tests/", "docs/api_src")) for m in members)
 

@@ -1,4 +1,4 @@
-"""SBML export / import (feedback/sbml.py) and cross-checks against peer tools.
+"""SBML export / import (the crnfb.feedback.sbml package) and cross-checks against peer tools.
 
 Peer tests (marker ``peers``) load the exported learning network into
 libRoadRunner and build a finite-ensemble network in GillesPy2; they are
@@ -25,7 +25,7 @@ libsbml = pytest.importorskip("libsbml")
 from crnfb.feedback import sbml  # noqa: E402
 from crnfb.feedback.environment import Poisson  # noqa: E402
 from crnfb.feedback.errors import ModelError  # noqa: E402
-from crnfb.feedback.model import Model  # noqa: E402
+from crnfb.feedback.model import Ensembles, Model  # noqa: E402
 from crnfb.feedback.modelfile import load_model  # noqa: E402
 from crnfb.feedback.network import Network  # noqa: E402
 
@@ -476,18 +476,71 @@ def test_learning_initial_values(case):
         np.testing.assert_allclose(pc, m.q[m.space.visible_index[states]], atol=1e-14)
 
 
-def test_equilibrium_clamping_warns_or_raises():
+def test_equilibrium_clamping_is_refused_or_a_stated_speedup():
     m = load("birth_death")
     assert m.learning.clamping == "equilibrium"
-    with pytest.warns(sbml.SBMLExportWarning, match="equilibrium"):
-        text = sbml.learning_sbml(m)
-    assert "equilibrium" in libsbml.readSBMLFromString(text).getModel().getNotesString()
-    with pytest.raises(ModelError, match="clamping"):
-        sbml.learning_sbml(m, strict=True)
-    # clamped copies start at Qt(theta0) (= Q without hidden species)
+    with pytest.raises(ModelError, match="speedup|speed-up"):
+        sbml.learning_sbml(m)
+    text = sbml.learning_sbml(m, speedup=100.0)
+    assert "APPROXIMATION" in libsbml.readSBMLFromString(text).getModel().getNotesString()
+    # no hidden species: the clamped start is Q itself (Qt = Q), whatever the speed-up
     back = sbml.read_sbml(text)
     pc = np.array([back.species[f"clamped_X{x}"] for x in range(m.space.size)])
     np.testing.assert_allclose(pc, m.q, atol=1e-15)
+    assert back.parameters["clamped_speedup"] == 100.0
+    with pytest.raises(ModelError, match="only to clamping"):
+        sbml.learning_sbml(load("isomerisation"), speedup=10.0)
+
+
+def test_speedup_scales_only_the_clamped_hidden_jumps():
+    """The exported ODE with a speed-up is LearningNetwork(clamped_speedup=S).rhs, and differs from S = 1."""
+    from crnfb.feedback.ensembles import LearningNetwork
+    m = load("chain")
+    back = sbml.read_sbml(sbml.learning_sbml(m, speedup=50.0))
+    fast, slow = (LearningNetwork(m, "dynamic", clamped_speedup=s) for s in (50.0, 1.0))
+    x = fast.initial_state()
+    x[fast.n_f + fast.n_c:] += 0.3
+    xs = to_sbml_vector(back.species_ids, m, fast, x)
+    got = from_sbml_rates(back.species_ids, m, fast, back.rhs(xs), xs)
+    np.testing.assert_allclose(got, fast.rhs(x), rtol=1e-10, atol=1e-13)
+    assert np.abs(fast.rhs(x) - slow.rhs(x)).max() > 1e-3
+
+
+def test_copies_conserve_the_copy_totals():
+    """Copy counts: every reaction moves one copy, so M_f and M_c are invariants of each reaction."""
+    m = load("hidden_scaffold").replace(ensembles=Ensembles(40, 30, 500.0))
+    mnet = sbml.learning_network(m, copies=True)
+    S = mnet.stoichiometry.toarray()
+    ids = mnet.species_ids
+    free = np.array([i.startswith("free_") for i in ids])
+    clamped = np.array([i.startswith("clamped_") for i in ids])
+    assert np.abs(S[free].sum(axis=0)).max() == 0 and np.abs(S[clamped].sum(axis=0)).max() == 0
+    x0 = mnet.initial
+    assert x0[free].sum() == 40 and x0[clamped].sum() == 30 and np.all(x0 == np.round(x0))
+    n_c = int(clamped.sum())
+    resets = [r for r in mnet.reactions if r.id.startswith("Reset_")]
+    assert len(resets) <= n_c * (n_c - 1)
+    # as an ODE in fractions it is the same loop: rhs / M equals LearningNetwork.rhs
+    from crnfb.feedback.ensembles import LearningNetwork
+    ln = LearningNetwork(m)
+    x = ln.initial_state()
+    x[ln.n_f + ln.n_c:] += 0.2
+    frac = to_sbml_vector(ids, m, ln, x)
+    scale = np.where(free, 40.0, np.where(clamped, 30.0, 500.0))
+    got = from_sbml_rates(ids, m, ln, mnet.rhs(frac * scale) / scale, frac)
+    np.testing.assert_allclose(got, ln.rhs(x), rtol=1e-9, atol=1e-12)
+
+
+def test_pruning_reports_the_dropped_mass():
+    m = load("birth_death", clamping="dynamic")
+    full = sbml.learning_network(m)
+    pruned = sbml.learning_network(m, prune=1e-12)
+    pi = m.space.stationary(m.full_theta(m.theta0))
+    assert pruned.info["dropped_mass"]["free"] == pytest.approx(pi[pi < 1e-12].sum(), rel=1e-12)
+    assert 0 < pruned.info["dropped_mass"]["free"] < 1e-10
+    assert len(pruned.species) < len(full.species)
+    assert min(v for k, v in pruned.species.items() if k.startswith("free_")) >= 1e-12
+    assert "PRUNED" in " ".join(pruned.notes)
 
 
 def test_unlearned_activities_are_parameters():
@@ -525,9 +578,10 @@ def test_cli_export(tmp_path, capsys):
     assert main(["export", str(EX / "isomerisation.toml"), "--sbml", str(out), "--learning"]) == 0
     text = out.read_text()
     assert "free_X3_Y17" in text and "Lambda_X" in text and consistency_errors(text) == []
-    assert main(["export", str(EX / "birth_death.toml"), "--sbml", str(tmp_path / "e1.xml"), "--learning"]) == 0
-    assert "warning" in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["e1.xml", "e2.xml"]  # no temp files left
+    capsys.readouterr()
+    assert main(["export", str(EX / "birth_death.toml"), "--sbml", str(tmp_path / "e1.xml"), "--learning"]) == 2
+    assert "--speedup" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e2.xml"]  # nothing written, no temp files left
 
 
 def test_cli_export_bad_input_writes_nothing(tmp_path, capsys):

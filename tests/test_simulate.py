@@ -52,7 +52,7 @@ def test_parse_signal():
     ("telegraph:0", "RATE"), ("telegraph:nan", "not finite"), ("constant:2", "outside"),
 ])
 def test_parse_signal_errors(text, words):
-    with pytest.raises(ModelError, match=words.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(ValueError, match=words.replace("[", r"\[").replace("]", r"\]")):
         parse_signal(text, t_end=10.0)
 
 
@@ -123,7 +123,7 @@ def test_ode_converges_to_loop_fixed_point(name):
     assert np.allclose(tr.theta[-1], fp.theta, atol=1e-6)
     assert np.allclose(tr.e[-1], 0.0, atol=1e-6)                 # integral action: zero error
     # and the episode end (identifiable |theta - theta*| down to 1e-3 of its start) is found
-    ep = simulate(model, 400.0, points=401, progress=False, until_episode_end=True)
+    ep = simulate(model, 400.0, points=401, progress=False, until_episode_end=True, theta_star=fp.theta)
     U = model.identifiable
     t_stop = ep.metadata["t_stop"]
     assert t_stop is not None and ep.t[-1] == pytest.approx(t_stop)
@@ -158,10 +158,12 @@ def test_telegraph_run_is_reproducible(e1):
 
 
 def test_simulate_rejects_bad_arguments(e1):
-    with pytest.raises(ModelError, match="t_end"):
+    with pytest.raises(ValueError, match="t_end"):
         simulate(e1, 0.0)
-    with pytest.raises(ModelError, match="points"):
+    with pytest.raises(ValueError, match="points"):
         simulate(e1, 1.0, points=1)
+    with pytest.raises(ValueError, match="theta_star"):
+        simulate(e1, 1.0, until_episode_end=True)
 
 
 def test_csv_columns_and_atomic_write(tmp_path, e2):

@@ -5,7 +5,7 @@ fixed point's numbers substituted, reproduces the eigenvalues of
 crnfb.analysis.stability; the E1 factor s^2 + kappa s + kappa eps lambda is exact
 for the mean closure and, on the truncated box, divides the polynomial up
 to a remainder carrying lambda^n_max (the boundary's weight); L(s) agrees
-with crnfb.feedback.loop.loop_transfer_blocks.
+with crnfb.analysis.linblocks.loop_transfer_blocks.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from crnfb.analysis.linearise import linearise
 from crnfb.analysis.stability import stability
 from crnfb.analysis.symbolic import (SymbolicTooLargeError, divide_out, mean_closure, symbolic_loop)
 from crnfb.feedback import parse_model
-from crnfb.feedback.loop import loop_transfer_blocks
+from crnfb.analysis.linblocks import loop_transfer_blocks
 from tests.conftest import EXAMPLES
 
 N_MAX = 6

@@ -1,0 +1,205 @@
+"""``crnfb export`` and ``crnfb convert``: the command-line side of SBML (docs/cli.md, docs/sbml.md).
+
+The library (:mod:`crnfb.feedback.sbml`) raises :class:`ValueError`-style
+errors and :class:`~crnfb.feedback.sbml.SBMLExportWarning`; this module
+prints the warnings on stderr and lets :class:`~crnfb.feedback.errors.ModelError`
+reach :func:`crnfb.analysis.cli.main`, which maps it to exit 2.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from crnfb.analysis.linearise import linearise, loop_fixed_point
+from crnfb.analysis.margins import critical_gain
+from crnfb.feedback.errors import ModelError
+from crnfb.feedback.modelfile import load_model
+from crnfb.feedback.sbml import (SBMLExportWarning, antimony_line, antimony_to_sbml, exported_network, is_antimony,
+                                 learning_network, model_file_text, model_sbml, network_to_sbml, read_network,
+                                 write_sbml)
+
+__all__ = ["ExportDeviation", "export_deviation", "run_export_command", "run_convert_command"]
+
+
+@dataclass(frozen=True)
+class ExportDeviation:
+    """How far the exported learning network is from the analysed loop (equilibrium clamping, docs/sbml.md).
+
+    Attributes
+    ----------
+    speedup : float
+        Factor on the clamped hidden-only jumps of the export.
+    learned : tuple of str
+    lambda_report, lambda_export : ndarray
+        ``exp(theta*)`` at the report's loop fixed point and at the exported
+        network's (a steady state of the exported ODE).
+    eps_crit_report, eps_crit_export : ndarray or None
+        Critical learning rates (all rates scaled together) of both loops;
+        None where the loop stays stable up to the searched factor.
+    """
+
+    speedup: float
+    learned: tuple
+    lambda_report: np.ndarray
+    lambda_export: np.ndarray
+    eps_crit_report: np.ndarray | None
+    eps_crit_export: np.ndarray | None
+
+    @property
+    def lambda_deviation(self) -> float:
+        """Largest relative deviation of ``lambda`` (exported vs report)."""
+        return float(np.max(np.abs(self.lambda_export / self.lambda_report - 1.0)))
+
+    @property
+    def eps_crit_deviation(self) -> float | None:
+        """Relative deviation of ``eps_crit`` (None if either is None)."""
+        if self.eps_crit_report is None or self.eps_crit_export is None:
+            return None
+        return float(np.max(np.abs(self.eps_crit_export / self.eps_crit_report - 1.0)))
+
+    def lines(self) -> list[str]:
+        """Human-readable summary, one line per quantity."""
+        out = [f"exported with clamped hidden reactions {self.speedup:g}x faster (dynamic clamping) instead of "
+               "equilibrium clamping:"]
+        for n, a, b in zip(self.learned, self.lambda_report, self.lambda_export):
+            out.append(f"  lambda_{n}: exported {b:.6g}, report {a:.6g} (relative deviation {b / a - 1:+.2e})")
+        fmt = lambda e: "none (stable)" if e is None else ", ".join(f"{v:.6g}" for v in np.atleast_1d(e))  # noqa: E731
+        dev = self.eps_crit_deviation
+        out.append(f"  eps_crit: exported {fmt(self.eps_crit_export)}, report {fmt(self.eps_crit_report)}"
+                   + ("" if dev is None else f" (relative deviation {dev:.2e})"))
+        return out
+
+
+def _eps_crit(loop) -> np.ndarray | None:
+    cg = critical_gain(loop)
+    return None if cg.gain is None else loop.net.eps * cg.gain
+
+
+def export_deviation(model, speedup: float) -> ExportDeviation:
+    """Fixed point and ``eps_crit`` of the exported network (``speedup``) against the report's loop.
+
+    The exported network is ``LearningNetwork(model, "dynamic",
+    clamped_speedup=speedup)`` exactly (its ODE is the SBML's, tested), so
+    both are computed with the same solvers as the report: the loop fixed
+    point (:func:`~crnfb.analysis.linearise.loop_fixed_point`) and the
+    critical gain of the reduced Jacobian (:func:`~crnfb.analysis.margins.critical_gain`).
+    """
+    ref = linearise(model)
+    net = exported_network(model, speedup)
+    fp = loop_fixed_point(model, net)
+    exp_loop = linearise(model, fixed_point=fp, net=net)
+    return ExportDeviation(float(speedup), tuple(model.learned_names), np.exp(ref.fixed_point.theta),
+                           np.exp(fp.theta), _eps_crit(ref), _eps_crit(exp_loop))
+
+
+def _print_export_warnings(caught) -> None:
+    for w in caught:
+        if issubclass(w.category, SBMLExportWarning):
+            print(f"crnfb export: warning: {w.message}", file=sys.stderr)
+        else:  # pragma: no cover
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def run_export_command(args) -> int:
+    """``crnfb export MODEL --sbml FILE [--learning [--copies] [--speedup S] [--prune P]]`` (docs/cli.md).
+
+    Export warnings (unreachable hidden states) go to stderr; with
+    ``--speedup`` the deviation of the exported network's fixed point and
+    ``eps_crit`` from the report's is printed; with ``--prune`` the dropped
+    mass. :class:`~crnfb.feedback.errors.ModelError` propagates (exit 2).
+    """
+    model = load_model(args.model)
+    learning = bool(getattr(args, "learning", False))
+    speedup, copies, prune = getattr(args, "speedup", None), bool(getattr(args, "copies", False)), \
+        getattr(args, "prune", 0.0) or 0.0
+    if not learning and (speedup is not None or copies or prune):
+        raise ModelError("--speedup, --copies and --prune apply to the learning network; add --learning",
+                         key="--learning")
+    if speedup is not None and not (np.isfinite(speedup) and speedup > 0):
+        raise ModelError(f"--speedup must be a positive number, got {speedup!r}", key="--speedup")
+    if not 0.0 <= prune < 1.0:
+        raise ModelError(f"--prune must be a probability in [0, 1), got {prune!r}", key="--prune")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SBMLExportWarning)
+        if learning:
+            mnet = learning_network(model, speedup=speedup, copies=copies, prune=prune)
+            text = network_to_sbml(mnet)
+        else:
+            text = model_sbml(model)
+    _print_export_warnings(caught)
+    out = write_sbml(text, args.sbml)
+    what = "learning network" if learning else "model network"
+    print(f"wrote {what} of '{model.name}' to {out}")
+    if learning:
+        info = mnet.info
+        print(f"  {info['species']} species, {info['reactions']} reactions"
+              + (" (copy counts, copy-conserving resets)" if copies else ""))
+        if prune:
+            d = info["dropped_mass"]
+            print(f"  pruned copy states below {prune:g}: dropped start mass free {d['free']:.3g}, "
+                  f"clamped {d['clamped']:.3g}")
+        if speedup is not None:
+            for line in export_deviation(model, speedup).lines():
+                print(line)
+    return 0
+
+
+def _names(text: str | None, flag: str) -> list[str] | None:
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ModelError(f"{flag} needs species names, e.g. {flag} X,Y", key=flag)
+    return names
+
+
+def _read_converted(path: str, visible, learned):
+    """``read_network`` of an SBML or Antimony file; Antimony errors name the line of the element."""
+    if not is_antimony(path):
+        try:
+            return read_network(path, visible, learned)
+        except ModelError as e:  # the importer prefixes its messages with the source; keep it once
+            raise ModelError(e.message.removeprefix(f"{path}: "), file=path, key=e.key, line=e.line) from None
+    text = antimony_to_sbml(path)
+    try:
+        return read_network(text, visible, learned)
+    except ModelError as e:
+        msg = e.message.replace("SBML string: ", "")
+        m = re.search(r"reaction '([^']+)'|species '([^']+)'", msg)
+        line = antimony_line(path, next(g for g in m.groups() if g)) if m else None
+        raise ModelError(f"{msg} (Antimony, read through SBML)", file=path, line=line) from None
+
+
+def run_convert_command(args) -> int:
+    """``crnfb convert MODEL.xml|MODEL.ant -o model.toml --visible X[,Y] [--learn A,B]`` (docs/cli.md).
+
+    Reads a reversible mass-action SBML (or Antimony) model, checks detailed
+    balance, derives the energies and writes our model file with the
+    ``[environment]`` section as a commented template. Nothing is written on
+    error (exit 2).
+    """
+    visible = _names(args.visible, "--visible")
+    learned = _names(getattr(args, "learn", None), "--learn")
+    out = Path(args.output)
+    if out.resolve() == Path(args.model).resolve():
+        raise ModelError("-o would overwrite the input file; give another name", key="--output")
+    if out.suffix.lower() != ".toml":
+        raise ModelError(f"-o {out}: the model file must end in .toml", key="--output")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SBMLExportWarning)
+        imp = _read_converted(args.model, visible, learned)
+    _print_export_warnings(caught)
+    text = model_file_text(imp)
+    write_sbml(text, out)
+    net = imp.network
+    print(f"wrote {out}: {net.n_species} species, {len(net.reactions)} reactions, detailed balance holds "
+          f"(residual {imp.balance.residual:.2g} kT)")
+    print(f"  next: fill in [environment] (the law of {', '.join(net.names[i] for i in net.visible)}) and "
+          f"[learning] in {out}, then run crnfb check {out}")
+    return 0
