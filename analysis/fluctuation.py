@@ -531,11 +531,19 @@ def ode_path(net, x0: np.ndarray, path, t_out: np.ndarray, rtol: float = 1e-7, a
     return out
 
 
-def linear_path_cost(loop: LinearLoop, gain: float, derivative, abar: float, path, t_out: np.ndarray) -> np.ndarray:
+def linear_path_cost(loop: LinearLoop, gain: float, derivative, abar: float, path, t_out: np.ndarray,
+                     offset: np.ndarray | None = None) -> np.ndarray:
     """``(1/2) z^T H z`` of the *linearised* loop driven by ``path``, at ``t_out`` (exact propagation).
 
-    In the modal coordinates of ``Jr(g) = V diag(lam) V^-1`` a piece with
-    constant ``a`` is solved exactly: ``y(t+h) = e^{lam h} y + (e^{lam h} - 1)/lam b (a - abar)``.
+    With ``offset`` ``b`` (the clamping bias ``theta_loop - theta_opt`` at ``abar``)
+    it returns ``(1/2) z^T H z + b^T H z``: the excess over the bias to the
+    same order, whose extra term has mean zero (``E z = 0``) but follows the
+    path's ``a - abar`` (it is the bias moving with ``a``).
+
+    In the modal coordinates of ``Jr(g) = V diag(lam) V^-1`` (``Jr`` is
+    diagonalisable for the loops met so far; a defective ``Jr`` would need the
+    matrix exponential) a piece with constant ``a`` is solved exactly:
+    ``y(t+h) = e^{lam h} y + (e^{lam h} - 1)/lam b (a - abar)``.
     Independent of the closed form (Lyapunov / frequency integral): it samples the
     chain and propagates the linear ODE.
     """
@@ -548,26 +556,27 @@ def linear_path_cost(loop: LinearLoop, gain: float, derivative, abar: float, pat
     lam, V = np.linalg.eig(Jr)
     b = np.linalg.solve(V, Br.astype(complex))
     Ct = loop.output("theta").toarray() @ V
-    events = sorted(set(path.breakpoints(float(t_out[0]), float(t_out[-1]))) | set(map(float, t_out)))
+    # piece by piece: y(t) = yss + e^{lam (t - t0)} (y(t0) - yss), yss = -b (a - abar) / lam
+    edges = [float(t_out[0]), *path.breakpoints(float(t_out[0]), float(t_out[-1])), float(t_out[-1])]
+    Y = np.empty((t_out.size, lam.size), complex)
     y = np.zeros(lam.size, complex)
-    t = float(t_out[0])
-    out = {}
-    for te in events:
-        h = te - t
-        if h > 0:
-            da = float(path(0.5 * (t + te))) - abar
-            e = np.exp(lam * h)
-            y = e * y + np.expm1(lam * h) / lam * b * da
-            t = te
-        out[te] = y.copy()
-    Y = np.array([out[float(x)] for x in t_out])
+    Y[0] = y
+    j = 1
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        yss = -b * (float(path(0.5 * (lo + hi))) - abar) / lam
+        n = int(np.searchsorted(t_out, hi, side="right")) - j
+        if n > 0:
+            Y[j:j + n] = yss + np.exp(np.outer(t_out[j:j + n] - lo, lam)) * (y - yss)
+            j += n
+        y = yss + np.exp(lam * (hi - lo)) * (y - yss)
     z = np.real(Y @ Ct.T) - np.outer(path(t_out) - abar, v)
-    return 0.5 * np.einsum("ti,ij,tj->t", z, H, z)
+    out = 0.5 * np.einsum("ti,ij,tj->t", z, H, z)
+    return out if offset is None else out + z @ (H @ offset)
 
 
 def ode_tracking(model: Model, env: MarkovEnvironment, t_end: float, burn_in: float, paths: int, seed: int,
-                 dt: float, evaluator: "_Evaluator", gain: float, optimum_d: dict, long_paths: int = 4,
-                 long_factor: float = 20.0) -> dict:
+                 dt: float, evaluator: "_Evaluator", gain: float, optimum_d: dict, long_paths: int = 8,
+                 long_factor: float = 50.0) -> dict:
     """Mean tracking cost of the infinite-ensemble ODE driven by sampled paths.
 
     The ODE's mean excess divergence minus the bias is estimated with a
@@ -595,7 +604,8 @@ def ode_tracking(model: Model, env: MarkovEnvironment, t_end: float, burn_in: fl
         X = ode_path(net, ev.fp.x, path, t_out)
         nl.append(float(excess_divergence(model, X[keep, base:], path(t_out[keep]), optimum_d).mean())
                   - ev.fp.bias)
-        lin.append(float(linear_path_cost(ev.loop, gain, ev.derivative, ev.abar, path, t_out)[keep].mean()))
+        lin.append(float(linear_path_cost(ev.loop, gain, ev.derivative, ev.abar, path, t_out,
+                                          ev.fp.theta - ev.optimum.theta)[keep].mean()))
     t_long = burn_in + long_factor * (t_end - burn_in)
     t_l = np.linspace(0.0, t_long, int(math.ceil(t_long / dt)) + 1)
     long = [float(linear_path_cost(ev.loop, gain, ev.derivative, ev.abar,

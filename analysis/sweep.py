@@ -20,6 +20,15 @@ Parameters
 ``kappa``    factor on every reaction's kappa (time-scale of the model network)
 ``free``, ``clamped``, ``M``   ensemble sizes (``M`` sets both; whole numbers)
 ``omega``    volume for parameter species counts
+``switching`` factor on every rate of ``[environment.fluctuation]`` (the random
+             environment changes that many times faster; its law is unchanged)
+``k_01``, ``k_10``  the two rates of a telegraph ``[environment.fluctuation]``
+
+With ``[environment.fluctuation]`` each row also carries ``fluctuation.*``
+columns (docs/theory.md §5a): ``eps_opt``, ``eps_crit``, ``valid`` and, at the
+point's eps, ``tracking``, ``noise``, ``bias``, ``total`` (nats) and
+``dissipation``; so ``--param switching=...`` maps ``eps_opt`` against how
+fast the environment changes.
 
 Grid specs: ``START:STOP:N[:log10|lin]`` (default ``lin``),
 ``START:STOP:log10`` (10 points), a single value, or a list ``V1,V2,...``.
@@ -43,7 +52,8 @@ import numpy as np
 from crnfb.feedback.errors import ModelError
 from crnfb.feedback.model import Ensembles, Model
 
-PARAMS = ("eps", "gamma", "dmu", "kappa", "free", "clamped", "M", "omega")
+PARAMS = ("eps", "gamma", "dmu", "kappa", "free", "clamped", "M", "omega", "switching", "k_01", "k_10")
+FLUCTUATION_PARAMS = ("switching", "k_01", "k_10")
 INTEGER_PARAMS = ("free", "clamped", "M")
 ALIASES = {"M_f": "free", "M_c": "clamped"}
 DEFAULT_POINTS = 10
@@ -93,6 +103,13 @@ def parse_param(spec: str, model: Model | None = None) -> ParamSpec:
         if model is not None and name.split(".", 1)[1] not in model.learned_names:
             raise ModelError(f"--param {spec!r}: {name.split('.', 1)[1]!r} is not a learned species; learned: "
                              f"{', '.join(model.learned_names)}")
+    if base in FLUCTUATION_PARAMS and model is not None:
+        fl = model.fluctuation
+        if fl is None:
+            raise ModelError(f"--param {spec!r}: the model has no [environment.fluctuation] to switch")
+        if base != "switching" and fl.n_levels != 2:
+            raise ModelError(f"--param {spec!r}: k_01/k_10 are the rates of a two-level telegraph; this chain "
+                             f"has {fl.n_levels} levels (use switching=... to scale all its rates)")
     grid = grid.strip()
     if not grid:
         raise ModelError(f"--param {spec!r}: no values after '='")
@@ -156,6 +173,7 @@ def apply_params(model: Model, point: dict) -> Model:
     eps = list(map(float, model.eps))
     eps_set = False
     net = model.network
+    fluct = None
     for name, v in point.items():
         if name == "eps":
             eps = [float(v)] * len(eps)
@@ -173,6 +191,8 @@ def apply_params(model: Model, point: dict) -> Model:
             ens["free"] = ens["clamped"] = int(round(v))
         elif name == "omega":
             ens["omega"] = float(v)
+        elif name in FLUCTUATION_PARAMS:
+            fluct = _switched(fluct if fluct is not None else model.fluctuation, name, float(v))
         else:  # pragma: no cover - parse_param rejects these
             raise ModelError(f"unknown sweep parameter {name!r}")
     if eps_set:
@@ -182,10 +202,44 @@ def apply_params(model: Model, point: dict) -> Model:
         m = m.replace(network=net)
     if learning:
         m = m.with_learning(**learning)
+    if fluct is not None:
+        m = m.replace(fluctuation=fluct)
     if (ens["free"], ens["clamped"], ens["omega"]) != (model.ensembles.free, model.ensembles.clamped,
                                                        model.ensembles.omega):
         m = m.replace(ensembles=Ensembles(ens["free"], ens["clamped"], ens["omega"]))
     return m
+
+
+def _switched(fl, name: str, v: float):
+    """The random environment with one sweep parameter applied."""
+    if fl is None:
+        raise ModelError(f"--param {name}: the model has no [environment.fluctuation]")
+    if name == "switching":
+        return fl.scaled(v)
+    R = [list(r) for r in fl.rates]
+    i, j = (0, 1) if name == "k_01" else (1, 0)
+    R[i][j] = v
+    return fl.with_rates(R)
+
+
+def fluctuation_columns(m: Model) -> dict:
+    """``fluctuation.*`` columns of a sweep row (module docstring); empty without a random environment."""
+    if m.fluctuation is None:
+        return {}
+    from crnfb.analysis.fluctuation import fluctuation
+
+    factors = np.union1d(np.logspace(-2, 2, 17), [1.0])
+    r = fluctuation(m, factors=factors)
+    i = int(np.argmin(np.abs(factors - 1.0)))
+    ok = bool(r.stable[i])
+
+    def num(x):
+        return float(x) if x is not None and ok and math.isfinite(float(x)) else None
+
+    return {"fluctuation.eps_opt": r.eps_opt, "fluctuation.eps_crit": r.eps_crit,
+            "fluctuation.valid": 1.0 if r.valid else 0.0, "fluctuation.tracking": num(r.tracking[i]),
+            "fluctuation.noise": num(r.noise[i]), "fluctuation.bias": num(r.bias[i]),
+            "fluctuation.total": num(r.total[i]), "fluctuation.dissipation": float(r.dissipation[i])}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -215,6 +269,7 @@ def evaluate_point(model: Model, point: dict, metrics: bool = True) -> dict:
     row: dict = {}
     for k, v in res.scalars().items():
         row[k] = (1.0 if v else 0.0) if isinstance(v, bool) else v
+    row.update(fluctuation_columns(m))
     if metrics:
         try:
             from crnfb.analysis.tradeoffs import point_metrics

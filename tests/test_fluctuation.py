@@ -227,10 +227,33 @@ def test_hidden_unit_tracking_matches_switching_driven_ode():
     eps = [0.05, 0.15, 0.5]
     r = fluctuation(m, factors=np.array(eps) / float(m.eps[0]), refine=False)
     assert r.valid and not np.all(r.bias == 0)
-    checks = validate_ode(r, m, eps, t_end=500.0, burn_in=100.0, paths=4, seed=3, dt=1.0)
+    checks = validate_ode(r, m, eps, t_end=400.0, burn_in=100.0, paths=3, seed=3, dt=1.0)
     for c in checks:
         assert c["passed"], c
         assert c["rel_error"] <= 0.1
         assert c["ci"][1] - c["simulated"] < 0.05 * c["predicted"]      # the check has power
     # the tracking term does depend on eps here (the check sees the loop's dynamics)
     assert checks[0]["predicted"] > 1.3 * checks[2]["predicted"]
+
+
+# -- sweep ----------------------------------------------------------------------------------------------
+def test_sweep_takes_switching_rates():
+    from crnfb.analysis.sweep import apply_params, fluctuation_columns, parse_param
+
+    m = load_model(E1_TELEGRAPH)
+    assert parse_param("switching=0.5:2:3:log10", m).values == pytest.approx((0.5, 1.0, 2.0))
+    m2 = apply_params(m, {"switching": 3.0, "k_10": 0.1})
+    assert np.allclose(m2.fluctuation.rates, [[0, 0.3], [0.1, 0]])
+    assert m.fluctuation.rates == ((0.0, 0.1), (0.1, 0.0))          # the base model is untouched
+    with pytest.raises(ModelError, match="no \\[environment.fluctuation\\]"):
+        parse_param("switching=1,2", load_model(EX / "birth_death.toml"))
+    three = m.replace(fluctuation=MarkovEnvironment((0.0, 0.5, 1.0), ((0, 1, 0), (1, 0, 1), (0, 1, 0))))
+    with pytest.raises(ModelError, match="two-level telegraph"):
+        parse_param("k_01=1,2", three)
+    slow, fast = fluctuation_columns(m), fluctuation_columns(apply_params(m, {"switching": 4.0}))
+    assert set(slow) >= {"fluctuation.eps_opt", "fluctuation.total", "fluctuation.valid"}
+    # the tracking column at the point's eps is the hand-derived E1 value at the swept switching rate
+    for cols, k in ((slow, 0.2), (fast, 0.8)):
+        assert cols["fluctuation.tracking"] == pytest.approx(_e1_closed_form(0.08, 1.0, 5.5, 1.0, 0.25, k), rel=1e-6)
+    assert fast["fluctuation.eps_opt"] is not None and slow["fluctuation.eps_opt"] is not None
+    assert fluctuation_columns(load_model(EX / "birth_death.toml")) == {}
