@@ -54,7 +54,7 @@ from crnfb.feedback.errors import ModelError
 from crnfb.feedback.fluctuation import MarkovEnvironment
 from crnfb.feedback.model import Model
 
-__all__ = ["FluctuationResult", "fluctuation", "tracking_cost", "tracking_spectral", "linear_range",
+__all__ = ["FluctuationResult", "fluctuation", "analyse_fluctuation", "report_section", "tracking_cost", "tracking_spectral", "linear_range",
            "excess_divergence", "validate_ssa", "validate_ode", "plot_fluctuation", "LINEAR_TOL"]
 
 #: Largest relative error of the second-order (quadratic) cost of a jump that still counts as linear.
@@ -663,10 +663,16 @@ def plot_fluctuation(result: FluctuationResult, ax=None):
 
     Returns the axes (a second y axis on the right carries the dissipation rate).
     """
-    import matplotlib.pyplot as plt
+    from crnfb.analysis.plots import _figure, _style
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.6, 4.6), constrained_layout=True)
+    with _style():
+        if ax is None:
+            ax = _figure(6.6, 4.8).add_subplot()
+        _draw(result, ax)
+    return ax
+
+
+def _draw(result: FluctuationResult, ax) -> None:
     ok = result.stable
     e = result.eps
     ax.loglog(e[ok], result.total[ok], "k-", lw=2.0, label="total (predicted)")
@@ -674,7 +680,8 @@ def plot_fluctuation(result: FluctuationResult, ax=None):
     ax.loglog(e[ok], result.noise[ok], "-.", color="tab:orange", label="noise (finite ensembles)")
     if np.any(result.bias[ok] > 0):
         ax.loglog(e[ok], result.bias[ok], ":", color="tab:green", label="bias (dynamic clamping)")
-    sims = [c for c in result.validation if "SSA" in c.get("quantity", "")]
+    made = [c for c in result.validation if c.get("simulated") is not None]
+    sims = [c for c in made if "SSA" in c["quantity"]]
     if sims:
         x = np.array([c["eps"] for c in sims])
         y = np.array([c["simulated"] for c in sims])
@@ -682,7 +689,7 @@ def plot_fluctuation(result: FluctuationResult, ax=None):
         hi = np.array([c["ci"][1] for c in sims])
         ax.errorbar(x, y, yerr=[y - np.maximum(lo, 1e-300), hi - y], fmt="o", color="tab:red", ms=5,
                     capsize=3, label="SSA (mean, 95 % CI)")
-    odes = [c for c in result.validation if "ODE" in c.get("quantity", "")]
+    odes = [c for c in made if "ODE" in c["quantity"]]
     if odes:
         ax.plot([c["eps"] for c in odes], [c["simulated"] for c in odes], "s", mfc="none", color="tab:blue",
                 ms=6, label="ODE tracking (sampled paths)")
@@ -708,7 +715,6 @@ def plot_fluctuation(result: FluctuationResult, ax=None):
     if not result.valid:
         title += " (OUT OF LINEAR RANGE)"
     ax.set_title(title)
-    return ax
 
 
 # ---------------------------------------------------------------------------------------------
@@ -758,6 +764,22 @@ def report_checks(result: FluctuationResult, model: Model, seed: int = 0, quick:
     return checks
 
 
+def analyse_fluctuation(model: Model, validate: bool = True, seed: int = 0, quick: bool = False,
+                        factors=None) -> FluctuationResult:
+    """The report's fluctuation analysis: predictions over eps and (``validate``) :func:`report_checks`.
+
+    ``quick`` (``crnfb sweep``): 17 learning rates instead of 41, no simulation checks.
+    """
+    if model.fluctuation is None:
+        raise ModelError("the model has no [environment.fluctuation] (a random environment); add levels and "
+                         "rates to predict the cost of tracking it", key="environment.fluctuation")
+    factors = (np.union1d(np.logspace(-2, 2, 17), [1.0]) if quick else FACTORS) if factors is None else factors
+    r = fluctuation(model, factors=factors)
+    if validate:
+        r = r.with_validation(report_checks(r, model, seed, quick))
+    return r
+
+
 def report_section(model: Model, validate: bool = True, seed: int = 0, quick: bool = False,
                    factors=None) -> tuple[dict, FluctuationResult | None]:
     """``(section, result)``: the ``fluctuation`` section of report.json (docs/cli.md) and its result.
@@ -768,8 +790,5 @@ def report_section(model: Model, validate: bool = True, seed: int = 0, quick: bo
     if model.fluctuation is None:
         return {"available": False, "reason": "the model has no [environment.fluctuation] (a random "
                 "environment); add levels and rates to predict the cost of tracking it"}, None
-    factors = (np.logspace(-2, 2, 17) if quick else FACTORS) if factors is None else factors
-    r = fluctuation(model, factors=factors, refine=not quick)
-    if validate:
-        r = r.with_validation(report_checks(r, model, seed, quick))
+    r = analyse_fluctuation(model, validate, seed, quick, factors)
     return dict(r.to_dict(), available=True), r

@@ -22,6 +22,7 @@ import numpy as np
 
 from crnfb.analysis.disturbance import Disturbance, disturbance
 from crnfb.analysis.fixedpoints import StationaryPoint, learned_fixed_point, quasi_static_trajectory
+from crnfb.analysis.fluctuation import FluctuationResult, analyse_fluctuation
 from crnfb.analysis.frequency import SPEC_OMEGA, loop_blocks
 from crnfb.analysis.linearise import LinearLoop, LoopFixedPoint, linearise, loop_fixed_point
 from crnfb.analysis.margins import Margins, margins
@@ -37,7 +38,7 @@ from crnfb.feedback.simulate import SimulationError, simulate
 
 __all__ = ["analyse", "STEP_AMPLITUDE", "margins_section", "disturbance_section", "frequency_section",
            "step_section", "trajectory_section", "distribution_section", "thermodynamics_section",
-           "validation_section"]
+           "validation_section", "fluctuation_section"]
 
 #: Amplitude of the small step in ``a`` whose nonlinear response is overlaid on the step figure.
 STEP_AMPLITUDE = 0.01
@@ -138,6 +139,29 @@ def validation_section(model: Model, loop: LinearLoop, quick: bool, seed: int) -
     return list(validate_checks(model, loop, quick=quick, seed=seed))
 
 
+def fluctuation_section(model: Model, validate: bool, quick: bool, seed: int) -> FluctuationResult:
+    """Mean cost of learning in the random environment ``[environment.fluctuation]`` against eps
+    (:func:`crnfb.analysis.fluctuation.analyse_fluctuation`; docs/theory.md §5a)."""
+    if model.fluctuation is None:
+        raise Unavailable("the model has no [environment.fluctuation] (a random environment); add levels and "
+                          "rates to predict the cost of tracking it")
+    return analyse_fluctuation(model, validate=validate, seed=seed, quick=quick)
+
+
+def fluctuation_checks(result: FluctuationResult | None) -> list[Check]:
+    """The fluctuation checks that were made, as report ``validation`` entries (those not made stay,
+    with ``passed: null`` and the reason, in the ``fluctuation`` section)."""
+    out = []
+    for c in (result.validation if result is not None else ()):
+        if c.get("passed") is None:
+            continue
+        details = {k: v for k, v in c.items()
+                   if k not in ("quantity", "predicted", "simulated", "rel_error", "tolerance", "passed")}
+        out.append(Check(c["quantity"], c["predicted"], c["simulated"], c["rel_error"], c["tolerance"],
+                         bool(c["passed"]), details))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # the run: timing, progress, one try/except per section
 # ---------------------------------------------------------------------------------------------
@@ -227,7 +251,8 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
     """
     steps = (["fixed point", "linearisation", "stability", "margins", "disturbance"]
              + (["frequency response", "step response", "learning trajectory", "distribution"] if figures else [])
-             + ["thermodynamics"] + (["validation"] if validate else []))
+             + ["thermodynamics"] + (["validation"] if validate else [])
+             + (["fluctuation"] if model.fluctuation is not None else []))
     run = _Run(steps, progress)
     fig: dict[str, object] = {}
     try:
@@ -248,7 +273,15 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
             checks = run.section("validation", "validation", validation_section, model, loop, quick, int(seed))
         else:
             run.reasons["validation"] = "not run (validate=False / --no-validate)"
+        fl = None
+        if model.fluctuation is not None:
+            fl = run.section("fluctuation", "fluctuation", fluctuation_section, model, validate, quick, int(seed))
+            if checks is not None:
+                checks = checks + fluctuation_checks(fl)
+        else:
+            run.reasons["fluctuation"] = ("the model has no [environment.fluctuation] (a random environment); "
+                                          "add levels and rates to predict the cost of tracking it")
     finally:
         run.close()
     return Results(model, optimum, fp, loop, stab, mg, dist, checks, thermo, reasons=run.reasons,
-                   timings=run.timings, seed=int(seed), **fig)
+                   timings=run.timings, seed=int(seed), fluctuation=fl, **fig)

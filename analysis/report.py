@@ -3,7 +3,8 @@
 Writes ``DIR/report.json`` (every docs/cli.md key), ``DIR/report.md`` (the
 tables), ``DIR/report.html`` (self-contained: figures embedded as base64
 PNG) and the figures ``bode.png``, ``step.png``, ``poles.png``,
-``learning.png``, ``nyquist.png``, ``distribution.png``, ``lag_cost.png``.
+``learning.png``, ``nyquist.png``, ``distribution.png``, ``lag_cost.png``, ``fluctuation.png``
+(a placeholder saying why when the model has no ``[environment.fluctuation]``).
 
 Nothing is half-written: the model is loaded and analysed first (bad input
 raises :class:`~crnfb.feedback.errors.ModelError`, exit 2, before any file
@@ -27,7 +28,7 @@ from crnfb.analysis.summary import Figure
 from crnfb.feedback.errors import ModelError
 from crnfb.feedback.progress import progress_bar
 
-FIGURES = ("bode", "step", "poles", "learning", "nyquist", "distribution", "lag_cost")
+FIGURES = ("bode", "step", "poles", "learning", "nyquist", "distribution", "lag_cost", "fluctuation")
 
 FIGURE_CAPTIONS = {
     "bode": "Bode plot of the loop transfer L (broken at θ) and the sensitivity S, with the reported "
@@ -40,6 +41,9 @@ FIGURE_CAPTIONS = {
     "nyquist": "Nyquist plot of L(jω) near the critical point −1.",
     "distribution": "The learned law P(v) at the loop's fixed point against the environment Q(v).",
     "lag_cost": "Lag cost: period-mean excess divergence per a₁² for a(t) = a₀ + a₁ sin(ωt).",
+    "fluctuation": "Learning in a random environment (docs/theory.md §5a): predicted mean excess divergence "
+                   "against ε with its tracking, noise and bias parts, the simulated costs (SSA, 95 % interval; "
+                   "ODE tracking term), ε_opt, ε_crit, and the dissipation rate (right axis).",
 }
 
 
@@ -51,9 +55,11 @@ def make_figures(res: Results) -> dict:
     from crnfb.analysis import plots
 
     titles = {"bode": "Bode plot", "step": "Step response", "poles": "Pole map", "learning": "Learning",
-              "nyquist": "Nyquist plot", "distribution": "Learned distribution", "lag_cost": "Lag cost"}
+              "nyquist": "Nyquist plot", "distribution": "Learned distribution", "lag_cost": "Lag cost",
+              "fluctuation": "Random environment"}
     makers = {"bode": res.plot_bode, "step": res.plot_step, "poles": res.plot_poles, "learning": res.plot_learning,
-              "nyquist": res.plot_nyquist, "distribution": res.plot_distribution, "lag_cost": res.plot_lag_cost}
+              "nyquist": res.plot_nyquist, "distribution": res.plot_distribution, "lag_cost": res.plot_lag_cost,
+              "fluctuation": res.plot_fluctuation}
     out = {}
     for name in FIGURES:
         try:

@@ -297,6 +297,8 @@ class Results:
     timings : dict
         Seconds per step.
     seed : int
+    fluctuation : FluctuationResult or None
+        Costs of learning in the random environment (docs/theory.md §5a).
     """
 
     model: Model
@@ -315,6 +317,7 @@ class Results:
     reasons: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     seed: int = 0
+    fluctuation: object = None
 
     # -- verdicts ---------------------------------------------------------------------
     @property
@@ -399,6 +402,11 @@ class Results:
             return out
         return self.thermodynamics
 
+    def _fluctuation_dict(self) -> dict:
+        if self.fluctuation is None:
+            return {"available": False, "reason": self._why("fluctuation", "the fluctuation analysis was not run")}
+        return dict(self.fluctuation.to_dict(), available=True)
+
     def to_dict(self) -> dict:
         """``report.json`` as plain Python (every docs/cli.md key; no NaN)."""
         out = {
@@ -410,6 +418,7 @@ class Results:
             "disturbance": self._disturbance_dict(),
             "validation": None if self.validation is None else [c.to_dict() for c in self.validation],
             "thermodynamics": self._thermo_dict(),
+            "fluctuation": self._fluctuation_dict(),
             "verdict": {"stable": self.stable, "validation_failed": self.validation_failed,
                         "exit_code": self.exit_code},
             "meta": {"seed": int(self.seed), "timings_s": {k: round(float(v), 4) for k, v in self.timings.items()},
@@ -476,6 +485,12 @@ class Results:
     def plot_distribution(self) -> Figure:
         from crnfb.analysis import plots
         return plots.distribution(self.need("distribution", "distribution"))
+
+    def plot_fluctuation(self) -> Figure:
+        from crnfb.analysis.fluctuation import plot_fluctuation
+
+        fl = self.need("fluctuation", "the fluctuation analysis")
+        return plot_fluctuation(fl).figure
 
     def plot_lag_cost(self) -> Figure:
         from crnfb.analysis import plots

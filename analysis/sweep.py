@@ -222,15 +222,18 @@ def _switched(fl, name: str, v: float):
     return fl.with_rates(R)
 
 
-def fluctuation_columns(m: Model) -> dict:
-    """``fluctuation.*`` columns of a sweep row (module docstring); empty without a random environment."""
+def fluctuation_columns(m: Model, result=None) -> dict:
+    """``fluctuation.*`` columns of a sweep row (module docstring); empty without a random environment.
+
+    ``result``: the :class:`~crnfb.analysis.fluctuation.FluctuationResult` the
+    report pipeline already computed for ``m`` (else it is computed here).
+    """
     if m.fluctuation is None:
         return {}
-    from crnfb.analysis.fluctuation import fluctuation
+    from crnfb.analysis.fluctuation import analyse_fluctuation
 
-    factors = np.union1d(np.logspace(-2, 2, 17), [1.0])
-    r = fluctuation(m, factors=factors)
-    i = int(np.argmin(np.abs(factors - 1.0)))
+    r = result if result is not None else analyse_fluctuation(m, validate=False, quick=True)
+    i = int(np.argmin(np.abs(r.factor - 1.0)))
     ok = bool(r.stable[i])
 
     def num(x):
@@ -269,7 +272,7 @@ def evaluate_point(model: Model, point: dict, metrics: bool = True) -> dict:
     row: dict = {}
     for k, v in res.scalars().items():
         row[k] = (1.0 if v else 0.0) if isinstance(v, bool) else v
-    row.update(fluctuation_columns(m))
+    row.update(fluctuation_columns(m, res.fluctuation))
     if metrics:
         from crnfb.analysis.tradeoffs import point_metrics   # tradeoffs uses this module's grids
 

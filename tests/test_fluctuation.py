@@ -257,3 +257,23 @@ def test_sweep_takes_switching_rates():
         assert cols["fluctuation.tracking"] == pytest.approx(_e1_closed_form(0.08, 1.0, 5.5, 1.0, 0.25, k), rel=1e-6)
     assert fast["fluctuation.eps_opt"] is not None and slow["fluctuation.eps_opt"] is not None
     assert fluctuation_columns(load_model(EX / "birth_death.toml")) == {}
+
+
+# -- the report ------------------------------------------------------------------------------------------
+def test_report_has_a_fluctuation_section_that_flags_a_jump_out_of_range(tmp_path):
+    from crnfb.analysis.pipeline import analyse
+
+    d = tomllib.loads(E1_TELEGRAPH.read_text())
+    d["environment"]["change"]["mean"] = 15.0        # far outside the second-order regime
+    res = analyse(parse_model(d, "far.toml"), validate=True, quick=True, figures=False)
+    rep = res.to_dict()
+    fl = rep["fluctuation"]
+    assert fl["available"] is True and fl["valid"] is False and fl["eps_opt"] is None
+    assert "leaves the second-order regime" in fl["linear_range"]["reason"]
+    assert fl["validation"] and all(c["passed"] is None and c["reason"] for c in fl["validation"])
+    # checks not made are not verdicts: they do not enter the report's validation list
+    assert not any("fluctuation" in c["quantity"] for c in rep["validation"])
+    assert res.plot_fluctuation().axes[0].get_title().endswith("(OUT OF LINEAR RANGE)")
+    # a model without a random environment says why
+    plain = analyse(load_model(EX / "birth_death.toml"), validate=False, figures=False).to_dict()
+    assert plain["fluctuation"]["available"] is False and "[environment.fluctuation]" in plain["fluctuation"]["reason"]
