@@ -695,12 +695,13 @@ def _draw(result: FluctuationResult, ax) -> None:
                 ms=6, label="ODE tracking (sampled paths)")
     if result.eps_opt is not None:
         ax.axvline(result.eps_opt, color="0.3", lw=1.0)
-        ax.annotate(r"$\epsilon_{opt}$", (result.eps_opt, 0.97), xycoords=("data", "axes fraction"),
-                    ha="right", va="top", rotation=90, fontsize=9)
+        ax.annotate(r"$\epsilon_{opt}$", (result.eps_opt, 0.03), xycoords=("data", "axes fraction"),
+                    ha="center", va="bottom", fontsize=9, bbox=dict(fc="white", ec="none", pad=1.0))
     if result.eps_crit is not None:
         ax.axvline(result.eps_crit, color="tab:purple", lw=1.0, ls=(0, (4, 2)))
-        ax.annotate(r"$\epsilon_{crit}$", (result.eps_crit, 0.97), xycoords=("data", "axes fraction"),
-                    ha="right", va="top", rotation=90, fontsize=9, color="tab:purple")
+        ax.annotate(r"$\epsilon_{crit}$", (result.eps_crit, 0.03), xycoords=("data", "axes fraction"),
+                    ha="center", va="bottom", fontsize=9, color="tab:purple",
+                    bbox=dict(fc="white", ec="none", pad=1.0))
     ax.set_xlabel(r"learning rate $\epsilon$ (per time unit)")
     ax.set_ylabel("mean excess divergence (nats)")
     ax2 = ax.twinx()

@@ -540,15 +540,20 @@ PLOT_COLUMNS = ("closed_loop.slowest_rate", "closed_loop.damping_ratio_min", "ma
                 "margins.phase_margin_deg", "disturbance.bandwidth", "disturbance.hinf_norm",
                 "disturbance.step.settling_time", "disturbance.step.overshoot_pct", "fixed_point.bias",
                 "thermodynamics.fixed_point.total", "thermodynamics.episode_total", "metrics.noise",
-                "metrics.dissipation_ensemble")
+                "metrics.dissipation_ensemble", "fluctuation.eps_opt", "fluctuation.total",
+                "fluctuation.tracking")
 
 
 def write_sweep_png(rows: list[dict], specs: list[ParamSpec], header: list[str], path: Path) -> Path:
     from crnfb.analysis import plots
 
     def varies(c):
-        vals = {r.get(c) for r in rows if r.get(c) is not None}
-        return len(vals) > 1
+        # numbers that differ only by round-off (1e-9 relative) do not vary
+        vals = [r.get(c) for r in rows if r.get(c) is not None]
+        nums = [float(v) for v in vals if isinstance(v, (int, float))]
+        if len(nums) == len(vals) and nums:
+            return max(nums) - min(nums) > 1e-9 * max(abs(x) for x in nums)
+        return len(set(vals)) > 1
     cols = [c for c in PLOT_COLUMNS if c in header and varies(c)]
     if not cols:
         cols = [c for c in header if c not in [s.name for s in specs] and c not in (STATUS, ERROR) and varies(c)][:9]

@@ -277,3 +277,16 @@ def test_report_has_a_fluctuation_section_that_flags_a_jump_out_of_range(tmp_pat
     # a model without a random environment says why
     plain = analyse(load_model(EX / "birth_death.toml"), validate=False, figures=False).to_dict()
     assert plain["fluctuation"]["available"] is False and "[environment.fluctuation]" in plain["fluctuation"]["reason"]
+
+
+def test_batched_excess_divergence_matches_the_model_one_point_at_a_time():
+    from crnfb.analysis.fixedpoints import learned_fixed_point
+    from crnfb.analysis.fluctuation import excess_divergence
+
+    m = load_model(CHAIN_TELEGRAPH)            # hidden species: P(v) is a marginal
+    opt = {lv: learned_fixed_point(m, a=lv).divergence for lv in (0.0, 1.0)}
+    rng = np.random.default_rng(0)
+    theta = m.theta0 + rng.normal(0, 0.3, size=(6, 1))
+    a = np.array([0.0, 1.0, 1.0, 0.0, 1.0, 0.0])
+    want = [m.divergence(th, lv) - opt[lv] for th, lv in zip(theta, a)]
+    assert np.allclose(excess_divergence(m, theta, a, opt), want, rtol=1e-10, atol=1e-13)
