@@ -195,7 +195,7 @@ def test_jump_outside_linear_range_is_flagged():
 def test_e1_predicted_cost_matches_ssa_and_eps_opt():
     """E1 telegraph (switching rate 0.2 ~ loop bandwidth): 7 eps over 0.1..10 eps_opt.
 
-    SSA cost measured at ~6 M events per CPU-second on this code: about 1.8e8 events in all.
+    SSA cost: about 1.2e8 events in all (measured ~6 M events per CPU-second on a loaded machine).
     """
     from crnfb.analysis.fluctuation import fluctuation, validate_ssa
 
@@ -206,7 +206,7 @@ def test_e1_predicted_cost_matches_ssa_and_eps_opt():
     checks = []
     for i, e in enumerate(grid):
         # longer runs where learning is slow (correlation time ~ 1/(eps mu))
-        t_end = float(np.clip(40.0 / (e * 5.5), 1000.0, 4000.0))
+        t_end = float(np.clip(150.0 / (e * 5.5), 1000.0, 3000.0))
         checks += validate_ssa(r, m, [e], t_end=t_end, burn_in=100.0, replicates=6, seed=100 + 10 * i, dt=1.0)
     for c in checks:
         assert c["passed"], c
