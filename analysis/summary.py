@@ -323,6 +323,20 @@ def _thermo_table(th: Mapping) -> Table:
                  + (("episode total (kT)", fmt(th["episode_total"]), _reason(th, "episode_total")),))
 
 
+def _fluctuation_table(fl: Mapping) -> Table:
+    """The random-environment block (docs/theory.md §5a): costs at eps_opt, eps_crit, linear range."""
+    at = fl.get("at_eps_opt") or {}
+    lin = fl.get("linear_range") or {}
+    rows = [("eps_opt (least mean excess divergence)", fmt(fl.get("eps_opt")), _reason(fl, "eps_opt")),
+            ("eps_crit", fmt(fl.get("eps_crit")), _reason(fl, "eps_crit")),
+            ("eps_opt / eps_crit", fmt(fl.get("eps_opt_over_eps_crit"), ".3g"), _reason(fl, "eps_opt_over_eps_crit"))]
+    rows += [(f"at eps_opt: {k} (nats)", fmt(at.get(k)), "") for k in ("tracking", "noise", "bias", "total")]
+    rows.append(("at eps_opt: dissipation (kT/time per cell)", fmt(at.get("dissipation")), ""))
+    rows.append(("linear range: worst quadratic error", fmt(lin.get("max_rel_error"), ".2g"),
+                 "in range" if lin.get("in_range") else f"**OUT OF RANGE**: {lin.get('reason', '')}"))
+    return Table("Random environment", ("quantity", "value", "note"), tuple(rows))
+
+
 def _verdict(d: Mapping) -> str:
     stable = d["closed_loop"]["stable"]
     val = d.get("validation")
@@ -349,5 +363,8 @@ def build_summary(d: Mapping) -> Summary:
               _quasi_static_table(d["quasi_static"]), *_closed_loop_tables(d["closed_loop"]),
               _margins_table(d["margins"]), _disturbance_table(d["disturbance"]),
               _validation_table(d.get("validation"), d.get("validation_reason")), _thermo_table(d["thermodynamics"])]
+    fl = d.get("fluctuation")
+    if isinstance(fl, Mapping) and fl.get("available"):
+        tables.append(_fluctuation_table(fl))
     return Summary(f"Stability report: {d['model']['name']}", _verdict(d), d["verdict"]["exit_code"] == 0,
                    tuple(tables), _notes(d))

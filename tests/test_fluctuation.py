@@ -274,6 +274,8 @@ def test_report_has_a_fluctuation_section_that_flags_a_jump_out_of_range(tmp_pat
     # checks not made are not verdicts: they do not enter the report's validation list
     assert not any("fluctuation" in c["quantity"] for c in rep["validation"])
     assert res.plot_fluctuation().axes[0].get_title().endswith("(OUT OF LINEAR RANGE)")
+    md = res.summary().as_markdown()
+    assert "Random environment" in md and "OUT OF RANGE" in md
     # a model without a random environment says why
     plain = analyse(load_model(EX / "birth_death.toml"), validate=False, figures=False).to_dict()
     assert plain["fluctuation"]["available"] is False and "[environment.fluctuation]" in plain["fluctuation"]["reason"]
@@ -290,3 +292,4 @@ def test_batched_excess_divergence_matches_the_model_one_point_at_a_time():
     a = np.array([0.0, 1.0, 1.0, 0.0, 1.0, 0.0])
     want = [m.divergence(th, lv) - opt[lv] for th, lv in zip(theta, a)]
     assert np.allclose(excess_divergence(m, theta, a, opt), want, rtol=1e-10, atol=1e-13)
+
