@@ -36,11 +36,15 @@ MODULES = [
     ("crnfb.feedback.ensembles", "The learning network at the ensemble level"),
     ("crnfb.feedback.loop", "The loop as python-control blocks"),
     ("crnfb.feedback.signals", "Environment signals a(t)"),
+    ("crnfb.feedback.fluctuation", "Random environments: a(t) as a Markov chain"),
     ("crnfb.feedback.simulate", "Deterministic simulation"),
     ("crnfb.feedback.ssa", "Stochastic simulation"),
     ("crnfb.feedback.sbml", "SBML export"),
     ("crnfb.feedback.errors", "Errors"),
-    ("crnfb.analysis.results", "One call for the whole analysis"),
+    ("crnfb.feedback.progress", "Progress bars"),
+    ("crnfb.analysis.pipeline", "One call for the whole analysis"),
+    ("crnfb.analysis.results", "The results object and report.json"),
+    ("crnfb.analysis.summary", "The report's summary: text, Markdown, HTML"),
     ("crnfb.analysis.fixedpoints", "Quasi-static fixed points"),
     ("crnfb.analysis.linearise", "Loop fixed point and linearisation"),
     ("crnfb.analysis.stability", "Closed-loop stability"),
@@ -49,6 +53,7 @@ MODULES = [
     ("crnfb.analysis.disturbance", "Disturbance rejection"),
     ("crnfb.analysis.validation", "Validation against the nonlinear loop"),
     ("crnfb.analysis.noise", "Linear noise approximation"),
+    ("crnfb.analysis.fluctuation", "Learning in a random environment"),
     ("crnfb.analysis.thermo", "Thermodynamic costs"),
     ("crnfb.analysis.tradeoffs", "Dissipation trade-offs"),
     ("crnfb.analysis.symbolic", "Symbolic loop"),
@@ -69,7 +74,7 @@ def tracked_files() -> set[str] | None:
 
 
 def module_available(name: str, tracked: set[str] | None) -> bool:
-    rel = name.replace(".", "/") + ".py"
+    rel = name.removeprefix("crnfb.").replace(".", "/") + ".py"   # installed as crnfb.<folder>
     if not (ROOT / rel).exists():
         return False
     return tracked is None or rel in tracked
