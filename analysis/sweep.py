@@ -2,8 +2,8 @@
 
 Each point of the grid (the product of every ``--param``) gets the report's
 scalar results (:data:`crnfb.analysis.results.SCALAR_KEYS`, from
-``analyse(..., validate=False)``) and, when :mod:`crnfb.analysis.tradeoffs` is
-installed, its ``point_metrics`` (columns ``metrics.*``). Points run in
+``analyse(..., validate=False)``) and :func:`crnfb.analysis.tradeoffs.point_metrics`
+(columns ``metrics.*``). Points run in
 parallel local processes (``--workers``, default ``os.cpu_count()``) or on
 a Dask cluster (``--scheduler ADDRESS``, optional ``dask`` extra).
 
@@ -20,6 +20,15 @@ Parameters
 ``kappa``    factor on every reaction's kappa (time-scale of the model network)
 ``free``, ``clamped``, ``M``   ensemble sizes (``M`` sets both; whole numbers)
 ``omega``    volume for parameter species counts
+``switching`` factor on every rate of ``[environment.fluctuation]`` (the random
+             environment changes that many times faster; its law is unchanged)
+``k_01``, ``k_10``  the two rates of a telegraph ``[environment.fluctuation]``
+
+With ``[environment.fluctuation]`` each row also carries ``fluctuation.*``
+columns (docs/theory.md §5a): ``eps_opt``, ``eps_crit``, ``valid`` and, at the
+point's eps, ``tracking``, ``noise``, ``bias``, ``total`` (nats) and
+``dissipation``; so ``--param switching=...`` maps ``eps_opt`` against how
+fast the environment changes.
 
 Grid specs: ``START:STOP:N[:log10|lin]`` (default ``lin``),
 ``START:STOP:log10`` (10 points), a single value, or a list ``V1,V2,...``.
@@ -31,7 +40,6 @@ import csv
 import hashlib
 import math
 import os
-import sys
 import tempfile
 import time
 import tomllib
@@ -42,8 +50,10 @@ import numpy as np
 
 from crnfb.feedback.errors import ModelError
 from crnfb.feedback.model import Ensembles, Model
+from crnfb.feedback.progress import progress_bar
 
-PARAMS = ("eps", "gamma", "dmu", "kappa", "free", "clamped", "M", "omega")
+PARAMS = ("eps", "gamma", "dmu", "kappa", "free", "clamped", "M", "omega", "switching", "k_01", "k_10")
+FLUCTUATION_PARAMS = ("switching", "k_01", "k_10")
 INTEGER_PARAMS = ("free", "clamped", "M")
 ALIASES = {"M_f": "free", "M_c": "clamped"}
 DEFAULT_POINTS = 10
@@ -93,6 +103,13 @@ def parse_param(spec: str, model: Model | None = None) -> ParamSpec:
         if model is not None and name.split(".", 1)[1] not in model.learned_names:
             raise ModelError(f"--param {spec!r}: {name.split('.', 1)[1]!r} is not a learned species; learned: "
                              f"{', '.join(model.learned_names)}")
+    if base in FLUCTUATION_PARAMS and model is not None:
+        fl = model.fluctuation
+        if fl is None:
+            raise ModelError(f"--param {spec!r}: the model has no [environment.fluctuation] to switch")
+        if base != "switching" and fl.n_levels != 2:
+            raise ModelError(f"--param {spec!r}: k_01/k_10 are the rates of a two-level telegraph; this chain "
+                             f"has {fl.n_levels} levels (use switching=... to scale all its rates)")
     grid = grid.strip()
     if not grid:
         raise ModelError(f"--param {spec!r}: no values after '='")
@@ -156,6 +173,7 @@ def apply_params(model: Model, point: dict) -> Model:
     eps = list(map(float, model.eps))
     eps_set = False
     net = model.network
+    fluct = None
     for name, v in point.items():
         if name == "eps":
             eps = [float(v)] * len(eps)
@@ -173,6 +191,8 @@ def apply_params(model: Model, point: dict) -> Model:
             ens["free"] = ens["clamped"] = int(round(v))
         elif name == "omega":
             ens["omega"] = float(v)
+        elif name in FLUCTUATION_PARAMS:
+            fluct = _switched(fluct if fluct is not None else model.fluctuation, name, float(v))
         else:  # pragma: no cover - parse_param rejects these
             raise ModelError(f"unknown sweep parameter {name!r}")
     if eps_set:
@@ -182,10 +202,47 @@ def apply_params(model: Model, point: dict) -> Model:
         m = m.replace(network=net)
     if learning:
         m = m.with_learning(**learning)
+    if fluct is not None:
+        m = m.replace(fluctuation=fluct)
     if (ens["free"], ens["clamped"], ens["omega"]) != (model.ensembles.free, model.ensembles.clamped,
                                                        model.ensembles.omega):
         m = m.replace(ensembles=Ensembles(ens["free"], ens["clamped"], ens["omega"]))
     return m
+
+
+def _switched(fl, name: str, v: float):
+    """The random environment with one sweep parameter applied."""
+    if fl is None:
+        raise ModelError(f"--param {name}: the model has no [environment.fluctuation]")
+    if name == "switching":
+        return fl.scaled(v)
+    R = [list(r) for r in fl.rates]
+    i, j = (0, 1) if name == "k_01" else (1, 0)
+    R[i][j] = v
+    return fl.with_rates(R)
+
+
+def fluctuation_columns(m: Model, result=None) -> dict:
+    """``fluctuation.*`` columns of a sweep row (module docstring); empty without a random environment.
+
+    ``result``: the :class:`~crnfb.analysis.fluctuation.FluctuationResult` the
+    report pipeline already computed for ``m`` (else it is computed here).
+    """
+    if m.fluctuation is None:
+        return {}
+    from crnfb.analysis.fluctuation import analyse_fluctuation
+
+    r = result if result is not None else analyse_fluctuation(m, validate=False, quick=True)
+    i = int(np.argmin(np.abs(r.factor - 1.0)))
+    ok = bool(r.stable[i])
+
+    def num(x):
+        return float(x) if x is not None and ok and math.isfinite(float(x)) else None
+
+    return {"fluctuation.eps_opt": r.eps_opt, "fluctuation.eps_crit": r.eps_crit,
+            "fluctuation.valid": 1.0 if r.valid else 0.0, "fluctuation.tracking": num(r.tracking[i]),
+            "fluctuation.noise": num(r.noise[i]), "fluctuation.bias": num(r.bias[i]),
+            "fluctuation.total": num(r.total[i]), "fluctuation.dissipation": float(r.dissipation[i])}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -208,28 +265,26 @@ def evaluate_point(model: Model, point: dict, metrics: bool = True) -> dict:
     Uses ``analyse(m, validate=False, figures=False, quick=True)`` (``quick``:
     the thermodynamic episode integrated with looser tolerances).
     """
-    from crnfb.analysis.results import analyse
+    from crnfb.analysis.pipeline import analyse
 
     m = apply_params(model, point)
     res = analyse(m, validate=False, figures=False, quick=True)
     row: dict = {}
     for k, v in res.scalars().items():
         row[k] = (1.0 if v else 0.0) if isinstance(v, bool) else v
+    row.update(fluctuation_columns(m, res.fluctuation))
     if metrics:
+        from crnfb.analysis.tradeoffs import point_metrics   # tradeoffs uses this module's grids
+
         try:
-            from crnfb.analysis.tradeoffs import point_metrics
-        except ImportError:
-            point_metrics = None
-        if point_metrics is not None:
-            try:
-                pm = point_metrics(m)
-            except ModelError:
-                pm = {}
-            for k, v in pm.items():
-                if k in ("eps", "gamma", "dmu", "M_f", "M_c", "omega"):
-                    continue
-                row[f"metrics.{k}"] = float(v) if isinstance(v, (int, float)) and v is not None and \
-                    math.isfinite(float(v)) else None
+            pm = point_metrics(m)
+        except ModelError:
+            pm = {}
+        for k, v in pm.items():
+            if k in ("eps", "gamma", "dmu", "M_f", "M_c", "omega"):
+                continue
+            row[f"metrics.{k}"] = float(v) if isinstance(v, (int, float)) and v is not None and \
+                math.isfinite(float(v)) else None
     return row
 
 
@@ -369,14 +424,7 @@ class SweepOutcome:
 
 
 def _progress(total: int, enabled: bool):
-    from crnfb.analysis.results import _progress_enabled
-    if not _progress_enabled(enabled):
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        return None
-    return tqdm(total=total, desc="sweep", unit="pt", file=sys.stderr)
+    return progress_bar(total, "sweep", enabled, unit="pt", leave=True)
 
 
 def run_sweep(model_path: str | os.PathLike, params: list[str], out_dir: str | os.PathLike,
@@ -492,15 +540,20 @@ PLOT_COLUMNS = ("closed_loop.slowest_rate", "closed_loop.damping_ratio_min", "ma
                 "margins.phase_margin_deg", "disturbance.bandwidth", "disturbance.hinf_norm",
                 "disturbance.step.settling_time", "disturbance.step.overshoot_pct", "fixed_point.bias",
                 "thermodynamics.fixed_point.total", "thermodynamics.episode_total", "metrics.noise",
-                "metrics.dissipation_ensemble")
+                "metrics.dissipation_ensemble", "fluctuation.eps_opt", "fluctuation.total",
+                "fluctuation.tracking")
 
 
 def write_sweep_png(rows: list[dict], specs: list[ParamSpec], header: list[str], path: Path) -> Path:
     from crnfb.analysis import plots
 
     def varies(c):
-        vals = {r.get(c) for r in rows if r.get(c) is not None}
-        return len(vals) > 1
+        # numbers that differ only by round-off (1e-9 relative) do not vary
+        vals = [r.get(c) for r in rows if r.get(c) is not None]
+        nums = [float(v) for v in vals if isinstance(v, (int, float))]
+        if len(nums) == len(vals) and nums:
+            return max(nums) - min(nums) > 1e-9 * max(abs(x) for x in nums)
+        return len(set(vals)) > 1
     cols = [c for c in PLOT_COLUMNS if c in header and varies(c)]
     if not cols:
         cols = [c for c in header if c not in [s.name for s in specs] and c not in (STATUS, ERROR) and varies(c)][:9]

@@ -91,6 +91,9 @@ class Model:
     balance_residual : float
         Wegscheider residual (kT) when the network came from raw rate
         constants; 0 for energy-based kinetics (detailed balanced by construction).
+    fluctuation : MarkovEnvironment or None
+        A random environment (``[environment.fluctuation]``): the mixing weight
+        ``a(t)`` as a stationary Markov chain (:mod:`crnfb.feedback.fluctuation`).
     """
 
     network: Network
@@ -103,6 +106,7 @@ class Model:
     truncation_tol: float = 1e-6
     source: str | None = None
     balance_residual: float = 0.0
+    fluctuation: object = None
 
     def __post_init__(self):
         net = self.network

@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 
 from . import environment as envmod
+from .fluctuation import parse_fluctuation
 from .errors import ModelError
 from .errors import check_number as _number
 from .model import Ensembles, Learning, Model
@@ -180,10 +181,13 @@ def _parse(data: dict, source: str | None) -> Model:
     if "environment" not in data:
         raise ModelError("missing [environment] (the target law Q of the visible species)", key="environment")
     env_tab = _table(data["environment"], "environment")
-    env = envmod.from_dict({k: v for k, v in env_tab.items() if k != "change"}, "environment")
+    env = envmod.from_dict({k: v for k, v in env_tab.items() if k not in ("change", "fluctuation")}, "environment")
     change = None
     if "change" in env_tab:
         change = envmod.from_dict(_table(env_tab["change"], "environment.change"), "environment.change")
+    fluctuation = None
+    if "fluctuation" in env_tab:
+        fluctuation = parse_fluctuation(env_tab["fluctuation"], change is not None)
 
     # -- learning -------------------------------------------------------------------------------
     lt = _table(data.get("learning", {}), "learning")
@@ -216,4 +220,4 @@ def _parse(data: dict, source: str | None) -> Model:
                     _number(et.get("clamped", 1000), "ensembles.clamped", integer=True, positive=True),
                     _number(et.get("omega", 1000.0), "ensembles.omega", positive=True))
 
-    return Model(net, initial, n_max, env, change, learning, ens, trunc_tol, source, residual)
+    return Model(net, initial, n_max, env, change, learning, ens, trunc_tol, source, residual, fluctuation)

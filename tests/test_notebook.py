@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -21,10 +22,13 @@ def test_results_render_in_jupyter(e1):
     html = res._repr_html_()
     assert not html.lstrip().lower().startswith("<!doctype")       # a fragment for a notebook cell
     assert "verdict-ok" in html and "STABLE" in html
-    # the summary table, escaped, as crnfb report prints it
-    first_lines = [ln for ln in res.summary().splitlines() if ln.strip()][:8]
-    for line in first_lines:
-        assert line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in html
+    # the summary's tables, as report.html has them
+    summary = res.summary()
+    assert summary.tables
+    for table in summary.tables:
+        assert escape(table.title) in html
+        for row in table.rows[:3]:
+            assert all(escape(cell) in html for cell in row), row
     # the key figures inline: real PNGs, drawn at the notebook's resolution
     from matplotlib.image import imread
     images = re.findall(r"<img alt='([a-z_]+)' src='data:image/png;base64,([A-Za-z0-9+/=]+)'>", html)

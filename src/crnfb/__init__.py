@@ -21,7 +21,9 @@ from importlib.metadata import PackageNotFoundError, version as _version
 from crnfb.feedback import (Binomial, DetailedBalanceError, Ensembles, Learning, Mixture, Model, ModelError,
                             Network, Poisson, Product, Reaction, Species, Table, TruncationError, load_model,
                             parse_model)
+from crnfb.feedback.fluctuation import MarkovEnvironment, telegraph
 from crnfb.analysis.results import Results, analyse
+from crnfb.analysis.fluctuation import FluctuationResult, fluctuation, plot_fluctuation
 
 try:
     __version__ = _version("crn-feedback")
@@ -30,4 +32,5 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree th
 
 __all__ = ["Binomial", "DetailedBalanceError", "Ensembles", "Learning", "Mixture", "Model", "ModelError",
            "Network", "Poisson", "Product", "Reaction", "Species", "Table", "TruncationError", "load_model",
-           "parse_model", "Results", "analyse", "__version__"]
+           "parse_model", "Results", "analyse", "MarkovEnvironment", "telegraph", "FluctuationResult",
+           "fluctuation", "plot_fluctuation", "__version__"]
