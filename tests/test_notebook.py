@@ -54,6 +54,9 @@ def test_worked_notebook_executes():
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     shown = [o for o in outputs if o.output_type == "execute_result" and "text/html" in o.get("data", {})]
-    assert len(shown) == 1 and "crnfb-report" in shown[0]["data"]["text/html"]     # res displayed itself
+    assert len(shown) == 1                                                          # res displayed itself:
+    html = shown[0]["data"]["text/html"]                                            # the report's head, inline
+    assert "Stability report: hidden-scaffold" in html and html.count("data:image/png;base64,") == len(
+        NOTEBOOK_FIGURES)
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "eps_crit" in text and "episode total" in text
