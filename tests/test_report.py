@@ -284,7 +284,10 @@ def _chromium():
 def test_report_html_renders_in_headless_chromium(e1_report, tmp_path):
     _, out = e1_report
     shot = tmp_path / "shot.png"
+    # no background networking: the machine has no network beyond its package registries
     subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
                     "--window-size=1100,3000", f"--screenshot={shot}", (out / "report.html").as_uri()],
                    check=False, capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 50_000
