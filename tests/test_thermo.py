@@ -357,7 +357,7 @@ def test_sweep_e1_eps_and_plot(tmp_path):
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots()
     T.plot_tradeoffs(res, ax=ax, metrics=["slowest_rate"])
-    assert "1 / time" in ax.get_xlabel() and "kT / time" in ax.get_ylabel()
+    assert "(κ)" in ax.get_xlabel() and "(kT·κ)" in ax.get_ylabel()     # units: rates in κ, time in 1/κ
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "Pareto front" in labels
     plt.close(fig)
