@@ -612,7 +612,7 @@ SWEEP_LABELS: dict[str, tuple[str, str]] = {
 
 #: Axis labels of the sweep parameters.
 SWEEP_PARAMS = {"eps": "learning rate  ε  (κ)", "gamma": "reset rate  γ  (κ)", "dmu": "fuel  Δμ  (kT)",
-                "M": "ensemble size  M", "M_f": "free copies  M_f", "M_c": "clamped copies  M_c",
+                "M": "ensemble size  M", "free": "free copies  M_f", "clamped": "clamped copies  M_c",
                 "omega": "volume  Ω"}
 
 

@@ -134,7 +134,7 @@ def point_metrics(model: Model, *, episode: bool = False, bandwidth: bool = True
     why = {} if reasons is None else reasons
     lrn, ens = model.learning, model.ensembles
     out: dict = {"eps": float(np.max(model.eps)), "gamma": float(lrn.gamma), "dmu": float(lrn.dmu),
-                 "M_f": float(ens.free), "M_c": float(ens.clamped), "omega": float(ens.omega)}
+                 "free": float(ens.free), "clamped": float(ens.clamped), "omega": float(ens.omega)}
     loop = linearise(model)
     fp = loop.fixed_point
     d = thermo.dissipation(loop.net, fp.x, fp.a)

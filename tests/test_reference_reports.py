@@ -51,7 +51,9 @@ EIGEN_LISTS = {"closed_loop.eigenvalues", "closed_loop.time_constants", "closed_
 RENAMED = {"margins.gain_crossover_frequency": "margins.crossover_frequency",
            "margins.crossing_frequency": "margins.critical_frequency",
            "margins.crossing_frequency_frequency_domain": "margins.critical_frequency_frequency_domain",
-           "margins.per_loop[].crossing_frequency": "margins.per_loop[].critical_frequency"}
+           "margins.per_loop[].crossing_frequency": "margins.per_loop[].critical_frequency",
+           "thermodynamics.maintenance.M_f": "thermodynamics.maintenance.free",
+           "thermodynamics.maintenance.M_c": "thermodynamics.maintenance.clamped"}
 RTOL, ATOL = 1e-6, 1e-10
 EIGEN_ATOL = 1e-7
 ATOL_BY_KEY = {"validation[].rel_error": 1e-6}
@@ -146,12 +148,14 @@ def _renamed(ref: dict) -> dict:
     out = json.loads(json.dumps(ref))
     for was, new in RENAMED.items():
         head, _, old_leaf = was.rpartition(".")
-        new_leaf = new.rpartition(".")[2]
-        parents = out[head.split(".")[0]]
-        parents = parents.get("per_loop", []) if head.endswith("[]") else [parents]
+        parents = [out]
+        for part in head.split("."):
+            key, many = part.removesuffix("[]"), part.endswith("[]")
+            parents = [c for p in parents if isinstance(p, dict) and key in p
+                       for c in (p[key] if many else [p[key]])]
         for p in parents:
-            if old_leaf in p:
-                p[new_leaf] = p.pop(old_leaf)
+            if isinstance(p, dict) and old_leaf in p:
+                p[new.rpartition(".")[2]] = p.pop(old_leaf)
     return out
 
 

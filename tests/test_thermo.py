@@ -279,8 +279,8 @@ def test_learning_cost_at_e1_fixed_point():
 
 def test_sensing_cost_e3_scales_with_ensemble_and_depends_on_gamma():
     m = model("hidden_scaffold")
-    a = thermo.maintenance_cost(m, M_c=10)
-    b = thermo.maintenance_cost(m, M_c=20)
+    a = thermo.maintenance_cost(m, clamped=10)
+    b = thermo.maintenance_cost(m, clamped=20)
     assert a["sensing"] > 0
     assert b["sensing_ensemble"] == pytest.approx(2 * a["sensing_ensemble"], rel=1e-12)
     c = thermo.maintenance_cost(m, gamma=1.0)
