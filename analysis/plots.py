@@ -501,6 +501,7 @@ def distribution(distribution: Distribution, ax: Sequence[Axes] | None = None) -
     ``Q``'s contours.
     """
     dist = distribution
+    own = ax is None            # a figure of our own gets the title
     S = np.asarray(dist.states)
     P, Q = np.asarray(dist.P), np.asarray(dist.Q)
     nv = S.shape[1]
@@ -545,7 +546,7 @@ def distribution(distribution: Distribution, ax: Sequence[Axes] | None = None) -
             ax.set_ylabel(f"copy number of {dist.names[1]}")
             ax.set_title("joint P (colour), Q (white contours)", fontsize=9.5)
             ax.grid(False)
-        if ax is None:
+        if own:
             fig.suptitle(f"Learned law at the fixed point against the environment  (total variation {tv:.3g})",
                          fontsize=10.5)
         fig.crnfb.update(total_variation=tv)

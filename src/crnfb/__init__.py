@@ -21,7 +21,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 from crnfb.feedback import (Binomial, DetailedBalanceError, Ensembles, Learning, Mixture, Model, ModelError,
                             Network, Poisson, Product, Reaction, Species, Table, TruncationError, load_model,
                             parse_model)
-from crnfb.analysis.results import Results, analyse
+from crnfb.analysis import Results, analyse
 
 try:
     __version__ = _version("crn-feedback")
