@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from crnfb.analysis.frequency import SPEC_OMEGA, LoopBlocks, LoopResponse, analysis_grid, dc_response, loop_blocks
+from crnfb.analysis.frequency import SPEC_OMEGA, BrokenLoop, LoopResponse, analysis_grid, dc_response, broken_loop
 from crnfb.analysis.linearise import LinearLoop
 from crnfb.feedback.model import Model
 
@@ -244,13 +244,13 @@ def _slowest(loop: LinearLoop) -> complex:
     return complex(ev[np.argmax(ev.real)])
 
 
-def disturbance(loop: LinearLoop, *, blocks: LoopBlocks | None = None, omega=None,
+def disturbance(loop: LinearLoop, *, blocks: BrokenLoop | None = None, omega=None,
                 lag_points: int = LAG_POINTS) -> Disturbance:
     """Disturbance-rejection figures of a linearised loop (module docstring)."""
     model = loop.net.model
     if model.change is None:
         return Disturbance("the model has no [environment.change]: the disturbance direction is zero")
-    blocks = blocks or loop_blocks(loop)
+    blocks = blocks or broken_loop(loop)
     if not blocks.has_disturbance:
         return Disturbance("[environment.change] leaves the clamped means unchanged: the disturbance "
                            "direction is zero")
@@ -311,3 +311,6 @@ def _refine_extremum(fun, omega, values):
     from crnfb.analysis.margins import _refine_extremum as refine
 
     return refine(fun, omega, values, True)
+
+
+__all__ = ["bandwidth", "Disturbance", "disturbance", "optimum_derivative", "StepMetrics"]

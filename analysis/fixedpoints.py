@@ -238,3 +238,7 @@ def quasi_static_trajectory(model: Model, t_end: float, n: int = 400) -> tuple[n
     sol = solve_ivp(rhs, (0.0, t_end), model.theta0, method="BDF", jac=jac, t_eval=t, rtol=1e-7, atol=1e-10)
     theta = sol.y.T
     return sol.t, theta, np.array([model.divergence(th) for th in theta])
+
+
+__all__ = ["classify", "learned_fixed_point", "quasi_static_rates", "quasi_static_trajectory",
+           "stationary_points", "StationaryPoint"]

@@ -124,12 +124,12 @@ def tracking_spectral(loop: LinearLoop, env: MarkovEnvironment, gain: float = 1.
     at the scaled learning rates; the integrand is even in ``w``, and
     ``w = tan(u)`` maps ``[0, inf)`` to ``[0, pi/2)``.
     """
-    from crnfb.analysis.frequency import loop_blocks
+    from crnfb.analysis.frequency import broken_loop
 
     model = loop.net.model
     fp = loop.fixed_point
     v, H = derivative or optimum_derivative(model, fp.optimum.theta, fp.a)
-    blocks = loop_blocks(loop).scaled(gain)
+    blocks = broken_loop(loop).scaled(gain)
 
     def f(u):
         w = math.tan(u)

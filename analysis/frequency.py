@@ -106,6 +106,11 @@ class LoopResponse:
         return control.FrequencyResponseData(np.moveaxis(data, 0, -1), self.omega)
 
     @property
+    def siso(self) -> bool:
+        """One identifiable direction: ``L`` is a scalar transfer (phase margin defined)."""
+        return self.L.shape[1] == 1
+
+    @property
     def gain_ratio(self) -> np.ndarray:
         """``|G_ae(jw)| / |G_frozen(jw)|`` (Euclidean norms; NaN where the frozen response vanishes)."""
         num = np.linalg.norm(self.G_ae, axis=1)
@@ -115,10 +120,12 @@ class LoopResponse:
 
 
 @dataclass(frozen=True, eq=False)
-class LoopBlocks:
-    """The loop split into ensemble plant and integral controller (module docstring).
+class BrokenLoop:
+    """The loop broken at theta: ensemble plant and integral controller as sparse matrices
+    for frequency sweeps (module docstring). Not to be confused with
+    :class:`crnfb.feedback.loop.LoopBlocks`, the same loop as python-control systems.
 
-    Build with :func:`loop_blocks`. ``gains`` scale the learning rates
+    Build with :func:`broken_loop`. ``gains`` scale the learning rates
     (``E -> diag(gains) E``) without touching the plant.
     """
 
@@ -160,10 +167,10 @@ class LoopBlocks:
     def has_disturbance(self) -> bool:
         return bool(np.any(self.B_a != 0) or np.any(self.D_a != 0))
 
-    def scaled(self, gains) -> "LoopBlocks":
+    def scaled(self, gains) -> "BrokenLoop":
         """Same plant, learning rates ``gains * eps`` (scalar or per species)."""
         g = np.broadcast_to(np.asarray(gains, float), self.eps.shape)
-        return LoopBlocks(self.loop, self.A, self.B_theta, self.B_a, self.C_mf, self.C_mc, self.D_mc, self.D_a,
+        return BrokenLoop(self.loop, self.A, self.B_theta, self.B_a, self.C_mf, self.C_mc, self.D_mc, self.D_a,
                           self.eps * g, self.neutral)
 
     # -- evaluation --------------------------------------------------------------------------
@@ -258,7 +265,7 @@ class LoopBlocks:
         return control.ss(AL, BL, CL, np.zeros((r, r)))
 
 
-def loop_blocks(loop: LinearLoop) -> LoopBlocks:
+def broken_loop(loop: LinearLoop) -> BrokenLoop:
     """Split a :class:`LinearLoop` into ensemble plant and controller (module docstring)."""
     net = loop.net
     n_p_full = net.n_f + net.n_c
@@ -279,7 +286,7 @@ def loop_blocks(loop: LinearLoop) -> LoopBlocks:
         fp = loop.fixed_point
         D_mc = net.clamped_mean_jacobian(fp.theta, fp.a)
     D_a = np.asarray(loop.feedthrough("e"), float)
-    return LoopBlocks(loop, A, B_theta, B_a, C_mf, C_mc, D_mc, D_a, net.eps.astype(float), net.model.neutral)
+    return BrokenLoop(loop, A, B_theta, B_a, C_mf, C_mc, D_mc, D_a, net.eps.astype(float), net.model.neutral)
 
 
 def closed_loop_direct(loop: LinearLoop, omega, output: str = "e") -> np.ndarray:
@@ -315,7 +322,7 @@ def dc_response(loop: LinearLoop, output: str = "e") -> np.ndarray:
     return loop.output(output) @ x + loop.feedthrough(output)
 
 
-def plant_rate_range(blocks: LoopBlocks, dense_limit: int = 1500) -> tuple[float, float] | None:
+def plant_rate_range(blocks: BrokenLoop, dense_limit: int = 1500) -> tuple[float, float] | None:
     """Smallest and largest non-zero ``|eig(A)|`` of the ensemble plant (None for large plants)."""
     if blocks.n_p == 0 or blocks.n_p > dense_limit:
         return None
@@ -326,7 +333,7 @@ def plant_rate_range(blocks: LoopBlocks, dense_limit: int = 1500) -> tuple[float
     return float(ev.min()), float(ev.max())
 
 
-def analysis_grid(blocks: LoopBlocks, extra: tuple[float, ...] = ()) -> np.ndarray:
+def analysis_grid(blocks: BrokenLoop, extra: tuple[float, ...] = ()) -> np.ndarray:
     """``SPEC_OMEGA`` extended (same density) to two decades beyond the plant's and loop's rates."""
     lo, hi = -4.0, 3.0
     rng = plant_rate_range(blocks)
@@ -340,3 +347,7 @@ def analysis_grid(blocks: LoopBlocks, extra: tuple[float, ...] = ()) -> np.ndarr
     if hi > 3:
         parts.append(np.logspace(3, hi, int((hi - 3) * POINTS_PER_DECADE) + 1)[1:])
     return np.concatenate(parts)
+
+
+__all__ = ["analysis_grid", "broken_loop", "BrokenLoop", "closed_loop_direct", "dc_response", "LoopResponse",
+           "plant_rate_range"]

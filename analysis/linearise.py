@@ -273,3 +273,6 @@ def linearise(model: Model, clamping: str | None = None, a: float = 0.0,
     V, rest = _elimination(W, np.array(piv), n)
     removed = {"normalisation": len(blocks), "neutral": n_neutral}
     return LinearLoop(net, fp, J, B, V, rest, removed, W)
+
+
+__all__ = ["linearise", "LinearLoop", "loop_fixed_point", "LoopFixedPoint"]

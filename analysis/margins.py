@@ -10,6 +10,14 @@ Definitions as implemented (docs/margins.md has the derivations and numbers):
   ``g = 1`` included) and the sign change refined with ``brentq``. Null with
   a reason when there is none up to ``1e4``. ``gain_margin`` = that ``g``
   (``< 1`` when the loop is already unstable at the given ``eps``).
+- ``critical_frequency``: ``|Im lambda|`` of the eigenvalue that crosses at
+  ``eps_crit`` (the frequency the loop starts to oscillate at on the
+  stability boundary); ``critical_frequency_frequency_domain`` the same
+  read from the Nyquist crossing. ``crossover_frequency`` is the gain
+  crossover ``|L_id(jw_c)| = 1`` where the phase margin is read.
+- ``eps_crit`` in ``report.json``: one number when every learned species has
+  the same learning rate, else ``{species: value}``
+  (:attr:`Margins.eps_crit_value`); the object keeps the vector.
 - Frequency-domain cross-check: ``g = -1/lambda`` where an eigenvalue
   ``lambda`` of ``L_id(jw)`` (:mod:`crnfb.analysis.frequency`) crosses the negative
   real axis (characteristic loci; for one direction the classical gain
@@ -36,7 +44,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import brentq, linear_sum_assignment, minimize_scalar
 
-from crnfb.analysis.frequency import LoopBlocks, LoopResponse, analysis_grid, loop_blocks
+from crnfb.analysis.frequency import BrokenLoop, LoopResponse, analysis_grid, broken_loop
 from crnfb.analysis.linearise import LinearLoop
 
 G_MIN = 1e-3
@@ -217,7 +225,7 @@ def _track(lam: np.ndarray) -> np.ndarray:
     return out
 
 
-def nyquist_crossings(blocks: LoopBlocks, response: LoopResponse) -> list[tuple[float, float]]:
+def nyquist_crossings(blocks: BrokenLoop, response: LoopResponse) -> list[tuple[float, float]]:
     """``(omega, g)`` where an eigenvalue of ``L_id(jw)`` crosses the negative real axis at ``-1/g``.
 
     Sorted by ``g``. Crossings are bracketed on the response grid and refined
@@ -301,7 +309,7 @@ def _refine_extremum(fun, omega: np.ndarray, values: np.ndarray, maximise: bool)
     return float(best_w), float(best_v)
 
 
-def phase_margin(blocks: LoopBlocks, response: LoopResponse) -> tuple[float | None, float | None, str | None]:
+def phase_margin(blocks: BrokenLoop, response: LoopResponse) -> tuple[float | None, float | None, str | None]:
     """``(pm_deg, w_c, reason)`` of the one-direction loop ``L_id`` from frequency-response data."""
     if blocks.r != 1:
         return None, None, (f"the loop has {blocks.r} identifiable directions; the phase margin is defined "
@@ -352,13 +360,13 @@ class Margins:
     abscissa_nominal: float
     eps_crit: np.ndarray | None
     gain_margin: float | None
-    crossing_frequency: float | None
+    critical_frequency: float | None
     eps_crit_reason: str | None
     gain_margin_freq: float | None
-    crossing_frequency_freq: float | None
+    critical_frequency_freq: float | None
     gain_margin_freq_reason: str | None
     phase_margin_deg: float | None
-    gain_crossover_frequency: float | None
+    crossover_frequency: float | None
     phase_margin_reason: str | None
     disk_margin: float | None
     disk_gain_margin: float | None
@@ -371,6 +379,17 @@ class Margins:
     response: LoopResponse | None = field(default=None, repr=False, compare=False)
 
     @property
+    def eps_crit_value(self) -> float | dict[str, float] | None:
+        """``eps_crit`` as ``report.json`` gives it: one number when every learned species has the
+        same learning rate (the model's ``eps`` is a scalar), else ``{species: value}``."""
+        if self.eps_crit is None:
+            return None
+        ec = np.asarray(self.eps_crit, float)
+        if np.all(self.eps == self.eps[0]):
+            return float(ec[0])
+        return {n: float(v) for n, v in zip(self.learned, ec)}
+
+    @property
     def gain_margin_agreement(self) -> float | None:
         """Relative difference of the eigenvalue and frequency-domain critical gains."""
         if self.gain_margin is None or self.gain_margin_freq is None:
@@ -381,28 +400,23 @@ class Margins:
         def f(x):
             return None if x is None else float(x)
 
-        eps_crit = None
-        if self.eps_crit is not None:
-            ec = np.asarray(self.eps_crit, float)
-            eps_crit = float(ec[0]) if np.allclose(ec, ec[0]) else {n: float(v) for n, v in zip(self.learned, ec)}
         dgm = self.disk_gain_margin
         out = {
             "eps": {n: float(v) for n, v in zip(self.learned, self.eps)},
             "identifiable_directions": int(self.identifiable_directions),
             "stable_at_nominal": bool(self.stable_at_nominal),
-            "eps_crit": eps_crit,
+            "eps_crit": self.eps_crit_value,
             "eps_crit_reason": self.eps_crit_reason,
             "gain_margin": f(self.gain_margin),
             "gain_margin_reason": self.eps_crit_reason,
-            "crossing_frequency": f(self.crossing_frequency),
+            "critical_frequency": f(self.critical_frequency),
             "gain_margin_frequency_domain": f(self.gain_margin_freq),
-            "crossing_frequency_frequency_domain": f(self.crossing_frequency_freq),
+            "critical_frequency_frequency_domain": f(self.critical_frequency_freq),
             "gain_margin_frequency_domain_reason": self.gain_margin_freq_reason,
             "gain_margin_agreement": f(self.gain_margin_agreement),
             "phase_margin_deg": f(self.phase_margin_deg),
-            "gain_crossover_frequency": f(self.gain_crossover_frequency),
             "phase_margin_reason": self.phase_margin_reason,
-            "crossover_frequency": f(self.gain_crossover_frequency),
+            "crossover_frequency": f(self.crossover_frequency),
             "disk_margin": f(self.disk_margin),
             "disk_gain_margin": None if dgm is None or not np.isfinite(dgm) else float(dgm),
             "disk_gain_margin_db": None if dgm is None or not np.isfinite(dgm) else float(20 * np.log10(dgm)),
@@ -417,13 +431,13 @@ class Margins:
         }
         if self.phase_margin_deg is None:
             out["phase_margin_deg_reason"] = self.phase_margin_reason
-        if self.gain_crossover_frequency is None:
+        if self.crossover_frequency is None:
             out["crossover_frequency_reason"] = self.phase_margin_reason
         return out
 
 
 def margins(loop: LinearLoop, *, g_min: float = G_MIN, g_max: float = G_MAX, omega=None,
-            per_loop: bool = True, blocks: LoopBlocks | None = None) -> Margins:
+            per_loop: bool = True, blocks: BrokenLoop | None = None) -> Margins:
     """All margins of a linearised loop (module docstring).
 
     Parameters
@@ -436,7 +450,7 @@ def margins(loop: LinearLoop, *, g_min: float = G_MIN, g_max: float = G_MAX, ome
     per_loop : bool
         Per-species ``eps_crit`` when several species are learned.
     """
-    blocks = blocks or loop_blocks(loop)
+    blocks = blocks or broken_loop(loop)
     model = loop.net.model
     eps = loop.net.eps.astype(float)
     names = model.learned_names
@@ -489,10 +503,14 @@ def margins(loop: LinearLoop, *, g_min: float = G_MIN, g_max: float = G_MAX, ome
             loops.append({"species": name, "eps": float(eps[i]),
                           "eps_crit": None if ci.gain is None else float(eps[i] * ci.gain),
                           "gain_margin": None if ci.gain is None else float(ci.gain),
-                          "crossing_frequency": ci.frequency,
+                          "critical_frequency": ci.frequency,
                           "gain_margin_frequency_domain": float(cands[0][1]) if cands else None,
                           "reason": ci.reason})
 
     return Margins(names, eps, blocks.r, cg.stable_at_nominal, cg.abscissa_nominal, eps_crit, cg.gain,
                    cg.frequency, cg.reason, gm_f, w_f, gm_f_reason, pm, wc, pm_reason, dm, dgm, dpm, dw,
                    svm, svw, robust_reason, loops, resp)
+
+
+__all__ = ["critical_gain", "CriticalGain", "loop_at_a_time", "Margins", "margins", "nyquist_crossings",
+           "phase_margin", "scaled_jacobian"]

@@ -322,48 +322,5 @@ def validate_noise(model: Model, replicates: int = 8, seed: int = 0, *, loop: Li
     return out
 
 
-def main(argv=None) -> int:
-    """``python -m crnfb.analysis.noise MODEL [...]``: LNA prediction and its SSA check (JSON on stdout).
-
-    Exit 0 when every check passed, 1 otherwise, 2 on bad input.
-    """
-    import argparse
-    import json
-    import sys
-
-    from crnfb.feedback.errors import ModelError
-    from crnfb.feedback.model import Ensembles
-    from crnfb.feedback.modelfile import load_model
-
-    p = argparse.ArgumentParser(prog="python -m crnfb.analysis.noise", description=main.__doc__.split("\n")[0])
-    p.add_argument("model")
-    p.add_argument("--replicates", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--clamping", choices=("dynamic", "equilibrium"), default=None)
-    p.add_argument("--free", type=int, default=None, help="M_f (default: the file's [ensembles])")
-    p.add_argument("--clamped", type=int, default=None, help="M_c")
-    p.add_argument("--omega", type=float, default=None, help="Omega")
-    p.add_argument("--eps", type=float, default=None, help="one learning rate for every learned species")
-    p.add_argument("--burn-in", type=float, default=None)
-    p.add_argument("--t-end", type=float, default=None)
-    p.add_argument("--max-events", type=float, default=5e6)
-    args = p.parse_args(argv)
-    try:
-        model = load_model(args.model)
-        ens = model.ensembles
-        model = model.replace(ensembles=Ensembles(args.free or ens.free, args.clamped or ens.clamped,
-                                                  args.omega or ens.omega))
-        if args.eps is not None:
-            model = model.with_learning(eps=args.eps)
-    except (ModelError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    pred = parameter_noise(model, args.clamping)
-    checks = validate_noise(model, args.replicates, args.seed, clamping=args.clamping, t_end=args.t_end,
-                            burn_in=args.burn_in, max_events=args.max_events, prediction=pred)
-    print(json.dumps({"lna": pred.to_dict(model.learned_names), "validation": checks}, indent=2))
-    return 0 if all(c["passed"] for c in checks) else 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+__all__ = ["diffusion_matrix", "event_rate", "lyapunov", "NoisePrediction", "parameter_noise",
+           "validate_noise"]

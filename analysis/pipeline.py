@@ -23,10 +23,10 @@ import numpy as np
 from crnfb.analysis.disturbance import Disturbance, disturbance
 from crnfb.analysis.fixedpoints import StationaryPoint, learned_fixed_point, quasi_static_trajectory
 from crnfb.analysis.fluctuation import FluctuationResult, analyse_fluctuation
-from crnfb.analysis.frequency import SPEC_OMEGA, loop_blocks
+from crnfb.analysis.frequency import SPEC_OMEGA, LoopResponse, broken_loop
 from crnfb.analysis.linearise import LinearLoop, LoopFixedPoint, linearise, loop_fixed_point
 from crnfb.analysis.margins import Margins, margins
-from crnfb.analysis.results import Distribution, FrequencyResponse, Results, StepResponse, Trajectory, Unavailable
+from crnfb.analysis.results import Distribution, Results, StepResponse, LearningCurve, Unavailable
 from crnfb.analysis.stability import Stability, episode_time, stability
 from crnfb.analysis.thermo import thermodynamics_report
 from crnfb.analysis.validation import Check, validate as validate_checks
@@ -59,19 +59,16 @@ def disturbance_section(loop: LinearLoop) -> Disturbance:
     return disturbance(loop)
 
 
-def frequency_section(loop: LinearLoop, dist: Disturbance | None) -> FrequencyResponse:
+def frequency_section(loop: LinearLoop, dist: Disturbance | None) -> LoopResponse:
     """The responses the Bode and Nyquist figures draw.
 
     The disturbance section's own responses when it has them (the very data
     its bandwidth and peaks were read from, on a superset of the docs/cli.md
     grid), else the loop's responses on that grid.
     """
-    r = dist.response if dist is not None and dist.response is not None else None
-    source = "crnfb.analysis.disturbance"
-    if r is None:
-        r, source = loop_blocks(loop).response(SPEC_OMEGA), "crnfb.analysis.frequency"
-    return FrequencyResponse(np.asarray(r.omega), np.asarray(r.L), np.asarray(r.S), np.asarray(r.G_ae),
-                             np.asarray(r.G_frozen), source)
+    if dist is not None and dist.response is not None:
+        return dist.response
+    return broken_loop(loop).response(SPEC_OMEGA)
 
 
 def step_section(model: Model, fp: LoopFixedPoint, stab: Stability, dist: Disturbance | None,
@@ -105,21 +102,51 @@ def _nonlinear_step(model: Model, fp: LoopFixedPoint, sr: StepResponse,
 
 
 def trajectory_section(model: Model, optimum: StationaryPoint, fp: LoopFixedPoint,
-                       stab: Stability) -> Trajectory:
+                       stab: Stability) -> LearningCurve:
     """A learning episode from the file's energies: the ensemble-level ODE until the episode
-    ends (docs/theory.md §4); the quasi-static flow if the simulator cannot run it."""
+    ends (docs/theory.md §4); the quasi-static flow if the simulator cannot run it.
+
+    The episode is sampled on a logarithmic ladder of shorter runs too when
+    its evenly spaced samples are coarser than the fastest quasi-static time
+    scale (E3: ``D`` falls from 13 to 0.04 nats in a few time units, then
+    learns for 10⁶), so the figure shows both time scales.
+    """
     t_ep = episode_time(model, stab)
     try:
         tr = simulate(model, 3.0 * t_ep, points=401, until_episode_end=True, theta_star=fp.theta)
+        t, theta, D = _log_sampled(model, np.asarray(tr.t), np.asarray(tr.theta), np.asarray(tr.D), stab)
     except (ModelError, SimulationError, NotImplementedError) as e:
-        t_qs = episode_time(model, stab, loop=False)
-        t, theta, D = quasi_static_trajectory(model, t_qs)
-        return Trajectory(t, theta, D, model.learned_names, "quasi-static flow (docs/theory.md §3)",
+        t, theta, D = quasi_static_trajectory(model, episode_time(model, stab, loop=False))
+        return LearningCurve(t, theta, D, model.learned_names, "quasi-static flow (docs/theory.md §3)",
                           np.asarray(optimum.theta, float), float(model.divergence(optimum.theta)),
                           reason=f"ODE simulator not used: {e}")
-    return Trajectory(np.asarray(tr.t, float), np.asarray(tr.theta, float), np.asarray(tr.D, float),
-                      model.learned_names, "ensemble-level ODE", np.asarray(optimum.theta, float),
+    return LearningCurve(t, theta, D, model.learned_names, "ensemble-level ODE", np.asarray(optimum.theta, float),
                       float(optimum.divergence), np.asarray(fp.theta, float), "loop's fixed point", float(fp.bias))
+
+
+#: Ratio of successive horizons of the shorter runs that resolve a fast start (:func:`_log_sampled`).
+LADDER = 100.0
+
+
+def _log_sampled(model: Model, t: np.ndarray, theta: np.ndarray, D: np.ndarray,
+                 stab: Stability) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Add runs over ``t_end/100, t_end/100², ...`` down to the fastest quasi-static time scale."""
+    rates = np.asarray(stab.quasi_static_rates, float)
+    rates = rates[rates > 0]
+    if t.size < 2 or not rates.size:
+        return t, theta, D
+    fast = 0.1 / float(rates.max())
+    parts = [(t, theta, D)]
+    horizon = t[-1] / LADDER
+    while t[1] > fast and horizon > fast:
+        run = simulate(model, float(horizon), points=201)
+        parts.append((np.asarray(run.t), np.asarray(run.theta), np.asarray(run.D)))
+        horizon /= LADDER
+    if len(parts) == 1:
+        return t, theta, D
+    t_all = np.concatenate([p[0] for p in parts])
+    t_all, keep = np.unique(t_all, return_index=True)     # sorted, each time once
+    return (t_all, np.concatenate([p[1] for p in parts])[keep], np.concatenate([p[2] for p in parts])[keep])
 
 
 def distribution_section(model: Model, fp: LoopFixedPoint) -> Distribution:

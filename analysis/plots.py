@@ -1,34 +1,52 @@
 """Figures of the stability report.
 
-Every function takes data objects that :func:`crnfb.analysis.results.analyse`
-already computed (or the dicts of ``report.json``), draws them and returns a
-:class:`matplotlib.figure.Figure`; none recomputes any analysis. The values a
-figure marks (crossover, margins, bandwidth, step metrics) are attached to it
-as the dict ``fig.crnfb`` so that tests and scripts can check that what is
-drawn is what is reported.
+Like python-control's plotting functions, each function takes the result
+objects the analysis already computed (:class:`~crnfb.analysis.frequency.LoopResponse`,
+:class:`~crnfb.analysis.margins.Margins`, :class:`~crnfb.analysis.disturbance.Disturbance`,
+:class:`~crnfb.analysis.stability.Stability`, the data objects of
+:mod:`crnfb.analysis.results`), draws them into ``ax`` (new axes when
+``ax=None``) and returns the :class:`matplotlib.figure.Figure`; none
+recomputes any analysis. The values a figure marks (crossover, margins,
+bandwidth, step metrics) are attached to it as the dict ``fig.crnfb`` so that
+scripts can read what was drawn.
 
 Figures are built with :class:`matplotlib.figure.Figure` directly (no
 ``pyplot`` state, any backend; PNG output goes through Agg), so the module
 works headless and never opens windows. matplotlib is imported only inside
 the functions: the analysis itself does not need it.
 
-Units (docs/theory.md): time in units of ``1/kappa`` (the reference kinetic
-constant, 1 unless given), frequency in rad per time unit, ``theta = -G/kT``
-dimensionless, ``D`` in nats, magnitudes in dB, phases in degrees.
+Units (docs/theory.md): time in units of ``1/κ`` (the reference kinetic
+constant, 1 unless given), rates in units of ``κ``, frequencies in rad·κ,
+``theta = -G/kT`` dimensionless, ``D`` in nats, magnitudes in dB, phases in degrees.
 """
 
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-T_UNIT = "time  t  (units of 1/κ)"
-W_UNIT = "frequency  ω  (rad per time unit)"
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from crnfb.analysis.disturbance import Disturbance, StepMetrics
+    from crnfb.analysis.frequency import LoopResponse
+    from crnfb.analysis.margins import Margins
+    from crnfb.analysis.results import Distribution, StepResponse, LearningCurve
+    from crnfb.analysis.stability import Stability
+
+T_UNIT = "time  t  (1/κ)"
+W_UNIT = "frequency  ω  (rad·κ)"
+RATE_UNIT = "rate (κ)"
 
 COLORS = {"L": "#1f5fa8", "S": "#c4452b", "G": "#2b8a3e", "lin": "#1f5fa8", "nl": "#e8590c",
           "qs": "#2b8a3e", "cl": "#1f5fa8", "flat": "#868e96", "Q": "#adb5bd", "P": "#c4452b",
           "mark": "#495057"}
+
+#: Line styles cycled with the colours so that many curves stay distinguishable in grey print too.
+LINESTYLES = ("-", "--", "-.", ":")
 
 
 @contextlib.contextmanager
@@ -44,25 +62,49 @@ def _style():
         yield
 
 
-def _figure(w: float = 6.6, h: float = 4.6):
+def _figure(w: float = 6.6, h: float = 4.6) -> Figure:
     from matplotlib.figure import Figure
     fig = Figure(figsize=(w, h), layout="constrained")
     fig.crnfb = {}
     return fig
 
 
-def _num(d: dict | None, key: str):
-    if not isinstance(d, dict):
+def _axes(ax, n: int, w: float, h: float, **subplots) -> tuple[Figure, list]:
+    """``n`` axes: the given ones (``ax`` an Axes or a sequence of ``n``), or a new figure's."""
+    if ax is None:
+        fig = _figure(w, h)
+        axes = [fig.add_subplot()] if n == 1 else list(np.ravel(fig.subplots(n, 1, **subplots)))
+        return fig, axes
+    axes = [ax] if not isinstance(ax, (list, tuple, np.ndarray)) else list(np.ravel(ax))
+    if len(axes) < n:
+        raise ValueError(f"this figure needs {n} axes, got {len(axes)}")
+    fig = axes[0].figure
+    if not hasattr(fig, "crnfb"):
+        fig.crnfb = {}
+    return fig, axes[:n]
+
+
+def _val(x) -> float | None:
+    """A finite float, else ``None``."""
+    if x is None or isinstance(x, bool):
         return None
-    v = d.get(key)
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) else None
+    x = float(x)
+    return x if np.isfinite(x) else None
 
 
 def _fmt(v, spec=".3g", none="n/a") -> str:
     return none if v is None else format(v, spec)
 
 
-def placeholder(title: str, reason: str):
+def curve_styles(n: int) -> list[dict]:
+    """``n`` distinguishable ``(color, linestyle)`` pairs: 10 colours, then the line styles cycle."""
+    import matplotlib as mpl
+    cmap = mpl.colormaps["tab10"]
+    return [{"color": cmap(j % 10), "ls": LINESTYLES[(j // 10 + j) % len(LINESTYLES)] if n > 4 else "-"}
+            for j in range(n)]
+
+
+def placeholder(title: str, reason: str) -> Figure:
     """A figure that says why the real one is not available."""
     import textwrap
     with _style():
@@ -81,17 +123,80 @@ def _db(x):
 
 
 # ------------------------------------------------------------------------------------------
-def bode(fr, margins: dict | None = None, disturbance: dict | None = None):
+def _bode_siso(fig, ax1, ax2, fr: LoopResponse, margins: Margins | None) -> None:
+    """Magnitude of ``L`` and ``S``, phase of ``L``; crossover, phase and gain margin marked."""
+    w = fr.omega
+    wc = _val(margins.crossover_frequency) if margins else None
+    pm = _val(margins.phase_margin_deg) if margins else None
+    gm = _val(margins.gain_margin) if margins else None
+    L, S = fr.L[:, 0, 0], fr.S[:, 0, 0]
+    ax1.semilogx(w, _db(L), color=COLORS["L"], label="loop transfer  |L(jω)|")
+    ax1.semilogx(w, _db(S), color=COLORS["S"], ls="--", label="sensitivity  |S(jω)|")
+    phase = np.degrees(np.unwrap(np.angle(L)))
+    phase = phase - 360.0 * np.round((phase[0] + 90.0) / 360.0)   # an integrator loop starts near -90
+    ax2.semilogx(w, phase, color=COLORS["L"], label="phase of L(jω)")
+    ax2.axhline(-180.0, color=COLORS["mark"], lw=0.9, ls="--")
+    ax2.set_ylabel("phase of L  (degrees)")
+    ax2.set_ylim(min(-200.0, float(np.min(phase)) - 10), max(-60.0, float(np.max(phase)) + 10))
+    if wc is not None:
+        ph_c = float(np.interp(np.log(wc), np.log(w), phase))
+        for ax in (ax1, ax2):
+            ax.axvline(wc, color=COLORS["mark"], lw=0.9, ls=":")
+        ax1.plot([wc], [0.0], "o", color=COLORS["mark"], ms=5, zorder=5)
+        ax1.annotate(f"crossover ω_c = {wc:.3g}", (wc, 0.0), xytext=(8, 8), textcoords="offset points",
+                     fontsize=8.5, color=COLORS["mark"])
+        if pm is not None:
+            ax2.annotate("", xy=(wc, -180.0 + pm), xytext=(wc, -180.0),
+                         arrowprops=dict(arrowstyle="<->", color=COLORS["S"], lw=1.4))
+            ax2.annotate(f"phase margin {pm:.1f}°", (wc, -180.0 + pm / 2), xytext=(8, 0),
+                         textcoords="offset points", fontsize=8.5, color=COLORS["S"], va="center")
+        fig.crnfb.update(crossover_frequency=wc, phase_at_crossover_deg=ph_c)
+    w180 = None
+    if margins is not None:
+        w180 = _val(margins.critical_frequency_freq) or _val(margins.critical_frequency)
+    if gm is not None and w180 is not None and w[0] <= w180 <= w[-1]:
+        # gain margin: how far |L| is below 0 dB where the phase reaches -180 degrees
+        mag180 = float(np.interp(np.log(w180), np.log(w), _db(L)))
+        ax1.annotate("", xy=(w180, 0.0), xytext=(w180, mag180),
+                     arrowprops=dict(arrowstyle="<->", color=COLORS["G"], lw=1.4))
+        ax1.annotate(f"gain margin {gm:.3g}\n({20 * np.log10(gm):.1f} dB)", (w180, mag180),
+                     xytext=(10, -6), textcoords="offset points", fontsize=8.5, color=COLORS["G"],
+                     va="top", bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.85))
+        ax2.axvline(w180, color=COLORS["G"], lw=0.9, ls=":")
+        fig.crnfb.update(phase_crossover_frequency=w180, magnitude_at_phase_crossover_db=mag180)
+    ax2.legend(loc="lower left")
+
+
+def _bode_mimo(ax1, ax2, fr: LoopResponse) -> None:
+    """Singular values of ``L`` and ``S``; ``|G_ae| / |G_ae,frozen|`` (the bandwidth's definition)."""
+    w = fr.omega
+    sv = np.linalg.svd(fr.L, compute_uv=False)
+    ss = np.linalg.svd(fr.S, compute_uv=False)
+    ax1.semilogx(w, _db(sv[:, 0]), color=COLORS["L"], label="σ_max of L(jω)")
+    ax1.semilogx(w, _db(sv[:, -1]), color=COLORS["L"], ls="--", label="σ_min of L(jω)")
+    ax1.semilogx(w, _db(ss[:, 0]), color=COLORS["S"], ls="-.", label="σ_max of S(jω)")
+    if fr.G_ae is not None and fr.G_frozen is not None:
+        ratio = np.linalg.norm(fr.G_ae, axis=1) / np.maximum(np.linalg.norm(fr.G_frozen, axis=1), 1e-300)
+        ax2.semilogx(w, _db(ratio), color=COLORS["G"], label="|G_ae(jω)| / |G_ae,frozen(jω)|")
+        ax2.set_ylabel("magnitude  (dB)")
+        ax2.legend(loc="lower right")
+    ax2.set_title("environment → error, relative to frozen learning", fontsize=9.5)
+
+
+def bode(response: LoopResponse, margins: Margins | None = None, disturbance: Disturbance | None = None,
+         ax: Sequence[Axes] | None = None) -> Figure:
     """Bode plot of the loop transfer ``L`` and the sensitivity ``S``.
 
     Parameters
     ----------
-    fr : crnfb.analysis.results.FrequencyResponse
-    margins : dict
-        ``report.json["margins"]``: the crossover frequency, phase margin,
-        gain margin and ``eps_crit`` drawn are these values.
-    disturbance : dict
-        ``report.json["disturbance"]``: the bandwidth drawn is this value.
+    response : LoopResponse
+        ``Results.frequency``.
+    margins : Margins or None
+        The crossover frequency, phase margin, gain margin and ``eps_crit`` marked.
+    disturbance : Disturbance or None
+        The bandwidth marked.
+    ax : pair of Axes or None
+        Magnitude and phase axes to draw into (a new figure when ``None``).
 
     Returns
     -------
@@ -102,69 +207,17 @@ def bode(fr, margins: dict | None = None, disturbance: dict | None = None):
     -----
     One learned direction: magnitude of ``L`` and ``S`` (dB) and phase of
     ``L`` (degrees). Several: singular values of ``L`` and the largest of
-    ``S``, and ``|G_ae| / |G_ae,frozen|`` (the bandwidth's definition).
+    ``S``, and ``|G_ae| / |G_ae,frozen|``.
     """
+    fr = response
     w = fr.omega
-    wc = _num(margins, "crossover_frequency")
-    pm = _num(margins, "phase_margin_deg")
-    gm = _num(margins, "gain_margin")
-    ec = _num(margins, "eps_crit")
-    bw = _num(disturbance, "bandwidth")
+    bw = _val(disturbance.bandwidth) if disturbance is not None else None
     with _style():
-        fig = _figure(6.6, 5.6)
-        ax1, ax2 = fig.subplots(2, 1, sharex=True, height_ratios=[1.25, 1])
+        fig, (ax1, ax2) = _axes(ax, 2, 6.6, 5.6, sharex=True, height_ratios=[1.25, 1])
         if fr.siso:
-            L = fr.L[:, 0, 0]
-            S = fr.S[:, 0, 0]
-            ax1.semilogx(w, _db(L), color=COLORS["L"], label="loop transfer  |L(jω)|")
-            ax1.semilogx(w, _db(S), color=COLORS["S"], label="sensitivity  |S(jω)|")
-            phase = np.degrees(np.unwrap(np.angle(L)))
-            # put the low-frequency phase of an integrator loop near -90
-            shift = 360.0 * np.round((phase[0] + 90.0) / 360.0)
-            phase = phase - shift
-            ax2.semilogx(w, phase, color=COLORS["L"], label="phase of L(jω)")
-            ax2.axhline(-180.0, color=COLORS["mark"], lw=0.9, ls="--")
-            ax2.set_ylabel("phase of L  (degrees)")
-            lo = min(-200.0, float(np.min(phase)) - 10)
-            hi = max(-60.0, float(np.max(phase)) + 10)
-            ax2.set_ylim(lo, hi)
-            if wc is not None:
-                ph_c = float(np.interp(np.log(wc), np.log(w), phase))
-                for ax in (ax1, ax2):
-                    ax.axvline(wc, color=COLORS["mark"], lw=0.9, ls=":")
-                ax1.plot([wc], [0.0], "o", color=COLORS["mark"], ms=5, zorder=5)
-                ax1.annotate(f"crossover ω_c = {wc:.3g}", (wc, 0.0), xytext=(8, 8), textcoords="offset points",
-                             fontsize=8.5, color=COLORS["mark"])
-                if pm is not None:
-                    ax2.annotate("", xy=(wc, -180.0 + pm), xytext=(wc, -180.0),
-                                 arrowprops=dict(arrowstyle="<->", color=COLORS["S"], lw=1.4))
-                    ax2.annotate(f"phase margin {pm:.1f}°", (wc, -180.0 + pm / 2), xytext=(8, 0),
-                                 textcoords="offset points", fontsize=8.5, color=COLORS["S"], va="center")
-                fig.crnfb.update(crossover_frequency=wc, phase_at_crossover_deg=ph_c)
-            w180 = _num(margins, "crossing_frequency_frequency_domain") or _num(margins, "crossing_frequency")
-            if gm is not None and w180 is not None and w[0] <= w180 <= w[-1]:
-                # gain margin: how far |L| is below 0 dB where the phase reaches -180 degrees
-                mag180 = float(np.interp(np.log(w180), np.log(w), _db(L)))
-                ax1.annotate("", xy=(w180, 0.0), xytext=(w180, mag180),
-                             arrowprops=dict(arrowstyle="<->", color=COLORS["G"], lw=1.4))
-                ax1.annotate(f"gain margin {gm:.3g}\n({20 * np.log10(gm):.1f} dB)", (w180, mag180),
-                             xytext=(10, -6), textcoords="offset points", fontsize=8.5, color=COLORS["G"],
-                             va="top", bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.85))
-                ax2.axvline(w180, color=COLORS["G"], lw=0.9, ls=":")
-                fig.crnfb.update(phase_crossover_frequency=w180, magnitude_at_phase_crossover_db=mag180)
-            ax2.legend(loc="lower left")
+            _bode_siso(fig, ax1, ax2, fr, margins)
         else:
-            sv = np.linalg.svd(fr.L, compute_uv=False)
-            ss = np.linalg.svd(fr.S, compute_uv=False)
-            ax1.semilogx(w, _db(sv[:, 0]), color=COLORS["L"], label="σ_max of L(jω)")
-            ax1.semilogx(w, _db(sv[:, -1]), color=COLORS["L"], ls="--", label="σ_min of L(jω)")
-            ax1.semilogx(w, _db(ss[:, 0]), color=COLORS["S"], label="σ_max of S(jω)")
-            if fr.G_ae is not None and fr.G_frozen is not None:
-                ratio = np.linalg.norm(fr.G_ae, axis=1) / np.maximum(np.linalg.norm(fr.G_frozen, axis=1), 1e-300)
-                ax2.semilogx(w, _db(ratio), color=COLORS["G"], label="|G_ae(jω)| / |G_ae,frozen(jω)|")
-                ax2.set_ylabel("magnitude  (dB)")
-                ax2.legend(loc="lower right")
-            ax2.set_title("environment → error, relative to frozen learning", fontsize=9.5)
+            _bode_mimo(ax1, ax2, fr)
         ax1.axhline(0.0, color=COLORS["mark"], lw=0.9)
         if bw is not None:
             target = ax1 if fr.siso else ax2
@@ -179,53 +232,60 @@ def bode(fr, margins: dict | None = None, disturbance: dict | None = None):
         ax1.legend(loc="lower left")
         ax2.set_xlabel(W_UNIT)
         ax2.set_xlim(w[0], w[-1])
-        txt = [f"gain margin {_fmt(gm)}", f"ε_crit {_fmt(ec)}"]
-        if pm is not None:
-            txt.insert(1, f"phase margin {pm:.1f}°")
-        elif isinstance(margins, dict) and margins.get("phase_margin_deg_reason") and fr.siso:
-            txt.insert(1, "phase margin n/a")
+        gm = _val(margins.gain_margin) if margins else None
+        ec = margins.eps_crit_value if margins else None
+        pm = _val(margins.phase_margin_deg) if margins else None
+        ec_txt = ", ".join(f"{k} {v:.3g}" for k, v in ec.items()) if isinstance(ec, dict) else _fmt(ec)
+        txt = [f"gain margin {_fmt(gm)}", f"ε_crit {ec_txt}"]
+        if fr.siso:
+            txt.insert(1, f"phase margin {pm:.1f}°" if pm is not None else "phase margin n/a")
         ax1.text(0.99, 0.97, "\n".join(txt), transform=ax1.transAxes, ha="right", va="top", fontsize=8.5,
                  bbox=dict(boxstyle="round,pad=0.3", fc="white", ec="#ced4da"))
-        fig.suptitle("Bode plot of the learning loop (broken at θ)")
+        if ax is None:
+            fig.suptitle("Bode plot of the learning loop (broken at θ)")
         fig.crnfb.update(phase_margin_deg=pm, gain_margin=gm, eps_crit=ec)
     return fig
 
 
-def nyquist(fr, margins: dict | None = None):
+def nyquist(response: LoopResponse, margins: Margins | None = None, ax: Axes | None = None) -> Figure:
     """Nyquist plot of ``L(jω)`` (characteristic loci when several directions are learned).
 
     The critical point ``-1``, the unit circle and the reported crossover
-    (where the phase margin is read) are marked.
+    (where the phase margin is read) are marked. Each locus has its own
+    colour and line style; the legend sits outside the axes, clear of ``-1``.
+    With several loci only ``ω > 0`` is drawn (the mirror adds no information
+    and doubles the clutter).
     """
-    wc = _num(margins, "crossover_frequency")
-    pm = _num(margins, "phase_margin_deg")
+    fr = response
+    wc = _val(margins.crossover_frequency) if margins else None
+    pm = _val(margins.phase_margin_deg) if margins else None
+    if fr.siso:
+        loci = [fr.L[:, 0, 0]]
+    else:
+        ev = np.linalg.eigvals(fr.L)
+        ev = ev[:, np.argsort(-np.abs(ev[0]))]
+        loci = [ev[:, j] for j in range(ev.shape[1])]
+    R = 3.0
+    styles = curve_styles(len(loci))
     with _style():
-        fig = _figure(5.8, 5.4)
-        ax = fig.add_subplot()
-        if fr.siso:
-            loci = [fr.L[:, 0, 0]]
-        else:
-            ev = np.linalg.eigvals(fr.L)
-            ev = ev[:, np.argsort(-np.abs(ev[0]))]
-            loci = [ev[:, j] for j in range(ev.shape[1])]
-        R = 3.0
-        palette = [COLORS["L"], "#e8590c", "#2b8a3e", "#862e9c", "#c2255c", "#1098ad", "#5c940d", "#495057"]
-        for j, Lw in enumerate(loci):
-            col = palette[j % len(palette)]
+        fig, (ax,) = _axes(ax, 1, 7.4 if len(loci) > 1 else 6.6, 5.4)
+        for j, (Lw, st) in enumerate(zip(loci, styles)):
+            col = COLORS["L"] if fr.siso else st["color"]
             inside = np.abs(Lw) < 50 * R
-            lab = "L(jω), ω > 0" if fr.siso else f"locus {j + 1}, ω > 0"
-            ax.plot(Lw.real[inside], Lw.imag[inside], color=col, label=lab)
-            ax.plot(Lw.real[inside], -Lw.imag[inside], color=col, ls="--", lw=1.0,
-                    alpha=0.7, label="ω < 0 (mirror, dashed)" if j == 0 else None)
-            # direction arrow at mid-curve
+            lab = "L(jω), ω > 0" if fr.siso else f"locus {j + 1}"
+            ax.plot(Lw.real[inside], Lw.imag[inside], color=col, ls="-" if fr.siso else st["ls"], lw=1.5,
+                    label=lab)
+            if fr.siso:
+                ax.plot(Lw.real[inside], -Lw.imag[inside], color=col, ls="--", lw=1.0, alpha=0.7,
+                        label="ω < 0 (mirror)")
             idx = np.nonzero(np.abs(Lw) < R)[0]
-            if idx.size > 10:
+            if idx.size > 10:      # direction of increasing ω
                 i = idx[idx.size // 3]
                 ax.annotate("", xy=(Lw[i + 1].real, Lw[i + 1].imag), xytext=(Lw[i].real, Lw[i].imag),
                             arrowprops=dict(arrowstyle="-|>", color=col, lw=1.2))
         t = np.linspace(0, 2 * np.pi, 400)
         ax.plot(np.cos(t), np.sin(t), color=COLORS["mark"], lw=0.8, ls=":", label="unit circle")
-        ax.plot([-1], [0], "+", color=COLORS["S"], ms=12, mew=2, label="critical point −1")
+        ax.plot([-1], [0], "+", color=COLORS["S"], ms=14, mew=2.4, zorder=6, label="critical point −1")
         if fr.siso and wc is not None:
             L = fr.L[:, 0, 0]
             re = np.interp(np.log(wc), np.log(fr.omega), L.real)
@@ -240,28 +300,30 @@ def nyquist(fr, margins: dict | None = None):
         ax.set_aspect("equal", adjustable="box")
         ax.set_xlabel("Re L(jω)")
         ax.set_ylabel("Im L(jω)")
-        ax.legend(loc="lower left", fontsize=8)
-        ax.set_title("Nyquist plot of the loop transfer (zoom on −1)")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=8)
+        ax.set_title("Nyquist plot of the loop transfer (zoom on −1)" if fr.siso else
+                     f"Characteristic loci of L(jω), ω > 0 ({len(loci)} directions; zoom on −1)")
         fig.crnfb["phase_margin_deg"] = pm
     return fig
 
 
-def step(sr, metrics: dict | None = None):
-    """Response of theta along ``dtheta*/da`` to a unit step in the environment weight.
+def step(response: StepResponse, metrics: StepMetrics | None = None, ax: Axes | None = None) -> Figure:
+    """Response of theta along ``dtheta/da`` to a unit step in the environment weight.
 
     Parameters
     ----------
-    sr : crnfb.analysis.results.StepResponse
-    metrics : dict
-        ``report.json["disturbance"]["step"]``: the rise time, settling time
-        and overshoot marked are these values.
+    response : StepResponse
+        ``Results.step``.
+    metrics : StepMetrics or None
+        ``Disturbance.step``: the rise time, settling time and overshoot marked.
+    ax : Axes or None
     """
-    rise = _num(metrics, "rise_time")
-    settle = _num(metrics, "settling_time")
-    over = _num(metrics, "overshoot_pct")
+    sr = response
+    rise = _val(metrics.rise_time) if metrics else None
+    settle = _val(metrics.settling_time) if metrics else None
+    over = _val(metrics.overshoot_pct) if metrics else None
     with _style():
-        fig = _figure(6.6, 4.4)
-        ax = fig.add_subplot()
+        fig, (ax,) = _axes(ax, 1, 6.6, 4.4)
         final = float(sr.y[-1]) if sr.y.size else 1.0
         ax.axhspan(final * 0.98, final * 1.02, color=COLORS["G"], alpha=0.12, lw=0, label="±2 % of final value")
         ax.axhline(1.0, color=COLORS["mark"], lw=0.9, ls="--", label="new fixed point (perfect adaptation)")
@@ -269,7 +331,7 @@ def step(sr, metrics: dict | None = None):
         if sr.t_nonlinear is not None and sr.y_nonlinear is not None:
             ax.plot(sr.t_nonlinear, sr.y_nonlinear, color=COLORS["nl"], ls="none", marker="o", ms=3.0,
                     alpha=0.8, label="nonlinear simulation" + (
-                        f" (step a = {sr.amplitude:g}, rescaled)" if getattr(sr, "amplitude", None) else ""))
+                        f" (step a = {sr.amplitude:g}, rescaled)" if sr.amplitude else ""))
         if rise is not None:
             # the rise time is a duration: draw it as the bracket from the 10 % crossing
             above = np.nonzero(sr.y >= 0.1 * final)[0]
@@ -296,19 +358,19 @@ def step(sr, metrics: dict | None = None):
     return fig
 
 
-def poles(stab, names: list | None = None):
+def poles(stability: Stability, ax: Axes | None = None) -> Figure:
     """Pole map: closed-loop eigenvalues, quasi-static rates ``-eig(E H)``, removed modes.
 
     The real axis is symmetric-logarithmic so that slow and fast modes are
     both visible; the right half plane (instability) is shaded.
     """
+    stab = stability
     ev = np.asarray(stab.eigenvalues)
     qs = -np.asarray(stab.quasi_static_rates, float)
     flat = np.asarray(stab.flat_modes)
     removed = dict(stab.removed)
     with _style():
-        fig = _figure(6.6, 4.6)
-        ax = fig.add_subplot()
+        fig, (ax,) = _axes(ax, 1, 6.6, 4.6)
         allre = np.concatenate([ev.real, qs, flat.real]) if ev.size else qs
         nz = np.abs(allre[np.abs(allre) > 0])
         # linear region of the symlog axis: the decade below the slowest mode (ticks stay apart from 0)
@@ -332,7 +394,7 @@ def poles(stab, names: list | None = None):
         if flat.size:
             ax.plot(flat.real, flat.imag, "s", mfc="none", mec=COLORS["flat"], ms=8,
                     label=f"flat modes removed ({flat.size})")
-        struct = np.asarray(getattr(stab, "structural_modes", np.zeros(0)))
+        struct = np.asarray(stab.structural_modes)
         if struct.size:
             ax.plot(struct.real, struct.imag, "D", mfc="none", mec=COLORS["flat"], ms=8,
                     label=f"structural modes removed: {removed.get('normalisation', 0)} normalisation, "
@@ -361,31 +423,48 @@ def poles(stab, names: list | None = None):
             ymax = max(ymax, 0.5 * float(np.min(np.abs(ev.real[ev.real != 0]))) if np.any(ev.real != 0) else 1.0)
         ymax = max(ymax, 1e-9)
         ax.set_ylim(-ymax * 1.4, ymax * 1.4 * 1.35)
-        ax.set_xlabel("Re s  (rate per time unit)" + ("  [symmetric log]" if span > 50 else ""))
-        ax.set_ylabel("Im s  (rad per time unit)")
+        ax.set_xlabel("Re s  (κ)" + ("  [symmetric log]" if span > 50 else ""))
+        ax.set_ylabel("Im s  (rad·κ)")
         ax.legend(loc="upper left", fontsize=8)
         ax.set_title("Pole map of the learning loop" + ("  —  STABLE" if stab.stable else "  —  UNSTABLE"))
         fig.crnfb.update(eigenvalues=ev, quasi_static=qs, stable=bool(stab.stable))
     return fig
 
 
-def learning(traj):
-    """A learning episode: ``theta(t)`` (top) and ``D(t)`` above its minimum (bottom, log)."""
+def _time_axis(ax, t: np.ndarray) -> np.ndarray:
+    """Log time axis when the episode spans more than two decades of sampled times, else linear;
+    returns the mask of the samples drawn (``t > 0`` on a log axis)."""
+    pos = t[t > 0]
+    if pos.size > 2 and pos[-1] / pos[0] > 300:
+        ax.set_xscale("log")
+        ax.set_xlim(pos[0], pos[-1])
+        return t > 0
+    ax.set_xlim(t[0], t[-1])
+    return np.ones(t.size, bool)
+
+
+def learning(trajectory: LearningCurve, ax: Sequence[Axes] | None = None) -> Figure:
+    """A learning episode: ``theta(t)`` (top) and ``D(t)`` above its minimum (bottom, log).
+
+    Time is logarithmic when the episode's samples span several decades (a
+    fast drop of ``D`` followed by slow learning along flat directions, E3),
+    so that both time scales show. Each species has its own colour and line
+    style; with many species the legend sits outside the axes.
+    """
+    traj = trajectory
     many = len(traj.names) > 6
+    th = np.asarray(traj.theta)
+    target = traj.theta_star if traj.theta_end is None else traj.theta_end
     with _style():
-        fig = _figure(8.2 if many else 6.6, 5.4)
-        ax1, ax2 = fig.subplots(2, 1, sharex=True)
-        th = np.asarray(traj.theta)
-        target = getattr(traj, "theta_end", None)
-        target = traj.theta_star if target is None else target
-        import matplotlib as mpl
-        cmap = mpl.colormaps["tab20" if len(traj.names) > 10 else "tab10"]
-        for j, n in enumerate(traj.names):
-            line, = ax1.plot(traj.t, th[:, j], label=f"θ_{n}", color=cmap(j % cmap.N))
+        fig, (ax1, ax2) = _axes(ax, 2, 8.4 if many else 6.6, 5.6, sharex=True)
+        shown = _time_axis(ax2, np.asarray(traj.t))
+        t = np.asarray(traj.t)[shown]
+        for j, (n, st) in enumerate(zip(traj.names, curve_styles(len(traj.names)))):
+            ax1.plot(t, th[shown, j], label=f"θ_{n}", lw=1.5, **st)
             if target is not None:
-                ax1.axhline(target[j], color=line.get_color(), ls="--", lw=0.9)
+                ax1.axhline(target[j], color=st["color"], ls=(0, (1, 3)), lw=0.8)
         if target is not None:
-            ax1.plot([], [], color=COLORS["mark"], ls="--", lw=0.9, label=getattr(traj, "target_label", "optimum θ*"))
+            ax1.plot([], [], color=COLORS["mark"], ls=(0, (1, 3)), lw=0.8, label=traj.target_label)
         ax1.set_ylabel("θ = −G/kT  (dimensionless)")
         if many:
             ax1.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7.5, borderaxespad=0)
@@ -393,17 +472,17 @@ def learning(traj):
             ax1.legend(loc="best")
         Dmin = traj.D_star if traj.D_star is not None else float(np.min(traj.D))
         Dmin = 0.0 if abs(Dmin) < 1e-12 else Dmin
-        exc = np.maximum(np.asarray(traj.D) - Dmin, 1e-16)
-        ax2.semilogy(traj.t, exc, color=COLORS["S"], label=f"D(t) − D*   (D* = {Dmin:.4g} nats, the optimum)")
-        bias = getattr(traj, "bias", None)
-        if bias is not None and bias > 1e-9:
-            ax2.axhline(bias, color=COLORS["mark"], ls="--", lw=0.9,
-                        label=f"bias of the loop's fixed point  {bias:.3g} nats")
+        exc = np.maximum(np.asarray(traj.D)[shown] - Dmin, 1e-16)
+        ax2.semilogy(t, exc, color=COLORS["S"], label=f"D(t) − D*   (D* = {Dmin:.4g} nats, the optimum)")
+        if traj.bias is not None and traj.bias > 1e-9:
+            ax2.axhline(traj.bias, color=COLORS["mark"], ls="--", lw=0.9,
+                        label=f"bias of the loop's fixed point  {traj.bias:.3g} nats")
         ax2.set_ylabel("excess divergence  (nats)")
-        ax2.set_xlabel(T_UNIT)
-        ax2.set_xlim(traj.t[0], traj.t[-1])
-        ax2.legend(loc="upper right")
-        fig.suptitle(f"Learning from the file's energies  ({traj.source})", fontsize=10.5)
+        ax2.set_xlabel(T_UNIT + ("  [log]" if ax2.get_xscale() == "log" else ""))
+        ax2.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7.5, borderaxespad=0) if many else \
+            ax2.legend(loc="upper right")
+        if ax is None:
+            fig.suptitle(f"Learning from the file's energies  ({traj.source})", fontsize=10.5)
         fig.crnfb.update(t=traj.t, D=traj.D, theta=th)
     return fig
 
@@ -414,26 +493,25 @@ def _visible_window(p: np.ndarray, q: np.ndarray, x: np.ndarray) -> tuple[float,
     return float(x[keep].min()) - 0.8, float(x[keep].max()) + 0.8
 
 
-def distribution(dist):
+def distribution(distribution: Distribution, ax: Sequence[Axes] | None = None) -> Figure:
     """Learned ``P(v)`` at the fixed point against the environment ``Q(v)``.
 
     One visible species: bars of ``Q`` and markers of ``P``. Several: the
     marginal of each species, and for two a heatmap of the joint ``P`` with
     ``Q``'s contours.
     """
+    dist = distribution
+    own = ax is None            # a figure of our own gets the title
     S = np.asarray(dist.states)
     P, Q = np.asarray(dist.P), np.asarray(dist.Q)
     nv = S.shape[1]
     with _style():
-        if nv == 1:
-            fig = _figure(6.6, 4.2)
-            axes = [fig.add_subplot()]
-        elif nv == 2:
-            fig = _figure(10.5, 3.8)
-            axes = list(fig.subplots(1, 3))
+        panels = 1 if nv == 1 else 3 if nv == 2 else min(nv, 4)
+        if ax is not None:
+            fig, axes = _axes(ax, panels, 0, 0)
         else:
-            fig = _figure(3.6 * min(nv, 4), 3.8)
-            axes = list(fig.subplots(1, min(nv, 4)))
+            fig = _figure(6.6 if nv == 1 else 10.5 if nv == 2 else 3.6 * panels, 4.2 if nv == 1 else 3.8)
+            axes = list(np.ravel(fig.subplots(1, panels))) if panels > 1 else [fig.add_subplot()]
         tv = 0.5 * float(np.abs(P - Q).sum())
         for j in range(min(nv, 4)):
             ax = axes[j]
@@ -468,31 +546,34 @@ def distribution(dist):
             ax.set_ylabel(f"copy number of {dist.names[1]}")
             ax.set_title("joint P (colour), Q (white contours)", fontsize=9.5)
             ax.grid(False)
-        fig.suptitle(f"Learned law at the fixed point against the environment  (total variation {tv:.3g})",
-                     fontsize=10.5)
+        if own:
+            fig.suptitle(f"Learned law at the fixed point against the environment  (total variation {tv:.3g})",
+                         fontsize=10.5)
         fig.crnfb.update(total_variation=tv)
     return fig
 
 
-def lag_cost(disturbance: dict | None):
+def lag_cost(disturbance: Disturbance | None, ax: Axes | None = None, reason: str | None = None) -> Figure:
     """Period-mean excess divergence per ``a1^2`` against the frequency of a sinusoidal environment.
 
     Parameters
     ----------
-    disturbance : dict
-        ``report.json["disturbance"]`` (uses ``lag_cost`` and ``bandwidth``).
+    disturbance : Disturbance or None
+        Its ``lag_cost`` (``[[omega, cost], ...]``) and ``bandwidth``.
+    ax : Axes or None
+    reason : str or None
+        Why there is no disturbance section (for the placeholder).
     """
-    data = disturbance.get("lag_cost") if isinstance(disturbance, dict) else None
-    if not data:
-        reason = (disturbance or {}).get("lag_cost_reason", "no lag cost in the report")
-        return placeholder("Lag cost of tracking a changing environment", reason)
-    arr = np.array([[np.nan if v is None else v for v in row] for row in data], float)
+    data = None if disturbance is None else disturbance.lag_cost
+    if data is None or not len(data):
+        why = reason if disturbance is None else (disturbance.lag_cost_reason or disturbance.reason)
+        return placeholder("Lag cost of tracking a changing environment", why or "no lag cost was computed")
+    arr = np.asarray(data, float)
     w, c = arr[:, 0], arr[:, 1]
     ok = np.isfinite(w) & np.isfinite(c) & (c > 0) & (w > 0)
-    bw = _num(disturbance, "bandwidth")
+    bw = _val(disturbance.bandwidth)
     with _style():
-        fig = _figure(6.6, 4.2)
-        ax = fig.add_subplot()
+        fig, (ax,) = _axes(ax, 1, 6.6, 4.2)
         ax.loglog(w[ok], c[ok], color=COLORS["S"], marker="o" if ok.sum() < 40 else None, ms=3.5)
         if bw is not None:
             ax.axvline(bw, color=COLORS["G"], ls="--", lw=0.9, label=f"bandwidth {bw:.3g}")
@@ -502,6 +583,45 @@ def lag_cost(disturbance: dict | None):
         ax.set_title("Lag cost:  a(t) = a₀ + a₁ sin(ωt),  period-mean D − min D")
         fig.crnfb.update(omega=w, lag_cost=c)
     return fig
+
+
+#: Human titles and y labels (with units) of the scalar results ``crnfb sweep`` tabulates.
+SWEEP_LABELS: dict[str, tuple[str, str]] = {
+    "fixed_point.divergence": ("divergence at the fixed point", "D(Q‖P)  (nats)"),
+    "fixed_point.bias": ("bias of the loop's fixed point", "excess D  (nats)"),
+    "fixed_point.gradient_norm": ("gradient at the fixed point", "|∇D|"),
+    "quasi_static.slowest_rate": ("slowest quasi-static rate", RATE_UNIT),
+    "closed_loop.stable": ("stable", "1 = stable, 0 = not"),
+    "closed_loop.slowest_rate": ("slowest closed-loop rate", RATE_UNIT),
+    "closed_loop.damping_ratio_min": ("minimum damping ratio", "ζ  (dimensionless)"),
+    "margins.gain_margin": ("gain margin", "factor on ε"),
+    "margins.phase_margin_deg": ("phase margin", "degrees"),
+    "margins.eps_crit": ("critical learning rate ε_crit", "ε  (κ)"),
+    "disturbance.bandwidth": ("tracking bandwidth", "ω  (rad·κ)"),
+    "disturbance.hinf_norm": ("H∞ norm, environment → error", "gain"),
+    "disturbance.step.rise_time": ("step rise time (10–90 %)", "time  (1/κ)"),
+    "disturbance.step.settling_time": ("step settling time (2 %)", "time  (1/κ)"),
+    "disturbance.step.overshoot_pct": ("step overshoot", "%"),
+    "thermodynamics.fixed_point.free": ("free-ensemble dissipation", "kT·κ per copy"),
+    "thermodynamics.fixed_point.clamped": ("clamped-ensemble dissipation", "kT·κ per copy"),
+    "thermodynamics.fixed_point.learning": ("learning dissipation", "kT·κ per volume"),
+    "thermodynamics.fixed_point.total": ("total dissipation", "kT·κ"),
+    "thermodynamics.episode_total": ("dissipation of an episode", "kT"),
+    "metrics.noise": ("parameter noise (LNA)", "RMS of θ"),
+    "metrics.dissipation_ensemble": ("dissipation of the cell", "kT·κ"),
+}
+
+#: Axis labels of the sweep parameters.
+SWEEP_PARAMS = {"eps": "learning rate  ε  (κ)", "gamma": "reset rate  γ  (κ)", "dmu": "fuel  Δμ  (kT)",
+                "M": "ensemble size  M", "free": "free copies  M_f", "clamped": "clamped copies  M_c",
+                "omega": "volume  Ω"}
+
+
+def _sweep_label(key: str) -> tuple[str, str]:
+    if key in SWEEP_LABELS:
+        return SWEEP_LABELS[key]
+    leaf = key.rsplit(".", 1)[-1].replace("_", " ")
+    return leaf, ""
 
 
 def sweep(rows: list[dict], params: list[str], scales: dict[str, str], columns: list[str]):
@@ -539,13 +659,15 @@ def sweep(rows: list[dict], params: list[str], scales: dict[str, str], columns: 
             if ys_all.size and np.all(ys_all > 0) and ys_all.max() / max(ys_all.min(), 1e-300) > 100:
                 ax.set_yscale("log")
                 ax.yaxis.set_minor_formatter(NullFormatter())
-            ax.set_title(c, fontsize=9)
-            ax.set_xlabel(x)
+            title, unit = _sweep_label(c)
+            ax.set_title(title, fontsize=9)
+            ax.set_ylabel(unit, fontsize=8.5)
+            ax.set_xlabel(SWEEP_PARAMS.get(x, x))
             if others and len(groups) <= 8 and ax is axes[0]:
                 ax.legend(fontsize=7)
         for ax in axes[len(cols):]:
             ax.axis("off")
-        fig.suptitle(f"Sweep over {', '.join(params)}", fontsize=11)
+        fig.suptitle("Sweep over " + ", ".join(SWEEP_PARAMS.get(p, p) for p in params), fontsize=11)
     return fig
 
 
@@ -562,5 +684,5 @@ def png_bytes(fig, dpi: int = 150) -> bytes:
 
 
 __all__ = ["bode", "nyquist", "step", "poles", "learning", "distribution", "lag_cost", "sweep", "placeholder",
-           "save", "png_bytes"]
+           "save", "png_bytes", "curve_styles", "SWEEP_LABELS", "T_UNIT", "W_UNIT"]
 

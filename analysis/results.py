@@ -36,12 +36,13 @@ if TYPE_CHECKING:  # imported for the annotations only: keeps `import crnfb` lig
 
     from crnfb.analysis.disturbance import Disturbance
     from crnfb.analysis.fixedpoints import StationaryPoint
+    from crnfb.analysis.frequency import LoopResponse
     from crnfb.analysis.linearise import LinearLoop, LoopFixedPoint
     from crnfb.analysis.margins import Margins
     from crnfb.analysis.stability import Stability
     from crnfb.analysis.validation import Check
 
-__all__ = ["REQUIRED_KEYS", "SCALAR_KEYS", "Unavailable", "FrequencyResponse", "StepResponse", "Trajectory",
+__all__ = ["REQUIRED_KEYS", "SCALAR_KEYS", "Unavailable", "StepResponse", "LearningCurve",
            "Distribution", "Results", "get_path", "analyse"]
 
 #: Every key of ``report.json`` that docs/cli.md requires (dotted paths).
@@ -93,40 +94,6 @@ class Unavailable(Exception):
 # data objects the plots draw (never recomputed by the plotting functions)
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
-class FrequencyResponse:
-    """Frequency responses of the linearised loop.
-
-    Attributes
-    ----------
-    omega : ndarray (n_w,)
-        Frequencies, rad per time unit.
-    L : ndarray (n_w, k, k) complex
-        Loop transfer broken at theta (on the kept, identifiable theta
-        coordinates; ``k = 1`` for a single learned direction).
-    S : ndarray (n_w, k, k) complex
-        Sensitivity ``(I + L)^{-1}``.
-    G_ae : ndarray (n_w, m) complex
-        Closed-loop transfer from the environment weight ``a`` to the error
-        ``e`` (all learned species).
-    G_frozen : ndarray (n_w, m) complex
-        The same with theta held fixed.
-    source : str
-        Which computation produced it.
-    """
-
-    omega: np.ndarray
-    L: np.ndarray
-    S: np.ndarray
-    G_ae: np.ndarray | None = None
-    G_frozen: np.ndarray | None = None
-    source: str = "crnfb.analysis.frequency"
-
-    @property
-    def siso(self) -> bool:
-        return self.L.shape[1] == 1
-
-
-@dataclass(frozen=True, eq=False)
 class StepResponse:
     """Response of theta along ``dtheta*/da`` to a unit step in the environment weight ``a``.
 
@@ -146,8 +113,10 @@ class StepResponse:
 
 
 @dataclass(frozen=True, eq=False)
-class Trajectory:
-    """A learning episode: ``theta(t)`` (learned species) and ``D(t)`` in nats.
+class LearningCurve:
+    """A learning episode as the learning figure draws it: ``theta(t)`` (learned species), ``D(t)``
+    in nats, and the levels it converges to. (A simulation's full record is
+    :class:`crnfb.feedback.simulate.Trajectory`.)
 
     ``reason`` says why the ensemble-level ODE was not used (then ``source``
     is the quasi-static flow).
@@ -290,8 +259,10 @@ class Results:
     validation : list of Check, or None
     thermodynamics : dict or None
         :func:`crnfb.analysis.thermo.thermodynamics_report`.
-    frequency, step, trajectory, distribution :
-        The data the figures draw (``None`` when not computed).
+    frequency : LoopResponse or None
+        The loop's frequency responses the Bode and Nyquist figures draw.
+    step, trajectory, distribution :
+        The data the other figures draw (``None`` when not computed).
     reasons : dict
         Section name -> why that section is missing.
     timings : dict
@@ -310,9 +281,9 @@ class Results:
     disturbance: Disturbance | None = None
     validation: list[Check] | None = None
     thermodynamics: dict[str, object] | None = None
-    frequency: FrequencyResponse | None = None
+    frequency: LoopResponse | None = None
     step: StepResponse | None = None
-    trajectory: Trajectory | None = None
+    trajectory: LearningCurve | None = None
     distribution: Distribution | None = None
     reasons: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -460,41 +431,49 @@ class Results:
             raise Unavailable(f"no {what or attr}: {self.reasons.get(attr, 'not computed')}")
         return obj
 
-    def plot_bode(self) -> Figure:
+    def plot_bode(self, ax=None) -> Figure:
         """Bode plot of L and S with the reported margins marked (:func:`crnfb.analysis.plots.bode`)."""
         from crnfb.analysis import plots
-        d = self.to_dict()
-        return plots.bode(self.need("frequency", "frequency response"), d["margins"], d["disturbance"])
+        return plots.bode(self.need("frequency", "frequency response"), self.margins, self.disturbance, ax=ax)
 
-    def plot_nyquist(self) -> Figure:
+    def plot_nyquist(self, ax=None) -> Figure:
+        """Nyquist plot or characteristic loci (:func:`crnfb.analysis.plots.nyquist`)."""
         from crnfb.analysis import plots
-        return plots.nyquist(self.need("frequency", "frequency response"), self.to_dict()["margins"])
+        return plots.nyquist(self.need("frequency", "frequency response"), self.margins, ax=ax)
 
-    def plot_step(self) -> Figure:
+    def plot_step(self, ax=None) -> Figure:
+        """Step response with the reported metrics (:func:`crnfb.analysis.plots.step`)."""
         from crnfb.analysis import plots
-        return plots.step(self.need("step", "step response"), self.to_dict()["disturbance"]["step"])
+        metrics = self.disturbance.step if self.disturbance is not None else None
+        return plots.step(self.need("step", "step response"), metrics, ax=ax)
 
-    def plot_poles(self) -> Figure:
+    def plot_poles(self, ax=None) -> Figure:
+        """Pole map (:func:`crnfb.analysis.plots.poles`)."""
         from crnfb.analysis import plots
-        return plots.poles(self.stability, self.model.learned_names)
+        return plots.poles(self.stability, ax=ax)
 
-    def plot_learning(self) -> Figure:
+    def plot_learning(self, ax=None) -> Figure:
+        """A learning episode (:func:`crnfb.analysis.plots.learning`)."""
         from crnfb.analysis import plots
-        return plots.learning(self.need("trajectory", "learning trajectory"))
+        return plots.learning(self.need("trajectory", "learning trajectory"), ax=ax)
 
-    def plot_distribution(self) -> Figure:
+    def plot_distribution(self, ax=None) -> Figure:
+        """Learned P against Q (:func:`crnfb.analysis.plots.distribution`)."""
         from crnfb.analysis import plots
-        return plots.distribution(self.need("distribution", "distribution"))
+        return plots.distribution(self.need("distribution", "distribution"), ax=ax)
 
-    def plot_fluctuation(self) -> Figure:
+    def plot_fluctuation(self, ax=None) -> Figure:
+        """Mean cost against the learning rate in a random environment (:func:`crnfb.analysis.fluctuation.plot_fluctuation`)."""
         from crnfb.analysis.fluctuation import plot_fluctuation
 
         fl = self.need("fluctuation", "the fluctuation analysis")
-        return plot_fluctuation(fl).figure
+        return plot_fluctuation(fl, ax=ax).figure
 
-    def plot_lag_cost(self) -> Figure:
+    def plot_lag_cost(self, ax=None) -> Figure:
+        """Lag cost against frequency (:func:`crnfb.analysis.plots.lag_cost`)."""
         from crnfb.analysis import plots
-        return plots.lag_cost(self.to_dict()["disturbance"])
+        return plots.lag_cost(self.disturbance, ax=ax,
+                              reason=self._why("disturbance", "the disturbance analysis was not computed"))
 
     # -- Jupyter -----------------------------------------------------------------------------
     def _repr_html_(self) -> str:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from crnfb.feedback.errors import ModelError
+from crnfb.feedback.ssa import simulate_ssa
 
 
 def _validate_args(args) -> None:
@@ -29,16 +30,9 @@ def _validate_args(args) -> None:
 
 
 def _ssa_trajectory(model, args, signal):
-    """The stochastic level through :func:`crnfb.feedback.ssa.simulate_ssa` when that module is present."""
-    try:
-        from crnfb.feedback.ssa import simulate_ssa
-    except ImportError:
-        raise ModelError("the ssa level is not available: crnfb.feedback.ssa (stochastic simulation of finite "
-                         "ensembles) is not installed in this version; use --level ode",
-                         key="--level") from None
-    from crnfb.feedback.simulate import progress_enabled
+    """The stochastic level (:func:`crnfb.feedback.ssa.simulate_ssa`)."""
     return simulate_ssa(model, float(args.t_end), n_points=int(args.points), seed=int(args.seed),
-                        a_signal=signal, progress=progress_enabled())
+                        a_signal=signal)   # progress bar only on a terminal
 
 
 def run_simulate_command(args) -> int:
@@ -68,3 +62,6 @@ def run_simulate_command(args) -> int:
     extra = f", {meta['steps']} steps in {meta['wall_time']:.2f} s" if "steps" in meta else ""
     print(f"wrote {len(traj.t)} rows ({args.level}, t = 0..{args.t_end:g}{extra}) to {path}", file=sys.stderr)
     return 0
+
+
+__all__ = ["run_simulate_command"]

@@ -198,3 +198,7 @@ def episode_time(model: Model, stab: Stability, factor: float = 1.15, loop: bool
         rates = [r for r in np.asarray(stab.quasi_static_rates, float) if r > 0]
         r = min(rates) if rates else 1.0
     return float(factor * np.log(1e3) / r)
+
+
+__all__ = ["closed_loop_eigenvalues", "damping_ratios", "episode_time", "Stability", "stability",
+           "structural_eigenvalues"]

@@ -252,8 +252,8 @@ def _fixed_point_tables(fp: Mapping) -> list[Table]:
 def _quasi_static_table(qs: Mapping) -> Table:
     return _kv("Quasi-static learning", [
         ("Hessian eigenvalues (identifiable, ascending)", ", ".join(fmt(x) for x in qs["hessian_eigenvalues"])),
-        ("rates eig(E H) (1/time)", ", ".join(fmt(x) for x in qs["rates"])),
-        ("slowest rate (1/time)", fmt(qs.get("slowest_rate"))),
+        ("rates eig(E H) (κ)", ", ".join(fmt(x) for x in qs["rates"])),
+        ("slowest rate (κ)", fmt(qs.get("slowest_rate"))),
         ("neutral directions", "; ".join("(" + ", ".join(fmt(v, ".3g") for v in vec) + ")"
                                          for vec in qs["neutral_directions"]) or "none"),
         ("flat directions", fmt(qs.get("flat_directions", 0))),
@@ -268,7 +268,7 @@ def _closed_loop_tables(cl: Mapping) -> list[Table]:
     return [
         _kv("Closed loop", [
             ("stable", fmt(cl["stable"])),
-            ("slowest rate −max Re(s) (1/time)", fmt(cl["slowest_rate"])),
+            ("slowest rate −max Re(s) (κ)", fmt(cl["slowest_rate"])),
             ("minimum damping ratio", fmt(cl["damping_ratio_min"], ".3g")),
             ("reduced states", fmt(cl.get("reduced_states"))),
             ("removed modes", ", ".join(f"{k}: {v}" for k, v in (cl.get("removed_modes") or {}).items()) or "none"),
@@ -288,7 +288,7 @@ def _margins_table(mg: Mapping) -> Table:
         ("gain margin (eps scale factor)", fmt(mg["gain_margin"]), _reason(mg, "gain_margin")),
         ("phase margin (degrees)", fmt(mg["phase_margin_deg"], ".4g"), _reason(mg, "phase_margin_deg")),
         ("eps_crit", _eps_crit_text(mg["eps_crit"]), _reason(mg, "eps_crit")),
-        ("gain crossover (rad/time)", fmt(mg.get("crossover_frequency"), ".4g"),
+        ("gain crossover (rad·κ)", fmt(mg.get("crossover_frequency"), ".4g"),
          _reason(mg, "crossover_frequency")),
         ("disk margin", fmt(mg.get("disk_margin"), ".4g"), _reason(mg, "robust_margins")),
     ))
@@ -298,10 +298,10 @@ def _disturbance_table(di: Mapping) -> Table:
     st = di["step"]
     lag = di.get("lag_cost")
     return Table("Disturbance rejection", ("quantity", "value", "note"), (
-        ("bandwidth (rad/time, −3 dB)", fmt(di["bandwidth"]), _reason(di, "bandwidth")),
+        ("bandwidth (rad·κ, −3 dB)", fmt(di["bandwidth"]), _reason(di, "bandwidth")),
         ("H∞ norm of environment → error", fmt(di["hinf_norm"]), _reason(di, "hinf_norm")),
-        ("step: rise time 10–90 % (time)", fmt(st["rise_time"]), _reason(st, "rise_time")),
-        ("step: settling time 2 % (time)", fmt(st["settling_time"]), _reason(st, "settling_time")),
+        ("step: rise time 10–90 % (1/κ)", fmt(st["rise_time"]), _reason(st, "rise_time")),
+        ("step: settling time 2 % (1/κ)", fmt(st["settling_time"]), _reason(st, "settling_time")),
         ("step: overshoot (%)", fmt(st["overshoot_pct"], ".3g"), _reason(st, "overshoot_pct")),
         ("lag cost", f"{len(lag)} frequencies" if lag else "n/a", _reason(di, "lag_cost")),
     ))
@@ -318,7 +318,7 @@ def _validation_table(val: list | None, why: str | None) -> Table:
 
 def _thermo_table(th: Mapping) -> Table:
     tfp = th["fixed_point"]
-    return Table("Thermodynamics", ("part", "dissipation (kT/time)", "note"),
+    return Table("Thermodynamics", ("part", "dissipation (kT·κ)", "note"),
                  tuple((k, fmt(tfp.get(k)), _reason(tfp, k)) for k in ("free", "clamped", "learning", "total"))
                  + (("episode total (kT)", fmt(th["episode_total"]), _reason(th, "episode_total")),))
 

@@ -281,7 +281,7 @@ def evaluate_point(model: Model, point: dict, metrics: bool = True) -> dict:
         except ModelError:
             pm = {}
         for k, v in pm.items():
-            if k in ("eps", "gamma", "dmu", "M_f", "M_c", "omega"):
+            if k in ("eps", "gamma", "dmu", "free", "clamped", "omega"):
                 continue
             row[f"metrics.{k}"] = float(v) if isinstance(v, (int, float)) and v is not None and \
                 math.isfinite(float(v)) else None

@@ -640,3 +640,7 @@ def divide_out(poly: sp.Poly | sp.Expr, factor: sp.Expr, s: sp.Symbol) -> tuple[
     p = poly.as_expr() if isinstance(poly, sp.Poly) else poly
     q, r = sp.div(sp.Poly(p, s), sp.Poly(factor, s))
     return sp.collect(sp.cancel(q.as_expr()), s), sp.collect(sp.cancel(r.as_expr()), s)
+
+
+__all__ = ["divide_out", "latex_polynomial", "LoopSymbols", "make_symbols", "mean_closure", "symbolic_loop",
+           "SymbolicLoop", "SymbolicTooLargeError"]

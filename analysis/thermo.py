@@ -275,8 +275,8 @@ def fixed_point_dissipation(model: Model, loop=None) -> Dissipation:
 
 
 # -- maintenance cost ----------------------------------------------------------------------------------------
-def maintenance_cost(model: Model, *, eps=None, gamma: float | None = None, M_f: int | None = None,
-                     M_c: int | None = None, omega: float | None = None, dmu: float | None = None,
+def maintenance_cost(model: Model, *, eps=None, gamma: float | None = None, free: int | None = None,
+                     clamped: int | None = None, omega: float | None = None, dmu: float | None = None,
                      loop=None) -> dict:
     """Steady cost of keeping the learned state: learning futile cycle + sensing through the resets.
 
@@ -286,7 +286,7 @@ def maintenance_cost(model: Model, *, eps=None, gamma: float | None = None, M_f:
     not depend on ``eps``) and the sensing cost is the clamped ensemble's
     hidden + reset entropy production (depends on ``gamma`` only through the
     clamped law; ``gamma J(p_c || r)`` for the resets). Ensemble sizes only
-    scale: ``Omega`` for the cycle, ``M_c`` for sensing.
+    scale: ``Omega`` for the cycle, ``clamped`` (``M_c``) for sensing.
 
     Keyword arguments override the model's settings (``eps`` scalar or per
     learned species). Returns a dict of floats (``None`` with a reason where
@@ -298,9 +298,10 @@ def maintenance_cost(model: Model, *, eps=None, gamma: float | None = None, M_f:
         if set(changes) - {"dmu"}:
             loop = None      # eps (leaf, per-species ratios) and gamma (bias) move the fixed point
     ens = model.ensembles
-    sizes = {"free": M_f if M_f is not None else ens.free, "clamped": M_c if M_c is not None else ens.clamped,
+    sizes = {"free": free if free is not None else ens.free,
+             "clamped": clamped if clamped is not None else ens.clamped,
              "omega": omega if omega is not None else ens.omega}
-    if any(v is not None for v in (M_f, M_c, omega)):
+    if any(v is not None for v in (free, clamped, omega)):
         from crnfb.feedback.model import Ensembles
         model = model.replace(ensembles=Ensembles(int(sizes["free"]), int(sizes["clamped"]), float(sizes["omega"])))
     if loop is not None:
@@ -309,7 +310,7 @@ def maintenance_cost(model: Model, *, eps=None, gamma: float | None = None, M_f:
     d = fixed_point_dissipation(model, loop)
     out = {
         "eps": [float(e) for e in model.eps], "gamma": float(model.learning.gamma),
-        "dmu": float(model.learning.dmu), "M_f": int(sizes["free"]), "M_c": int(sizes["clamped"]),
+        "dmu": float(model.learning.dmu), "free": int(sizes["free"]), "clamped": int(sizes["clamped"]),
         "omega": float(sizes["omega"]),
         "learning_cycle": _json_number(d.learning),
         "learning_cycle_cell": _json_number(sizes["omega"] * d.learning),
@@ -545,7 +546,7 @@ def thermodynamics_report(model: Model, loop=None, with_episode: bool = True, qu
         "m_f": {n: float(v) for n, v in zip(model.learned_names, m_f)},
         "m_c": {n: float(v) for n, v in zip(model.learned_names, m_c)},
         "eps": [float(e) for e in model.eps], "gamma": float(m.gamma), "dmu": float(m.dmu),
-        "M_f": int(model.ensembles.free), "M_c": int(model.ensembles.clamped),
+        "free": int(model.ensembles.free), "clamped": int(model.ensembles.clamped),
         "omega": float(model.ensembles.omega),
     }
     if d.clamped is None:

@@ -21,17 +21,17 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from crnfb.analysis.disturbance import bandwidth as bandwidth_from_ratio
 from crnfb.analysis.disturbance import disturbance
-from crnfb.analysis.frequency import SPEC_OMEGA, loop_blocks
+from crnfb.analysis.frequency import SPEC_OMEGA, broken_loop
 from crnfb.analysis.linearise import LinearLoop
 from crnfb.analysis.noise import parameter_noise
-from crnfb.feedback.model import Ensembles, Model
+from crnfb.analysis.sweep import ALIASES, PARAMS, ParamSpec, apply_params, build_grid
+from crnfb.feedback.model import Model
 
 #: sense of each performance metric (``min``: lower is better)
 OBJECTIVES = {"slowest_rate": "max", "bandwidth": "max", "bias": "min", "noise": "min"}
@@ -41,50 +41,39 @@ COSTS = ("dissipation_ensemble", "dissipation_total", "dissipation_learning", "d
          "dissipation_free")
 
 LABELS = {
-    "dissipation_ensemble": "dissipation rate of the cell  [kT / time unit]",
-    "dissipation_total": "dissipation rate, free + clamped + learning  [kT / time unit]",
-    "dissipation_learning": "learning dissipation per unit volume  [kT / time unit]",
-    "dissipation_clamped": "clamped-ensemble dissipation per copy  [kT / time unit]",
-    "dissipation_free": "free-ensemble dissipation per copy  [kT / time unit]",
-    "slowest_rate": "convergence rate (slowest closed-loop rate)  [1 / time unit]",
-    "bandwidth": "tracking bandwidth  [rad / time unit]",
-    "bias": "bias: excess divergence at the fixed point  [nats]",
-    "noise": "parameter noise: RMS of theta (LNA)  [dimensionless]",
-    "episode_total": "dissipation of a learning episode  [kT]",
+    "dissipation_ensemble": "dissipation rate of the cell  (kT·κ)",
+    "dissipation_total": "dissipation rate, free + clamped + learning  (kT·κ)",
+    "dissipation_learning": "learning dissipation per unit volume  (kT·κ)",
+    "dissipation_clamped": "clamped-ensemble dissipation per copy  (kT·κ)",
+    "dissipation_free": "free-ensemble dissipation per copy  (kT·κ)",
+    "slowest_rate": "convergence rate (slowest closed-loop rate)  (κ)",
+    "bandwidth": "tracking bandwidth  (rad·κ)",
+    "bias": "bias: excess divergence at the fixed point  (nats)",
+    "noise": "parameter noise: RMS of theta (LNA)  (dimensionless)",
+    "episode_total": "dissipation of a learning episode  (kT)",
 }
 
 TITLES = {"slowest_rate": "cost of convergence", "bandwidth": "cost of tracking", "bias": "cost of accuracy",
           "noise": "cost of precision"}
 
-PARAMS = ("eps", "gamma", "dmu", "M", "M_f", "M_c", "omega")
 PARAM_LABELS = {"eps": r"learning rate $\varepsilon$", "gamma": r"reset rate $\gamma$",
-                "dmu": r"fuel $\Delta\mu$ [kT]", "M": "ensemble size $M$", "M_f": "free copies $M_f$",
-                "M_c": "clamped copies $M_c$", "omega": r"volume $\Omega$"}
+                "dmu": r"fuel $\Delta\mu$ (kT)", "M": "ensemble size $M$", "M_f": "free copies $M_f$",
+                "M_c": "clamped copies $M_c$", "free": "free copies $M_f$", "clamped": "clamped copies $M_c$",
+                "omega": r"volume $\Omega$"}
 
 
 # -- parameters ------------------------------------------------------------------------------------------------
 def apply_param(model: Model, name: str, value) -> Model:
-    """Copy of ``model`` with one sweep parameter set.
+    """Copy of ``model`` with one sweep parameter set (:func:`crnfb.analysis.sweep.apply_params`).
 
-    ``eps`` (scalar: every learned species; or a sequence), ``gamma``, ``dmu``;
-    ``M`` sets both ensemble sizes, ``M_f``/``M_c`` one of them, ``omega`` the volume.
+    ``eps`` (every learned species; ``eps.SPECIES`` one of them), ``gamma``,
+    ``dmu``, ``kappa``; ``M`` sets both ensemble sizes, ``free``/``clamped``
+    (alias ``M_f``/``M_c``) one of them, ``omega`` the volume.
     """
-    if name in ("eps", "gamma", "dmu"):
-        v = value if (name == "eps" and not np.isscalar(value)) else float(value)
-        return model.with_learning(**{name: v})
-    ens = model.ensembles
-    sizes = {"free": ens.free, "clamped": ens.clamped, "omega": ens.omega}
-    if name == "M":
-        sizes["free"] = sizes["clamped"] = int(round(value))
-    elif name == "M_f":
-        sizes["free"] = int(round(value))
-    elif name == "M_c":
-        sizes["clamped"] = int(round(value))
-    elif name == "omega":
-        sizes["omega"] = float(value)
-    else:
+    name = ALIASES.get(name, name)
+    if name not in PARAMS and not name.startswith("eps."):
         raise ValueError(f"unknown sweep parameter {name!r}; choose from {', '.join(PARAMS)}")
-    return model.replace(ensembles=Ensembles(sizes["free"], sizes["clamped"], sizes["omega"]))
+    return apply_params(model, {name: value})
 
 
 # -- performance columns ------------------------------------------------------------------------------------------
@@ -92,7 +81,7 @@ def _bandwidth(model: Model, loop: LinearLoop, stable: bool = True) -> tuple[flo
     """``disturbance.bandwidth`` as :func:`crnfb.analysis.disturbance.disturbance` defines it (docs/cli.md).
 
     For a stable loop only the gain ratio on the docs/cli.md grid is computed
-    (:meth:`~crnfb.analysis.frequency.LoopBlocks.response` on ``SPEC_OMEGA``
+    (:meth:`~crnfb.analysis.frequency.BrokenLoop.response` on ``SPEC_OMEGA``
     and :func:`crnfb.analysis.disturbance.bandwidth`), as ``disturbance()``
     does, without its step response and lag cost. An unstable loop, or one
     the change does not disturb, gets the full section's reason.
@@ -100,7 +89,7 @@ def _bandwidth(model: Model, loop: LinearLoop, stable: bool = True) -> tuple[flo
     if model.change is None:
         return None, "the model has no [environment.change]: the disturbance direction is zero"
     if stable:
-        blocks = loop_blocks(loop)
+        blocks = broken_loop(loop)
         if blocks.has_disturbance:
             R = blocks.response(SPEC_OMEGA)
             return bandwidth_from_ratio(R.omega, R.gain_ratio)
@@ -145,7 +134,7 @@ def point_metrics(model: Model, *, episode: bool = False, bandwidth: bool = True
     why = {} if reasons is None else reasons
     lrn, ens = model.learning, model.ensembles
     out: dict = {"eps": float(np.max(model.eps)), "gamma": float(lrn.gamma), "dmu": float(lrn.dmu),
-                 "M_f": float(ens.free), "M_c": float(ens.clamped), "omega": float(ens.omega)}
+                 "free": float(ens.free), "clamped": float(ens.clamped), "omega": float(ens.omega)}
     loop = linearise(model)
     fp = loop.fixed_point
     d = thermo.dissipation(loop.net, fp.x, fp.a)
@@ -317,18 +306,17 @@ def sweep(model: Model, *, cost: str = "dissipation_ensemble", episode: bool = F
         raise ValueError(f"cost must be one of {COSTS}")
     names = list(grid)
     for n in names:
-        if n not in PARAMS:
+        if ALIASES.get(n, n) not in PARAMS:
             raise ValueError(f"unknown sweep parameter {n!r}; choose from {', '.join(PARAMS)}")
-    points = list(itertools.product(*[np.atleast_1d(np.asarray(grid[n], float)) for n in names]))
+    specs = [ParamSpec(ALIASES.get(n, n), tuple(np.atleast_1d(np.asarray(grid[n], float)))) for n in names]
+    points = build_grid(specs)          # the grid of crnfb sweep: first parameter varying slowest
     rows, reasons = [], {}
-    for i, vals in enumerate(points):
-        m = model
-        for n, v in zip(names, vals):
-            m = apply_param(m, n, v)
+    for i, point in enumerate(points):
         why: dict = {}
-        row = point_metrics(m, episode=episode, bandwidth=bandwidth, noise=noise, reasons=why)
-        for n, v in zip(names, vals):
-            row[n] = float(v)
+        row = point_metrics(apply_params(model, point), episode=episode, bandwidth=bandwidth, noise=noise,
+                            reasons=why)
+        for n, spec in zip(names, specs):
+            row[n] = float(point[spec.name])
         rows.append(row)
         for k, v in why.items():
             reasons.setdefault(k, v)
@@ -441,87 +429,6 @@ def plot_tradeoffs(result: TradeoffResult, ax=None, metrics=None):
         over = ", ".join(PARAM_LABELS.get(p, p) for p in result.params)
         fig.suptitle(f"{result.model_name}: dissipation trade-offs, sweep of {over}")
     return fig
-
-
-def _parse_range(text: str) -> tuple[str, np.ndarray]:
-    """``name=lo:hi:n`` (log-spaced), ``name=lo:hi:n:lin`` or ``name=v1,v2,...``."""
-    name, _, spec = text.partition("=")
-    if not spec:
-        raise ValueError(f"expected NAME=LO:HI:N or NAME=V1,V2,..., got {text!r}")
-    if ":" in spec:
-        parts = spec.split(":")
-        lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
-        scale = parts[3] if len(parts) > 3 else "log"
-        vals = np.geomspace(lo, hi, n) if scale == "log" else np.linspace(lo, hi, n)
-    else:
-        vals = np.array([float(v) for v in spec.split(",")])
-    return name.strip(), vals
-
-
-def main(argv=None) -> int:
-    """``python -m crnfb.analysis.tradeoffs MODEL --sweep eps=1e-3:1:21 -o fig.png [--csv t.csv] [--reference]``.
-
-    Serial sweep and figure (``docs/img/tradeoffs_e1.png`` is made this way
-    with ``--reference``: the analytic E1 front on the convergence panel).
-    """
-    import argparse
-
-    from crnfb.feedback.modelfile import load_model
-
-    ap = argparse.ArgumentParser(prog="python -m crnfb.analysis.tradeoffs", description=main.__doc__)
-    ap.add_argument("model")
-    ap.add_argument("--sweep", action="append", required=True, help="NAME=LO:HI:N[:lin] or NAME=V1,V2,...")
-    ap.add_argument("-o", "--output", help="figure file")
-    ap.add_argument("--csv", help="table file")
-    ap.add_argument("--no-bandwidth", action="store_true")
-    ap.add_argument("--reference", action="store_true", help="overlay the analytic E1 front (birth-death only)")
-    ap.add_argument("--dpi", type=int, default=200)
-    ap.add_argument("--from-csv", help="re-plot a table written by --csv instead of sweeping")
-    args = ap.parse_args(argv)
-    model = load_model(args.model)
-    grid = dict(_parse_range(s) for s in args.sweep)
-    if args.from_csv:
-        res = TradeoffResult.from_csv(args.from_csv, list(grid), model_name=model.name)
-    else:
-        res = sweep(model, bandwidth=not args.no_bandwidth,
-                    progress=lambda i, n: print(f"\rpoint {i}/{n}", end="", flush=True), **grid)
-        print()
-    if args.csv and not args.from_csv:
-        res.to_csv(args.csv)
-    if args.output:
-        import matplotlib
-        matplotlib.use("Agg")
-        fig = plot_tradeoffs(res)
-        if args.reference:
-            ax = fig.axes[0]
-            x = res.column("slowest_rate")
-            kappa = float(model.network.kappa[0])
-            r = np.geomspace(np.nanmin(x), kappa / 2, 200)
-            ax.plot(r, birth_death_front(model, r), "--", color="0.2", lw=1.0, zorder=5,
-                    label=r"analytic: $2\Delta\mu\,\mu\,\Omega\, r(1-r/\kappa)$")
-            ax.axvline(kappa / 2, color="0.5", ls=":", lw=1.0)
-            ax.annotate(r"$r \leq \kappa/2$", (kappa / 2, np.nanmin(res.column(res.cost))), xytext=(-4, 4),
-                        textcoords="offset points", ha="right", va="bottom", fontsize="small", color="0.3")
-            handles, _ = ax.get_legend_handles_labels()
-            old = ax.get_legend()
-            ax.legend(handles=list(old.legend_handles) + handles[-1:], loc="upper left", frameon=False,
-                      fontsize="small")
-            if "noise" in [a.get_xlabel().split(":")[0].replace("parameter ", "") for a in fig.axes]:
-                axn = [a for a in fig.axes if a.get_xlabel().startswith("parameter noise")][0]
-                vis = model.space.visible_states[:, 0].astype(float)
-                floor = 1.0 / np.sqrt(model.ensembles.omega * float(np.dot(model.q, vis)))
-                axn.axvline(floor, color="0.3", ls="--", lw=1.0,
-                            label=r"learning shot noise $1/\sqrt{\Omega\mu}$")
-                h, _ = axn.get_legend_handles_labels()
-                axn.legend(handles=list(axn.get_legend().legend_handles) + h[-1:], loc="lower right",
-                           frameon=False, fontsize="small")
-        fig.savefig(args.output, dpi=args.dpi)
-    print(res.to_csv() if not args.csv else f"wrote {args.csv}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
 
 
 __all__ = ["OBJECTIVES", "TradeoffResult", "apply_param", "birth_death_front", "pareto_mask", "plot_tradeoffs", "point_metrics", "sweep"]

@@ -531,25 +531,5 @@ def table(checks: list[Check]) -> str:
     return "\n".join(rows)
 
 
-def main(argv=None) -> int:  # pragma: no cover - convenience: python -m crnfb.analysis.validation MODEL...
-    import argparse
-
-    from crnfb.feedback.modelfile import load_model
-    p = argparse.ArgumentParser(description="validate the linear analysis against the nonlinear ODE")
-    p.add_argument("models", nargs="+")
-    p.add_argument("--quick", action="store_true")
-    args = p.parse_args(argv)
-    bad = 0
-    for path in args.models:
-        t0 = time.perf_counter()
-        checks = validate(load_model(path), quick=args.quick)
-        print(f"== {path}  ({time.perf_counter() - t0:.1f} s)")
-        print(table(checks))
-        print("seconds: " + ", ".join(f"{c.quantity.split(':')[0][:24]} {c.details.get('seconds', 0):.1f}"
-                                     for c in checks))
-        bad += sum(not c.passed for c in checks)
-    return 1 if bad else 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+__all__ = ["Check", "check_convergence", "check_frequency", "check_linear_range", "check_quasi_static",
+           "check_step", "table", "validate"]

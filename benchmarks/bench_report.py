@@ -6,7 +6,7 @@ Run::
     python benchmarks/bench_report.py --quick    # n_max 25 .. 100
 
 Sets ``OPENBLAS_NUM_THREADS=1`` before NumPy is imported (stable timings on a
-shared 2-core machine). Times :func:`crnfb.analysis.results.analyse` without
+shared 2-core machine). Times :func:`crnfb.analysis.pipeline.analyse` without
 validation and without figures (fixed point, linearisation, stability,
 margins, disturbance, thermodynamics) on E1 (``examples/birth_death.toml``)
 with dynamic clamping as the truncation grows, prints a table, writes
@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
 
-    from crnfb.analysis.results import analyse
+    from crnfb.analysis import analyse
     from crnfb.feedback.modelfile import load_model
 
     base = load_model(ROOT / "examples" / "birth_death.toml").with_learning(clamping="dynamic")

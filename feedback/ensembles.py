@@ -295,3 +295,6 @@ class LearningNetwork:
                                         sparse.csr_matrix(self.S_c[:, L].T),
                                         sparse.csr_matrix((self.k, self.k))], format="csr")
         return out
+
+
+__all__ = ["EdgeList", "generator", "generator_derivative", "LearningNetwork"]

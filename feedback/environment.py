@@ -277,3 +277,7 @@ def from_dict(d: dict, key: str = "environment") -> Environment:
         if e.key and not e.key.startswith(key):
             raise ModelError(e.message, key=f"{key}.{e.key}") from None
         raise
+
+
+__all__ = ["Binomial", "Environment", "EnvironmentTable", "from_dict", "Mixture", "Poisson", "Product",
+           "Table", "tabulate"]

@@ -82,3 +82,6 @@ def check_number(x, key: str, *, positive: bool = False, nonneg: bool = False, i
     if prob and not 0 <= x <= 1:
         raise ModelError(f"must be a probability in [0, 1], got {x!r}", key=key)
     return int(x) if integer else float(x)
+
+
+__all__ = ["check_number", "DetailedBalanceError", "EnvironmentModelError", "ModelError", "TruncationError"]

@@ -152,3 +152,6 @@ def identifiable_basis(neutral: np.ndarray, k: int, eps: np.ndarray | None = Non
         return np.eye(k)
     N = neutral if eps is None else neutral / np.sqrt(np.asarray(eps, float))[:, None]
     return null_space(N.T)
+
+
+__all__ = ["identifiable_basis", "Landscape", "Moments", "neutral_directions"]

@@ -243,3 +243,6 @@ class Model:
             "detailed_balance": True,
             "detailed_balance_residual": float(self.balance_residual),
         }
+
+
+__all__ = ["Ensembles", "Learning", "Model"]

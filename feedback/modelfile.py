@@ -221,3 +221,6 @@ def _parse(data: dict, source: str | None) -> Model:
                     _number(et.get("omega", 1000.0), "ensembles.omega", positive=True))
 
     return Model(net, initial, n_max, env, change, learning, ens, trunc_tol, source, residual, fluctuation)
+
+
+__all__ = ["load_model", "parse_model"]

@@ -420,3 +420,7 @@ def from_rate_constants(species: list[Species], equations: list[str], k_forward,
     rx = tuple(Reaction(tuple(map(int, y)), tuple(map(int, yp)), float(k), eq)
                for y, yp, k, eq in zip(Y, Yp, db.kappa, equations))
     return Network(sp, rx, name), db
+
+
+__all__ = ["describe_violation", "detailed_balance", "DetailedBalance", "from_rate_constants",
+           "integer_basis", "Network", "parse_complex", "parse_equation", "Reaction", "Species"]

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from scipy.optimize import brentq
 from .ensembles import LearningNetwork
 from .errors import ModelError
 from .model import Model
+from .progress import progress_bar
 from .signals import Constant, Signal
 
 METHODS = {"BDF": BDF, "Radau": Radau, "LSODA": LSODA}
@@ -54,13 +54,6 @@ ATOL_THETA = 1e-9
 
 class SimulationError(RuntimeError):
     """The integrator failed (step size underflow, singular Newton matrix)."""
-
-
-def progress_enabled(progress: bool | None = None) -> bool:
-    """``progress`` if given, else: stderr is a terminal and ``CI`` is unset."""
-    if progress is not None:
-        return bool(progress)
-    return bool(getattr(sys.stderr, "isatty", lambda: False)()) and not os.environ.get("CI")
 
 
 @dataclass(frozen=True)
@@ -129,10 +122,9 @@ def integrate(system: Callable[[float, float], tuple[Callable, Callable | None]]
     g_old = stop(t0, y) if stop is not None else None
     Solver = METHODS[method]
     bar = None
-    if progress_enabled(progress) and t1 > t0:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=t1 - t0, desc=desc, unit="t", leave=False, mininterval=0.5,
-                   bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}]")
+    if t1 > t0:
+        bar = progress_bar(t1 - t0, desc, progress, unit="t", mininterval=0.5,
+                           bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}]")
     try:
         for lo, hi in zip(cuts[:-1], cuts[1:]):
             fun, jac = system(lo, hi)
@@ -487,3 +479,7 @@ def simulate(model: Model, t_end: float, signal: Signal | None = None, points: i
     }
     return Trajectory(t, theta, m_f, m_c, m_c - m_f, D, a, tuple(model.learned_names), "ode", meta,
                       X if keep_states else None)
+
+
+__all__ = ["integrate", "IntegrationStats", "loop_system", "LoopField", "outputs",
+           "simulate", "SimulationError", "state_atol", "Trajectory"]

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -67,6 +66,7 @@ from numba import njit
 from .ensembles import LearningNetwork
 from .errors import ModelError
 from .model import Model
+from .progress import progress_bar
 
 REBUILD_EVERY = 1 << 16
 
@@ -778,13 +778,7 @@ def simulate_ssa(model: Model, t_end: float, n_points: int = 201, seed: int | No
             raise ModelError(f"occupancy_from must lie in [0, t_end), got {occupancy_from!r}")
         bounds = sorted(set(bounds) | {float(occupancy_from)})
     workers = max(1, min(R, int(threads) if threads else (os.cpu_count() or 1)))
-    bar = None
-    if progress:
-        try:
-            from tqdm import tqdm
-            bar = tqdm(total=R * float(t_end), desc=f"SSA x{R}", unit="t", file=sys.stderr, leave=False)
-        except ImportError:  # pragma: no cover
-            bar = None
+    bar = progress_bar(R * float(t_end), f"SSA x{R}", progress, unit="t")
     lock = threading.Lock()
     snap_f, snap_c = occ_f.copy(), occ_c.copy()    # occupancy integrals at occupancy_from
 
@@ -823,3 +817,6 @@ def simulate_ssa(model: Model, t_end: float, n_points: int = 201, seed: int | No
     a_out = seg_a[np.searchsorted(seg_t, out_times, side="right") - 1]
     return SSATrajectory(out_times, out_theta, out_mf, out_mc, a_out, iv[:, 1].copy(), int(seed),
                          tuple(model.learned_names), net.clamping, bool(learn), cpu, model=model, **occ_kw)
+
+
+__all__ = ["simulate_ssa", "SSATrajectory"]

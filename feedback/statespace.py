@@ -299,3 +299,6 @@ class StateSpace:
             "open_species": [self.network.names[i] for i in np.nonzero(self.open)[0]],
             "visible_state_count": int(self.visible_states.shape[0]),
         }
+
+
+__all__ = ["Edges", "falling_factorial", "species_bounds", "StateSpace"]

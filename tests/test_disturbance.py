@@ -12,7 +12,7 @@ from scipy.optimize import brentq, minimize_scalar
 
 from crnfb.analysis.disturbance import disturbance, optimum_derivative
 from crnfb.analysis.fixedpoints import learned_fixed_point
-from crnfb.analysis.frequency import closed_loop_direct, dc_response, loop_blocks
+from crnfb.analysis.frequency import closed_loop_direct, dc_response, broken_loop
 from crnfb.analysis.linearise import linearise
 from crnfb.feedback import Binomial, Learning, Model, Network
 from crnfb.feedback.modelfile import load_model
@@ -40,7 +40,7 @@ def _dynamic_chain() -> Model:
 def test_block_responses_equal_direct_reduced_loop(name):
     lp = linearise(load_model(EX / f"{name}.toml"))
     w = np.logspace(-3, 2, 25)
-    R = loop_blocks(lp).response(w)
+    R = broken_loop(lp).response(w)
     np.testing.assert_allclose(R.G_ae, closed_loop_direct(lp, w, "e"), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(R.G_atheta, closed_loop_direct(lp, w, "theta"), rtol=1e-9, atol=1e-12)
     frd = R.frd("G_ae")
@@ -50,7 +50,7 @@ def test_block_responses_equal_direct_reduced_loop(name):
 def test_block_responses_equal_direct_reduced_loop_dynamic_clamping():
     lp = linearise(_dynamic_chain())
     w = np.logspace(-3, 1, 15)
-    R = loop_blocks(lp).response(w)
+    R = broken_loop(lp).response(w)
     np.testing.assert_allclose(R.G_ae, closed_loop_direct(lp, w, "e"), rtol=1e-9, atol=1e-12)
 
 
@@ -58,7 +58,7 @@ def test_block_responses_equal_direct_reduced_loop_dynamic_clamping():
 @pytest.mark.parametrize("name", ["birth_death", "isomerisation", "chain", "dimer"])
 def test_perfect_adaptation_dc_gain_of_G_ae_is_zero(name):
     lp = linearise(load_model(EX / f"{name}.toml"))
-    b = loop_blocks(lp)
+    b = broken_loop(lp)
     frozen = np.linalg.norm(b.open_loop([0.0])[1][0])
     assert frozen > 1e-3                               # the environment change does move e
     assert np.linalg.norm(dc_response(lp, "e")) <= 1e-10 * frozen
@@ -171,9 +171,10 @@ def test_no_environment_change_gives_nulls_with_reason():
     D = disturbance(linearise(model))
     assert not D.available
     d = D.to_dict()
-    for key in ("bandwidth", "hinf_norm", "step", "lag_cost"):
-        assert d[key] is None and "environment.change" in d[f"{key}_reason" if key != "hinf_norm"
-                                                          else "hinf_norm_reason"]
+    for key in ("bandwidth", "hinf_norm", "lag_cost"):
+        assert d[key] is None and "environment.change" in d[f"{key}_reason"]
+    for key in ("rise_time", "settling_time", "overshoot_pct"):     # docs/cli.md: the step keys exist
+        assert d["step"][key] is None and "environment.change" in d["step"][f"{key}_reason"]
     json.dumps(d)
 
 
@@ -190,12 +191,12 @@ def test_plants_split_and_loop_in_learned_coordinates():
     """E1: P_f = kappa mu/(s + kappa), P_c = 0; chain: P_c = E_Q[Var(A|x)] = 5/3 (static)."""
     w = np.logspace(-2, 1, 7)
     lp = linearise(load_model(EX / "birth_death.toml"))
-    R = loop_blocks(lp).response(w)
+    R = broken_loop(lp).response(w)
     s = 1j * w
     np.testing.assert_allclose(R.P_f[:, 0, 0], KAPPA * MU / (s + KAPPA), rtol=1e-9)
     np.testing.assert_allclose(R.P_c, 0.0, atol=1e-12)
     np.testing.assert_allclose(R.L_full, R.L, rtol=1e-12)           # one species, no neutral direction
-    R = loop_blocks(linearise(load_model(EX / "chain.toml"))).response(w)
+    R = broken_loop(linearise(load_model(EX / "chain.toml"))).response(w)
     np.testing.assert_allclose(R.P_c[:, 0, 0], 5.0 / 3.0, rtol=1e-9)
     np.testing.assert_allclose(R.P_f[:, 0, 0], (s + 0.4) / (s * s + s + 0.16), rtol=1e-9)
     assert isinstance(R.frd("P_c"), control.FrequencyResponseData)

@@ -93,9 +93,17 @@ def test_e3_fits_the_bimodal_target_that_e2_cannot(e3, e2_bimodal):
     d2 = learned_fixed_point(e2_bimodal)
     assert d3.converged and d2.converged
     assert np.array_equal(e3.q, e2_bimodal.q)  # same target on x = 0..20
-    # recorded in README.md ("Examples"): D3 ~ 0, D2 ~ 0.7629 nats
     assert d3.divergence < 1e-8
-    assert d2.divergence == pytest.approx(0.762853, abs=1e-5)
+    # E2 learns Binomial(20, p): the best fit, found by brute force over p with scipy on the
+    # target alone (no landscape code), is D2 = min_p KL(Q || Binomial(20, p)) ~ 0.762853 nats
+    from scipy.optimize import minimize_scalar
+    from scipy.stats import binom
+    x, q = e2_bimodal.space.visible_states[:, 0], e2_bimodal.q
+    assert x.max() == 20 and q.sum() == pytest.approx(1.0, abs=1e-12)
+    on = q > 0
+    kl = minimize_scalar(lambda p: float(np.sum(q[on] * np.log(q[on] / binom.pmf(x[on], 20, p)))),
+                         bounds=(1e-9, 1 - 1e-9), method="bounded", options={"xatol": 1e-12})
+    assert d2.divergence == pytest.approx(kl.fun, abs=1e-9)
     assert d3.divergence < d2.divergence - 0.5
 
 

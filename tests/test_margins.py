@@ -12,7 +12,7 @@ import pytest
 from scipy.integrate import solve_ivp
 
 from crnfb.analysis.disturbance import disturbance
-from crnfb.analysis.frequency import loop_blocks
+from crnfb.analysis.frequency import broken_loop
 from crnfb.analysis.linearise import linearise
 from crnfb.analysis.margins import critical_gain, margins, scaled_jacobian
 from crnfb.feedback import Binomial, Learning, Model, Network, Poisson
@@ -65,16 +65,16 @@ def chain_margins(chain_loop):
 # -- E1: SISO margins against python-control and the closed form --------------------------------
 def test_e1_phase_margin_matches_control_margin_and_closed_form(e1_loop, e1_margins):
     M = e1_margins
-    L = loop_blocks(e1_loop).loop_ss()          # 31 states: the TF route is still accurate
+    L = broken_loop(e1_loop).loop_ss()          # 31 states: the TF route is still accurate
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         gm, pm, wpc, wgc = control.margin(L)
     assert M.phase_margin_deg == pytest.approx(pm, rel=1e-8)
-    assert M.gain_crossover_frequency == pytest.approx(wgc, rel=1e-8)
+    assert M.crossover_frequency == pytest.approx(wgc, rel=1e-8)
     # closed form: L = eps mu kappa / (s (s + kappa)), eps = 0.05, mu = 5, kappa = 1
     c = 0.05 * 5.0
     wc = np.sqrt((-1 + np.sqrt(1 + 4 * c * c)) / 2)
-    assert M.gain_crossover_frequency == pytest.approx(wc, rel=1e-6)
+    assert M.crossover_frequency == pytest.approx(wc, rel=1e-6)
     assert M.phase_margin_deg == pytest.approx(90 - np.degrees(np.arctan(wc)), rel=1e-6)
     # second-order loop: no finite gain margin. control.margin reports its degenerate
     # phase crossover at w = 0 (the integrator); ours says none, with a reason.
@@ -86,7 +86,7 @@ def test_e1_phase_margin_matches_control_margin_and_closed_form(e1_loop, e1_marg
 
 def test_e1_disk_margin_matches_control(e1_loop, e1_margins):
     M = e1_margins
-    L = loop_blocks(e1_loop).loop_ss()
+    L = broken_loop(e1_loop).loop_ss()
     dm, dgm_db, dpm = control.disk_margins(L, np.logspace(-3, 2, 3000))
     assert M.disk_margin == pytest.approx(dm, rel=1e-6)
     assert 20 * np.log10(M.disk_gain_margin) == pytest.approx(dgm_db, rel=1e-6)
@@ -107,7 +107,7 @@ def test_chain_eps_crit_eigenvalue_vs_frequency_domain(chain_loop, chain_margins
     assert M.gain_margin > 1
     assert M.gain_margin_freq == pytest.approx(M.gain_margin, rel=1e-3)
     assert M.gain_margin_agreement < 1e-6
-    assert M.crossing_frequency_freq == pytest.approx(M.crossing_frequency, rel=1e-3)
+    assert M.critical_frequency_freq == pytest.approx(M.critical_frequency, rel=1e-3)
     d = M.to_dict()
     assert d["eps_crit"] == pytest.approx(float(M.eps_crit[0]))
     assert d["phase_margin_deg"] is not None
@@ -122,7 +122,7 @@ def test_chain_eps_crit_closed_form(chain_margins):
     125 k^2 - 120 k + 18 = 0, k = (12 - 3 sqrt 6)/25, crossing at w^2 = 0.16 - 2k/3."""
     k = (12 - 3 * np.sqrt(6)) / 25
     assert chain_margins.eps_crit[0] == pytest.approx(k, rel=1e-8)
-    assert chain_margins.crossing_frequency == pytest.approx(np.sqrt(0.16 - 2 * k / 3), rel=1e-8)
+    assert chain_margins.critical_frequency == pytest.approx(np.sqrt(0.16 - 2 * k / 3), rel=1e-8)
 
 
 def test_small_chain_gain_and_phase_margin_match_control_margin():
@@ -130,12 +130,12 @@ def test_small_chain_gain_and_phase_margin_match_control_margin():
     M = margins(lp)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        gm, pm, wpc, wgc = control.margin(loop_blocks(lp).loop_ss())
+        gm, pm, wpc, wgc = control.margin(broken_loop(lp).loop_ss())
     assert M.gain_margin == pytest.approx(gm, rel=1e-6)
     assert M.gain_margin_freq == pytest.approx(gm, rel=1e-6)
-    assert M.crossing_frequency == pytest.approx(wpc, rel=1e-6)
+    assert M.critical_frequency == pytest.approx(wpc, rel=1e-6)
     assert M.phase_margin_deg == pytest.approx(pm, rel=1e-6)
-    assert M.gain_crossover_frequency == pytest.approx(wgc, rel=1e-6)
+    assert M.crossover_frequency == pytest.approx(wgc, rel=1e-6)
 
 
 @pytest.mark.parametrize("factor", [0.8, 1.25])
@@ -218,7 +218,8 @@ def test_unstable_at_nominal_eps_reports_instead_of_crashing(chain_margins):
     D = disturbance(lp)
     dd = D.to_dict()
     assert dd["bandwidth"] is None and "unstable" in dd["bandwidth_reason"]
-    assert dd["hinf_norm"] is None and dd["step"] is None and dd["lag_cost"] is None
+    assert dd["hinf_norm"] is None and dd["step"]["rise_time"] is None and dd["lag_cost"] is None
+    assert "unstable" in dd["step"]["rise_time_reason"]
     _no_nan(dd)
 
 
@@ -248,10 +249,10 @@ def test_two_species_chain_mimo_and_per_loop_margins():
         dense = critical_gain(lp, i, per_decade=8)
         assert p["gain_margin"] == pytest.approx(dense.gain, rel=1e-8)
     # multiloop disk margin of python-control (mu bound, slycot) >= unstructured alpha
-    dm, _, _ = control.disk_margins(loop_blocks(lp).loop_ss(), np.logspace(-3, 2, 600))
+    dm, _, _ = control.disk_margins(broken_loop(lp).loop_ss(), np.logspace(-3, 2, 600))
     assert M.disk_margin <= dm * (1 + 1e-6)
     # sigma_min(I + L) = 1/sigma_max(S) at the worst frequency
-    b = loop_blocks(lp)
+    b = broken_loop(lp)
     S = b.response([M.singular_value_frequency]).S[0]
     assert M.singular_value_margin == pytest.approx(1 / np.linalg.svd(S, compute_uv=False)[0], rel=1e-9)
     _no_nan(d)
@@ -269,6 +270,6 @@ def test_dimer_mimo_margins():
     # python-control's multiloop disk margin (mu upper bound, diagonal complex perturbations,
     # slycot ab13md) can only be larger than the unstructured alpha = 1/max sigma_max(S - I/2)
     w = np.logspace(-3, 2, 400)
-    dm, _, _ = control.disk_margins(loop_blocks(lp).loop_ss(), w)
+    dm, _, _ = control.disk_margins(broken_loop(lp).loop_ss(), w)
     assert M.disk_margin <= dm * (1 + 1e-6)
     _no_nan(M.to_dict())

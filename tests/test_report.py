@@ -131,12 +131,11 @@ def test_report_e1_values(e1_report):
     # L(s) = eps mu kappa / (s (s + kappa)): crossover and phase margin in closed form
     wc = math.sqrt((-1 + math.sqrt(1 + 4 * 0.25 ** 2)) / 2)
     assert d["margins"]["crossover_frequency"] == pytest.approx(wc, rel=1e-3)
-    if d["margins"]["phase_margin_deg"] is not None:
-        assert d["margins"]["phase_margin_deg"] == pytest.approx(90 - math.degrees(math.atan(wc)), abs=0.05)
-    if d["validation"] is not None:
-        assert all(c["passed"] for c in d["validation"])
-        for c in d["validation"]:
-            assert set(c) >= {"quantity", "predicted", "simulated", "rel_error", "passed"}
+    assert d["margins"]["phase_margin_deg"] == pytest.approx(90 - math.degrees(math.atan(wc)), abs=0.05)
+    assert d["validation"], d.get("validation_reason")     # the report ran with validation
+    assert all(c["passed"] for c in d["validation"])
+    for c in d["validation"]:
+        assert set(c) >= {"quantity", "predicted", "simulated", "rel_error", "passed"}
 
 
 def test_report_md_and_html(e1_report):
@@ -263,13 +262,6 @@ def test_results_scalars_and_exit_code(e1_results):
     assert set(s) == set(R.SCALAR_KEYS)
     assert s["closed_loop.stable"] is True
     assert e1_results.exit_code == 0
-
-
-def test_report_speed_e1_without_validation(e1):
-    import time
-    t = time.process_time()
-    analyse(e1, validate=False)
-    assert time.process_time() - t < 20.0
 
 
 def _chromium():

@@ -279,8 +279,8 @@ def test_learning_cost_at_e1_fixed_point():
 
 def test_sensing_cost_e3_scales_with_ensemble_and_depends_on_gamma():
     m = model("hidden_scaffold")
-    a = thermo.maintenance_cost(m, M_c=10)
-    b = thermo.maintenance_cost(m, M_c=20)
+    a = thermo.maintenance_cost(m, clamped=10)
+    b = thermo.maintenance_cost(m, clamped=20)
     assert a["sensing"] > 0
     assert b["sensing_ensemble"] == pytest.approx(2 * a["sensing_ensemble"], rel=1e-12)
     c = thermo.maintenance_cost(m, gamma=1.0)
@@ -357,7 +357,7 @@ def test_sweep_e1_eps_and_plot(tmp_path):
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots()
     T.plot_tradeoffs(res, ax=ax, metrics=["slowest_rate"])
-    assert "1 / time" in ax.get_xlabel() and "kT / time" in ax.get_ylabel()
+    assert "(κ)" in ax.get_xlabel() and "(kT·κ)" in ax.get_ylabel()     # units: rates in κ, time in 1/κ
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "Pareto front" in labels
     plt.close(fig)

@@ -44,8 +44,8 @@ except ImportError:
     pass
 ax.axvline(0, color="k", lw=0.8)
 ax.set_xlim(-0.45, 0.3)
-ax.set_xlabel("Re s  (per time unit)")
-ax.set_ylabel("Im s  (rad per time unit)")
+ax.set_xlabel("Re s  (κ)")
+ax.set_ylabel("Im s  (rad·κ)")
 sm = ax.collections[0]
 fig.colorbar(sm, ax=ax, label="log10 ε")
 ax.set_title(f"chain: slowest closed-loop modes as ε grows  (ε_crit ≈ {hi:.3g})")

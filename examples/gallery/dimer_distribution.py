@@ -8,7 +8,7 @@ from pathlib import Path
 
 from crnfb.analysis import plots
 from crnfb.analysis.fixedpoints import learned_fixed_point
-from crnfb.analysis.results import Distribution
+from crnfb.analysis import Distribution
 from crnfb.feedback.modelfile import load_model
 
 out = Path(os.environ.get("CRNFB_GALLERY_OUT", "gallery-out"))

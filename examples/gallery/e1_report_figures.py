@@ -5,7 +5,7 @@ Run: python examples/gallery/e1_report_figures.py   (figures go to $CRNFB_GALLER
 import os
 from pathlib import Path
 
-from crnfb.analysis.results import analyse
+from crnfb.analysis import analyse
 from crnfb.feedback.modelfile import load_model
 
 out = Path(os.environ.get("CRNFB_GALLERY_OUT", "gallery-out"))

@@ -22,7 +22,7 @@ from crnfb.feedback import (Binomial, DetailedBalanceError, Ensembles, Learning,
                             Network, Poisson, Product, Reaction, Species, Table, TruncationError, load_model,
                             parse_model)
 from crnfb.feedback.fluctuation import MarkovEnvironment, telegraph
-from crnfb.analysis.results import Results, analyse
+from crnfb.analysis import Results, analyse
 from crnfb.analysis.fluctuation import FluctuationResult, fluctuation, plot_fluctuation
 
 try:

@@ -1,0 +1,85 @@
+"""The analysis pipeline (crnfb.analysis.pipeline): each section alone, and the one try/except per section."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crnfb.analysis import pipeline as P
+from crnfb.analysis.fixedpoints import learned_fixed_point
+from crnfb.analysis.linearise import linearise, loop_fixed_point
+from crnfb.analysis.results import Unavailable
+from crnfb.analysis.stability import stability
+from crnfb.feedback.errors import ModelError
+
+
+@pytest.fixture(scope="module")
+def core(e1):
+    opt = learned_fixed_point(e1)
+    fp = loop_fixed_point(e1, optimum=opt)
+    loop = linearise(e1, fixed_point=fp)
+    return e1, opt, fp, loop, stability(loop)
+
+
+def test_frequency_section_alone_is_the_loop_response(core):
+    """Without a disturbance section the figure data is the loop's response on the docs/cli.md grid;
+    E1: L(s) = eps mu / (s (s + 1)) with eps mu = 0.25."""
+    model, opt, fp, loop, st = core
+    fr = P.frequency_section(loop, None)
+    s = 1j * fr.omega
+    assert fr.siso
+    assert fr.L[:, 0, 0] == pytest.approx(0.25 / (s * (s + 1)), rel=1e-6)
+
+
+def test_step_section_needs_the_disturbance_step(core):
+    model, opt, fp, loop, st = core
+    with pytest.raises(Unavailable, match="no disturbance section"):
+        P.step_section(model, fp, st, None, nonlinear=False)
+    dist = P.disturbance_section(loop)
+    sr = P.step_section(model, fp, st, dist, nonlinear=False)
+    assert sr.t_nonlinear is None and sr.y[-1] == pytest.approx(1.0, abs=1e-3)
+    assert np.array_equal(sr.t, dist.step.t)          # the series the metrics were read from
+
+
+def test_distribution_section_e1_learns_q_exactly(core):
+    model, opt, fp, loop, st = core
+    d = P.distribution_section(model, fp)
+    assert d.P == pytest.approx(d.Q, abs=1e-9)        # Poisson(5) is in the family
+    assert d.names == ["X"]
+
+
+def test_run_turns_each_failure_into_a_reason():
+    run = P._Run(["a", "b", "c", "d"], progress=False)
+
+    def raise_(exc):
+        raise exc
+    assert run.section("a", "a", raise_, Unavailable("stated limitation")) is None
+    assert run.section("b", "b", raise_, ModelError("bad point")) is None
+    with pytest.warns(RuntimeWarning, match="c failed"):
+        assert run.section("c", "c", raise_, ZeroDivisionError("bug")) is None
+    assert run.section("d", "d", lambda: 42) == 42
+    assert run.reasons == {"a": "stated limitation", "b": "limitation: bad point",
+                           "c": "failed: ZeroDivisionError: bug"}
+    assert set(run.timings) == {"a", "b", "c", "d"}
+    with pytest.raises(ModelError):                  # the core is not guarded: bad input stays bad input
+        run.core("e", raise_, ModelError("no fixed point"))
+
+
+def test_log_sampled_adds_shorter_runs_only_when_the_start_is_unresolved(core, monkeypatch):
+    model, opt, fp, loop, st = core
+    calls = []
+
+    def fake_simulate(model, t_end, points=501, **kw):
+        calls.append(t_end)
+        t = np.linspace(0.0, t_end, points)
+        return type("Run", (), {"t": t, "theta": np.zeros((points, 1)), "D": np.exp(-t)})()
+    monkeypatch.setattr(P, "simulate", fake_simulate)
+    rate = float(np.max(st.quasi_static_rates))          # E1: 0.25, so the fast scale is 0.4
+    t = np.linspace(0.0, 16.0, 401)                      # first sample 0.04 < 0.4: resolved
+    out = P._log_sampled(model, t, np.zeros((401, 1)), np.exp(-t), st)
+    assert calls == [] and out[0] is t
+    t = np.linspace(0.0, 1e6, 401)                       # first sample 2500: add 1e4, 1e2, 1
+    tt, th, D = P._log_sampled(model, t, np.zeros((401, 1)), np.exp(-t), st)
+    assert calls == pytest.approx([1e4, 1e2, 1.0]) and 0.1 / rate < 1.0
+    assert np.all(np.diff(tt) > 0) and tt.size == th.shape[0] == D.size
+    assert tt[1] <= 1.0 / 200 + 1e-12                    # the shortest run's first sample
