@@ -16,7 +16,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 from scipy.optimize import minimize, root
 
-from crnfb.feedback.landscape import identifiable_basis
+from crnfb.feedback.landscape import FROZEN_VARIANCE, identifiable_basis
 from crnfb.feedback.model import Model
 
 KIND_TOL = 1e-8
@@ -40,6 +40,13 @@ class StationaryPoint:
     kind : str
         ``"minimum"``, ``"saddle"`` or ``"maximum"`` (flat directions ignored).
     converged : bool
+    plateau : bool
+        The law is frozen (variance below ``FROZEN_VARIANCE``) along an
+        identifiable direction: the gradient is exponentially small because
+        ``theta`` is far out on a plateau at infinity, not because D is
+        stationary (docs/theory.md §3). Never counted as a stationary point.
+    note : str
+        Why the point is not converged or is a plateau ("" otherwise).
     """
 
     theta: np.ndarray
@@ -49,6 +56,8 @@ class StationaryPoint:
     kind: str
     converged: bool = True
     flat: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    plateau: bool = False
+    note: str = ""
 
     def to_dict(self, names: list[str]) -> dict:
         return {
@@ -59,6 +68,8 @@ class StationaryPoint:
             "kind": self.kind,
             "flat_directions": int(self.flat.size),
             "converged": bool(self.converged),
+            "plateau": bool(self.plateau),
+            "note": self.note,
         }
 
 
@@ -77,8 +88,29 @@ def classify(model: Model, theta: np.ndarray, a: float = 0.0, tol: float = KIND_
     else:
         kind = "saddle"
     g = model.gradient(theta, a)
+    frozen = frozen_variance(model, theta)
+    note = "" if frozen is None else (
+        f"plateau at infinity: the law is frozen along an identifiable direction (variance {frozen:.2g}), "
+        "so the gradient is exponentially small without D being stationary")
     return StationaryPoint(np.asarray(theta, float), model.divergence(theta, a), float(np.linalg.norm(g)),
-                           ev, kind, True, ev[flat_mask])
+                           ev, kind, True, ev[flat_mask], frozen is not None, note)
+
+
+def frozen_variance(model: Model, theta: np.ndarray) -> float | None:
+    """Smallest variance of the free law along an identifiable direction, if below ``FROZEN_VARIANCE``.
+
+    A genuine stationary point at finite ``theta`` has a law that moves with
+    every identifiable direction; a variance below the threshold means the
+    point sits on a plateau at infinity (e.g. chain A <-> B <-> X at
+    theta_A = -140, where A is never occupied).
+    """
+    U = model.identifiable
+    if U.shape[1] == 0:
+        return None
+    C = model.landscape.covariance(model.space.stationary(model.full_theta(theta)))
+    L = model.learned
+    v = float(np.min(np.linalg.eigvalsh(U.T @ C[np.ix_(L, L)] @ U)))
+    return max(v, 0.0) if v < FROZEN_VARIANCE else None
 
 
 def _reduced(model: Model, theta_start: np.ndarray, a: float):
@@ -122,7 +154,7 @@ def learned_fixed_point(model: Model, theta_start: np.ndarray | None = None, a: 
     until ``|grad| < flow_gtol`` relative to its initial size, then polishes
     with trust-region Newton to ``|grad| < gtol``.
     """
-    theta_start = model.theta0 if theta_start is None else np.asarray(theta_start, float)
+    theta_start = model.start_theta if theta_start is None else np.asarray(theta_start, float)
     U = model.identifiable
     k = U.shape[1]
     if k == 0:
@@ -159,11 +191,22 @@ def learned_fixed_point(model: Model, theta_start: np.ndarray | None = None, a: 
         # theta_A, theta_B only through ln(e^theta_A + e^theta_B)); Newton from the flow's point
         x = np.zeros(k)
     x = _newton_polish(model, th, g, h, x, a, gtol)
-    theta = th(x)
+    return _verdict(model, th(x), a, gtol)
+
+
+def _verdict(model: Model, theta: np.ndarray, a: float, gtol: float) -> StationaryPoint:
+    """Classify the end of the search and say why it is not a converged fixed point, if it is not."""
+    if not np.all(np.isfinite(theta)):
+        return StationaryPoint(np.asarray(theta, float), float("inf"), float("inf"), np.zeros(0), "none", False,
+                               note="the flow left the range of finite energies (no fixed point found)")
     pt = classify(model, theta, a)
-    conv = pt.gradient_norm <= max(100 * gtol, 1e-8)
+    conv = bool(np.isfinite(pt.divergence)) and pt.gradient_norm <= max(100 * gtol, 1e-8) and not pt.plateau
+    note = pt.note
+    if not conv and not note:
+        note = (f"the search stopped with |grad D| = {pt.gradient_norm:.3g} > {max(100 * gtol, 1e-8):.0e} "
+                "(no stationary point reached from this start)")
     return StationaryPoint(pt.theta, pt.divergence, pt.gradient_norm, pt.hessian_eigenvalues, pt.kind, conv,
-                           pt.flat)
+                           pt.flat, pt.plateau, note)
 
 
 def stationary_points(model: Model, starts: int = 10, seed: int = 0, spread: float = 3.0,
@@ -178,7 +221,7 @@ def stationary_points(model: Model, starts: int = 10, seed: int = 0, spread: flo
     first = learned_fixed_point(model, a=a)
     found = [first]
     rng = np.random.default_rng(seed)
-    th, f, g, h = _reduced(model, model.theta0, a)
+    th, f, g, h = _reduced(model, model.start_theta, a)
     k = model.identifiable.shape[1]
     scale = spread / model.eps.max()
     for _ in range(starts):
@@ -204,6 +247,11 @@ def stationary_points(model: Model, starts: int = 10, seed: int = 0, spread: flo
                 continue
             found.append(pt)
     return found
+
+
+def plateaus_at_infinity(model: Model, points: list[StationaryPoint]) -> list[StationaryPoint]:
+    """The points of ``points[1:]`` that are plateaus at infinity (reported apart from stationary points)."""
+    return [p for p in points[1:] if p.plateau]
 
 
 def quasi_static_rates(model: Model, theta: np.ndarray, a: float = 0.0) -> np.ndarray:

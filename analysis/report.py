@@ -17,14 +17,11 @@ from __future__ import annotations
 import base64
 import html
 import os
-import shutil
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 from crnfb.analysis.results import Results, Unavailable, analyse, get_path
-from crnfb.feedback.errors import ModelError
+from crnfb.feedback.files import atomic_dir, check_output_dir
 
 FIGURES = ("bode", "step", "poles", "learning", "nyquist", "distribution", "lag_cost")
 
@@ -290,26 +287,20 @@ def render_html(blocks: list[tuple], images: dict[str, bytes], title: str, ok: b
 # ----------------------------------------------------------------------------------------------
 # writing
 # ----------------------------------------------------------------------------------------------
-def write_report(res: Results, out_dir: str | os.PathLike, progress: bool = False) -> Path:
-    """Write the whole report into ``out_dir`` atomically (temporary directory, then rename).
+def write_report(res: Results, out_dir: str | os.PathLike, progress: bool = False, force: bool = False) -> Path:
+    """Write the whole report into ``out_dir`` atomically (:func:`crnfb.feedback.files.atomic_dir`).
 
-    An existing ``out_dir`` is replaced as a whole.
+    An existing ``out_dir`` is replaced as a whole only if a previous report
+    wrote it (or with ``force``); anything else raises
+    :class:`~crnfb.feedback.files.OutputError`.
     """
     from crnfb.analysis import plots
 
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ModelError(f"output {out} exists and is not a directory")
-    parent = out.absolute().parent
+    out = check_output_dir(out_dir, force)
     d = res.to_dict()
     summary = res.summary()
     figs = make_figures(res, d)
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
+    with atomic_dir(out, force) as tmp:
         images = {}
         items = list(figs.items())
         bar = _bar(len(items), "figures", progress)
@@ -326,16 +317,6 @@ def write_report(res: Results, out_dir: str | os.PathLike, progress: bool = Fals
         (tmp / "report.html").write_text(
             render_html(blocks, images, f"crn-feedback report: {d['model']['name']}", res.exit_code == 0),
             encoding="utf-8")
-        if out.exists():
-            old = parent / f".{out.name}.old-{os.getpid()}-{int(time.time())}"
-            os.rename(out, old)
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -355,12 +336,11 @@ def run_report_command(args) -> int:
     from crnfb.feedback.modelfile import load_model
 
     model = load_model(args.model)
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():   # fail before the (long) analysis
-        raise ModelError(f"output {out} exists and is not a directory")
+    force = bool(getattr(args, "force", False))
+    check_output_dir(args.output, force)   # fail before the (long) analysis
     res = analyse(model, validate=not getattr(args, "no_validate", False), seed=getattr(args, "seed", 0) or 0,
                   progress=True)
-    out = write_report(res, args.output, progress=True)
+    out = write_report(res, args.output, progress=True, force=force)
     print(res.summary())
     print(f"wrote {out}/report.json, report.md, report.html and {len(FIGURES)} figures")
     if not res.stable:

@@ -32,7 +32,6 @@ import hashlib
 import math
 import os
 import sys
-import tempfile
 import time
 import tomllib
 from dataclasses import dataclass, replace
@@ -40,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from crnfb.feedback.files import atomic_file, write_bytes
 from crnfb.feedback.errors import ModelError
 from crnfb.feedback.model import Ensembles, Model
 
@@ -325,13 +325,11 @@ class CsvSink:
     def _rewrite(self):
         if self._fh:
             self._fh.close()
-        fd, tmp = tempfile.mkstemp(prefix=".sweep.", suffix=".csv", dir=self.path.parent)
-        with os.fdopen(fd, "w", newline="") as fh:
+        with atomic_file(self.path, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(self.header)
             for r in self.rows:
                 w.writerow([_cell(r.get(c)) for c in self.header])
-        os.replace(tmp, self.path)
         self._fh = open(self.path, "a", newline="")
 
     def add(self, point: dict, row: dict):
@@ -505,10 +503,7 @@ def write_sweep_png(rows: list[dict], specs: list[ParamSpec], header: list[str],
     if not cols:
         cols = [c for c in header if c not in [s.name for s in specs] and c not in (STATUS, ERROR) and varies(c)][:9]
     fig = plots.sweep(rows, [s.name for s in specs], {s.name: s.scale for s in specs}, cols)
-    fd, tmp = tempfile.mkstemp(prefix=".sweep.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    plots.save(fig, tmp)
-    os.replace(tmp, path)
+    write_bytes(path, plots.png_bytes(fig))
     return path
 
 

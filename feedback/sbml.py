@@ -30,10 +30,8 @@ The id scheme, what is exported and what import rejects are documented in
 from __future__ import annotations
 
 import math
-import os
 import re
 import sys
-import tempfile
 import warnings
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -43,6 +41,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import spsolve
 
+from .files import write_text
 from .errors import DetailedBalanceError, ModelError
 from .network import Network, Species, from_rate_constants
 
@@ -696,26 +695,7 @@ def model_sbml(model, *, initial=None, validate: bool = False) -> str:
 
 def write_sbml(text: str, path) -> Path:
     """Write ``text`` to ``path`` atomically (temp file in the same directory, then ``os.replace``)."""
-    path = Path(path)
-    d = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=d)
-    except OSError as e:
-        raise ModelError(f"cannot write {path}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise ModelError(f"cannot write {path}: {e.strerror}") from None
-        raise
-    return path
+    return write_text(path, text)
 
 
 def export_model(model, path, *, learning: bool = False, strict: bool = False, validate: bool = False) -> Path:

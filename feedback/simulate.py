@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from scipy.integrate import BDF, LSODA, Radau
 from scipy.optimize import brentq
 
 from .ensembles import LearningNetwork
+from .files import atomic_file
 from .errors import ModelError
 from .model import Model
 from .signals import Constant, Signal
@@ -370,18 +370,9 @@ class Trajectory:
         folder = path.parent if str(path.parent) else Path(".")
         if not folder.is_dir():
             raise ModelError(f"cannot write {path}: folder {folder} does not exist")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "w", newline="") as fh:
-                fh.write(",".join(self.columns) + "\n")
-                np.savetxt(fh, self.table(), delimiter=",", fmt="%.12g")
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        with atomic_file(path, "w", newline="") as fh:
+            fh.write(",".join(self.columns) + "\n")
+            np.savetxt(fh, self.table(), delimiter=",", fmt="%.12g")
         return path
 
     def __len__(self) -> int:

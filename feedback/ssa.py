@@ -54,7 +54,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -65,6 +64,7 @@ import numpy as np
 from numba import njit
 
 from .ensembles import LearningNetwork
+from .files import atomic_file
 from .errors import ModelError
 from .model import Model
 
@@ -597,15 +597,8 @@ class SSATrajectory:
         data = np.vstack(blocks)
         header = ",".join((["replicate"] if R > 1 else []) + cols)
         fmt = (["%d"] if R > 1 else []) + ["%.10g"] * len(cols)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                np.savetxt(fh, data, delimiter=",", header=header, comments="", fmt=fmt)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_file(path, "w", newline="") as fh:
+            np.savetxt(fh, data, delimiter=",", header=header, comments="", fmt=fmt)
         return path
 
 
