@@ -115,7 +115,8 @@ def frozen_variance(model: Model, theta: np.ndarray) -> float | None:
 
 def _reduced(model: Model, theta_start: np.ndarray, a: float):
     """D, gradient and Hessian as functions of x with theta = theta_start + E U x."""
-    EU = model.eps[:, None] * model.identifiable
+    # eps only sets the leaf's directions; normalised so that eps = 1e300 does not overflow H in x
+    EU = (model.eps / model.eps.max())[:, None] * model.identifiable
 
     def th(x):
         return theta_start + EU @ x
@@ -223,7 +224,7 @@ def stationary_points(model: Model, starts: int = 10, seed: int = 0, spread: flo
     rng = np.random.default_rng(seed)
     th, f, g, h = _reduced(model, model.start_theta, a)
     k = model.identifiable.shape[1]
-    scale = spread / model.eps.max()
+    scale = spread
     for _ in range(starts):
         x0 = rng.normal(0.0, scale, k)
         cands = []

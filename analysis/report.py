@@ -91,6 +91,12 @@ def _reason(sec: dict, key: str) -> str:
     return r or ""
 
 
+def _passed_cell(c: dict) -> str:
+    if c.get("passed") is None:  # a check not made, with its reason
+        return "not made: " + str((c.get("details") or {}).get("reason") or c.get("reason") or "")
+    return "yes" if c["passed"] else "**NO**"
+
+
 def build_blocks(d: dict, summary: str) -> list[tuple]:
     """The report as blocks: ``("h", level, text)``, ``("p", text)``, ``("pre", text)``,
     ``("table", header, rows)``, ``("fig", name, caption)``."""
@@ -103,7 +109,8 @@ def build_blocks(d: dict, summary: str) -> list[tuple]:
         vtxt = f"validation: {d.get('validation_reason') or 'not run'}"
     else:
         ok = sum(1 for c in val if c.get("passed"))
-        vtxt = f"validation: {ok} of {len(val)} checks passed"
+        skipped = sum(1 for c in val if c.get("passed") is None)
+        vtxt = f"validation: {ok} of {len(val)} checks passed" + (f", {skipped} not made" if skipped else "")
     B.append(("p", f"**Verdict: the learning loop is {verdict}**; {vtxt}. Exit code {d['verdict']['exit_code']}."))
     B.append(("pre", summary))
 
@@ -186,7 +193,7 @@ def build_blocks(d: dict, summary: str) -> list[tuple]:
     else:
         B.append(("table", ["quantity", "predicted", "simulated", "rel. error", "passed"],
                   [[str(c.get("quantity")), _f(c.get("predicted")), _f(c.get("simulated")),
-                    _f(c.get("rel_error"), ".2g"), "yes" if c.get("passed") else "**NO**"] for c in val]))
+                    _f(c.get("rel_error"), ".2g"), _passed_cell(c)] for c in val]))
 
     B.append(("h", 2, "Thermodynamics"))
     tfp = th["fixed_point"]
@@ -346,7 +353,7 @@ def run_report_command(args) -> int:
     if not res.stable:
         print("crnfb report: the learning loop is UNSTABLE at its fixed point (exit 1)", file=sys.stderr)
     if res.validation_failed:
-        failed = [c.get("quantity") for c in res.to_dict()["validation"] if not c.get("passed")]
+        failed = [c.get("quantity") for c in res.to_dict()["validation"] if c.get("passed") is False]
         print(f"crnfb report: validation failed: {', '.join(map(str, failed))} (exit 1)", file=sys.stderr)
     return res.exit_code
 

@@ -358,7 +358,7 @@ class Results:
 
     @property
     def validation_failed(self) -> bool:
-        return bool(self.validation) and any(not c.get("passed", True) for c in self._validation_dicts())
+        return bool(self.validation) and any(c.get("passed") is False for c in self._validation_dicts())
 
     @property
     def exit_code(self) -> int:
@@ -562,9 +562,11 @@ class Results:
         else:
             n = len(d["validation"])
             ok = sum(1 for c in d["validation"] if c.get("passed"))
-            lines.append(f"{'Validation:':<16}{ok} of {n} checks passed" + ("" if ok == n else "  <-- FAILED"))
+            bad = sum(1 for c in d["validation"] if c.get("passed") is False)
+            lines.append(f"{'Validation:':<16}{ok} of {n} checks passed, {n - ok - bad} not made"
+                         + ("  <-- FAILED" if bad else ""))
             for c in d["validation"]:
-                if not c.get("passed"):
+                if c.get("passed") is False:
                     lines.append(f"{'':16}failed: {c.get('quantity')}: predicted {f(c.get('predicted'))}, "
                                  f"simulated {f(c.get('simulated'))}"[:W])
         tfp = th["fixed_point"]
@@ -815,6 +817,7 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
     from crnfb.analysis.fixedpoints import learned_fixed_point
     from crnfb.analysis.linearise import linearise, loop_fixed_point
     from crnfb.analysis.stability import stability
+    from crnfb.analysis.validation import with_consistency
 
     res = Results(model=model, seed=int(seed))
     steps = (["fixed point", "linearisation", "stability", "margins", "disturbance"]
@@ -955,6 +958,7 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
                 _find("crnfb.analysis.validation", _VALID_FUNCS), pool, model)), "validation")
         else:
             res.reasons["validation"] = "not run (validate=False / --no-validate)"
+        res.validation = with_consistency(res.validation, res.to_dict())  # verdict vs the numbers
     finally:
         if bar is not None:
             bar.close()

@@ -40,6 +40,7 @@ MODULES = [
     ("crnfb.feedback.ssa", "Stochastic simulation"),
     ("crnfb.feedback.sbml", "SBML export"),
     ("crnfb.feedback.errors", "Errors"),
+    ("crnfb.feedback.files", "Writing outputs safely"),
     ("crnfb.analysis.results", "One call for the whole analysis"),
     ("crnfb.analysis.fixedpoints", "Quasi-static fixed points"),
     ("crnfb.analysis.linearise", "Loop fixed point and linearisation"),
@@ -69,7 +70,7 @@ def tracked_files() -> set[str] | None:
 
 
 def module_available(name: str, tracked: set[str] | None) -> bool:
-    rel = name.replace(".", "/") + ".py"
+    rel = name.removeprefix("crnfb.").replace(".", "/") + ".py"  # crnfb.feedback lives in feedback/
     if not (ROOT / rel).exists():
         return False
     return tracked is None or rel in tracked
