@@ -224,6 +224,9 @@ def _error(args, e: ModelError) -> int:
 def run(args) -> int:
     """Run one parsed command and map every outcome to an exit code."""
     try:
+        seed = getattr(args, "seed", 0)
+        if seed is not None and not 0 <= seed < 2**63:
+            raise UsageError(f"--seed must be a whole number in [0, 2**63), got {seed}")
         with warnings.catch_warnings():
             # numpy/scipy RuntimeWarnings are conditions the library handles or reports in its notes
             warnings.simplefilter("ignore", RuntimeWarning)
