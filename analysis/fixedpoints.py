@@ -136,15 +136,64 @@ def _newton_polish(model: Model, th, g, h, x: np.ndarray, a: float, gtol: float,
     """
     gn = np.linalg.norm(model.gradient(th(x), a))
     for _ in range(maxiter):
-        if gn <= gtol:
+        if gn <= gtol or not np.isfinite(gn):
             break
-        step = np.linalg.lstsq(h(x), -g(x), rcond=None)[0]
+        hx, gx = h(x), g(x)
+        if not (np.all(np.isfinite(hx)) and np.all(np.isfinite(gx))):
+            break        # LAPACK must never see NaN (it prints to the terminal and fails)
+        step = np.linalg.lstsq(hx, -gx, rcond=None)[0]
         xn = x + step
         gnn = np.linalg.norm(model.gradient(th(xn), a))
         if not np.isfinite(gnn) or gnn >= gn:
             break
         x, gn = xn, gnn
     return x
+
+
+#: Most vector-field evaluations of the flow before the polish takes over (a stiff flow that crawls
+#: near an underflow plateau would otherwise run for minutes).
+MAX_FLOW_EVALS = 4000
+
+
+class _Budget(Exception):
+    pass
+
+
+def _flow(model: Model, theta_start: np.ndarray, EU: np.ndarray, a: float, gtol: float,
+          flow_gtol: float) -> np.ndarray:
+    """Integrate the flow in x (theta = theta_start + E U x) until |grad| falls by ``flow_gtol``.
+
+    Stops early, at the last point it reached, after ``MAX_FLOW_EVALS``
+    evaluations or when the solver meets a non-finite Jacobian; the Newton
+    polish and the convergence test decide what that point is.
+    """
+    U = model.identifiable
+    M = U.T @ EU
+    g0 = np.linalg.norm(model.gradient(theta_start, a))
+    last = {"x": np.zeros(U.shape[1]), "n": 0}
+
+    def rhs(t, x):
+        last["n"] += 1
+        if last["n"] > MAX_FLOW_EVALS:
+            raise _Budget()
+        if np.all(np.isfinite(x)):
+            last["x"] = x
+        return -np.linalg.solve(M, EU.T @ model.gradient(theta_start + EU @ x, a))
+
+    def jac(t, x):
+        return -np.linalg.solve(M, EU.T @ model.hessian(theta_start + EU @ x, a) @ EU)
+
+    def small(t, x):
+        return np.linalg.norm(model.gradient(theta_start + EU @ x, a)) - flow_gtol * max(g0, 1e-12)
+
+    small.terminal = True
+    if g0 <= gtol:
+        return last["x"]
+    try:
+        sol = solve_ivp(rhs, (0.0, 1e7), last["x"], method="BDF", jac=jac, events=small, rtol=1e-6, atol=1e-9)
+        return sol.y[:, -1] if np.all(np.isfinite(sol.y[:, -1])) else last["x"]
+    except (_Budget, ValueError, np.linalg.LinAlgError):
+        return last["x"]
 
 
 def learned_fixed_point(model: Model, theta_start: np.ndarray | None = None, a: float = 0.0,
@@ -162,30 +211,15 @@ def learned_fixed_point(model: Model, theta_start: np.ndarray | None = None, a: 
         return classify(model, theta_start, a)
     E = model.eps / model.eps.max()  # the path of the flow depends only on eps ratios
     EU = E[:, None] * U
-    g0 = np.linalg.norm(model.gradient(theta_start, a))
-
-    # the flow in x with theta = theta_start + E U x: U^T E U dx/dt = -U^T E grad D
-    def rhs(t, x):
-        return -np.linalg.solve(U.T @ EU, U.T @ (E * model.gradient(theta_start + EU @ x, a)))
-
-    def jac(t, x):
-        Hr = model.hessian(theta_start + EU @ x, a)
-        return -np.linalg.solve(U.T @ EU, U.T @ (E[:, None] * Hr) @ EU)
-
-    def small(t, x):
-        return np.linalg.norm(model.gradient(theta_start + EU @ x, a)) - flow_gtol * max(g0, 1e-12)
-
-    small.terminal = True
-    x = np.zeros(k)
-    if g0 > gtol:
-        sol = solve_ivp(rhs, (0.0, 1e7), x, method="BDF", jac=jac, events=small, rtol=1e-6, atol=1e-9)
-        x = sol.y[:, -1]
+    x = _flow(model, theta_start, EU, a, gtol, flow_gtol)
     theta_flow = theta_start + EU @ x
     # polish in the model's own E U coordinates (same affine leaf)
     th, f, g, h = _reduced(model, theta_flow, a)
     try:
         x = minimize(f, np.zeros(k), jac=g, hess=h, method="trust-exact",
                      options={"gtol": gtol, "maxiter": 500}).x
+        if not np.all(np.isfinite(th(x))):
+            x = np.zeros(k)
     except (ValueError, np.linalg.LinAlgError):
         # trust-exact's Cholesky fails (inf/NaN shift) on a near-singular indefinite Hessian, e.g.
         # next to a continuum of minima (chain A <-> B <-> X, A and B learned: D depends on

@@ -332,8 +332,14 @@ class StateSpace:
 
     def check_truncation(self, theta: np.ndarray, tol: float = 1e-6, what: str = "") -> float:
         """Truncation mass at ``theta``; :class:`TruncationError` above ``tol``."""
+        lw = self.log_weights(theta)
+        if np.isnan(lw).any() or (lw == np.inf).any():
+            names = [n for n, t in zip(self.network.names, np.asarray(theta, float)) if not abs(t) < 1e300]
+            raise ModelError(f"the stationary law overflows at these energies ({', '.join(names) or 'some'}: "
+                             "energies near the float limit times the counts exceed it); use energies of "
+                             "ordinary size (a few hundred kT at most)", key="species")
         m = self.truncation_mass(theta)
-        if m > tol:
+        if not m <= tol:
             raise TruncationError(
                 f"the truncation box {dict(zip(self.network.names, self.bounds.tolist()))} drops "
                 f"stationary mass {m:.3g} {what}> tolerance {tol:g}; raise n_max",
