@@ -65,7 +65,10 @@ def cmd_check(args) -> int:
     for row in laws:
         print("  " + " + ".join(f"{c}*{n}" if c != 1 else n for c, n in zip(row, names) if c) + " = const")
     print(f"class size       {info['state_count']} states")
-    print(f"truncation mass  {info['truncation_mass']:.3g} (at the initial energies)")
+    where = "the initial energies" if model.start_note is None else "the flow's starting point"
+    print(f"truncation mass  {info['truncation_mass']:.3g} (at {where})")
+    if model.start_note:
+        print(f"note             {model.start_note}")
     print(f"environment tail {info['environment_tail_mass']:.3g}")
     print(f"detailed balance holds (residual {info['detailed_balance_residual']:.2g} kT)")
     bad = model.space.hidden_disconnected()

@@ -136,7 +136,7 @@ def parse_param(spec: str, model: Model | None = None) -> ParamSpec:
         given = values if scale == "list" else [start, stop]   # interior points of a range are rounded
         frac = [v for v in given if v != int(v)]
         if frac:
-            raise ModelError(f"--param {spec!r}: {base} is an ensemble size, a whole number; got {frac[0]!r}")
+            raise ModelError(f"--param {spec!r}: ensemble sizes must be whole numbers >= 1 ({base} = {frac[0]!r})")
         rounded = [float(round(v)) for v in values]
         if any(v < 1 for v in rounded):
             raise ModelError(f"--param {spec!r}: ensemble sizes must be whole numbers >= 1")

@@ -522,30 +522,31 @@ def validate(model: Model, loop: LinearLoop | None = None, quick: bool = False,
             timed(check_linear_range, runs)
         else:
             checks.append(not_made("linear range", "no step response to measure it on (see step response)"))
-        try:
-            from crnfb.analysis.noise import validate_noise
-        except ImportError:
-            validate_noise = None
-        if not noise:
-            validate_noise = None
-        if validate_noise is None or not st.stable:
-            checks.append(not_made("parameter noise (LNA vs SSA)",
-                                   "the loop is unstable: no stationary noise" if not st.stable else
-                                   "not requested (noise=False)" if not noise else "crnfb.analysis.noise missing"))
-        else:
-            import warnings
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", RuntimeWarning)   # its "not checked" message is the reason
-                res = validate_noise(model, loop=loop, seed=seed)
-            if not res:
-                why = "; ".join(str(w.message) for w in caught) or "the SSA run was not made"
-                checks.append(not_made("parameter noise (LNA vs SSA)", why))
-            for r in res:
-                checks.append(Check(r["quantity"], r["predicted"], r["simulated"], r["rel_error"],
-                                    r.get("tolerance", float("nan")), bool(r["passed"]),
-                                    {k: v for k, v in r.items() if k not in
-                                     ("quantity", "predicted", "simulated", "rel_error", "tolerance", "passed")}))
+        checks += _noise_checks(model, loop, seed, noise, st.stable)
     return checks
+
+
+def _noise_checks(model: Model, loop: LinearLoop, seed: int, noise: bool, stable: bool) -> list[Check]:
+    """The parameter-noise check (LNA vs SSA), or one entry saying why it was not made."""
+    try:
+        from crnfb.analysis.noise import validate_noise
+    except ImportError:
+        validate_noise = None
+    name = "parameter noise (LNA vs SSA)"
+    if not stable:
+        return [not_made(name, "the loop is unstable: no stationary noise")]
+    if not noise or validate_noise is None:
+        return [not_made(name, "not requested (noise=False)" if not noise else "crnfb.analysis.noise missing")]
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)   # its "not checked" message is the reason
+        res = validate_noise(model, loop=loop, seed=seed)
+    if not res:
+        return [not_made(name, "; ".join(str(w.message) for w in caught) or "the SSA run was not made")]
+    return [Check(r["quantity"], r["predicted"], r["simulated"], r["rel_error"], r.get("tolerance", float("nan")),
+                  bool(r["passed"]), {k: v for k, v in r.items() if k not in
+                                      ("quantity", "predicted", "simulated", "rel_error", "tolerance", "passed")})
+            for r in res]
 
 
 def table(checks: list[Check]) -> str:

@@ -105,7 +105,11 @@ def check_output_dir(out: str | os.PathLike, force: bool = False) -> Path:
                           "crnfb replaces its output directory as a whole: name a new one, or pass --force "
                           "to replace it")
     parent = full.parent
-    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+    while not parent.exists() and parent != parent.parent:   # the first ancestor that exists is created in
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"cannot create {out}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write in {parent} (permission denied); choose another output directory")
     return out
 
