@@ -163,6 +163,7 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", **open_kw) -> Iterator
         raise OutputError(f"cannot create {folder}: {e.strerror}") from None
     if path.is_dir():
         raise OutputError(f"output {path} is a directory; name a file")
+    clean_stale(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{_TMP}{os.getpid()}-", dir=folder)
     except OSError as e:

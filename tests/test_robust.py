@@ -324,6 +324,12 @@ def test_stale_temporaries_of_dead_runs_are_removed(tmp_path):
     (alive / MARKER).write_text("")
     assert clean_stale(out) == [dead]
     assert foreign.exists() and alive.exists()
+    # files too: a killed run's .NAME.tmp-PID-* beside a CSV goes on the next write of that CSV
+    from crnfb.feedback.files import write_text
+    stale = tmp_path / ".t.csv.tmp-999999999-q"
+    stale.write_text("half")
+    write_text(tmp_path / "t.csv", "a\n")
+    assert not stale.exists() and (tmp_path / "t.csv").read_text() == "a\n"
 
 
 # -- 8: runs with no end are refused with an estimate ------------------------------------------------------------------
