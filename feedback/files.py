@@ -153,14 +153,12 @@ def atomic_dir(out: str | os.PathLike, force: bool = False) -> Iterator[Path]:
 def atomic_file(path: str | os.PathLike, mode: str = "w", **open_kw) -> Iterator:
     """Open a temporary sibling of ``path`` for writing; rename it into place on success.
 
-    The file gets the user's default permissions (``0666 & ~umask``).
+    The folder must exist. The file gets the user's default permissions (``0666 & ~umask``).
     """
     path = Path(path)
     folder = path.absolute().parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create {folder}: {e.strerror}") from None
+    if not folder.is_dir():   # a typo in a folder name should not create folders
+        raise OutputError(f"cannot write {path}: folder {folder} does not exist")
     if path.is_dir():
         raise OutputError(f"output {path} is a directory; name a file")
     clean_stale(path)
