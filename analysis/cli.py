@@ -1,20 +1,34 @@
 """The ``crnfb`` command line (docs/cli.md).
 
-Exit codes: 0 success; 1 the analysis found the loop unstable or a
-validation check failed (outputs still written); 2 bad input (message on
-stderr, nothing written). Each subcommand lives in the module that does its
-work; this file only parses arguments and maps errors to exit codes.
+Exit codes (docs/cli.md, "Exit codes"): 0 success; 1 a verdict: the loop is
+unstable, a validation check failed or no converged fixed point was found
+(outputs still written); 2 bad input (one message on stderr naming file,
+key and what would be right; nothing written); 3 internal error (one line;
+the traceback with ``--debug``); 130 / 143 interrupted by SIGINT / SIGTERM
+(temporary files removed, nothing half-written). Each subcommand lives in
+the module that does its work; this file only parses arguments and maps
+errors to exit codes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import signal
 import sys
+import traceback
+import warnings
 
 from crnfb.feedback.errors import ModelError
+from crnfb.feedback.files import OutputError
 
-EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so that every ``finally`` and cleanup runs."""
 
 
 class UsageError(ModelError):
@@ -51,7 +65,10 @@ def cmd_check(args) -> int:
     for row in laws:
         print("  " + " + ".join(f"{c}*{n}" if c != 1 else n for c, n in zip(row, names) if c) + " = const")
     print(f"class size       {info['state_count']} states")
-    print(f"truncation mass  {info['truncation_mass']:.3g} (at the initial energies)")
+    where = "the initial energies" if model.start_note is None else "the flow's starting point"
+    print(f"truncation mass  {info['truncation_mass']:.3g} (at {where})")
+    if model.start_note:
+        print(f"note             {model.start_note}")
     print(f"environment tail {info['environment_tail_mass']:.3g}")
     print(f"detailed balance holds (residual {info['detailed_balance_residual']:.2g} kT)")
     bad = model.space.hidden_disconnected()
@@ -62,7 +79,8 @@ def cmd_check(args) -> int:
 
 
 def cmd_fit(args) -> int:
-    from crnfb.analysis.fixedpoints import quasi_static_rates, stationary_points, learned_fixed_point
+    from crnfb.analysis.fixedpoints import (learned_fixed_point, plateaus_at_infinity, quasi_static_rates,
+                                            stationary_points)
     model = _load(args.model)
     if args.starts < 0:
         raise UsageError("--starts must be >= 0")
@@ -77,9 +95,14 @@ def cmd_fit(args) -> int:
         d["rates"] = [float(x) for x in quasi_static_rates(model, p.theta)]
         d["truncation_mass"] = float(model.space.truncation_mass(model.full_theta(p.theta)))
         rows.append(d)
+    plateaus = [p.to_dict(names) for p in plateaus_at_infinity(model, pts)]
+    rows = [r for i, (r, p) in enumerate(zip(rows, pts)) if i == 0 or not p.plateau]
     if args.json:
-        print(json.dumps({"fixed_points": rows}, indent=2))
+        print(json.dumps(finite_json({"fixed_points": rows, "plateaus": plateaus, "start_note": model.start_note}),
+                         indent=2, allow_nan=False))
     else:
+        if model.start_note:
+            print(f"note: {model.start_note}")
         for i, d in enumerate(rows):
             head = "learned fixed point (from the file's energies)" if i == 0 else f"stationary point {i}"
             print(f"{head}: {d['kind']}{'' if d['converged'] else ' (NOT converged)'}")
@@ -90,7 +113,23 @@ def cmd_fit(args) -> int:
             print(f"  Hessian eigs     {', '.join(f'{x:.4g}' for x in d['hessian_eigenvalues'])}")
             print(f"  rates eps*eig    {', '.join(f'{x:.4g}' for x in d['rates'])}")
             print(f"  truncation mass  {d['truncation_mass']:.3g}")
+        for d in plateaus:
+            at = ", ".join(f"theta_{n} = {v:.4g}" for n, v in d["theta"].items())
+            print(f"plateau at infinity, not a stationary point (at {at}): {d['note']}")
+    if not rows[0]["converged"]:
+        print(f"crnfb fit: no converged fixed point: {rows[0]['note']} (exit 1)", file=sys.stderr)
     return EXIT_OK if rows[0]["converged"] else EXIT_FAIL
+
+
+def finite_json(obj):
+    """``obj`` with every non-finite float replaced by None (strict JSON, docs/cli.md)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
 
 
 # -- the others live in their own modules ----------------------------------------------------
@@ -121,7 +160,10 @@ def cmd_convert(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crnfb", description="Control-theory analysis of learning chemical "
-                                "reaction networks (the learning CRN as an integral feedback loop).")
+                                "reaction networks (the learning CRN as an integral feedback loop).",
+                                epilog="exit codes: 0 done, 1 verdict (unstable, failed check, no converged "
+                                "fixed point), 2 bad input, 3 internal error, 130/143 interrupted")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("check", help="parse, verify detailed balance, print the network summary")
@@ -140,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", required=True, help="output directory")
     r.add_argument("--no-validate", action="store_true", help="skip the nonlinear-simulation checks")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--force", action="store_true",
+                   help="replace the output directory even if crnfb did not write it")
     r.set_defaults(func=cmd_report)
 
     s = sub.add_parser("simulate", help="a trajectory of the learning network (CSV)")
@@ -182,7 +226,59 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--visible", required=True, help="visible species, comma-separated: X[,Y]")
     v.add_argument("--learn", default=None, help="learned species, comma-separated (default: all)")
     v.set_defaults(func=cmd_convert)
+    for sp in (c, f, r, s, w, e, v):  # accepted after the subcommand too; SUPPRESS keeps a top-level --debug
+        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback of an internal error")
     return p
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _error(args, e: ModelError) -> int:
+    if not e.file and not isinstance(e, (UsageError, OutputError)) and getattr(args, "model", None):
+        e = e.located(args.model)  # errors raised after loading still name the file
+    print(f"crnfb {args.command}: error: {e}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def run(args) -> int:
+    """Run one parsed command and map every outcome to an exit code."""
+    try:
+        seed = getattr(args, "seed", 0)
+        if seed is not None and not 0 <= seed < 2**63:
+            raise UsageError(f"--seed must be a whole number in [0, 2**63), got {seed}")
+        with warnings.catch_warnings():
+            # numpy/scipy RuntimeWarnings are conditions the library handles or reports in its notes
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return int(args.func(args))
+    except ModelError as e:
+        return _error(args, e)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
+        print(f"crnfb {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"crnfb {args.command}: interrupted (SIGINT); temporary files removed", file=sys.stderr)
+        return EXIT_SIGINT
+    except Terminated:
+        print(f"crnfb {args.command}: terminated (SIGTERM); temporary files removed", file=sys.stderr)
+        return EXIT_SIGTERM
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader went away (| head): nothing more to say
+        return EXIT_OK
+    except (RecursionError, MemoryError) as e:
+        # e.g. thousands of nested TOML arrays: the input is the problem, not the code
+        print(f"crnfb {args.command}: error: input too deeply nested or too large ({type(e).__name__})",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as e:  # noqa: BLE001 - the one place that turns a bug into exit 3
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        first = str(e).splitlines()[0] if str(e) else ""
+        print(f"crnfb {args.command}: internal error: {type(e).__name__}: {first[:300]} "
+              "(exit 3; rerun with --debug for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,15 +288,13 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # argparse exits 2 on bad usage already
         return int(e.code or 0)
     try:
-        return int(args.func(args))
-    except ModelError as e:
-        if not e.file and not isinstance(e, UsageError) and getattr(args, "model", None):
-            e = e.located(args.model)  # errors raised after loading still name the file
-        print(f"crnfb {args.command}: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except FileNotFoundError as e:
-        print(f"crnfb {args.command}: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (an embedding application): leave its handlers alone
+        return run(args)
+    try:
+        return run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

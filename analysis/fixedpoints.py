@@ -16,7 +16,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 from scipy.optimize import minimize, root
 
-from crnfb.feedback.landscape import identifiable_basis
+from crnfb.feedback.landscape import FROZEN_VARIANCE, identifiable_basis
 from crnfb.feedback.model import Model
 
 KIND_TOL = 1e-8
@@ -40,6 +40,13 @@ class StationaryPoint:
     kind : str
         ``"minimum"``, ``"saddle"`` or ``"maximum"`` (flat directions ignored).
     converged : bool
+    plateau : bool
+        The law is frozen (variance below ``FROZEN_VARIANCE``) along an
+        identifiable direction: the gradient is exponentially small because
+        ``theta`` is far out on a plateau at infinity, not because D is
+        stationary (docs/theory.md §3). Never counted as a stationary point.
+    note : str
+        Why the point is not converged or is a plateau ("" otherwise).
     """
 
     theta: np.ndarray
@@ -49,6 +56,8 @@ class StationaryPoint:
     kind: str
     converged: bool = True
     flat: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    plateau: bool = False
+    note: str = ""
 
     def to_dict(self, names: list[str]) -> dict:
         return {
@@ -59,6 +68,8 @@ class StationaryPoint:
             "kind": self.kind,
             "flat_directions": int(self.flat.size),
             "converged": bool(self.converged),
+            "plateau": bool(self.plateau),
+            "note": self.note,
         }
 
 
@@ -77,13 +88,35 @@ def classify(model: Model, theta: np.ndarray, a: float = 0.0, tol: float = KIND_
     else:
         kind = "saddle"
     g = model.gradient(theta, a)
+    frozen = frozen_variance(model, theta)
+    note = "" if frozen is None else (
+        f"plateau at infinity: the law is frozen along an identifiable direction (variance {frozen:.2g}), "
+        "so the gradient is exponentially small without D being stationary")
     return StationaryPoint(np.asarray(theta, float), model.divergence(theta, a), float(np.linalg.norm(g)),
-                           ev, kind, True, ev[flat_mask])
+                           ev, kind, True, ev[flat_mask], frozen is not None, note)
+
+
+def frozen_variance(model: Model, theta: np.ndarray) -> float | None:
+    """Smallest variance of the free law along an identifiable direction, if below ``FROZEN_VARIANCE``.
+
+    A genuine stationary point at finite ``theta`` has a law that moves with
+    every identifiable direction; a variance below the threshold means the
+    point sits on a plateau at infinity (e.g. chain A <-> B <-> X at
+    theta_A = -140, where A is never occupied).
+    """
+    U = model.identifiable
+    if U.shape[1] == 0:
+        return None
+    C = model.landscape.covariance(model.space.stationary(model.full_theta(theta)))
+    L = model.learned
+    v = float(np.min(np.linalg.eigvalsh(U.T @ C[np.ix_(L, L)] @ U)))
+    return max(v, 0.0) if v < FROZEN_VARIANCE else None
 
 
 def _reduced(model: Model, theta_start: np.ndarray, a: float):
     """D, gradient and Hessian as functions of x with theta = theta_start + E U x."""
-    EU = model.eps[:, None] * model.identifiable
+    # eps only sets the leaf's directions; normalised so that eps = 1e300 does not overflow H in x
+    EU = (model.eps / model.eps.max())[:, None] * model.identifiable
 
     def th(x):
         return theta_start + EU @ x
@@ -103,15 +136,64 @@ def _newton_polish(model: Model, th, g, h, x: np.ndarray, a: float, gtol: float,
     """
     gn = np.linalg.norm(model.gradient(th(x), a))
     for _ in range(maxiter):
-        if gn <= gtol:
+        if gn <= gtol or not np.isfinite(gn):
             break
-        step = np.linalg.lstsq(h(x), -g(x), rcond=None)[0]
+        hx, gx = h(x), g(x)
+        if not (np.all(np.isfinite(hx)) and np.all(np.isfinite(gx))):
+            break        # LAPACK must never see NaN (it prints to the terminal and fails)
+        step = np.linalg.lstsq(hx, -gx, rcond=None)[0]
         xn = x + step
         gnn = np.linalg.norm(model.gradient(th(xn), a))
         if not np.isfinite(gnn) or gnn >= gn:
             break
         x, gn = xn, gnn
     return x
+
+
+#: Most vector-field evaluations of the flow before the polish takes over (a stiff flow that crawls
+#: near an underflow plateau would otherwise run for minutes).
+MAX_FLOW_EVALS = 4000
+
+
+class _Budget(Exception):
+    pass
+
+
+def _flow(model: Model, theta_start: np.ndarray, EU: np.ndarray, a: float, gtol: float,
+          flow_gtol: float) -> np.ndarray:
+    """Integrate the flow in x (theta = theta_start + E U x) until |grad| falls by ``flow_gtol``.
+
+    Stops early, at the last point it reached, after ``MAX_FLOW_EVALS``
+    evaluations or when the solver meets a non-finite Jacobian; the Newton
+    polish and the convergence test decide what that point is.
+    """
+    U = model.identifiable
+    M = U.T @ EU
+    g0 = np.linalg.norm(model.gradient(theta_start, a))
+    last = {"x": np.zeros(U.shape[1]), "n": 0}
+
+    def rhs(t, x):
+        last["n"] += 1
+        if last["n"] > MAX_FLOW_EVALS:
+            raise _Budget()
+        if np.all(np.isfinite(x)):
+            last["x"] = x
+        return -np.linalg.solve(M, EU.T @ model.gradient(theta_start + EU @ x, a))
+
+    def jac(t, x):
+        return -np.linalg.solve(M, EU.T @ model.hessian(theta_start + EU @ x, a) @ EU)
+
+    def small(t, x):
+        return np.linalg.norm(model.gradient(theta_start + EU @ x, a)) - flow_gtol * max(g0, 1e-12)
+
+    small.terminal = True
+    if g0 <= gtol:
+        return last["x"]
+    try:
+        sol = solve_ivp(rhs, (0.0, 1e7), last["x"], method="BDF", jac=jac, events=small, rtol=1e-6, atol=1e-9)
+        return sol.y[:, -1] if np.all(np.isfinite(sol.y[:, -1])) else last["x"]
+    except (_Budget, ValueError, np.linalg.LinAlgError):
+        return last["x"]
 
 
 def learned_fixed_point(model: Model, theta_start: np.ndarray | None = None, a: float = 0.0,
@@ -122,48 +204,44 @@ def learned_fixed_point(model: Model, theta_start: np.ndarray | None = None, a: 
     until ``|grad| < flow_gtol`` relative to its initial size, then polishes
     with trust-region Newton to ``|grad| < gtol``.
     """
-    theta_start = model.theta0 if theta_start is None else np.asarray(theta_start, float)
+    theta_start = model.start_theta if theta_start is None else np.asarray(theta_start, float)
     U = model.identifiable
     k = U.shape[1]
     if k == 0:
         return classify(model, theta_start, a)
     E = model.eps / model.eps.max()  # the path of the flow depends only on eps ratios
     EU = E[:, None] * U
-    g0 = np.linalg.norm(model.gradient(theta_start, a))
-
-    # the flow in x with theta = theta_start + E U x: U^T E U dx/dt = -U^T E grad D
-    def rhs(t, x):
-        return -np.linalg.solve(U.T @ EU, U.T @ (E * model.gradient(theta_start + EU @ x, a)))
-
-    def jac(t, x):
-        Hr = model.hessian(theta_start + EU @ x, a)
-        return -np.linalg.solve(U.T @ EU, U.T @ (E[:, None] * Hr) @ EU)
-
-    def small(t, x):
-        return np.linalg.norm(model.gradient(theta_start + EU @ x, a)) - flow_gtol * max(g0, 1e-12)
-
-    small.terminal = True
-    x = np.zeros(k)
-    if g0 > gtol:
-        sol = solve_ivp(rhs, (0.0, 1e7), x, method="BDF", jac=jac, events=small, rtol=1e-6, atol=1e-9)
-        x = sol.y[:, -1]
+    x = _flow(model, theta_start, EU, a, gtol, flow_gtol)
     theta_flow = theta_start + EU @ x
     # polish in the model's own E U coordinates (same affine leaf)
     th, f, g, h = _reduced(model, theta_flow, a)
     try:
         x = minimize(f, np.zeros(k), jac=g, hess=h, method="trust-exact",
                      options={"gtol": gtol, "maxiter": 500}).x
+        if not np.all(np.isfinite(th(x))):
+            x = np.zeros(k)
     except (ValueError, np.linalg.LinAlgError):
         # trust-exact's Cholesky fails (inf/NaN shift) on a near-singular indefinite Hessian, e.g.
         # next to a continuum of minima (chain A <-> B <-> X, A and B learned: D depends on
         # theta_A, theta_B only through ln(e^theta_A + e^theta_B)); Newton from the flow's point
         x = np.zeros(k)
     x = _newton_polish(model, th, g, h, x, a, gtol)
-    theta = th(x)
+    return _verdict(model, th(x), a, gtol)
+
+
+def _verdict(model: Model, theta: np.ndarray, a: float, gtol: float) -> StationaryPoint:
+    """Classify the end of the search and say why it is not a converged fixed point, if it is not."""
+    if not np.all(np.isfinite(theta)):
+        return StationaryPoint(np.asarray(theta, float), float("inf"), float("inf"), np.zeros(0), "none", False,
+                               note="the flow left the range of finite energies (no fixed point found)")
     pt = classify(model, theta, a)
-    conv = pt.gradient_norm <= max(100 * gtol, 1e-8)
+    conv = bool(np.isfinite(pt.divergence)) and pt.gradient_norm <= max(100 * gtol, 1e-8) and not pt.plateau
+    note = pt.note
+    if not conv and not note:
+        note = (f"the search stopped with |grad D| = {pt.gradient_norm:.3g} > {max(100 * gtol, 1e-8):.0e} "
+                "(no stationary point reached from this start)")
     return StationaryPoint(pt.theta, pt.divergence, pt.gradient_norm, pt.hessian_eigenvalues, pt.kind, conv,
-                           pt.flat)
+                           pt.flat, pt.plateau, note)
 
 
 def stationary_points(model: Model, starts: int = 10, seed: int = 0, spread: float = 3.0,
@@ -178,9 +256,9 @@ def stationary_points(model: Model, starts: int = 10, seed: int = 0, spread: flo
     first = learned_fixed_point(model, a=a)
     found = [first]
     rng = np.random.default_rng(seed)
-    th, f, g, h = _reduced(model, model.theta0, a)
+    th, f, g, h = _reduced(model, model.start_theta, a)
     k = model.identifiable.shape[1]
-    scale = spread / model.eps.max()
+    scale = spread
     for _ in range(starts):
         x0 = rng.normal(0.0, scale, k)
         cands = []
@@ -204,6 +282,11 @@ def stationary_points(model: Model, starts: int = 10, seed: int = 0, spread: flo
                 continue
             found.append(pt)
     return found
+
+
+def plateaus_at_infinity(model: Model, points: list[StationaryPoint]) -> list[StationaryPoint]:
+    """The points of ``points[1:]`` that are plateaus at infinity (reported apart from stationary points)."""
+    return [p for p in points[1:] if p.plateau]
 
 
 def quasi_static_rates(model: Model, theta: np.ndarray, a: float = 0.0) -> np.ndarray:

@@ -18,6 +18,8 @@ import time
 import warnings
 from typing import Callable, TypeVar
 
+from dataclasses import replace
+
 import numpy as np
 
 from crnfb.analysis.disturbance import Disturbance, disturbance
@@ -29,7 +31,7 @@ from crnfb.analysis.margins import Margins, margins
 from crnfb.analysis.results import Distribution, Results, StepResponse, LearningCurve, Unavailable
 from crnfb.analysis.stability import Stability, episode_time, stability
 from crnfb.analysis.thermo import thermodynamics_report
-from crnfb.analysis.validation import Check, validate as validate_checks
+from crnfb.analysis.validation import Check, validate as validate_checks, with_consistency
 from crnfb.feedback.errors import ModelError
 from crnfb.feedback.model import Model
 from crnfb.feedback.progress import progress_bar
@@ -38,7 +40,8 @@ from crnfb.feedback.simulate import SimulationError, simulate
 
 __all__ = ["analyse", "STEP_AMPLITUDE", "margins_section", "disturbance_section", "frequency_section",
            "step_section", "trajectory_section", "distribution_section", "thermodynamics_section",
-           "validation_section", "fluctuation_section"]
+           "validation_section", "fluctuation_section",
+           "consistency_section"]
 
 #: Amplitude of the small step in ``a`` whose nonlinear response is overlaid on the step figure.
 STEP_AMPLITUDE = 0.01
@@ -310,5 +313,18 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
                                           "add levels and rates to predict the cost of tracking it")
     finally:
         run.close()
-    return Results(model, optimum, fp, loop, stab, mg, dist, checks, thermo, reasons=run.reasons,
-                   timings=run.timings, seed=int(seed), fluctuation=fl, **fig)
+    res = Results(model, optimum, fp, loop, stab, mg, dist, checks, thermo, reasons=run.reasons,
+                  timings=run.timings, seed=int(seed), fluctuation=fl, **fig)
+    return consistency_section(res)
+
+
+def consistency_section(res: Results) -> Results:
+    """``res`` with the verdict checked against the numbers it rests on (eigenvalues, gain margin,
+    ``eps_crit``, convergence; :func:`crnfb.analysis.validation.consistency_checks`). A disagreement
+    is a failed validation entry, never a silent pass; without validation only disagreements are added."""
+    entries = with_consistency(None if res.validation is None else [], res.to_dict())
+    if not entries:
+        return res
+    extra = [Check(e.get("quantity", "consistency"), e.get("predicted"), e.get("simulated"), e.get("rel_error"),
+                   e.get("tolerance"), e.get("passed"), dict(e.get("details") or {})) for e in entries]
+    return replace(res, validation=list(res.validation or []) + extra)

@@ -16,16 +16,13 @@ validation check failed (the report is still written), else 0.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 from crnfb.analysis.pipeline import analyse
 from crnfb.analysis.results import Results, Unavailable
 from crnfb.analysis.summary import Figure
-from crnfb.feedback.errors import ModelError
+from crnfb.feedback.files import atomic_dir, check_output_dir
 from crnfb.feedback.progress import progress_bar
 
 FIGURES = ("bode", "step", "poles", "learning", "nyquist", "distribution", "lag_cost", "fluctuation")
@@ -89,25 +86,19 @@ def notebook_html(res: Results, figures: tuple[str, ...] = NOTEBOOK_FIGURES, dpi
 # ----------------------------------------------------------------------------------------------
 # writing
 # ----------------------------------------------------------------------------------------------
-def write_report(res: Results, out_dir: str | os.PathLike, progress: bool = False) -> Path:
-    """Write the whole report into ``out_dir`` atomically (temporary directory, then rename).
+def write_report(res: Results, out_dir: str | os.PathLike, progress: bool = False, force: bool = False) -> Path:
+    """Write the whole report into ``out_dir`` atomically (:func:`crnfb.feedback.files.atomic_dir`).
 
-    An existing ``out_dir`` is replaced as a whole.
+    An existing ``out_dir`` is replaced as a whole only if a previous report
+    wrote it (or with ``force``); anything else raises
+    :class:`~crnfb.feedback.files.OutputError`.
     """
     from crnfb.analysis import plots
 
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ModelError(f"output {out} exists and is not a directory")
-    parent = out.absolute().parent
+    out = check_output_dir(out_dir, force)
     summary = res.summary()
     figs = make_figures(res)
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
+    with atomic_dir(out, force) as tmp:
         images = {}
         items = list(figs.items())
         bar = progress_bar(len(items), "figures", progress)
@@ -123,16 +114,6 @@ def write_report(res: Results, out_dir: str | os.PathLike, progress: bool = Fals
             summary.as_markdown([Figure(n, FIGURE_CAPTIONS[n]) for n in FIGURES]), encoding="utf-8")
         (tmp / "report.html").write_text(
             summary.as_html([Figure(n, FIGURE_CAPTIONS[n], images[n]) for n in FIGURES]), encoding="utf-8")
-        if out.exists():
-            old = parent / f".{out.name}.old-{os.getpid()}-{int(time.time())}"
-            os.rename(out, old)
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -141,18 +122,17 @@ def run_report_command(args) -> int:
     from crnfb.feedback.modelfile import load_model
 
     model = load_model(args.model)
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():   # fail before the (long) analysis
-        raise ModelError(f"output {out} exists and is not a directory")
+    force = bool(getattr(args, "force", False))
+    check_output_dir(args.output, force)   # fail before the (long) analysis
     res = analyse(model, validate=not getattr(args, "no_validate", False), seed=getattr(args, "seed", 0) or 0,
                   progress=True)
-    out = write_report(res, args.output, progress=True)
+    out = write_report(res, args.output, progress=True, force=force)
     print(res.summary())
     print(f"wrote {out}/report.json, report.md, report.html and {len(FIGURES)} figures")
     if not res.stable:
         print("crnfb report: the learning loop is UNSTABLE at its fixed point (exit 1)", file=sys.stderr)
     if res.validation_failed:
-        failed = [c.quantity for c in res.validation or [] if not c.passed]
+        failed = [c.quantity for c in res.validation or [] if c.passed is False]
         print(f"crnfb report: validation failed: {', '.join(map(str, failed))} (exit 1)", file=sys.stderr)
     return res.exit_code
 

@@ -297,7 +297,7 @@ class Results:
 
     @property
     def validation_failed(self) -> bool:
-        return any(not c.passed for c in (self.validation or []))
+        return any(c.passed is False for c in (self.validation or []))
 
     @property
     def exit_code(self) -> int:

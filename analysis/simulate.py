@@ -15,12 +15,16 @@ from crnfb.feedback.errors import ModelError
 from crnfb.feedback.ssa import simulate_ssa
 
 
+#: Most output rows of one run (1e6 rows of a few species is ~100 MB of CSV).
+MAX_POINTS = 1_000_000
+
+
 def _validate_args(args) -> None:
     t_end = args.t_end
     if t_end is None or not math.isfinite(t_end) or t_end <= 0:
         raise ModelError(f"--t-end must be a positive finite time, got {t_end!r}", key="--t-end")
-    if args.points is None or args.points < 2:
-        raise ModelError(f"--points must be at least 2, got {args.points!r}", key="--points")
+    if args.points is None or args.points < 2 or args.points > MAX_POINTS:
+        raise ModelError(f"--points must be between 2 and {MAX_POINTS}, got {args.points!r}", key="--points")
     out = Path(args.output)
     folder = out.parent if str(out.parent) else Path(".")
     if not folder.is_dir():

@@ -313,7 +313,13 @@ def _validation_table(val: list | None, why: str | None) -> Table:
         return Table(title, ("status",), ((why or "not run",),))
     return Table(title, ("quantity", "predicted", "simulated", "rel. error", "passed"), tuple(
         (str(c.get("quantity")), fmt(c.get("predicted")), fmt(c.get("simulated")), fmt(c.get("rel_error"), ".2g"),
-         "yes" if c.get("passed") else "**NO**") for c in val))
+         _passed_cell(c)) for c in val))
+
+
+def _passed_cell(c: Mapping) -> str:
+    if c.get("passed") is None:  # a check not made, with its reason
+        return "not made: " + str((c.get("details") or {}).get("reason") or c.get("reason") or "")
+    return "yes" if c["passed"] else "**NO**"
 
 
 def _thermo_table(th: Mapping) -> Table:
@@ -344,7 +350,8 @@ def _verdict(d: Mapping) -> str:
         vtxt = f"validation: {d.get('validation_reason') or 'not run'}"
     else:
         ok = sum(1 for c in val if c.get("passed"))
-        vtxt = f"validation: {ok} of {len(val)} checks passed"
+        missing = sum(1 for c in val if c.get("passed") is None)
+        vtxt = f"validation: {ok} of {len(val)} checks passed" + (f", {missing} not made" if missing else "")
     return (f"**Verdict: the learning loop is {'STABLE' if stable else 'UNSTABLE'}**; {vtxt}. "
             f"Exit code {d['verdict']['exit_code']}.")
 

@@ -40,7 +40,6 @@ import csv
 import hashlib
 import math
 import os
-import tempfile
 import time
 import tomllib
 from dataclasses import dataclass, replace
@@ -48,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from crnfb.feedback.files import atomic_file, write_bytes, write_text
 from crnfb.feedback.errors import ModelError
 from crnfb.feedback.model import Ensembles, Model
 from crnfb.feedback.progress import progress_bar
@@ -117,7 +117,11 @@ def parse_param(spec: str, model: Model | None = None) -> ParamSpec:
     if "," in grid or len(parts) == 1:
         if ":" in grid:
             raise ModelError(f"--param {spec!r}: give either a list V1,V2,... or START:STOP:N[:scale]")
-        values = [_number(x.strip(), spec, "value") for x in grid.split(",") if x.strip()]
+        items = [x.strip() for x in grid.split(",")]
+        if "" in items:
+            raise ModelError(f"--param {spec!r}: empty entry in the list (two commas or a trailing comma); "
+                             "give V1,V2,... with a number between every pair of commas")
+        values = [_number(x, spec, "value") for x in items]
         scale = "list"
     else:
         scale = "lin"
@@ -146,6 +150,10 @@ def parse_param(spec: str, model: Model | None = None) -> ParamSpec:
     if not values:
         raise ModelError(f"--param {spec!r}: no values")
     if base in INTEGER_PARAMS:
+        given = values if scale == "list" else [start, stop]   # interior points of a range are rounded
+        frac = [v for v in given if v != int(v)]
+        if frac:
+            raise ModelError(f"--param {spec!r}: ensemble sizes must be whole numbers >= 1 ({base} = {frac[0]!r})")
         rounded = [float(round(v)) for v in values]
         if any(v < 1 for v in rounded):
             raise ModelError(f"--param {spec!r}: ensemble sizes must be whole numbers >= 1")
@@ -313,6 +321,36 @@ def _cell(v) -> str:
     return str(v)
 
 
+FINGERPRINT = "sweep.json"
+
+
+def sweep_fingerprint(model_text: str, specs: list[ParamSpec]) -> dict:
+    """What a resumed sweep must share with the rows it reuses: model text, grid, package version."""
+    from crnfb import __version__
+    return {"model_sha256": hashlib.sha256(model_text.encode("utf-8")).hexdigest(),
+            "grid": [{"name": s.name, "values": [repr(float(v)) for v in s.values]} for s in specs],
+            "package_version": __version__}
+
+
+def check_resume(out: Path, fingerprint: dict) -> None:
+    """Refuse to resume from rows another model, grid or version produced (:class:`ModelError`)."""
+    import json
+    csv_path, fp_path = out / "sweep.csv", out / FINGERPRINT
+    if not csv_path.exists():
+        return
+    try:
+        old = json.loads(fp_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise ModelError(f"{csv_path} has no readable fingerprint ({FINGERPRINT}), so its rows cannot be "
+                         "matched to this model and grid; use a new output directory", key="--output") from None
+    what = {"model_sha256": "the model file's content", "grid": "the --param grid",
+            "package_version": "the crnfb version"}
+    diff = [what[k] for k in what if old.get(k) != fingerprint[k]]
+    if diff:
+        raise ModelError(f"{csv_path} was written for a different sweep ({' and '.join(diff)} differ); resuming "
+                         "would reuse rows of another computation: use a new output directory", key="--output")
+
+
 def read_csv(path: Path, names: list[str]) -> tuple[list[str], list[dict]]:
     """Header and the complete rows of an existing ``sweep.csv`` (malformed rows are dropped)."""
     if not path.exists():
@@ -380,13 +418,11 @@ class CsvSink:
     def _rewrite(self):
         if self._fh:
             self._fh.close()
-        fd, tmp = tempfile.mkstemp(prefix=".sweep.", suffix=".csv", dir=self.path.parent)
-        with os.fdopen(fd, "w", newline="") as fh:
+        with atomic_file(self.path, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(self.header)
             for r in self.rows:
                 w.writerow([_cell(r.get(c)) for c in self.header])
-        os.replace(tmp, self.path)
         self._fh = open(self.path, "a", newline="")
 
     def add(self, point: dict, row: dict):
@@ -465,8 +501,13 @@ def run_sweep(model_path: str | os.PathLike, params: list[str], out_dir: str | o
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ModelError(f"output {out} exists and is not a directory")
+    fingerprint = sweep_fingerprint(text, specs)
+    check_resume(out, fingerprint)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "sweep.csv"
+    if not csv_path.exists():
+        import json
+        write_text(out / FINGERPRINT, json.dumps(fingerprint, indent=1) + "\n")
     header, rows = read_csv(csv_path, names)
     if header and any(n not in header for n in names):
         raise ModelError(f"{csv_path} holds a sweep over {[h for h in header if h not in ('status',)][:3]}..., "
@@ -558,10 +599,7 @@ def write_sweep_png(rows: list[dict], specs: list[ParamSpec], header: list[str],
     if not cols:
         cols = [c for c in header if c not in [s.name for s in specs] and c not in (STATUS, ERROR) and varies(c)][:9]
     fig = plots.sweep(rows, [s.name for s in specs], {s.name: s.scale for s in specs}, cols)
-    fd, tmp = tempfile.mkstemp(prefix=".sweep.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    plots.save(fig, tmp)
-    os.replace(tmp, path)
+    write_bytes(path, plots.png_bytes(fig))
     return path
 
 

@@ -105,7 +105,7 @@ class Check:
     simulated: float
     rel_error: float
     tolerance: float
-    passed: bool
+    passed: bool | None
     details: dict = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict:
@@ -124,10 +124,16 @@ class Check:
             return v
         out = {"quantity": self.quantity, "predicted": clean(self.predicted),
                "simulated": clean(self.simulated), "rel_error": clean(self.rel_error),
-               "tolerance": clean(self.tolerance), "passed": bool(self.passed)}
+               "tolerance": clean(self.tolerance), "passed": None if self.passed is None else bool(self.passed)}
         if self.details:
             out["details"] = clean(self.details)
         return out
+
+
+def not_made(quantity: str, reason: str) -> Check:
+    """A check that was not made: ``passed`` None, with the reason (docs/validation.md)."""
+    nan = float("nan")
+    return Check(quantity, nan, nan, nan, nan, None, {"reason": reason})
 
 
 def _check(quantity, predicted, simulated, rel_error, tol_key, **details) -> Check:
@@ -488,7 +494,8 @@ def validate(model: Model, loop: LinearLoop | None = None, quick: bool = False,
         checks.extend(res)
 
     if st.slowest_rate == 0 or not np.isfinite(st.slowest_rate):
-        return checks                    # marginal loop: no rate to fit, no steady state to compare
+        # marginal loop: no rate to fit, no steady state to compare
+        return [not_made("convergence rate", "marginal loop (slowest rate 0): no rate to fit")]
     timed(check_convergence, setup)
     # step, frequency and linear-range checks need an attracting fixed point
     disturbed = (st.stable and bool(np.any(setup.Br != 0)) and bool(np.linalg.norm(setup.dc) > 0))
@@ -497,39 +504,133 @@ def validate(model: Model, loop: LinearLoop | None = None, quick: bool = False,
         timed(check_step, runs)
         om = setup.stability.slowest_rate * (FREQ_FACTORS[[0, 2, 4]] if quick else FREQ_FACTORS)
         timed(check_frequency, setup, om)
-    if not quick:
+    else:
+        why = ("the loop is unstable: no steady response to compare" if not st.stable else
+               "no [environment.change] (zero disturbance): nothing to respond to")
+        checks += [not_made(q, why) for q in ("step response", "frequency response")]
+    if quick:
+        checks += [not_made(q, "quick validation (crnfb sweep) skips it")
+                   for q in ("quasi-static rate", "linear range", "parameter noise (LNA vs SSA)")]
+    else:
         qs = st.quasi_static_rates
         if qs.size and np.all(qs > 0):   # the quasi-static limit is a stable gradient flow
             timed(check_quasi_static, setup)
+        else:
+            checks.append(not_made("quasi-static rate", "a quasi-static rate is not positive (flat or "
+                                   "non-minimum landscape)"))
         if disturbed:
             timed(check_linear_range, runs)
-        try:
-            from crnfb.analysis.noise import validate_noise
-        except ImportError:
-            validate_noise = None
-        if not noise:
-            validate_noise = None
-        if validate_noise is not None and st.stable:
-            import warnings
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)   # "not checked" is reported by its absence
-                res = validate_noise(model, loop=loop, seed=seed)
-            for r in res:
-                checks.append(Check(r["quantity"], r["predicted"], r["simulated"], r["rel_error"],
-                                    r.get("tolerance", float("nan")), bool(r["passed"]),
-                                    {k: v for k, v in r.items() if k not in
-                                     ("quantity", "predicted", "simulated", "rel_error", "tolerance", "passed")}))
+        else:
+            checks.append(not_made("linear range", "no step response to measure it on (see step response)"))
+        checks += _noise_checks(model, loop, seed, noise, st.stable)
     return checks
+
+
+def _noise_checks(model: Model, loop: LinearLoop, seed: int, noise: bool, stable: bool) -> list[Check]:
+    """The parameter-noise check (LNA vs SSA), or one entry saying why it was not made."""
+    try:
+        from crnfb.analysis.noise import validate_noise
+    except ImportError:
+        validate_noise = None
+    name = "parameter noise (LNA vs SSA)"
+    if not stable:
+        return [not_made(name, "the loop is unstable: no stationary noise")]
+    if not noise or validate_noise is None:
+        return [not_made(name, "not requested (noise=False)" if not noise else "crnfb.analysis.noise missing")]
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)   # its "not checked" message is the reason
+        res = validate_noise(model, loop=loop, seed=seed)
+    if not res:
+        return [not_made(name, "; ".join(str(w.message) for w in caught) or "the SSA run was not made")]
+    return [Check(r["quantity"], r["predicted"], r["simulated"], r["rel_error"], r.get("tolerance", float("nan")),
+                  bool(r["passed"]), {k: v for k, v in r.items() if k not in
+                                      ("quantity", "predicted", "simulated", "rel_error", "tolerance", "passed")})
+            for r in res]
 
 
 def table(checks: list[Check]) -> str:
     """Plain-text table of checks."""
     rows = [f"{'quantity':<58s} {'predicted':>12s} {'simulated':>12s} {'rel_error':>10s} {'tol':>8s}  ok"]
     for c in checks:
-        rows.append(f"{c.quantity[:58]:<58s} {c.predicted:12.5g} {c.simulated:12.5g} {c.rel_error:10.2e} "
-                    f"{c.tolerance:8.1e}  {'yes' if c.passed else 'NO'}")
+        def g(v, spec):
+            return format(v, spec) if isinstance(v, (int, float, np.floating)) else f"{'-':>{int(spec.split('.')[0])}}"
+        rows.append(f"{c.quantity[:58]:<58s} {g(c.predicted, '12.5g')} {g(c.simulated, '12.5g')} "
+                    f"{g(c.rel_error, '10.2e')} {g(c.tolerance, '8.1e')}  "
+                    f"{'-' if c.passed is None else 'yes' if c.passed else 'NO'}")
     return "\n".join(rows)
 
 
+# -- consistency of the verdict with the numbers it rests on (issue: extreme rates) ------------------
+#: Gain margins within this relative band of 1 are marginal: no disagreement is claimed there.
+MARGINAL_BAND = 1e-6
+
+
+def _entry(quantity: str, predicted, simulated, passed, **details) -> dict:
+    def num(v):
+        return float(v) if isinstance(v, (int, float, np.floating)) and math.isfinite(v) else None
+    return {"quantity": quantity, "predicted": num(predicted), "simulated": num(simulated), "rel_error": None,
+            "tolerance": None, "passed": passed, "details": details}
+
+
+def consistency_checks(report: dict) -> list[dict]:
+    """Check that verdict, eigenvalues, gain margin, ``eps_crit`` and the fixed point agree.
+
+    ``report`` is the ``report.json`` dictionary. Each entry is a validation
+    entry (``passed`` False on a disagreement, None with a reason when the
+    check cannot be made); a STABLE verdict with a gain margin below one,
+    for example, is a failure, not a silent pass (docs/validation.md).
+    """
+    stable = bool(report.get("verdict", {}).get("stable"))
+    cl, mg = report.get("closed_loop") or {}, report.get("margins") or {}
+    out = []
+    rate = cl.get("slowest_rate")
+    if rate is None:
+        out.append(_entry("consistency: verdict vs eigenvalues", None, None, None,
+                          reason=cl.get("slowest_rate_reason", "no closed-loop eigenvalue")))
+    else:
+        out.append(_entry("consistency: verdict vs eigenvalues", rate, float(stable), (rate > 0) == stable,
+                          meaning="predicted: slowest decay rate -max Re(lambda); simulated: 1 if STABLE"))
+    gm = mg.get("gain_margin")
+    if isinstance(gm, (int, float)) and math.isfinite(gm):
+        ok = True if abs(gm - 1.0) <= MARGINAL_BAND else (gm > 1.0) == stable
+        out.append(_entry("consistency: verdict vs gain margin", gm, float(stable), ok,
+                          meaning="STABLE needs gain_margin > 1 (the smallest destabilising common "
+                                  "scaling of the learning rates)"))
+    else:
+        out.append(_entry("consistency: verdict vs gain margin", None, None, None,
+                          reason=mg.get("gain_margin_reason") or "no gain margin"))
+    ec = mg.get("eps_crit")
+    eps = (report.get("model") or {}).get("eps") or {}
+    if isinstance(ec, (int, float)) and math.isfinite(ec) and eps:
+        e = max(eps.values())
+        ok = True if abs(ec / e - 1.0) <= MARGINAL_BAND else (ec > e) == stable
+        out.append(_entry("consistency: verdict vs eps_crit", ec, e, ok,
+                          meaning="predicted: eps_crit; simulated: the largest learning rate of the file"))
+    else:
+        out.append(_entry("consistency: verdict vs eps_crit", None, None, None,
+                          reason=mg.get("eps_crit_reason") or "eps_crit is per loop (stability need not be "
+                                                               "monotone in one rate) or not available"))
+    opt = (report.get("fixed_point") or {}).get("optimum") or {}
+    conv = opt.get("converged")
+    out.append(_entry("consistency: learned fixed point converged", opt.get("gradient_norm"), None,
+                      None if conv is None else bool(conv), note=opt.get("note") or ""))
+    return out
+
+
+def with_consistency(validation: list | None, report: dict) -> list | None:
+    """``validation`` plus the consistency entries.
+
+    When validation was not run (``None``) only failed consistency entries
+    are added (a disagreement is never silent); otherwise all of them.
+    """
+    entries = consistency_checks(report)
+    if validation is None:
+        bad = [c for c in entries if c["passed"] is False]
+        return bad or None
+    return list(validation) + entries
+
+
 __all__ = ["Check", "check_convergence", "check_frequency", "check_linear_range", "check_quasi_static",
-           "check_step", "table", "validate"]
+           "check_step", "table", "validate",
+           "consistency_checks", "with_consistency"]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import null_space, orth
+from scipy.special import logsumexp
 
 from .statespace import StateSpace
 
@@ -58,26 +59,46 @@ class Landscape:
 
     def log_marginal(self, theta: np.ndarray) -> np.ndarray:
         """``ln P_theta(v)`` computed in logs (no underflow far in the tails of large boxes)."""
-        from scipy.special import logsumexp
-        lw = self.space.log_weights(theta)
-        lw = lw - logsumexp(lw)
-        top = np.full(self._nv, -np.inf)
-        np.maximum.at(top, self._vi, lw)
-        sums = np.bincount(self._vi, weights=np.exp(lw - top[self._vi]), minlength=self._nv)
-        with np.errstate(divide="ignore"):
-            return top + np.log(sums)
+        return self._log_marginal_of(self.log_law(theta))
 
-    def clamped_law(self, pi: np.ndarray, q: np.ndarray | None = None) -> np.ndarray:
-        """``Qt(v,h) = Q(v) pi(h|v)`` on the class."""
-        q = self.q if q is None else q
+    def log_law(self, theta: np.ndarray) -> np.ndarray:
+        """``ln pi_theta(n)`` on the class, normalised with log-sum-exp."""
+        lw = self.space.log_weights(theta)
+        return lw - logsumexp(lw)
+
+    def _log_marginal_of(self, lpi: np.ndarray) -> np.ndarray:
+        top = np.full(self._nv, -np.inf)
+        np.maximum.at(top, self._vi, lpi)
+        safe = np.where(np.isfinite(top), top, 0.0)
+        sums = np.bincount(self._vi, weights=np.exp(lpi - safe[self._vi]), minlength=self._nv)
+        with np.errstate(divide="ignore"):
+            return safe + np.log(sums)
+
+    def conditional(self, pi: np.ndarray | None = None, log_pi: np.ndarray | None = None) -> np.ndarray:
+        """``pi(h|v)`` per state of the class.
+
+        From ``log_pi`` it is computed as ``exp(ln pi - ln P(v))``, which stays
+        exact when whole visible slices underflow in ``pi`` (energies far from
+        the environment, issue: starting energies 30 kT away).
+        """
+        if log_pi is not None:
+            logP = self._log_marginal_of(log_pi)
+            ok = np.isfinite(logP)[self._vi]
+            return np.where(ok, np.exp(log_pi - np.where(np.isfinite(logP), logP, 0.0)[self._vi]), 0.0)
         P = self.marginal(pi)
-        ratio = np.divide(q, P, out=np.zeros_like(P), where=P > 0)
-        return pi * ratio[self._vi]
+        return pi * np.divide(1.0, P, out=np.zeros_like(P), where=P > 0)[self._vi]
+
+    def clamped_law(self, pi: np.ndarray | None, q: np.ndarray | None = None,
+                    log_pi: np.ndarray | None = None) -> np.ndarray:
+        """``Qt(v,h) = Q(v) pi(h|v)`` on the class (give ``log_pi`` to avoid underflow)."""
+        q = self.q if q is None else q
+        return self.conditional(pi, log_pi) * q[self._vi]
 
     def moments(self, theta: np.ndarray, q: np.ndarray | None = None) -> Moments:
-        pi = self.space.stationary(theta)
+        lpi = self.log_law(theta)
+        pi = np.exp(lpi)
         P = self.marginal(pi)
-        qt = self.clamped_law(pi, q)
+        qt = self.clamped_law(pi, q, log_pi=lpi)
         return Moments(pi, P, qt, self._S.T @ pi, self._S.T @ qt)
 
     def divergence(self, theta: np.ndarray, q: np.ndarray | None = None) -> float:
@@ -98,17 +119,17 @@ class Landscape:
         mo = self.moments(theta, q)
         return mo.mean_free - mo.mean_clamped
 
-    def conditional_covariance(self, pi: np.ndarray, q: np.ndarray | None = None) -> np.ndarray:
+    def conditional_covariance(self, pi: np.ndarray | None, q: np.ndarray | None = None,
+                               log_pi: np.ndarray | None = None) -> np.ndarray:
         """``E_Q[ Cov_{pi(.|v)}(n) ]``: the clamped plant's quasi-static gain."""
-        qt = self.clamped_law(pi, q)
-        S = self._S
-        second = (S * qt[:, None]).T @ S
-        P = self.marginal(pi)
-        # conditional means E[n|v] per visible state
-        sums = np.zeros((self._nv, S.shape[1]))
-        np.add.at(sums, self._vi, S * pi[:, None])
-        mu = np.divide(sums, P[:, None], out=np.zeros_like(sums), where=P[:, None] > 0)
         qq = self.q if q is None else q
+        cond = self.conditional(pi, log_pi)
+        S = self._S
+        qt = cond * qq[self._vi]
+        second = (S * qt[:, None]).T @ S
+        # conditional means E[n|v] per visible state
+        mu = np.zeros((self._nv, S.shape[1]))
+        np.add.at(mu, self._vi, S * cond[:, None])
         return second - (mu * qq[:, None]).T @ mu
 
     def covariance(self, pi: np.ndarray) -> np.ndarray:
@@ -119,8 +140,8 @@ class Landscape:
 
     def hessian(self, theta: np.ndarray, q: np.ndarray | None = None) -> np.ndarray:
         """``Cov_pi(n) - E_Q[Cov_{pi(.|v)}(n)]`` (all species)."""
-        pi = self.space.stationary(theta)
-        return self.covariance(pi) - self.conditional_covariance(pi, q)
+        lpi = self.log_law(theta)
+        return self.covariance(np.exp(lpi)) - self.conditional_covariance(None, q, log_pi=lpi)
 
 
 def neutral_directions(L: np.ndarray, learned: np.ndarray, n_species: int) -> np.ndarray:
@@ -154,4 +175,57 @@ def identifiable_basis(neutral: np.ndarray, k: int, eps: np.ndarray | None = Non
     return null_space(N.T)
 
 
-__all__ = ["identifiable_basis", "Landscape", "Moments", "neutral_directions"]
+#: Energies beyond this many kT overflow ``exp`` in rates and propensities.
+EXP_LIMIT = 700.0
+#: Below this variance (learned species, at theta) the law sits on one state: the flow would
+#: start on an underflow plateau where gradient and Hessian carry no information.
+FROZEN_VARIANCE = 1e-8
+
+
+def start_problem(space: StateSpace, theta_full: np.ndarray, learned: np.ndarray, tol: float) -> str | None:
+    """Why the law at ``theta_full`` is a poor start for the gradient flow (None when it is fine).
+
+    Reasons: energies beyond ``EXP_LIMIT`` kT, stationary mass dropped by the
+    truncation box above ``tol``, or a law frozen on a single state
+    (variance of the learned species below ``FROZEN_VARIANCE``).
+    """
+    theta_full = np.asarray(theta_full, float)
+    if not np.all(np.isfinite(theta_full)) or np.max(np.abs(theta_full[learned])) > EXP_LIMIT:
+        return f"learned energies beyond {EXP_LIMIT:g} kT in magnitude"
+    lw = space.log_weights(theta_full)
+    if not np.all(np.isfinite(lw) | (lw == -np.inf)):
+        return "the stationary law overflows at these energies"
+    m = space.truncation_mass(theta_full)
+    if not m <= tol:
+        return f"the truncation box drops stationary mass {m:.3g} > {tol:g}"
+    pi = np.exp(lw - logsumexp(lw))
+    S = space.states[:, learned].astype(float)
+    mean = S.T @ pi
+    var = (S * S).T @ pi - mean * mean
+    if np.max(var, initial=0.0) < FROZEN_VARIANCE:
+        return (f"the law sits on a single state (variance of the learned species "
+                f"{np.max(var, initial=0.0):.2g}), so P_theta has no mass to learn from")
+    return None
+
+
+def neutral_anchor(theta: np.ndarray, neutral: np.ndarray, eps: np.ndarray) -> np.ndarray:
+    """The point of ``span(N)`` on the flow's leaf through ``theta`` (learned coordinates).
+
+    The flow ``dtheta/dt = -E grad D`` keeps ``N^T E^{-1} theta`` fixed
+    (docs/theory.md §3); the anchor ``N y`` with ``N^T E^{-1} N y = N^T E^{-1} theta``
+    is on the same leaf, has no identifiable component, and is computed without
+    cancellation (``0`` exactly when there is no neutral direction), so it
+    stays sane for any magnitude of ``theta``.
+    """
+    theta = np.asarray(theta, float)
+    if neutral.shape[1] == 0:
+        return np.zeros_like(theta)
+    W = neutral / np.asarray(eps, float)[:, None]
+    # scale first so that theta near the float limit does not overflow the products
+    s = max(np.max(np.abs(theta)), 1.0)
+    y = np.linalg.solve(neutral.T @ W, W.T @ (theta / s))
+    return s * (neutral @ y)
+
+
+__all__ = ["identifiable_basis", "Landscape", "Moments", "neutral_directions", "EXP_LIMIT", "FROZEN_VARIANCE",
+           "start_problem", "neutral_anchor"]

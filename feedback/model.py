@@ -19,7 +19,7 @@ import numpy as np
 
 from .environment import Environment, EnvironmentTable, tabulate
 from .errors import ModelError
-from .landscape import Landscape, identifiable_basis, neutral_directions
+from .landscape import Landscape, identifiable_basis, neutral_anchor, neutral_directions, start_problem
 from .network import Network
 from .statespace import StateSpace
 
@@ -130,7 +130,8 @@ class Model:
             raise ModelError("the model needs an [environment]", key="environment", file=self.source)
         try:
             _ = self.env_table, self.change_table
-            self.space.check_truncation(self.network.theta0, self.truncation_tol, "at the initial energies ")
+            what = "at the initial energies " if self.start_note is None else "at the flow's starting point "
+            self.space.check_truncation(self.full_theta(self.start_theta), self.truncation_tol, what)
         except ModelError as e:
             raise e.located(self.source) from None
 
@@ -182,6 +183,36 @@ class Model:
     def theta0(self) -> np.ndarray:
         """Initial learned parameters (``-G`` of the learned species)."""
         return self.network.theta0[self.learned]
+
+    @cached_property
+    def _start(self) -> tuple[np.ndarray, str | None]:
+        theta0 = self.theta0
+        why = start_problem(self.space, self.network.theta0, self.learned, self.truncation_tol)
+        if why is None:
+            return theta0, None
+        anchor = neutral_anchor(theta0, self.neutral, self.eps)
+        if start_problem(self.space, self.full_theta(anchor), self.learned, self.truncation_tol) is not None:
+            return theta0, None  # no better start: the checks downstream report the file's problem
+        note = (f"the file's energies are a poor start ({why}); the flow starts from theta = "
+                f"{np.round(anchor, 6).tolist()} on the same neutral leaf (docs/decisions.md)")
+        return anchor, note
+
+    @property
+    def start_theta(self) -> np.ndarray:
+        """Where the quasi-static flow starts (learned coordinates).
+
+        The file's energies, unless the law there cannot start a flow
+        (:func:`~crnfb.feedback.landscape.start_problem`); then the point of
+        the same neutral leaf with no identifiable component
+        (:func:`~crnfb.feedback.landscape.neutral_anchor`), which leads to the
+        same minimum whenever D has a single one.
+        """
+        return self._start[0]
+
+    @property
+    def start_note(self) -> str | None:
+        """Why the flow does not start at the file's energies (None when it does)."""
+        return self._start[1]
 
     def full_theta(self, theta: np.ndarray) -> np.ndarray:
         """Embed learned parameters into the full ``theta`` (others from the file)."""
@@ -238,7 +269,8 @@ class Model:
             "reactions": [net.equation(r) for r in range(len(net.reactions))],
             "conservation_laws": net.conservation_laws.tolist(),
             "state_count": int(self.space.size),
-            "truncation_mass": float(self.space.truncation_mass(net.theta0)),
+            "truncation_mass": float(self.space.truncation_mass(self.full_theta(self.start_theta))),
+            "start_note": self.start_note,
             "environment_tail_mass": float(self.env_table.tail_mass),
             "detailed_balance": True,
             "detailed_balance_residual": float(self.balance_residual),

@@ -8,7 +8,9 @@ in a model file is ever evaluated as code.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import tomllib
 from pathlib import Path
 
@@ -54,19 +56,54 @@ def load_model(path: str | Path) -> Model:
         With ``file``, ``key`` and (for TOML syntax errors) ``line`` set.
     """
     path = Path(path)
-    try:
-        text = path.read_bytes()
-    except OSError as e:
-        raise ModelError(f"cannot read model file: {e.strerror}", file=str(path)) from None
+    text = read_model_bytes(path)
+    if text.startswith(b"\xef\xbb\xbf"):
+        raise ModelError("model file starts with a UTF-8 byte-order mark (BOM), which TOML does not allow; "
+                         "save it as UTF-8 without BOM", file=str(path), line=1)
     try:
         data = tomllib.loads(text.decode("utf-8"))
     except UnicodeDecodeError:
         raise ModelError("model file is not UTF-8 text", file=str(path)) from None
+    except RecursionError:
+        raise ModelError("model file nests arrays or tables too deeply to parse; a model file needs at most a "
+                         "few levels", file=str(path)) from None
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"line (\d+)", str(e))
         raise ModelError(f"TOML syntax error: {e}", file=str(path),
                          line=int(m.group(1)) if m else None) from None
     return parse_model(data, source=str(path))
+
+
+#: Largest model file read (a model file is a few kilobytes; this only stops runaway input).
+MAX_FILE_BYTES = 10 * 2**20
+
+
+def read_model_bytes(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a model file: a regular file of at most ``limit`` bytes (:class:`ModelError` otherwise).
+
+    FIFOs, devices and sockets are refused before they are opened (reading
+    ``/dev/zero`` never ends, opening a FIFO blocks).
+    """
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise ModelError(f"cannot read model file: {e.strerror}", file=str(path)) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ModelError("is a directory; give a model file (.toml)", file=str(path))
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelError("is not a regular file (a FIFO, device or socket); give a model file (.toml)",
+                         file=str(path))
+    if st.st_size > limit:
+        raise ModelError(f"model file is {st.st_size} bytes, more than the {limit // 2**20} MiB a model file "
+                         "may have", file=str(path))
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as e:
+        raise ModelError(f"cannot read model file: {e.strerror}", file=str(path)) from None
+    if len(data) > limit:
+        raise ModelError(f"model file is larger than {limit // 2**20} MiB", file=str(path))
+    return data
 
 
 def parse_model(data: dict, source: str | None = None) -> Model:

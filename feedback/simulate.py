@@ -25,8 +25,6 @@ Example::
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +36,7 @@ from scipy.integrate import BDF, LSODA, Radau
 from scipy.optimize import brentq
 
 from .ensembles import LearningNetwork
+from .files import atomic_file
 from .errors import ModelError
 from .model import Model
 from .progress import progress_bar
@@ -54,6 +53,26 @@ ATOL_THETA = 1e-9
 
 class SimulationError(RuntimeError):
     """The integrator failed (step size underflow, singular Newton matrix)."""
+
+
+class WorkLimitError(ModelError):
+    """The run would take unreasonably long (bad input: a shorter time span is needed)."""
+
+
+#: Most integration steps one ODE run may take (~5 ms each on the examples: minutes of compute).
+MAX_STEPS = 20_000
+
+
+def ode_work_estimate(t_end: float, breakpoints=(), max_step: float = math.inf) -> float:
+    """Steps an ODE run needs at least: restarts at breakpoints plus ``t_end / max_step``.
+
+    Constant pieces cost a few hundred steps per piece (the step size grows
+    geometrically once the loop settles; measured: birth_death 199 steps to
+    t = 1e3, 837 to 1e7).
+    """
+    pieces = 1 + len(tuple(breakpoints))
+    steady = float(t_end) / max_step if math.isfinite(max_step) and max_step > 0 else 0.0
+    return 200.0 * pieces + steady
 
 
 @dataclass(frozen=True)
@@ -76,7 +95,8 @@ class IntegrationStats:
 def integrate(system: Callable[[float, float], tuple[Callable, Callable | None]], y0: np.ndarray,
               t_eval: np.ndarray, *, breakpoints=(), method: str = "BDF", rtol: float = RTOL,
               atol=1e-10, max_step: float = math.inf, stop: Callable | None = None,
-              progress: bool | None = None, desc: str = "ode") -> tuple[np.ndarray, np.ndarray, IntegrationStats]:
+              progress: bool | None = None, desc: str = "ode",
+              max_steps: int = MAX_STEPS) -> tuple[np.ndarray, np.ndarray, IntegrationStats]:
     """Integrate piecewise between breakpoints with a SciPy stiff solver.
 
     Parameters
@@ -140,6 +160,12 @@ def integrate(system: Callable[[float, float], tuple[Callable, Callable | None]]
                 if solver.status == "failed":
                     raise SimulationError(f"{method} failed at t = {t_old:.6g}: {msg}")
                 steps += 1
+                if steps > max_steps:
+                    pace = steps / max(solver.t - t0, 1e-300)
+                    raise WorkLimitError(
+                        f"the integration took {steps} steps to reach t = {solver.t:.4g} of {t1:.4g} "
+                        f"(at this pace about {pace * (t1 - t0):.2g} steps in all, limit {max_steps}); "
+                        "the loop settles long before: choose a shorter --t-end", key="--t-end")
                 t_new = solver.t
                 dense = None
                 if stop is not None:
@@ -362,18 +388,9 @@ class Trajectory:
         folder = path.parent if str(path.parent) else Path(".")
         if not folder.is_dir():
             raise ModelError(f"cannot write {path}: folder {folder} does not exist")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "w", newline="") as fh:
-                fh.write(",".join(self.columns) + "\n")
-                np.savetxt(fh, self.table(), delimiter=",", fmt="%.12g")
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        with atomic_file(path, "w", newline="") as fh:
+            fh.write(",".join(self.columns) + "\n")
+            np.savetxt(fh, self.table(), delimiter=",", fmt="%.12g")
         return path
 
     def __len__(self) -> int:
@@ -466,6 +483,11 @@ def simulate(model: Model, t_end: float, signal: Signal | None = None, points: i
         size0 = np.linalg.norm(U.T @ (x0[base:] - th_star))
         stop = lambda t, x: np.linalg.norm(U.T @ (x[base:] - th_star)) - 1e-3 * size0  # noqa: E731
     max_step = signal.max_step()
+    need = ode_work_estimate(t_end, signal.breakpoints(0.0, float(t_end)), max_step)
+    if need > MAX_STEPS:
+        raise WorkLimitError(f"the run needs at least {need:.3g} integration steps (signal breakpoints and "
+                             f"its largest step {max_step:g}) > {MAX_STEPS}; choose a shorter --t-end",
+                             key="--t-end")
     t, X, stats = integrate(loop_system(net, signal), x0, t_eval,
                             breakpoints=signal.breakpoints(0.0, float(t_end)), method=method, rtol=rtol,
                             atol=state_atol(net, atol_p, atol_theta), max_step=max_step, stop=stop,

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -64,6 +63,7 @@ import numpy as np
 from numba import njit
 
 from .ensembles import LearningNetwork
+from .files import atomic_file
 from .errors import ModelError
 from .model import Model
 from .progress import progress_bar
@@ -597,15 +597,8 @@ class SSATrajectory:
         data = np.vstack(blocks)
         header = ",".join((["replicate"] if R > 1 else []) + cols)
         fmt = (["%d"] if R > 1 else []) + ["%.10g"] * len(cols)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                np.savetxt(fh, data, delimiter=",", header=header, comments="", fmt=fmt)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_file(path, "w", newline="") as fh:
+            np.savetxt(fh, data, delimiter=",", header=header, comments="", fmt=fmt)
         return path
 
 
@@ -657,6 +650,37 @@ def _static(model: Model, clamping: str | None) -> _Static:
                    c(np.isin(L, model.network.hidden)))
 
 
+#: Largest expected number of events a run may need (the compiled loop does ~1e7-1e8 events/s per core).
+MAX_EVENTS = 2e9
+
+
+def expected_event_rate(model: Model, theta: np.ndarray | None = None) -> float:
+    """Expected events per unit time of the finite-ensemble network at ``theta`` (start of a run).
+
+    Copy jumps: ``M_f sum_n pi(n) r(n)`` for the free ensemble and the same
+    for the clamped one (``r(n)``: total propensity out of ``n``, from the
+    class's edges); parameter species: ``Omega lambda_i`` creations and
+    about as many removals per unit of ``eps_i`` (docs/theory.md §6).
+    """
+    theta = model.theta0 if theta is None else np.asarray(theta, float)
+    full = model.full_theta(theta)
+    space = model.space
+    pi = space.stationary(full)
+    with np.errstate(over="ignore"):
+        out = np.zeros(space.size)
+        for e in space.edges:
+            np.add.at(out, e.src, e.coef * np.exp(float(full @ e.exponent)))
+        per_copy = float(pi @ out)
+        ens = model.ensembles
+        learn = float(np.sum(2.0 * model.eps * ens.omega * np.exp(theta)))
+    return (ens.free + ens.clamped) * per_copy + learn
+
+
+def ssa_work_estimate(model: Model, t_end: float, replicates: int = 1) -> float:
+    """Expected events of a run (:func:`expected_event_rate` times ``t_end`` and replicates)."""
+    return expected_event_rate(model) * float(t_end) * int(replicates)
+
+
 def simulate_ssa(model: Model, t_end: float, n_points: int = 201, seed: int | None = 0, replicates: int = 1,
                  a_signal=None, progress: bool = True, *, learn: bool = True, clamping: str | None = None,
                  theta_start: np.ndarray | None = None, occupancy_from: float | None = None,
@@ -704,6 +728,12 @@ def simulate_ssa(model: Model, t_end: float, n_points: int = 201, seed: int | No
         raise ModelError(f"n_points must be >= 2, got {n_points!r}")
     if int(replicates) < 1:
         raise ModelError(f"replicates must be >= 1, got {replicates!r}")
+    events = ssa_work_estimate(model, t_end, replicates)
+    if not events <= MAX_EVENTS:
+        raise ModelError(f"the run would need about {events:.3g} events (expected event rate "
+                         f"{events / (float(t_end) * int(replicates)):.3g} per unit time, t_end = {t_end:g}) > "
+                         f"{MAX_EVENTS:.0e}, hours of compute; shorten t_end or the ensembles "
+                         "([ensembles] free, clamped, omega)", key="--t-end")
     st = _static(model, clamping)
     net = st.net
     ens = model.ensembles

@@ -23,6 +23,34 @@ from .errors import ModelError, TruncationError
 from .network import Network
 
 MAX_STATES = 2_000_000
+#: Boxes with at most this many cells (states times species) are enumerated whole (_enumerate_box).
+BOX_CELLS = 8_000_000
+
+
+def class_size_bound(L: np.ndarray, bounds: np.ndarray) -> float:
+    """Upper bound on the class size inside the box, without enumerating.
+
+    With ``r`` independent conservation laws, the ``N - r`` coordinates of a
+    set ``F`` whose complement's columns of ``L`` are invertible determine a
+    state, so the class has at most ``prod_{i in F} (b_i + 1)`` states; the
+    smallest such product over the sets ``F`` tried (the box volume without
+    laws).
+    """
+    import itertools
+    radix = np.asarray(bounds, float) + 1.0
+    N = radix.size
+    L = np.asarray(L, float).reshape(-1, N)
+    r = np.linalg.matrix_rank(L) if L.size else 0
+    best = float(np.prod(radix))
+    if r == 0 or L.shape[0] != r:   # dependent rows: the box volume is still a bound
+        return best
+    for k, comp in enumerate(itertools.combinations(range(N), r)):
+        if k > 2000:   # enough candidates for any network of a few species
+            break
+        if abs(np.linalg.det(L[:, list(comp)])) > 1e-9:
+            free = [i for i in range(N) if i not in comp]
+            best = min(best, float(np.prod(radix[free])))
+    return best
 
 
 def species_bounds(net: Network, initial: np.ndarray) -> np.ndarray:
@@ -121,7 +149,14 @@ class StateSpace:
             raise ModelError("the truncation box is too large to enumerate; lower n_max",
                              key="truncation.n_max")
         self._mult = np.concatenate([[1], np.cumprod(self._radix[::-1])[:-1]])[::-1].astype(np.int64)
-        self.states = self._enumerate()
+        bound = class_size_bound(network.conservation_laws, self.bounds)
+        if bound > 8 * MAX_STATES:  # surely too big; between 1x and 8x the bound may be loose: enumerate
+            raise ModelError(f"the class has up to {bound:.3g} states (truncation box {self.bounds.tolist()} "
+                             f"with {network.conservation_laws.shape[0]} conservation law(s)), more than "
+                             f"{MAX_STATES}; lower n_max", key="truncation.n_max")
+        volume = float(np.prod(self._radix.astype(float)))
+        small = volume * network.n_species <= BOX_CELLS
+        self.states = self._enumerate_box() if small else self._enumerate()
         self.codes = self.states @ self._mult
 
     # -- enumeration --------------------------------------------------------
@@ -162,6 +197,41 @@ class StateSpace:
         states = np.vstack(chunks)
         order = np.argsort(self._encode(states))
         return states[order]
+
+    def _enumerate_box(self) -> np.ndarray:
+        """The class as a connected component of the jump graph on the whole box slice.
+
+        For boxes of at most ``BOX_CELLS`` cells: every jump of every state at
+        once (vectorised) and one ``connected_components`` call, linear in
+        the box size, where the level-by-level search pays Python overhead
+        per level (an open species with n_max = 60000 has 60000 levels).
+        """
+        net = self.network
+        codes = np.arange(int(np.prod(self._radix)), dtype=np.int64)
+        states = (codes[:, None] // self._mult[None, :]) % self._radix[None, :]
+        L = net.conservation_laws
+        if L.shape[0]:
+            keep = ((states @ L.T) == (L @ self.initial)[None, :]).all(axis=1)
+            states, codes = states[keep], codes[keep]
+        rows, cols = [], []
+        for mv, nd in zip(net.nu, net.Y):   # forward jumps; the reverse ones are the same edges
+            ok = np.nonzero((states >= nd).all(axis=1))[0]
+            nxt = states[ok] + mv
+            inbox = (nxt >= 0).all(axis=1) & (nxt <= self.bounds).all(axis=1)
+            ok, nxt = ok[inbox], nxt[inbox]
+            pos = np.searchsorted(codes, nxt @ self._mult)
+            rows.append(ok)
+            cols.append(pos)
+        r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+        g = sparse.coo_matrix((np.ones(r.size), (r, c)), shape=(codes.size, codes.size))
+        _, labels = connected_components(g, directed=False)
+        start = np.searchsorted(codes, self._encode(self.initial))
+        found = states[labels == labels[start]]
+        if found.shape[0] > MAX_STATES:
+            raise ModelError(f"the class has {found.shape[0]} states, more than {MAX_STATES}; lower n_max",
+                             key="truncation.n_max")
+        return found
 
     # -- indexing -------------------------------------------------------------
     @property
@@ -236,6 +306,10 @@ class StateSpace:
             return None
         b = self.bounds.copy()
         extra = np.maximum(10, np.ceil(0.5 * b)).astype(np.int64)
+        # keep the enlarged class enumerable: a thinner rim still sees the tail next to the box
+        while extra.max() > 2 and class_size_bound(self.network.conservation_laws,
+                                                   np.where(self.truncated, b + extra, b)) > MAX_STATES:
+            extra = np.maximum(2, extra // 2)
         b[self.truncated] = np.minimum(b[self.truncated] + extra[self.truncated],
                                        np.where(np.isfinite(self.natural_bounds), self.natural_bounds,
                                                 np.iinfo(np.int64).max // 4)[self.truncated].astype(np.int64))
@@ -258,8 +332,14 @@ class StateSpace:
 
     def check_truncation(self, theta: np.ndarray, tol: float = 1e-6, what: str = "") -> float:
         """Truncation mass at ``theta``; :class:`TruncationError` above ``tol``."""
+        lw = self.log_weights(theta)
+        if np.isnan(lw).any() or (lw == np.inf).any():
+            names = [n for n, t in zip(self.network.names, np.asarray(theta, float)) if not abs(t) < 1e300]
+            raise ModelError(f"the stationary law overflows at these energies ({', '.join(names) or 'some'}: "
+                             "energies near the float limit times the counts exceed it); use energies of "
+                             "ordinary size (a few hundred kT at most)", key="species")
         m = self.truncation_mass(theta)
-        if m > tol:
+        if not m <= tol:
             raise TruncationError(
                 f"the truncation box {dict(zip(self.network.names, self.bounds.tolist()))} drops "
                 f"stationary mass {m:.3g} {what}> tolerance {tol:g}; raise n_max",
@@ -285,12 +365,11 @@ class StateSpace:
         g = sparse.coo_matrix((np.ones(r.size), (r, c)), shape=(self.size, self.size))
         _, labels = connected_components(g, directed=True, connection="weak")
         vi = self.visible_index
-        sel = range(self.visible_states.shape[0]) if visible_rows is None else visible_rows
-        bad = []
-        for v in sel:
-            if np.unique(labels[vi == v]).size > 1:
-                bad.append(tuple(int(x) for x in self.visible_states[v]))
-        return bad
+        # components per visible state in one pass (distinct (v, label) pairs counted per v): linear
+        pairs = np.unique(np.stack([vi, labels]), axis=1)
+        split = np.bincount(pairs[0], minlength=self.visible_states.shape[0]) > 1
+        sel = np.arange(self.visible_states.shape[0]) if visible_rows is None else np.asarray(visible_rows)
+        return [tuple(int(x) for x in self.visible_states[v]) for v in sel if split[v]]
 
     def summary(self) -> dict:
         return {

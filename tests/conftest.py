@@ -25,6 +25,9 @@ settings.register_profile("default", deadline=None, max_examples=30,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", deadline=None, max_examples=300,
                           suppress_health_check=[HealthCheck.too_slow])
+# fuzz tests (tests/test_fuzz.py) scale with the profile: pytest --hypothesis-profile=long
+settings.register_profile("long", deadline=None, max_examples=2000,
+                          suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("default")
 
 _CACHE: dict[str, object] = {}

@@ -195,8 +195,10 @@ BAD = [
      "environment", ["1 species", "2 visible species"]),
     ("poisson-beyond-n-max", sub(E1, "n_max = 60", "n_max = 8"), "environment",
      ["outside the reachable class", "n_max"]),
-    ("truncation", sub(sub(sub(E1, "energy = 0.0", "energy = -3.0"), "n_max = 60", "n_max = 20"),
-                       "mean = 8.0", "mean = 5.0"), "truncation.n_max", ["drops stationary mass", "raise n_max"]),
+    # an open species that is not learned leaks past the box: no start of the flow can fix that (a learned
+    # one far from the environment is moved to a better start instead, see test_robust_fixed_point.py)
+    ("truncation", sub(E1, "n_max = 60", "n_max = 30") + '\n[species.Y]\nenergy = -3.0\nlearn = false\n\n'
+                   '[[reactions]]\neq = "0 <-> Y"\n', "truncation.n_max", ["drops stationary mass", "raise n_max"]),
     ("open-species-unbounded", sub(E1, "[truncation]\nn_max = 60", ""), "truncation.n_max",
      ["open", "n_max"]),
     ("string-n-max", sub(E1, "n_max = 60", 'n_max = "big"'), "truncation.n_max", ["must be a number"]),

@@ -19,6 +19,8 @@ KINDS = ("convergence rate", "step response", "frequency response", "quasi-stati
 def _by_kind(checks):
     out = {}
     for c in checks:
+        if c.passed is None:   # not made (listed with a reason, see _assert_all_pass)
+            continue
         for k in KINDS:
             if c.quantity.startswith(k):
                 out.setdefault(k, []).append(c)
@@ -26,7 +28,8 @@ def _by_kind(checks):
 
 
 def _assert_all_pass(checks):
-    bad = [c.to_dict() for c in checks if not c.passed]
+    # a check not made (passed None) must say why; none may fail
+    bad = [c.to_dict() for c in checks if c.passed is False or (c.passed is None and not c.details.get("reason"))]
     assert not bad, json.dumps(bad, indent=1)
 
 
@@ -35,7 +38,10 @@ def test_validation_passes(name):
     checks = validate(example(name), noise=False)
     kinds = _by_kind(checks)
     assert set(kinds) == set(KINDS)
+    assert all(c.passed for k in KINDS for c in kinds[k])   # every kind is made on these examples
     assert len(kinds["frequency response"]) >= 5
+    noise = [c for c in checks if c.quantity.startswith("parameter noise")]
+    assert len(noise) == 1 and noise[0].passed is None and "noise=False" in noise[0].details["reason"]
     _assert_all_pass(checks)
 
 
@@ -93,8 +99,10 @@ def test_quick_mode_and_given_loop(e2):
 def test_no_disturbance_leaves_out_input_checks(e1):
     model = e1.replace(change=None)
     checks = validate(model, quick=True)
-    assert [c.quantity for c in checks] == ["convergence rate"]
+    assert [c.quantity for c in checks if c.passed is not None] == ["convergence rate"]
     assert checks[0].passed
+    skipped = {c.quantity: c.details["reason"] for c in checks if c.passed is None}
+    assert "environment.change" in skipped["step response"] and "quick" in skipped["linear range"]
 
 
 def test_a_wrong_linear_model_is_caught(e1):

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelError
+from ..files import write_text
 from ..network import Network
 from ._libsbml import COMPARTMENT, CRNFB_NS, libsbml, need_libsbml
 from .labels import check_ids, to_sid
@@ -237,27 +235,8 @@ def model_sbml(model, *, initial=None, validate: bool = False) -> str:
 
 
 def write_sbml(text: str, path) -> Path:
-    """Write ``text`` to ``path`` atomically (temp file in the same directory, then ``os.replace``)."""
-    path = Path(path)
-    d = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=d)
-    except OSError as e:
-        raise ModelError(f"cannot write {path}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise ModelError(f"cannot write {path}: {e.strerror}") from None
-        raise
-    return path
+    """Write ``text`` to ``path`` atomically (:func:`crnfb.feedback.files.write_text`)."""
+    return write_text(path, text)
 
 
 def export_model(model, path, *, learning: bool = False, speedup: float | None = None, copies: bool = False,
