@@ -180,6 +180,18 @@ class LinearLoop:
         return (self.J[self.rest] @ self.V).tocsr()
 
     @cached_property
+    def memo(self) -> dict:
+        """Results computed once per loop and shared by the analyses (e.g. its slowest eigenvalues)."""
+        return {}
+
+    @cached_property
+    def blocks(self):
+        """The loop split into plant and controller (:func:`crnfb.analysis.frequency.loop_blocks`), built once."""
+        from crnfb.analysis.frequency import _loop_blocks
+
+        return _loop_blocks(self)
+
+    @cached_property
     def Br(self) -> np.ndarray:
         return self.B[self.rest]
 

@@ -81,6 +81,11 @@ QS_SEPARATION = 1e-3
 FREQ_FACTORS = np.logspace(-0.5, 1.0, 5)
 #: Plain linear step-response error that bounds the linear range.
 LINEAR_RANGE_ERROR = 0.10
+#: Smallest probe amplitude (below it the solver's error, not the nonlinearity, dominates).
+A_MIN = 1e-4
+#: The probe amplitude is chosen so that the estimated third-order residual of the
+#: Richardson extrapolation is at most this fraction of the check's tolerance.
+AMPLITUDE_SAFETY = 0.25
 
 TOL = {
     "convergence rate": 1e-2,
@@ -314,7 +319,35 @@ class _StepRuns:
         return float(np.max(np.linalg.norm(self.nonlinear(A) - A * self.lin, axis=1)) / (A * np.linalg.norm(self.g)))
 
 
-def check_step(runs: _StepRuns, A: float = A_STEP) -> Check:
+def probe_amplitude(runs: _StepRuns, A0: float = A_STEP, tol: float | None = None) -> tuple[float, dict]:
+    """Step size for the step and frequency checks, chosen inside the measured linear range.
+
+    The Richardson value ``R(A) = (4 y(A) - y(2A)) / (2A)`` cancels the
+    second-order term; what is left is ``-2 r A^2`` (``r`` the third-order
+    coefficient of the nonlinear response), so ``R(2A0) - R(A0) = -6 r A0^2``
+    measures it from the nonlinear runs alone (the linear prediction does not
+    enter). The amplitude is ``A0`` when the estimated residual
+    ``|R(2A0) - R(A0)| / 3`` (relative to the step's final size) is below
+    ``AMPLITUDE_SAFETY * tol``, else ``A0 sqrt(AMPLITUDE_SAFETY tol / residual)``
+    (at least :data:`A_MIN`). A failed check is then a wrong prediction, not a
+    probe too large for the loop's linear range.
+    """
+    tol = TOL["step response"] if tol is None else tol
+    gn = float(np.linalg.norm(runs.g))
+
+    def rich(A):
+        return (4 * runs.nonlinear(A) - runs.nonlinear(2 * A)) / (2 * A)
+
+    resid = float(np.max(np.linalg.norm(rich(2 * A0) - rich(A0), axis=1)) / gn) / 3.0
+    A = A0
+    if resid > AMPLITUDE_SAFETY * tol:
+        A = max(A_MIN, A0 * math.sqrt(AMPLITUDE_SAFETY * tol / resid))
+    return A, {"amplitude_chosen_from": f"third-order residual {resid:.3g} at a = {A0:g} (nonlinear runs at "
+                                        f"{A0:g}, {2 * A0:g}, {4 * A0:g}); target {AMPLITUDE_SAFETY:g} x tolerance",
+               "residual_estimate": resid * (A / A0) ** 2}
+
+
+def check_step(runs: _StepRuns, A: float = A_STEP, choice: dict | None = None) -> Check:
     """Linear step response vs the Richardson-extrapolated nonlinear one."""
     rich = (4 * runs.nonlinear(A) - runs.nonlinear(2 * A)) / (2 * A)
     gn = np.linalg.norm(runs.g)
@@ -323,7 +356,8 @@ def check_step(runs: _StepRuns, A: float = A_STEP) -> Check:
     pred_peak = float(np.max(np.abs(runs.lin @ u)))
     sim_peak = float(np.max(np.abs(rich @ u)))
     return _check("step response theta/a (peak along dtheta*/da)", pred_peak, sim_peak, err, "step response",
-                  amplitude=A, dc_gain=gn, plain_error=runs.plain_error(A), t_end=float(runs.t[-1]))
+                  amplitude=A, dc_gain=gn, plain_error=runs.plain_error(A), t_end=float(runs.t[-1]),
+                  **(choice or {}))
 
 
 def check_linear_range(runs: _StepRuns, A0: float = A_STEP, target: float = LINEAR_RANGE_ERROR) -> Check:
@@ -494,9 +528,10 @@ def validate(model: Model, loop: LinearLoop | None = None, quick: bool = False,
     disturbed = (st.stable and bool(np.any(setup.Br != 0)) and bool(np.linalg.norm(setup.dc) > 0))
     if disturbed:
         runs = _StepRuns(setup)
-        timed(check_step, runs)
+        A, choice = probe_amplitude(runs)
+        timed(check_step, runs, A, choice)
         om = setup.stability.slowest_rate * (FREQ_FACTORS[[0, 2, 4]] if quick else FREQ_FACTORS)
-        timed(check_frequency, setup, om)
+        timed(check_frequency, setup, om, A_FREQ * A / A_STEP)
     if not quick:
         qs = st.quasi_static_rates
         if qs.size and np.all(qs > 0):   # the quasi-static limit is a stable gradient flow
