@@ -119,7 +119,7 @@ class Disturbance:
 
         if self.reason is not None:
             return {"available": False, "reason": self.reason, "bandwidth": None, "hinf_norm": None,
-                    "step": None, "lag_cost": None, "bandwidth_reason": self.reason,
+                    "step": _null_step(self.reason), "lag_cost": None, "bandwidth_reason": self.reason,
                     "hinf_norm_reason": self.reason, "step_reason": self.reason, "lag_cost_reason": self.reason}
         return {
             "available": True,
@@ -134,7 +134,7 @@ class Disturbance:
             "sensitivity_peak": f(self.sensitivity_peak),
             "sensitivity_peak_frequency": f(self.sensitivity_peak_frequency),
             "sensitivity": self.sensitivity_curve(),
-            "step": None if self.step is None else self.step.to_dict(),
+            "step": _null_step(self.step_reason or "not computed") if self.step is None else self.step.to_dict(),
             "step_reason": self.step_reason,
             "dc_gain": vec(self.dc_gain),
             "dc_gain_norm": f(self.dc_gain_norm),
@@ -150,6 +150,15 @@ class Disturbance:
 
 
 # ---------------------------------------------------------------------------------------------
+def _null_step(reason: str) -> dict:
+    """The ``step`` section when no step response was computed: each metric null, with the reason."""
+    out: dict = {}
+    for k in ("rise_time", "settling_time", "overshoot_pct"):
+        out[k] = None
+        out[f"{k}_reason"] = reason
+    return out
+
+
 def optimum_derivative(model: Model, theta_opt: np.ndarray, a: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """``(d theta*_opt/d a, H)`` at the quasi-static optimum.
 

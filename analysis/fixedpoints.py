@@ -213,3 +213,28 @@ def quasi_static_rates(model: Model, theta: np.ndarray, a: float = 0.0) -> np.nd
     s = np.sqrt(model.eps)
     M = Ue.T @ (s[:, None] * H * s[None, :]) @ Ue
     return np.sort(np.linalg.eigvalsh(M))
+
+
+def quasi_static_trajectory(model: Model, t_end: float, n: int = 400) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Integrate the quasi-static flow ``dtheta/dt = -E grad D`` from the file's energies.
+
+    Returns
+    -------
+    t : ndarray (n,)
+    theta : ndarray (n, k)
+        Learned parameters.
+    D : ndarray (n,)
+        ``D(Q || P_theta(t))`` in nats.
+    """
+    E = model.eps
+
+    def rhs(t, th):
+        return -E * model.gradient(th)
+
+    def jac(t, th):
+        return -E[:, None] * model.hessian(th)
+
+    t = np.linspace(0.0, t_end, n)
+    sol = solve_ivp(rhs, (0.0, t_end), model.theta0, method="BDF", jac=jac, t_eval=t, rtol=1e-7, atol=1e-10)
+    theta = sol.y.T
+    return sol.t, theta, np.array([model.divergence(th) for th in theta])

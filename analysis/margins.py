@@ -483,7 +483,7 @@ class Margins:
             ec = np.asarray(self.eps_crit, float)
             eps_crit = float(ec[0]) if np.allclose(ec, ec[0]) else {n: float(v) for n, v in zip(self.learned, ec)}
         dgm = self.disk_gain_margin
-        return {
+        out = {
             "eps": {n: float(v) for n, v in zip(self.learned, self.eps)},
             "identifiable_directions": int(self.identifiable_directions),
             "stable_at_nominal": bool(self.stable_at_nominal),
@@ -499,6 +499,7 @@ class Margins:
             "phase_margin_deg": f(self.phase_margin_deg),
             "gain_crossover_frequency": f(self.gain_crossover_frequency),
             "phase_margin_reason": self.phase_margin_reason,
+            "crossover_frequency": f(self.gain_crossover_frequency),
             "disk_margin": f(self.disk_margin),
             "disk_gain_margin": None if dgm is None or not np.isfinite(dgm) else float(dgm),
             "disk_gain_margin_db": None if dgm is None or not np.isfinite(dgm) else float(20 * np.log10(dgm)),
@@ -511,6 +512,11 @@ class Margins:
                                        if dgm is not None and not np.isfinite(dgm) else None)),
             "per_loop": list(self.per_loop),
         }
+        if self.phase_margin_deg is None:
+            out["phase_margin_deg_reason"] = self.phase_margin_reason
+        if self.gain_crossover_frequency is None:
+            out["crossover_frequency_reason"] = self.phase_margin_reason
+        return out
 
 
 def margins(loop: LinearLoop, *, g_min: float = G_MIN, g_max: float = G_MAX, omega=None,

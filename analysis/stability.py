@@ -14,6 +14,7 @@ import numpy as np
 from scipy.sparse.linalg import ArpackNoConvergence, eigs
 
 from crnfb.analysis.linearise import LinearLoop
+from crnfb.feedback.model import Model
 
 #: Dense ``eig`` up to this many reduced states; above, the slowest modes by sparse Arnoldi.
 DENSE_LIMIT = 400
@@ -183,3 +184,18 @@ def stability(loop: LinearLoop, count: int | None = None) -> Stability:
     return Stability(ev, bool(ev.size and np.all(re < 0)), slowest, tc, zeta,
                      float(np.min(zeta)) if zeta.size else 1.0, flat, dict(loop.removed, flat=int(flat.size)), qs,
                      structural_eigenvalues(loop))
+
+
+def episode_time(model: Model, stab: Stability, factor: float = 1.15, loop: bool = True) -> float:
+    """Time for the slowest mode to shrink by 1e-3 (docs/theory.md §4), a little beyond.
+
+    ``loop=True``: the closed loop's slowest rate when it is stable (the
+    ensemble-level ODE); else, or with ``loop=False``, the slowest
+    quasi-static rate (the gradient flow).
+    """
+    if loop and stab.eigenvalues.size and stab.stable and stab.slowest_rate > 0:
+        r = stab.slowest_rate
+    else:
+        rates = [r for r in np.asarray(stab.quasi_static_rates, float) if r > 0]
+        r = min(rates) if rates else 1.0
+    return float(factor * np.log(1e3) / r)

@@ -2,8 +2,8 @@
 
 Each point of the grid (the product of every ``--param``) gets the report's
 scalar results (:data:`crnfb.analysis.results.SCALAR_KEYS`, from
-``analyse(..., validate=False)``) and, when :mod:`crnfb.analysis.tradeoffs` is
-installed, its ``point_metrics`` (columns ``metrics.*``). Points run in
+``analyse(..., validate=False)``) and :func:`crnfb.analysis.tradeoffs.point_metrics`
+(columns ``metrics.*``). Points run in
 parallel local processes (``--workers``, default ``os.cpu_count()``) or on
 a Dask cluster (``--scheduler ADDRESS``, optional ``dask`` extra).
 
@@ -31,7 +31,6 @@ import csv
 import hashlib
 import math
 import os
-import sys
 import tempfile
 import time
 import tomllib
@@ -42,6 +41,7 @@ import numpy as np
 
 from crnfb.feedback.errors import ModelError
 from crnfb.feedback.model import Ensembles, Model
+from crnfb.feedback.progress import progress_bar
 
 PARAMS = ("eps", "gamma", "dmu", "kappa", "free", "clamped", "M", "omega")
 INTEGER_PARAMS = ("free", "clamped", "M")
@@ -208,7 +208,7 @@ def evaluate_point(model: Model, point: dict, metrics: bool = True) -> dict:
     Uses ``analyse(m, validate=False, figures=False, quick=True)`` (``quick``:
     the thermodynamic episode integrated with looser tolerances).
     """
-    from crnfb.analysis.results import analyse
+    from crnfb.analysis.pipeline import analyse
 
     m = apply_params(model, point)
     res = analyse(m, validate=False, figures=False, quick=True)
@@ -216,20 +216,17 @@ def evaluate_point(model: Model, point: dict, metrics: bool = True) -> dict:
     for k, v in res.scalars().items():
         row[k] = (1.0 if v else 0.0) if isinstance(v, bool) else v
     if metrics:
+        from crnfb.analysis.tradeoffs import point_metrics   # tradeoffs uses this module's grids
+
         try:
-            from crnfb.analysis.tradeoffs import point_metrics
-        except ImportError:
-            point_metrics = None
-        if point_metrics is not None:
-            try:
-                pm = point_metrics(m)
-            except ModelError:
-                pm = {}
-            for k, v in pm.items():
-                if k in ("eps", "gamma", "dmu", "M_f", "M_c", "omega"):
-                    continue
-                row[f"metrics.{k}"] = float(v) if isinstance(v, (int, float)) and v is not None and \
-                    math.isfinite(float(v)) else None
+            pm = point_metrics(m)
+        except ModelError:
+            pm = {}
+        for k, v in pm.items():
+            if k in ("eps", "gamma", "dmu", "M_f", "M_c", "omega"):
+                continue
+            row[f"metrics.{k}"] = float(v) if isinstance(v, (int, float)) and v is not None and \
+                math.isfinite(float(v)) else None
     return row
 
 
@@ -369,14 +366,7 @@ class SweepOutcome:
 
 
 def _progress(total: int, enabled: bool):
-    from crnfb.analysis.results import _progress_enabled
-    if not _progress_enabled(enabled):
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        return None
-    return tqdm(total=total, desc="sweep", unit="pt", file=sys.stderr)
+    return progress_bar(total, "sweep", enabled, unit="pt", leave=True)
 
 
 def run_sweep(model_path: str | os.PathLike, params: list[str], out_dir: str | os.PathLike,

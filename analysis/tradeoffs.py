@@ -5,11 +5,11 @@ For each parameter point (``eps``, ``gamma``, ``M``, ``dmu``, ...)
 (:mod:`crnfb.analysis.thermo`) beside the loop's performance:
 
 - convergence: the slowest closed-loop rate (:func:`crnfb.analysis.stability.stability`),
-- tracking bandwidth (``crnfb.analysis.disturbance``, when that module is present),
+- tracking bandwidth (:mod:`crnfb.analysis.disturbance`),
 - bias: the excess divergence of the loop's fixed point over the true
   optimum (``loop_fixed_point(...).bias``, non-zero under dynamic clamping),
 - parameter noise: RMS of the LNA stationary fluctuation of theta on the
-  identifiable subspace (``crnfb.analysis.noise``, when present).
+  identifiable subspace (:mod:`crnfb.analysis.noise`).
 
 :func:`sweep` runs a serial grid and returns a :class:`TradeoffResult`
 with Pareto marking (non-dominated: lower dissipation, higher rate and
@@ -20,14 +20,17 @@ The parallel ``crnfb sweep`` (``crnfb.analysis.sweep``) calls :func:`point_metri
 from __future__ import annotations
 
 import csv
-import importlib
-import inspect
 import io
 import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from crnfb.analysis.disturbance import bandwidth as bandwidth_from_ratio
+from crnfb.analysis.disturbance import disturbance
+from crnfb.analysis.frequency import SPEC_OMEGA, loop_blocks
+from crnfb.analysis.linearise import LinearLoop
+from crnfb.analysis.noise import parameter_noise
 from crnfb.feedback.model import Ensembles, Model
 
 #: sense of each performance metric (``min``: lower is better)
@@ -84,112 +87,39 @@ def apply_param(model: Model, name: str, value) -> Model:
     return model.replace(ensembles=Ensembles(sizes["free"], sizes["clamped"], sizes["omega"]))
 
 
-# -- optional colleagues' modules -------------------------------------------------------------------------------
-def _optional(module: str):
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        return None
+# -- performance columns ------------------------------------------------------------------------------------------
+def _bandwidth(model: Model, loop: LinearLoop, stable: bool = True) -> tuple[float | None, str | None]:
+    """``disturbance.bandwidth`` as :func:`crnfb.analysis.disturbance.disturbance` defines it (docs/cli.md).
 
-
-def _call_first(mod, names, loop, model):
-    """Call the first of ``names`` in ``mod`` that accepts the loop (or the model)."""
-    for name in names:
-        fn = getattr(mod, name, None)
-        if not callable(fn):
-            continue
-        try:
-            params = list(inspect.signature(fn).parameters)
-        except (TypeError, ValueError):
-            params = []
-        first = params[0] if params else ""
-        arg = model if first in ("model", "m") else loop
-        return fn(arg)
-    return None
-
-
-def _bandwidth(model: Model, loop, stable: bool = True) -> tuple[float | None, str | None]:
-    """``disturbance.bandwidth`` as :mod:`crnfb.analysis.disturbance` defines it (docs/cli.md).
-
-    Fast path: only the gain ratio on the INTERFACE grid
-    (``crnfb.analysis.frequency.loop_blocks(loop).response(SPEC_OMEGA)`` and
-    ``crnfb.analysis.disturbance.bandwidth``), as ``disturbance()`` computes it,
-    without its step response and lag cost; otherwise the full
-    :func:`crnfb.analysis.disturbance.disturbance`.
+    For a stable loop only the gain ratio on the docs/cli.md grid is computed
+    (:meth:`~crnfb.analysis.frequency.LoopBlocks.response` on ``SPEC_OMEGA``
+    and :func:`crnfb.analysis.disturbance.bandwidth`), as ``disturbance()``
+    does, without its step response and lag cost. An unstable loop, or one
+    the change does not disturb, gets the full section's reason.
     """
-    mod = _optional("crnfb.analysis.disturbance")
-    if mod is None or not callable(getattr(mod, "disturbance", None)):
-        return None, "crnfb.analysis.disturbance is not available"
     if model.change is None:
         return None, "the model has no [environment.change]: the disturbance direction is zero"
-    freq = _optional("crnfb.analysis.frequency")
-    if stable and freq is not None and callable(getattr(mod, "bandwidth", None)):
-        try:
-            blocks = freq.loop_blocks(loop)
-            if getattr(blocks, "has_disturbance", True):
-                R = blocks.response(freq.SPEC_OMEGA)
-                val, why = mod.bandwidth(R.omega, R.gain_ratio)
-                return (None if val is None else float(val)), why
-        except Exception:  # noqa: BLE001 - fall back to the full computation
-            pass
-    try:
-        res = mod.disturbance(loop)
-    except Exception as exc:  # noqa: BLE001 - a missing column, not a failed sweep
-        return None, f"crnfb.analysis.disturbance failed: {exc}"
-    val = _pick(res, "bandwidth")
-    if val is None:
-        why = _pick(res, "bandwidth_reason", scalar=False) or _pick(res, "reason", scalar=False)
-        return None, str(why or "crnfb.analysis.disturbance gave no bandwidth")
-    return val, None
+    if stable:
+        blocks = loop_blocks(loop)
+        if blocks.has_disturbance:
+            R = blocks.response(SPEC_OMEGA)
+            return bandwidth_from_ratio(R.omega, R.gain_ratio)
+    res = disturbance(loop)
+    return res.bandwidth, res.bandwidth_reason or res.reason
 
 
-def _noise(model: Model, loop) -> tuple[float | None, str | None]:
+def _noise(model: Model, loop: LinearLoop) -> tuple[float | None, str | None]:
     """RMS of the LNA stationary fluctuation of theta on the identifiable subspace.
 
     From :func:`crnfb.analysis.noise.parameter_noise` (``identifiable_covariance``,
     neutral random walk split off): ``sqrt(trace(U^T Sigma_theta U))``.
     """
-    mod = _optional("crnfb.analysis.noise")
-    if mod is None:
-        return None, "crnfb.analysis.noise (LNA) is not available"
     try:
-        if callable(getattr(mod, "parameter_noise", None)):
-            res = mod.parameter_noise(model, loop=loop)
-        else:
-            res = _call_first(mod, ("theta_covariance", "stationary_covariance", "parameter_covariance"),
-                              loop, model)
-    except Exception as exc:  # noqa: BLE001
-        return None, f"crnfb.analysis.noise failed: {exc}"
-    cov = res if isinstance(res, np.ndarray) else None
-    for key in ("identifiable_covariance", "theta_covariance", "covariance"):
-        if cov is None:
-            cov = _pick(res, key, scalar=False)
-    if cov is None:
-        return None, "crnfb.analysis.noise gave no theta covariance"
-    cov = np.atleast_2d(np.asarray(cov, float))
-    U = model.identifiable
-    if cov.shape == (U.shape[0], U.shape[0]) and U.shape[0] != U.shape[1]:
-        cov = U.T @ cov @ U
+        pred = parameter_noise(model, loop=loop)
+    except ValueError as exc:     # the stated limitation: no stationary fluctuation of an unstable loop
+        return None, str(exc)
+    cov = np.atleast_2d(np.asarray(pred.identifiable_covariance, float))
     return float(np.sqrt(max(np.trace(cov), 0.0))), None
-
-
-def _pick(res, key, scalar=True):
-    if res is None:
-        return None
-    if isinstance(res, dict):
-        v = res.get(key)
-    elif hasattr(res, key):
-        v = getattr(res, key)
-    elif scalar and np.isscalar(res):
-        v = res
-    else:
-        return None
-    if v is None:
-        return None
-    if scalar:
-        v = float(v)
-        return v if np.isfinite(v) else None
-    return v
 
 
 # -- one point ---------------------------------------------------------------------------------------------------

@@ -40,7 +40,10 @@ MODULES = [
     ("crnfb.feedback.ssa", "Stochastic simulation"),
     ("crnfb.feedback.sbml", "SBML export"),
     ("crnfb.feedback.errors", "Errors"),
-    ("crnfb.analysis.results", "One call for the whole analysis"),
+    ("crnfb.feedback.progress", "Progress bars"),
+    ("crnfb.analysis.pipeline", "One call for the whole analysis"),
+    ("crnfb.analysis.results", "The results object and report.json"),
+    ("crnfb.analysis.summary", "The report's summary: text, Markdown, HTML"),
     ("crnfb.analysis.fixedpoints", "Quasi-static fixed points"),
     ("crnfb.analysis.linearise", "Loop fixed point and linearisation"),
     ("crnfb.analysis.stability", "Closed-loop stability"),
@@ -69,7 +72,7 @@ def tracked_files() -> set[str] | None:
 
 
 def module_available(name: str, tracked: set[str] | None) -> bool:
-    rel = name.replace(".", "/") + ".py"
+    rel = name.removeprefix("crnfb.").replace(".", "/") + ".py"   # installed as crnfb.<folder>
     if not (ROOT / rel).exists():
         return False
     return tracked is None or rel in tracked

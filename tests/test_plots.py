@@ -136,9 +136,11 @@ def test_placeholders_and_unavailable():
     fig = plots.lag_cost({"lag_cost": None, "lag_cost_reason": "no change"})
     assert fig.crnfb["placeholder"] and fig.crnfb["reason"] == "no change"
     _non_trivial(fig, 5_000)
-    from crnfb.analysis.results import Results
-    r = Results(model=None)
-    with pytest.raises(Unavailable):
+
+def test_missing_figure_data_raises_unavailable(res):
+    import dataclasses
+    r = dataclasses.replace(res, step=None, reasons={"step": "no change"})
+    with pytest.raises(Unavailable, match="no change"):
         r.plot_step()
 
 

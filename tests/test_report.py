@@ -173,11 +173,11 @@ def test_report_unstable_chain_exit_1_report_written(tmp_path):
 
 def test_write_report_is_atomic(tmp_path, e1_results, monkeypatch):
     out = tmp_path / "rep"
-    import crnfb.analysis.report as rep
+    from crnfb.analysis.summary import Summary
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
-    monkeypatch.setattr(rep, "render_html", boom)
+    monkeypatch.setattr(Summary, "as_html", boom)     # fails after the figures and report.json are written
     with pytest.raises(RuntimeError):
         write_report(e1_results, out)
     assert list(tmp_path.iterdir()) == []
@@ -191,13 +191,12 @@ def test_write_report_is_atomic(tmp_path, e1_results, monkeypatch):
 
 
 def test_missing_sections_are_null_with_reasons(e1, monkeypatch):
-    real = R._find
+    from crnfb.analysis import pipeline
 
-    def fake(module, names):
-        if module in ("crnfb.analysis.margins", "crnfb.analysis.disturbance", "crnfb.analysis.thermo", "crnfb.analysis.validation"):
-            raise R.Unavailable(f"{module} is not available in this installation")
-        return real(module, names)
-    monkeypatch.setattr(R, "_find", fake)
+    def unavailable(*a, **k):
+        raise R.Unavailable("not available in this installation")
+    for name in ("margins", "disturbance", "thermodynamics_report", "validate_checks"):
+        monkeypatch.setattr(pipeline, name, unavailable)
     res = analyse(e1, validate=True)
     d = json.loads(res.to_json(), parse_constant=lambda x: pytest.fail(x))
     for k in REQUIRED_KEYS:
@@ -206,26 +205,24 @@ def test_missing_sections_are_null_with_reasons(e1, monkeypatch):
     assert d["disturbance"]["step"]["rise_time"] is None and d["disturbance"]["step"]["rise_time_reason"]
     assert d["thermodynamics"]["episode_total"] is None and d["thermodynamics"]["episode_total_reason"]
     assert d["validation"] is None and "not available" in d["validation_reason"]
+    assert res.step is None and "not available" in res.reasons["disturbance"]
     assert res.exit_code == 0
-    text = res.summary()
+    text = res.summary().as_text()
     assert "n/a" in text and "birth-death" in text
 
 
 def test_failing_section_does_not_lose_the_report(e1, monkeypatch):
-    real = R._find
+    from crnfb.analysis import pipeline
 
-    def fake(module, names):
-        if module == "crnfb.analysis.margins":
-            def broken(loop, **kw):
-                raise ZeroDivisionError("bug")
-            return broken
-        return real(module, names)
-    monkeypatch.setattr(R, "_find", fake)
+    def broken(loop, **kw):
+        raise ZeroDivisionError("bug")
+    monkeypatch.setattr(pipeline, "margins", broken)
     with pytest.warns(RuntimeWarning, match="margins failed"):
         res = analyse(e1, validate=False, figures=False)
     d = res.to_dict()
     assert d["margins"]["gain_margin"] is None
     assert "ZeroDivisionError" in d["margins"]["gain_margin_reason"]
+    assert d["disturbance"]["bandwidth"] is not None       # the other sections are kept
 
 
 def test_clean_replaces_non_finite():
@@ -239,11 +236,18 @@ def test_clean_replaces_non_finite():
 
 
 def test_summary_table(e1_results):
-    text = e1_results.summary()
-    for word in ("birth-death", "Fixed point", "D(Q||P)", "Stable:", "phase margin", "eps_crit", "bandwidth",
-                 "H-inf norm", "step rise", "Validation:", "Dissipation:"):
-        assert word in text, word
+    """One Summary, three renderings with the same content."""
+    summ = e1_results.summary()
+    text, md, html = summ.as_text(), summ.as_markdown(), summ.as_html()
+    assert str(summ) == text
+    for word in ("birth-death", "Learned fixed point", "at the fixed point (nats)", "Closed loop", "phase margin", "eps_crit",
+                 "bandwidth", "H∞ norm", "rise time", "Validation", "Thermodynamics", "STABLE"):
+        assert word in text and word in md and word in html, word
     assert max(len(line) for line in text.splitlines()) <= 78
+    d = e1_results.to_dict()
+    pm = format(d["margins"]["phase_margin_deg"], ".4g")
+    assert pm in text and pm in md and pm in html
+    assert md.count("\n## ") == len(summ.tables)
 
 
 def test_results_scalars_and_exit_code(e1_results):

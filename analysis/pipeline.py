@@ -1,0 +1,254 @@
+"""The analysis pipeline: one call, one small function per report section.
+
+:func:`analyse` runs every step of the stability report (docs/cli.md) on a
+:class:`~crnfb.feedback.model.Model` and returns a
+:class:`~crnfb.analysis.results.Results`. The core (learned fixed point, loop
+fixed point, linearisation, stability) must succeed: a
+:class:`~crnfb.feedback.errors.ModelError` there is bad input. Every other
+section runs through :meth:`_Run.section`, the one place that catches a
+section's failure: its keys in ``report.json`` are then ``null`` with the
+reason beside them, and the rest of the report is kept.
+
+Each ``*_section`` function is importable and testable on its own.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Callable, TypeVar
+
+import numpy as np
+
+from crnfb.analysis.disturbance import Disturbance, disturbance
+from crnfb.analysis.fixedpoints import StationaryPoint, learned_fixed_point, quasi_static_trajectory
+from crnfb.analysis.frequency import SPEC_OMEGA, loop_blocks
+from crnfb.analysis.linearise import LinearLoop, LoopFixedPoint, linearise, loop_fixed_point
+from crnfb.analysis.margins import Margins, margins
+from crnfb.analysis.results import Distribution, FrequencyResponse, Results, StepResponse, Trajectory, Unavailable
+from crnfb.analysis.stability import Stability, episode_time, stability
+from crnfb.analysis.thermo import thermodynamics_report
+from crnfb.analysis.validation import Check, validate as validate_checks
+from crnfb.feedback.errors import ModelError
+from crnfb.feedback.model import Model
+from crnfb.feedback.progress import progress_bar
+from crnfb.feedback.signals import Step
+from crnfb.feedback.simulate import SimulationError, simulate
+
+__all__ = ["analyse", "STEP_AMPLITUDE", "margins_section", "disturbance_section", "frequency_section",
+           "step_section", "trajectory_section", "distribution_section", "thermodynamics_section",
+           "validation_section"]
+
+#: Amplitude of the small step in ``a`` whose nonlinear response is overlaid on the step figure.
+STEP_AMPLITUDE = 0.01
+
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------------------------------------
+# sections (each testable alone)
+# ---------------------------------------------------------------------------------------------
+def margins_section(loop: LinearLoop) -> Margins:
+    """Gain and phase margins, ``eps_crit`` (:func:`crnfb.analysis.margins.margins`)."""
+    return margins(loop)
+
+
+def disturbance_section(loop: LinearLoop) -> Disturbance:
+    """Bandwidth, H-infinity norm, step metrics, lag cost (:func:`crnfb.analysis.disturbance.disturbance`)."""
+    return disturbance(loop)
+
+
+def frequency_section(loop: LinearLoop, dist: Disturbance | None) -> FrequencyResponse:
+    """The responses the Bode and Nyquist figures draw.
+
+    The disturbance section's own responses when it has them (the very data
+    its bandwidth and peaks were read from, on a superset of the docs/cli.md
+    grid), else the loop's responses on that grid.
+    """
+    r = dist.response if dist is not None and dist.response is not None else None
+    source = "crnfb.analysis.disturbance"
+    if r is None:
+        r, source = loop_blocks(loop).response(SPEC_OMEGA), "crnfb.analysis.frequency"
+    return FrequencyResponse(np.asarray(r.omega), np.asarray(r.L), np.asarray(r.S), np.asarray(r.G_ae),
+                             np.asarray(r.G_frozen), source)
+
+
+def step_section(model: Model, fp: LoopFixedPoint, stab: Stability, dist: Disturbance | None,
+                 nonlinear: bool) -> StepResponse:
+    """The linear step response the reported step metrics came from, plus (``nonlinear``) the
+    full nonlinear loop's response to a small step, rescaled per unit ``a``."""
+    if not stab.stable:
+        raise Unavailable("the loop is unstable at the given eps: the step response diverges "
+                          f"(slowest rate {stab.slowest_rate:.3g})")
+    if dist is None or dist.step is None or dist.dtheta_loop is None:
+        why = "no disturbance section" if dist is None else (dist.step_reason or dist.reason or "no step response")
+        raise Unavailable(why)
+    sr = StepResponse(np.asarray(dist.step.t, float), np.asarray(dist.step.y, float),
+                      np.asarray(dist.dtheta_loop, float), source="crnfb.analysis.disturbance")
+    if not nonlinear:
+        return sr
+    try:
+        return _nonlinear_step(model, fp, sr)
+    except (ModelError, SimulationError, ValueError) as e:
+        return StepResponse(sr.t, sr.y, sr.direction, source=sr.source,
+                            nonlinear_reason=f"nonlinear step simulation failed: {e}")
+
+
+def _nonlinear_step(model: Model, fp: LoopFixedPoint, sr: StepResponse,
+                    amplitude: float = STEP_AMPLITUDE) -> StepResponse:
+    """Overlay the full nonlinear loop's response to a small step in ``a`` (per unit ``a``)."""
+    tr = simulate(model, float(sr.t[-1]), signal=Step(0.0, amplitude, 0.0), x0=fp.x, points=121)
+    d = sr.direction
+    y = (np.asarray(tr.theta) - fp.theta) @ d / (float(d @ d) * amplitude)
+    return StepResponse(sr.t, sr.y, d, np.asarray(tr.t), y, sr.source, amplitude)
+
+
+def trajectory_section(model: Model, optimum: StationaryPoint, fp: LoopFixedPoint,
+                       stab: Stability) -> Trajectory:
+    """A learning episode from the file's energies: the ensemble-level ODE until the episode
+    ends (docs/theory.md §4); the quasi-static flow if the simulator cannot run it."""
+    t_ep = episode_time(model, stab)
+    try:
+        tr = simulate(model, 3.0 * t_ep, points=401, until_episode_end=True)
+    except (ModelError, SimulationError, NotImplementedError) as e:
+        t_qs = episode_time(model, stab, loop=False)
+        t, theta, D = quasi_static_trajectory(model, t_qs)
+        return Trajectory(t, theta, D, model.learned_names, "quasi-static flow (docs/theory.md §3)",
+                          np.asarray(optimum.theta, float), float(model.divergence(optimum.theta)),
+                          reason=f"ODE simulator not used: {e}")
+    return Trajectory(np.asarray(tr.t, float), np.asarray(tr.theta, float), np.asarray(tr.D, float),
+                      model.learned_names, "ensemble-level ODE", np.asarray(optimum.theta, float),
+                      float(optimum.divergence), np.asarray(fp.theta, float), "loop's fixed point", float(fp.bias))
+
+
+def distribution_section(model: Model, fp: LoopFixedPoint) -> Distribution:
+    """The learned law ``P(v)`` at the loop's fixed point against ``Q(v)``."""
+    mo = model.landscape.moments(model.full_theta(fp.theta))
+    vis = model.network.visible
+    return Distribution(model.space.visible_states, mo.P, model.q, [model.network.names[i] for i in vis])
+
+
+def thermodynamics_section(model: Model, loop: LinearLoop, quick: bool) -> dict[str, object]:
+    """Dissipation at the fixed point and over an episode (:func:`crnfb.analysis.thermo.thermodynamics_report`)."""
+    return thermodynamics_report(model, loop=loop, quick=quick)
+
+
+def validation_section(model: Model, loop: LinearLoop, quick: bool, seed: int) -> list[Check]:
+    """The checks against the nonlinear loop (:func:`crnfb.analysis.validation.validate`)."""
+    return list(validate_checks(model, loop, quick=quick, seed=seed))
+
+
+# ---------------------------------------------------------------------------------------------
+# the run: timing, progress, one try/except per section
+# ---------------------------------------------------------------------------------------------
+class _Run:
+    """Times each step, advances the progress bar and turns a section's failure into a reason."""
+
+    def __init__(self, steps: list[str], progress: bool):
+        self.bar = progress_bar(len(steps), "analysis", progress, unit="step")
+        self.reasons: dict[str, str] = {}
+        self.timings: dict[str, float] = {}
+
+    def core(self, name: str, fn: Callable[..., T], *args, **kwargs) -> T:
+        """A step the report cannot do without: its errors propagate."""
+        t0 = self._start(name)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self._stop(name, t0)
+
+    def section(self, name: str, key: str, fn: Callable[..., T], *args, **kwargs) -> T | None:
+        """A section that may fail: ``None`` and ``reasons[key]`` instead of an exception."""
+        t0 = self._start(name)
+        try:
+            return fn(*args, **kwargs)
+        except Unavailable as e:
+            self.reasons[key] = str(e)
+        except ModelError as e:
+            self.reasons[key] = f"limitation: {e}"
+        except NotImplementedError as e:
+            self.reasons[key] = f"not implemented: {e}"
+        except Exception as e:  # noqa: BLE001 - a section's bug must not lose the rest of the report
+            msg = f"{type(e).__name__}: {e}"
+            warnings.warn(f"{key} failed ({msg}); its keys are null in the report", RuntimeWarning, stacklevel=3)
+            self.reasons[key] = f"failed: {msg}"
+        finally:
+            self._stop(name, t0)
+        return None
+
+    def _start(self, name: str) -> float:
+        if self.bar is not None:
+            self.bar.set_postfix_str(name)      # the step now running
+        return time.perf_counter()
+
+    def _stop(self, name: str, t0: float) -> None:
+        self.timings[name] = time.perf_counter() - t0
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _core(model: Model, run: _Run) -> tuple[StationaryPoint, LoopFixedPoint, LinearLoop, Stability]:
+    optimum = run.core("fixed point", learned_fixed_point, model)
+    fp = loop_fixed_point(model, optimum=optimum)
+    loop = run.core("linearisation", linearise, model, fixed_point=fp)
+    return optimum, fp, loop, run.core("stability", stability, loop)
+
+
+def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool = False,
+            quick: bool = False, figures: bool = True) -> Results:
+    """Run the full stability analysis of ``model``.
+
+    Parameters
+    ----------
+    model : Model
+        The learning problem (e.g. from :func:`crnfb.feedback.modelfile.load_model`).
+    validate : bool
+        Run the nonlinear-simulation checks (:mod:`crnfb.analysis.validation`).
+    seed : int
+        Seed for the stochastic parts (validation).
+    progress : bool
+        Show a progress bar on stderr (only on a terminal, never when ``CI`` is set).
+    quick : bool
+        Cheaper settings where a section offers them: the short validation
+        and a looser integration of the thermodynamic episode (used by ``crnfb sweep``).
+    figures : bool
+        Also compute the data the figures draw (frequency responses, step
+        response, learning trajectory, distributions). ``crnfb sweep`` turns
+        this off: the scalar results do not need them.
+
+    Raises
+    ------
+    ModelError
+        The model cannot be analysed (bad input).
+    """
+    steps = (["fixed point", "linearisation", "stability", "margins", "disturbance"]
+             + (["frequency response", "step response", "learning trajectory", "distribution"] if figures else [])
+             + ["thermodynamics"] + (["validation"] if validate else []))
+    run = _Run(steps, progress)
+    fig: dict[str, object] = {}
+    try:
+        optimum, fp, loop, stab = _core(model, run)
+        mg = run.section("margins", "margins", margins_section, loop)
+        dist = run.section("disturbance", "disturbance", disturbance_section, loop)
+        if figures:
+            fig["frequency"] = run.section("frequency response", "frequency", frequency_section, loop, dist)
+            fig["step"] = run.section("step response", "step", step_section, model, fp, stab, dist, validate)
+            fig["trajectory"] = run.section("learning trajectory", "trajectory", trajectory_section,
+                                            model, optimum, fp, stab)
+            fig["distribution"] = run.section("distribution", "distribution", distribution_section, model, fp)
+        else:
+            run.reasons["frequency"] = "not computed (figures=False)"
+        thermo = run.section("thermodynamics", "thermodynamics", thermodynamics_section, model, loop, quick)
+        checks = None
+        if validate:
+            checks = run.section("validation", "validation", validation_section, model, loop, quick, int(seed))
+        else:
+            run.reasons["validation"] = "not run (validate=False / --no-validate)"
+    finally:
+        run.close()
+    return Results(model, optimum, fp, loop, stab, mg, dist, checks, thermo, reasons=run.reasons,
+                   timings=run.timings, seed=int(seed), **fig)

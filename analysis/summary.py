@@ -1,0 +1,353 @@
+"""One summary of a stability report, rendered to text, Markdown and HTML.
+
+Like statsmodels' ``Summary``: :func:`build_summary` reads the ``report.json``
+dictionary once into a :class:`Summary` (a title, a verdict line, a list of
+:class:`Table`, notes), and the renderers only lay that content out.
+``Results.summary()`` returns it (``print(res.summary())`` shows the text);
+``crnfb report`` writes ``report.md`` and ``report.html`` from the same
+object, so the terminal, the Markdown and the HTML never disagree.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+import textwrap
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+__all__ = ["Table", "Figure", "Summary", "build_summary", "fmt"]
+
+WIDTH = 78
+
+
+@dataclass(frozen=True)
+class Table:
+    """A titled table of strings (``header`` may be empty: a key/value table without one)."""
+
+    title: str
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure to embed: file stem, caption and PNG bytes (``None``: link only)."""
+
+    name: str
+    caption: str
+    png: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The content of a report; ``as_text``, ``as_markdown`` and ``as_html`` lay it out.
+
+    Attributes
+    ----------
+    title : str
+    verdict : str
+        One line: stable or not, validation, exit code (``**bold**`` marks emphasis).
+    ok : bool
+        The verdict is good (exit code 0); only the HTML colouring uses it.
+    tables : tuple[Table, ...]
+    notes : tuple[str, ...]
+        Why some headline numbers are n/a, timings.
+    """
+
+    title: str
+    verdict: str
+    ok: bool
+    tables: tuple[Table, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    def __str__(self) -> str:
+        return self.as_text()
+
+    def _repr_html_(self) -> str:  # pragma: no cover - Jupyter display
+        return self.as_html(standalone=False)
+
+    # -- text ---------------------------------------------------------------------------------------
+    def as_text(self, width: int = WIDTH) -> str:
+        """Fixed-width text, no line longer than ``width``."""
+        lines = ["=" * width, f"{self.title:^{width}}".rstrip(), "=" * width]
+        lines += textwrap.wrap(self.verdict.replace("**", ""), width)
+        for t in self.tables:
+            lines += ["", t.title, "-" * min(width, max(len(t.title), 1))]
+            lines += _text_table(t, width)
+        if self.notes:
+            lines.append("")
+            for n in self.notes:
+                lines += textwrap.wrap(n, width, subsequent_indent="    ")
+        lines.append("=" * width)
+        return "\n".join(lines)
+
+    # -- Markdown -----------------------------------------------------------------------------------
+    def as_markdown(self, figures: Sequence[Figure] = ()) -> str:
+        """GitHub-flavoured Markdown; figures as image links ``name.png``."""
+        out = [f"# {self.title}", "", self.verdict, ""]
+        for t in self.tables:
+            header = t.header or ("",) * max(len(r) for r in t.rows) if t.rows else ()
+            out += [f"## {t.title}", ""]
+            if not t.rows:
+                out += ["(none)", ""]
+                continue
+            out.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
+            out.append("|" + "|".join("---" for _ in header) + "|")
+            out += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in t.rows]
+            out.append("")
+        if figures:
+            out += ["## Figures", ""]
+            for f in figures:
+                out += [f"![{f.name}]({f.name}.png)", "", f"*{f.caption}*", ""]
+        out += [n + "\n" for n in self.notes]
+        return "\n".join(out).rstrip() + "\n"
+
+    # -- HTML ---------------------------------------------------------------------------------------
+    def as_html(self, figures: Sequence[Figure] = (), standalone: bool = True) -> str:
+        """HTML; with ``standalone`` a self-contained page (CSS inline, PNGs as base64)."""
+        titles = [t.title for t in self.tables] + (["Figures"] if figures else [])
+        body = [f"<h1>{html.escape(self.title)}</h1>",
+                "<nav>" + "".join(f"<a href='#{_anchor(s)}'>{html.escape(s)}</a>" for s in titles) + "</nav>",
+                f"<p class='{'verdict-ok' if self.ok else 'verdict-bad'}'>{_inline(self.verdict)}</p>"]
+        for t in self.tables:
+            body.append(f"<h2 id='{_anchor(t.title)}'>{html.escape(t.title)}</h2>")
+            head = ("<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in t.header) + "</tr></thead>"
+                    if t.header else "")
+            rows = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in t.rows)
+            body.append(f"<table>{head}<tbody>{rows}</tbody></table>")
+        if figures:
+            body.append(f"<h2 id='{_anchor('Figures')}'>Figures</h2>")
+            for f in figures:
+                src = (f"data:image/png;base64,{base64.b64encode(f.png).decode('ascii')}" if f.png is not None
+                       else f"{f.name}.png")
+                body.append(f"<figure><img alt='{html.escape(f.name)}' src='{src}'>"
+                            f"<figcaption>{html.escape(f.caption)}</figcaption></figure>")
+        body += [f"<p>{_inline(n)}</p>" for n in self.notes]
+        if not standalone:
+            return "\n".join(body)
+        return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+                "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+                f"<title>{html.escape(self.title)}</title><style>{CSS}</style></head><body>\n"
+                + "\n".join(body) + "\n</body></html>\n")
+
+
+CSS = """
+body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;max-width:960px;margin:2em auto;
+padding:0 1.2em;color:#212529;line-height:1.5;background:#fff}
+h1{border-bottom:2px solid #1f5fa8;padding-bottom:.3em}
+h2{margin-top:1.8em;border-bottom:1px solid #dee2e6;padding-bottom:.2em;color:#1f5fa8}
+table{border-collapse:collapse;margin:.8em 0;font-size:.92em}
+th,td{border:1px solid #dee2e6;padding:.35em .7em;text-align:left;vertical-align:top}
+th{background:#f1f3f5}
+tr:nth-child(even) td{background:#f8f9fa}
+figure{margin:1.5em 0;text-align:center}
+figure img{max-width:100%;border:1px solid #e9ecef}
+figcaption{font-size:.9em;color:#495057;margin-top:.4em}
+.verdict-ok{background:#ebfbee;border-left:5px solid #2b8a3e;padding:.6em 1em}
+.verdict-bad{background:#fff5f5;border-left:5px solid #c92a2a;padding:.6em 1em}
+nav a{margin-right:1em}
+"""
+
+
+# ---------------------------------------------------------------------------------------------------
+# layout helpers
+# ---------------------------------------------------------------------------------------------------
+def _text_table(t: Table, width: int) -> list[str]:
+    """Columns padded to their widest cell; the last column wraps so no line exceeds ``width``."""
+    rows = ([t.header] if t.header else []) + list(t.rows)
+    if not rows:
+        return ["(none)"]
+    n = max(len(r) for r in rows)
+    rows = [tuple(r) + ("",) * (n - len(r)) for r in rows]
+    widths = [max(len(r[j]) for r in rows) for j in range(n - 1)]
+    while sum(widths) + 2 * (n - 1) > width * 2 // 3 and max(widths, default=0) > 12:
+        widths[widths.index(max(widths))] -= 1       # the leading columns give way before the last one
+    lead = sum(widths) + 2 * (n - 1)
+    out = []
+    for i, r in enumerate(rows):
+        cells = [_cut(c, w).ljust(w) for c, w in zip(r[:-1], widths)]
+        tail = textwrap.wrap(r[-1], max(width - lead, 10)) or [""]
+        out.append(("  ".join(cells) + ("  " if cells else "") + tail[0]).rstrip())
+        out += [(" " * lead + x).rstrip() for x in tail[1:]]
+        if i == 0 and t.header:
+            out.append("-" * min(width, max(len(x) for x in out)))
+    return out
+
+
+def _cut(s: str, w: int) -> str:
+    return s if len(s) <= w else s[:w - 3] + "..."
+
+
+def _md_cell(x: str) -> str:
+    return str(x).replace("|", "\\|").replace("\n", " ")
+
+
+def _anchor(title: str) -> str:
+    return "sec-" + "".join(ch if ch.isalnum() else "-" for ch in title.lower())
+
+
+def _inline(text: str) -> str:
+    """Escape, then render ``**bold**``."""
+    return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(text))
+
+
+def fmt(v, spec: str = ".4g", unit: str = "") -> str:
+    """A number for a table: ``n/a`` for ``None``, ``yes``/``no`` for booleans, round-off zeros as 0."""
+    if v is None:
+        return "n/a"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float) and abs(v) < 1e-13:
+        v = 0.0   # round-off around an exact zero
+    if isinstance(v, (int, float)):
+        return format(v, spec) + unit
+    return str(v)
+
+
+def _reason(sec: Mapping | None, key: str) -> str:
+    r = sec.get(f"{key}_reason") if isinstance(sec, Mapping) else None
+    return r or ""
+
+
+def _kv(title: str, pairs: list[tuple[str, str]]) -> Table:
+    return Table(title, ("quantity", "value"), tuple((a, b) for a, b in pairs))
+
+
+# ---------------------------------------------------------------------------------------------------
+# content: one function per section of report.json
+# ---------------------------------------------------------------------------------------------------
+def _model_table(mo: Mapping) -> Table:
+    return _kv("Model", [
+        ("name", mo["name"]), ("source", mo.get("source") or "-"),
+        ("species", ", ".join(mo["species"])), ("visible", ", ".join(mo["visible"]) or "-"),
+        ("hidden", ", ".join(mo["hidden"]) or "-"), ("learned", ", ".join(mo.get("learned", []))),
+        ("reactions", "; ".join(mo.get("reactions", []))),
+        ("conservation laws", "; ".join(str(r) for r in mo["conservation_laws"]) or "none"),
+        ("states in the class", fmt(mo["state_count"])),
+        ("truncation mass (initial / fixed point)",
+         f"{fmt(mo['truncation_mass'], '.3g')} / {fmt(mo.get('truncation_mass_at_fixed_point'), '.3g')}"),
+        ("clamping", str(mo.get("clamping", ""))),
+        ("eps", ", ".join(f"{k}: {v:g}" for k, v in mo["eps"].items())),
+        ("gamma", fmt(mo.get("gamma"))), ("dmu (kT)", fmt(mo.get("dmu"))),
+    ])
+
+
+def _fixed_point_tables(fp: Mapping) -> list[Table]:
+    opt = fp["optimum"]
+    rows = tuple((n, fmt(v, ".6g"), fmt(opt["theta"].get(n), ".6g")) for n, v in fp["theta"].items())
+    return [
+        Table("Learned fixed point", ("species", "θ at the loop's fixed point", "θ* (true optimum)"), rows),
+        _kv("Divergence at the fixed point", [
+            ("D(Q||P) at the fixed point (nats)", fmt(fp["divergence"], ".6g")),
+            ("D at the optimum (nats)", fmt(opt["divergence"], ".6g")),
+            ("bias: excess D (nats)", fmt(fp["bias"], ".3g")),
+            ("|grad D| at the fixed point", fmt(fp["gradient_norm"], ".3g")),
+            ("optimum kind", str(opt.get("kind", ""))),
+        ]),
+    ]
+
+
+def _quasi_static_table(qs: Mapping) -> Table:
+    return _kv("Quasi-static learning", [
+        ("Hessian eigenvalues (identifiable, ascending)", ", ".join(fmt(x) for x in qs["hessian_eigenvalues"])),
+        ("rates eig(E H) (1/time)", ", ".join(fmt(x) for x in qs["rates"])),
+        ("slowest rate (1/time)", fmt(qs.get("slowest_rate"))),
+        ("neutral directions", "; ".join("(" + ", ".join(fmt(v, ".3g") for v in vec) + ")"
+                                         for vec in qs["neutral_directions"]) or "none"),
+        ("flat directions", fmt(qs.get("flat_directions", 0))),
+    ])
+
+
+def _closed_loop_tables(cl: Mapping) -> list[Table]:
+    ev = cl["eigenvalues"]
+    rows = tuple((str(i + 1), fmt(re, ".5g"), fmt(im, ".5g"), fmt(1 / abs(re) if re else None, ".4g"))
+                 for i, (re, im) in enumerate(ev[:10]))
+    title = "Slowest closed-loop eigenvalues" + (f" (10 of {len(ev)}; all in report.json)" if len(ev) > 10 else "")
+    return [
+        _kv("Closed loop", [
+            ("stable", fmt(cl["stable"])),
+            ("slowest rate −max Re(s) (1/time)", fmt(cl["slowest_rate"])),
+            ("minimum damping ratio", fmt(cl["damping_ratio_min"], ".3g")),
+            ("reduced states", fmt(cl.get("reduced_states"))),
+            ("removed modes", ", ".join(f"{k}: {v}" for k, v in (cl.get("removed_modes") or {}).items()) or "none"),
+        ]),
+        Table(title, ("#", "Re s", "Im s", "time constant"), rows),
+    ]
+
+
+def _eps_crit_text(v) -> str:
+    if isinstance(v, Mapping):
+        return ", ".join(f"{k}: {fmt(x)}" for k, x in v.items())
+    return fmt(v)
+
+
+def _margins_table(mg: Mapping) -> Table:
+    return Table("Margins", ("quantity", "value", "note"), (
+        ("gain margin (eps scale factor)", fmt(mg["gain_margin"]), _reason(mg, "gain_margin")),
+        ("phase margin (degrees)", fmt(mg["phase_margin_deg"], ".4g"), _reason(mg, "phase_margin_deg")),
+        ("eps_crit", _eps_crit_text(mg["eps_crit"]), _reason(mg, "eps_crit")),
+        ("gain crossover (rad/time)", fmt(mg.get("crossover_frequency"), ".4g"),
+         _reason(mg, "crossover_frequency")),
+        ("disk margin", fmt(mg.get("disk_margin"), ".4g"), _reason(mg, "robust_margins")),
+    ))
+
+
+def _disturbance_table(di: Mapping) -> Table:
+    st = di["step"]
+    lag = di.get("lag_cost")
+    return Table("Disturbance rejection", ("quantity", "value", "note"), (
+        ("bandwidth (rad/time, −3 dB)", fmt(di["bandwidth"]), _reason(di, "bandwidth")),
+        ("H∞ norm of environment → error", fmt(di["hinf_norm"]), _reason(di, "hinf_norm")),
+        ("step: rise time 10–90 % (time)", fmt(st["rise_time"]), _reason(st, "rise_time")),
+        ("step: settling time 2 % (time)", fmt(st["settling_time"]), _reason(st, "settling_time")),
+        ("step: overshoot (%)", fmt(st["overshoot_pct"], ".3g"), _reason(st, "overshoot_pct")),
+        ("lag cost", f"{len(lag)} frequencies" if lag else "n/a", _reason(di, "lag_cost")),
+    ))
+
+
+def _validation_table(val: list | None, why: str | None) -> Table:
+    title = "Validation against the nonlinear loop"
+    if val is None:
+        return Table(title, ("status",), ((why or "not run",),))
+    return Table(title, ("quantity", "predicted", "simulated", "rel. error", "passed"), tuple(
+        (str(c.get("quantity")), fmt(c.get("predicted")), fmt(c.get("simulated")), fmt(c.get("rel_error"), ".2g"),
+         "yes" if c.get("passed") else "**NO**") for c in val))
+
+
+def _thermo_table(th: Mapping) -> Table:
+    tfp = th["fixed_point"]
+    return Table("Thermodynamics", ("part", "dissipation (kT/time)", "note"),
+                 tuple((k, fmt(tfp.get(k)), _reason(tfp, k)) for k in ("free", "clamped", "learning", "total"))
+                 + (("episode total (kT)", fmt(th["episode_total"]), _reason(th, "episode_total")),))
+
+
+def _verdict(d: Mapping) -> str:
+    stable = d["closed_loop"]["stable"]
+    val = d.get("validation")
+    if val is None:
+        vtxt = f"validation: {d.get('validation_reason') or 'not run'}"
+    else:
+        ok = sum(1 for c in val if c.get("passed"))
+        vtxt = f"validation: {ok} of {len(val)} checks passed"
+    return (f"**Verdict: the learning loop is {'STABLE' if stable else 'UNSTABLE'}**; {vtxt}. "
+            f"Exit code {d['verdict']['exit_code']}.")
+
+
+def _notes(d: Mapping) -> tuple[str, ...]:
+    notes = []
+    t = d.get("meta", {}).get("timings_s", {})
+    if t:
+        notes.append("Timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in t.items()))
+    return tuple(notes)
+
+
+def build_summary(d: Mapping) -> Summary:
+    """The :class:`Summary` of a ``report.json`` dictionary (``Results.to_dict()``)."""
+    tables = [_model_table(d["model"]), *_fixed_point_tables(d["fixed_point"]),
+              _quasi_static_table(d["quasi_static"]), *_closed_loop_tables(d["closed_loop"]),
+              _margins_table(d["margins"]), _disturbance_table(d["disturbance"]),
+              _validation_table(d.get("validation"), d.get("validation_reason")), _thermo_table(d["thermodynamics"])]
+    return Summary(f"Stability report: {d['model']['name']}", _verdict(d), d["verdict"]["exit_code"] == 0,
+                   tuple(tables), _notes(d))
