@@ -211,10 +211,12 @@ class LoopBlocks:
     def _plants_at(self, w: float, rhs: np.ndarray, dynamic_c: bool):
         k = self.k
         if self.n_p:
-            if self.full is not None and w != 0.0:
+            if self.full is not None and w != 0.0 and self.n_p > LARGE_PLANT:
                 # the generators' columns sum to zero and every input is tangent to the
                 # simplices, so at w != 0 the full solve equals V times the reduced one;
-                # the full generators are banded, the reduced A has the pivots' dense rows
+                # the full generators are banded, the reduced A has the pivots' dense rows.
+                # Only for large plants: near w = 0 the full matrix is nearly singular (its
+                # zero eigenvalue), which moved E3's low-frequency lag cost by 3e-6 relative.
                 _, rhs_f, Cf_f, Cc_f = self.full
                 X = _shifted_lu(self._pattern_full, w).solve(rhs_f)
                 Yf = Cf_f @ X

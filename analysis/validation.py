@@ -177,8 +177,13 @@ class _Setup:
         else:
             from scipy.sparse.linalg import eigs
             k = min(12, n - 2)
-            lam, Vr = eigs(self.Jr, k=k, which="LR", tol=1e-12, maxiter=max(5000, 20 * n))
-            lamT, W = eigs(self.Jr.T.tocsc(), k=k, which="LR", tol=1e-12, maxiter=max(5000, 20 * n))
+            # shift-invert next to the slowest eigenvalue (from the stability analysis): the
+            # modes wanted are the ones nearest it; which="LR" did not converge on 1321 states
+            target = complex(self.stability.eigenvalues[0])
+            sigma = target.real + 1e-3 * max(abs(target), 1e-12)
+            opts = {"k": k, "sigma": sigma, "which": "LM", "tol": 1e-12, "maxiter": max(5000, 20 * n)}
+            lam, Vr = eigs(self.Jr.tocsc(), **opts)
+            lamT, W = eigs(self.Jr.T.tocsc(), **opts)
             order = [int(np.argmin(np.abs(lamT - np.conj(l)))) for l in lam]
             W = W[:, order]
         order = np.lexsort((np.abs(lam.imag), -lam.real))
@@ -452,13 +457,22 @@ def check_frequency(setup: _Setup, omegas: np.ndarray | None = None, A: float = 
     return out
 
 
+def _n_flat_at_optimum(model: Model, opt) -> int:
+    from crnfb.analysis.fixedpoints import classify
+
+    return int(classify(model, opt.theta).flat.size)
+
+
 # -- quasi-static limit -----------------------------------------------------------------------------------------
 def check_quasi_static(setup: _Setup) -> Check:
     """Slowest rate of the ODE at small eps (equilibrium clamping) vs ``eps * eig_min(H)``."""
     model = setup.model
     opt = setup.loop.fixed_point.optimum
-    qs = setup.stability.quasi_static_rates
-    qs_min = float(qs[qs > 0].min()) if np.any(qs > 0) else float("nan")
+    qs = np.sort(setup.stability.quasi_static_rates[setup.stability.quasi_static_rates > 0])
+    # flat directions (docs/theory.md §2) are removed from the loop as they are from the
+    # closed-loop spectrum: the slowest rate the ODE can show is the first non-flat one
+    n_flat = _n_flat_at_optimum(model, opt)
+    qs_min = float(qs[min(n_flat, qs.size - 1)]) if qs.size else float("nan")
     net_eq = LearningNetwork(model, "equilibrium")
     A = net_eq.free_generator(opt.theta)
     if A.shape[0] <= DENSE_LIMIT:

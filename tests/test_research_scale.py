@@ -171,3 +171,28 @@ def test_two_visible_generator_keeps_the_structure_at_small_size(tmp_path):
     Q = _target(model)
     assert opt.divergence < 1e-8
     assert _mutual_information(Q) > 0.05
+
+
+@pytest.mark.slow
+def test_scaffold_t40_report_complete_and_validated():
+    """Issue 12: the T = 40, K = 20 scaffold's full report has every section and passes validation.
+
+    Stability and eps_crit are checked against the loop's own eigenvalues
+    (the margins' crossing eigenvalue lies on the imaginary axis; the loop is
+    stable at the file's eps, unstable past eps_crit).
+    """
+    from crnfb.analysis.pipeline import analyse
+
+    model = load_model(EXAMPLES / "scaffold_T40_K20.toml")
+    res = analyse(model, validate=True, figures=True)
+    d = res.to_dict()
+    failed = {k: v for k, v in res.reasons.items() if str(v).startswith("failed")}
+    assert not failed, failed
+    assert d["closed_loop"]["stable"]
+    for key in ("bandwidth", "hinf_norm", "step", "lag_cost"):
+        assert d["disturbance"][key] is not None, key
+    gm = d["margins"]["gain_margin"]
+    assert gm is not None and gm > 1.0
+    assert d["margins"]["gain_margin_frequency_domain"] == pytest.approx(gm, rel=1e-6)
+    assert res.validation and all(c.passed for c in res.validation), [
+        (c.quantity, c.rel_error, c.tolerance) for c in res.validation if not c.passed]
