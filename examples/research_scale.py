@@ -20,8 +20,11 @@ Run::
   without the scaffold has a product law and cannot go below the target's
   mutual information (tests/test_research_scale.py). ``T = 23``, ``K = 11``:
   10,080 copy states per ensemble.
-- ``two_visible_1e5.toml``: the same with ``T = 50``, ``K = 25``
-  (99,501 copy states); for the fixed-point and linearisation benchmarks.
+- ``two_visible_1e5.toml``: the same with ``T = 56``, ``K = 18``
+  (100,719 copy states); for the fixed-point and linearisation benchmarks.
+  (The state space encodes a box of all species counts in 62 bits: the
+  ``2K + 1`` one-copy scaffold species take one bit each, so ``K <= 18`` at
+  this ``T``.)
 """
 
 from __future__ import annotations
@@ -120,7 +123,7 @@ def two_visible(T: int, K: int, name: str) -> str:
 def main() -> None:
     files = {"scaffold_T40_K20.toml": scaffold(40, 20),
              "two_visible.toml": two_visible(23, 11, "two-visible"),
-             "two_visible_1e5.toml": two_visible(50, 25, "two-visible-1e5")}
+             "two_visible_1e5.toml": two_visible(56, 18, "two-visible-1e5")}
     for name, text in files.items():
         (HERE / name).write_text(text)
         print("wrote", HERE / name)

@@ -71,7 +71,7 @@ def test_research_examples_are_what_the_generator_writes():
     spec.loader.exec_module(mod)
     assert (EXAMPLES / "scaffold_T40_K20.toml").read_text() == mod.scaffold(40, 20)
     assert (EXAMPLES / "two_visible.toml").read_text() == mod.two_visible(23, 11, "two-visible")
-    assert (EXAMPLES / "two_visible_1e5.toml").read_text() == mod.two_visible(50, 25, "two-visible-1e5")
+    assert (EXAMPLES / "two_visible_1e5.toml").read_text() == mod.two_visible(56, 18, "two-visible-1e5")
 
 
 def test_two_visible_class_size_and_correlated_target(two_visible):
