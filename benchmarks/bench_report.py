@@ -86,6 +86,14 @@ def _core_child(path: str) -> None:
                       "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}))
 
 
+def _write(path: Path, rows: list[dict]) -> None:
+    keys = sorted({k for r in rows for k in r}, key=lambda k: (k.startswith("t_"), k))
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+
+
 def _fit_exponent(rows, key):
     x = np.log([r["states"] for r in rows])
     y = np.log([r[key] for r in rows])
@@ -133,11 +141,7 @@ def main() -> None:
                 rows.append(row)
                 print(f"states {row['states']:>6}  wall {wall:8.2f} s  cpu {cpu:8.2f} s  "
                       + "  ".join(f"{k} {v:.2f}" for k, v in res.timings.items()), flush=True)
-            keys = sorted({k for r in rows for k in r}, key=lambda k: (k.startswith("t_"), k))
-            with open(RESULTS / "report.csv", "w", newline="") as fh:
-                w = csv.DictWriter(fh, fieldnames=keys)
-                w.writeheader()
-                w.writerows(rows)
+                _write(RESULTS / "report.csv", rows)    # after every size: a long run keeps what it measured
             print(f"report-time exponent (wall vs states): {_fit_exponent(rows, 'seconds'):.2f}; "
                   f"(cpu): {_fit_exponent(rows, 'cpu_seconds'):.2f}")
         core = []
@@ -146,14 +150,11 @@ def main() -> None:
                                  capture_output=True, text=True, check=True)
             row = {"T": T, "K": K, **json.loads(out.stdout.strip().splitlines()[-1])}
             core.append(row)
+            _write(RESULTS / "core.csv", core)
             print(f"core  states {row['states']:>6}  fit {row['fit_s']:.2f}  loop fp {row['loop_fixed_point_s']:.2f}  "
                   f"linearise {row['linearise_s']:.2f}  "
                   f"slowest {row['slowest_modes_s']:.2f}  total {row['core_s']:.2f} s  "
                   f"peak {row['peak_rss_mib']:.0f} MiB", flush=True)
-        with open(RESULTS / "core.csv", "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(core[0]))
-            w.writeheader()
-            w.writerows(core)
     print(f"wrote {RESULTS / 'report.csv'} and {RESULTS / 'core.csv'}; "
           f"load average {os.getloadavg()[0]:.1f} at the end")
 
