@@ -120,7 +120,7 @@ def tracking_spectral(loop: LinearLoop, env: MarkovEnvironment, gain: float = 1.
                       derivative=None) -> float:
     """The same term as the frequency integral ``(1/2) int Re(z^H H z) S_a dw / 2pi`` (adaptive quadrature).
 
-    ``z(jw) = G_a->theta(jw) - v`` from :class:`crnfb.analysis.frequency.LoopBlocks`
+    ``z(jw) = G_a->theta(jw) - v`` from :class:`crnfb.analysis.frequency.BrokenLoop`
     at the scaled learning rates; the integrand is even in ``w``, and
     ``w = tan(u)`` maps ``[0, inf)`` to ``[0, pi/2)``.
     """

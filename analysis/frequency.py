@@ -43,7 +43,7 @@ neutral directions it is the classical ``L(s) = eps (P_f - P_c)/s``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -139,6 +139,8 @@ class BrokenLoop:
     D_a: np.ndarray             # (k,)
     eps: np.ndarray             # (k,) learning rates (possibly scaled)
     neutral: np.ndarray         # (k, n_neutral) orthonormal neutral directions N
+    full: tuple | None = None   # (A, rhs, C_mf, C_mc) in full copy-state coordinates (see plants)
+    memo: dict = field(default_factory=dict, repr=False, compare=False)  # w -> plants at w (shared by scaled())
 
     @property
     def k(self) -> int:
@@ -171,27 +173,22 @@ class BrokenLoop:
         """Same plant, learning rates ``gains * eps`` (scalar or per species)."""
         g = np.broadcast_to(np.asarray(gains, float), self.eps.shape)
         return BrokenLoop(self.loop, self.A, self.B_theta, self.B_a, self.C_mf, self.C_mc, self.D_mc, self.D_a,
-                          self.eps * g, self.neutral)
+                          self.eps * g, self.neutral, self.full, self.memo)
 
     # -- evaluation --------------------------------------------------------------------------
     @cached_property
     def _pattern(self):
-        """``-A`` in CSC with every diagonal entry stored, and where the diagonal sits in ``data``."""
-        n = self.n_p
-        M = (-self.A + sparse.identity(n)).astype(complex).tocsc()
-        M.sort_indices()
-        diag = np.empty(n, dtype=np.int64)
-        for j in range(n):
-            lo, hi = M.indptr[j], M.indptr[j + 1]
-            diag[j] = lo + np.searchsorted(M.indices[lo:hi], j)
-        return M, diag, -self.A.diagonal().astype(complex)
+        """``-A`` with a stored diagonal (reduced coordinates)."""
+        return _shift_pattern(self.A)
+
+    @cached_property
+    def _pattern_full(self):
+        """``-A`` with a stored diagonal (full copy-state coordinates)."""
+        return _shift_pattern(self.full[0])
 
     def _lu(self, w: float):
-        """Sparse LU of ``jw I - A``."""
-        M, diag, d0 = self._pattern
-        data = M.data.copy()
-        data[diag] = d0 + 1j * w
-        return splu(sparse.csc_matrix((data, M.indices, M.indptr), shape=M.shape))
+        """Sparse LU of ``jw I - A`` (reduced coordinates)."""
+        return _shifted_lu(self._pattern, w)
 
     @cached_property
     def _rhs(self) -> np.ndarray:
@@ -209,19 +206,35 @@ class BrokenLoop:
         Pf = np.empty((omega.size, k, k), complex)
         Pc = np.empty((omega.size, k, k), complex)
         G = np.empty((omega.size, k), complex)
-        Cf, Cc = self.C_mf, self.C_mc
-        dynamic_c = Cc.nnz > 0
+        rhs = self._rhs
+        dynamic_c = self.C_mc.nnz > 0
         for i, w in enumerate(omega):
-            if self.n_p:
-                X = self._lu(w).solve(self._rhs)
-                Yf = Cf @ X
-                Yc = Cc @ X if dynamic_c else np.zeros_like(Yf)
-            else:
-                Yf = Yc = np.zeros((k, k + 1), complex)
-            Pf[i] = Yf[:, :k]
-            Pc[i] = Yc[:, :k] + self.D_mc
-            G[i] = Yc[:, k] - Yf[:, k] + self.D_a
+            hit = self.memo.get(float(w))
+            if hit is None:
+                hit = self.memo[float(w)] = self._plants_at(float(w), rhs, dynamic_c)
+            Pf[i], Pc[i], G[i] = hit
         return Pf, Pc, G
+
+    def _plants_at(self, w: float, rhs: np.ndarray, dynamic_c: bool):
+        k = self.k
+        if self.n_p:
+            if self.full is not None and w != 0.0 and self.n_p > LARGE_PLANT:
+                # the generators' columns sum to zero and every input is tangent to the
+                # simplices, so at w != 0 the full solve equals V times the reduced one;
+                # the full generators are banded, the reduced A has the pivots' dense rows.
+                # Only for large plants: near w = 0 the full matrix is nearly singular (its
+                # zero eigenvalue), which moved E3's low-frequency lag cost by 3e-6 relative.
+                _, rhs_f, Cf_f, Cc_f = self.full
+                X = _shifted_lu(self._pattern_full, w).solve(rhs_f)
+                Yf = Cf_f @ X
+                Yc = Cc_f @ X if dynamic_c else np.zeros_like(Yf)
+            else:
+                X = self._lu(w).solve(rhs)
+                Yf = self.C_mf @ X
+                Yc = self.C_mc @ X if dynamic_c else np.zeros_like(Yf)
+        else:
+            Yf = Yc = np.zeros((k, k + 1), complex)
+        return Yf[:, :k], Yc[:, :k] + self.D_mc, Yc[:, k] - Yf[:, k] + self.D_a
 
     def open_loop(self, omega) -> tuple[np.ndarray, np.ndarray]:
         """``(P(jw), G_frozen(jw))`` with ``P = P_f - P_c``: shapes (nw, k, k), (nw, k)."""
@@ -265,8 +278,36 @@ class BrokenLoop:
         return control.ss(AL, BL, CL, np.zeros((r, r)))
 
 
+def _shift_pattern(A: sparse.spmatrix):
+    """``-A`` in complex CSC with every diagonal entry stored, the diagonal's places in ``data``, ``-diag A``."""
+    n = A.shape[0]
+    M = (-A + sparse.identity(n)).astype(complex).tocsc()
+    M.sort_indices()
+    diag = np.empty(n, dtype=np.int64)
+    for j in range(n):
+        lo, hi = M.indptr[j], M.indptr[j + 1]
+        diag[j] = lo + np.searchsorted(M.indices[lo:hi], j)
+    return M, diag, -A.diagonal().astype(complex)
+
+
+def _shifted_lu(pattern, w: float):
+    """Sparse LU of ``jw I - A`` from :func:`_shift_pattern` (no re-assembly per frequency)."""
+    M, diag, d0 = pattern
+    data = M.data.copy()
+    data[diag] = d0 + 1j * w
+    return splu(sparse.csc_matrix((data, M.indices, M.indptr), shape=M.shape))
+
+
 def broken_loop(loop: LinearLoop) -> BrokenLoop:
-    """Split a :class:`LinearLoop` into ensemble plant and controller (module docstring)."""
+    """Split a :class:`LinearLoop` into ensemble plant and controller (module docstring).
+
+    One :class:`BrokenLoop` per loop (cached on the loop): margins,
+    disturbance and the report's figures share it.
+    """
+    return loop.broken
+
+
+def _broken_loop(loop: LinearLoop) -> BrokenLoop:
     net = loop.net
     n_p_full = net.n_f + net.n_c
     rest = loop.rest
@@ -286,7 +327,15 @@ def broken_loop(loop: LinearLoop) -> BrokenLoop:
         fp = loop.fixed_point
         D_mc = net.clamped_mean_jacobian(fp.theta, fp.a)
     D_a = np.asarray(loop.feedthrough("e"), float)
-    return BrokenLoop(loop, A, B_theta, B_a, C_mf, C_mc, D_mc, D_a, net.eps.astype(float), net.model.neutral)
+    full = None
+    if pos_p.size:
+        Jp = loop.J[:n_p_full][:, :n_p_full].tocsc()
+        rhs_f = np.column_stack([loop.J[:n_p_full][:, n_p_full:].toarray(),
+                                 np.asarray(loop.B[:n_p_full], float)]).astype(complex)
+        Cf_full = sparse.csr_matrix(C["m_f"][:, :n_p_full])
+        Cc_full = sparse.csr_matrix(C["m_c"][:, :n_p_full]) if net.dynamic else sparse.csr_matrix(Cf_full.shape)
+        full = (Jp, rhs_f, Cf_full, Cc_full)
+    return BrokenLoop(loop, A, B_theta, B_a, C_mf, C_mc, D_mc, D_a, net.eps.astype(float), net.model.neutral, full)
 
 
 def closed_loop_direct(loop: LinearLoop, omega, output: str = "e") -> np.ndarray:
@@ -322,10 +371,44 @@ def dc_response(loop: LinearLoop, output: str = "e") -> np.ndarray:
     return loop.output(output) @ x + loop.feedthrough(output)
 
 
-def plant_rate_range(blocks: BrokenLoop, dense_limit: int = 1500) -> tuple[float, float] | None:
-    """Smallest and largest non-zero ``|eig(A)|`` of the ensemble plant (None for large plants)."""
-    if blocks.n_p == 0 or blocks.n_p > dense_limit:
+#: Plants with more states than this get a coarser frequency grid (:func:`grid_stride`)
+#: and sparse eigenvalue estimates (:func:`plant_rate_range`).
+LARGE_PLANT = 500
+#: Points a decade on large plants: crossings and extrema are refined with exact
+#: evaluations at single frequencies, so the grid only has to bracket them.
+LARGE_POINTS_PER_DECADE = 40
+
+
+def grid_stride(blocks: BrokenLoop) -> int:
+    """Stride through ``SPEC_OMEGA``: 1 (2000/7 points a decade), 7 (about 40) above :data:`LARGE_PLANT` states."""
+    return 7 if blocks.n_p > LARGE_PLANT else 1
+
+
+def spec_grid(blocks: BrokenLoop) -> np.ndarray:
+    """``SPEC_OMEGA`` for small plants; every 7th point of it (40 a decade) for large ones."""
+    return SPEC_OMEGA[::grid_stride(blocks)]
+
+
+def plant_rate_range(blocks: BrokenLoop, dense_limit: int = LARGE_PLANT) -> tuple[float, float] | None:
+    """Smallest and largest non-zero ``|eig(A)|`` of the ensemble plant.
+
+    Dense up to ``dense_limit`` states; above, the two ends from sparse
+    Arnoldi (largest magnitude, and shift-invert at 0: the reduced plant has
+    its normalisation removed, so it is non-singular). Only the decades
+    matter (they size the grid).
+    """
+    if blocks.n_p == 0:
         return None
+    if blocks.n_p > dense_limit:
+        from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, eigs
+
+        A = blocks.A.tocsc()
+        try:
+            hi = float(np.max(np.abs(eigs(A, k=1, which="LM", return_eigenvectors=False, tol=1e-3))))
+            lo = float(np.min(np.abs(eigs(A, k=1, sigma=0.0, which="LM", return_eigenvectors=False, tol=1e-6))))
+        except (ArpackError, ArpackNoConvergence, RuntimeError):
+            return None
+        return (lo, hi) if 0 < lo <= hi else None
     ev = np.abs(np.linalg.eigvals(blocks.A.toarray()))
     ev = ev[ev > 1e-12 * max(ev.max(), 1e-300)]
     if ev.size == 0:
@@ -334,18 +417,19 @@ def plant_rate_range(blocks: BrokenLoop, dense_limit: int = 1500) -> tuple[float
 
 
 def analysis_grid(blocks: BrokenLoop, extra: tuple[float, ...] = ()) -> np.ndarray:
-    """``SPEC_OMEGA`` extended (same density) to two decades beyond the plant's and loop's rates."""
+    """The spec grid (:func:`spec_grid`) extended, same density, to two decades beyond the plant's and loop's rates."""
     lo, hi = -4.0, 3.0
     rng = plant_rate_range(blocks)
     rates = [x for x in ((rng or ()) + tuple(extra)) if x > 0 and np.isfinite(x)]
     if rates:
         lo = min(lo, np.floor(np.log10(min(rates))) - 2)
         hi = max(hi, np.ceil(np.log10(max(rates))) + 2)
-    parts = [SPEC_OMEGA]
+    density = POINTS_PER_DECADE / grid_stride(blocks)
+    parts = [spec_grid(blocks)]
     if lo < -4:
-        parts.insert(0, np.logspace(lo, -4, int((-4 - lo) * POINTS_PER_DECADE) + 1)[:-1])
+        parts.insert(0, np.logspace(lo, -4, int((-4 - lo) * density) + 1)[:-1])
     if hi > 3:
-        parts.append(np.logspace(3, hi, int((hi - 3) * POINTS_PER_DECADE) + 1)[1:])
+        parts.append(np.logspace(3, hi, int((hi - 3) * density) + 1)[1:])
     return np.concatenate(parts)
 
 

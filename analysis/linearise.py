@@ -183,6 +183,19 @@ class LinearLoop:
         return (self.J[self.rest] @ self.V).tocsr()
 
     @cached_property
+    def memo(self) -> dict:
+        """Results computed once per loop and shared by the analyses (e.g. its slowest eigenvalues)."""
+        return {}
+
+    @cached_property
+    def broken(self):
+        """The loop broken at theta, split into plant and controller
+        (:func:`crnfb.analysis.frequency.broken_loop`), built once and shared by the analyses."""
+        from crnfb.analysis.frequency import _broken_loop
+
+        return _broken_loop(self)
+
+    @cached_property
     def Br(self) -> np.ndarray:
         return self.B[self.rest]
 

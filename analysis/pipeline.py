@@ -30,7 +30,7 @@ from crnfb.analysis.linearise import LinearLoop, LoopFixedPoint, linearise, loop
 from crnfb.analysis.margins import Margins, margins
 from crnfb.analysis.results import Distribution, Results, StepResponse, LearningCurve, Unavailable
 from crnfb.analysis.stability import Stability, episode_time, stability
-from crnfb.analysis.thermo import thermodynamics_report
+from crnfb.analysis.thermo import EPISODE_TOL, Episode, episode, episode_settings, thermodynamics_report
 from crnfb.analysis.validation import Check, validate as validate_checks, with_consistency
 from crnfb.feedback.errors import ModelError
 from crnfb.feedback.model import Model
@@ -39,7 +39,7 @@ from crnfb.feedback.signals import Step
 from crnfb.feedback.simulate import SimulationError, simulate
 
 __all__ = ["analyse", "STEP_AMPLITUDE", "margins_section", "disturbance_section", "frequency_section",
-           "step_section", "trajectory_section", "distribution_section", "thermodynamics_section",
+           "step_section", "episode_section", "trajectory_section", "distribution_section", "thermodynamics_section",
            "validation_section", "fluctuation_section",
            "consistency_section"]
 
@@ -104,16 +104,37 @@ def _nonlinear_step(model: Model, fp: LoopFixedPoint, sr: StepResponse,
     return StepResponse(sr.t, sr.y, d, np.asarray(tr.t), y, sr.source, amplitude)
 
 
+def episode_section(model: Model, fp: LoopFixedPoint, stab: Stability, quick: bool) -> Episode:
+    """The learning episode (docs/theory.md §4), integrated once per report: the thermodynamic
+    episode and the learning figure read the same trajectory (:func:`crnfb.analysis.thermo.episode`)."""
+    rate = stab.slowest_rate
+    rate = rate if np.isfinite(rate) and rate > 0 else float(np.min(model.eps)) * 1e-3
+    return episode(model, fp, t_max=50.0 * np.log(1.0 / EPISODE_TOL) / rate, **episode_settings(quick))
+
+
+#: Points of the learning figure's trajectory (D is evaluated at each).
+TRAJECTORY_POINTS = 401
+
+
 def trajectory_section(model: Model, optimum: StationaryPoint, fp: LoopFixedPoint,
-                       stab: Stability) -> LearningCurve:
+                       stab: Stability, ep: Episode | None = None) -> LearningCurve:
     """A learning episode from the file's energies: the ensemble-level ODE until the episode
-    ends (docs/theory.md §4); the quasi-static flow if the simulator cannot run it.
+    ends (docs/theory.md §4), read from ``ep`` (the report's one episode) when given; the
+    quasi-static flow if the simulator cannot run it.
 
     The episode is sampled on a logarithmic ladder of shorter runs too when
     its evenly spaced samples are coarser than the fastest quasi-static time
     scale (E3: ``D`` falls from 13 to 0.04 nats in a few time units, then
     learns for 10⁶), so the figure shows both time scales.
     """
+    if ep is not None and ep.path_t is not None and ep.path_t.size > 1:
+        idx = np.unique(np.linspace(0, ep.path_t.size - 1, TRAJECTORY_POINTS).round().astype(int))
+        t, theta = ep.path_t[idx], ep.path_theta[idx]
+        D = np.array([model.divergence(th) for th in theta])
+        t, theta, D = _log_sampled(model, t, theta, D, stab)
+        return LearningCurve(t, theta, D, model.learned_names, "ensemble-level ODE (the report's learning episode)",
+                             np.asarray(optimum.theta, float), float(optimum.divergence), np.asarray(fp.theta, float),
+                             "loop's fixed point", float(fp.bias))
     t_ep = episode_time(model, stab)
     try:
         tr = simulate(model, 3.0 * t_ep, points=401, until_episode_end=True, theta_star=fp.theta)
@@ -159,9 +180,10 @@ def distribution_section(model: Model, fp: LoopFixedPoint) -> Distribution:
     return Distribution(model.space.visible_states, mo.P, model.q, [model.network.names[i] for i in vis])
 
 
-def thermodynamics_section(model: Model, loop: LinearLoop, quick: bool) -> dict[str, object]:
-    """Dissipation at the fixed point and over an episode (:func:`crnfb.analysis.thermo.thermodynamics_report`)."""
-    return thermodynamics_report(model, loop=loop, quick=quick)
+def thermodynamics_section(model: Model, loop: LinearLoop, quick: bool,
+                           ep: Episode | None = None) -> dict[str, object]:
+    """Dissipation at the fixed point and over the episode (:func:`crnfb.analysis.thermo.thermodynamics_report`)."""
+    return thermodynamics_report(model, loop=loop, quick=quick, episode_result=ep)
 
 
 def validation_section(model: Model, loop: LinearLoop, quick: bool, seed: int) -> list[Check]:
@@ -232,7 +254,9 @@ class _Run:
 
     def _start(self, name: str) -> float:
         if self.bar is not None:
-            self.bar.set_postfix_str(name)      # the step now running
+            # the step now running, and where the time went so far (docs/cli.md, meta.timings_s)
+            done = ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items())
+            self.bar.set_postfix_str(f"{name} | {done}" if done else name)
         return time.perf_counter()
 
     def _stop(self, name: str, t0: float) -> None:
@@ -279,7 +303,7 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
     ModelError
         The model cannot be analysed (bad input).
     """
-    steps = (["fixed point", "linearisation", "stability", "margins", "disturbance"]
+    steps = (["fixed point", "linearisation", "stability", "margins", "disturbance", "learning episode"]
              + (["frequency response", "step response", "learning trajectory", "distribution"] if figures else [])
              + ["thermodynamics"] + (["validation"] if validate else [])
              + (["fluctuation"] if model.fluctuation is not None else []))
@@ -289,15 +313,16 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
         optimum, fp, loop, stab = _core(model, run)
         mg = run.section("margins", "margins", margins_section, loop)
         dist = run.section("disturbance", "disturbance", disturbance_section, loop)
+        ep = run.section("learning episode", "episode", episode_section, model, fp, stab, quick)
         if figures:
             fig["frequency"] = run.section("frequency response", "frequency", frequency_section, loop, dist)
             fig["step"] = run.section("step response", "step", step_section, model, fp, stab, dist, validate)
             fig["trajectory"] = run.section("learning trajectory", "trajectory", trajectory_section,
-                                            model, optimum, fp, stab)
+                                            model, optimum, fp, stab, ep)
             fig["distribution"] = run.section("distribution", "distribution", distribution_section, model, fp)
         else:
             run.reasons["frequency"] = "not computed (figures=False)"
-        thermo = run.section("thermodynamics", "thermodynamics", thermodynamics_section, model, loop, quick)
+        thermo = run.section("thermodynamics", "thermodynamics", thermodynamics_section, model, loop, quick, ep)
         checks = None
         if validate:
             checks = run.section("validation", "validation", validation_section, model, loop, quick, int(seed))

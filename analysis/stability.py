@@ -16,7 +16,8 @@ from scipy.sparse.linalg import ArpackNoConvergence, eigs
 from crnfb.analysis.linearise import LinearLoop
 from crnfb.feedback.model import Model
 
-DENSE_LIMIT = 1500
+#: Dense ``eig`` up to this many reduced states; above, the slowest modes by sparse Arnoldi.
+DENSE_LIMIT = 400
 FLAT_TOL = 1e-9
 
 
@@ -51,12 +52,12 @@ def closed_loop_eigenvalues(loop: LinearLoop, count: int | None = None) -> np.nd
         If Arnoldi converges on no eigenvalue (never an empty "unstable" answer).
     """
     n = loop.n_reduced
-    if n <= DENSE_LIMIT:
-        ev = np.linalg.eigvals(loop.Jr.toarray())
-    else:
-        ev = _slowest_sparse(loop, count or 20)
-    ev = ev[np.lexsort((np.abs(ev.imag), -ev.real))]
-    return ev if count is None else ev[:count]
+    key = ("closed_loop_eigenvalues", None if n <= DENSE_LIMIT else (count or 20))
+    ev = loop.memo.get(key)
+    if ev is None:
+        ev = np.linalg.eigvals(loop.Jr.toarray()) if n <= DENSE_LIMIT else _slowest_sparse(loop, count or 20)
+        ev = loop.memo[key] = ev[np.lexsort((np.abs(ev.imag), -ev.real))]
+    return ev.copy() if count is None else ev[:count].copy()
 
 
 def structural_eigenvalues(loop: LinearLoop) -> np.ndarray:

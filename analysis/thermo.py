@@ -376,6 +376,8 @@ class Episode:
     theta_end: np.ndarray | None = None
     trace: dict = field(repr=False, default_factory=dict)
     source: str = "scipy.integrate.solve_ivp"
+    path_t: np.ndarray | None = field(default=None, repr=False)      # output times
+    path_theta: np.ndarray | None = field(default=None, repr=False)  # learned theta there (len(t), k)
 
     def to_dict(self) -> dict:
         out = {"duration": float(self.duration), "reached": bool(self.reached), "free": _json_number(self.free),
@@ -496,11 +498,17 @@ def episode(model: Model, loop=None, tol: float = EPISODE_TOL, t_max: float | No
         res[key] = _integrate(tt, tr[key])
     return Episode(float(tt[-1]), bool(reached), res["free"][0], res["clamped"][0], res["learning"][0],
                    res["total"][0], res["total_ensemble"][0], res["total"][1], th_star, XX[k:, -1].copy(), tr,
-                   source)
+                   source, np.asarray(tt, float), XX[k:].T.copy())
 
 
 # -- the report section --------------------------------------------------------------------------------------
-def thermodynamics_report(model: Model, loop=None, with_episode: bool = True, quick: bool = False) -> dict:
+def episode_settings(quick: bool) -> dict:
+    """Keyword arguments of :func:`episode` for the report (``quick``: looser, coarser; ``crnfb sweep``)."""
+    return {"rtol": 1e-6, "atol": 1e-10, "points": 800} if quick else {}
+
+
+def thermodynamics_report(model: Model, loop=None, with_episode: bool = True, quick: bool = False,
+                          episode_result: Episode | None = None) -> dict:
     """The ``thermodynamics`` section of ``report.json`` (docs/cli.md).
 
     Keys: ``fixed_point {free, clamped, learning, total, total_ensemble, ...}``,
@@ -509,6 +517,8 @@ def thermodynamics_report(model: Model, loop=None, with_episode: bool = True, qu
     ``units``, ``conventions``. Unavailable numbers are ``None`` with a
     ``<key>_reason`` beside them. ``quick`` (``crnfb sweep``) integrates the
     episode with looser tolerances and a coarser output grid.
+    ``episode_result``: an episode already integrated (the report shares one
+    simulation of the learning episode between this section and the learning figure).
     """
     net, fp = _loop_parts(model, loop)
     d = dissipation(net, fp.x, fp.a)
@@ -518,7 +528,7 @@ def thermodynamics_report(model: Model, loop=None, with_episode: bool = True, qu
         out["fixed_point_ensemble"]["clamped_reason"] = CLAMPED_EQUILIBRIUM_REASON
     if with_episode:
         try:
-            ep = episode(model, fp, **({"rtol": 1e-6, "atol": 1e-10, "points": 800} if quick else {}))
+            ep = episode_result if episode_result is not None else episode(model, fp, **episode_settings(quick))
             out["episode_total"] = _json_number(ep.total)
             out["episode_total_ensemble"] = _json_number(ep.total_ensemble)
             out["episode"] = ep.to_dict()

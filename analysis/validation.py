@@ -81,6 +81,11 @@ QS_SEPARATION = 1e-3
 FREQ_FACTORS = np.logspace(-0.5, 1.0, 5)
 #: Plain linear step-response error that bounds the linear range.
 LINEAR_RANGE_ERROR = 0.10
+#: Smallest probe amplitude (below it the solver's error, not the nonlinearity, dominates).
+A_MIN = 1e-4
+#: The probe amplitude is chosen so that the estimated third-order residual of the
+#: Richardson extrapolation is at most this fraction of the check's tolerance.
+AMPLITUDE_SAFETY = 0.25
 
 TOL = {
     "convergence rate": 1e-2,
@@ -178,8 +183,13 @@ class _Setup:
         else:
             from scipy.sparse.linalg import eigs
             k = min(12, n - 2)
-            lam, Vr = eigs(self.Jr, k=k, which="LR", tol=1e-12, maxiter=max(5000, 20 * n))
-            lamT, W = eigs(self.Jr.T.tocsc(), k=k, which="LR", tol=1e-12, maxiter=max(5000, 20 * n))
+            # shift-invert next to the slowest eigenvalue (from the stability analysis): the
+            # modes wanted are the ones nearest it; which="LR" did not converge on 1321 states
+            target = complex(self.stability.eigenvalues[0])
+            sigma = target.real + 1e-3 * max(abs(target), 1e-12)
+            opts = {"k": k, "sigma": sigma, "which": "LM", "tol": 1e-12, "maxiter": max(5000, 20 * n)}
+            lam, Vr = eigs(self.Jr.tocsc(), **opts)
+            lamT, W = eigs(self.Jr.T.tocsc(), **opts)
             order = [int(np.argmin(np.abs(lamT - np.conj(l)))) for l in lam]
             W = W[:, order]
         order = np.lexsort((np.abs(lam.imag), -lam.real))
@@ -320,7 +330,35 @@ class _StepRuns:
         return float(np.max(np.linalg.norm(self.nonlinear(A) - A * self.lin, axis=1)) / (A * np.linalg.norm(self.g)))
 
 
-def check_step(runs: _StepRuns, A: float = A_STEP) -> Check:
+def probe_amplitude(runs: _StepRuns, A0: float = A_STEP, tol: float | None = None) -> tuple[float, dict]:
+    """Step size for the step and frequency checks, chosen inside the measured linear range.
+
+    The Richardson value ``R(A) = (4 y(A) - y(2A)) / (2A)`` cancels the
+    second-order term; what is left is ``-2 r A^2`` (``r`` the third-order
+    coefficient of the nonlinear response), so ``R(2A0) - R(A0) = -6 r A0^2``
+    measures it from the nonlinear runs alone (the linear prediction does not
+    enter). The amplitude is ``A0`` when the estimated residual
+    ``|R(2A0) - R(A0)| / 3`` (relative to the step's final size) is below
+    ``AMPLITUDE_SAFETY * tol``, else ``A0 sqrt(AMPLITUDE_SAFETY tol / residual)``
+    (at least :data:`A_MIN`). A failed check is then a wrong prediction, not a
+    probe too large for the loop's linear range.
+    """
+    tol = TOL["step response"] if tol is None else tol
+    gn = float(np.linalg.norm(runs.g))
+
+    def rich(A):
+        return (4 * runs.nonlinear(A) - runs.nonlinear(2 * A)) / (2 * A)
+
+    resid = float(np.max(np.linalg.norm(rich(2 * A0) - rich(A0), axis=1)) / gn) / 3.0
+    A = A0
+    if resid > AMPLITUDE_SAFETY * tol:
+        A = max(A_MIN, A0 * math.sqrt(AMPLITUDE_SAFETY * tol / resid))
+    return A, {"amplitude_chosen_from": f"third-order residual {resid:.3g} at a = {A0:g} (nonlinear runs at "
+                                        f"{A0:g}, {2 * A0:g}, {4 * A0:g}); target {AMPLITUDE_SAFETY:g} x tolerance",
+               "residual_estimate": resid * (A / A0) ** 2}
+
+
+def check_step(runs: _StepRuns, A: float = A_STEP, choice: dict | None = None) -> Check:
     """Linear step response vs the Richardson-extrapolated nonlinear one."""
     rich = (4 * runs.nonlinear(A) - runs.nonlinear(2 * A)) / (2 * A)
     gn = np.linalg.norm(runs.g)
@@ -329,7 +367,8 @@ def check_step(runs: _StepRuns, A: float = A_STEP) -> Check:
     pred_peak = float(np.max(np.abs(runs.lin @ u)))
     sim_peak = float(np.max(np.abs(rich @ u)))
     return _check("step response theta/a (peak along dtheta*/da)", pred_peak, sim_peak, err, "step response",
-                  amplitude=A, dc_gain=gn, plain_error=runs.plain_error(A), t_end=float(runs.t[-1]))
+                  amplitude=A, dc_gain=gn, plain_error=runs.plain_error(A), t_end=float(runs.t[-1]),
+                  **(choice or {}))
 
 
 def check_linear_range(runs: _StepRuns, A0: float = A_STEP, target: float = LINEAR_RANGE_ERROR) -> Check:
@@ -424,13 +463,22 @@ def check_frequency(setup: _Setup, omegas: np.ndarray | None = None, A: float = 
     return out
 
 
+def _n_flat_at_optimum(model: Model, opt) -> int:
+    from crnfb.analysis.fixedpoints import classify
+
+    return int(classify(model, opt.theta).flat.size)
+
+
 # -- quasi-static limit -----------------------------------------------------------------------------------------
 def check_quasi_static(setup: _Setup) -> Check:
     """Slowest rate of the ODE at small eps (equilibrium clamping) vs ``eps * eig_min(H)``."""
     model = setup.model
     opt = setup.loop.fixed_point.optimum
-    qs = setup.stability.quasi_static_rates
-    qs_min = float(qs[qs > 0].min()) if np.any(qs > 0) else float("nan")
+    qs = np.sort(setup.stability.quasi_static_rates[setup.stability.quasi_static_rates > 0])
+    # flat directions (docs/theory.md §2) are removed from the loop as they are from the
+    # closed-loop spectrum: the slowest rate the ODE can show is the first non-flat one
+    n_flat = _n_flat_at_optimum(model, opt)
+    qs_min = float(qs[min(n_flat, qs.size - 1)]) if qs.size else float("nan")
     net_eq = LearningNetwork(model, "equilibrium")
     A = net_eq.free_generator(opt.theta)
     if A.shape[0] <= DENSE_LIMIT:
@@ -501,9 +549,10 @@ def validate(model: Model, loop: LinearLoop | None = None, quick: bool = False,
     disturbed = (st.stable and bool(np.any(setup.Br != 0)) and bool(np.linalg.norm(setup.dc) > 0))
     if disturbed:
         runs = _StepRuns(setup)
-        timed(check_step, runs)
+        A, choice = probe_amplitude(runs)
+        timed(check_step, runs, A, choice)
         om = setup.stability.slowest_rate * (FREQ_FACTORS[[0, 2, 4]] if quick else FREQ_FACTORS)
-        timed(check_frequency, setup, om)
+        timed(check_frequency, setup, om, A_FREQ * A / A_STEP)
     else:
         why = ("the loop is unstable: no steady response to compare" if not st.stable else
                "no [environment.change] (zero disturbance): nothing to respond to")

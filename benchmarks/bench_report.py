@@ -1,17 +1,24 @@
-"""Benchmark: scaling of a full report (no figures) with the state count.
+"""Benchmark: per-stage times of the full report as the copy-state count grows (issue 12).
 
 Run::
 
-    python benchmarks/bench_report.py            # E1, dynamic clamping, n_max 25 .. 400
-    python benchmarks/bench_report.py --quick    # n_max 25 .. 100
+    python benchmarks/bench_report.py                 # reports 1e2 .. 1e4 states, core to 1e5
+    python benchmarks/bench_report.py --quick         # reports 1e2 .. 2.5e3, core to 1e4
+    python benchmarks/bench_report.py --no-validate   # reports without the validation checks
 
 Sets ``OPENBLAS_NUM_THREADS=1`` before NumPy is imported (stable timings on a
-shared 2-core machine). Times :func:`crnfb.analysis.pipeline.analyse` without
-validation and without figures (fixed point, linearisation, stability,
-margins, disturbance, thermodynamics) on E1 (``examples/birth_death.toml``)
-with dynamic clamping as the truncation grows, prints a table, writes
-``benchmarks/results/report.csv`` and the scaling exponent (least-squares
-slope of log time vs log loop states).
+shared 2-core machine). Two series, both on the two-visible hidden-scaffold
+family of ``examples/research_scale.py`` (``T``, ``K`` growing; the shipped
+``two_visible.toml`` is ``T = 23, K = 11``, 10,080 states):
+
+- ``report``: :func:`crnfb.analysis.pipeline.analyse` (figures' data included,
+  validation unless ``--no-validate``), each stage's wall time from
+  ``Results.timings``; the fitted exponent of total time vs states.
+- ``core``: ``fit`` (learned fixed point) + loop fixed point + linearisation
+  + the 10 slowest closed-loop modes (:func:`crnfb.analysis.stability.stability`),
+  with the peak resident memory of a fresh process per size.
+
+Writes ``benchmarks/results/report.csv`` and ``benchmarks/results/core.csv``.
 """
 
 from __future__ import annotations
@@ -23,47 +30,133 @@ for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import csv  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "report.csv"
+RESULTS = ROOT / "benchmarks" / "results"
+#: (T, K) of the two-visible family and their copy-state counts (T+1)[(T+1)(2K+1) - K(K+1)]
+REPORT_SIZES = [(4, 2), (8, 4), (14, 7), (23, 11)]
+CORE_SIZES = [(8, 4), (14, 7), (23, 11), (56, 18)]
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("research_scale", ROOT / "examples" / "research_scale.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _model_file(T: int, K: int, tmp: Path) -> Path:
+    path = tmp / f"two_visible_T{T}_K{K}.toml"
+    path.write_text(_generator().two_visible(T, K, f"two-visible-T{T}-K{K}"))
+    return path
+
+
+def _core_child(path: str) -> None:
+    """Run in a fresh process: fit + linearisation + 10 slowest modes; print JSON."""
+    from crnfb.analysis.fixedpoints import learned_fixed_point
+    from crnfb.analysis.linearise import linearise, loop_fixed_point
+    from crnfb.analysis.stability import stability
+    from crnfb.feedback.modelfile import load_model
+
+    t0 = time.perf_counter()
+    model = load_model(path)
+    t1 = time.perf_counter()
+    opt = learned_fixed_point(model)
+    t2 = time.perf_counter()
+    fp = loop_fixed_point(model, optimum=opt)
+    t2b = time.perf_counter()
+    loop = linearise(model, fixed_point=fp)
+    t3 = time.perf_counter()
+    st = stability(loop, count=10)
+    t4 = time.perf_counter()
+    print(json.dumps({"states": int(model.space.size), "reduced_states": int(loop.n_reduced),
+                      "load_s": t1 - t0, "fit_s": t2 - t1, "loop_fixed_point_s": t2b - t2,
+                      "linearise_s": t3 - t2b, "slowest_modes_s": t4 - t3,
+                      "core_s": t4 - t1, "slowest_rate": float(st.slowest_rate),
+                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}))
+
+
+def _write(path: Path, rows: list[dict]) -> None:
+    keys = sorted({k for r in rows for k in r}, key=lambda k: (k.startswith("t_"), k))
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _fit_exponent(rows, key):
+    x = np.log([r["states"] for r in rows])
+    y = np.log([r[key] for r in rows])
+    return float(np.polyfit(x, y, 1)[0]) if len(rows) > 1 else float("nan")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--no-validate", action="store_true")
+    ap.add_argument("--core-only", action="store_true")
+    ap.add_argument("--max-states", type=int, default=0, help="skip sizes above this many copy states")
+    ap.add_argument("--core-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.core_child:
+        _core_child(args.core_child)
+        return
 
-    from crnfb.analysis import analyse
-    from crnfb.feedback.modelfile import load_model
+    report_sizes = REPORT_SIZES[:3] if args.quick else REPORT_SIZES
+    core_sizes = CORE_SIZES[:2] if args.quick else CORE_SIZES
+    if args.max_states:
+        def n(T, K):
+            return (T + 1) * ((T + 1) * (2 * K + 1) - K * (K + 1))
+        report_sizes = [s for s in report_sizes if n(*s) <= args.max_states]
+        core_sizes = [s for s in core_sizes if n(*s) <= args.max_states]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    print(f"bench_report: OPENBLAS_NUM_THREADS=1; load average {os.getloadavg()[0]:.1f} at start")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if not args.core_only:
+            from crnfb.analysis.pipeline import analyse
+            from crnfb.feedback.modelfile import load_model
 
-    base = load_model(ROOT / "examples" / "birth_death.toml").with_learning(clamping="dynamic")
-    sizes = [25, 50, 100] if args.quick else [25, 50, 100, 200, 400]
-    rows = []
-    print("bench_report: OPENBLAS_NUM_THREADS=1; analyse(validate=False, figures=False), E1 dynamic clamping")
-    print(f"{'n_max':>6} {'states':>7} {'seconds':>8} {'cpu s':>8}")
-    for n in sizes:
-        model = base.replace(n_max=n)
-        t0, c0 = time.perf_counter(), time.process_time()
-        res = analyse(model, validate=False, figures=False)
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        states = res.to_dict()["closed_loop"].get("reduced_states")
-        rows.append({"n_max": n, "states": states, "seconds": wall, "cpu_seconds": cpu})
-        print(f"{n:>6} {states:>7} {wall:>8.2f} {cpu:>8.2f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    big = [r for r in rows if r["states"] >= 200] or rows  # the first, smallest run pays import/JIT warm-up
-    x = np.log([r["states"] for r in big])
-    y = np.log([r["cpu_seconds"] for r in big])
-    slope = np.polyfit(x, y, 1)[0] if len(big) > 1 else float("nan")
-    print(f"scaling exponent (CPU time vs loop states, rows with >= 200 states): {slope:.2f}; wrote {args.out}")
+            rows = []
+            for T, K in report_sizes:
+                model = load_model(_model_file(T, K, tmp))
+                t0, c0 = time.perf_counter(), time.process_time()
+                res = analyse(model, validate=not args.no_validate, figures=True)
+                wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+                failed = [c.quantity for c in (res.validation or []) if not c.passed]
+                row = {"T": T, "K": K, "states": int(model.space.size), "reduced_states": int(res.loop.n_reduced),
+                       "seconds": wall, "cpu_seconds": cpu, "validated": not args.no_validate,
+                       "failed_checks": len(failed), "reasons": len(res.reasons)}
+                row.update({f"t_{k.replace(' ', '_')}": v for k, v in res.timings.items()})
+                rows.append(row)
+                print(f"states {row['states']:>6}  wall {wall:8.2f} s  cpu {cpu:8.2f} s  "
+                      + "  ".join(f"{k} {v:.2f}" for k, v in res.timings.items()), flush=True)
+                _write(RESULTS / "report.csv", rows)    # after every size: a long run keeps what it measured
+            print(f"report-time exponent (wall vs states): {_fit_exponent(rows, 'seconds'):.2f}; "
+                  f"(cpu): {_fit_exponent(rows, 'cpu_seconds'):.2f}")
+        core = []
+        for T, K in core_sizes:
+            out = subprocess.run([sys.executable, __file__, "--core-child", str(_model_file(T, K, tmp))],
+                                 capture_output=True, text=True, check=True)
+            row = {"T": T, "K": K, **json.loads(out.stdout.strip().splitlines()[-1])}
+            core.append(row)
+            _write(RESULTS / "core.csv", core)
+            print(f"core  states {row['states']:>6}  fit {row['fit_s']:.2f}  loop fp {row['loop_fixed_point_s']:.2f}  "
+                  f"linearise {row['linearise_s']:.2f}  "
+                  f"slowest {row['slowest_modes_s']:.2f}  total {row['core_s']:.2f} s  "
+                  f"peak {row['peak_rss_mib']:.0f} MiB", flush=True)
+    print(f"wrote {RESULTS / 'report.csv'} and {RESULTS / 'core.csv'}; "
+          f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":
