@@ -125,7 +125,7 @@ def linear_blocks(loop: "LinearLoop", reduce_neutral: bool = True) -> LoopBlocks
     net = loop.net
     model = net.model
     names = signal_names(model)
-    k, E = net.k, net.eps
+    k = net.k
     _check_size(loop.n_reduced if reduce_neutral else loop.n_reduced + loop.removed.get("neutral", 0),
                 "the reduced loop")
     pr = _parts(loop)
@@ -157,17 +157,23 @@ def linear_blocks(loop: "LinearLoop", reduce_neutral: bool = True) -> LoopBlocks
         P_c = control.ss(np.zeros((0, 0)), np.zeros((0, k + 1)), np.zeros((k, 0)), D,
                          inputs=names["theta"] + ["a"], outputs=names["m_c"], name="P_c")
 
-    # controller
-    if reduce_neutral:
-        kept = rest[pr.cols_t] - (net.n_f + net.n_c)     # learned indices kept as states
-        Ct = theta_map[:, pr.cols_t]
-        K = control.ss(np.zeros((kept.size, kept.size)), np.diag(E)[kept], Ct, np.zeros((k, k)),
-                       inputs=names["e"], outputs=names["theta"], states=[names["theta"][i] for i in kept],
-                       name="K")
-    else:
-        K = control.ss(np.zeros((k, k)), np.diag(E), np.eye(k), np.zeros((k, k)),
-                       inputs=names["e"], outputs=names["theta"], states=names["theta"], name="K")
+    K = _controller(loop, pr, theta_map, names, reduce_neutral)
     return LoopBlocks(K, P_f, P_c, summing_junction(names, k))
+
+
+def _controller(loop: "LinearLoop", pr, theta_map: np.ndarray, names: dict,
+                reduce_neutral: bool) -> control.StateSpace:
+    """The integrating controller ``K = eps / s``, on the identifiable theta coordinates if reduced."""
+    net = loop.net
+    k, E = net.k, net.eps
+    if reduce_neutral:
+        kept = loop.rest[pr.cols_t] - (net.n_f + net.n_c)     # learned indices kept as states
+        Ct = theta_map[:, pr.cols_t]
+        return control.ss(np.zeros((kept.size, kept.size)), np.diag(E)[kept], Ct, np.zeros((k, k)),
+                          inputs=names["e"], outputs=names["theta"], states=[names["theta"][i] for i in kept],
+                          name="K")
+    return control.ss(np.zeros((k, k)), np.diag(E), np.eye(k), np.zeros((k, k)),
+                      inputs=names["e"], outputs=names["theta"], states=names["theta"], name="K")
 
 
 def linear_loop(loop: "LinearLoop", reduce_neutral: bool = True, name: str = "learning_loop_lin"

@@ -230,6 +230,18 @@ def event_rate(prediction: NoisePrediction) -> float:
     return rate
 
 
+def _checked_coordinates(pred: NoisePrediction, th: np.ndarray,
+                         names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Sampled coordinates, their predicted variances and labels: the identifiable ``U^T theta``
+    when neutral directions exist (no stationary variance along them), else each ``theta_i``."""
+    if pred.neutral_directions.shape[1]:
+        U = pred.identifiable_basis
+        labels = [" + ".join(f"{c:.3g}*theta_{n}" for c, n in zip(U[:, j], names) if abs(c) > 1e-12)
+                  for j in range(U.shape[1])]
+        return th @ U, np.diag(pred.identifiable_covariance), labels
+    return th, np.diag(pred.covariance), [f"theta_{n}" for n in names]
+
+
 def validate_noise(model: Model, replicates: int = 8, seed: int = 0, *, loop: LinearLoop | None = None,
                    clamping: str | None = None, t_end: float | None = None, burn_in: float | None = None,
                    tolerance: float = 0.05, max_events: float = 5e6, progress: bool = False,
@@ -296,17 +308,7 @@ def validate_noise(model: Model, replicates: int = 8, seed: int = 0, *, loop: Li
                            "(L_i = 0); raise [ensembles] omega or shorten t_end")
     th = th[alive]
     replicates_used = int(alive.sum())
-    names = model.learned_names
-    if pred.neutral_directions.shape[1]:
-        U = pred.identifiable_basis
-        y = th @ U
-        predicted = np.diag(pred.identifiable_covariance)
-        labels = [" + ".join(f"{c:.3g}*theta_{n}" for c, n in zip(U[:, j], names) if abs(c) > 1e-12)
-                  for j in range(U.shape[1])]
-    else:
-        y = th
-        predicted = np.diag(pred.covariance)
-        labels = [f"theta_{n}" for n in names]
+    y, predicted, labels = _checked_coordinates(pred, th, model.learned_names)
     dev = y - y.reshape(-1, y.shape[2]).mean(axis=0)
     v = np.mean(dev ** 2, axis=1)                        # (R, d)
     sim = v.mean(axis=0)

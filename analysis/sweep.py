@@ -44,6 +44,7 @@ import time
 import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -78,6 +79,32 @@ def _number(text: str, spec: str, what: str) -> float:
     if not math.isfinite(v):
         raise ModelError(f"--param {spec!r}: {what} must be finite, got {text!r}")
     return v
+
+
+def _range_grid(spec: str, parts: list[str]) -> tuple[list[float], str, float, float]:
+    """``START:STOP[:N][:scale]`` as (values, scale, START, STOP); linear unless ``log10``."""
+    scale = "lin"
+    if parts[-1] in ("log10", "log", "lin", "linear"):
+        scale = "log10" if parts[-1] in ("log10", "log") else "lin"
+        parts = parts[:-1]
+    if len(parts) not in (2, 3):
+        raise ModelError(f"--param {spec!r}: expected START:STOP:N[:log10|lin]")
+    start = _number(parts[0], spec, "START")
+    stop = _number(parts[1], spec, "STOP")
+    if len(parts) == 3:
+        n = _number(parts[2], spec, "N")
+        if n != int(n) or n < 1:
+            raise ModelError(f"--param {spec!r}: N must be a whole number >= 1, got {parts[2]!r}")
+        n = int(n)
+    else:
+        n = DEFAULT_POINTS
+    if n > 100000:
+        raise ModelError(f"--param {spec!r}: N = {n} points is too many (at most 100000)")
+    if scale == "log10":
+        if start <= 0 or stop <= 0:
+            raise ModelError(f"--param {spec!r}: a log10 grid needs START and STOP > 0")
+        return np.logspace(np.log10(start), np.log10(stop), n).tolist(), scale, start, stop
+    return np.linspace(start, stop, n).tolist(), scale, start, stop
 
 
 def parse_param(spec: str, model: Model | None = None) -> ParamSpec:
@@ -124,29 +151,7 @@ def parse_param(spec: str, model: Model | None = None) -> ParamSpec:
         values = [_number(x, spec, "value") for x in items]
         scale = "list"
     else:
-        scale = "lin"
-        if parts[-1] in ("log10", "log", "lin", "linear"):
-            scale = "log10" if parts[-1] in ("log10", "log") else "lin"
-            parts = parts[:-1]
-        if len(parts) not in (2, 3):
-            raise ModelError(f"--param {spec!r}: expected START:STOP:N[:log10|lin]")
-        start = _number(parts[0], spec, "START")
-        stop = _number(parts[1], spec, "STOP")
-        if len(parts) == 3:
-            n = _number(parts[2], spec, "N")
-            if n != int(n) or n < 1:
-                raise ModelError(f"--param {spec!r}: N must be a whole number >= 1, got {parts[2]!r}")
-            n = int(n)
-        else:
-            n = DEFAULT_POINTS
-        if n > 100000:
-            raise ModelError(f"--param {spec!r}: N = {n} points is too many (at most 100000)")
-        if scale == "log10":
-            if start <= 0 or stop <= 0:
-                raise ModelError(f"--param {spec!r}: a log10 grid needs START and STOP > 0")
-            values = np.logspace(np.log10(start), np.log10(stop), n).tolist()
-        else:
-            values = np.linspace(start, stop, n).tolist()
+        values, scale, start, stop = _range_grid(spec, parts)
     if not values:
         raise ModelError(f"--param {spec!r}: no values")
     if base in INTEGER_PARAMS:
@@ -463,6 +468,67 @@ def _progress(total: int, enabled: bool):
     return progress_bar(total, "sweep", enabled, unit="pt", leave=True)
 
 
+def _open_output(out: Path, text: str, specs: list[ParamSpec],
+                 names: list[str]) -> tuple[Path, list[str], list[dict]]:
+    """Create or reopen the output directory; the CSV path and the header and rows already there.
+
+    A directory holding another model's or grid's sweep is refused (fingerprint), so a
+    resume never mixes rows of two sweeps.
+    """
+    if out.exists() and not out.is_dir():
+        raise ModelError(f"output {out} exists and is not a directory")
+    fingerprint = sweep_fingerprint(text, specs)
+    check_resume(out, fingerprint)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / "sweep.csv"
+    if not csv_path.exists():
+        import json
+        write_text(out / FINGERPRINT, json.dumps(fingerprint, indent=1) + "\n")
+    header, rows = read_csv(csv_path, names)
+    if header and any(n not in header for n in names):
+        raise ModelError(f"{csv_path} holds a sweep over {[h for h in header if h not in ('status',)][:3]}..., "
+                         f"not over {names}; use another output directory")
+    return csv_path, header, rows
+
+
+def _evaluate_on_dask(client, todo: list[dict], text: str, source: str, metrics: bool,
+                      record: Callable[[dict, dict], bool]) -> int:
+    """Evaluate the points on a Dask cluster, recording each as it finishes; the number that failed."""
+    from dask.distributed import as_completed
+
+    futs = [client.submit(_worker, text, source, p, metrics, pure=False) for p in todo]
+    return sum(record(*fut.result()) for fut in as_completed(futs))
+
+
+def _evaluate_in_processes(n: int, todo: list[dict], text: str, source: str, metrics: bool,
+                           record: Callable[[dict, dict], bool]) -> int:
+    """Evaluate the points in ``n`` spawned processes, recording each as it finishes; the number that failed."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    import multiprocessing as mp
+
+    errors = 0
+    saved = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    for k in saved:          # one BLAS thread per process: the processes are the parallelism
+        os.environ[k] = "1"
+    try:
+        with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn")) as ex:
+            futs = [ex.submit(_worker, text, source, p, metrics) for p in todo]
+            try:
+                for fut in as_completed(futs):
+                    errors += record(*fut.result())
+            except BaseException:
+                for f in futs:
+                    f.cancel()
+                raise
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return errors
+
+
 def run_sweep(model_path: str | os.PathLike, params: list[str], out_dir: str | os.PathLike,
               workers: int | None = None, scheduler: str | None = None, progress: bool = False,
               metrics: bool = True, limit: int | None = None) -> SweepOutcome:
@@ -499,19 +565,7 @@ def run_sweep(model_path: str | os.PathLike, params: list[str], out_dir: str | o
             raise ModelError("--scheduler needs Dask: pip install 'crn-feedback[dask]' "
                              "(or pip install 'dask[distributed]')") from None
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ModelError(f"output {out} exists and is not a directory")
-    fingerprint = sweep_fingerprint(text, specs)
-    check_resume(out, fingerprint)
-    out.mkdir(parents=True, exist_ok=True)
-    csv_path = out / "sweep.csv"
-    if not csv_path.exists():
-        import json
-        write_text(out / FINGERPRINT, json.dumps(fingerprint, indent=1) + "\n")
-    header, rows = read_csv(csv_path, names)
-    if header and any(n not in header for n in names):
-        raise ModelError(f"{csv_path} holds a sweep over {[h for h in header if h not in ('status',)][:3]}..., "
-                         f"not over {names}; use another output directory")
+    csv_path, header, rows = _open_output(out, text, specs, names)
     done = {_key(r, names) for r in rows}
     todo = [p for p in grid if _key(p, names) not in done]
     skipped = len(grid) - len(todo)
@@ -532,34 +586,11 @@ def run_sweep(model_path: str | os.PathLike, params: list[str], out_dir: str | o
 
     try:
         if scheduler and todo:
-            from dask.distributed import as_completed
             client = Client(scheduler)
-            futs = [client.submit(_worker, text, source, p, metrics, pure=False) for p in todo]
-            for fut in as_completed(futs):
-                errors += record(*fut.result())
+            errors = _evaluate_on_dask(client, todo, text, source, metrics, record)
         elif todo and (workers or os.cpu_count() or 1) > 1 and len(todo) > 1:
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-            import multiprocessing as mp
             n = min(workers or os.cpu_count() or 1, len(todo))
-            saved = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-            for k in saved:          # one BLAS thread per process: the processes are the parallelism
-                os.environ[k] = "1"
-            try:
-                with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn")) as ex:
-                    futs = [ex.submit(_worker, text, source, p, metrics) for p in todo]
-                    try:
-                        for fut in as_completed(futs):
-                            errors += record(*fut.result())
-                    except BaseException:
-                        for f in futs:
-                            f.cancel()
-                        raise
-            finally:
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
+            errors = _evaluate_in_processes(n, todo, text, source, metrics, record)
         else:
             for p in todo:
                 errors += record(*_worker(text, source, p, metrics))

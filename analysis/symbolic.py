@@ -467,16 +467,7 @@ def symbolic_loop(model: Model, clamping: str | None = None, eps: str = "per_spe
     S = space.states
 
     # free ensemble: generator, product-form fixed point, theta-derivative
-    src, dst, rates, expo = [], [], [], []
-    for e in space.edges:
-        mono = _monomial(lam, e.exponent)
-        for a, b, c in zip(e.src, e.dst, e.coef):
-            src.append(int(a))
-            dst.append(int(b))
-            rates.append(_integer_coef(c, model.network.kappa[e.reaction], f"reaction {e.reaction}")
-                         * kap[e.reaction] * mono)
-            expo.append(e.exponent[L])
-    expo = np.array(expo).reshape(-1, k)
+    src, dst, rates, expo = _free_edges(model, lam, kap, L)
     n_f = space.size
     Af = _generator(n_f, src, dst, rates)
     w, Z = _product_form(S, lam)
@@ -521,6 +512,20 @@ def symbolic_loop(model: Model, clamping: str | None = None, eps: str = "per_spe
     return SymbolicLoop(model, net.clamping, sym, J.applyfunc(sp.cancel), V, rest, n_f, n_c, k, dmc)
 
 
+def _free_edges(model: Model, lam, kap, L: np.ndarray) -> tuple[list, list, list, np.ndarray]:
+    """Free-ensemble transitions: sources, targets, symbolic rates, learned exponents (one row each)."""
+    src, dst, rates, expo = [], [], [], []
+    for e in model.space.edges:
+        mono = _monomial(lam, e.exponent)
+        for a, b, c in zip(e.src, e.dst, e.coef):
+            src.append(int(a))
+            dst.append(int(b))
+            rates.append(_integer_coef(c, model.network.kappa[e.reaction], f"reaction {e.reaction}")
+                         * kap[e.reaction] * mono)
+            expo.append(e.exponent[L])
+    return src, dst, rates, np.array(expo).reshape(-1, L.size)
+
+
 def _constraints(model: Model, sym: LoopSymbols, n: int, blocks: list, theta_start: int):
     """Rows of ``W`` (normalisation of each block, neutral ``N^T E^{-1}``) and their pivots."""
     rows, piv = [], []
@@ -542,6 +547,24 @@ def _constraints(model: Model, sym: LoopSymbols, n: int, blocks: list, theta_sta
             rows.append(w)
         piv.extend(theta_start + c for c in pcols)
     return sp.Matrix.vstack(*rows), piv
+
+
+def _mean_constraints(model: Model, sym: LoopSymbols, Lc: np.ndarray, n: int, N_sp: int):
+    """Rows of ``W`` for the means loop (conservation laws on m, neutral directions on theta) and pivots."""
+    rows, piv = [], []
+    if Lc.shape[0]:
+        Lm = sp.Matrix(Lc.tolist())
+        _, pcols = Lm.rref()
+        for a in range(Lm.rows):
+            w = sp.zeros(1, n)
+            w[0, :N_sp] = Lm[a, :]
+            rows.append(w)
+        piv.extend(pcols)
+    Wn, pn = _constraints(model, sym, n, [], N_sp)
+    if Wn.rows:
+        rows.append(Wn)
+        piv.extend(pn)
+    return (sp.Matrix.vstack(*rows) if rows else sp.zeros(0, n)), piv
 
 
 # -- mean closure --------------------------------------------------------------------------------------------
@@ -611,21 +634,7 @@ def mean_closure(model: Model, eps: str = "per_species") -> SymbolicLoop:
         sel[a, int(i)] = 1
     J[N_sp:, :N_sp] = -E * sel
     J[N_sp:, N_sp:] = E * dmc
-    # constraints: conservation laws on m, neutral directions on theta
-    rows, piv = [], []
-    if Lc.shape[0]:
-        Lm = sp.Matrix(Lc.tolist())
-        _, pcols = Lm.rref()
-        for a in range(Lm.rows):
-            w = sp.zeros(1, n)
-            w[0, :N_sp] = Lm[a, :]
-            rows.append(w)
-        piv.extend(pcols)
-    Wn, pn = _constraints(model, sym, n, [], N_sp)
-    if Wn.rows:
-        rows.append(Wn)
-        piv.extend(pn)
-    W = sp.Matrix.vstack(*rows) if rows else sp.zeros(0, n)
+    W, piv = _mean_constraints(model, sym, Lc, n, N_sp)
     V, rest = _elimination(W, piv, n)
     return SymbolicLoop(model, "equilibrium", sym, J, V, rest, N_sp, 0, k, dmc, "mean closure",
                         {"fixed_point_means": mstar})

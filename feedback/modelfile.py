@@ -115,12 +115,24 @@ def parse_model(data: dict, source: str | None = None) -> Model:
 
 
 def _parse(data: dict, source: str | None) -> Model:
+    # Sections are read in file-format order, so the first error a user sees is the earliest one.
     _no_extra(data, TOP_KEYS, "(top level)")
     name = data.get("name", Path(source).stem if source else "model")
     if not isinstance(name, str) or not name:
         raise ModelError(f"must be a non-empty string, got {name!r}", key="name")
+    species, energies_given = _parse_species(data)
+    names = [s.name for s in species]
+    net, residual = _parse_reactions(data, species, energies_given, name)
+    initial = _parse_initial(data, names)
+    n_max, trunc_tol = _parse_truncation(data, names)
+    env, change, fluctuation = _parse_environment(data)
+    learning = _parse_learning(data, species)
+    ens = _parse_ensembles(data)
+    return Model(net, initial, n_max, env, change, learning, ens, trunc_tol, source, residual, fluctuation)
 
-    # -- species ----------------------------------------------------------------------
+
+def _parse_species(data: dict) -> tuple[list[Species], list[bool]]:
+    """The ``[species.*]`` tables, and for each species whether its energy was given."""
     sp_tab = _table(data.get("species", None) or {}, "species")
     if not sp_tab:
         raise ModelError("no species; add a table per species, e.g. [species.X] with visible = true",
@@ -141,9 +153,13 @@ def _parse(data: dict, source: str | None) -> Model:
             _bool(opts.get("visible", False), f"{key}.visible"),
             _bool(opts.get("learn", True), f"{key}.learn"),
         ))
-    names = [s.name for s in species]
+    return species, energies_given
 
-    # -- reactions ----------------------------------------------------------------------
+
+def _parse_reactions(data: dict, species: list[Species], energies_given: list[bool],
+                     name: str) -> tuple[Network, float]:
+    """The ``[[reactions]]`` list as a network, with the detailed-balance residual of given rates."""
+    names = [s.name for s in species]
     rx_list = data.get("reactions")
     if not isinstance(rx_list, list) or not rx_list:
         raise ModelError("no reactions; add [[reactions]] tables with eq = \"A <-> B\"", key="reactions")
@@ -169,7 +185,6 @@ def _parse(data: dict, source: str | None) -> Model:
         else:
             by_kappa.append((i, Reaction(y, yp, _number(r.get("kappa", DEFAULTS["kappa"]), f"{key}.kappa",
                                                         positive=True), r["eq"])))
-    residual = 0.0
     if by_rates and by_kappa:
         raise ModelError("mixes kappa (energy-based) reactions with k_forward/k_reverse ones; "
                          "describe every reaction one way", key="reactions")
@@ -177,24 +192,30 @@ def _parse(data: dict, source: str | None) -> Model:
         missing = [s.name for s, g in zip(species, energies_given) if not g]
         raise ModelError(f"with k_forward/k_reverse, give energy for every species or for none "
                          f"(then they are derived); missing for {', '.join(missing)}", key="species")
-    if by_rates:
-        try:
-            net, db = from_rate_constants(species, [e for _, e, _, _ in by_rates],
-                                          [kf for *_, kf, _ in by_rates], [kr for *_, kr in by_rates],
-                                          name=name, energies_given=all(energies_given))
-        except ModelError as e:
-            raise ModelError(e.message, key="reactions") from None
-        residual = db.residual
-    else:
-        net = Network(tuple(species), tuple(r for _, r in by_kappa), name)
+    if not by_rates:
+        return Network(tuple(species), tuple(r for _, r in by_kappa), name), 0.0
+    try:
+        net, db = from_rate_constants(species, [e for _, e, _, _ in by_rates],
+                                      [kf for *_, kf, _ in by_rates], [kr for *_, kr in by_rates],
+                                      name=name, energies_given=all(energies_given))
+    except ModelError as e:
+        raise ModelError(e.message, key="reactions") from None
+    return net, db.residual
 
-    # -- initial state and truncation -----------------------------------------------------
+
+def _parse_initial(data: dict, names: list[str]) -> dict:
+    """The ``[initial]`` copy numbers, keyed by species name."""
     init = _table(data.get("initial", {}), "initial")
     initial = {}
     for k, v in init.items():
         if k not in names:
             raise ModelError(f"unknown species {k!r}; species are {', '.join(names)}", key=f"initial.{k}")
         initial[k] = _number(v, f"initial.{k}", integer=True, nonneg=True)
+    return initial
+
+
+def _parse_truncation(data: dict, names: list[str]) -> tuple[int | dict | None, float]:
+    """The ``[truncation]`` table: ``n_max`` (one bound, one per species, or None) and ``tol``."""
     n_max = None
     if "truncation" in data:
         tr = _table(data["truncation"], "truncation")
@@ -213,8 +234,11 @@ def _parse(data: dict, source: str | None) -> Model:
     trunc_tol = 1e-6
     if "truncation" in data and "tol" in data["truncation"]:
         trunc_tol = _number(data["truncation"]["tol"], "truncation.tol", positive=True)
+    return n_max, trunc_tol
 
-    # -- environment -------------------------------------------------------------------------
+
+def _parse_environment(data: dict):
+    """The ``[environment]`` table: target law, optional step change and optional fluctuation."""
     if "environment" not in data:
         raise ModelError("missing [environment] (the target law Q of the visible species)", key="environment")
     env_tab = _table(data["environment"], "environment")
@@ -225,8 +249,11 @@ def _parse(data: dict, source: str | None) -> Model:
     fluctuation = None
     if "fluctuation" in env_tab:
         fluctuation = parse_fluctuation(env_tab["fluctuation"], change is not None)
+    return env, change, fluctuation
 
-    # -- learning -------------------------------------------------------------------------------
+
+def _parse_learning(data: dict, species: list[Species]) -> Learning:
+    """The ``[learning]`` table; ``eps`` is a scalar or one rate per learned species."""
     lt = _table(data.get("learning", {}), "learning")
     _no_extra(lt, LEARNING_KEYS, "learning")
     learned = [s.name for s in species if s.learn]
@@ -246,18 +273,18 @@ def _parse(data: dict, source: str | None) -> Model:
     clamping = lt.get("clamping", DEFAULTS["clamping"])
     if clamping not in ("dynamic", "equilibrium"):
         raise ModelError(f"must be \"dynamic\" or \"equilibrium\", got {clamping!r}", key="learning.clamping")
-    learning = Learning(eps, clamping,
-                        _number(lt.get("gamma", DEFAULTS["gamma"]), "learning.gamma", positive=True),
-                        _number(lt.get("dmu", DEFAULTS["dmu"]), "learning.dmu", positive=True))
+    return Learning(eps, clamping,
+                    _number(lt.get("gamma", DEFAULTS["gamma"]), "learning.gamma", positive=True),
+                    _number(lt.get("dmu", DEFAULTS["dmu"]), "learning.dmu", positive=True))
 
-    # -- ensembles ---------------------------------------------------------------------------------
+
+def _parse_ensembles(data: dict) -> Ensembles:
+    """The ``[ensembles]`` table: free and clamped ensemble sizes and the volume ``omega``."""
     et = _table(data.get("ensembles", {}), "ensembles")
     _no_extra(et, ENSEMBLE_KEYS, "ensembles")
-    ens = Ensembles(_number(et.get("free", 1000), "ensembles.free", integer=True, positive=True),
-                    _number(et.get("clamped", 1000), "ensembles.clamped", integer=True, positive=True),
-                    _number(et.get("omega", 1000.0), "ensembles.omega", positive=True))
-
-    return Model(net, initial, n_max, env, change, learning, ens, trunc_tol, source, residual, fluctuation)
+    return Ensembles(_number(et.get("free", 1000), "ensembles.free", integer=True, positive=True),
+                     _number(et.get("clamped", 1000), "ensembles.clamped", integer=True, positive=True),
+                     _number(et.get("omega", 1000.0), "ensembles.omega", positive=True))
 
 
 __all__ = ["load_model", "parse_model"]

@@ -125,21 +125,15 @@ def integrate(system: Callable[[float, float], tuple[Callable, Callable | None]]
         Output times reached (``t_eval`` cut at the stop time), states
         ``Y`` (len(t), n) and an :class:`IntegrationStats`.
     """
-    if method not in METHODS:
-        raise ModelError(f"unknown integrator {method!r}; use one of {sorted(METHODS)}")
-    t_eval = np.asarray(t_eval, float)
-    if t_eval.ndim != 1 or t_eval.size < 1 or np.any(np.diff(t_eval) < 0):
-        raise ModelError("output times must be an increasing 1-D array")
+    t_eval = _check_integrator_args(method, t_eval)
     t0, t1 = float(t_eval[0]), float(t_eval[-1])
     y = np.asarray(y0, float).copy()
     out = np.empty((t_eval.size, y.size))
     out[0] = y
-    k = 1
     cuts = sorted({t0, t1, *[float(b) for b in breakpoints if t0 < b < t1]})
-    nfev = njev = nlu = steps = 0
+    nfev = njev = nlu = 0
     wall = time.perf_counter()
-    t_stop = None
-    g_old = stop(t0, y) if stop is not None else None
+    run = _OdeRun(t_eval, out, stop, stop(t0, y) if stop is not None else None)
     Solver = METHODS[method]
     bar = None
     if t1 > t0:
@@ -152,59 +146,97 @@ def integrate(system: Callable[[float, float], tuple[Callable, Callable | None]]
             if method != "LSODA" and jac is not None:
                 kw["jac"] = jac
             solver = Solver(fun, lo, y, hi, **kw)
-            while solver.status == "running":
-                t_old = solver.t
-                # a rejected trial step may overflow exp(theta); the solver discards it
-                with np.errstate(over="ignore", invalid="ignore"):
-                    msg = solver.step()
-                if solver.status == "failed":
-                    raise SimulationError(f"{method} failed at t = {t_old:.6g}: {msg}")
-                steps += 1
-                if steps > max_steps:
-                    pace = steps / max(solver.t - t0, 1e-300)
-                    raise WorkLimitError(
-                        f"the integration took {steps} steps to reach t = {solver.t:.4g} of {t1:.4g} "
-                        f"(at this pace about {pace * (t1 - t0):.2g} steps in all, limit {max_steps}); "
-                        "the loop settles long before: choose a shorter --t-end", key="--t-end")
-                t_new = solver.t
-                dense = None
-                if stop is not None:
-                    g_new = stop(t_new, solver.y)
-                    if g_old > 0 >= g_new:
-                        dense = solver.dense_output()
-                        t_stop = brentq(lambda s: stop(s, dense(s)), t_old, t_new, xtol=1e-12 * max(1.0, abs(t_new)))
-                        t_new = t_stop
-                    g_old = g_new
-                j = int(np.searchsorted(t_eval, t_new, side="right"))
-                if j > k:
-                    if dense is None:
-                        dense = solver.dense_output()
-                    out[k:j] = dense(t_eval[k:j]).T
-                    k = j
-                if bar is not None:
-                    bar.update(t_new - t_old)
-                if t_stop is not None:
-                    break
+            _advance_piece(run, solver, method, max_steps, t0, t1, bar)
             nfev += solver.nfev
             njev += solver.njev
             nlu += solver.nlu
             y = solver.y
             if not np.all(np.isfinite(y)):
                 raise SimulationError(f"{method} produced non-finite values at t = {solver.t:.6g}")
-            if t_stop is not None:
+            if run.t_stop is not None:
                 break
     finally:
         if bar is not None:
             bar.close()
-    stats = IntegrationStats(nfev, njev, nlu, steps, len(cuts) - 1, time.perf_counter() - wall, t_stop)
-    if t_stop is not None:
-        keep = int(np.searchsorted(t_eval, t_stop, side="right"))
-        t_out = np.append(t_eval[:keep], t_stop) if t_eval[keep - 1] < t_stop else t_eval[:keep]
-        Y = out[:keep]
-        if t_out.size > keep:
-            Y = np.vstack([Y, dense(t_stop)[None, :]])
+    stats = IntegrationStats(nfev, njev, nlu, run.steps, len(cuts) - 1, time.perf_counter() - wall, run.t_stop)
+    if run.t_stop is not None:
+        t_out, Y = _cut_at_stop(t_eval, out, run.t_stop, run.stop_dense)
         return t_out, Y, stats
     return t_eval, out, stats
+
+
+def _check_integrator_args(method: str, t_eval) -> np.ndarray:
+    """Validate the solver name and the output times of :func:`integrate`."""
+    if method not in METHODS:
+        raise ModelError(f"unknown integrator {method!r}; use one of {sorted(METHODS)}")
+    t_eval = np.asarray(t_eval, float)
+    if t_eval.ndim != 1 or t_eval.size < 1 or np.any(np.diff(t_eval) < 0):
+        raise ModelError("output times must be an increasing 1-D array")
+    return t_eval
+
+
+@dataclass
+class _OdeRun:
+    """Mutable state of one :func:`integrate` run, carried across the pieces between breakpoints."""
+
+    t_eval: np.ndarray
+    out: np.ndarray
+    stop: Callable | None
+    g_old: float | None
+    k: int = 1
+    steps: int = 0
+    t_stop: float | None = None
+    stop_dense: Callable | None = None
+
+
+def _advance_piece(run: _OdeRun, solver, method: str, max_steps: int, t0: float, t1: float, bar) -> None:
+    """Step ``solver`` to the end of its piece or to the stop event, filling ``run.out`` on the way."""
+    t_eval, stop = run.t_eval, run.stop
+    while solver.status == "running":
+        t_old = solver.t
+        # a rejected trial step may overflow exp(theta); the solver discards it
+        with np.errstate(over="ignore", invalid="ignore"):
+            msg = solver.step()
+        if solver.status == "failed":
+            raise SimulationError(f"{method} failed at t = {t_old:.6g}: {msg}")
+        run.steps += 1
+        if run.steps > max_steps:
+            pace = run.steps / max(solver.t - t0, 1e-300)
+            raise WorkLimitError(
+                f"the integration took {run.steps} steps to reach t = {solver.t:.4g} of {t1:.4g} "
+                f"(at this pace about {pace * (t1 - t0):.2g} steps in all, limit {max_steps}); "
+                "the loop settles long before: choose a shorter --t-end", key="--t-end")
+        t_new = solver.t
+        dense = None
+        if stop is not None:
+            g_new = stop(t_new, solver.y)
+            if run.g_old > 0 >= g_new:
+                dense = solver.dense_output()
+                run.t_stop = brentq(lambda s: stop(s, dense(s)), t_old, t_new, xtol=1e-12 * max(1.0, abs(t_new)))
+                run.stop_dense = dense
+                t_new = run.t_stop
+            run.g_old = g_new
+        j = int(np.searchsorted(t_eval, t_new, side="right"))
+        if j > run.k:
+            if dense is None:
+                dense = solver.dense_output()
+            run.out[run.k:j] = dense(t_eval[run.k:j]).T
+            run.k = j
+        if bar is not None:
+            bar.update(t_new - t_old)
+        if run.t_stop is not None:
+            break
+
+
+def _cut_at_stop(t_eval: np.ndarray, out: np.ndarray, t_stop: float,
+                 dense: Callable) -> tuple[np.ndarray, np.ndarray]:
+    """Output times and states cut at the stop time, with the state at ``t_stop`` appended."""
+    keep = int(np.searchsorted(t_eval, t_stop, side="right"))
+    t_out = np.append(t_eval[:keep], t_stop) if t_eval[keep - 1] < t_stop else t_eval[:keep]
+    Y = out[:keep]
+    if t_out.size > keep:
+        Y = np.vstack([Y, dense(t_stop)[None, :]])
+    return t_out, Y
 
 
 class LoopField:
@@ -414,6 +446,28 @@ def outputs(net: LearningNetwork, t: np.ndarray, X: np.ndarray, signal: Signal):
     return theta.copy(), m_f, m_c, D, a
 
 
+def _episode_end_event(model: Model, net: LearningNetwork, x0: np.ndarray,
+                       theta_star: np.ndarray | None) -> Callable[[float, np.ndarray], float]:
+    """Terminal event of :func:`simulate`: the identifiable part of ``theta - theta*`` at 1e-3 of its start."""
+    if theta_star is None:
+        raise ValueError("until_episode_end needs theta_star, the loop's fixed point "
+                         "(crnfb.analysis.linearise.loop_fixed_point(model).theta)")
+    U = model.identifiable
+    th_star = np.asarray(theta_star, float)
+    base = net.n_f + net.n_c
+    size0 = np.linalg.norm(U.T @ (x0[base:] - th_star))
+    return lambda t, x: np.linalg.norm(U.T @ (x[base:] - th_star)) - 1e-3 * size0
+
+
+def _check_ode_work(t_end: float, signal: Signal, max_step: float) -> None:
+    """Refuse, before integrating, a run whose step count alone exceeds ``MAX_STEPS``."""
+    need = ode_work_estimate(t_end, signal.breakpoints(0.0, float(t_end)), max_step)
+    if need > MAX_STEPS:
+        raise WorkLimitError(f"the run needs at least {need:.3g} integration steps (signal breakpoints and "
+                             f"its largest step {max_step:g}) > {MAX_STEPS}; choose a shorter --t-end",
+                             key="--t-end")
+
+
 def simulate(model: Model, t_end: float, signal: Signal | None = None, points: int = 501, *,
              theta0: np.ndarray | None = None, x0: np.ndarray | None = None, clamping: str | None = None,
              method: str = "BDF", rtol: float = RTOL, atol_p: float = ATOL_P, atol_theta: float = ATOL_THETA,
@@ -472,22 +526,9 @@ def simulate(model: Model, t_end: float, signal: Signal | None = None, points: i
     if x0.shape != (net.n_states,):
         raise ValueError(f"x0 must have {net.n_states} entries (p_f, p_c, theta), got {x0.shape}")
     t_eval = np.linspace(0.0, float(t_end), int(points))
-    stop = None
-    if until_episode_end:
-        if theta_star is None:
-            raise ValueError("until_episode_end needs theta_star, the loop's fixed point "
-                             "(crnfb.analysis.linearise.loop_fixed_point(model).theta)")
-        U = model.identifiable
-        th_star = np.asarray(theta_star, float)
-        base = net.n_f + net.n_c
-        size0 = np.linalg.norm(U.T @ (x0[base:] - th_star))
-        stop = lambda t, x: np.linalg.norm(U.T @ (x[base:] - th_star)) - 1e-3 * size0  # noqa: E731
+    stop = _episode_end_event(model, net, x0, theta_star) if until_episode_end else None
     max_step = signal.max_step()
-    need = ode_work_estimate(t_end, signal.breakpoints(0.0, float(t_end)), max_step)
-    if need > MAX_STEPS:
-        raise WorkLimitError(f"the run needs at least {need:.3g} integration steps (signal breakpoints and "
-                             f"its largest step {max_step:g}) > {MAX_STEPS}; choose a shorter --t-end",
-                             key="--t-end")
+    _check_ode_work(t_end, signal, max_step)
     t, X, stats = integrate(loop_system(net, signal), x0, t_eval,
                             breakpoints=signal.breakpoints(0.0, float(t_end)), method=method, rtol=rtol,
                             atol=state_atol(net, atol_p, atol_theta), max_step=max_step, stop=stop,

@@ -58,6 +58,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from numba import njit
@@ -681,6 +682,169 @@ def ssa_work_estimate(model: Model, t_end: float, replicates: int = 1) -> float:
     return expected_event_rate(model) * float(t_end) * int(replicates)
 
 
+def _check_ssa_run(model: Model, t_end: float, n_points: int, replicates: int) -> None:
+    """Validate the run length and sizes of :func:`simulate_ssa`, and refuse runs of hours."""
+    if not (np.isfinite(t_end) and t_end > 0):
+        raise ModelError(f"t_end must be a positive number, got {t_end!r}")
+    if int(n_points) < 2:
+        raise ModelError(f"n_points must be >= 2, got {n_points!r}")
+    if int(replicates) < 1:
+        raise ModelError(f"replicates must be >= 1, got {replicates!r}")
+    events = ssa_work_estimate(model, t_end, replicates)
+    if not events <= MAX_EVENTS:
+        raise ModelError(f"the run would need about {events:.3g} events (expected event rate "
+                         f"{events / (float(t_end) * int(replicates)):.3g} per unit time, t_end = {t_end:g}) > "
+                         f"{MAX_EVENTS:.0e}, hours of compute; shorten t_end or the ensembles "
+                         "([ensembles] free, clamped, omega)", key="--t-end")
+
+
+def _environment_tables(model: Model, st, seg_a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per signal segment: reset-target CDFs (dynamic clamping) or clamped laws q (equilibrium)."""
+    if np.any(seg_a < 0) or np.any(seg_a > 1):
+        raise ModelError(f"the mixing weight a(t) must lie in [0, 1] (Q = (1-a) Q_1 + a Q_2); got "
+                         f"{seg_a.min():g}..{seg_a.max():g}")
+    if st.dynamic:
+        cdf = np.cumsum(np.array([st.net.reset_target(a) for a in seg_a]), axis=1)
+        cdf /= cdf[:, -1:]
+        cdf[:, -1] = 1.0 + 1e-12   # every uniform in [0,1) finds a state
+        seg_q = np.zeros((seg_a.size, 1))
+    else:
+        cdf = np.zeros((seg_a.size, 1))
+        seg_q = np.array([model.q_at(a) for a in seg_a])
+    return np.ascontiguousarray(cdf), np.ascontiguousarray(seg_q)
+
+
+def _parameter_copies(model: Model, theta: np.ndarray, omega: float,
+                      learn: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Start copy numbers ``L0`` of the parameter species and the scale with ``lambda = scale * L``."""
+    k = theta.size
+    if learn:
+        L0 = np.rint(omega * np.exp(theta)).astype(np.int64)
+        lscale = np.full(k, 1.0 / omega)
+    else:   # frozen: lambda exactly exp(theta) (L = 1 with scale lambda)
+        L0 = np.ones(k, np.int64)
+        lscale = np.exp(theta)
+    if learn and np.any(L0 <= 0):
+        bad = [model.learned_names[i] for i in np.nonzero(L0 <= 0)[0]]
+        raise ModelError(f"Omega * lambda rounds to 0 for {bad} (Omega = {omega:g}): the parameter species "
+                         "would be extinct; raise [ensembles] omega")
+    return L0, lscale
+
+
+@dataclass
+class _Replicas:
+    """The per-replicate arrays the compiled event loop updates in place (first axis: replicate)."""
+
+    Nf: np.ndarray
+    Nc: np.ndarray
+    rng: np.ndarray
+    L: np.ndarray
+    tv: np.ndarray
+    iv: np.ndarray
+    out_theta: np.ndarray
+    out_mf: np.ndarray
+    out_mc: np.ndarray
+    occ_f: np.ndarray
+    occ_c: np.ndarray
+
+    @classmethod
+    def start(cls, seed: int, R: int, S: int, C: int, Mf: int, Mc: int, p_f: np.ndarray, p_c: np.ndarray,
+              L0: np.ndarray, n_out: int) -> "_Replicas":
+        Nf, Nc, rng = _initial_copies(seed, R, S, C, Mf, Mc, p_f, p_c)
+        tv = np.zeros((R, 2))
+        tv[:, 1] = -1.0
+        out_theta = np.zeros((R, n_out, L0.size))
+        return cls(Nf, Nc, rng, np.tile(L0, (R, 1)), tv, np.zeros((R, 3), np.int64), out_theta,
+                   np.zeros_like(out_theta), np.zeros_like(out_theta), np.zeros((R, S)), np.zeros((R, C)))
+
+
+def _start_laws(model: Model, st, theta_start: np.ndarray | None,
+                a0: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Start parameters and the stationary free (and, dynamic clamping, clamped) laws for them."""
+    k = st.learned.size
+    theta = model.theta0 if theta_start is None else np.asarray(theta_start, float)
+    if theta.shape != (k,):
+        raise ModelError(f"theta_start needs {k} values (learned species {model.learned_names})")
+    p_f = st.net.free_stationary(theta)
+    p_c = st.net.clamped_stationary(theta, a0) if st.dynamic else np.zeros(0)
+    return theta, p_f, p_c
+
+
+def _occupancy(int_f: np.ndarray, int_c: np.ndarray, occupancy_from: float, t_end: float) -> dict:
+    """Time-averaged copies per state over ``[occupancy_from, t_end]`` from their time integrals."""
+    span = float(t_end) - float(occupancy_from)
+    return dict(occupancy_f=int_f / span, occupancy_c=int_c / span, occupancy_from=float(occupancy_from))
+
+
+def _initial_copies(seed: int, R: int, S: int, C: int, Mf: int, Mc: int, p_f: np.ndarray,
+                    p_c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per replicate: free and clamped copies drawn from their start laws, and the event loop's RNG state.
+
+    Replicate ``r`` draws from child ``r`` of ``SeedSequence(seed)``, so a path does not
+    depend on how many replicates run beside it.
+    """
+    children = np.random.SeedSequence(seed).spawn(R)
+    Nf = np.zeros((R, S), np.int64)
+    Nc = np.zeros((R, max(C, 1)), np.int64)[:, :C]
+    rng = np.zeros((R, 4), np.uint64)
+    for r, ch in enumerate(children):
+        g = np.random.default_rng(ch)
+        Nf[r] = g.multinomial(Mf, p_f / p_f.sum())
+        if C:
+            Nc[r] = g.multinomial(Mc, p_c / p_c.sum())
+        rng[r] = g.integers(0, np.iinfo(np.uint64).max, size=4, dtype=np.uint64, endpoint=True)
+    return Nf, np.ascontiguousarray(Nc), rng
+
+
+def _clamped_means_start(model: Model, st, theta: np.ndarray, seg_q: np.ndarray, R: int) -> np.ndarray:
+    """Clamped means per replicate at the start: exact under equilibrium clamping, else zeros (counted)."""
+    mc = np.zeros((R, theta.size))
+    if not st.dynamic:
+        th_full = model.full_theta(theta)
+        mc[:] = model.landscape.moments(th_full, seg_q[0]).mean_clamped[model.learned]
+    return mc
+
+
+def _chunk_bounds(out_times: np.ndarray, occupancy_from: float | None, t_end: float) -> list[float]:
+    """Chunk boundaries: output times (deterministic; the path does not depend on them)."""
+    n_chunks = int(min(out_times.size - 1, 50))
+    bounds = list(out_times[np.linspace(0, out_times.size - 1, n_chunks + 1).round().astype(int)][1:])
+    if occupancy_from is not None:
+        if not 0.0 <= occupancy_from < t_end:
+            raise ModelError(f"occupancy_from must lie in [0, t_end), got {occupancy_from!r}")
+        bounds = sorted(set(bounds) | {float(occupancy_from)})
+    return bounds
+
+
+def _run_replicates(advance: Callable[[int, float], None], R: int, bounds: list[float], workers: int,
+                    t_end: float, progress: bool) -> float:
+    """Advance every replicate through every chunk boundary (in threads); return the CPU seconds."""
+    bar = progress_bar(R * t_end, f"SSA x{R}", progress, unit="t")
+    lock = threading.Lock()
+
+    def run(r: int) -> None:
+        t_prev = 0.0
+        for tb in bounds:
+            advance(r, tb)
+            if bar is not None:
+                with lock:
+                    bar.update(float(tb) - t_prev)
+            t_prev = float(tb)
+
+    cpu0 = time.process_time()
+    try:
+        if workers == 1:
+            for r in range(R):
+                run(r)
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as ex:   # the event loop releases the GIL
+                list(ex.map(run, range(R)))
+    finally:
+        if bar is not None:
+            bar.close()
+    return time.process_time() - cpu0
+
+
 def simulate_ssa(model: Model, t_end: float, n_points: int = 201, seed: int | None = 0, replicates: int = 1,
                  a_signal=None, progress: bool = True, *, learn: bool = True, clamping: str | None = None,
                  theta_start: np.ndarray | None = None, occupancy_from: float | None = None,
@@ -722,130 +886,44 @@ def simulate_ssa(model: Model, t_end: float, n_points: int = 201, seed: int | No
     -------
     SSATrajectory
     """
-    if not (np.isfinite(t_end) and t_end > 0):
-        raise ModelError(f"t_end must be a positive number, got {t_end!r}")
-    if int(n_points) < 2:
-        raise ModelError(f"n_points must be >= 2, got {n_points!r}")
-    if int(replicates) < 1:
-        raise ModelError(f"replicates must be >= 1, got {replicates!r}")
-    events = ssa_work_estimate(model, t_end, replicates)
-    if not events <= MAX_EVENTS:
-        raise ModelError(f"the run would need about {events:.3g} events (expected event rate "
-                         f"{events / (float(t_end) * int(replicates)):.3g} per unit time, t_end = {t_end:g}) > "
-                         f"{MAX_EVENTS:.0e}, hours of compute; shorten t_end or the ensembles "
-                         "([ensembles] free, clamped, omega)", key="--t-end")
+    _check_ssa_run(model, t_end, n_points, replicates)
     st = _static(model, clamping)
     net = st.net
-    ens = model.ensembles
-    Mf, Mc, omega = int(ens.free), int(ens.clamped), float(ens.omega)
+    Mf, Mc, omega = int(model.ensembles.free), int(model.ensembles.clamped), float(model.ensembles.omega)
     R = int(replicates)
     k = st.learned.size
     out_times = np.linspace(0.0, float(t_end), int(n_points))
     seg_t, seg_a = _segments(a_signal, float(t_end))
-    if np.any(seg_a < 0) or np.any(seg_a > 1):
-        raise ModelError(f"the mixing weight a(t) must lie in [0, 1] (Q = (1-a) Q_1 + a Q_2); got "
-                         f"{seg_a.min():g}..{seg_a.max():g}")
-    if st.dynamic:
-        cdf = np.cumsum(np.array([net.reset_target(a) for a in seg_a]), axis=1)
-        cdf /= cdf[:, -1:]
-        cdf[:, -1] = 1.0 + 1e-12   # every uniform in [0,1) finds a state
-        seg_q = np.zeros((seg_a.size, 1))
-    else:
-        cdf = np.zeros((seg_a.size, 1))
-        seg_q = np.array([model.q_at(a) for a in seg_a])
-    cdf, seg_q = np.ascontiguousarray(cdf), np.ascontiguousarray(seg_q)
+    cdf, seg_q = _environment_tables(model, st, seg_a)
     eps = model.eps.copy() if learn else np.zeros(k)
 
-    theta = model.theta0 if theta_start is None else np.asarray(theta_start, float)
-    if theta.shape != (k,):
-        raise ModelError(f"theta_start needs {k} values (learned species {model.learned_names})")
-    p_f = net.free_stationary(theta)
-    p_c = net.clamped_stationary(theta, float(seg_a[0])) if st.dynamic else np.zeros(0)
-    if learn:
-        L0 = np.rint(omega * np.exp(theta)).astype(np.int64)
-        lscale = np.full(k, 1.0 / omega)
-    else:   # frozen: lambda exactly exp(theta) (L = 1 with scale lambda)
-        L0 = np.ones(k, np.int64)
-        lscale = np.exp(theta)
-    if learn and np.any(L0 <= 0):
-        bad = [model.learned_names[i] for i in np.nonzero(L0 <= 0)[0]]
-        raise ModelError(f"Omega * lambda rounds to 0 for {bad} (Omega = {omega:g}): the parameter species "
-                         "would be extinct; raise [ensembles] omega")
+    theta, p_f, p_c = _start_laws(model, st, theta_start, float(seg_a[0]))
+    L0, lscale = _parameter_copies(model, theta, omega, learn)
 
     if seed is None:
         seed = int(np.random.SeedSequence().entropy)
-    children = np.random.SeedSequence(int(seed)).spawn(R)
     S, C = st.fcoef.shape[1], (net.n_c if st.dynamic else 0)
-    Nf = np.zeros((R, S), np.int64)
-    Nc = np.zeros((R, max(C, 1)), np.int64)[:, :C]
-    rng = np.zeros((R, 4), np.uint64)
-    for r, ch in enumerate(children):
-        g = np.random.default_rng(ch)
-        Nf[r] = g.multinomial(Mf, p_f / p_f.sum())
-        if C:
-            Nc[r] = g.multinomial(Mc, p_c / p_c.sum())
-        rng[r] = g.integers(0, np.iinfo(np.uint64).max, size=4, dtype=np.uint64, endpoint=True)
-    Nc = np.ascontiguousarray(Nc)
-    L = np.tile(L0, (R, 1))
-    tv = np.zeros((R, 2))
-    tv[:, 1] = -1.0
-    iv = np.zeros((R, 3), np.int64)
-    out_theta = np.zeros((R, out_times.size, k))
-    out_mf = np.zeros_like(out_theta)
-    out_mc = np.zeros_like(out_theta)
-    occ_f = np.zeros((R, S))
-    occ_c = np.zeros((R, C))
-    mc = np.zeros((R, k))
-    if not st.dynamic:
-        th_full = model.full_theta(theta)
-        mc[:] = model.landscape.moments(th_full, seg_q[0]).mean_clamped[model.learned]
+    b = _Replicas.start(int(seed), R, S, C, Mf, Mc, p_f, p_c, L0, out_times.size)
+    mc = _clamped_means_start(model, st, theta, seg_q, R)
 
-    # chunk boundaries: output times (deterministic; the path does not depend on them)
-    n_chunks = int(min(out_times.size - 1, 50))
-    bounds = list(out_times[np.linspace(0, out_times.size - 1, n_chunks + 1).round().astype(int)][1:])
-    if occupancy_from is not None:
-        if not 0.0 <= occupancy_from < t_end:
-            raise ModelError(f"occupancy_from must lie in [0, t_end), got {occupancy_from!r}")
-        bounds = sorted(set(bounds) | {float(occupancy_from)})
+    bounds = _chunk_bounds(out_times, occupancy_from, t_end)
     workers = max(1, min(R, int(threads) if threads else (os.cpu_count() or 1)))
-    bar = progress_bar(R * float(t_end), f"SSA x{R}", progress, unit="t")
-    lock = threading.Lock()
+    occ_f, occ_c = b.occ_f, b.occ_c
     snap_f, snap_c = occ_f.copy(), occ_c.copy()    # occupancy integrals at occupancy_from
 
-    def run(r: int) -> None:
-        t_prev = 0.0
-        for tb in bounds:
-            _advance(float(tb), Nf[r], Nc[r], L[r], rng[r], tv[r], iv[r], out_times, out_theta[r], out_mf[r],
-                     out_mc[r], occ_f[r], occ_c[r], mc[r], st.fcoef, st.fdst, st.fexpo, st.ccoef, st.cdst,
-                     st.cexpo, st.lf, st.lc, st.learned, st.lam0, lscale, eps, float(net.gamma), Mf, Mc, seg_t,
-                     cdf, st.dynamic, st.eq_states, st.eq_logfact, st.eq_vis, seg_q, st.eq_dep)
-            if occupancy_from is not None and tb == occupancy_from:
-                snap_f[r], snap_c[r] = occ_f[r], occ_c[r]
-            if bar is not None:
-                with lock:
-                    bar.update(float(tb) - t_prev)
-            t_prev = float(tb)
+    def advance(r: int, tb: float) -> None:
+        _advance(float(tb), b.Nf[r], b.Nc[r], b.L[r], b.rng[r], b.tv[r], b.iv[r], out_times, b.out_theta[r],
+                 b.out_mf[r], b.out_mc[r], occ_f[r], occ_c[r], mc[r], st.fcoef, st.fdst, st.fexpo, st.ccoef, st.cdst,
+                 st.cexpo, st.lf, st.lc, st.learned, st.lam0, lscale, eps, float(net.gamma), Mf, Mc, seg_t,
+                 cdf, st.dynamic, st.eq_states, st.eq_logfact, st.eq_vis, seg_q, st.eq_dep)
+        if occupancy_from is not None and tb == occupancy_from:
+            snap_f[r], snap_c[r] = occ_f[r], occ_c[r]
 
-    cpu0 = time.process_time()
-    try:
-        if workers == 1:
-            for r in range(R):
-                run(r)
-        else:
-            with ThreadPoolExecutor(max_workers=workers) as ex:   # the event loop releases the GIL
-                list(ex.map(run, range(R)))
-    finally:
-        if bar is not None:
-            bar.close()
-    cpu = time.process_time() - cpu0
+    cpu = _run_replicates(advance, R, bounds, workers, float(t_end), progress)
 
-    occ_kw = {}
-    if occupancy_from is not None:
-        span = float(t_end) - float(occupancy_from)
-        occ_kw = dict(occupancy_f=(occ_f - snap_f) / span, occupancy_c=(occ_c - snap_c) / span,
-                      occupancy_from=float(occupancy_from))
+    occ_kw = {} if occupancy_from is None else _occupancy(occ_f - snap_f, occ_c - snap_c, occupancy_from, t_end)
     a_out = seg_a[np.searchsorted(seg_t, out_times, side="right") - 1]
-    return SSATrajectory(out_times, out_theta, out_mf, out_mc, a_out, iv[:, 1].copy(), int(seed),
+    return SSATrajectory(out_times, b.out_theta, b.out_mf, b.out_mc, a_out, b.iv[:, 1].copy(), int(seed),
                          tuple(model.learned_names), net.clamping, bool(learn), cpu, model=model, **occ_kw)
 
 
