@@ -338,25 +338,28 @@ def nyquist_crossings(blocks: BrokenLoop, response: LoopResponse) -> list[tuple[
         lam = _track(lam)
     out = []
     for j in range(lam.shape[1]):
-        im, re = lam[:, j].imag, lam[:, j].real
-        idx = np.nonzero((np.sign(im[:-1]) * np.sign(im[1:]) < 0) & ((re[:-1] < 0) | (re[1:] < 0)))[0]
-        for i in idx:
-            a, b = lam[i, j], lam[i + 1, j]
-            la, lb = np.log(omega[i]), np.log(omega[i + 1])
-
-            def pick(w):
-                ev = np.linalg.eigvals(blocks.response([w]).L[0])
-                t = (np.log(w) - la) / (lb - la)
-                return ev[np.argmin(np.abs(ev - (a + t * (b - a))))]
-
-            try:
-                wc = brentq(lambda w: pick(w).imag, omega[i], omega[i + 1], xtol=1e-13 * omega[i], rtol=1e-12)
-            except ValueError:
-                continue
-            mu = pick(wc)
-            if mu.real < 0:
-                out.append((float(wc), float(-1.0 / mu.real)))
+        for i in _negative_axis_brackets(lam[:, j]):
+            pick = _eigenvalue_branch(blocks, omega[i], omega[i + 1], lam[i, j], lam[i + 1, j])
+            out.extend(_siso_crossings(omega[i:i + 2], lam[i:i + 2, j], pick))
     return sorted(out, key=lambda t: t[1])
+
+
+def _eigenvalue_branch(blocks: BrokenLoop, w0: float, w1: float, a: complex, b: complex):
+    """``w -> `` the eigenvalue of ``L(jw)`` nearest the branch's log-linear interpolation on ``[w0, w1]``."""
+    la, lb = np.log(w0), np.log(w1)
+
+    def pick(w):
+        ev = np.linalg.eigvals(blocks.response([w]).L[0])
+        t = (np.log(w) - la) / (lb - la)
+        return ev[np.argmin(np.abs(ev - (a + t * (b - a))))]
+
+    return pick
+
+
+def _negative_axis_brackets(values: np.ndarray) -> np.ndarray:
+    """Grid intervals ``[i, i+1]`` where ``values`` change the sign of their imaginary part left of 0."""
+    im, re = values.imag, values.real
+    return np.nonzero((np.sign(im[:-1]) * np.sign(im[1:]) < 0) & ((re[:-1] < 0) | (re[1:] < 0)))[0]
 
 
 def loop_at_a_time(P: np.ndarray, eps: np.ndarray, omega: np.ndarray, i: int) -> np.ndarray:
@@ -381,10 +384,8 @@ def loop_at_a_time(P: np.ndarray, eps: np.ndarray, omega: np.ndarray, i: int) ->
 
 def _siso_crossings(omega: np.ndarray, values: np.ndarray, fun) -> list[tuple[float, float]]:
     """``(omega, g)`` where ``values`` (= ``fun`` on the grid) crosses the negative real axis at ``-1/g``."""
-    im, re = values.imag, values.real
-    idx = np.nonzero((np.sign(im[:-1]) * np.sign(im[1:]) < 0) & ((re[:-1] < 0) | (re[1:] < 0)))[0]
     out = []
-    for i in idx:
+    for i in _negative_axis_brackets(values):
         try:
             wc = brentq(lambda w: fun(w).imag, omega[i], omega[i + 1], xtol=1e-13 * omega[i], rtol=1e-12)
         except ValueError:
