@@ -240,6 +240,8 @@ def _on_sigterm(signum, frame):
 
 
 def _error(args, e: ModelError) -> int:
+    from crnfb.analysis.model_input import locate_error
+    e = locate_error(args, e)
     if not e.file and not isinstance(e, (UsageError, OutputError)) and getattr(args, "model", None):
         e = e.located(args.model)  # errors raised after loading still name the file
     print(f"crnfb {args.command}: error: {e}", file=sys.stderr)

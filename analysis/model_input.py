@@ -18,7 +18,7 @@ from pathlib import Path
 from crnfb.feedback.errors import ModelError
 from crnfb.feedback.model import Model
 
-__all__ = ["ModelInput", "model_input", "load_cli_model", "names_option", "add_model_options"]
+__all__ = ["ModelInput", "model_input", "load_cli_model", "names_option", "add_model_options", "locate_error"]
 
 
 @dataclass(frozen=True)
@@ -104,3 +104,19 @@ def model_input(args) -> ModelInput:
 def load_cli_model(args) -> Model:
     """The :class:`Model` of :func:`model_input`."""
     return model_input(args).model
+
+
+def locate_error(args, e: ModelError) -> ModelError:
+    """An error raised after loading an SBML model, under a key of the environment file, names that file.
+
+    (Errors of the parser are located by :func:`crnfb.feedback.sbml.load_sbml_model`
+    already; this covers the later checks of a subcommand, e.g. ``export --learning``
+    refusing ``[learning] clamping = "equilibrium"``.)
+    """
+    from crnfb.feedback.sbml.convert import ENVIRONMENT_FILE_TABLES
+
+    env = getattr(args, "environment_file", None)
+    top = (e.key or "").split(".")[0].split("[")[0]
+    if env is None or e.file != f"{args.model} + {env}" or top not in ENVIRONMENT_FILE_TABLES:
+        return e
+    return ModelError(e.message, file=str(env), key=e.key, line=e.line)

@@ -75,6 +75,10 @@ def test_every_subcommand_takes_sbml(bd, tmp_path, capsys):
     assert len(rows) == 2 and ",ok," in rows[1]
     assert main(["export", *sb, "--sbml", str(tmp_path / "again.xml")]) == 0
     assert "<sbml" in (tmp_path / "again.xml").read_text()
+    capsys.readouterr()   # a check after loading, under a key of the environment file, names that file
+    _bad(["export", *sb, "--sbml", str(tmp_path / "learn.xml"), "--learning"], capsys,
+         "env.toml [learning.clamping]", "--speedup")
+    assert not (tmp_path / "learn.xml").exists()
     # report: its full run (~6 s) is left out to keep this file fast; that it reads the model through the
     # same loader shows in an environment-file error, raised before anything is written
     capsys.readouterr()
