@@ -35,14 +35,15 @@ class UsageError(ModelError):
     """Bad command-line arguments (exit 2)."""
 
 
-def _load(path: str):
-    from crnfb.feedback.modelfile import load_model
-    return load_model(path)
+def _load(args):
+    """The model argument: a model file, or SBML/Antimony with --visible and --environment-file."""
+    from crnfb.analysis.model_input import load_cli_model
+    return load_cli_model(args)
 
 
 # -- check / fit ---------------------------------------------------------------------------
 def cmd_check(args) -> int:
-    model = _load(args.model)
+    model = _load(args)
     info = model.summary()
     if args.json:
         keys = ("species", "visible", "hidden", "conservation_laws", "state_count", "truncation_mass",
@@ -81,7 +82,7 @@ def cmd_check(args) -> int:
 def cmd_fit(args) -> int:
     from crnfb.analysis.fixedpoints import (learned_fixed_point, plateaus_at_infinity, quasi_static_rates,
                                             stationary_points)
-    model = _load(args.model)
+    model = _load(args)
     if args.starts < 0:
         raise UsageError("--starts must be >= 0")
     pts = stationary_points(model, starts=args.starts) if args.starts else [learned_fixed_point(model)]
@@ -159,6 +160,8 @@ def cmd_convert(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from crnfb.analysis.model_input import add_model_options
+
     p = argparse.ArgumentParser(prog="crnfb", description="Control-theory analysis of learning chemical "
                                 "reaction networks (the learning CRN as an integral feedback loop).",
                                 epilog="exit codes: 0 done, 1 verdict (unstable, failed check, no converged "
@@ -167,18 +170,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("check", help="parse, verify detailed balance, print the network summary")
-    c.add_argument("model")
+    add_model_options(c)
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_check)
 
     f = sub.add_parser("fit", help="the quasi-static learning problem: learned fixed point(s)")
-    f.add_argument("model")
+    add_model_options(f)
     f.add_argument("--starts", type=int, default=0, help="random starts for the search of stationary points")
     f.add_argument("--json", action="store_true")
     f.set_defaults(func=cmd_fit)
 
     r = sub.add_parser("report", help="the full stability report (JSON, Markdown, HTML, figures)")
-    r.add_argument("model")
+    add_model_options(r)
     r.add_argument("-o", "--output", required=True, help="output directory")
     r.add_argument("--no-validate", action="store_true", help="skip the nonlinear-simulation checks")
     r.add_argument("--seed", type=int, default=0)
@@ -187,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_report)
 
     s = sub.add_parser("simulate", help="a trajectory of the learning network (CSV)")
-    s.add_argument("model")
+    add_model_options(s)
     s.add_argument("--level", choices=("ode", "ssa"), default="ode")
     s.add_argument("--t-end", type=float, required=True)
     s.add_argument("-o", "--output", required=True)
@@ -199,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_simulate)
 
     w = sub.add_parser("sweep", help="parameter sweeps of the report's scalar results")
-    w.add_argument("model")
+    add_model_options(w)
     w.add_argument("--param", action="append", required=True,
                    help="NAME=START:STOP:N[:log10|lin], e.g. eps=0.01:1:20:log10 (repeatable)")
     w.add_argument("-o", "--output", required=True)
@@ -208,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.set_defaults(func=cmd_sweep)
 
     e = sub.add_parser("export", help="SBML of the model network or the learning network")
-    e.add_argument("model")
+    add_model_options(e)
     e.add_argument("--sbml", required=True, help="output SBML file")
     e.add_argument("--learning", action="store_true", help="the whole learning network (ensemble level)")
     e.add_argument("--copies", action="store_true",
@@ -237,6 +240,8 @@ def _on_sigterm(signum, frame):
 
 
 def _error(args, e: ModelError) -> int:
+    from crnfb.analysis.model_input import locate_error
+    e = locate_error(args, e)
     if not e.file and not isinstance(e, (UsageError, OutputError)) and getattr(args, "model", None):
         e = e.located(args.model)  # errors raised after loading still name the file
     print(f"crnfb {args.command}: error: {e}", file=sys.stderr)

@@ -8,7 +8,6 @@ reach :func:`crnfb.analysis.cli.main`, which maps it to exit 2.
 
 from __future__ import annotations
 
-import re
 import sys
 import warnings
 from dataclasses import dataclass
@@ -19,10 +18,9 @@ import numpy as np
 from crnfb.analysis.linearise import linearise, loop_fixed_point
 from crnfb.analysis.margins import critical_gain
 from crnfb.feedback.errors import ModelError
-from crnfb.feedback.modelfile import load_model
-from crnfb.feedback.sbml import (SBMLExportWarning, antimony_line, antimony_to_sbml, exported_network, is_antimony,
-                                 learning_network, model_file_text, model_sbml, network_to_sbml, read_network,
-                                 write_sbml)
+from crnfb.analysis.model_input import load_cli_model, names_option
+from crnfb.feedback.sbml import (SBMLExportWarning, exported_network, learning_network, model_file_text, model_sbml,
+                                 network_to_sbml, read_converted, write_sbml)
 
 __all__ = ["ExportDeviation", "export_deviation", "run_export_command", "run_convert_command"]
 
@@ -114,7 +112,7 @@ def run_export_command(args) -> int:
     ``eps_crit`` from the report's is printed; with ``--prune`` the dropped
     mass. :class:`~crnfb.feedback.errors.ModelError` propagates (exit 2).
     """
-    model = load_model(args.model)
+    model = load_cli_model(args)
     learning = bool(getattr(args, "learning", False))
     speedup, copies, prune = getattr(args, "speedup", None), bool(getattr(args, "copies", False)), \
         getattr(args, "prune", 0.0) or 0.0
@@ -150,32 +148,6 @@ def run_export_command(args) -> int:
     return 0
 
 
-def _names(text: str | None, flag: str) -> list[str] | None:
-    if text is None:
-        return None
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise ModelError(f"{flag} needs species names, e.g. {flag} X,Y", key=flag)
-    return names
-
-
-def _read_converted(path: str, visible, learned):
-    """``read_network`` of an SBML or Antimony file; Antimony errors name the line of the element."""
-    if not is_antimony(path):
-        try:
-            return read_network(path, visible, learned)
-        except ModelError as e:  # the importer prefixes its messages with the source; keep it once
-            raise ModelError(e.message.removeprefix(f"{path}: "), file=path, key=e.key, line=e.line) from None
-    text = antimony_to_sbml(path)
-    try:
-        return read_network(text, visible, learned)
-    except ModelError as e:
-        msg = e.message.replace("SBML string: ", "")
-        m = re.search(r"reaction '([^']+)'|species '([^']+)'", msg)
-        line = antimony_line(path, next(g for g in m.groups() if g)) if m else None
-        raise ModelError(f"{msg} (Antimony, read through SBML)", file=path, line=line) from None
-
-
 def run_convert_command(args) -> int:
     """``crnfb convert MODEL.xml|MODEL.ant -o model.toml --visible X[,Y] [--learn A,B]`` (docs/cli.md).
 
@@ -184,8 +156,8 @@ def run_convert_command(args) -> int:
     ``[environment]`` section as a commented template. Nothing is written on
     error (exit 2).
     """
-    visible = _names(args.visible, "--visible")
-    learned = _names(getattr(args, "learn", None), "--learn")
+    visible = names_option(args.visible, "--visible")
+    learned = names_option(getattr(args, "learn", None), "--learn")
     out = Path(args.output)
     if out.resolve() == Path(args.model).resolve():
         raise ModelError("-o would overwrite the input file; give another name", key="--output")
@@ -193,7 +165,7 @@ def run_convert_command(args) -> int:
         raise ModelError(f"-o {out}: the model file must end in .toml", key="--output")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SBMLExportWarning)
-        imp = _read_converted(args.model, visible, learned)
+        imp = read_converted(args.model, visible, learned)
     _print_export_warnings(caught)
     text = model_file_text(imp)
     write_sbml(text, out)

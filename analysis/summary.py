@@ -302,9 +302,14 @@ def _disturbance_table(di: Mapping) -> Table:
         ("H∞ norm of environment → error", fmt(di["hinf_norm"]), _reason(di, "hinf_norm")),
         ("step: rise time 10–90 % (1/κ)", fmt(st["rise_time"]), _reason(st, "rise_time")),
         ("step: settling time 2 % (1/κ)", fmt(st["settling_time"]), _reason(st, "settling_time")),
-        ("step: overshoot (%)", fmt(st["overshoot_pct"], ".3g"), _reason(st, "overshoot_pct")),
+        # below 1e-6 % an overshoot is round-off of a monotone response (report.json keeps the number)
+        ("step: overshoot (%)", fmt(_no_roundoff(st["overshoot_pct"], 1e-6), ".3g"), _reason(st, "overshoot_pct")),
         ("lag cost", f"{len(lag)} frequencies" if lag else "n/a", _reason(di, "lag_cost")),
     ))
+
+
+def _no_roundoff(x, tiny: float):
+    return 0.0 if isinstance(x, float) and abs(x) < tiny else x
 
 
 def _validation_table(val: list | None, why: str | None) -> Table:

@@ -531,7 +531,7 @@ def _evaluate_in_processes(n: int, todo: list[dict], text: str, source: str, met
 
 def run_sweep(model_path: str | os.PathLike, params: list[str], out_dir: str | os.PathLike,
               workers: int | None = None, scheduler: str | None = None, progress: bool = False,
-              metrics: bool = True, limit: int | None = None) -> SweepOutcome:
+              metrics: bool = True, limit: int | None = None, model_text: str | None = None) -> SweepOutcome:
     """Run (or resume) a sweep; see the module docstring.
 
     Parameters
@@ -543,13 +543,18 @@ def run_sweep(model_path: str | os.PathLike, params: list[str], out_dir: str | o
     scheduler : Dask scheduler address (needs the ``dask`` extra)
     metrics : also record :func:`crnfb.analysis.tradeoffs.point_metrics`
     limit : evaluate at most this many of the missing points (then stop, resumable)
+    model_text : the model-file text, when it is not the file at ``model_path`` (an SBML model with an
+        environment file, converted in memory by :func:`crnfb.analysis.model_input.model_input`)
     """
-    from crnfb.feedback.modelfile import load_model
+    from crnfb.feedback.modelfile import load_model, parse_model
 
     t0 = time.perf_counter()
-    model = load_model(model_path)
-    text = Path(model_path).read_text(encoding="utf-8")
     source = str(model_path)
+    if model_text is None:
+        model = load_model(model_path)
+        text = Path(model_path).read_text(encoding="utf-8")
+    else:
+        model, text = parse_model(tomllib.loads(model_text), source=source), model_text
     specs = [parse_param(p, model) for p in params]
     grid = build_grid(specs)
     names = [s.name for s in specs]
@@ -636,8 +641,12 @@ def write_sweep_png(rows: list[dict], specs: list[ParamSpec], header: list[str],
 
 def run_sweep_command(args) -> int:
     """``crnfb sweep`` (exit 0; 2 on bad input)."""
-    out = run_sweep(args.model, args.param, args.output, workers=getattr(args, "workers", None),
-                    scheduler=getattr(args, "scheduler", None), progress=True)
+    from crnfb.analysis.model_input import model_input
+
+    inp = model_input(args)     # a model file, or SBML/Antimony with an environment file (docs/cli.md)
+    out = run_sweep(inp.source, args.param, args.output, workers=getattr(args, "workers", None),
+                    scheduler=getattr(args, "scheduler", None), progress=True,
+                    model_text=None if inp.source == str(args.model) else inp.text)
     print(f"sweep: {out.total} grid points, {out.skipped} already in {out.csv}, evaluated {out.evaluated}"
           + (f" ({out.errors} with errors)" if out.errors else "") + f" in {out.seconds:.1f} s")
     print(f"wrote {out.csv}" + (f" and {out.png}" if out.png else ""))

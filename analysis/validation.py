@@ -646,6 +646,12 @@ def consistency_checks(report: dict) -> list[dict]:
         out.append(_entry("consistency: verdict vs gain margin", gm, float(stable), ok,
                           meaning="STABLE needs gain_margin > 1 (the smallest destabilising common "
                                   "scaling of the learning rates)"))
+    elif isinstance(mg.get("stable_at_nominal"), bool):
+        # no crossing in the scanned range: the margins' own nominal stability must match the verdict
+        out.append(_entry("consistency: verdict vs gain margin", float(mg["stable_at_nominal"]), float(stable),
+                          mg["stable_at_nominal"] == stable,
+                          meaning="no destabilising factor found (" + str(mg.get("gain_margin_reason")) +
+                                  "); predicted: 1 if the margins scan found the loop stable at factor 1"))
     else:
         out.append(_entry("consistency: verdict vs gain margin", None, None, None,
                           reason=mg.get("gain_margin_reason") or "no gain margin"))
@@ -656,6 +662,9 @@ def consistency_checks(report: dict) -> list[dict]:
         ok = True if abs(ec / e - 1.0) <= MARGINAL_BAND else (ec > e) == stable
         out.append(_entry("consistency: verdict vs eps_crit", ec, e, ok,
                           meaning="predicted: eps_crit; simulated: the largest learning rate of the file"))
+    elif ec is None and isinstance(mg.get("stable_at_nominal"), bool) and mg["stable_at_nominal"] == stable and stable:
+        out.append(_entry("consistency: verdict vs eps_crit", None, None, True,
+                          meaning="STABLE and no eps_crit: " + str(mg.get("eps_crit_reason"))))
     else:
         out.append(_entry("consistency: verdict vs eps_crit", None, None, None,
                           reason=mg.get("eps_crit_reason") or "eps_crit is per loop (stability need not be "

@@ -27,19 +27,68 @@ MAX_STATES = 2_000_000
 BOX_CELLS = 8_000_000
 
 
-def class_size_bound(L: np.ndarray, bounds: np.ndarray) -> float:
-    """Upper bound on the class size inside the box, without enumerating.
+def class_size_bound(L: np.ndarray, bounds: np.ndarray, initial: np.ndarray | None = None) -> float:
+    """Upper bound on the class size inside the box, without enumerating the class.
 
-    With ``r`` independent conservation laws, the ``N - r`` coordinates of a
-    set ``F`` whose complement's columns of ``L`` are invertible determine a
-    state, so the class has at most ``prod_{i in F} (b_i + 1)`` states; the
-    smallest such product over the sets ``F`` tried (the box volume without
-    laws).
+    With ``initial`` given, the number of lattice points of the box on the
+    conservation-law slice ``L n = L n0`` (the class is one connected part of
+    it), counted exactly by dynamic programming over the species that enter a
+    law (the partial sums ``L[:, :i] n[:i]`` are the states; species outside
+    every law multiply the count by ``b_i + 1``). Where that count would need
+    too many partial sums, and without ``initial``: with ``r`` independent
+    laws, the ``N - r`` coordinates of a set ``F`` whose complement's columns
+    of ``L`` are invertible determine a state, so the class has at most
+    ``prod_{i in F} (b_i + 1)`` states; the smallest such product over the
+    sets tried (the box volume without laws).
     """
-    import itertools
     radix = np.asarray(bounds, float) + 1.0
     N = radix.size
     L = np.asarray(L, float).reshape(-1, N)
+    if initial is not None and L.size:
+        exact = _slice_count(L, np.asarray(bounds), np.asarray(initial))
+        if exact is not None:
+            return exact
+    return _free_coordinate_bound(L, radix)
+
+
+#: Most partial sums the slice count keeps before it gives up (then the looser bound is used).
+_SLICE_STATES = 200_000
+
+
+def _slice_count(L: np.ndarray, bounds: np.ndarray, initial: np.ndarray) -> float | None:
+    """Lattice points ``n`` of the box with ``L n = L n0`` (None when the count is too costly)."""
+    Li = np.rint(L).astype(np.int64)
+    if not np.array_equal(Li, L):
+        return None
+    target = Li @ initial.astype(np.int64)
+    inlaw = np.any(Li != 0, axis=0)
+    outside = float(np.prod(bounds[~inlaw].astype(float) + 1.0))
+    sums, counts = np.zeros((1, Li.shape[0]), np.int64), np.ones(1)
+    order = np.nonzero(inlaw)[0]
+    lo, hi = np.minimum(Li, 0) * bounds, np.maximum(Li, 0) * bounds
+    for k, i in enumerate(order):
+        if bounds[i] + 1 > _SLICE_STATES or sums.shape[0] * (bounds[i] + 1) > 20 * _SLICE_STATES:
+            return None
+        v = np.arange(bounds[i] + 1, dtype=np.int64)
+        sums = (sums[:, None, :] + v[None, :, None] * Li[:, i][None, None, :]).reshape(-1, Li.shape[0])
+        counts = np.repeat(counts, v.size)
+        # prune partial sums from which the target is out of reach with the species still to come
+        rest = order[k + 1:]
+        reach_lo = target - lo[:, rest].sum(axis=1) if rest.size else target
+        reach_hi = target - hi[:, rest].sum(axis=1) if rest.size else target
+        keep = np.all((sums <= reach_lo) & (sums >= reach_hi), axis=1)
+        sums, counts = sums[keep], counts[keep]
+        sums, inv = np.unique(sums, axis=0, return_inverse=True)
+        counts = np.bincount(inv.ravel(), weights=counts, minlength=sums.shape[0])
+        if sums.shape[0] > _SLICE_STATES:
+            return None
+    hit = np.all(sums == target, axis=1)
+    return float(counts[hit].sum()) * outside
+
+
+def _free_coordinate_bound(L: np.ndarray, radix: np.ndarray) -> float:
+    import itertools
+    N = radix.size
     r = np.linalg.matrix_rank(L) if L.size else 0
     best = float(np.prod(radix))
     if r == 0 or L.shape[0] != r:   # dependent rows: the box volume is still a bound
@@ -149,7 +198,7 @@ class StateSpace:
             raise ModelError("the truncation box is too large to enumerate; lower n_max",
                              key="truncation.n_max")
         self._mult = np.concatenate([[1], np.cumprod(self._radix[::-1])[:-1]])[::-1].astype(np.int64)
-        bound = class_size_bound(network.conservation_laws, self.bounds)
+        bound = class_size_bound(network.conservation_laws, self.bounds, self.initial)
         if bound > 8 * MAX_STATES:  # surely too big; between 1x and 8x the bound may be loose: enumerate
             raise ModelError(f"the class has up to {bound:.3g} states (truncation box {self.bounds.tolist()} "
                              f"with {network.conservation_laws.shape[0]} conservation law(s)), more than "
@@ -308,7 +357,7 @@ class StateSpace:
         extra = np.maximum(10, np.ceil(0.5 * b)).astype(np.int64)
         # keep the enlarged class enumerable: a thinner rim still sees the tail next to the box
         while extra.max() > 2 and class_size_bound(self.network.conservation_laws,
-                                                   np.where(self.truncated, b + extra, b)) > MAX_STATES:
+                                                   np.where(self.truncated, b + extra, b), self.initial) > MAX_STATES:
             extra = np.maximum(2, extra // 2)
         b[self.truncated] = np.minimum(b[self.truncated] + extra[self.truncated],
                                        np.where(np.isfinite(self.natural_bounds), self.natural_bounds,

@@ -228,6 +228,20 @@ def test_class_size_bound_is_an_upper_bound():
     assert class_size_bound(np.zeros((0, 2)), np.array([3, 4])) == 20
 
 
+@pytest.mark.parametrize("name", ["isomerisation", "chain", "dimer", "hidden_scaffold", "scaffold_T40_K20",
+                                  "two_visible"])
+def test_slice_count_bounds_the_class_tightly(name):
+    """With the initial state, the bound counts the box's lattice points on the conservation-law slice:
+    never below the enumerated class, and equal to it where the slice is connected (all these examples).
+    The looser free-coordinate bound refused the 651-state T = 40 scaffold as 'up to 4.3e7 states'."""
+    from crnfb.feedback.modelfile import load_model
+    from crnfb.feedback.statespace import class_size_bound
+    space = load_model(EXAMPLES / f"{name}.toml").space
+    L = space.network.conservation_laws
+    assert class_size_bound(L, space.bounds, space.initial) == space.size
+    assert class_size_bound(L, space.bounds) >= space.size
+
+
 # -- 6: crashes are exit 3, bad input exit 2 ----------------------------------------------------------------------
 @pytest.mark.parametrize("argv,phrase", [
     (["simulate", "{m}", "--t-end", "10", "-o", "{t}/o.csv", "--seed", "-1"], "--seed"),

@@ -13,7 +13,8 @@ One module per job:
   and of any mass-action network (:func:`network_to_sbml`,
   :func:`learning_sbml`), atomic writes;
 * :mod:`.convert` -- Antimony to SBML, and an imported network as a model
-  file with the environment as a commented template (``crnfb convert``);
+  file with the environment as a commented template (``crnfb convert``), or
+  with an environment file's tables in memory (:func:`load_sbml_model`);
 * :mod:`.importer` -- :func:`read_sbml` (any mass-action SBML; kinetic-law
   ASTs walked node by node, function definitions expanded by libsbml,
   nothing evaluated as code), :func:`read_network` / :func:`import_sbml`
@@ -21,7 +22,8 @@ One module per job:
 """
 
 from ._libsbml import COMPARTMENT, CRNFB_NS, SBMLExportWarning
-from .convert import antimony_line, antimony_to_sbml, is_antimony, model_file_text
+from .convert import (antimony_line, antimony_to_sbml, environment_tables, is_antimony, is_sbml_source,
+                      load_sbml_model, model_file_text, read_converted, sbml_model_text)
 from .export import export_model, learning_sbml, model_sbml, network_to_sbml, write_sbml
 from .importer import ImportedNetwork, import_sbml, read_network, read_sbml
 from .labels import check_ids, parse_state_label, state_label, to_sid
@@ -33,5 +35,6 @@ __all__ = [
     "ImportedNetwork", "state_label", "parse_state_label", "check_ids", "to_sid", "model_sbml",
     "learning_network", "exported_network", "largest_remainder", "learning_sbml", "network_to_sbml",
     "clamped_start", "write_sbml", "export_model", "read_sbml", "read_network", "import_sbml",
-    "antimony_to_sbml", "antimony_line", "is_antimony", "model_file_text",
+    "antimony_to_sbml", "antimony_line", "is_antimony", "model_file_text", "is_sbml_source", "read_converted",
+    "environment_tables", "sbml_model_text", "load_sbml_model",
 ]

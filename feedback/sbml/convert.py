@@ -10,6 +10,15 @@
   commented template the user fills in (the learning problem is not in the
   SBML). The text is checked by parsing it back with ``tomllib``.
 
+* :func:`read_converted` -- :func:`~crnfb.feedback.sbml.importer.read_network`
+  of an SBML or Antimony file, errors naming the SBML element or the
+  Antimony line.
+* :func:`sbml_model_text` / :func:`load_sbml_model` -- an SBML or Antimony
+  model plus an environment file (the ``[environment]``, ``[learning]``,
+  ``[truncation]``, ``[ensembles]`` tables of docs/model-file.md) as one
+  model file in memory, parsed by the normal model-file parser (every other
+  subcommand's ``--visible ... --environment-file ENV.toml``).
+
 TOML is written by hand (a handful of keys, strings quoted as JSON, which is
 valid TOML) because the template needs comments, which TOML writers drop.
 """
@@ -23,9 +32,23 @@ import tomllib
 from pathlib import Path
 
 from ..errors import ModelError
-from .importer import ImportedNetwork
+from ..model import Model
+from ..modelfile import parse_model, read_model_bytes
+from .importer import ImportedNetwork, read_network
 
-__all__ = ["antimony_to_sbml", "antimony_line", "is_antimony", "model_file_text"]
+__all__ = ["antimony_to_sbml", "antimony_line", "is_antimony", "is_sbml_source", "model_file_text",
+           "read_converted", "environment_tables", "sbml_model_text", "load_sbml_model", "SBML_SUFFIXES",
+           "ENVIRONMENT_FILE_TABLES"]
+
+#: File endings read as SBML or Antimony by every subcommand (anything else is a model file).
+SBML_SUFFIXES = (".xml", ".sbml", ".ant", ".antimony")
+#: The tables an environment file may hold (docs/model-file.md); ``[environment]`` is required.
+ENVIRONMENT_FILE_TABLES = ("environment", "learning", "truncation", "ensembles")
+
+
+def is_sbml_source(path) -> bool:
+    """Whether a subcommand reads ``path`` as SBML / Antimony (by its ending, :data:`SBML_SUFFIXES`)."""
+    return Path(path).suffix.lower() in SBML_SUFFIXES
 
 
 def is_antimony(path) -> bool:
@@ -135,3 +158,123 @@ def model_file_text(imp: ImportedNetwork, *, name: str | None = None) -> str:
     text = "\n".join(out) + "\n"
     tomllib.loads(text)  # what we write must parse (an error here is a bug, not a user mistake)
     return text
+
+
+# -- SBML / Antimony + environment file as one model, in memory -----------------------------------
+def read_converted(path, visible, learned) -> ImportedNetwork:
+    """:func:`~crnfb.feedback.sbml.importer.read_network` of an SBML or Antimony file.
+
+    Errors are :class:`ModelError` naming the file and the SBML element, or
+    for Antimony the line where the element is defined.
+    """
+    path = str(path)
+    if not is_antimony(path):
+        try:
+            return read_network(path, visible, learned)
+        except ModelError as e:  # the importer prefixes its messages with the source; keep it once
+            raise ModelError(e.message.removeprefix(f"{path}: "), file=path, key=e.key, line=e.line) from None
+    text = antimony_to_sbml(path)
+    try:
+        return read_network(text, visible, learned)
+    except ModelError as e:
+        msg = e.message.replace("SBML string: ", "")
+        m = re.search(r"reaction '([^']+)'|species '([^']+)'", msg)
+        line = antimony_line(path, next(g for g in m.groups() if g)) if m else None
+        raise ModelError(f"{msg} (Antimony, read through SBML)", file=path, line=line) from None
+
+
+def environment_tables(path) -> dict:
+    """The tables of an environment file (TOML): ``[environment]`` (required), ``[learning]``,
+    ``[truncation]``, ``[ensembles]``; anything else is a :class:`ModelError` naming the key.
+
+    Only the shape is checked here; the values are validated by the model-file
+    parser once they are merged with the network.
+    """
+    p = Path(path)
+    try:
+        raw = read_model_bytes(p)
+    except ModelError as e:
+        raise ModelError(e.message.replace("model file", "environment file"), file=e.file) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ModelError("environment file is not UTF-8 text", file=str(p)) from None
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"line (\d+)", str(e))
+        raise ModelError(f"TOML syntax error: {e}", file=str(p), line=int(m.group(1)) if m else None) from None
+    extra = sorted(set(data) - set(ENVIRONMENT_FILE_TABLES))
+    if extra:
+        raise ModelError(f"unknown key(s) {extra}: an environment file holds only the tables "
+                         f"{', '.join(f'[{t}]' for t in ENVIRONMENT_FILE_TABLES)} (the network comes from the "
+                         "SBML/Antimony file)", file=str(p), key=extra[0])
+    if "environment" not in data:
+        raise ModelError("missing [environment] (the target law Q of the visible species, e.g. "
+                         "family = \"poisson\", mean = 5.0; docs/model-file.md)", file=str(p), key="environment")
+    for k, v in data.items():
+        if not isinstance(v, dict):
+            raise ModelError(f"must be a table, got {type(v).__name__} {v!r}", file=str(p), key=k)
+    return data
+
+
+def _toml_value(v, key: str) -> str:
+    """One TOML value (inline form) of a value ``tomllib`` produced; dates are refused (no key takes one)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return repr(v)  # inf / nan are TOML too; the parser refuses them with the key
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x, key) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(x, f'{key}.{k}')}" for k, x in v.items()) + "}"
+    raise ModelError(f"must be a number, string, boolean, array or table, got {type(v).__name__} {v!r}", key=key)
+
+
+def sbml_model_text(path, visible, learned, environment_file) -> str:
+    """The model file (TOML text, in memory) of an SBML/Antimony model with an environment file's tables.
+
+    The network part is :func:`model_file_text` of :func:`read_converted`
+    (what ``crnfb convert`` writes); the environment file's tables follow as
+    TOML tables. The text is checked to parse to exactly the merged document.
+    """
+    tables = environment_tables(environment_file)
+    base = model_file_text(read_converted(path, visible, learned))
+    base = base[:base.index("# -----")] if "# -----" in base else base  # drop the commented template
+    out = [base.rstrip("\n"), "", f"# from the environment file {Path(environment_file).name}"]
+    try:
+        for t in ENVIRONMENT_FILE_TABLES:
+            if t in tables:
+                out.append(f"[{t}]")
+                out += [f"{json.dumps(k)} = {_toml_value(v, f'{t}.{k}')}" for k, v in tables[t].items()]
+                out.append("")
+    except ModelError as e:
+        raise e.located(str(environment_file)) from None
+    text = "\n".join(out) + "\n"
+    merged = tomllib.loads(base) | tables
+    canon = lambda d: json.dumps(d, sort_keys=True)  # noqa: E731 - order-free; nan compares equal as text
+    if canon(tomllib.loads(text)) != canon(merged):  # pragma: no cover - a bug in the writer, not user input
+        raise RuntimeError("the merged model text does not parse to the merged tables")
+    return text
+
+
+def load_sbml_model(path, visible, learned, environment_file) -> tuple[Model, str]:
+    """The :class:`Model` (and its model-file text) of an SBML/Antimony file and an environment file.
+
+    Parsed by :func:`~crnfb.feedback.modelfile.parse_model`, so every check of
+    a model file applies. Errors under a key of the environment file's tables
+    name the environment file; the others name the SBML/Antimony file.
+    Nothing is written to disk.
+    """
+    text = sbml_model_text(path, visible, learned, environment_file)
+    source = f"{path} + {environment_file}"
+    try:
+        return parse_model(tomllib.loads(text), source=source), text
+    except ModelError as e:
+        key = e.key or ""
+        top = key.split(".")[0].split("[")[0]
+        file = str(environment_file) if top in ENVIRONMENT_FILE_TABLES else (
+            e.file if e.file and e.file != source else str(path))
+        raise ModelError(e.message, file=file, key=e.key) from None

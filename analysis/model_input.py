@@ -1,0 +1,122 @@
+"""The model argument of every subcommand: a model file, or SBML / Antimony with an environment file (docs/cli.md).
+
+``crnfb check|fit|report|simulate|sweep|export MODEL`` read ``MODEL`` through
+:func:`model_input` (one place): a model file (TOML, docs/model-file.md) as
+it is, or an SBML (``.xml``, ``.sbml``) or Antimony (``.ant``) file together
+with ``--visible X[,Y]`` (optional ``--learn A,B``) and ``--environment-file
+ENV.toml``, converted in memory the way ``crnfb convert`` does
+(:func:`crnfb.feedback.sbml.load_sbml_model`). Every error is a
+:class:`~crnfb.feedback.errors.ModelError` (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from crnfb.feedback.errors import ModelError
+from crnfb.feedback.model import Model
+
+__all__ = ["ModelInput", "model_input", "load_cli_model", "names_option", "add_model_options", "locate_error"]
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """A loaded model argument.
+
+    Attributes
+    ----------
+    model : Model
+    text : str
+        The model-file text the model was parsed from (for SBML, the text
+        built in memory); sweeps hash it and send it to their workers.
+    source : str
+        What the model came from (``MODEL`` or ``MODEL + ENV.toml``).
+    """
+
+    model: Model
+    text: str
+    source: str
+
+
+def names_option(text: str | None, flag: str) -> list[str] | None:
+    """Species names of a comma-separated option (``--visible X,Y``); None if the option is absent."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ModelError(f"{flag} needs species names, e.g. {flag} X,Y", key=flag)
+    return names
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The model argument and its SBML/Antimony options, the same on every subcommand."""
+    parser.add_argument("model", help="model file (.toml), or SBML (.xml, .sbml) / Antimony (.ant) with "
+                        "--visible and --environment-file")
+    parser.add_argument("--visible", default=None,
+                        help="SBML/Antimony model: visible species, comma-separated: X[,Y]")
+    parser.add_argument("--learn", default=None,
+                        help="SBML/Antimony model: learned species, comma-separated (default: all)")
+    parser.add_argument("--environment-file", default=None, metavar="ENV.toml",
+                        help="SBML/Antimony model: TOML file with [environment] (and optionally [learning], "
+                             "[truncation], [ensembles]) as in a model file")
+
+
+def model_input(args) -> ModelInput:
+    """Load ``args.model`` (a model file, or SBML/Antimony with ``--visible`` and ``--environment-file``).
+
+    Raises
+    ------
+    ModelError
+        A TOML model with ``--visible`` / ``--learn`` / ``--environment-file``,
+        an SBML/Antimony model without ``--visible`` or ``--environment-file``,
+        and every error of the importer and the model-file parser (naming
+        the SBML element, Antimony line or environment-file key).
+    """
+    from crnfb.feedback.modelfile import load_model
+    from crnfb.feedback.sbml import is_sbml_source, load_sbml_model
+
+    path = str(args.model)
+    visible, learn = getattr(args, "visible", None), getattr(args, "learn", None)
+    env = getattr(args, "environment_file", None)
+    if not is_sbml_source(path):
+        given = [f for f, v in (("--visible", visible), ("--learn", learn), ("--environment-file", env))
+                 if v is not None]
+        if given:
+            verb = "applies" if len(given) == 1 else "apply"
+            raise ModelError(f"{' and '.join(given)} {verb} to SBML (.xml, .sbml) and Antimony (.ant) models only; "
+                             f"a model file holds its own species roles and [environment]: drop "
+                             f"{'them' if len(given) > 1 else 'it'}", file=path, key=given[0])
+        model = load_model(path)
+        return ModelInput(model, Path(path).read_text(encoding="utf-8"), path)
+    missing = [f for f, v in (("--visible X[,Y]", visible), ("--environment-file ENV.toml", env)) if v is None]
+    if missing:
+        raise ModelError(f"is SBML/Antimony, which holds the network but not the learning problem: add "
+                         f"{' and '.join(missing)} (a TOML file with the [environment] table, and optionally "
+                         "[learning], [truncation], [ensembles], of docs/model-file.md), or convert it once with "
+                         f"crnfb convert {path} -o model.toml --visible X", file=path,
+                         key=missing[0].split()[0])
+    model, text = load_sbml_model(path, names_option(visible, "--visible"), names_option(learn, "--learn"), env)
+    return ModelInput(model, text, f"{path} + {env}")
+
+
+def load_cli_model(args) -> Model:
+    """The :class:`Model` of :func:`model_input`."""
+    return model_input(args).model
+
+
+def locate_error(args, e: ModelError) -> ModelError:
+    """An error raised after loading an SBML model, under a key of the environment file, names that file.
+
+    (Errors of the parser are located by :func:`crnfb.feedback.sbml.load_sbml_model`
+    already; this covers the later checks of a subcommand, e.g. ``export --learning``
+    refusing ``[learning] clamping = "equilibrium"``.)
+    """
+    from crnfb.feedback.sbml.convert import ENVIRONMENT_FILE_TABLES
+
+    env = getattr(args, "environment_file", None)
+    top = (e.key or "").split(".")[0].split("[")[0]
+    if env is None or e.file != f"{args.model} + {env}" or top not in ENVIRONMENT_FILE_TABLES:
+        return e
+    return ModelError(e.message, file=str(env), key=e.key, line=e.line)

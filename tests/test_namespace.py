@@ -1,0 +1,58 @@
+"""The package installs under one root, ``crnfb`` (docs/decisions.md, "One root").
+
+A distribution named ``analysis`` on the package index installs a top-level
+``analysis`` module, and users keep folders called ``analysis/`` or
+``feedback/`` in their own projects. Neither may shadow ours: with such
+folders first on ``sys.path`` (and crashing on import), every command and
+the public API still work.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+E1 = ROOT / "examples" / "birth_death.toml"
+
+
+def _shadowing_folders(tmp_path: Path) -> dict:
+    for name in ("analysis", "feedback"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"raise ImportError('the user\\'s own {name} was imported')\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return env
+
+
+def test_user_folders_named_analysis_or_feedback_do_not_shadow_the_package(tmp_path):
+    env = _shadowing_folders(tmp_path)
+    code = ("import crnfb, crnfb.analysis.cli, crnfb.feedback.sbml\n"
+            f"m = crnfb.load_model({str(E1)!r})\n"
+            "res = crnfb.analyse(m, validate=False, figures=False)\n"
+            "import math; assert abs(res.fixed_point.theta[0] - math.log(5)) < 1e-6\n"
+            "print('crnfb ok')\n"
+            "import analysis\n")          # the user's own module is still theirs to import
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert "crnfb ok" in r.stdout, r.stderr[-2000:]
+    assert "the user's own analysis was imported" in r.stderr, r.stderr[-2000:]
+    r = subprocess.run([sys.executable, "-m", "crnfb.analysis.cli", "check", str(E1)], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "detailed balance holds" in r.stdout
+
+
+def test_no_module_imports_the_bare_top_level_names():
+    """Every import of our own code is ``crnfb.``-rooted or relative."""
+    import ast
+    bad = []
+    for folder in ("feedback", "analysis", "src/crnfb"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                         [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                         else [])
+                bad += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in ("analysis", "feedback")]
+    assert not bad, bad
