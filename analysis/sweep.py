@@ -529,6 +529,15 @@ def _evaluate_in_processes(n: int, todo: list[dict], text: str, source: str, met
     return errors
 
 
+def _read_model(model_path, model_text: str | None) -> tuple[Model, str]:
+    """The model and the text the workers parse again (the file's, or ``model_text``)."""
+    from crnfb.feedback.modelfile import load_model, parse_model
+
+    if model_text is None:
+        return load_model(model_path), Path(model_path).read_text(encoding="utf-8")
+    return parse_model(tomllib.loads(model_text), source=str(model_path)), model_text
+
+
 def run_sweep(model_path: str | os.PathLike, params: list[str], out_dir: str | os.PathLike,
               workers: int | None = None, scheduler: str | None = None, progress: bool = False,
               metrics: bool = True, limit: int | None = None, model_text: str | None = None) -> SweepOutcome:
@@ -546,15 +555,9 @@ def run_sweep(model_path: str | os.PathLike, params: list[str], out_dir: str | o
     model_text : the model-file text, when it is not the file at ``model_path`` (an SBML model with an
         environment file, converted in memory by :func:`crnfb.analysis.model_input.model_input`)
     """
-    from crnfb.feedback.modelfile import load_model, parse_model
-
     t0 = time.perf_counter()
     source = str(model_path)
-    if model_text is None:
-        model = load_model(model_path)
-        text = Path(model_path).read_text(encoding="utf-8")
-    else:
-        model, text = parse_model(tomllib.loads(model_text), source=source), model_text
+    model, text = _read_model(model_path, model_text)
     specs = [parse_param(p, model) for p in params]
     grid = build_grid(specs)
     names = [s.name for s in specs]
