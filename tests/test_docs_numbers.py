@@ -306,7 +306,7 @@ CLAIMS = [
      lambda: sum(v["quantity"].startswith("frequency response") for v in e1()["validation"]), 0),
     ("tutorial", r"\(`a ≈ (\S+)`\)", lambda: _validation(e1(), "linear range")["predicted"], 0.5),
     ("tutorial", r"`var θ_X = (\S+)`\npredicted", lambda: _validation(e1(), "parameter noise")["predicted"], 0.5),
-    ("tutorial", r"`(\S+)` simulated\. All (\d+) passed",
+    ("tutorial", r"`(\S+)` simulated\.[\s\S]*?All (\d+) passed",
      lambda: (_validation(e1(), "parameter noise")["simulated"], sum(v["passed"] is True for v in e1()["validation"])),
      0.5),
     ("tutorial", r"= 20 · 0\.05 · 5 · 10 = (\d+)`", lambda: e1()["thermodynamics"]["fixed_point"]["learning"], 0.5),

@@ -292,9 +292,9 @@ def test_sparse_eps_crit_matches_dense_scan_on_e3(monkeypatch):
     sparse_ = margins(linearise(model), per_loop=False)
     assert dense.gain_margin is not None
     assert sparse_.gain_margin == pytest.approx(dense.gain_margin, rel=1e-8)
-    assert sparse_.crossing_frequency == pytest.approx(dense.crossing_frequency, rel=1e-6)
+    assert sparse_.critical_frequency == pytest.approx(dense.critical_frequency, rel=1e-6)
     # the crossing eigenvalue sits on the imaginary axis
-    assert abs(sparse_.crossing_frequency) > 0
+    assert abs(sparse_.critical_frequency) > 0
 
 
 def test_full_coordinate_plants_equal_reduced_ones_on_e3(monkeypatch):

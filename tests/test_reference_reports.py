@@ -54,9 +54,16 @@ RENAMED = {"margins.gain_crossover_frequency": "margins.crossover_frequency",
            "margins.per_loop[].crossing_frequency": "margins.per_loop[].critical_frequency",
            "thermodynamics.maintenance.M_f": "thermodynamics.maintenance.free",
            "thermodynamics.maintenance.M_c": "thermodynamics.maintenance.clamped"}
+#: Sensitivities of the optimum, ``dtheta*/da = -H^{-1} d(grad D)/da`` (absolute tolerance scaled by
+#: the vector's largest entry). E3's Hessian spans 6.7e-6 .. 13.9, so its optimum is pinned only to
+#: ``|grad D| / lambda_min`` along the slowest direction (1e-5 at the reference's |grad D| = 6e-11);
+#: a better-converged optimum (2e-12, log-space landscape, issue 10) moves a near-zero entry by 8.6e-8
+#: of a vector of size 0.23. 1e-6 of the largest entry covers that and nothing larger.
+VECTOR_LISTS = {"disturbance.dtheta_da_optimum": 1e-6}
 RTOL, ATOL = 1e-6, 1e-10
 EIGEN_ATOL = 1e-7
-ATOL_BY_KEY = {"validation[].rel_error": 1e-6}
+#: ``overshoot_pct`` of a monotone step response is round-off (3e-9 % on E3): 1e-6 percent.
+ATOL_BY_KEY = {"validation[].rel_error": 1e-6, "disturbance.step.overshoot_pct": 1e-6}
 
 
 def _flatten(obj, path: str = "", scale: float | None = None):
@@ -65,7 +72,7 @@ def _flatten(obj, path: str = "", scale: float | None = None):
         for k, v in obj.items():
             yield from _flatten(v, f"{path}.{k}" if path else str(k), scale)
     elif isinstance(obj, list):
-        if scale is None and _generic(path) in EIGEN_LISTS:
+        if scale is None and (_generic(path) in EIGEN_LISTS or _generic(path) in VECTOR_LISTS):
             mods = [abs(complex(*v)) if isinstance(v, list) else abs(v) for v in obj
                     if isinstance(v, (int, float, list)) and v is not None and not isinstance(v, bool)
                     and (not isinstance(v, list) or all(isinstance(x, (int, float)) for x in v))]
@@ -104,7 +111,8 @@ def compare(reference: dict, today: dict, skip: tuple[str, ...] = ()) -> list[st
             if v != ref or type(v) is not type(ref):
                 bad.append(f"{concrete}: {v!r} today, {ref!r} in the reference")
             continue
-        atol = EIGEN_ATOL * scale if scale is not None else ATOL_BY_KEY.get(generic, ATOL)
+        list_atol = VECTOR_LISTS.get(generic.rsplit("[", 1)[0], EIGEN_ATOL)
+        atol = list_atol * scale if scale is not None else ATOL_BY_KEY.get(generic, ATOL)
         if not abs(v - ref) <= RTOL * abs(ref) + atol:
             bad.append(f"{concrete}: {v!r} today, {ref!r} in the reference (diff {abs(v - ref):.3g})")
     return bad

@@ -194,5 +194,12 @@ def test_scaffold_t40_report_complete_and_validated():
     gm = d["margins"]["gain_margin"]
     assert gm is not None and gm > 1.0
     assert d["margins"]["gain_margin_frequency_domain"] == pytest.approx(gm, rel=1e-6)
-    assert res.validation and all(c.passed for c in res.validation), [
-        (c.quantity, c.rel_error, c.tolerance) for c in res.validation if not c.passed]
+    made = [c for c in res.validation or [] if c.passed is not None]
+    assert made and all(c.passed for c in made), [(c.quantity, c.rel_error, c.tolerance) for c in made
+                                                  if not c.passed]
+    # the one check not made is the SSA of parameter noise: its correlation time 1/2.3e-5 needs far
+    # more events than a report can afford, and the entry says so (issue 10: honest gaps)
+    not_made = {c.quantity: c.details.get("reason") for c in res.validation if c.passed is None}
+    assert set(not_made) <= {"parameter noise (LNA vs SSA)"} and all(not_made.values()), not_made
+    for kind in ("convergence rate", "step response", "frequency response", "linear range"):
+        assert any(c.quantity.startswith(kind) for c in made), (kind, [c.quantity for c in made])
