@@ -150,6 +150,9 @@ def trajectory_section(model: Model, optimum: StationaryPoint, fp: LoopFixedPoin
 
 #: Ratio of successive horizons of the shorter runs that resolve a fast start (:func:`_log_sampled`).
 LADDER = 100.0
+#: Most shorter runs (E3 needs 3). Bounds the work when the fast and slow time scales are
+#: absurdly far apart (eps = 1e300 asked for ~300 runs: a hang, not a figure).
+MAX_RUNGS = 4
 
 
 def _log_sampled(model: Model, t: np.ndarray, theta: np.ndarray, D: np.ndarray,
@@ -162,7 +165,7 @@ def _log_sampled(model: Model, t: np.ndarray, theta: np.ndarray, D: np.ndarray,
     fast = 0.1 / float(rates.max())
     parts = [(t, theta, D)]
     horizon = t[-1] / LADDER
-    while t[1] > fast and horizon > fast:
+    while t[1] > fast and horizon > fast and len(parts) <= MAX_RUNGS:
         run = simulate(model, float(horizon), points=201)
         parts.append((np.asarray(run.t), np.asarray(run.theta), np.asarray(run.D)))
         horizon /= LADDER

@@ -390,3 +390,31 @@ def test_no_runtime_warnings_reach_the_terminal(capsys, tmp_path):
                         str(write(tmp_path, E1.replace("energy = 0.0", "energy = 800")))],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "RuntimeWarning" not in r.stderr, r.stderr
+
+
+def test_learning_figure_ladder_is_bounded(monkeypatch):
+    """eps = 1e300 put ~300 decades between the fastest quasi-static time scale and the episode:
+    the learning figure asked for a shorter run per factor 100 and hung (>120 s in fuzzing).
+    The ladder now stops after ``MAX_RUNGS`` runs, however far apart the scales are."""
+    from types import SimpleNamespace
+
+    from crnfb.analysis import pipeline
+
+    calls = []
+
+    def fake_simulate(model, t_end, points):
+        calls.append(t_end)
+        t = np.linspace(0.0, t_end, points)
+        return SimpleNamespace(t=t, theta=np.zeros((points, 1)), D=np.zeros(points))
+
+    monkeypatch.setattr(pipeline, "simulate", fake_simulate)
+    stab = SimpleNamespace(quasi_static_rates=np.array([1e300]))
+    t = np.linspace(0.0, 1e6, 11)
+    out_t, _, _ = pipeline._log_sampled(None, t, np.zeros((11, 1)), np.zeros(11), stab)
+    assert len(calls) == pipeline.MAX_RUNGS
+    assert calls == pytest.approx([1e6 / pipeline.LADDER ** k for k in range(1, pipeline.MAX_RUNGS + 1)])
+    assert np.all(np.diff(out_t) > 0)
+    # an ordinary spread of scales still gets the runs it needs (E3: three)
+    calls.clear()
+    pipeline._log_sampled(None, t, np.zeros((11, 1)), np.zeros(11), SimpleNamespace(quasi_static_rates=np.array([0.7])))
+    assert len(calls) == 3
