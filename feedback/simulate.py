@@ -35,6 +35,7 @@ from scipy import sparse
 from scipy.integrate import BDF, LSODA, Radau
 from scipy.optimize import brentq
 
+from .bdf import ReuseBDF
 from .ensembles import LearningNetwork
 from .files import atomic_file
 from .errors import ModelError
@@ -42,7 +43,10 @@ from .model import Model
 from .progress import progress_bar
 from .signals import Constant, Signal
 
-METHODS = {"BDF": BDF, "Radau": Radau, "LSODA": LSODA}
+#: Integrators: ``ReuseBDF`` (default: SciPy's BDF reusing its Newton matrix across steps, with a
+#: bordered sparse LU, :mod:`crnfb.feedback.bdf`) and SciPy's own ``BDF``, ``Radau``, ``LSODA``.
+METHODS = {"ReuseBDF": ReuseBDF, "BDF": BDF, "Radau": Radau, "LSODA": LSODA}
+DEFAULT_METHOD = "ReuseBDF"
 
 #: Default tolerances of :func:`simulate`: relative, and absolute for
 #: probabilities (per state) and learned parameters (kT).
@@ -93,7 +97,7 @@ class IntegrationStats:
 
 
 def integrate(system: Callable[[float, float], tuple[Callable, Callable | None]], y0: np.ndarray,
-              t_eval: np.ndarray, *, breakpoints=(), method: str = "BDF", rtol: float = RTOL,
+              t_eval: np.ndarray, *, breakpoints=(), method: str = DEFAULT_METHOD, rtol: float = RTOL,
               atol=1e-10, max_step: float = math.inf, stop: Callable | None = None,
               progress: bool | None = None, desc: str = "ode",
               max_steps: int = MAX_STEPS) -> tuple[np.ndarray, np.ndarray, IntegrationStats]:
@@ -470,7 +474,7 @@ def _check_ode_work(t_end: float, signal: Signal, max_step: float) -> None:
 
 def simulate(model: Model, t_end: float, signal: Signal | None = None, points: int = 501, *,
              theta0: np.ndarray | None = None, x0: np.ndarray | None = None, clamping: str | None = None,
-             method: str = "BDF", rtol: float = RTOL, atol_p: float = ATOL_P, atol_theta: float = ATOL_THETA,
+             method: str = DEFAULT_METHOD, rtol: float = RTOL, atol_p: float = ATOL_P, atol_theta: float = ATOL_THETA,
              progress: bool | None = None, keep_states: bool = False,
              until_episode_end: bool = False, theta_star: np.ndarray | None = None,
              net: LearningNetwork | None = None) -> Trajectory:
