@@ -122,7 +122,7 @@ def _ensemble_solver(J: sparse.csr_matrix, pf: np.ndarray, nf: int, nc: int):
     keep = np.ones(nf)
     keep[piv] = 0.0
     Afm = (sparse.diags(keep) @ Af + sparse.csr_matrix(([1.0], ([piv], [piv])), shape=(nf, nf))).tocsc()
-    lu_f = splu(Afm)
+    lu_f = splu(Afm, permc_spec="MMD_AT_PLUS_A")   # structurally symmetric: a third of COLAMD's fill
     pi = pf / pf.sum()
     lu_c = splu(J[nf:nf + nc, nf:nf + nc].tocsc()) if nc else None
 
