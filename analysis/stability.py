@@ -2,8 +2,8 @@
 
 Eigenvalues are those of the reduced Jacobian (structural zero modes of
 normalisation and neutral directions removed, :mod:`crnfb.analysis.linearise`).
-Small loops use dense ``eig``; large ones sparse Arnoldi
-(``scipy.sparse.linalg.eigs(which="LR")``) for the slowest modes only.
+Small loops use dense ``eig``; large ones shift-invert Arnoldi at zero on the
+reduced loop (:mod:`crnfb.analysis.slowmodes`) for the slowest modes only.
 """
 
 from __future__ import annotations
@@ -35,16 +35,21 @@ def closed_loop_eigenvalues(loop: LinearLoop, count: int | None = None) -> np.nd
     -----
     Above :data:`DENSE_LIMIT` the reduced Jacobian has a few dense rows (the
     eliminated pivots), which ruin sparse LU. The slowest modes are instead
-    found by shift-invert Arnoldi on the *full* Jacobian (banded plus the
-    controller's border, cheap to factorise) near ``sigma`` just right of 0,
-    and one copy of each structural eigenvalue (:func:`structural_eigenvalues`)
-    is dropped by value.
-    Only pairs with residual ``|J v - lambda v| <= 1e-6 max|J_ii|`` are kept. A
-    Krylov method finds one copy of a repeated eigenvalue (e.g. the clamped
-    ensemble's ``-gamma`` modes): multiplicities are not reported on this path,
-    and for strongly non-normal generators (large open boxes) Ritz values
-    beyond the slowest few may be pseudo-eigenvalues; the slowest rate and
-    the stability verdict are what this path is for.
+    found by shift-invert Arnoldi at exactly zero on the reduced loop, with
+    ``Jr^{-1}`` applied by block elimination (:mod:`crnfb.analysis.slowmodes`:
+    one sparse LU of each ensemble generator and the small Schur complement
+    on the identifiable theta directions); structural modes never enter.
+    Arnoldi returns the ``count + 6`` eigenvalues nearest zero, sorted here
+    by real part: a slow but strongly oscillating mode (``|s|`` beyond the
+    farthest found) would be missed. Only pairs with residual
+    ``|Jr v - s v| <= 1e-6 |s| + 1e-12 max|J_ii|`` are kept. Repeated
+    eigenvalues (the clamped ensemble's ``-gamma`` modes) may appear with
+    less than their multiplicity on this path; the slowest rate and the
+    stability verdict are what it is for. If the quasi-static Schur
+    complement is singular (flat directions), the previous method is used:
+    shift-invert Arnoldi on the full Jacobian near ``sigma`` just right of
+    0, one copy of each structural eigenvalue (:func:`structural_eigenvalues`)
+    dropped by value.
 
     Raises
     ------
@@ -75,6 +80,48 @@ def structural_eigenvalues(loop: LinearLoop) -> np.ndarray:
 
 
 def _slowest_sparse(loop: LinearLoop, count: int) -> np.ndarray:
+    """The ``count + 6`` eigenvalues of ``Jr`` nearest zero by shift-invert at exactly zero on the reduced loop.
+
+    :mod:`crnfb.analysis.slowmodes` applies ``Jr^{-1}`` by block elimination
+    (one sparse LU per ensemble generator, the small Schur complement on the
+    identifiable theta directions), so no structural eigenvalue is ever in
+    the Krylov space and the slow learning modes are separated by size.
+    Loops whose quasi-static Schur complement is singular (flat directions)
+    fall back to :func:`_slowest_full_arpack`.
+    """
+    from crnfb.analysis.slowmodes import reduced_inverse
+
+    r = loop.n_reduced
+    k = min(count + 6, r - 2)
+    try:
+        ri = reduced_inverse(loop)
+    except RuntimeError:            # singular ensemble generator (splu): not an irreducible class
+        return _slowest_full_arpack(loop, count)
+    if not np.isfinite(ri.schur_cond) or ri.schur_cond > 1e12:
+        return _slowest_full_arpack(loop, count)
+    v0 = ri.start(count)
+    try:
+        vals, vecs = eigs(ri.jr, k=k, sigma=0.0, OPinv=ri.op, which="LM", tol=1e-12, v0=v0,
+                          maxiter=max(5000, 20 * k))
+    except ArpackNoConvergence as e:
+        vals, vecs = e.eigenvalues, e.eigenvectors
+    scale = float(np.max(np.abs(loop.J.diagonal()))) or 1.0
+    if vals.size:
+        # keep only accurate pairs (residual in the reduced Jacobian itself, relative to |s|)
+        res = np.linalg.norm(loop.Jr @ vecs - vecs * vals, axis=0) / np.maximum(np.linalg.norm(vecs, axis=0), 1e-300)
+        vals = vals[res <= 1e-6 * np.abs(vals) + 1e-12 * scale]
+    if vals.size == 0:
+        raise RuntimeError(f"sparse eigenvalue search (shift-invert Arnoldi at 0, {r} reduced states) converged "
+                           "on no eigenvalue; the stability verdict is unavailable")
+    loop.memo[("slowest_radius", count)] = float(np.max(np.abs(vals)))
+    if ri.gamma_copies:   # exact, with multiplicity (the Krylov space excludes them)
+        g = loop.net.gamma
+        vals = np.concatenate([vals[np.abs(vals + g) > 1e-9 * g], np.full(ri.gamma_copies, -g, dtype=complex)])
+    return vals
+
+
+def _slowest_full_arpack(loop: LinearLoop, count: int) -> np.ndarray:
+    """Shift-invert Arnoldi on the full Jacobian just right of its structural zeros (the fallback)."""
     J = loop.J.tocsc()
     removed = structural_eigenvalues(loop)
     k = min(count + removed.size + 6, J.shape[0] - 2)
