@@ -42,10 +42,15 @@ import numpy as np
 from scipy import sparse, stats
 
 from crnfb.analysis.linearise import LinearLoop, linearise
+from crnfb.analysis.noise_spectral import SparseDiffusion, spectral_covariance
+from crnfb.analysis.stability import closed_loop_eigenvalues
 from crnfb.feedback.ensembles import EdgeList
 from crnfb.feedback.model import Model
 
 MIN_SPAN = 20.0     # correlation times a noise check needs at least (after burn-in)
+#: Reduced states up to which the covariance comes from dense Lyapunov solves (above: the
+#: frequency integral of :mod:`crnfb.analysis.noise_spectral`, sparse solves only).
+DENSE_LYAPUNOV_LIMIT = 400
 
 
 def _edge_diffusion(edges: EdgeList, rates: np.ndarray, p: np.ndarray, offset: int, N: int,
@@ -60,13 +65,9 @@ def _edge_diffusion(edges: EdgeList, rates: np.ndarray, p: np.ndarray, offset: i
     return sparse.coo_matrix((vals, (rows, cols)), shape=(N, N))
 
 
-def diffusion_matrix(loop: LinearLoop) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Full diffusion matrix ``B B^T`` at the loop's fixed point, and its parts.
-
-    Returns ``(D, parts)`` with ``parts`` = ``{"free", "clamped", "learning"}``
-    (dense, n x n; ``D`` is their sum; ``clamped`` is zero under equilibrium
-    clamping, where the clamped ensemble is idealised as noise-free).
-    """
+def sparse_diffusion(loop: LinearLoop) -> dict[str, SparseDiffusion]:
+    """The diffusion matrix's parts ``free``, ``clamped``, ``learning`` at the loop's fixed point,
+    sparse (plus the resets' rank-two term): O(edges) memory at any size."""
     net = loop.net
     model = net.model
     ens = model.ensembles
@@ -75,21 +76,35 @@ def diffusion_matrix(loop: LinearLoop) -> tuple[np.ndarray, dict[str, np.ndarray
     p_f, p_c, theta = net.split(fp.x)
     th = net.theta_full(theta)
     n = net.n_states
-    Df = _edge_diffusion(net.edges, net.edges.rates(th), p_f, 0, n, Mf).toarray()
-    Dc = np.zeros((n, n))
+    free = SparseDiffusion(_edge_diffusion(net.edges, net.edges.rates(th), p_f, 0, n, Mf).tocsr())
+    clamped = SparseDiffusion(sparse.csr_matrix((n, n)))
     if net.dynamic and net.n_c:
         he = net.hidden_edges
-        Dc += _edge_diffusion(he, he.rates(th), p_c, net.n_f, n, Mc).toarray()
         r = net.reset_target(fp.a)
-        blk = np.diag(p_c + r) - np.outer(p_c, r) - np.outer(r, p_c)
-        sl = slice(net.n_f, net.n_f + net.n_c)
-        Dc[sl, sl] += net.gamma / Mc * blk
+        sl = np.arange(net.n_f, net.n_f + net.n_c)
+        c = net.gamma / Mc
+        diag = sparse.coo_matrix((c * (p_c + r), (sl, sl)), shape=(n, n))
+        u, v = np.zeros(n), np.zeros(n)
+        u[sl], v[sl] = p_c, r
+        clamped = SparseDiffusion((_edge_diffusion(he, he.rates(th), p_c, net.n_f, n, Mc) + diag).tocsr(),
+                                  ((-c, u, v),))
     m_f, m_c = net.means(fp.x, fp.a)
-    Dl = np.zeros((n, n))
     idx = np.arange(net.n_f + net.n_c, n)
-    Dl[idx, idx] = model.eps * (m_c + m_f) / (omega * np.exp(theta))
-    parts = {"free": Df, "clamped": Dc, "learning": Dl}
-    return Df + Dc + Dl, parts
+    dl = model.eps * (m_c + m_f) / (omega * np.exp(theta))
+    learning = SparseDiffusion(sparse.csr_matrix((dl, (idx, idx)), shape=(n, n)))
+    return {"free": free, "clamped": clamped, "learning": learning}
+
+
+def diffusion_matrix(loop: LinearLoop) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Full diffusion matrix ``B B^T`` at the loop's fixed point, and its parts.
+
+    Returns ``(D, parts)`` with ``parts`` = ``{"free", "clamped", "learning"}``
+    (dense, n x n; ``D`` is their sum; ``clamped`` is zero under equilibrium
+    clamping, where the clamped ensemble is idealised as noise-free). Dense:
+    for small loops; :func:`sparse_diffusion` gives the same parts sparse.
+    """
+    parts = {k: d.dense() for k, d in sparse_diffusion(loop).items()}
+    return sum(parts.values()), parts
 
 
 def lyapunov(A: np.ndarray, Q: np.ndarray) -> np.ndarray:
@@ -128,6 +143,10 @@ class NoisePrediction:
     slowest_rate : float                  ``-max Re eig(Jr)`` (correlation time ``1/rate``)
     sizes : tuple                         ``(M_f, M_c, Omega)``
     clamping : str
+    method : str                          ``"dense Lyapunov"`` (up to :data:`DENSE_LYAPUNOV_LIMIT`
+                                          reduced states) or ``"frequency integral"``
+    quadrature_error : float or None      the frequency integral's error estimate (relative to
+                                          ``sqrt(Sigma_ii Sigma_jj)``); None for the dense path
     """
 
     theta: np.ndarray
@@ -142,6 +161,8 @@ class NoisePrediction:
     sizes: tuple
     clamping: str
     loop: LinearLoop | None = field(default=None, repr=False)
+    method: str = "dense Lyapunov"
+    quadrature_error: float | None = None
 
     @property
     def std(self) -> np.ndarray:
@@ -160,6 +181,8 @@ class NoisePrediction:
             "slowest_rate": float(self.slowest_rate),
             "sizes": {"free": self.sizes[0], "clamped": self.sizes[1], "omega": self.sizes[2]},
             "clamping": self.clamping,
+            "method": self.method,
+            "quadrature_error": None if self.quadrature_error is None else float(self.quadrature_error),
         }
 
 
@@ -177,45 +200,62 @@ def parameter_noise(model: Model, clamping: str | None = None, loop: LinearLoop 
     """
     loop = loop or linearise(model, clamping)
     net = loop.net
-    D, parts = diffusion_matrix(loop)
-    n = net.n_states
     k = net.k
     base = net.n_f + net.n_c
     N = model.neutral
-    P = np.eye(n)
     G = np.zeros((0, k))
     if N.shape[1]:
         W = (N / model.eps[:, None]).T
         G = np.linalg.solve(W @ N, W)             # c = G theta (neutral coordinates)
-        P[base:, base:] = np.eye(k) - N @ G
+    rate = _slowest_rate(loop)
+    diffusion = sparse_diffusion(loop)
+    Dth = diffusion["learning"].S.diagonal()[base:]
+    if loop.n_reduced <= DENSE_LYAPUNOV_LIMIT:
+        cov_parts, method, err = _dense_parts(loop, {n: d.dense() for n, d in diffusion.items()}, G), \
+            "dense Lyapunov", None
+    else:
+        spec = spectral_covariance(loop, diffusion, Dth, rate)
+        cov_parts, method, err = spec.parts, "frequency integral", spec.error
+    cov = sum(cov_parts.values())
+    U = model.identifiable
+    ens = model.ensembles
+    sizes = (int(ens.free), int(ens.clamped), float(ens.omega))
+    return NoisePrediction(loop.fixed_point.theta.copy(), cov, U, U.T @ cov @ U, cov_parts, N, G @ np.diag(Dth) @ G.T,
+                           -0.5 * G @ Dth, rate, sizes, net.clamping, loop, method, err)
+
+
+def _slowest_rate(loop: LinearLoop) -> float:
+    """``-max Re eig(Jr)`` from the loop's (memoised) slowest modes; ValueError if not stable."""
+    ev = closed_loop_eigenvalues(loop)
+    top = float(np.max(ev.real))
+    if top >= 0:
+        raise ValueError(f"the linearised loop is not stable (max Re eig = {top:.3g}): no stationary covariance")
+    return -top
+
+
+def _dense_parts(loop: LinearLoop, parts: dict[str, np.ndarray], G: np.ndarray) -> dict[str, np.ndarray]:
+    """Each source's covariance of theta by a dense Lyapunov solve on the reduced loop
+    (its neutral component projected off: ``P = I - N G``)."""
+    net = loop.net
+    n, base = net.n_states, net.n_f + net.n_c
+    P = np.eye(n)
+    if G.size:
+        P[base:, base:] = np.eye(net.k) - loop.net.model.neutral @ G
     rest = loop.rest
     Jr = loop.Jr.toarray()
-    V = loop.V.toarray()
-    Vt = V[base:]
-    ev = np.linalg.eigvals(Jr)
-    if np.max(ev.real) >= 0:
-        raise ValueError(f"the linearised loop is not stable (max Re eig = {np.max(ev.real):.3g}): "
-                         "no stationary covariance")
+    Vt = loop.V.toarray()[base:]
 
     def solve(Dfull):
         Dr = (P @ Dfull @ P.T)[np.ix_(rest, rest)]
-        S = lyapunov(Jr, Dr)
-        return Vt @ S @ Vt.T
+        return Vt @ lyapunov(Jr, Dr) @ Vt.T
 
-    cov_parts = {name: solve(Dp) for name, Dp in parts.items()}
-    cov = sum(cov_parts.values())
-    U = model.identifiable
-    Dth = D[base:, base:]
-    ens = model.ensembles
-    sizes = (int(ens.free), int(ens.clamped), float(ens.omega))
-    return NoisePrediction(loop.fixed_point.theta.copy(), cov, U, U.T @ cov @ U, cov_parts, N, G @ Dth @ G.T,
-                           -0.5 * G @ np.diag(Dth), float(-np.max(ev.real)), sizes, net.clamping, loop)
+    return {name: solve(Dp) for name, Dp in parts.items()}
 
 
 # -- validation against the SSA ------------------------------------------------------------------
-def event_rate(prediction: NoisePrediction) -> float:
-    """Expected SSA events per unit time at the fixed point (all channels)."""
-    loop = prediction.loop
+def event_rate(prediction: NoisePrediction | LinearLoop) -> float:
+    """Expected SSA events per unit time at the fixed point (all channels), from a prediction or its loop."""
+    loop = prediction.loop if isinstance(prediction, NoisePrediction) else prediction
     net = loop.net
     model = net.model
     ens = model.ensembles
@@ -282,15 +322,17 @@ def validate_noise(model: Model, replicates: int = 8, seed: int = 0, *, loop: Li
 
     if replicates < 2:
         raise ValueError("validate_noise needs at least 2 replicates for a confidence interval")
-    pred = prediction or parameter_noise(model, clamping, loop)
-    tau = 1.0 / pred.slowest_rate
+    # whether the SSA can sample the slowest mode is decided before the covariance is computed
+    loop = prediction.loop if prediction is not None else (loop or linearise(model, clamping))
+    tau = 1.0 / _slowest_rate(loop)
     burn = 5.0 * tau if burn_in is None else float(burn_in)
-    need = (burn + MIN_SPAN * tau) * event_rate(pred)
+    need = (burn + MIN_SPAN * tau) * event_rate(loop)
     if t_end is None and need > max_events:
         warnings.warn(f"parameter noise not checked against the SSA: the loop's slowest mode has correlation "
                       f"time {tau:.3g}, so a meaningful run (burn-in + {MIN_SPAN:g} correlation times) needs "
                       f"about {need:.2g} events per replicate > max_events = {max_events:.2g}", RuntimeWarning)
         return []
+    pred = prediction or parameter_noise(model, clamping, loop)
     if t_end is None:
         span = min(300.0 * tau, max_events / event_rate(pred))
         if pred.neutral_diffusion.size:
@@ -324,5 +366,5 @@ def validate_noise(model: Model, replicates: int = 8, seed: int = 0, *, loop: Li
     return out
 
 
-__all__ = ["diffusion_matrix", "event_rate", "lyapunov", "NoisePrediction", "parameter_noise",
-           "validate_noise"]
+__all__ = ["DENSE_LYAPUNOV_LIMIT", "diffusion_matrix", "event_rate", "lyapunov", "NoisePrediction",
+           "parameter_noise", "sparse_diffusion", "validate_noise"]
