@@ -3,9 +3,11 @@
 The state ``x = (p_f, p_c, theta)`` of :class:`~crnfb.feedback.ensembles.LearningNetwork`
 follows its closed-loop vector field under an environment signal ``a(t)``
 (:mod:`crnfb.feedback.signals`). The system is stiff (fast master-equation modes,
-slow learning), so it is integrated by SciPy's implicit solvers (``BDF``
-default, or ``Radau``) with the network's analytic sparse Jacobian (the
-solver factorises it with SuperLU). The run is split at the signal's
+slow learning), so it is integrated by an implicit solver with the network's
+analytic sparse Jacobian: by default :class:`~crnfb.feedback.bdf.ReuseBDF`
+(SciPy's BDF keeping its Newton matrix across steps, factorised as the
+ensembles' sparse block plus a dense theta border), or SciPy's own ``BDF``,
+``Radau``, ``LSODA``. The run is split at the signal's
 breakpoints (steps, telegraph switches): each piece starts a fresh solver,
 so no step straddles a jump of ``a``.
 
@@ -114,7 +116,7 @@ def integrate(system: Callable[[float, float], tuple[Callable, Callable | None]]
         Increasing output times; the run spans ``[t_eval[0], t_eval[-1]]``.
     breakpoints : iterable of float
         Times where the vector field jumps; the solver restarts there.
-    method : ``"BDF"`` | ``"Radau"`` | ``"LSODA"``
+    method : ``"ReuseBDF"`` (default) | ``"BDF"`` | ``"Radau"`` | ``"LSODA"``
     rtol, atol : tolerances (``atol`` scalar or per component)
     max_step : float
     stop : callable ``(t, y) -> float`` or None

@@ -43,7 +43,13 @@ REFERENCE = ROOT / "tests" / "data" / "reference_reports"
 NAMES = ("birth_death", "chain", "dimer", "hidden_scaffold", "isomerisation", "isomerisation_bimodal")
 
 #: Not results: machine-dependent or descriptive (dotted paths, ``[]`` for any list index).
-EXCLUDED = {"meta.timings_s", "meta.package", "validation[].details.seconds"}
+EXCLUDED = {"meta.timings_s", "meta.package", "validation[].details.seconds", "validation[].details.steps"}
+#: Numbers the validation checks *measure* on the nonlinear ODE (and the predictions taken from
+#: those runs) are pinned to this share of the check's own tolerance (times ``max(1, |value|)``):
+#: they move with the integrator's error, amplified by the Richardson extrapolation over steps of
+#: size 0.01 (rtol 1e-7 on theta -> ~1e-5 relative). The Newton-matrix reuse of crnfb.feedback.bdf
+#: moved E1's by up to 4e-5 relative (tolerances 2e-3); the verdicts (``passed``) stay exact.
+VALIDATION_SHARE = 0.1
 #: Lists of eigenvalues (absolute tolerance scaled by the list's largest modulus).
 EIGEN_LISTS = {"closed_loop.eigenvalues", "closed_loop.time_constants", "closed_loop.flat_modes",
                "closed_loop.structural_modes"}
@@ -63,7 +69,12 @@ VECTOR_LISTS = {"disturbance.dtheta_da_optimum": 1e-6}
 RTOL, ATOL = 1e-6, 1e-10
 EIGEN_ATOL = 1e-7
 #: ``overshoot_pct`` of a monotone step response is round-off (3e-9 % on E3): 1e-6 percent.
-ATOL_BY_KEY = {"validation[].rel_error": 1e-6, "disturbance.step.overshoot_pct": 1e-6}
+#: ``quadrature_error`` of the episode is |Simpson - trapezoid| on the same samples: it moves with the
+#: integrals it estimates (1e2-1e3 nats; the ODE's samples at rtol 1e-7), not relative to itself. The
+#: Newton-matrix reuse of the integrator (crnfb.feedback.bdf) moved dimer's by 4e-10 = 4e-13 of its
+#: 1070-nat integral; 1e-8 nats is 1e-11 of such integrals.
+ATOL_BY_KEY = {"validation[].rel_error": 1e-6, "disturbance.step.overshoot_pct": 1e-6,
+               "thermodynamics.episode.quadrature_error": 1e-8}
 
 
 def _flatten(obj, path: str = "", scale: float | None = None):
@@ -96,6 +107,7 @@ def _excluded(generic: str) -> bool:
 def compare(reference: dict, today: dict, skip: tuple[str, ...] = ()) -> list[str]:
     """Every difference beyond the tolerances above, as readable lines (empty: all agree)."""
     now = {concrete: v for _, concrete, v, _ in _flatten(today)}
+    check_tol = {f"validation[{i}]": c.get("tolerance") for i, c in enumerate(reference.get("validation") or [])}
     bad = []
     for generic, concrete, ref, scale in _flatten(reference):
         if _excluded(generic) or any(concrete == s or concrete.startswith((s + ".", s + "[")) for s in skip):
@@ -113,6 +125,9 @@ def compare(reference: dict, today: dict, skip: tuple[str, ...] = ()) -> list[st
             continue
         list_atol = VECTOR_LISTS.get(generic.rsplit("[", 1)[0], EIGEN_ATOL)
         atol = list_atol * scale if scale is not None else ATOL_BY_KEY.get(generic, ATOL)
+        tol = check_tol.get(concrete.split(".", 1)[0])
+        if isinstance(tol, (int, float)) and not concrete.endswith(".tolerance"):
+            atol = max(atol, VALIDATION_SHARE * tol * max(1.0, abs(ref)))
         if not abs(v - ref) <= RTOL * abs(ref) + atol:
             bad.append(f"{concrete}: {v!r} today, {ref!r} in the reference (diff {abs(v - ref):.3g})")
     return bad
@@ -183,3 +198,18 @@ def test_compare_detects_a_change():
     noisy["closed_loop"]["eigenvalues"][0][1] += 1e-9
     noisy["fixed_point"]["gradient_norm"] = 1e-13
     assert compare(ref, noisy) == []
+
+
+def test_compare_pins_validation_measurements_to_their_check_tolerance():
+    ref = _reference("birth_death")
+    today = _renamed(ref)
+    i = next(k for k, c in enumerate(ref["validation"]) if isinstance(c.get("simulated"), float))
+    allowed = VALIDATION_SHARE * ref["validation"][i]["tolerance"] * max(1.0, abs(ref["validation"][i]["simulated"]))
+    near = json.loads(json.dumps(today))
+    near["validation"][i]["simulated"] += 0.5 * allowed
+    assert compare(ref, near) == []
+    far = json.loads(json.dumps(today))
+    far["validation"][i]["simulated"] += 2.0 * allowed
+    flipped = json.loads(json.dumps(today))
+    flipped["validation"][i]["passed"] = not flipped["validation"][i]["passed"]
+    assert len(compare(ref, far)) == 1 and len(compare(ref, flipped)) == 1
