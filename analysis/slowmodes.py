@@ -122,7 +122,7 @@ def _ensemble_solver(J: sparse.csr_matrix, pf: np.ndarray, nf: int, nc: int):
     keep = np.ones(nf)
     keep[piv] = 0.0
     Afm = (sparse.diags(keep) @ Af + sparse.csr_matrix(([1.0], ([piv], [piv])), shape=(nf, nf))).tocsc()
-    lu_f = splu(Afm, permc_spec="MMD_AT_PLUS_A")   # structurally symmetric: a third of COLAMD's fill
+    lu_f = _factor(Afm)
     pi = pf / pf.sum()
     lu_c = splu(J[nf:nf + nc, nf:nf + nc].tocsc()) if nc else None
 
@@ -144,6 +144,45 @@ def _hidden_components(net, theta: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     _, lab = connected_components(net.hidden_generator(theta), directed=False)
     return lab.astype(np.int64)
+
+
+#: Above this many states the free generator is ordered by METIS nested dissection when pymetis is installed.
+ND_MIN_STATES = 20_000
+
+
+class _Permuted:
+    """An LU of ``M[p][:, p]`` that solves with ``M``."""
+
+    def __init__(self, lu, perm: np.ndarray):
+        self.lu, self.perm = lu, perm
+
+    def solve(self, R: np.ndarray) -> np.ndarray:
+        out = np.empty_like(R)
+        out[self.perm] = self.lu.solve(np.ascontiguousarray(R[self.perm]))
+        return out
+
+
+def _factor(M: sparse.csc_matrix):
+    """Sparse LU of a (structurally symmetric) generator block.
+
+    Large blocks: METIS nested dissection (pymetis, the ``large`` extra) and
+    no row pivoting, which a column diagonally dominant generator does not
+    need; else SuperLU's MMD on ``A^T + A`` (a third of COLAMD's fill at 10^4 states).
+    """
+    if M.shape[0] >= ND_MIN_STATES:
+        try:
+            import pymetis
+        except ImportError:
+            pymetis = None
+        if pymetis is not None:
+            G = (abs(M) + abs(M.T)).tocsr()
+            G.setdiag(0)
+            G.eliminate_zeros()
+            perm = np.asarray(pymetis.nested_dissection(xadj=G.indptr, adjncy=G.indices)[0])
+            lu = splu(M[perm][:, perm].tocsc(), permc_spec="NATURAL", diag_pivot_thresh=0.0,
+                      options=dict(SymmetricMode=True))
+            return _Permuted(lu, perm)
+    return splu(M, permc_spec="MMD_AT_PLUS_A")
 
 
 def reduced_inverse(loop) -> ReducedInverse:

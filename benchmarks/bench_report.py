@@ -68,6 +68,7 @@ def _core_child(path: str) -> None:
     from crnfb.analysis.stability import stability
     from crnfb.feedback.modelfile import load_model
 
+    c0 = time.process_time()
     t0 = time.perf_counter()
     model = load_model(path)
     t1 = time.perf_counter()
@@ -79,7 +80,8 @@ def _core_child(path: str) -> None:
     t3 = time.perf_counter()
     st = stability(loop, count=10)
     t4 = time.perf_counter()
-    print(json.dumps({"states": int(model.space.size), "reduced_states": int(loop.n_reduced),
+    c4 = time.process_time()
+    print(json.dumps({"cpu_s": c4 - c0, "states": int(model.space.size), "reduced_states": int(loop.n_reduced),
                       "load_s": t1 - t0, "fit_s": t2 - t1, "loop_fixed_point_s": t2b - t2,
                       "linearise_s": t3 - t2b, "slowest_modes_s": t4 - t3,
                       "core_s": t4 - t1, "slowest_rate": float(st.slowest_rate),
@@ -153,7 +155,7 @@ def main() -> None:
             _write(RESULTS / "core.csv", core)
             print(f"core  states {row['states']:>6}  fit {row['fit_s']:.2f}  loop fp {row['loop_fixed_point_s']:.2f}  "
                   f"linearise {row['linearise_s']:.2f}  "
-                  f"slowest {row['slowest_modes_s']:.2f}  total {row['core_s']:.2f} s  "
+                  f"slowest {row['slowest_modes_s']:.2f}  total {row['core_s']:.2f} s (process CPU {row['cpu_s']:.2f} s, load_model included)  "
                   f"peak {row['peak_rss_mib']:.0f} MiB", flush=True)
     print(f"wrote {RESULTS / 'report.csv'} and {RESULTS / 'core.csv'}; "
           f"load average {os.getloadavg()[0]:.1f} at the end")

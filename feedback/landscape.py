@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
 from scipy.linalg import null_space, orth
 from scipy.special import logsumexp
 
@@ -52,6 +53,12 @@ class Landscape:
         self._S = space.states.astype(float)
         self._vi = space.visible_index
         self._nv = space.visible_states.shape[0]
+        # states grouped by visible part (every v of the class has at least one state):
+        # per-group maxima by reduceat and sums by a sparse indicator, not ufunc.at
+        self._by_v = np.argsort(self._vi, kind="stable")
+        self._v_start = np.searchsorted(self._vi[self._by_v], np.arange(self._nv))
+        self._ind = sparse.csr_matrix((np.ones(self._vi.size), (self._vi, np.arange(self._vi.size))),
+                                      shape=(self._nv, self._vi.size))
 
     def marginal(self, pi: np.ndarray) -> np.ndarray:
         """Visible marginal of a law on the class."""
@@ -67,8 +74,7 @@ class Landscape:
         return lw - logsumexp(lw)
 
     def _log_marginal_of(self, lpi: np.ndarray) -> np.ndarray:
-        top = np.full(self._nv, -np.inf)
-        np.maximum.at(top, self._vi, lpi)
+        top = np.maximum.reduceat(lpi[self._by_v], self._v_start) if lpi.size else np.full(self._nv, -np.inf)
         safe = np.where(np.isfinite(top), top, 0.0)
         sums = np.bincount(self._vi, weights=np.exp(lpi - safe[self._vi]), minlength=self._nv)
         with np.errstate(divide="ignore"):
@@ -128,8 +134,7 @@ class Landscape:
         qt = cond * qq[self._vi]
         second = (S * qt[:, None]).T @ S
         # conditional means E[n|v] per visible state
-        mu = np.zeros((self._nv, S.shape[1]))
-        np.add.at(mu, self._vi, S * cond[:, None])
+        mu = self._ind @ (S * cond[:, None])
         return second - (mu * qq[:, None]).T @ mu
 
     def covariance(self, pi: np.ndarray) -> np.ndarray:

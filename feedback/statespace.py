@@ -366,7 +366,12 @@ class StateSpace:
     # -- stationary law ------------------------------------------------------------
     def log_weights(self, theta: np.ndarray) -> np.ndarray:
         """Unnormalised ``ln pi_theta(n) = theta . n - sum ln n_i!``."""
-        return self.states @ np.asarray(theta, float) - self.log_factorial
+        return self._states_float @ np.asarray(theta, float) - self.log_factorial
+
+    @cached_property
+    def _states_float(self) -> np.ndarray:
+        # converted once: an int64 matrix times a float vector converts the whole matrix per call
+        return self.states.astype(float)
 
     def stationary(self, theta: np.ndarray) -> np.ndarray:
         """Product-form stationary law on the class (sums to one)."""

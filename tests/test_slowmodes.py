@@ -105,3 +105,12 @@ def test_reduced_inverse_inverts_the_reduced_jacobian():
     sums = np.bincount(ri.components, weights=v_seedless)
     assert np.abs(sums).max() <= 1e-12 * np.linalg.norm(v_seedless)
     lp.memo.clear()
+
+
+def test_nested_dissection_factorisation_agrees(monkeypatch):
+    """The METIS-ordered LU used above ND_MIN_STATES (no row pivoting) gives the same modes as dense eig."""
+    pytest.importorskip("pymetis")
+    import crnfb.analysis.slowmodes as sm
+
+    monkeypatch.setattr(sm, "ND_MIN_STATES", 10)
+    _check_against_dense("two_visible_4_2", monkeypatch)
