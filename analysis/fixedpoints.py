@@ -209,7 +209,7 @@ def learned_fixed_point(model: Model, theta_start: np.ndarray | None = None, a: 
     U = model.identifiable
     k = U.shape[1]
     if k == 0:
-        return classify(model, theta_start, a)
+        return _verdict(model, theta_start, a, gtol)   # nothing to learn: D may still be infinite
     E = model.eps / model.eps.max()  # the path of the flow depends only on eps ratios
     EU = E[:, None] * U
     x = _flow(model, theta_start, EU, a, gtol, flow_gtol)
@@ -268,6 +268,9 @@ def _verdict(model: Model, theta: np.ndarray, a: float, gtol: float) -> Stationa
     pt = classify(model, theta, a)
     conv = bool(np.isfinite(pt.divergence)) and pt.gradient_norm <= max(100 * gtol, 1e-8) and not pt.plateau
     note = pt.note
+    if not np.isfinite(pt.divergence) and not note:
+        note = ("D(Q||P) is infinite: Q puts mass on visible states the model gives probability 0 "
+                "(e.g. a fixed energy at the float limit), and no learned energy can change that")
     if not conv and not note:
         note = (f"the search stopped with |grad D| = {pt.gradient_norm:.3g} > {max(100 * gtol, 1e-8):.0e} "
                 "(no stationary point reached from this start)")

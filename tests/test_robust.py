@@ -418,3 +418,45 @@ def test_learning_figure_ladder_is_bounded(monkeypatch):
     calls.clear()
     pipeline._log_sampled(None, t, np.zeros((11, 1)), np.zeros(11), SimpleNamespace(quasi_static_rates=np.array([0.7])))
     assert len(calls) == 3
+
+
+INFINITE_D = """name = "infinite-D"
+[species.A]
+energy = 0.0
+visible = false
+[species.B]
+energy = 0.0
+visible = false
+learn = false
+[species.E]
+energy = 1.7976931348623157e+308
+visible = true
+learn = false
+[[reactions]]
+eq = "B + E <-> 0"
+kappa = 45.6
+[initial]
+A = 0
+B = 0
+E = 0
+[truncation]
+n_max = 9
+[environment]
+family = "poisson"
+mean = 1.0
+[learning]
+eps = 1.0
+clamping = "dynamic"
+"""
+
+
+def test_nothing_to_learn_with_infinite_divergence_is_not_converged(capsys, tmp_path):
+    """Found by the fit fuzz test: E's fixed energy is the float maximum, so P(E > 0) = 0 while the
+    Poisson Q puts mass there, and the only learned energy (A, in no reaction) changes nothing.
+    ``fit`` said 'converged minimum' with divergence null; D is infinite: exit 1 and why."""
+    path = tmp_path / "infinite.toml"
+    path.write_text(INFINITE_D)
+    rc = main(["fit", "--json", str(path)])
+    out = json.loads(capsys.readouterr().out)["fixed_points"][0]
+    assert rc == 1 and out["converged"] is False and out["divergence"] is None
+    assert "infinite" in out["note"]
