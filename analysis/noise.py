@@ -282,6 +282,22 @@ def _checked_coordinates(pred: NoisePrediction, th: np.ndarray,
     return th, np.diag(pred.covariance), [f"theta_{n}" for n in names]
 
 
+def _burn_in(loop: LinearLoop, burn_in: float | None) -> tuple[float, float]:
+    """Correlation time ``1/slowest rate`` and the burn-in (default five of them)."""
+    tau = 1.0 / _slowest_rate(loop)
+    return tau, 5.0 * tau if burn_in is None else float(burn_in)
+
+
+def _affordable(loop: LinearLoop, tau: float, burn: float, max_events: float) -> bool:
+    """Whether burn-in plus ``MIN_SPAN`` correlation times fit in ``max_events`` (else a RuntimeWarning why not)."""
+    need = (burn + MIN_SPAN * tau) * event_rate(loop)
+    if need > max_events:
+        warnings.warn(f"parameter noise not checked against the SSA: the loop's slowest mode has correlation "
+                      f"time {tau:.3g}, so a meaningful run (burn-in + {MIN_SPAN:g} correlation times) needs "
+                      f"about {need:.2g} events per replicate > max_events = {max_events:.2g}", RuntimeWarning)
+    return need <= max_events
+
+
 def validate_noise(model: Model, replicates: int = 8, seed: int = 0, *, loop: LinearLoop | None = None,
                    clamping: str | None = None, t_end: float | None = None, burn_in: float | None = None,
                    tolerance: float = 0.05, max_events: float = 5e6, progress: bool = False,
@@ -324,13 +340,8 @@ def validate_noise(model: Model, replicates: int = 8, seed: int = 0, *, loop: Li
         raise ValueError("validate_noise needs at least 2 replicates for a confidence interval")
     # whether the SSA can sample the slowest mode is decided before the covariance is computed
     loop = prediction.loop if prediction is not None else (loop or linearise(model, clamping))
-    tau = 1.0 / _slowest_rate(loop)
-    burn = 5.0 * tau if burn_in is None else float(burn_in)
-    need = (burn + MIN_SPAN * tau) * event_rate(loop)
-    if t_end is None and need > max_events:
-        warnings.warn(f"parameter noise not checked against the SSA: the loop's slowest mode has correlation "
-                      f"time {tau:.3g}, so a meaningful run (burn-in + {MIN_SPAN:g} correlation times) needs "
-                      f"about {need:.2g} events per replicate > max_events = {max_events:.2g}", RuntimeWarning)
+    tau, burn = _burn_in(loop, burn_in)
+    if t_end is None and not _affordable(loop, tau, burn, max_events):
         return []
     pred = prediction or parameter_noise(model, clamping, loop)
     if t_end is None:
