@@ -25,7 +25,9 @@ has shrunk to 1e-3 of its start (docs/theory.md §4), ``rtol = 1e-7``,
              bordered LU (sparse ensemble block + Schur complement on theta).
 ``sundae``   SUNDIALS CVODE (BDF) through scikit-sundae with its sparse direct
              solver (SuperLU_MT, one thread) and our analytic Jacobian; the
-             episode end by CVODE's root finding.
+             episode end by CVODE's root finding. Needs ``pip install
+             scikit-sundae`` (not a dependency of the package; without it the
+             row says why and the method is skipped).
 ``cvpre``    SUNDIALS CVODE (scikit-sundae) with GMRES preconditioned by our
              bordered LU of ``I - gamma J`` (:class:`crnfb.feedback.bdf.BorderedLU`,
              refactorised when CVODE asks, i.e. on its own reuse rule) and
