@@ -25,7 +25,9 @@ has shrunk to 1e-3 of its start (docs/theory.md §4), ``rtol = 1e-7``,
              bordered LU (sparse ensemble block + Schur complement on theta).
 ``sundae``   SUNDIALS CVODE (BDF) through scikit-sundae with its sparse direct
              solver (SuperLU_MT, one thread) and our analytic Jacobian; the
-             episode end by CVODE's root finding.
+             episode end by CVODE's root finding. Needs ``pip install
+             scikit-sundae`` (not a dependency of the package; without it the
+             row says why and the method is skipped).
 ``cvpre``    SUNDIALS CVODE (scikit-sundae) with GMRES preconditioned by our
              bordered LU of ``I - gamma J`` (:class:`crnfb.feedback.bdf.BorderedLU`,
              refactorised when CVODE asks, i.e. on its own reuse rule) and
@@ -76,7 +78,7 @@ CASES = {"e1": None, "tv4": (4, 2), "t40": "scaffold_T40_K20.toml", "tv14": (14,
 DEFAULT_CASES = ["tv4", "t40", "tv14", "tv23"]
 METHODS = ["bdf", "reuse", "sundae", "cvpre", "rr"]
 T_MAX = 1e10            # the episode-end event stops every run long before
-#: libRoadRunner factorises a dense Jacobian: 1325 unknowns took 4 s per episode, 5070 would take ~50x that
+#: libRoadRunner factorises a dense Jacobian: the t40 episode (1325 unknowns) took 44 CPU s; 5089 unknowns ~50x that
 RR_MAX_STATES = 1000
 
 
