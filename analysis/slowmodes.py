@@ -146,7 +146,7 @@ def _hidden_components(net, theta: np.ndarray) -> np.ndarray:
     return lab.astype(np.int64)
 
 
-#: Above this many states the free generator is ordered by METIS nested dissection when pymetis is installed.
+#: Above this many states the free generator is ordered by METIS nested dissection (pymetis).
 ND_MIN_STATES = 20_000
 
 
@@ -165,23 +165,20 @@ class _Permuted:
 def _factor(M: sparse.csc_matrix):
     """Sparse LU of a (structurally symmetric) generator block.
 
-    Large blocks: METIS nested dissection (pymetis, the ``large`` extra) and
+    Large blocks: METIS nested dissection (pymetis) and
     no row pivoting, which a column diagonally dominant generator does not
     need; else SuperLU's MMD on ``A^T + A`` (a third of COLAMD's fill at 10^4 states).
     """
     if M.shape[0] >= ND_MIN_STATES:
-        try:
-            import pymetis
-        except ImportError:
-            pymetis = None
-        if pymetis is not None:
-            G = (abs(M) + abs(M.T)).tocsr()
-            G.setdiag(0)
-            G.eliminate_zeros()
-            perm = np.asarray(pymetis.nested_dissection(xadj=G.indptr, adjncy=G.indices)[0])
-            lu = splu(M[perm][:, perm].tocsc(), permc_spec="NATURAL", diag_pivot_thresh=0.0,
-                      options=dict(SymmetricMode=True))
-            return _Permuted(lu, perm)
+        import pymetis  # only large loops need it
+
+        G = (abs(M) + abs(M.T)).tocsr()
+        G.setdiag(0)
+        G.eliminate_zeros()
+        perm = np.asarray(pymetis.nested_dissection(xadj=G.indptr, adjncy=G.indices)[0])
+        lu = splu(M[perm][:, perm].tocsc(), permc_spec="NATURAL", diag_pivot_thresh=0.0,
+                  options=dict(SymmetricMode=True))
+        return _Permuted(lu, perm)
     return splu(M, permc_spec="MMD_AT_PLUS_A")
 
 

@@ -109,7 +109,6 @@ def test_reduced_inverse_inverts_the_reduced_jacobian():
 
 def test_nested_dissection_factorisation_agrees(monkeypatch):
     """The METIS-ordered LU used above ND_MIN_STATES (no row pivoting) gives the same modes as dense eig."""
-    pytest.importorskip("pymetis")
     import crnfb.analysis.slowmodes as sm
 
     monkeypatch.setattr(sm, "ND_MIN_STATES", 10)
