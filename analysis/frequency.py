@@ -186,6 +186,14 @@ class BrokenLoop:
         """``-A`` with a stored diagonal (full copy-state coordinates)."""
         return _shift_pattern(self.full[0])
 
+    @cached_property
+    def _blocks_full(self) -> "BlockShiftedLU | None":
+        """Block-wise factoriser of the full plant above :data:`BLOCK_PLANT` copy states (else None)."""
+        if self.full is None or self.full[0].shape[0] <= BLOCK_PLANT:
+            return None
+        net = self.loop.net
+        return BlockShiftedLU.build(self.full[0], [0, net.n_f, net.n_f + net.n_c])
+
     def _lu(self, w: float):
         """Sparse LU of ``jw I - A`` (reduced coordinates)."""
         return _shifted_lu(self._pattern, w)
@@ -225,7 +233,8 @@ class BrokenLoop:
                 # Only for large plants: near w = 0 the full matrix is nearly singular (its
                 # zero eigenvalue), which moved E3's low-frequency lag cost by 3e-6 relative.
                 _, rhs_f, Cf_f, Cc_f = self.full
-                X = _shifted_lu(self._pattern_full, w).solve(rhs_f)
+                X = (self._blocks_full.solve(w, rhs_f) if self._blocks_full is not None
+                     else _shifted_lu(self._pattern_full, w).solve(rhs_f))
                 Yf = Cf_f @ X
                 Yc = Cc_f @ X if dynamic_c else np.zeros_like(Yf)
             else:
@@ -296,6 +305,58 @@ def _shifted_lu(pattern, w: float):
     data = M.data.copy()
     data[diag] = d0 + 1j * w
     return splu(sparse.csc_matrix((data, M.indices, M.indptr), shape=M.shape))
+
+
+#: Full plants above this many copy states are factorised ensemble by ensemble (the free and
+#: clamped generators do not couple) in a nested-dissection order found once. Measured at
+#: 10^4 states (two_visible.toml, 20,160 plant states, one frequency): 0.54 s against 1.8 s
+#: for SuperLU's COLAMD on the whole plant (fill 5.4 M).
+BLOCK_PLANT = 5000
+
+
+class BlockShiftedLU:
+    """``jw I - A`` for a block-diagonal ``A`` (the two ensembles' generators), one LU per block.
+
+    Each block's symmetric fill-reducing order (METIS nested dissection on
+    ``|A| + |A^T|``) and shifted pattern are computed once; per frequency
+    only the numeric factorisation runs, without row pivoting: a generator
+    block is column diagonally dominant (non-negative off-diagonal rates,
+    columns summing to at most zero), and ``jw`` on the diagonal keeps it so.
+    """
+
+    def __init__(self, blocks: list[tuple[int, int, np.ndarray, tuple]]):
+        self.blocks = blocks
+
+    @classmethod
+    def build(cls, A: sparse.spmatrix, cuts: list[int]) -> "BlockShiftedLU | None":
+        """Blocks between consecutive ``cuts``; ``None`` if ``A`` couples them."""
+        import pymetis
+
+        A = sparse.csc_matrix(A)
+        blocks = []
+        for lo, hi in zip(cuts[:-1], cuts[1:]):
+            if hi <= lo:
+                continue
+            if A[lo:hi].nnz != A[lo:hi, lo:hi].nnz or A[:, lo:hi].nnz != A[lo:hi, lo:hi].nnz:
+                return None
+            Ab = A[lo:hi, lo:hi].tocsc()
+            G = (abs(Ab) + abs(Ab.T)).tocsr()
+            G.setdiag(0)
+            G.eliminate_zeros()
+            perm = np.asarray(pymetis.nested_dissection(pymetis.CSRAdjacency(adj_starts=G.indptr, adjacent=G.indices))[0])
+            blocks.append((lo, hi, perm, _shift_pattern(Ab[perm][:, perm])))
+        return cls(blocks)
+
+    def solve(self, w: float, rhs: np.ndarray) -> np.ndarray:
+        """``(jw I - A)^{-1} rhs``."""
+        out = np.zeros(rhs.shape, complex)
+        for lo, hi, perm, (M, diag, d0) in self.blocks:
+            data = M.data.copy()
+            data[diag] = d0 + 1j * w
+            lu = splu(sparse.csc_matrix((data, M.indices, M.indptr), shape=M.shape), permc_spec="NATURAL",
+                      diag_pivot_thresh=0.0, options=dict(SymmetricMode=True))
+            out[lo + perm] = lu.solve(np.ascontiguousarray(rhs[lo + perm]))
+        return out
 
 
 def broken_loop(loop: LinearLoop) -> BrokenLoop:

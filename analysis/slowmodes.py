@@ -175,7 +175,7 @@ def _factor(M: sparse.csc_matrix):
         G = (abs(M) + abs(M.T)).tocsr()
         G.setdiag(0)
         G.eliminate_zeros()
-        perm = np.asarray(pymetis.nested_dissection(xadj=G.indptr, adjncy=G.indices)[0])
+        perm = np.asarray(pymetis.nested_dissection(pymetis.CSRAdjacency(adj_starts=G.indptr, adjacent=G.indices))[0])
         lu = splu(M[perm][:, perm].tocsc(), permc_spec="NATURAL", diag_pivot_thresh=0.0,
                   options=dict(SymmetricMode=True))
         return _Permuted(lu, perm)
