@@ -15,7 +15,7 @@ The disturbance is the mixing weight ``a`` of ``Q = (1-a) Q_1 + a Q_2``
   ``v = d theta/d a`` the loop's own fixed-point derivative
   (``-C_theta Jr^{-1} Br``), so ``y -> 1``; ``control.step_info`` metrics
   (10-90 % rise, 2 % settling, overshoot in %). Dense python-control
-  simulation for small loops, ``solve_ivp`` (BDF, sparse Jacobian) for large.
+  simulation for small loops, ``solve_ivp`` (``ReuseBDF``, sparse Jacobian) for large.
 - ``dc_gain``: ``G_ae(0) = -C_e Jr^{-1} Br + D_e`` (perfect adaptation: zero).
 - ``lag_cost``: for ``a(t) = a0 + a1 sin(w t)`` the period-mean excess
   divergence to second order, per ``a1^2``: ``Re(z^H H z) / 4`` with
@@ -216,10 +216,13 @@ def _step(loop: LinearLoop, v: np.ndarray, rate: float) -> tuple[StepMetrics | N
             return T, np.asarray(control.forced_response(sys, T, np.ones_like(T)).outputs).ravel()
         from scipy.integrate import solve_ivp
 
+        from crnfb.feedback.bdf import ReuseBDF
+
         # reduced coordinates: the full Jacobian's theta border (dense rows and columns) fills in
         # far more under LU than the reduced one's pivot rows (measured on the T = 40 scaffold)
         Jr = loop.Jr.tocsc()
-        sol = solve_ivp(lambda t, x: Jr @ x + B, (0.0, t_end), np.zeros(n), method="BDF", jac=Jr,
+        # ReuseBDF (docs/benchmarks.md (a)): the same BDF with fewer, bordered factorisations
+        sol = solve_ivp(lambda t, x: Jr @ x + B, (0.0, t_end), np.zeros(n), method=ReuseBDF, jac=Jr,
                         t_eval=T, rtol=1e-8, atol=1e-12)
         if not sol.success or sol.y.shape[1] != T.size:
             raise RuntimeError(f"BDF failed on the step response: {sol.message}")
@@ -248,7 +251,7 @@ def _step(loop: LinearLoop, v: np.ndarray, rate: float) -> tuple[StepMetrics | N
         if reached(y2):
             rise = control.step_info(y2, T2, yfinal=1.0)["RiseTime"]
     return StepMetrics(float(rise), float(s["SettlingTime"]), float(s["Overshoot"]), float(s["PeakTime"]), T, y,
-                       "control.forced_response" if dense else "scipy solve_ivp BDF"), None
+                       "control.forced_response" if dense else "scipy solve_ivp with crnfb ReuseBDF"), None
 
 
 def _slowest(loop: LinearLoop) -> complex:
