@@ -51,6 +51,7 @@ from scipy import sparse
 from scipy.sparse.linalg import splu
 
 from crnfb.analysis.linearise import LinearLoop
+from crnfb.analysis.slowmodes import lu_without_pivoting, nested_dissection
 from crnfb.feedback.landscape import identifiable_basis
 
 #: The frequency grid of docs/cli.md (bandwidth); other grids extend it.
@@ -317,11 +318,10 @@ BLOCK_PLANT = 5000
 class BlockShiftedLU:
     """``jw I - A`` for a block-diagonal ``A`` (the two ensembles' generators), one LU per block.
 
-    Each block's symmetric fill-reducing order (METIS nested dissection on
-    ``|A| + |A^T|``) and shifted pattern are computed once; per frequency
-    only the numeric factorisation runs, without row pivoting: a generator
-    block is column diagonally dominant (non-negative off-diagonal rates,
-    columns summing to at most zero), and ``jw`` on the diagonal keeps it so.
+    Each block's symmetric fill-reducing order
+    (:func:`crnfb.analysis.slowmodes.nested_dissection`) and shifted pattern
+    are computed once; per frequency only the numeric factorisation runs,
+    without row pivoting (:func:`crnfb.analysis.slowmodes.lu_without_pivoting`).
     """
 
     def __init__(self, blocks: list[tuple[int, int, np.ndarray, tuple]]):
@@ -330,8 +330,6 @@ class BlockShiftedLU:
     @classmethod
     def build(cls, A: sparse.spmatrix, cuts: list[int]) -> "BlockShiftedLU | None":
         """Blocks between consecutive ``cuts``; ``None`` if ``A`` couples them."""
-        import pymetis
-
         A = sparse.csc_matrix(A)
         blocks = []
         for lo, hi in zip(cuts[:-1], cuts[1:]):
@@ -340,10 +338,7 @@ class BlockShiftedLU:
             if A[lo:hi].nnz != A[lo:hi, lo:hi].nnz or A[:, lo:hi].nnz != A[lo:hi, lo:hi].nnz:
                 return None
             Ab = A[lo:hi, lo:hi].tocsc()
-            G = (abs(Ab) + abs(Ab.T)).tocsr()
-            G.setdiag(0)
-            G.eliminate_zeros()
-            perm = np.asarray(pymetis.nested_dissection(pymetis.CSRAdjacency(adj_starts=G.indptr, adjacent=G.indices))[0])
+            perm = nested_dissection(Ab)
             blocks.append((lo, hi, perm, _shift_pattern(Ab[perm][:, perm])))
         return cls(blocks)
 
@@ -353,8 +348,7 @@ class BlockShiftedLU:
         for lo, hi, perm, (M, diag, d0) in self.blocks:
             data = M.data.copy()
             data[diag] = d0 + 1j * w
-            lu = splu(sparse.csc_matrix((data, M.indices, M.indptr), shape=M.shape), permc_spec="NATURAL",
-                      diag_pivot_thresh=0.0, options=dict(SymmetricMode=True))
+            lu = lu_without_pivoting(sparse.csc_matrix((data, M.indices, M.indptr), shape=M.shape))
             out[lo + perm] = lu.solve(np.ascontiguousarray(rhs[lo + perm]))
         return out
 

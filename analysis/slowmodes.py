@@ -38,7 +38,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import LinearOperator, splu
 
-__all__ = ["ReducedInverse", "reduced_inverse"]
+__all__ = ["ReducedInverse", "reduced_inverse", "nested_dissection", "lu_without_pivoting"]
 
 
 class ReducedInverse:
@@ -162,23 +162,34 @@ class _Permuted:
         return out
 
 
+def nested_dissection(M: sparse.spmatrix) -> np.ndarray:
+    """METIS nested-dissection order (pymetis) of the pattern of ``|M| + |M^T|``."""
+    import pymetis  # only large loops need it
+
+    G = (abs(M) + abs(M.T)).tocsr()
+    G.setdiag(0)
+    G.eliminate_zeros()
+    return np.asarray(pymetis.nested_dissection(pymetis.CSRAdjacency(adj_starts=G.indptr, adjacent=G.indices))[0])
+
+
+def lu_without_pivoting(M: sparse.spmatrix):
+    """SuperLU of ``M`` in its given order, no row pivoting: for column diagonally dominant
+    generator blocks (non-negative off-diagonal rates, columns summing to at most zero), which
+    elimination keeps so, also with ``jw`` added on the diagonal."""
+    return splu(sparse.csc_matrix(M), permc_spec="NATURAL", diag_pivot_thresh=0.0,
+                options=dict(SymmetricMode=True))
+
+
 def _factor(M: sparse.csc_matrix):
     """Sparse LU of a (structurally symmetric) generator block.
 
-    Large blocks: METIS nested dissection (pymetis) and
-    no row pivoting, which a column diagonally dominant generator does not
-    need; else SuperLU's MMD on ``A^T + A`` (a third of COLAMD's fill at 10^4 states).
+    Large blocks: METIS nested dissection and no row pivoting
+    (:func:`nested_dissection`, :func:`lu_without_pivoting`); else SuperLU's
+    MMD on ``A^T + A`` (a third of COLAMD's fill at 10^4 states).
     """
     if M.shape[0] >= ND_MIN_STATES:
-        import pymetis  # only large loops need it
-
-        G = (abs(M) + abs(M.T)).tocsr()
-        G.setdiag(0)
-        G.eliminate_zeros()
-        perm = np.asarray(pymetis.nested_dissection(pymetis.CSRAdjacency(adj_starts=G.indptr, adjacent=G.indices))[0])
-        lu = splu(M[perm][:, perm].tocsc(), permc_spec="NATURAL", diag_pivot_thresh=0.0,
-                  options=dict(SymmetricMode=True))
-        return _Permuted(lu, perm)
+        perm = nested_dissection(M)
+        return _Permuted(lu_without_pivoting(M[perm][:, perm]), perm)
     return splu(M, permc_spec="MMD_AT_PLUS_A")
 
 
