@@ -200,8 +200,15 @@ def bandwidth(omega: np.ndarray, ratio: np.ndarray, refine=None) -> tuple[float 
                   f"(max {np.nanmax(ratio):.3g})")
 
 
-def _step(loop: LinearLoop, v: np.ndarray, rate: float) -> tuple[StepMetrics | None, str | None]:
-    """Normalised step response along ``v`` and its ``control.step_info`` metrics (or a reason)."""
+def _step(loop: LinearLoop, v: np.ndarray, rate: float,
+          blocks: BrokenLoop | None = None) -> tuple[StepMetrics | None, str | None]:
+    """Normalised step response along ``v`` and its ``control.step_info`` metrics (or a reason).
+
+    Up to :data:`STEP_DENSE_LIMIT` reduced states from the dense reduced loop; above, from the closed
+    loop through the plant's verified reduced model when there is one
+    (:meth:`crnfb.analysis.frequency.BrokenLoop.closed_loop_model`), else by integrating the sparse
+    reduced loop.
+    """
     import control
 
     c = np.asarray(loop.output("theta").T @ v).ravel() / float(v @ v)
@@ -209,6 +216,16 @@ def _step(loop: LinearLoop, v: np.ndarray, rate: float) -> tuple[StepMetrics | N
     n = loop.n_reduced
     dense = n <= STEP_DENSE_LIMIT
     sys = control.ss(loop.Jr.toarray(), B[:, None], c[None, :], 0.0) if dense else None
+    method = "control.forced_response"
+    model = None if dense or blocks is None else blocks.closed_loop_model()
+    if model is not None:
+        A_m, B_m, C_m = model
+        sys = control.ss(A_m, B_m, (v / float(v @ v))[None, :] @ C_m, 0.0)
+        dense = True
+        method = (f"control.forced_response on the closed loop through the plant's reduced model "
+                  f"(order {blocks.rom.order}, relative error {blocks.rom.error:.1g})")
+    elif not dense:
+        method = "scipy solve_ivp with crnfb ReuseBDF"
 
     def simulate(t_end: float):
         T = np.linspace(0.0, t_end, STEP_POINTS)
@@ -251,7 +268,7 @@ def _step(loop: LinearLoop, v: np.ndarray, rate: float) -> tuple[StepMetrics | N
         if reached(y2):
             rise = control.step_info(y2, T2, yfinal=1.0)["RiseTime"]
     return StepMetrics(float(rise), float(s["SettlingTime"]), float(s["Overshoot"]), float(s["PeakTime"]), T, y,
-                       "control.forced_response" if dense else "scipy solve_ivp with crnfb ReuseBDF"), None
+                       method), None
 
 
 def _slowest(loop: LinearLoop) -> complex:
@@ -315,7 +332,7 @@ def disturbance(loop: LinearLoop, *, blocks: BrokenLoop | None = None, omega=Non
     # step along the loop's fixed-point derivative
     if float(v @ v) > 0:
         try:
-            step, step_reason = _step(loop, v, rate)
+            step, step_reason = _step(loop, v, rate, blocks)
         except RuntimeError as e:
             step, step_reason = None, str(e)
     else:

@@ -19,6 +19,7 @@ import warnings
 from typing import Callable, TypeVar
 
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 
@@ -34,6 +35,7 @@ from crnfb.analysis.thermo import EPISODE_TOL, Episode, episode, episode_setting
 from crnfb.analysis.validation import Check, validate as validate_checks, with_consistency
 from crnfb.feedback.errors import ModelError
 from crnfb.feedback.model import Model
+from crnfb.feedback.parallel import run_all
 from crnfb.feedback.progress import progress_bar
 from crnfb.feedback.signals import Step
 from crnfb.feedback.simulate import SimulationError, simulate
@@ -163,17 +165,23 @@ def _log_sampled(model: Model, t: np.ndarray, theta: np.ndarray, D: np.ndarray,
     if t.size < 2 or not rates.size:
         return t, theta, D
     fast = 0.1 / float(rates.max())
-    parts = [(t, theta, D)]
+    horizons = []
     horizon = t[-1] / LADDER
-    while t[1] > fast and horizon > fast and len(parts) <= MAX_RUNGS:
-        run = simulate(model, float(horizon), points=201)
-        parts.append((np.asarray(run.t), np.asarray(run.theta), np.asarray(run.D)))
+    while t[1] > fast and horizon > fast and len(horizons) < MAX_RUNGS:
+        horizons.append(float(horizon))
         horizon /= LADDER
-    if len(parts) == 1:
+    if not horizons:
         return t, theta, D
+    # the rungs are independent runs: on every core (crnfb.feedback.parallel)
+    parts = [(t, theta, D)] + run_all([partial(_rung, model, h) for h in horizons])
     t_all = np.concatenate([p[0] for p in parts])
     t_all, keep = np.unique(t_all, return_index=True)     # sorted, each time once
     return (t_all, np.concatenate([p[1] for p in parts])[keep], np.concatenate([p[2] for p in parts])[keep])
+
+
+def _rung(model: Model, horizon: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    run = simulate(model, horizon, points=201)
+    return np.asarray(run.t), np.asarray(run.theta), np.asarray(run.D)
 
 
 def distribution_section(model: Model, fp: LoopFixedPoint) -> Distribution:
@@ -243,7 +251,7 @@ class _Run:
             return fn(*args, **kwargs)
         except Unavailable as e:
             self.reasons[key] = str(e)
-        except ModelError as e:
+        except (ModelError, SimulationError) as e:      # bad input, or beyond what the solvers resolve
             self.reasons[key] = f"limitation: {e}"
         except NotImplementedError as e:
             self.reasons[key] = f"not implemented: {e}"

@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 
 import numpy as np
 import scipy.linalg
@@ -54,9 +54,11 @@ from scipy import sparse
 from scipy.sparse.linalg import splu
 
 from crnfb.analysis.linearise import LinearLoop, linearise, loop_fixed_point
+from crnfb.analysis.slowmodes import ShiftedReduced, reduced_solve
 from crnfb.analysis.stability import DENSE_LIMIT, stability
 from crnfb.feedback.ensembles import LearningNetwork
 from crnfb.feedback.model import Model
+from crnfb.feedback.parallel import run_all
 from crnfb.feedback.signals import Constant, Signal, Sine, Step
 from crnfb.feedback.simulate import LoopField, integrate
 
@@ -181,15 +183,19 @@ class _Setup:
         if n <= DENSE_LIMIT:
             lam, W, Vr = scipy.linalg.eig(self.Jr.toarray(), left=True, right=True)
         else:
-            from scipy.sparse.linalg import eigs
+            from scipy.sparse.linalg import LinearOperator, eigs
             k = min(12, n - 2)
             # shift-invert next to the slowest eigenvalue (from the stability analysis): the
-            # modes wanted are the ones nearest it; which="LR" did not converge on 1321 states
+            # modes wanted are the ones nearest it; which="LR" did not converge on 1321 states.
+            # (Jr - sigma I)^{-1} through the full Jacobian (ShiftedReduced): factorising the
+            # reduced Jacobian took 26 s at 10^4 states
             target = complex(self.stability.eigenvalues[0])
             sigma = target.real + 1e-3 * max(abs(target), 1e-12)
+            shifted = ShiftedReduced(self.loop, sigma)
             opts = {"k": k, "sigma": sigma, "which": "LM", "tol": 1e-12, "maxiter": max(5000, 20 * n)}
-            lam, Vr = eigs(self.Jr.tocsc(), **opts)
-            lamT, W = eigs(self.Jr.T.tocsc(), **opts)
+            lam, Vr = eigs(self.Jr.tocsc(), OPinv=LinearOperator((n, n), matvec=shifted.solve, dtype=float), **opts)
+            lamT, W = eigs(self.Jr.T.tocsc(), OPinv=LinearOperator((n, n), matvec=shifted.solve_T, dtype=float),
+                           **opts)
             order = [int(np.argmin(np.abs(lamT - np.conj(l)))) for l in lam]
             W = W[:, order]
         order = np.lexsort((np.abs(lam.imag), -lam.real))
@@ -198,7 +204,7 @@ class _Setup:
     @cached_property
     def dc(self) -> np.ndarray:
         """``dtheta*/da`` of the loop (``-C_theta Jr^{-1} Br``)."""
-        return -(self.Ct @ splu(self.Jr).solve(self.Br))
+        return -(self.Ct @ reduced_solve(self.loop, self.Br))
 
     def theta_of(self, Y: np.ndarray) -> np.ndarray:
         """theta deviation (T, k) from full deviations (T, n)."""
@@ -314,16 +320,24 @@ class _StepRuns:
     def __init__(self, setup: _Setup):
         self.setup = setup
         self.t = _step_times(setup)
-        Yl, _ = setup.linear(Step(0.0, 1.0, 0.0), np.zeros(setup.loop.n_reduced), self.t)
-        self.lin = (setup.Ct @ Yl.T).T          # theta response to a unit step (T, k)
+        self.lin: np.ndarray | None = None      # theta response to a unit step (T, k): linear_run()
         self.g = setup.dc
         self.cache: dict[float, np.ndarray] = {}
 
+    def linear_run(self) -> np.ndarray:
+        s = self.setup
+        Yl, _ = s.linear(Step(0.0, 1.0, 0.0), np.zeros(s.loop.n_reduced), self.t)
+        return (s.Ct @ Yl.T).T
+
+    def run(self, A: float) -> np.ndarray:
+        """theta deviation (T, k) of the nonlinear step of size ``A`` (not cached: a worker's task)."""
+        s = self.setup
+        Y, _ = s.nonlinear(Step(s.a_star, s.a_star + A, 0.0), np.zeros(s.net.n_states), self.t)
+        return s.theta_of(Y)
+
     def nonlinear(self, A: float) -> np.ndarray:
         if A not in self.cache:
-            s = self.setup
-            Y, _ = s.nonlinear(Step(s.a_star, s.a_star + A, 0.0), np.zeros(s.net.n_states), self.t)
-            self.cache[A] = s.theta_of(Y)
+            self.cache[A] = self.run(A)
         return self.cache[A]
 
     def plain_error(self, A: float) -> float:
@@ -404,7 +418,15 @@ def check_linear_range(runs: _StepRuns, A0: float = A_STEP, target: float = LINE
 
 # -- frequency response -------------------------------------------------------------------------------------
 def _linear_theta_response(setup: _Setup, omega: np.ndarray) -> np.ndarray:
-    """``C_theta (jw I - Jr)^{-1} Br`` (nw, k); crnfb.analysis.frequency's when available."""
+    """``C_theta (jw I - Jr)^{-1} Br`` (nw, k); crnfb.analysis.frequency's when available.
+
+    Loops above ``DENSE_LIMIT`` reduced states take the closed-loop response ``a -> theta`` of the
+    loop broken at theta (:meth:`crnfb.analysis.frequency.BrokenLoop.response`, the plant through its
+    verified reduced model when large): the same transfer, without factorising ``jw I - Jr``.
+    """
+    if setup.loop.n_reduced > DENSE_LIMIT:
+        from crnfb.analysis.frequency import broken_loop
+        return broken_loop(setup.loop).response(omega).G_atheta
     try:
         from crnfb.analysis.frequency import closed_loop_direct
         return np.asarray(closed_loop_direct(setup.loop, omega, "theta"))
@@ -432,34 +454,39 @@ def check_frequency(setup: _Setup, omegas: np.ndarray | None = None, A: float = 
     g = setup.dc
     u = g / np.linalg.norm(g)
     G = _linear_theta_response(setup, omegas) @ u
-    lu0 = splu(setup.Jr)
-    ydc = -lu0.solve(setup.Br)
+    ydc = -reduced_solve(setup.loop, setup.Br)
     n = setup.loop.n_reduced
     I = sparse.identity(n, dtype=complex, format="csc")
-    out = []
+    plans = []
     for w, Gw in zip(omegas, G):
         period = 2 * np.pi / w
-        yw = splu((1j * w * I - setup.Jr.astype(complex)).tocsc()).solve(setup.Br.astype(complex))
+        if n > DENSE_LIMIT:     # through the full Jacobian's bordered LU (no fill from the reduction)
+            yw = -ShiftedReduced(setup.loop, 1j * w).solve(setup.Br.astype(complex))
+        else:
+            yw = splu((1j * w * I - setup.Jr.astype(complex)).tocsc()).solve(setup.Br.astype(complex))
         start_r = ydc + yw.imag          # the linear periodic orbit at t = 0 (per unit A)
         t_w = period                     # started on the linear orbit: one period of settling
         t_fit = t_w + np.linspace(0.0, 2 * period, 161)
-        t_eval = np.concatenate([[0.0], t_fit])
-        amps = {}
-        steps = []
         # small responses (high frequencies) get proportionally tighter tolerances
         tol_scale = float(np.clip(abs(Gw) / np.linalg.norm(g), 0.03, 1.0))
-        for Ak in (A, 2 * A):
-            sig = Sine(setup.a_star + Ak, Ak, w)
-            y0 = setup.loop.V @ (Ak * start_r)
-            Y, st = setup.nonlinear(sig, y0, t_eval, tol_scale)
-            steps.append(st.steps)
-            amps[Ak] = _harmonic(t_fit, setup.theta_of(Y[1:]) @ u, w) / Ak
-        rich = 2 * amps[A] - amps[2 * A]   # (4 h(A) - h(2A)) / (2A), amps are h/A
+        plans.append((w, Gw, start_r, t_fit, tol_scale))
+
+    def run(w, start_r, t_fit, tol_scale, Ak):
+        sig = Sine(setup.a_star + Ak, Ak, w)
+        Y, st = setup.nonlinear(sig, setup.loop.V @ (Ak * start_r), np.concatenate([[0.0], t_fit]), tol_scale)
+        return _harmonic(t_fit, setup.theta_of(Y[1:]) @ u, w) / Ak, st.steps
+
+    # every frequency and amplitude is an independent ODE run (crnfb.feedback.parallel)
+    res = iter(run_all([partial(run, w, s0, tf, ts, Ak) for w, _, s0, tf, ts in plans for Ak in (A, 2 * A)]))
+    out = []
+    for w, Gw, *_ in plans:
+        (h1, s1), (h2, s2) = next(res), next(res)
+        rich = 2 * h1 - h2                 # (4 h(A) - h(2A)) / (2A), h are responses per unit A
         rel = abs(rich - Gw) / abs(Gw)
         out.append(_check(f"frequency response theta/a at omega={w:.4g}", abs(Gw), abs(rich), rel,
                           "frequency response", omega=w, phase_predicted_deg=np.degrees(np.angle(Gw)),
                           phase_simulated_deg=np.degrees(np.angle(rich)),
-                          plain_rel_error=abs(amps[A] - Gw) / abs(Gw), amplitude=A, steps=steps))
+                          plain_rel_error=abs(h1 - Gw) / abs(Gw), amplitude=A, steps=[s1, s2]))
     return out
 
 
@@ -539,26 +566,34 @@ def validate(model: Model, loop: LinearLoop | None = None, quick: bool = False,
     """
     loop = loop or linearise(model)
     setup = _Setup(loop)
-    checks: list[Check] = []
     st = setup.stability
-
-    def timed(fn, *args):
-        t0 = time.perf_counter()
-        res = fn(*args)
-        dt = time.perf_counter() - t0
-        res = res if isinstance(res, list) else [res]
-        for c in res:
-            c.details.setdefault("seconds", dt / len(res))
-        checks.extend(res)
 
     if st.slowest_rate == 0 or not np.isfinite(st.slowest_rate):
         # marginal loop: no rate to fit, no steady state to compare
         return [not_made("convergence rate", "marginal loop (slowest rate 0): no rate to fit")]
-    timed(check_convergence, setup)
     # step, frequency and linear-range checks need an attracting fixed point
     disturbed = (st.stable and bool(np.any(setup.Br != 0)) and bool(np.linalg.norm(setup.dc) > 0))
+    qs = st.quasi_static_rates
+    quasi = not quick and bool(qs.size and np.all(qs > 0))   # the quasi-static limit is a stable gradient flow
+    runs = _StepRuns(setup) if disturbed else None
+    # the independent ODE runs first, on every core (crnfb.feedback.parallel): the rate fit, the
+    # linear step, the nonlinear steps the amplitude choice and the linear range need, the quasi-static fit
+    tasks = {"rate": partial(_timed, check_convergence, setup)}
     if disturbed:
-        runs = _StepRuns(setup)
+        tasks["linear"] = runs.linear_run
+        for Ak in A_STEP * np.array([1, 2, 4] if quick else [1, 2, 4, 8]):
+            tasks[float(Ak)] = partial(runs.run, float(Ak))
+    if quasi:
+        tasks["quasi"] = partial(_timed, check_quasi_static, setup)
+    done = dict(zip(tasks, run_all(list(tasks.values()))))
+    checks: list[Check] = list(done["rate"])
+
+    def timed(fn, *args):
+        checks.extend(_timed(fn, *args))
+
+    if disturbed:
+        runs.lin = done["linear"]
+        runs.cache.update({k: v for k, v in done.items() if isinstance(k, float)})
         A, choice = probe_amplitude(runs)
         timed(check_step, runs, A, choice)
         om = setup.stability.slowest_rate * (FREQ_FACTORS[[0, 2, 4]] if quick else FREQ_FACTORS)
@@ -571,9 +606,8 @@ def validate(model: Model, loop: LinearLoop | None = None, quick: bool = False,
         checks += [not_made(q, "quick validation (crnfb sweep) skips it")
                    for q in ("quasi-static rate", "linear range", "parameter noise (LNA vs SSA)")]
     else:
-        qs = st.quasi_static_rates
-        if qs.size and np.all(qs > 0):   # the quasi-static limit is a stable gradient flow
-            timed(check_quasi_static, setup)
+        if quasi:
+            checks.extend(done["quasi"])
         else:
             checks.append(not_made("quasi-static rate", "a quasi-static rate is not positive (flat or "
                                    "non-minimum landscape)"))
@@ -583,6 +617,17 @@ def validate(model: Model, loop: LinearLoop | None = None, quick: bool = False,
             checks.append(not_made("linear range", "no step response to measure it on (see step response)"))
         checks += _noise_checks(model, loop, seed, noise, st.stable)
     return checks
+
+
+def _timed(fn, *args) -> list[Check]:
+    """``fn(*args)`` as a list of checks, each with its share of the wall time in ``details.seconds``."""
+    t0 = time.perf_counter()
+    res = fn(*args)
+    dt = time.perf_counter() - t0
+    res = res if isinstance(res, list) else [res]
+    for c in res:
+        c.details.setdefault("seconds", dt / len(res))
+    return res
 
 
 def _noise_checks(model: Model, loop: LinearLoop, seed: int, noise: bool, stable: bool) -> list[Check]:

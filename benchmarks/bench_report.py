@@ -89,6 +89,11 @@ def _core_child(path: str) -> None:
                       "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}))
 
 
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def _write(path: Path, rows: list[dict]) -> None:
     keys = sorted({k for r in rows for k in r}, key=lambda k: (k.startswith("t_"), k))
     with open(path, "w", newline="") as fh:
@@ -130,18 +135,23 @@ def main() -> None:
         if not args.core_only:
             from crnfb.analysis.pipeline import analyse
             from crnfb.feedback.modelfile import load_model
+            from crnfb.feedback.parallel import available_workers
 
             rows = []
             for T, K in report_sizes:
                 model = load_model(_model_file(T, K, tmp))
-                t0, c0 = time.perf_counter(), time.process_time()
+                t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu()
                 res = analyse(model, validate=not args.no_validate, figures=True)
-                wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+                # CPU of this process and of the validation's forked workers (crnfb.feedback.parallel)
+                wall, cpu = time.perf_counter() - t0, time.process_time() - c0 + _children_cpu() - k0
                 failed = [c.quantity for c in (res.validation or []) if c.passed is False]
                 not_made = [c.quantity for c in (res.validation or []) if c.passed is None]
                 row = {"T": T, "K": K, "states": int(model.space.size), "reduced_states": int(res.loop.n_reduced),
                        "seconds": wall, "cpu_seconds": cpu, "validated": not args.no_validate,
-                       "failed_checks": len(failed), "checks_not_made": len(not_made), "reasons": len(res.reasons)}
+                       "failed_checks": len(failed), "checks_not_made": len(not_made), "reasons": len(res.reasons),
+                       "workers": available_workers(),
+                       "plant_model": (res.margins.plant_model or {}).get("method") if res.margins else None,
+                       "plant_model_order": (res.margins.plant_model or {}).get("order") if res.margins else None}
                 row.update({f"t_{k.replace(' ', '_')}": v for k, v in res.timings.items()})
                 rows.append(row)
                 print(f"states {row['states']:>6}  wall {wall:8.2f} s  cpu {cpu:8.2f} s  "

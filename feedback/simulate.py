@@ -202,7 +202,12 @@ def _advance_piece(run: _OdeRun, solver, method: str, max_steps: int, t0: float,
         t_old = solver.t
         # a rejected trial step may overflow exp(theta); the solver discards it
         with np.errstate(over="ignore", invalid="ignore"):
-            msg = solver.step()
+            try:
+                msg = solver.step()
+            except RuntimeError as e:       # SuperLU: a zero pivot in I - c J
+                raise SimulationError(f"{method} failed at t = {t_old:.6g}: the Newton matrix I - c J is singular "
+                                      f"in double precision ({e}); the loop's rates span more than floating "
+                                      "point resolves") from e
         if solver.status == "failed":
             raise SimulationError(f"{method} failed at t = {t_old:.6g}: {msg}")
         run.steps += 1

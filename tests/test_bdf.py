@@ -90,6 +90,43 @@ def test_reuse_bdf_matches_scipy_bdf_on_the_loop(name):
     assert st_new.nlu < st_new.steps / 3
 
 
+def test_nested_dissection_without_pivoting_on_the_loop(monkeypatch):
+    """The large-block path (METIS order, no row pivoting, ``ND_ABOVE``) lowered to E3: the bordered LU
+    is a permuted unpivoted one and the trajectory is SciPy BDF's."""
+    import crnfb.feedback.bdf as bdf
+    from conftest import example
+    from crnfb.feedback.sparselu import PermutedLU
+
+    monkeypatch.setattr(bdf, "ND_ABOVE", 10)
+    model = example("hidden_scaffold").with_learning(clamping="dynamic")
+    net = LearningNetwork(model)
+    J = LoopField(net).jacobian(net.initial_state())
+    M = (sparse.identity(J.shape[0]) - 3.0 * J).tocsc()
+    lu = BorderedLU(M)
+    assert isinstance(lu._lu, PermutedLU) and lu.border.size == net.k
+    b = np.random.default_rng(0).normal(size=(J.shape[0], 2))
+    assert np.allclose(M @ lu.solve(b), b, rtol=0, atol=1e-10 * np.abs(b).max())
+    _, Y_new, _ = _loop_run(model, "ReuseBDF")
+    _, Y_old, _ = _loop_run(model, "BDF")
+    assert np.max(np.abs(Y_new - Y_old) / np.maximum(np.abs(Y_old), 1e-6)) < 1e-5
+
+
+def test_non_dominant_blocks_keep_pivoting(monkeypatch):
+    """A sparse block that is not column diagonally dominant is factorised with SuperLU's pivoting."""
+    import crnfb.feedback.bdf as bdf
+    from crnfb.feedback.sparselu import PermutedLU
+
+    monkeypatch.setattr(bdf, "ND_ABOVE", 10)
+    M, border = _bordered_matrix(400, 5, 0)
+    M = M.tolil()
+    M[3, 3] = 1e-3                     # a weak diagonal
+    M = M.tocsc()
+    lu = BorderedLU(M)
+    assert not isinstance(lu._lu, PermutedLU)
+    b = np.random.default_rng(1).normal(size=400)
+    assert np.allclose(lu.solve(b), scipy.linalg.solve(M.toarray(), b), rtol=1e-9, atol=1e-12)
+
+
 def test_reuse_bdf_counts_requests_and_factorisations(e1):
     """Property of the reuse rule: every request beyond the factorisations was answered from the cache."""
     net = LearningNetwork(e1.with_learning(clamping="dynamic"))

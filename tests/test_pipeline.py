@@ -65,9 +65,25 @@ def test_run_turns_each_failure_into_a_reason():
         run.core("e", raise_, ModelError("no fixed point"))
 
 
+def test_learning_rate_beyond_double_precision_is_a_limitation(e1):
+    """eps = 1e300 on E1: no ODE run gets past t = 0 in floating point (a singular Newton matrix, or a step
+    below the spacing of doubles). The validation section says so as a limitation (it read
+    "failed: RuntimeError: Factor is exactly singular")."""
+    from crnfb.feedback.simulate import SimulationError
+    from crnfb.analysis.validation import validate
+
+    model = e1.with_learning(eps=1e300)
+    with pytest.raises(SimulationError, match="ReuseBDF failed at t = 0"):
+        validate(model)
+    run = P._Run(["validation"], progress=False)
+    assert run.section("validation", "validation", validate, model) is None
+    assert run.reasons["validation"].startswith("limitation: ReuseBDF failed at t = 0")
+
+
 def test_log_sampled_adds_shorter_runs_only_when_the_start_is_unresolved(core, monkeypatch):
     model, opt, fp, loop, st = core
     calls = []
+    monkeypatch.setenv("CRNFB_WORKERS", "1")       # the fake records its calls in this process
 
     def fake_simulate(model, t_end, points=501, **kw):
         calls.append(t_end)

@@ -401,6 +401,7 @@ def test_learning_figure_ladder_is_bounded(monkeypatch):
     from crnfb.analysis import pipeline
 
     calls = []
+    monkeypatch.setenv("CRNFB_WORKERS", "1")       # the fake records its calls in this process
 
     def fake_simulate(model, t_end, points):
         calls.append(t_end)

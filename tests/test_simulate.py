@@ -224,3 +224,20 @@ def test_cli_simulate_ssa_writes_same_columns(tmp_path):
     assert rc == 0
     rows = list(csv.reader(open(out)))
     assert rows[0] == ["time", "theta_X", "m_f_X", "m_c_X", "D", "a"] and len(rows) == 6
+
+
+def test_singular_newton_matrix_is_a_simulation_error(monkeypatch):
+    """SuperLU's "Factor is exactly singular" inside a step becomes a SimulationError that names the cause."""
+    from scipy import sparse
+
+    import crnfb.feedback.bdf as bdf
+    from crnfb.feedback.simulate import SimulationError, integrate
+
+    def singular(*args, **kwargs):
+        raise RuntimeError("Factor is exactly singular")
+
+    monkeypatch.setattr(bdf, "BorderedLU", singular)
+    J = sparse.csr_matrix(-np.eye(3))
+    with pytest.raises(SimulationError, match="Newton matrix I - c J is singular in double precision"):
+        integrate(lambda lo, hi: ((lambda t, y: J @ y), (lambda t, y: J)), np.ones(3), np.linspace(0, 1, 5),
+                  progress=False)

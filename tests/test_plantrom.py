@@ -1,0 +1,152 @@
+"""The verified reduced plant model (``crnfb.analysis.plantrom``) against dense transfer functions.
+
+References are computed here with dense NumPy algebra on the generator as
+given (``C (jwI - A)^{-1} B``), sharing no code with the model's symmetrised
+coordinates, Krylov basis or verification.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import sparse
+
+import crnfb.analysis.frequency as F
+from crnfb.analysis.linearise import linearise
+from crnfb.analysis.margins import _eig_near_full, critical_gain
+from crnfb.analysis.plantrom import ROM_TOL, build_rom, symmetric_plant
+from crnfb.feedback.bdf import BorderedLU
+
+
+def _dense_solver(S: sparse.spmatrix):
+    Sd = S.toarray()
+    n = Sd.shape[0]
+    return lambda w, rhs: np.linalg.solve(1j * w * np.eye(n) - Sd, rhs)
+
+
+def _reversible_generator(rng, n: int, density: float):
+    """A random connected reversible generator (columns sum to zero) and its stationary law."""
+    pi = rng.uniform(0.05, 1.0, n) * np.exp(rng.uniform(-8, 0, n))
+    pi /= pi.sum()
+    K = np.zeros((n, n))
+    for i in range(n - 1):                          # a path keeps it connected
+        K[i, i + 1] = K[i + 1, i] = rng.uniform(0.1, 10)
+    mask = np.triu(rng.uniform(size=(n, n)) < density, 2)
+    K[mask] = rng.uniform(0.01, 100, mask.sum())
+    K = np.triu(K) + np.triu(K).T
+    A = K * pi[:, None]                             # A_ij = K_ij pi_i: A_ij pi_j = A_ji pi_i
+    np.fill_diagonal(A, 0.0)
+    np.fill_diagonal(A, -A.sum(axis=0))
+    return A, pi
+
+
+def _tangent_inputs(rng, n: int, p: int) -> np.ndarray:
+    B = rng.standard_normal((n, p))
+    return B - B.mean(axis=0)                       # zero total: probability is conserved
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(6, 60), p=st.integers(1, 4), q=st.integers(1, 3))
+def test_model_matches_the_dense_transfer_function_on_random_reversible_plants(seed, n, p, q):
+    """Any reversible generator: the verified model agrees with ``C (jwI - A)^{-1} B`` at frequencies it
+    was never solved at, inside and beyond its anchors, and its poles lie in ``A``'s non-zero spectrum."""
+    rng = np.random.default_rng(seed)
+    A, pi = _reversible_generator(rng, n, 0.1)
+    B = _tangent_inputs(rng, n, p)
+    C = rng.standard_normal((q, n))
+    plant = symmetric_plant(sparse.csr_matrix(A), B, sparse.csr_matrix(C), pi, [0, n])
+    assert plant is not None and plant.null.shape == (n, 1)
+    ev = np.sort(np.abs(np.linalg.eigvals(A)))[1:]            # drop the zero mode
+    anchors = np.concatenate([[ev[0] * 1e-9], np.logspace(np.log10(ev[0] / 100), np.log10(ev[-1] * 100), 8),
+                              [ev[-1] * 1e9]])
+    rom = build_rom(plant, _dense_solver(plant.S), anchors)
+    assert rom.verified and rom.error <= ROM_TOL
+    assert np.all(rom.lam < 0)
+    assert -rom.lam.max() >= ev[0] * (1 - 1e-8) and -rom.lam.min() <= ev[-1] * (1 + 1e-8)
+    for w in np.concatenate([np.logspace(np.log10(ev[0]) - 12, np.log10(ev[-1]) + 12, 37), [np.pi]]):
+        x = np.linalg.solve(1j * w * np.eye(n) - A, B)
+        x -= pi[:, None] * x.sum(axis=0)        # the exact x has zero total; rounding along pi grows like 1/w
+        ref = C @ x
+        assert np.linalg.norm(rom(w) - ref) <= 1e-6 * np.linalg.norm(ref), w
+
+
+def test_irreversible_generators_are_refused():
+    """A cycle driven one way has no symmetric form: no model (the exact solves are used)."""
+    A = np.array([[-1.0, 0.0, 2.0], [1.0, -3.0, 0.0], [0.0, 3.0, -2.0]])
+    B = np.array([[1.0], [-1.0], [0.0]])
+    assert symmetric_plant(sparse.csr_matrix(A), B, sparse.identity(3, format="csr"), np.ones(3) / 3, [0, 3]) is None
+    # reversible rates but the wrong law: refused by the detailed-balance check
+    rng = np.random.default_rng(1)
+    A, pi = _reversible_generator(rng, 8, 0.3)
+    B = _tangent_inputs(rng, 8, 1)
+    wrong = np.roll(pi, 1)
+    assert symmetric_plant(sparse.csr_matrix(A), B, sparse.identity(8, format="csr"), wrong, [0, 8]) is None
+
+
+def test_unverified_model_says_so():
+    """With no verification rounds allowed the model reports itself unverified with its last disagreement."""
+    rng = np.random.default_rng(3)
+    A, pi = _reversible_generator(rng, 40, 0.2)
+    B = _tangent_inputs(rng, 40, 2)
+    plant = symmetric_plant(sparse.csr_matrix(A), B, sparse.identity(40, format="csr"), pi, [0, 40])
+    ev = np.sort(np.abs(np.linalg.eigvals(A)))[1:]
+    rom = build_rom(plant, _dense_solver(plant.S), [ev[0], ev[-1]], max_rounds=1, tol=1e-14)
+    assert not rom.verified and rom.error > 1e-14
+    assert rom.to_dict()["verified"] is False
+
+
+@pytest.mark.parametrize("clamping", ["dynamic", "equilibrium"])
+def test_broken_loop_plants_through_the_model_match_exact_solves(monkeypatch, e3, clamping):
+    """E3 through the model (threshold lowered) against the reduced-coordinate exact solves, for both
+    clampings (the clamped block ``A_hid - gamma I`` shares the free law's weights)."""
+    model = e3.with_learning(clamping=clamping)
+    loop = linearise(model)
+    b = F.broken_loop(loop)
+
+    def fresh():
+        return F.BrokenLoop(b.loop, b.A, b.B_theta, b.B_a, b.C_mf, b.C_mc, b.D_mc, b.D_a, b.eps, b.neutral,
+                            b.full, {})
+
+    w = np.concatenate([[0.0], np.logspace(-6, 3, 23) * np.e])      # never an anchor; 0 is below them all
+    monkeypatch.setattr(F, "ROM_PLANT", 10**9)
+    monkeypatch.setattr(F, "LARGE_PLANT", 10**9)
+    exact = fresh().plants(w)
+    monkeypatch.setattr(F, "ROM_PLANT", 5)
+    withrom = fresh()
+    approx = withrom.plants(w)
+    assert withrom.rom is not None and withrom.rom.verified
+    for a, r in zip(approx, exact):
+        for i in range(w.size):
+            assert np.linalg.norm(a[i] - r[i]) <= 1e-7 * np.linalg.norm(r[i]) + 1e-14
+
+
+def test_eigenvalue_near_the_axis_in_full_coordinates_matches_dense(e3):
+    """Around E3's stability boundary (where margins use it) the inverse iteration on the bordered full
+    Jacobian returns the dense reduced spectrum's eigenvalue nearest ``j w``."""
+    loop = linearise(e3)
+    cg = critical_gain(loop)            # dense scan (E3 is small)
+    w = abs(cg.eigenvalue.imag)
+    assert w > 0
+    pos = np.nonzero(loop.rest >= loop.net.n_f + loop.net.n_c)[0]
+    for g in cg.gain * np.array([0.999, 1.0, 1.001]):
+        Jr = loop.Jr.toarray()
+        Jr[pos] *= g
+        ev = np.linalg.eigvals(Jr)
+        ref = ev[np.argmin(np.abs(ev - 1j * w))]
+        got = _eig_near_full(loop, np.full(loop.net.k, g), w)
+        assert abs(got - ref) <= 1e-9 * abs(ref)
+
+
+def test_bordered_lu_solves_complex_systems():
+    """``BorderedLU`` keeps the imaginary part of a complex matrix (a shifted Jacobian)."""
+    rng = np.random.default_rng(0)
+    n = 300
+    M = (sparse.random(n, n, density=0.01, random_state=1) + 5 * sparse.identity(n)).tolil()
+    M[:, -2:] = rng.standard_normal((n, 2))
+    M[-2:, :] = rng.standard_normal((2, n))
+    M = sparse.csc_matrix(M) + 2j * sparse.identity(n)
+    lu = BorderedLU(M, border=np.array([n - 2, n - 1]))
+    b = rng.standard_normal(n) + 1j * rng.standard_normal(n)
+    assert np.allclose(M @ lu.solve(b), b, atol=1e-10)
