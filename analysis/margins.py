@@ -150,7 +150,8 @@ def _scaled_family(loop: LinearLoop, direction):
 
 
 def _eig_near_full(loop: LinearLoop, gains, w: float, iters: int = 30) -> complex:
-    """The eigenvalue of the loop with learning rates ``gains * eps`` nearest ``j w`` (``w > 0``).
+    """The eigenvalue of the loop with learning rates ``gains * eps`` nearest ``j w`` (``w > 0``)
+    (:func:`eigenvalue_near` at the shift ``j w``).
 
     Inverse iteration on one sparse LU of ``J - jw I``: near a crossing that
     eigenvalue is far closer to ``j w`` than any other, so a few iterations
@@ -168,6 +169,12 @@ def _eig_near_full(loop: LinearLoop, gains, w: float, iters: int = 30) -> comple
     same eigenvalue to 3e-15). The start vector lies in the reduced loop's
     subspace (``V x_r``).
     """
+    return eigenvalue_near(loop, 1j * w, gains, iters)
+
+
+def eigenvalue_near(loop: LinearLoop, shift: complex, gains=1.0, iters: int = 30) -> complex:
+    """The eigenvalue of the loop (learning rates ``gains * eps``) nearest ``shift`` (not a structural zero):
+    inverse iteration on the full Jacobian's bordered LU (see :func:`_eig_near_full`)."""
     from crnfb.feedback.bdf import BorderedLU
 
     net = loop.net
@@ -175,12 +182,12 @@ def _eig_near_full(loop: LinearLoop, gains, w: float, iters: int = 30) -> comple
     g = np.broadcast_to(np.asarray(gains, float), (net.k,))
     J = (sparse.diags(np.concatenate([np.ones(n_p), g])) @ loop.J).astype(complex).tocsc()
     n = J.shape[0]
-    key = ("eig_near_layout",)       # one pattern for every factor and frequency: its layout is kept
-    lu = BorderedLU(J - 1j * w * sparse.identity(n, dtype=complex, format="csc"),
+    key = ("eig_near_layout",)       # one pattern for every factor and shift: its layout is kept
+    lu = BorderedLU(J - shift * sparse.identity(n, dtype=complex, format="csc"),
                     border=np.arange(n_p, n), layout=loop.memo.get(key))
     loop.memo[key] = lu.layout
     x = loop.V @ np.random.default_rng(0).standard_normal(loop.n_reduced) + 0j
-    return _inverse_iteration(J, lu.solve, x, 1j * w, iters)
+    return _inverse_iteration(J, lu.solve, x, complex(shift), iters)
 
 
 def _inverse_iteration(J, solve, x, lam: complex, iters: int) -> complex:
@@ -651,5 +658,5 @@ def margins(loop: LinearLoop, *, g_min: float = G_MIN, g_max: float = G_MAX, ome
                    svm, svw, robust_reason, loops, resp, blocks.plant_model)
 
 
-__all__ = ["critical_gain", "CriticalGain", "loop_at_a_time", "Margins", "margins", "nyquist_crossings",
+__all__ = ["critical_gain", "CriticalGain", "eigenvalue_near", "loop_at_a_time", "Margins", "margins", "nyquist_crossings",
            "phase_margin", "scaled_jacobian"]

@@ -490,6 +490,50 @@ def check_frequency(setup: _Setup, omegas: np.ndarray | None = None, A: float = 
     return out
 
 
+SLOW_MODES = "slowest modes: sparse search vs the closed loop through the reduced plant"
+#: A closed-loop mode of the reduced-plant loop outside the sparse search's disc counts as missed when
+#: it decays slower than the reported slowest mode by more than this share of its modulus.
+MISSED_TOL = 1e-6
+
+
+def check_slow_modes(setup: _Setup) -> Check:
+    """No closed-loop mode beyond the sparse slow-mode search decays slower than the slowest it found.
+
+    The sparse search returns the eigenvalues nearest zero (within a radius
+    ``rho``); a mode with a large imaginary part and a small real part could
+    lie beyond ``rho`` (docs/theory.md §5). The closed loop with the plant's
+    verified reduced model (``m + k`` states, dense) has every mode that the
+    loop broken at theta sees; each of its eigenvalues outside the disc that
+    would decay slower than the reported slowest mode is checked by inverse
+    iteration on the full Jacobian at that point, and the check fails if the
+    exact eigenvalue there decays slower too.
+    """
+    from crnfb.analysis.frequency import broken_loop
+    from crnfb.analysis.margins import eigenvalue_near
+
+    loop, st = setup.loop, setup.stability
+    model = broken_loop(loop).closed_loop_model()
+    radii = [v for k, v in loop.memo.items() if isinstance(k, tuple) and k and k[0] == "slowest_radius"]
+    if model is None or not radii:
+        return not_made(SLOW_MODES, "no verified reduced plant model" if model is None
+                        else "the eigenvalues were computed densely (every mode)")
+    rho = max(radii)
+    ev = np.linalg.eigvals(model[0])
+    slowest = -st.slowest_rate
+    outside = ev[np.abs(ev) > rho * (1 + 1e-9)]
+    suspects = outside[outside.real > slowest + MISSED_TOL * np.abs(outside)]
+    exact = [eigenvalue_near(loop, s) for s in suspects]
+    missed = [z for z in exact if z.real > slowest + MISSED_TOL * abs(z) and abs(z) > rho]
+    worst = max(missed, key=lambda z: z.real) if missed else (outside[np.argmax(outside.real)] if outside.size
+                                                              else complex(slowest))
+    return Check(SLOW_MODES, float(st.slowest_rate), float(-worst.real), float("nan"), MISSED_TOL, not missed,
+                 {"search_radius": float(rho), "model_modes": int(ev.size), "modes_beyond_radius": int(outside.size),
+                  "suspects_checked": int(len(suspects)),
+                  "meaning": "predicted: the slowest rate the sparse search found; simulated: the slowest rate "
+                             "of the reduced-plant closed loop's modes beyond the search radius (a missed mode "
+                             "if smaller, after an exact check)"})
+
+
 def _n_flat_at_optimum(model: Model, opt) -> int:
     from crnfb.analysis.fixedpoints import classify
 
@@ -576,16 +620,7 @@ def validate(model: Model, loop: LinearLoop | None = None, quick: bool = False,
     qs = st.quasi_static_rates
     quasi = not quick and bool(qs.size and np.all(qs > 0))   # the quasi-static limit is a stable gradient flow
     runs = _StepRuns(setup) if disturbed else None
-    # the independent ODE runs first, on every core (crnfb.feedback.parallel): the rate fit, the
-    # linear step, the nonlinear steps the amplitude choice and the linear range need, the quasi-static fit
-    tasks = {"rate": partial(_timed, check_convergence, setup)}
-    if disturbed:
-        tasks["linear"] = runs.linear_run
-        for Ak in A_STEP * np.array([1, 2, 4] if quick else [1, 2, 4, 8]):
-            tasks[float(Ak)] = partial(runs.run, float(Ak))
-    if quasi:
-        tasks["quasi"] = partial(_timed, check_quasi_static, setup)
-    done = dict(zip(tasks, run_all(list(tasks.values()))))
+    done = _first_runs(setup, runs, quick, quasi)
     checks: list[Check] = list(done["rate"])
 
     def timed(fn, *args):
@@ -616,7 +651,22 @@ def validate(model: Model, loop: LinearLoop | None = None, quick: bool = False,
         else:
             checks.append(not_made("linear range", "no step response to measure it on (see step response)"))
         checks += _noise_checks(model, loop, seed, noise, st.stable)
+    if loop.n_reduced > DENSE_LIMIT:          # small loops: dense eigenvalues, every mode
+        timed(check_slow_modes, setup)
     return checks
+
+
+def _first_runs(setup: _Setup, runs: "_StepRuns | None", quick: bool, quasi: bool) -> dict:
+    """The independent ODE runs, on every core (crnfb.feedback.parallel): the rate fit, the linear step,
+    the nonlinear steps the amplitude choice and the linear range need, the quasi-static fit."""
+    tasks = {"rate": partial(_timed, check_convergence, setup)}
+    if runs is not None:
+        tasks["linear"] = runs.linear_run
+        for Ak in A_STEP * np.array([1, 2, 4] if quick else [1, 2, 4, 8]):
+            tasks[float(Ak)] = partial(runs.run, float(Ak))
+    if quasi:
+        tasks["quasi"] = partial(_timed, check_quasi_static, setup)
+    return dict(zip(tasks, run_all(list(tasks.values()))))
 
 
 def _timed(fn, *args) -> list[Check]:
@@ -745,5 +795,5 @@ def with_consistency(validation: list | None, report: dict) -> list | None:
 
 
 __all__ = ["Check", "check_convergence", "check_frequency", "check_linear_range", "check_quasi_static",
-           "check_step", "table", "validate",
+           "check_slow_modes", "check_step", "table", "validate",
            "consistency_checks", "with_consistency"]

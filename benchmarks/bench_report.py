@@ -86,7 +86,19 @@ def _core_child(path: str) -> None:
                       "load_s": t1 - t0, "fit_s": t2 - t1, "loop_fixed_point_s": t2b - t2,
                       "linearise_s": t3 - t2b, "slowest_modes_s": t4 - t3,
                       "core_s": t4 - t1, "slowest_rate": float(st.slowest_rate),
-                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}))
+                      "peak_rss_mib": _peak_rss_mib()}))
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak resident memory. ``VmHWM`` (Linux) starts afresh at ``exec``; ``ru_maxrss``
+    keeps the parent's peak across fork and exec (it read 1626 MiB for 549 states after a 10^4 report)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _children_cpu() -> float:

@@ -141,11 +141,13 @@ def test_block_interconnection_eigenvalues_equal_reduced_jacobian(loops, key):
     ref = closed_loop_eigenvalues(lp)
     scale = np.abs(ref).max()
     T = linear_loop(lp)
-    assert match_error(np.linalg.eigvals(T.A), ref) < 1e-9 * scale
-    assert match_error(control.poles(T), ref) < 1e-9 * scale
+    # E1 at eps = 0.05 has a double root (-0.5): any two computations split it differently, by up to
+    # ~sqrt(machine eps) of the scale (7e-8 against 1.4e-7 after a fixed point 5e-14 closer)
+    tol = 1e-6 if key == "E1" else 1e-9
+    assert match_error(np.linalg.eigvals(T.A), ref) < tol * scale
+    assert match_error(control.poles(T), ref) < tol * scale
     L = loop_transfer_blocks(lp)
     cl = control.feedback(L, np.eye(lp.net.k))
-    # E1 at eps = 0.05 has a double root (-0.5): its computed pair splits by ~sqrt(machine eps)
     assert match_error(np.linalg.eigvals(cl.A), ref) < 1e-6 * scale
 
 

@@ -126,3 +126,37 @@ def test_unstable_loop_growth_rate_is_checked(chain):
     rate = kinds["convergence rate"][0]
     assert rate.predicted < 0                      # growth
     _assert_all_pass(checks)
+
+
+def test_slow_mode_search_is_checked_against_the_reduced_plant_loop(monkeypatch, e3):
+    """E3 through the large-loop paths (sparse slowest modes, reduced plant model): the check passes; a
+    search that reports a slowest rate 3x too fast within a small radius is caught, because the
+    reduced-plant loop has the true slowest mode beyond that radius (confirmed by inverse iteration)."""
+    from dataclasses import replace
+
+    import crnfb.analysis.frequency as F
+    import crnfb.analysis.stability as S
+    from crnfb.analysis.validation import _Setup, check_slow_modes
+
+    monkeypatch.setattr(S, "DENSE_LIMIT", 5)
+    monkeypatch.setattr(F, "ROM_PLANT", 5)
+    loop = linearise(e3)
+    setup = _Setup(loop)
+    ok = check_slow_modes(setup)
+    assert ok.passed is True and ok.predicted == pytest.approx(setup.stability.slowest_rate)
+    assert ok.simulated >= ok.predicted
+    true_rate = setup.stability.slowest_rate
+    for key in [k for k in loop.memo if isinstance(k, tuple) and k and k[0] == "slowest_radius"]:
+        loop.memo[key] = 0.5 * true_rate             # a search that saw almost nothing
+    setup.__dict__["stability"] = replace(setup.stability, slowest_rate=3 * true_rate)
+    bad = check_slow_modes(setup)
+    assert bad.passed is False
+    assert bad.simulated == pytest.approx(true_rate, rel=1e-6)
+    assert bad.details["suspects_checked"] >= 1
+
+
+def test_small_loops_make_no_slow_mode_check(e1):
+    """Dense eigenvalues give every mode: the check is not listed for small loops."""
+    from crnfb.analysis.validation import SLOW_MODES
+
+    assert SLOW_MODES not in [c.quantity for c in validate(e1, noise=False)]
