@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import sparse, stats
 
-from crnfb.analysis.linearise import LinearLoop, linearise
+from crnfb.analysis.linearise import LinearLoop, linearise, model_and_loop
 from crnfb.analysis.noise_spectral import SparseDiffusion, spectral_covariance
 from crnfb.analysis.stability import closed_loop_eigenvalues
 from crnfb.feedback.ensembles import EdgeList
@@ -186,18 +186,20 @@ class NoisePrediction:
         }
 
 
-def parameter_noise(model: Model, clamping: str | None = None, loop: LinearLoop | None = None) -> NoisePrediction:
+def parameter_noise(model: Model | LinearLoop, clamping: str | None = None,
+                    loop: LinearLoop | None = None) -> NoisePrediction:
     """Stationary LNA covariance of the learned theta for the model's ensemble sizes.
 
     Parameters
     ----------
-    model : Model
-        ``model.ensembles`` gives ``M_f, M_c, Omega``.
+    model : Model or LinearLoop
+        ``model.ensembles`` gives ``M_f, M_c, Omega``; a linearised loop may stand in for it.
     clamping : str or None
         Override the model's clamping.
     loop : LinearLoop or None
         A linearisation to reuse (must match ``clamping``).
     """
+    model, loop = model_and_loop(model, loop)
     loop = loop or linearise(model, clamping)
     net = loop.net
     k = net.k
@@ -298,7 +300,7 @@ def _affordable(loop: LinearLoop, tau: float, burn: float, max_events: float) ->
     return need <= max_events
 
 
-def validate_noise(model: Model, replicates: int = 8, seed: int = 0, *, loop: LinearLoop | None = None,
+def validate_noise(model: Model | LinearLoop, replicates: int = 8, seed: int = 0, *, loop: LinearLoop | None = None,
                    clamping: str | None = None, t_end: float | None = None, burn_in: float | None = None,
                    tolerance: float = 0.05, max_events: float = 5e6, progress: bool = False,
                    prediction: NoisePrediction | None = None) -> list[dict]:
@@ -338,6 +340,7 @@ def validate_noise(model: Model, replicates: int = 8, seed: int = 0, *, loop: Li
 
     if replicates < 2:
         raise ValueError("validate_noise needs at least 2 replicates for a confidence interval")
+    model, loop = model_and_loop(model, loop)
     # whether the SSA can sample the slowest mode is decided before the covariance is computed
     loop = prediction.loop if prediction is not None else (loop or linearise(model, clamping))
     tau, burn = _burn_in(loop, burn_in)

@@ -507,9 +507,12 @@ def episode_settings(quick: bool) -> dict:
     return {"rtol": 1e-6, "atol": 1e-10, "points": 800} if quick else {}
 
 
-def thermodynamics_report(model: Model, loop=None, with_episode: bool = True, quick: bool = False,
+def thermodynamics_report(model, loop=None, with_episode: bool = True, quick: bool = False,
                           episode_result: Episode | None = None) -> dict:
     """The ``thermodynamics`` section of ``report.json`` (docs/cli.md).
+
+    ``model`` is a :class:`Model` or a linearised loop standing in for it
+    (``thermodynamics_report(loop)``, as ``margins(loop)``).
 
     Keys: ``fixed_point {free, clamped, learning, total, total_ensemble, ...}``,
     ``fixed_point_ensemble`` (each part scaled to the cell), ``episode_total``,
@@ -520,6 +523,9 @@ def thermodynamics_report(model: Model, loop=None, with_episode: bool = True, qu
     ``episode_result``: an episode already integrated (the report shares one
     simulation of the learning episode between this section and the learning figure).
     """
+    from crnfb.analysis.linearise import model_and_loop
+
+    model, loop = model_and_loop(model, loop)
     net, fp = _loop_parts(model, loop)
     d = dissipation(net, fp.x, fp.a)
     out = {"fixed_point": d.to_dict(),

@@ -53,7 +53,7 @@ import scipy.linalg
 from scipy import sparse
 from scipy.sparse.linalg import splu
 
-from crnfb.analysis.linearise import LinearLoop, linearise, loop_fixed_point
+from crnfb.analysis.linearise import LinearLoop, linearise, loop_fixed_point, model_and_loop
 from crnfb.analysis.slowmodes import ShiftedReduced, reduced_solve
 from crnfb.analysis.stability import DENSE_LIMIT, stability
 from crnfb.feedback.ensembles import LearningNetwork
@@ -581,13 +581,14 @@ def check_quasi_static(setup: _Setup) -> Check:
 
 
 # -- all checks --------------------------------------------------------------------------------------------------------
-def validate(model: Model, loop: LinearLoop | None = None, quick: bool = False,
+def validate(model: Model | LinearLoop, loop: LinearLoop | None = None, quick: bool = False,
              seed: int = 0, noise: bool = True) -> list[Check]:
     """Run the validation checks on ``model`` (its loop linearised if not given).
 
     Parameters
     ----------
-    model : Model
+    model : Model or LinearLoop
+        A linearised loop may stand in for the model (``validate(loop)``, as ``margins(loop)``).
     loop : LinearLoop or None
     quick : bool
         Only the convergence rate, step response and frequency response (3
@@ -608,6 +609,7 @@ def validate(model: Model, loop: LinearLoop | None = None, quick: bool = False,
         unstable mode (while the deviation stays small); for a marginal one
         (slowest rate exactly zero) no check is made.
     """
+    model, loop = model_and_loop(model, loop)
     loop = loop or linearise(model)
     setup = _Setup(loop)
     st = setup.stability

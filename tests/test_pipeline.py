@@ -99,3 +99,24 @@ def test_log_sampled_adds_shorter_runs_only_when_the_start_is_unresolved(core, m
     assert calls == pytest.approx([1e4, 1e2, 1.0]) and 0.1 / rate < 1.0
     assert np.all(np.diff(tt) > 0) and tt.size == th.shape[0] == D.size
     assert tt[1] <= 1.0 / 200 + 1e-12                    # the shortest run's first sample
+
+
+def test_functions_that_took_a_model_take_the_loop_too(core):
+    """One vocabulary: validate, parameter_noise and thermodynamics_report accept the linearised loop in
+    the model's place, as margins, disturbance and stability do; same results either way."""
+    from crnfb.analysis.linearise import model_and_loop
+    from crnfb.analysis.noise import parameter_noise
+    from crnfb.analysis.thermo import thermodynamics_report
+    from crnfb.analysis.validation import validate
+
+    model, opt, fp, loop, st = core
+    a = [(c.quantity, c.predicted) for c in validate(loop, noise=False, quick=True) if c.passed is not None]
+    b = [(c.quantity, c.predicted) for c in validate(model, loop=loop, noise=False, quick=True)
+         if c.passed is not None]
+    assert a == b and a
+    assert np.allclose(parameter_noise(loop).covariance, parameter_noise(model, loop=loop).covariance)
+    t1 = thermodynamics_report(loop, with_episode=False)
+    t2 = thermodynamics_report(model, loop=loop, with_episode=False)
+    assert t1["fixed_point"] == t2["fixed_point"]
+    with pytest.raises(ValueError, match="give the loop once"):
+        model_and_loop(loop, linearise(model))
