@@ -416,7 +416,8 @@ class BlockShiftedLU:
 #: Plants with more states than this are evaluated through a verified reduced model
 #: (:mod:`crnfb.analysis.plantrom`). Measured at 2535 copy states (5068 plant states): 25
 #: exact solves build a model of order 572 that agrees with every exact solve to 4e-11;
-#: margins 21.5 -> 4.3 s of the report. Below it (E1-E3, the chain) every frequency is solved exactly.
+#: margins 21.5 -> 2.7 s of the report (docs/benchmarks.md (d)). Below it (E1-E3, the chain)
+#: every frequency is solved exactly.
 ROM_PLANT = 500
 #: The reduced plant model's anchors: one a decade from this factor below the slowest plant
 #: rate to this factor above the fastest, plus :data:`ROM_FLAT` beyond both, where the
