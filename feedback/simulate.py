@@ -204,7 +204,9 @@ def _advance_piece(run: _OdeRun, solver, method: str, max_steps: int, t0: float,
         with np.errstate(over="ignore", invalid="ignore"):
             try:
                 msg = solver.step()
-            except RuntimeError as e:       # SuperLU: a zero pivot in I - c J
+            except RuntimeError as e:
+                if "singular" not in str(e):     # SuperLU's zero pivot in I - c J; anything else is not ours to name
+                    raise
                 raise SimulationError(f"{method} failed at t = {t_old:.6g}: the Newton matrix I - c J is singular "
                                       f"in double precision ({e}); the loop's rates span more than floating "
                                       "point resolves") from e

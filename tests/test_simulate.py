@@ -241,3 +241,21 @@ def test_singular_newton_matrix_is_a_simulation_error(monkeypatch):
     with pytest.raises(SimulationError, match="Newton matrix I - c J is singular in double precision"):
         integrate(lambda lo, hi: ((lambda t, y: J @ y), (lambda t, y: J)), np.ones(3), np.linspace(0, 1, 5),
                   progress=False)
+
+
+def test_other_runtime_errors_in_a_step_are_not_renamed(monkeypatch):
+    """Only SuperLU's singular factor is turned into the Newton-matrix SimulationError."""
+    from scipy import sparse
+
+    import crnfb.feedback.bdf as bdf
+    from crnfb.feedback.simulate import SimulationError, integrate
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug somewhere else")
+
+    monkeypatch.setattr(bdf, "BorderedLU", broken)
+    J = sparse.csr_matrix(-np.eye(3))
+    with pytest.raises(RuntimeError, match="a bug somewhere else") as info:
+        integrate(lambda lo, hi: ((lambda t, y: J @ y), (lambda t, y: J)), np.ones(3), np.linspace(0, 1, 5),
+                  progress=False)
+    assert not isinstance(info.value, SimulationError)
