@@ -176,53 +176,41 @@ def reduced_inverse(loop) -> ReducedInverse:
 
 #: Iterative refinement of :class:`ShiftedReduced` solves: relative residual target and most steps.
 REFINE_TOL = 1e-13
-REFINE_STEPS = 6
+REFINE_STEPS = 3
 
 
 class ShiftedReduced:
-    """``(Jr - s I)^{-1}`` and its transpose for ``s != 0`` (real or complex), through the full Jacobian.
+    """``(Jr - s I)^{-1}`` and its transpose (``s`` real or complex, not an eigenvalue of ``Jr``).
 
-    ``range(V)`` is invariant under ``J`` (``J V = V Jr``) and the rows of ``V`` at
-    ``loop.rest`` are the identity, so ``(Jr - s I)^{-1} y = [(J - s I)^{-1} V y]_rest``
-    and ``(Jr - s I)^{-T} z = V^T (J - s I)^{-T} z_rest`` (``z_rest``: ``z`` at
-    ``rest``, zero elsewhere). ``J - s I`` is factorised as the ensembles'
-    banded block and a ``k x k`` Schur complement over theta
-    (:class:`crnfb.feedback.bdf.BorderedLU`), never as the reduced Jacobian,
-    whose eliminated pivots leave dense rows (``splu(Jr)`` at 10^4 states:
-    26 s and 54 M entries of fill, against 0.1 s here). ``s`` must not be an
-    eigenvalue of ``J`` (the structural zeros included).
-
-    The full Jacobian's structural zeros lie ``|s|`` from the shift, so the
-    factorisation's rounding along them grows like ``1/|s|`` (measured at the
-    T = 40 scaffold's slowest rate, ``|s| = 2.3e-5``: residual 2e-5, transpose
-    1.5e-3); every solve is therefore refined on the reduced residual
-    ``b - (Jr - s I) x`` until it is below ``REFINE_TOL`` of ``|b|``.
+    The reduction eliminates one pivot per conservation law and leaves the
+    pivot's column entries in every row it touched: a few dense rows, besides
+    the theta rows and columns. SuperLU of ``Jr`` as a whole fills along them
+    (at 10^4 states: 26 s and 54 M entries of fill); the bordered LU
+    (:class:`crnfb.feedback.bdf.BorderedLU`) puts every dense line in a small
+    Schur complement and factorises the sparse rest (0.4-0.9 s, 2-3 M).
+    It factorises ``Jr`` itself: the full Jacobian would add the structural
+    zeros, ``|s|`` from the shift, and for the slow shifts of the validation
+    (``|s| ~ 4e-9``) rounding along them grew without bound. Each solve is
+    refined on its residual (at most ``REFINE_STEPS`` times, to ``REFINE_TOL``).
     """
 
     def __init__(self, loop, s: complex):
         from crnfb.feedback.bdf import BorderedLU
 
-        net = loop.net
-        self.n_p = n_p = net.n_f + net.n_c
-        J = loop.J.tocsc()
-        n = J.shape[0]
+        Jr = loop.Jr.tocsc()
+        n = Jr.shape[0]
         dtype = complex if np.iscomplexobj(s) and complex(s).imag != 0 else float
-        self.M = (J.astype(dtype) - s * sparse.identity(n, dtype=dtype, format="csc")).tocsc()
-        self.border = np.arange(n_p, n)
-        self._lu = BorderedLU(self.M, border=self.border)
+        self.s = s if dtype is complex else float(np.real(s))
+        self.M = (Jr.astype(dtype) - self.s * sparse.identity(n, dtype=dtype, format="csc")).tocsc()
+        self._lu = BorderedLU(self.M)
         self._luT = None
-        self.V = loop.V.tocsr()
-        self.rest = loop.rest
-        self.n = n
-        self.s = s
-        self.Jr = loop.Jr.tocsr()
 
     @staticmethod
-    def _refined(apply, once, b: np.ndarray) -> np.ndarray:
+    def _refined(M, once, b: np.ndarray) -> np.ndarray:
         x = once(b)
         nb = np.linalg.norm(b)
         for _ in range(REFINE_STEPS):
-            r = b - apply(x)
+            r = b - M @ x
             if np.linalg.norm(r) <= REFINE_TOL * nb:
                 break
             x = x + once(r)
@@ -230,22 +218,15 @@ class ShiftedReduced:
 
     def solve(self, y_r: np.ndarray) -> np.ndarray:
         """``(Jr - s I)^{-1} y_r`` (vector or columns)."""
-        return self._refined(lambda x: self.Jr @ x - self.s * x,
-                             lambda b: self._lu.solve(self.V @ b)[self.rest], np.asarray(y_r))
+        return self._refined(self.M, self._lu.solve, np.asarray(y_r))
 
     def solve_T(self, z: np.ndarray) -> np.ndarray:
         """``(Jr - s I)^{-T} z`` (vector or columns)."""
         from crnfb.feedback.bdf import BorderedLU
 
         if self._luT is None:
-            self._luT = BorderedLU(self.M.T.tocsc(), border=self.border)
-
-        def once(b):
-            w = np.zeros((self.n,) + np.shape(b)[1:], dtype=np.result_type(b, self.M.dtype))
-            w[self.rest] = b
-            return self.V.T @ self._luT.solve(w)
-
-        return self._refined(lambda x: self.Jr.T @ x - self.s * x, once, np.asarray(z))
+            self._luT = BorderedLU(self.M.T.tocsc())
+        return self._refined(self.M.T, self._luT.solve, np.asarray(z))
 
 
 def reduced_solve(loop, b: np.ndarray) -> np.ndarray:

@@ -187,12 +187,14 @@ class _Setup:
             k = min(12, n - 2)
             # shift-invert next to the slowest eigenvalue (from the stability analysis): the
             # modes wanted are the ones nearest it; which="LR" did not converge on 1321 states.
-            # (Jr - sigma I)^{-1} through the full Jacobian (ShiftedReduced): factorising the
+            # (Jr - sigma I)^{-1} by the bordered LU (ShiftedReduced): SuperLU of the whole
             # reduced Jacobian took 26 s at 10^4 states
             target = complex(self.stability.eigenvalues[0])
             sigma = target.real + 1e-3 * max(abs(target), 1e-12)
             shifted = ShiftedReduced(self.loop, sigma)
-            opts = {"k": k, "sigma": sigma, "which": "LM", "tol": 1e-12, "maxiter": max(5000, 20 * n)}
+            # a fixed start vector: the same eigenvectors (and fits) on every run
+            opts = {"k": k, "sigma": sigma, "which": "LM", "tol": 1e-12, "maxiter": max(5000, 20 * n),
+                    "v0": np.random.default_rng(0).standard_normal(n)}
             lam, Vr = eigs(self.Jr.tocsc(), OPinv=LinearOperator((n, n), matvec=shifted.solve, dtype=float), **opts)
             lamT, W = eigs(self.Jr.T.tocsc(), OPinv=LinearOperator((n, n), matvec=shifted.solve_T, dtype=float),
                            **opts)
@@ -460,7 +462,7 @@ def check_frequency(setup: _Setup, omegas: np.ndarray | None = None, A: float = 
     plans = []
     for w, Gw in zip(omegas, G):
         period = 2 * np.pi / w
-        if n > DENSE_LIMIT:     # through the full Jacobian's bordered LU (no fill from the reduction)
+        if n > DENSE_LIMIT:     # bordered LU: the reduction's dense rows in a small Schur complement
             yw = -ShiftedReduced(setup.loop, 1j * w).solve(setup.Br.astype(complex))
         else:
             yw = splu((1j * w * I - setup.Jr.astype(complex)).tocsc()).solve(setup.Br.astype(complex))
