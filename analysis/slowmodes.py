@@ -230,8 +230,9 @@ class ShiftedReduced:
 
 
 def reduced_solve(loop, b: np.ndarray) -> np.ndarray:
-    """``Jr^{-1} b`` (reduced coordinates): block elimination (:class:`ReducedInverse`) on large loops,
-    SuperLU of ``Jr`` on small ones or when the quasi-static Schur complement is singular."""
+    """``Jr^{-1} b`` (reduced coordinates): block elimination (:class:`ReducedInverse`, kept on the loop) on
+    large loops, else the bordered LU of ``Jr`` (:class:`ShiftedReduced` at 0) when the quasi-static Schur
+    complement is singular; SuperLU of ``Jr`` on small loops."""
     from crnfb.analysis.stability import DENSE_LIMIT
 
     b = np.asarray(b, float)
@@ -244,4 +245,5 @@ def reduced_solve(loop, b: np.ndarray) -> np.ndarray:
             if b.ndim == 1:
                 return ri.op.matvec(b)
             return np.column_stack([ri.op.matvec(b[:, j]) for j in range(b.shape[1])])
+        return ShiftedReduced(loop, 0.0).solve(b)      # SuperLU of the whole Jr fills along its dense rows
     return splu(loop.Jr.tocsc()).solve(b)

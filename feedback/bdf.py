@@ -187,11 +187,7 @@ class BorderedLU:
             return self._lu.solve(b)
         r, s = self.rest, self.border
         y = self._lu.solve(np.ascontiguousarray(b[r]))
-        rhs = b[s] - self._C @ y
-        if np.iscomplexobj(rhs) and self._getrs is dgetrs:      # a complex right-hand side, real factors
-            x2 = dgetrs(*self._S, rhs.real)[0] + 1j * dgetrs(*self._S, rhs.imag)[0]
-        else:
-            x2, _ = self._getrs(*self._S, rhs)       # LAPACK directly: scipy's wrapper costs more than the solve
+        x2, _ = self._getrs(*self._S, b[s] - self._C @ y)   # LAPACK directly: scipy's wrapper costs more than the solve
         x = np.empty(b.shape, dtype=np.result_type(b, y))
         x[s] = x2
         x[r] = y - self._Z @ x2
