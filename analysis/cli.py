@@ -82,6 +82,7 @@ def cmd_check(args) -> int:
 def cmd_fit(args) -> int:
     from crnfb.analysis.fixedpoints import (learned_fixed_point, plateaus_at_infinity, quasi_static_rates,
                                             stationary_points)
+    from crnfb.analysis.summary import fmt, fmt_residual
     model = _load(args)
     if args.starts < 0:
         raise UsageError("--starts must be >= 0")
@@ -109,8 +110,8 @@ def cmd_fit(args) -> int:
             print(f"{head}: {d['kind']}{'' if d['converged'] else ' (NOT converged)'}")
             for n, v in d["theta"].items():
                 print(f"  theta_{n:<10s} {v: .6f}")
-            print(f"  D(Q||P)          {d['divergence']:.6g} nats")
-            print(f"  |grad D|         {d['gradient_norm']:.3g}")
+            print(f"  D(Q||P)          {fmt(d['divergence'], '.6g')} nats")
+            print(f"  |grad D|         {fmt_residual(d['gradient_norm'])}")
             print(f"  Hessian eigs     {', '.join(f'{x:.4g}' for x in d['hessian_eigenvalues'])}")
             print(f"  rates eps*eig    {', '.join(f'{x:.4g}' for x in d['rates'])}")
             print(f"  truncation mass  {d['truncation_mass']:.3g}")

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import re
+import sys
 import textwrap
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
@@ -206,6 +208,36 @@ def fmt(v, spec: str = ".4g", unit: str = "") -> str:
     return str(v)
 
 
+#: Residuals below this print as "< 1e-10": the fit's own gradient tolerance
+#: (``learned_fixed_point(gtol=1e-10)``); below it the digits are round-off and differ between
+#: machines and BLAS builds (report.json keeps the number).
+RESIDUAL_FLOOR = 1e-10
+
+
+def fmt_residual(v) -> str:
+    """A residual (``|grad D|``): ``< 1e-10`` below :data:`RESIDUAL_FLOOR`, else three digits."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < RESIDUAL_FLOOR:
+        return f"< {RESIDUAL_FLOOR:.0e}"
+    return fmt(v, ".3g")
+
+
+def real_parts_of_multiple_roots(ev) -> list[tuple[float, float]]:
+    """Eigenvalues ``(re, im)`` with round-off imaginary parts of multiple real roots set to 0.
+
+    A real eigenvalue of multiplicity ``m`` whose eigenvectors are defective is
+    split by a round-off perturbation ``δ ≈ eps·|J|`` into ``m`` roots about
+    ``(δ·|λ|^(m-1))^(1/m)`` apart (docs/theory.md §5): for a double root, an
+    imaginary pair of size ``~sqrt(eps)·|λ|_max``, whose digits depend on the
+    machine. Imaginary parts up to ``sqrt(eps)·max|λ|`` are shown as 0 (a damping
+    ratio within ``1e-16`` of 1 is a real root for every purpose); report.json
+    keeps the computed values.
+    """
+    pairs = [(float(re), float(im)) for re, im in ev]
+    scale = max((math.hypot(re, im) for re, im in pairs), default=0.0)
+    tiny = math.sqrt(sys.float_info.epsilon) * scale
+    return [(re, 0.0 if abs(im) <= tiny else im) for re, im in pairs]
+
+
 def _reason(sec: Mapping | None, key: str) -> str:
     r = sec.get(f"{key}_reason") if isinstance(sec, Mapping) else None
     return r or ""
@@ -243,7 +275,7 @@ def _fixed_point_tables(fp: Mapping) -> list[Table]:
             ("D(Q||P) at the fixed point (nats)", fmt(fp["divergence"], ".6g")),
             ("D at the optimum (nats)", fmt(opt["divergence"], ".6g")),
             ("bias: excess D (nats)", fmt(fp["bias"], ".3g")),
-            ("|grad D| at the fixed point", fmt(fp["gradient_norm"], ".3g")),
+            ("|grad D| at the fixed point", fmt_residual(fp["gradient_norm"])),
             ("optimum kind", str(opt.get("kind", ""))),
         ]),
     ]
@@ -262,8 +294,9 @@ def _quasi_static_table(qs: Mapping) -> Table:
 
 def _closed_loop_tables(cl: Mapping) -> list[Table]:
     ev = cl["eigenvalues"]
+    shown = real_parts_of_multiple_roots(ev)[:10]
     rows = tuple((str(i + 1), fmt(re, ".5g"), fmt(im, ".5g"), fmt(1 / abs(re) if re else None, ".4g"))
-                 for i, (re, im) in enumerate(ev[:10]))
+                 for i, (re, im) in enumerate(shown))
     title = "Slowest closed-loop eigenvalues" + (f" (10 of {len(ev)}; all in report.json)" if len(ev) > 10 else "")
     return [
         _kv("Closed loop", [
@@ -317,8 +350,14 @@ def _validation_table(val: list | None, why: str | None) -> Table:
     if val is None:
         return Table(title, ("status",), ((why or "not run",),))
     return Table(title, ("quantity", "predicted", "simulated", "rel. error", "passed"), tuple(
-        (str(c.get("quantity")), fmt(c.get("predicted")), fmt(c.get("simulated")), fmt(c.get("rel_error"), ".2g"),
+        (str(c.get("quantity")), _predicted_cell(c), fmt(c.get("simulated")), fmt(c.get("rel_error"), ".2g"),
          _passed_cell(c)) for c in val))
+
+
+def _predicted_cell(c: Mapping) -> str:
+    if (c.get("details") or {}).get("residual"):
+        return fmt_residual(c.get("predicted"))
+    return fmt(c.get("predicted"))
 
 
 def _passed_cell(c: Mapping) -> str:

@@ -781,7 +781,9 @@ def consistency_checks(report: dict) -> list[dict]:
     opt = (report.get("fixed_point") or {}).get("optimum") or {}
     conv = opt.get("converged")
     out.append(_entry("consistency: learned fixed point converged", opt.get("gradient_norm"), None,
-                      None if conv is None else bool(conv), note=opt.get("note") or ""))
+                      None if conv is None else bool(conv), note=opt.get("note") or "",
+                      # predicted is |grad D|: printed as a residual (summary.fmt_residual)
+                      residual=True))
     return out
 
 

@@ -192,12 +192,14 @@ def test_written_files_follow_the_umask(tmp_path):
 
 
 # -- 5: class size bounded before enumerating, linear enumeration ---------------------------------------------
+# "At once" is measured in this process's CPU time, not wall time: on a loaded machine (CI shares
+# two cores) wall time includes waiting for a core, and these bounds are about work, not load.
 def test_huge_truncation_is_refused_at_once(tmp_path):
     """Before: n_max = 1e15 never returned."""
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     with pytest.raises(ModelError, match="up to 1e\\+15 states"):
         load_model(write(tmp_path, E1.replace("n_max = 60", "n_max = 1000000000000000")))
-    assert time.perf_counter() - t0 < 5.0
+    assert time.process_time() - t0 < 5.0
 
 
 def test_three_open_species_class_counted_exactly(tmp_path):
@@ -215,9 +217,9 @@ def test_long_chain_enumeration_is_linear():
     from crnfb.feedback.network import Network
     from crnfb.feedback.statespace import StateSpace
     net = Network.from_equations({"X": dict(visible=True)}, ["0 <-> X"])
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     space = StateSpace(net, [0], 60000)
-    assert space.size == 60001 and time.perf_counter() - t0 < 5.0
+    assert space.size == 60001 and time.process_time() - t0 < 5.0
     assert space.hidden_disconnected() == []
 
 
@@ -251,9 +253,9 @@ def test_slice_count_bounds_the_class_tightly(name):
 ])
 def test_bad_arguments_exit_2(capsys, tmp_path, argv, phrase):
     write(tmp_path, E1)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     rc, out, err = run(capsys, *[a.format(m=EXAMPLES / "birth_death.toml", t=tmp_path) for a in argv])
-    assert time.perf_counter() - t0 < 10.0          # bad input is found before any long computation
+    assert time.process_time() - t0 < 10.0          # bad input is found before any long computation
     assert rc == 2 and phrase in err and "Traceback" not in err
 
 
