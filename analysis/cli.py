@@ -299,6 +299,10 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     try:
         return run(args)
+    except KeyboardInterrupt:   # a second signal while the first was being reported: no traceback
+        return EXIT_SIGINT
+    except Terminated:
+        return EXIT_SIGTERM
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -14,17 +14,27 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import splu
 
+from .signals_guard import python_signals
+
 __all__ = ["column_dominant", "lu_without_pivoting", "nested_dissection", "PermutedLU"]
 
 
 def nested_dissection(M: sparse.spmatrix) -> np.ndarray:
-    """METIS nested-dissection order (pymetis) of the pattern of ``|M| + |M^T|``."""
+    """METIS nested-dissection order (pymetis) of the pattern of ``|M| + |M^T|``.
+
+    METIS re-installs the ``SIGTERM``/``SIGABRT`` handlers with ``SA_RESTART``, after which
+    ``SIGTERM`` no longer interrupts a blocking wait: the call runs inside
+    :func:`crnfb.feedback.signals_guard.python_signals`, which restores Python's handlers.
+    """
     import pymetis  # only large systems need it
 
     G = (abs(M) + abs(M.T)).tocsr()
     G.setdiag(0)
     G.eliminate_zeros()
-    return np.asarray(pymetis.nested_dissection(pymetis.CSRAdjacency(adj_starts=G.indptr, adjacent=G.indices))[0])
+    adjacency = pymetis.CSRAdjacency(adj_starts=G.indptr, adjacent=G.indices)
+    with python_signals():
+        order = pymetis.nested_dissection(adjacency)[0]
+    return np.asarray(order)
 
 
 def lu_without_pivoting(M: sparse.spmatrix):

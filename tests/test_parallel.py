@@ -1,9 +1,20 @@
-"""Forked workers for independent runs (crnfb.feedback.parallel)."""
+"""Forked workers for independent runs (crnfb.feedback.parallel).
+
+The process model must never wait forever: a task's error, a worker killed
+at any moment and an interrupt of the parent all end :func:`run_all` with an
+exception, with every worker reaped (docs/decisions.md, "Processes and signals").
+"""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,8 +45,129 @@ def test_a_task_error_is_raised_here(monkeypatch):
 
     def bad():
         raise ValueError("task 1 failed")
-    with pytest.raises(ValueError, match="task 1 failed"):
-        parallel.run_all([partial(_square_and_pid, 1), bad])
+    with pytest.raises(ValueError, match="task 1 failed") as info:
+        parallel.run_all([partial(_square_and_pid, 1), bad, partial(_square_and_pid, 2)])
+    # the worker's traceback travels with it (shown with --debug)
+    assert isinstance(info.value.__cause__, parallel.RemoteTraceback)
+    assert "task 1 failed" in str(info.value.__cause__) and "bad" in str(info.value.__cause__)
+    assert _children(os.getpid()) == []       # the other worker was reaped
+
+
+def _kill_self(sig):
+    os.kill(os.getpid(), sig)
+    time.sleep(60)          # a worker that outlived the signal would turn this test into a timeout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+def test_a_dead_worker_is_an_error_not_a_wait(monkeypatch, sig):
+    """A worker killed mid-task raises WorkerError at once. SIGTERM/SIGINT kill a worker (default
+    handlers) even where this process has Python handlers for them, as the CLI has."""
+    monkeypatch.setenv("CRNFB_WORKERS", "2")
+    previous = signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(AssertionError("parent")))
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(parallel.WorkerError, match=f"task 1 .*killed by {sig.name}"):
+            parallel.run_all([partial(time.sleep, 0.5), partial(_kill_self, sig), partial(time.sleep, 0.5)])
+        assert time.monotonic() - t0 < 30      # not the 60 s sleep: the death was noticed, not waited out
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert _children(os.getpid()) == []
+
+
+def test_unpicklable_result_is_the_tasks_error(monkeypatch):
+    monkeypatch.setenv("CRNFB_WORKERS", "2")
+    with pytest.raises(RuntimeError, match="task 1: .*pickle"):
+        parallel.run_all([partial(_square_and_pid, 1), lambda: (lambda: None)])
+
+
+def _nested(x):
+    return parallel.run_all([partial(_square_and_pid, x)] * 2)
+
+
+def test_nested_calls_run_in_the_worker(monkeypatch):
+    monkeypatch.setenv("CRNFB_WORKERS", "2")
+    out = parallel.run_all([partial(_nested, 2), partial(_nested, 3)])
+    for inner in out:
+        assert {p for _, p in inner} != {os.getpid()} and len({p for _, p in inner}) == 1
+
+
+def _children(pid: int) -> list[int]:
+    """Live (not zombie) processes whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:          # it ended meanwhile
+                continue
+            state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+            if int(ppid) == pid and state != "Z":
+                out.append(int(d.name))
+    return out
+
+
+_SCRIPT = textwrap.dedent("""
+    import importlib.util, os, signal, sys, time
+    from functools import partial
+
+    # the module alone (it needs only the standard library): the test does not wait for crnfb's imports
+    spec = importlib.util.spec_from_file_location("parallel", sys.argv[2])
+    parallel = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(parallel)
+    run_all = parallel.run_all
+
+    class Terminated(BaseException):
+        pass
+
+    def on_term(signum, frame):     # what crnfb's CLI installs (analysis/cli.py)
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, on_term)
+    os.environ["CRNFB_WORKERS"] = "2"
+    tasks = [partial(time.sleep, float(sys.argv[1]))] * 4
+    try:
+        run_all(tasks)
+        print("done", flush=True)
+    except (KeyboardInterrupt, Terminated) as e:
+        print("interrupted", type(e).__name__, flush=True)
+        sys.exit(3)
+""")
+
+
+def _script(tmp_path, seconds: float) -> subprocess.Popen:
+    env = dict(os.environ, CRNFB_WORKERS="2", PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-c", _SCRIPT, str(seconds), parallel.__file__], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_success_prints_nothing_on_stderr(tmp_path):
+    """The CLI's SIGTERM handler in the parent must not reach the workers (it used to print
+    ``Process ForkPoolWorker-N: Traceback ... Terminated`` when the pool closed)."""
+    proc = _script(tmp_path, 0.05)
+    out, err = proc.communicate(timeout=120)
+    assert (proc.returncode, out, err) == (0, "done\n", "")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_kills_and_reaps_the_workers(tmp_path, sig):
+    """A signal to the parent alone, while its workers run: the exception propagates within
+    seconds, the workers are gone, and nothing but the parent's own line is printed."""
+    proc = _script(tmp_path, 60)
+    try:
+        deadline = time.monotonic() + 60
+        while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers = _children(proc.pid)
+        assert len(workers) == 2, "the workers never started"
+        time.sleep(0.2)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    name = "KeyboardInterrupt" if sig == signal.SIGINT else "Terminated"
+    assert (proc.returncode, out, err) == (3, f"interrupted {name}\n", "")
+    for w in workers:
+        assert not Path(f"/proc/{w}").exists(), f"worker {w} left behind"
 
 
 def test_bad_worker_count_is_refused(monkeypatch):

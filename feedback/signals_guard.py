@@ -1,0 +1,58 @@
+"""Python's signal handlers, as Python installed them, around calls into native libraries.
+
+A native library may replace and later restore signal handlers with BSD
+``signal()``, which installs them with ``SA_RESTART``. METIS does (GKlib's
+``gk_sigtrap``/``gk_siguntrap`` around every entry point, for ``SIGTERM`` and
+``SIGABRT``): after the first ``pymetis.nested_dissection`` the ``SIGTERM``
+handler's flags go from ``SA_ONSTACK | SA_RESTORER`` (``0x0c000000``, what
+CPython sets) to ``SA_RESTART | SA_RESTORER`` (``0x14000000``). With
+``SA_RESTART`` the kernel restarts an interrupted blocking wait (``waitpid``, a
+semaphore or lock acquire) instead of returning ``EINTR``, so Python never gets
+to run its handler and the process ignores ``SIGTERM`` for as long as it waits
+(docs/decisions.md, "Processes and signals").
+
+:func:`python_signals` wraps such a call: it holds ``SIGINT`` and ``SIGTERM``
+back while the library runs (GKlib would otherwise turn a ``SIGTERM`` into an
+error return by ``longjmp``, which pymetis reports as an internal error),
+then reinstalls every Python-level handler, which CPython does without
+``SA_RESTART``, and lets the held signals through, so that they act as
+if they had arrived just after the call.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+__all__ = ["python_signals", "TOUCHED_SIGNALS"]
+
+#: The signals whose Python handlers are reinstalled after a native call (GKlib touches SIGTERM
+#: and SIGABRT; SIGINT is Python's KeyboardInterrupt and costs nothing to include).
+TOUCHED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGABRT)
+#: Held back (blocked) during the call, delivered after it.
+_HELD = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextmanager
+def python_signals() -> Iterator[None]:
+    """Run the body with ``SIGINT``/``SIGTERM`` held back, then restore Python's handlers.
+
+    Only handlers that are Python callables are reinstalled: ``SIG_DFL`` and
+    ``SIG_IGN`` do not depend on ``SA_RESTART``, and reinstalling ``SIG_DFL``
+    would remove a C-level handler Python does not know of (``faulthandler``'s
+    on ``SIGABRT``). Outside the main thread handlers cannot be set (CPython);
+    there the signals are still held back during the call, and the main
+    thread's next guarded call repairs the flags.
+    """
+    in_main = threading.current_thread() is threading.main_thread()
+    saved = {s: signal.getsignal(s) for s in TOUCHED_SIGNALS} if in_main else {}
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            if callable(handler):
+                signal.signal(sig, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
