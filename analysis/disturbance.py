@@ -271,15 +271,13 @@ def _step(loop: LinearLoop, v: np.ndarray, rate: float,
                        method), None
 
 
-def _slowest(loop: LinearLoop) -> complex:
-    from crnfb.analysis.margins import _n_flat
-    from crnfb.analysis.stability import closed_loop_eigenvalues
+def _slowest(loop: LinearLoop) -> tuple[complex, bool]:
+    """The slowest eigenvalue without the flat modes, and the verdict of the one zero tolerance
+    (:func:`crnfb.analysis.stability.loop_modes`)."""
+    from crnfb.analysis.stability import loop_modes
 
-    ev = closed_loop_eigenvalues(loop)
-    n_flat = _n_flat(loop)
-    if n_flat:
-        ev = np.delete(ev, np.argsort(np.abs(ev))[:n_flat])
-    return complex(ev[np.argmax(ev.real)])
+    split = loop_modes(loop)
+    return complex(split.rest[0]), split.stable
 
 
 def disturbance(loop: LinearLoop, *, blocks: BrokenLoop | None = None, omega=None,
@@ -292,9 +290,8 @@ def disturbance(loop: LinearLoop, *, blocks: BrokenLoop | None = None, omega=Non
     if not blocks.has_disturbance:
         return Disturbance("[environment.change] leaves the clamped means unchanged: the disturbance "
                            "direction is zero")
-    slow = _slowest(loop)
+    slow, stable = _slowest(loop)
     rate = -slow.real
-    stable = rate > 0
     dc = dc_response(loop, "e")
     dc_frozen = blocks.open_loop([0.0])[1][0]
     v = dc_response(loop, "theta")

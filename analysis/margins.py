@@ -99,14 +99,21 @@ def scaled_jacobian(loop: LinearLoop, gains) -> sparse.csr_matrix:
 
 
 def _n_flat(loop: LinearLoop) -> int:
-    from crnfb.analysis.fixedpoints import classify
+    from crnfb.analysis.stability import flat_count
 
-    model = loop.net.model
-    return int(classify(model, loop.fixed_point.optimum.theta, loop.fixed_point.a).flat.size)
+    return flat_count(loop)
 
 
 def _spectrum(Jr, n_flat: int) -> np.ndarray:
-    """Eigenvalues (dense) or the slowest few (sparse), minus the ``n_flat`` closest to zero."""
+    """Eigenvalues (dense) or the slowest few (sparse), minus the flat modes (:func:`_modes`)."""
+    return _modes(Jr, n_flat).rest
+
+
+def _modes(Jr, n_flat: int):
+    """:func:`crnfb.analysis.stability.classify_modes` of ``Jr``'s eigenvalues (dense) or slowest few
+    (sparse, ``tol = 1e-10``: below the zero tolerance), with the one zero tolerance of its scale."""
+    from crnfb.analysis.stability import classify_modes, spectral_scale, zero_tolerance
+
     n = Jr.shape[0]
     if n <= DENSE_LIMIT:
         ev = np.linalg.eigvals(Jr.toarray() if sparse.issparse(Jr) else Jr)
@@ -115,9 +122,7 @@ def _spectrum(Jr, n_flat: int) -> np.ndarray:
 
         ev = eigs(sparse.csc_matrix(Jr), k=min(n - 2, n_flat + 8), which="LR", return_eigenvectors=False,
                   tol=1e-10, maxiter=max(5000, 20 * n))
-    if n_flat:
-        ev = np.delete(ev, np.argsort(np.abs(ev))[:n_flat])
-    return ev
+    return classify_modes(ev, n_flat, zero_tolerance(ev, spectral_scale(Jr)))
 
 
 def _scaled_family(loop: LinearLoop, direction):
@@ -208,14 +213,13 @@ def _inverse_iteration(J, solve, x, lam: complex, iters: int) -> complex:
     return lam
 
 
-def _nominal_abscissa(loop: LinearLoop, n_flat: int) -> float:
-    """``max Re`` of the reduced loop's spectrum at the given rates (slowest modes; sparse above the limit)."""
-    from crnfb.analysis.stability import closed_loop_eigenvalues
+def _nominal_abscissa(loop: LinearLoop) -> tuple[float, bool]:
+    """``max Re`` of the reduced loop's spectrum without flat modes, and the stability verdict
+    (:func:`crnfb.analysis.stability.loop_modes`, the one zero tolerance)."""
+    from crnfb.analysis.stability import loop_modes
 
-    ev = closed_loop_eigenvalues(loop)
-    if n_flat:
-        ev = np.delete(ev, np.argsort(np.abs(ev))[:n_flat])
-    return float(np.max(ev.real))
+    split = loop_modes(loop)
+    return float(np.max(split.rest.real)), split.stable
 
 
 def _gains_of(loop: LinearLoop, direction):
@@ -241,14 +245,15 @@ def _critical_gain_sparse(loop, gains_of, n_flat, g_min, g_max, crossings, refin
     first crossing met as ``g`` grows is where stability is lost. Returns
     None when a crossing fails to verify (the caller then scans).
     """
-    abscissa = _nominal_abscissa(loop, n_flat)
-    stable = abscissa < 0
+    from crnfb.analysis.stability import classify_modes, zero_tolerance
+
+    abscissa, stable = _nominal_abscissa(loop)
     blocks = broken_loop(loop)
     M0 = blocks.W.T @ blocks.open_loop([0.0])[0][0] @ blocks.W
     mu = np.linalg.eigvals(M0)
-    if n_flat:
-        mu = np.delete(mu, np.argsort(np.abs(mu))[:n_flat])
-    if np.any(mu.real <= 0):
+    tol = zero_tolerance(mu, float(np.max(np.abs(mu))) if mu.size else 0.0)
+    mu = classify_modes(mu, n_flat, tol).rest
+    if np.any(mu.real <= tol):
         return CriticalGain(None, None, stable, abscissa,
                             f"the loop is unstable for every factor down to {g_min:g} "
                             "(the fixed point is not stable under slow learning)")
@@ -335,21 +340,23 @@ def critical_gain(loop: LinearLoop, direction=None, g_min: float = G_MIN, g_max:
     def f(g):
         return float(crit(g).real)
 
+    def unstable(g) -> bool:           # beyond the one zero tolerance (round-off is not instability)
+        split = _modes(jac(g), n_flat)
+        return bool(split.rest.size) and split.abscissa > 0
+
     n = int(round((np.log10(g_max) - np.log10(g_min)) * per_decade)) + 1
     cand = np.array([c * f for c in candidates if g_min < c < g_max for f in (1 - 1e-3, 1 + 1e-3)])
     grid = np.unique(np.concatenate([np.logspace(np.log10(g_min), np.log10(g_max), n), [1.0], cand]))
     nominal = crit(1.0)
-    stable = bool(nominal.real < 0)
-    vals = []
+    stable = _modes(jac(1.0), n_flat).stable
     for i, g in enumerate(grid):
-        v = nominal.real if g == 1.0 else f(g)
-        vals.append(v)
-        if v > 0:
+        if unstable(g):
             if i == 0:
                 return CriticalGain(None, None, stable, float(nominal.real),
                                     f"the loop is unstable for every factor down to {g_min:g} "
                                     "(the fixed point is not stable under slow learning)")
-            gc = brentq(f, grid[i - 1], g, xtol=xtol * grid[i - 1], rtol=1e-12)
+            lo = grid[i - 1]     # decided stable: Re < 0 there or within the tolerance of zero
+            gc = lo if f(lo) >= 0 else brentq(f, lo, g, xtol=xtol * lo, rtol=1e-12)
             return CriticalGain(float(gc), complex(crit(gc)), stable, float(nominal.real))
     return CriticalGain(None, None, stable, float(nominal.real),
                         f"no eigenvalue crosses into the right half plane for factors up to {g_max:g}")

@@ -43,9 +43,14 @@ from scipy import sparse, stats
 
 from crnfb.analysis.linearise import LinearLoop, linearise, model_and_loop
 from crnfb.analysis.noise_spectral import SparseDiffusion, spectral_covariance
-from crnfb.analysis.stability import closed_loop_eigenvalues
+from crnfb.analysis.stability import loop_modes
 from crnfb.feedback.ensembles import EdgeList
 from crnfb.feedback.model import Model
+
+class NoStationaryCovariance(ValueError):
+    """The linearised loop has no stationary covariance (unstable, an unexplained zero mode, or flat
+    modes on the frequency-integral path): a reason for ``passed: null``, not a failure."""
+
 
 MIN_SPAN = 20.0     # correlation times a noise check needs at least (after burn-in)
 #: Reduced states up to which the covariance comes from dense Lyapunov solves (above: the
@@ -212,6 +217,11 @@ def parameter_noise(model: Model | LinearLoop, clamping: str | None = None,
     rate = _slowest_rate(loop)
     diffusion = sparse_diffusion(loop)
     Dth = diffusion["learning"].S.diagonal()[base:]
+    n_flat = int(loop_modes(loop).flat.size)
+    if n_flat and loop.n_reduced > DENSE_LYAPUNOV_LIMIT:
+        raise NoStationaryCovariance(
+            f"the loop has {n_flat} flat mode(s) (lines of fixed points) and {loop.n_reduced} reduced states: the "
+            f"frequency-integral covariance (above {DENSE_LYAPUNOV_LIMIT}) does not project them out")
     if loop.n_reduced <= DENSE_LYAPUNOV_LIMIT:
         cov_parts, method, err = _dense_parts(loop, {n: d.dense() for n, d in diffusion.items()}, G), \
             "dense Lyapunov", None
@@ -227,17 +237,37 @@ def parameter_noise(model: Model | LinearLoop, clamping: str | None = None,
 
 
 def _slowest_rate(loop: LinearLoop) -> float:
-    """``-max Re eig(Jr)`` from the loop's (memoised) slowest modes; ValueError if not stable."""
-    ev = closed_loop_eigenvalues(loop)
-    top = float(np.max(ev.real))
-    if top >= 0:
-        raise ValueError(f"the linearised loop is not stable (max Re eig = {top:.3g}): no stationary covariance")
-    return -top
+    """``-max Re eig(Jr)`` without the flat modes (:func:`~crnfb.analysis.stability.loop_modes`,
+    the one zero tolerance); ValueError if the rest is not stable."""
+    split = loop_modes(loop)
+    if not split.stable:
+        kind = "has an unexplained zero mode" if split.marginal else "is not stable"
+        raise NoStationaryCovariance(f"the linearised loop {kind} (max Re eig = {split.abscissa:.3g}, zero tolerance "
+                         f"{split.tolerance:.2g}): no stationary covariance")
+    return -split.abscissa
+
+
+def _flat_complement(Jr: np.ndarray, n_flat: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(B, P)`` for a reduced Jacobian with ``n_flat`` zero modes (lines of fixed points).
+
+    ``R`` and ``Y`` span the right and left null spaces of ``Jr`` (the last
+    singular vectors); ``P = I - R (Y^T R)^{-1} Y^T`` projects along the flat
+    directions onto the invariant complement ``ker Y^T``, spanned by the
+    orthonormal ``B``. On it ``B^T Jr B`` is stable and the Lyapunov equation
+    has a unique solution (docs/theory.md §6).
+    """
+    from scipy.linalg import null_space
+
+    u, _, vt = np.linalg.svd(Jr)
+    R, Y = vt[-n_flat:].T, u[:, -n_flat:]
+    P = np.eye(Jr.shape[0]) - R @ np.linalg.solve(Y.T @ R, Y.T)
+    return null_space(Y.T), P
 
 
 def _dense_parts(loop: LinearLoop, parts: dict[str, np.ndarray], G: np.ndarray) -> dict[str, np.ndarray]:
     """Each source's covariance of theta by a dense Lyapunov solve on the reduced loop
-    (its neutral component projected off: ``P = I - N G``)."""
+    (its neutral component projected off: ``P = I - N G``; its flat modes, if any, by
+    :func:`_flat_complement`)."""
     net = loop.net
     n, base = net.n_states, net.n_f + net.n_c
     P = np.eye(n)
@@ -246,10 +276,13 @@ def _dense_parts(loop: LinearLoop, parts: dict[str, np.ndarray], G: np.ndarray) 
     rest = loop.rest
     Jr = loop.Jr.toarray()
     Vt = loop.V.toarray()[base:]
+    n_flat = int(loop_modes(loop).flat.size)
+    B, Pf = _flat_complement(Jr, n_flat) if n_flat else (np.eye(Jr.shape[0]), np.eye(Jr.shape[0]))
+    Jc = B.T @ Jr @ B
 
     def solve(Dfull):
-        Dr = (P @ Dfull @ P.T)[np.ix_(rest, rest)]
-        return Vt @ lyapunov(Jr, Dr) @ Vt.T
+        Dr = Pf @ (P @ Dfull @ P.T)[np.ix_(rest, rest)] @ Pf.T
+        return Vt @ B @ lyapunov(Jc, B.T @ Dr @ B) @ B.T @ Vt.T
 
     return {name: solve(Dp) for name, Dp in parts.items()}
 
@@ -344,6 +377,12 @@ def validate_noise(model: Model | LinearLoop, replicates: int = 8, seed: int = 0
     # whether the SSA can sample the slowest mode is decided before the covariance is computed
     loop = prediction.loop if prediction is not None else (loop or linearise(model, clamping))
     tau, burn = _burn_in(loop, burn_in)
+    n_flat = int(loop_modes(loop).flat.size)
+    if n_flat:
+        warnings.warn(f"parameter noise not checked against the SSA: the loop has {n_flat} flat mode(s) (lines of "
+                      "fixed points): theta random-walks along them, so the sampled variance has no stationary "
+                      "value (the prediction is the covariance transverse to them)", RuntimeWarning)
+        return []
     if t_end is None and not _affordable(loop, tau, burn, max_events):
         return []
     pred = prediction or parameter_noise(model, clamping, loop)
@@ -380,5 +419,5 @@ def validate_noise(model: Model | LinearLoop, replicates: int = 8, seed: int = 0
     return out
 
 
-__all__ = ["DENSE_LYAPUNOV_LIMIT", "diffusion_matrix", "event_rate", "lyapunov", "NoisePrediction",
+__all__ = ["DENSE_LYAPUNOV_LIMIT", "diffusion_matrix", "event_rate", "lyapunov", "NoisePrediction", "NoStationaryCovariance",
            "parameter_noise", "sparse_diffusion", "validate_noise"]

@@ -18,7 +18,117 @@ from crnfb.feedback.model import Model
 
 #: Dense ``eig`` up to this many reduced states; above, the slowest modes by sparse Arnoldi.
 DENSE_LIMIT = 400
-FLAT_TOL = 1e-9
+#: ``sqrt(machine epsilon)``: relative accuracy of a computed eigenvalue at a zero that may be
+#: ill-conditioned or (nearly) defective (docs/theory.md §5, "Zero modes and the one tolerance").
+ZERO_TOL_FACTOR = float(np.sqrt(np.finfo(float).eps))
+
+
+def spectral_scale(matrix) -> float:
+    """``max |A_ii|`` of a generator-like matrix (``||A||_1 <= 2 max |A_ii|`` for each ensemble block)."""
+    d = matrix.diagonal() if hasattr(matrix, "diagonal") else np.diag(matrix)
+    return float(np.max(np.abs(d))) if np.size(d) else 0.0
+
+
+def zero_tolerance(eigenvalues: np.ndarray, scale: float, residual: float = 0.0) -> float:
+    """The one tolerance below which ``|Re lambda|`` is round-off: zero (docs/theory.md §5).
+
+    ``tol = sqrt(eps_mach) * max(scale, max |lambda|) + residual``. A backward-stable
+    eigensolver returns the exact eigenvalues of ``J + E`` with ``|E| ~ eps_mach |J|``;
+    a zero eigenvalue of condition number ``kappa`` moves by ``kappa eps_mach |J|``
+    and a defective one (Jordan block of size 2) by ``sqrt(eps_mach |J|)``, so
+    ``sqrt(eps_mach) |J|`` bounds both for ``kappa <= 1/sqrt(eps_mach)``.
+    ``residual`` adds the largest residual ``|J v - lambda v| / |v|`` of an
+    iteratively computed (sparse Arnoldi) near-zero pair, its own error bound.
+
+    Parameters
+    ----------
+    eigenvalues : ndarray
+        The computed spectrum (or its slowest part).
+    scale : float
+        ``max |J_ii|`` of the matrix (:func:`spectral_scale`).
+    residual : float
+        Error bound of an iterative method (0 for dense ``eig``).
+    """
+    ev = np.asarray(eigenvalues)
+    top = float(np.max(np.abs(ev))) if ev.size else 0.0
+    return float(ZERO_TOL_FACTOR * max(scale, top, 1e-300) + residual)
+
+
+@dataclass(frozen=True)
+class ModeSplit:
+    """A spectrum split by :func:`classify_modes`.
+
+    Attributes
+    ----------
+    rest : ndarray (complex)   the eigenvalues that decide stability, slowest first
+    flat : ndarray (complex)   near-zero eigenvalues explained by flat directions of ``D(Q||P)``
+    tolerance : float          :func:`zero_tolerance`
+    stable : bool              every eigenvalue of ``rest`` has ``Re < -tolerance``
+    marginal : bool            the slowest of ``rest`` has ``|Re| <= tolerance`` (an unexplained zero)
+    """
+
+    rest: np.ndarray
+    flat: np.ndarray
+    tolerance: float
+    stable: bool
+    marginal: bool
+
+    @property
+    def abscissa(self) -> float:
+        """``max Re`` of :attr:`rest`, 0 when it is within the tolerance (``-inf`` if empty)."""
+        if not self.rest.size:
+            return float("-inf")
+        top = float(np.max(self.rest.real))
+        return 0.0 if abs(top) <= self.tolerance else top
+
+
+def classify_modes(eigenvalues: np.ndarray, n_flat: int, tolerance: float) -> ModeSplit:
+    """Remove the zero modes the landscape explains; decide stability with one tolerance.
+
+    Up to ``n_flat`` eigenvalues with ``|lambda| <= tolerance`` (nearest zero
+    first) are flat modes: each flat direction of ``D(Q||P)`` (a null vector
+    of the Hessian in the identifiable subspace, docs/theory.md §2) is a line
+    of fixed points of the loop, so ``J`` has a zero there. The others decide:
+    stable when every ``Re lambda < -tolerance``; an unexplained eigenvalue
+    with ``|Re lambda| <= tolerance`` is a zero (marginal, not stable); one
+    above ``+tolerance`` is instability.
+    """
+    ev = np.asarray(eigenvalues, dtype=complex)
+    near = np.argsort(np.abs(ev))[:max(int(n_flat), 0)]
+    near = near[np.abs(ev[near]) <= tolerance]
+    flat, rest = ev[near], np.delete(ev, near)
+    rest = rest[np.lexsort((np.abs(rest.imag), -rest.real))] if rest.size else rest
+    top = float(np.max(rest.real)) if rest.size else float("-inf")
+    return ModeSplit(rest, flat, float(tolerance), bool(rest.size and top < -tolerance),
+                     bool(rest.size and abs(top) <= tolerance))
+
+
+def loop_modes(loop: LinearLoop, count: int | None = None) -> ModeSplit:
+    """:func:`classify_modes` of the loop's (memoised) spectrum: the split every stability decision uses.
+
+    The flat count is that of the Hessian at the quasi-static optimum
+    (:func:`crnfb.analysis.fixedpoints.classify`); the tolerance is
+    :func:`zero_tolerance` of the full Jacobian's scale plus the sparse
+    path's residual bound.
+    """
+    key = ("loop_modes", count)
+    out = loop.memo.get(key)
+    if out is None:
+        ev = closed_loop_eigenvalues(loop, count)
+        tol = zero_tolerance(ev, spectral_scale(loop.J), float(loop.memo.get("eig_residual", 0.0)))
+        out = loop.memo[key] = classify_modes(ev, flat_count(loop), tol)
+    return out
+
+
+def flat_count(loop: LinearLoop) -> int:
+    """Number of flat directions of ``D(Q||P)`` at the loop's quasi-static optimum (memoised)."""
+    n = loop.memo.get("flat_count")
+    if n is None:
+        from crnfb.analysis.fixedpoints import classify
+
+        fp = loop.fixed_point
+        n = loop.memo["flat_count"] = int(classify(loop.net.model, fp.optimum.theta, fp.a).flat.size)
+    return n
 
 
 def closed_loop_eigenvalues(loop: LinearLoop, count: int | None = None) -> np.ndarray:
@@ -109,7 +219,9 @@ def _slowest_sparse(loop: LinearLoop, count: int) -> np.ndarray:
     if vals.size:
         # keep only accurate pairs (residual in the reduced Jacobian itself, relative to |s|)
         res = np.linalg.norm(loop.Jr @ vecs - vecs * vals, axis=0) / np.maximum(np.linalg.norm(vecs, axis=0), 1e-300)
-        vals = vals[res <= 1e-6 * np.abs(vals) + 1e-12 * scale]
+        ok = res <= 1e-6 * np.abs(vals) + 1e-12 * scale
+        vals = vals[ok]
+        _note_residual(loop, vals, res[ok], scale)
     if vals.size == 0:
         raise RuntimeError(f"sparse eigenvalue search (shift-invert Arnoldi at 0, {r} reduced states) converged "
                            "on no eigenvalue; the stability verdict is unavailable")
@@ -135,7 +247,9 @@ def _slowest_full_arpack(loop: LinearLoop, count: int) -> np.ndarray:
         # keep only accurate pairs: far from sigma, shift-invert Ritz values of a
         # non-normal generator can be off by O(1) (E1 at n_max 2000: -5.4+0.34j for -5)
         res = np.linalg.norm(J @ vecs - vecs * vals, axis=0) / np.maximum(np.linalg.norm(vecs, axis=0), 1e-300)
-        vals = vals[res <= 1e-6 * scale]
+        ok = res <= 1e-6 * scale
+        vals = vals[ok]
+        _note_residual(loop, vals, res[ok], scale)
     if vals.size == 0:
         raise RuntimeError(f"sparse eigenvalue search (shift-invert Arnoldi, {J.shape[0]} states) converged on "
                            "no eigenvalue; the stability verdict is unavailable")
@@ -150,6 +264,13 @@ def _slowest_full_arpack(loop: LinearLoop, count: int) -> np.ndarray:
         if abs(vals[i] - r) <= tol:
             vals.pop(i)
     return np.array(vals)
+
+
+def _note_residual(loop: LinearLoop, vals: np.ndarray, res: np.ndarray, scale: float) -> None:
+    """Keep the largest residual of a near-zero Arnoldi pair: it adds to :func:`zero_tolerance`
+    (a pair with residual ``r`` is exact for ``J + E``, ``|E| = r``)."""
+    near = np.abs(vals) <= ZERO_TOL_FACTOR * scale + res
+    loop.memo["eig_residual"] = float(np.max(res[near])) if np.any(near) else 0.0
 
 
 def damping_ratios(ev: np.ndarray) -> np.ndarray:
@@ -176,6 +297,11 @@ class Stability:
     quasi_static_rates : ndarray      ``eig(E H)`` at the optimum, identifiable subspace, ascending
     structural_modes : ndarray        the removed structural eigenvalues (0 per free normalisation
                                       and neutral direction, ``-gamma`` for the clamped normalisation)
+    zero_tolerance : float            :func:`zero_tolerance`: ``|Re lambda|`` below it is zero
+    neutral_modes : int               zero modes of conservation laws removed by the reduction
+                                      (the free normalisation and each neutral theta direction)
+    marginal : bool                   an eigenvalue within the tolerance of zero that no flat or
+                                      neutral direction explains (not stable)
     """
 
     eigenvalues: np.ndarray
@@ -188,6 +314,14 @@ class Stability:
     removed: dict
     quasi_static_rates: np.ndarray = field(default_factory=lambda: np.zeros(0))
     structural_modes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=complex))
+    zero_tolerance: float = 0.0
+    neutral_modes: int = 0
+    marginal: bool = False
+
+    @property
+    def lines_of_fixed_points(self) -> int:
+        """Neutral theta directions plus flat modes: each a line of fixed points through this one."""
+        return int(self.removed.get("neutral", 0)) + int(self.flat_modes.size)
 
     def to_dict(self) -> dict:
         return {
@@ -200,37 +334,37 @@ class Stability:
             "removed_modes": dict(self.removed),
             "quasi_static_rates": [float(r) for r in self.quasi_static_rates],
             "structural_modes": [[float(z.real), float(z.imag)] for z in self.structural_modes],
+            "zero_tolerance": float(self.zero_tolerance),
+            "neutral_modes": int(self.neutral_modes),
+            "flat_mode_count": int(self.flat_modes.size),
+            "marginal": bool(self.marginal),
         }
 
 
 def stability(loop: LinearLoop, count: int | None = None) -> Stability:
     """Eigenvalues, stability verdict, slowest rate and damping of the reduced loop.
 
-    Flat directions (zero Hessian eigenvalues that are not neutral, docs/theory.md
-    section 2) give closed-loop eigenvalues at zero; as many eigenvalues as
-    there are flat directions, within ``FLAT_TOL`` of zero (relative to the
-    spectral scale), are removed and reported as flat, not as instability.
+    The spectrum is split by :func:`loop_modes` (one tolerance,
+    :func:`zero_tolerance`): flat directions (zero Hessian eigenvalues that are
+    not neutral, docs/theory.md §2) give closed-loop eigenvalues at zero; as
+    many eigenvalues as there are flat directions, within the tolerance of
+    zero, are removed and reported as flat, not as instability. The verdict
+    is local: a flat or neutral direction is a line of fixed points.
     """
-    from crnfb.analysis.fixedpoints import classify, quasi_static_rates
+    from crnfb.analysis.fixedpoints import quasi_static_rates
 
     model = loop.net.model
-    ev = closed_loop_eigenvalues(loop, count)
-    opt = loop.fixed_point.optimum
-    n_flat = classify(model, opt.theta).flat.size
-    flat = np.zeros(0, dtype=complex)
-    if n_flat:
-        scale = max(np.max(np.abs(ev)), 1e-300)
-        near = np.nonzero(np.abs(ev) <= FLAT_TOL * scale)[0][:n_flat]
-        flat = ev[near]
-        ev = np.delete(ev, near)
+    split = loop_modes(loop, count)
+    ev = split.rest
     re = ev.real
-    slowest = float(-np.max(re)) if ev.size else float("inf")
+    slowest = -split.abscissa if ev.size else float("inf")
     zeta = damping_ratios(ev)
-    tc = np.divide(1.0, np.abs(re), out=np.full(re.shape, np.inf), where=re != 0)
-    qs = quasi_static_rates(model, opt.theta, loop.fixed_point.a)  # at the true optimum
-    return Stability(ev, bool(ev.size and np.all(re < 0)), slowest, tc, zeta,
-                     float(np.min(zeta)) if zeta.size else 1.0, flat, dict(loop.removed, flat=int(flat.size)), qs,
-                     structural_eigenvalues(loop))
+    tc = np.divide(1.0, np.abs(re), out=np.full(re.shape, np.inf), where=np.abs(re) > split.tolerance)
+    qs = quasi_static_rates(model, loop.fixed_point.optimum.theta, loop.fixed_point.a)  # at the true optimum
+    structural = structural_eigenvalues(loop)
+    return Stability(ev, split.stable, slowest, tc, zeta, float(np.min(zeta)) if zeta.size else 1.0, split.flat,
+                     dict(loop.removed, flat=int(split.flat.size)), qs, structural, split.tolerance,
+                     int(np.sum(structural == 0)), split.marginal)
 
 
 def episode_time(model: Model, stab: Stability, factor: float = 1.15, loop: bool = True) -> float:
@@ -248,5 +382,6 @@ def episode_time(model: Model, stab: Stability, factor: float = 1.15, loop: bool
     return float(factor * np.log(1e3) / r)
 
 
-__all__ = ["closed_loop_eigenvalues", "damping_ratios", "episode_time", "Stability", "stability",
-           "structural_eigenvalues"]
+__all__ = ["classify_modes", "closed_loop_eigenvalues", "damping_ratios", "episode_time", "flat_count",
+           "loop_modes", "ModeSplit", "spectral_scale", "Stability", "stability", "structural_eigenvalues",
+           "zero_tolerance", "ZERO_TOL_FACTOR"]
