@@ -43,7 +43,9 @@ def _load(args):
 
 # -- check / fit ---------------------------------------------------------------------------
 def cmd_check(args) -> int:
+    from crnfb.analysis.model_input import check_learned_truncation
     model = _load(args)
+    check_learned_truncation(model, source=args.model)   # the one truncation policy (docs/cli.md)
     info = model.summary()
     if args.json:
         keys = ("species", "visible", "hidden", "conservation_laws", "state_count", "truncation_mass",
@@ -82,14 +84,14 @@ def cmd_check(args) -> int:
 def cmd_fit(args) -> int:
     from crnfb.analysis.fixedpoints import (learned_fixed_point, plateaus_at_infinity, quasi_static_rates,
                                             stationary_points)
+    from crnfb.analysis.model_input import check_learned_truncation
     from crnfb.analysis.summary import fmt, fmt_residual
     model = _load(args)
     if args.starts < 0:
         raise UsageError("--starts must be >= 0")
     pts = stationary_points(model, starts=args.starts) if args.starts else [learned_fixed_point(model)]
     # docs/theory.md §1: dropped mass above the tolerance is an error, at the learned point too
-    model.space.check_truncation(model.full_theta(pts[0].theta), model.truncation_tol,
-                                 "at the learned fixed point ")
+    check_learned_truncation(model, pts[0].theta, source=args.model)
     names = model.learned_names
     rows = []
     for p in pts:

@@ -15,10 +15,13 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from crnfb.feedback.errors import ModelError
 from crnfb.feedback.model import Model
 
-__all__ = ["ModelInput", "model_input", "load_cli_model", "names_option", "add_model_options", "locate_error"]
+__all__ = ["ModelInput", "model_input", "load_cli_model", "names_option", "add_model_options", "locate_error",
+           "check_learned_truncation"]
 
 
 @dataclass(frozen=True)
@@ -120,3 +123,55 @@ def locate_error(args, e: ModelError) -> ModelError:
     if env is None or e.file != f"{args.model} + {env}" or top not in ENVIRONMENT_FILE_TABLES:
         return e
     return ModelError(e.message, file=str(env), key=e.key, line=e.line)
+
+
+def check_learned_truncation(model: Model, theta=None, source: str | None = None) -> float:
+    """The one truncation policy of ``check``, ``fit``, ``report``, ``simulate`` and ``sweep``.
+
+    The stationary mass outside the truncation box at the learned fixed point
+    (the gradient flow's end from the file's energies, docs/theory.md §1)
+    must not exceed the model's ``[truncation] tol``: above it every command
+    refuses with the same message (exit 2), naming the file, the mass, the
+    tolerance and what to change. Models without truncated species pass
+    without a fit.
+
+    Parameters
+    ----------
+    model : Model
+    theta : ndarray or None
+        The learned point if the caller has it (``fit``); else it is computed.
+    source : str or None
+        The model argument, named in the message.
+
+    Returns
+    -------
+    float
+        The truncation mass at the learned point.
+
+    Raises
+    ------
+    TruncationError
+        Mass above ``tol`` (key ``truncation.n_max``).
+    """
+    from crnfb.analysis.fixedpoints import learned_fixed_point
+    from crnfb.feedback.errors import TruncationError
+
+    if not _truncated(model):
+        return 0.0
+    if theta is None:
+        theta = learned_fixed_point(model).theta
+    mass = float(model.space.check_truncation(model.full_theta(theta), np.inf))   # overflow: its own message
+    tol = float(model.truncation_tol)
+    if not mass <= tol:
+        bounds = dict(zip(model.space.network.names, model.space.bounds.tolist()))
+        raise TruncationError(
+            f"the truncation box {bounds} drops stationary mass {mass:.3g} at the learned fixed point > "
+            f"[truncation] tol = {tol:g}: the learned law does not fit in the box; raise [truncation] n_max "
+            "(the box's max) or, if that mass is acceptable, raise [truncation] tol",
+            key="truncation.n_max", file=source)
+    return mass
+
+
+def _truncated(model: Model) -> bool:
+    """Whether any box bound can drop mass (a model without a truncated species has nothing to check)."""
+    return bool(np.any(model.space.truncated))

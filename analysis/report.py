@@ -119,9 +119,10 @@ def write_report(res: Results, out_dir: str | os.PathLike, progress: bool = Fals
 
 def run_report_command(args) -> int:
     """``crnfb report MODEL -o DIR [--no-validate] [--seed N]`` (exit 0 / 1 / 2)."""
-    from crnfb.analysis.model_input import load_cli_model
+    from crnfb.analysis.model_input import check_learned_truncation, load_cli_model
 
     model = load_cli_model(args)
+    check_learned_truncation(model, source=args.model)   # the one truncation policy (docs/cli.md)
     force = bool(getattr(args, "force", False))
     check_output_dir(args.output, force)   # fail before the (long) analysis
     res = analyse(model, validate=not getattr(args, "no_validate", False), seed=getattr(args, "seed", 0) or 0,

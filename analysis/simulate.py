@@ -41,7 +41,7 @@ def _ssa_trajectory(model, args, signal):
 
 def run_simulate_command(args) -> int:
     """Entry point of ``crnfb simulate`` (args: model, level, t_end, output, seed, points, environment)."""
-    from crnfb.analysis.model_input import load_cli_model
+    from crnfb.analysis.model_input import check_learned_truncation, load_cli_model
     from crnfb.feedback.signals import parse_signal
     from crnfb.feedback.simulate import simulate
 
@@ -51,6 +51,7 @@ def run_simulate_command(args) -> int:
     except ValueError as e:  # the library's message, located at the flag that carried the text
         raise ModelError(str(e), key="--environment") from None
     model = load_cli_model(args)
+    check_learned_truncation(model, source=args.model)   # the one truncation policy (docs/cli.md)
     if model.change_table is None and signal.bounds() != (0.0, 0.0):
         raise ModelError(f"--environment {args.environment!r} changes the mixing weight a, but the model has no "
                          "[environment.change] (Q_2); add one or use --environment constant",

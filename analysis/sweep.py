@@ -644,9 +644,10 @@ def write_sweep_png(rows: list[dict], specs: list[ParamSpec], header: list[str],
 
 def run_sweep_command(args) -> int:
     """``crnfb sweep`` (exit 0; 2 on bad input)."""
-    from crnfb.analysis.model_input import model_input
+    from crnfb.analysis.model_input import check_learned_truncation, model_input
 
     inp = model_input(args)     # a model file, or SBML/Antimony with an environment file (docs/cli.md)
+    check_learned_truncation(inp.model, source=args.model)   # the one truncation policy (docs/cli.md)
     out = run_sweep(inp.source, args.param, args.output, workers=getattr(args, "workers", None),
                     scheduler=getattr(args, "scheduler", None), progress=True,
                     model_text=None if inp.source == str(args.model) else inp.text)
