@@ -159,7 +159,10 @@ def check_learned_truncation(model: Model, theta=None, source: str | None = None
     if not _truncated(model):
         return 0.0
     if theta is None:
-        theta = learned_fixed_point(model).theta
+        try:
+            theta = learned_fixed_point(model).theta
+        except (ArithmeticError, ValueError, RuntimeError, np.linalg.LinAlgError):
+            return float("nan")   # no learned point to judge: the commands that need one say why (fit: exit 1)
     mass = float(model.space.check_truncation(model.full_theta(theta), np.inf))   # overflow: its own message
     tol = float(model.truncation_tol)
     if not mass <= tol:

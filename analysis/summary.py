@@ -305,6 +305,7 @@ def _closed_loop_tables(cl: Mapping) -> list[Table]:
             ("minimum damping ratio", fmt(cl["damping_ratio_min"], ".3g")),
             ("reduced states", fmt(cl.get("reduced_states"))),
             ("removed modes", ", ".join(f"{k}: {v}" for k, v in (cl.get("removed_modes") or {}).items()) or "none"),
+            ("zero tolerance (|Re s| below is 0)", fmt(cl.get("zero_tolerance"), ".2g")),
         ]),
         Table(title, ("#", "Re s", "Im s", "time constant"), rows),
     ]
@@ -396,8 +397,20 @@ def _verdict(d: Mapping) -> str:
         ok = sum(1 for c in val if c.get("passed"))
         missing = sum(1 for c in val if c.get("passed") is None)
         vtxt = f"validation: {ok} of {len(val)} checks passed" + (f", {missing} not made" if missing else "")
-    return (f"**Verdict: the learning loop is {'STABLE' if stable else 'UNSTABLE'}**; {vtxt}. "
-            f"Exit code {d['verdict']['exit_code']}.")
+    return (f"**Verdict: the learning loop is {'STABLE' if stable else 'UNSTABLE'}{_zero_mode_note(d)}**; "
+            f"{vtxt}. Exit code {d['verdict']['exit_code']}.")
+
+
+def _zero_mode_note(d: Mapping) -> str:
+    """`` (with N neutral modes ...)`` when zero modes were explained, `` (marginal ...)`` when one was not."""
+    cl = d["closed_loop"]
+    n = int((cl.get("removed_modes") or {}).get("neutral", 0)) + int(cl.get("flat_mode_count") or 0)
+    if cl.get("marginal"):
+        return " (marginal: an eigenvalue within the zero tolerance that no neutral or flat direction explains)"
+    if cl["stable"] and n:
+        return (f" (with {n} neutral mode{'s' if n > 1 else ''}: a line of fixed points through the learned one "
+                "along each; a local verdict)")
+    return ""
 
 
 def _notes(d: Mapping) -> tuple[str, ...]:
