@@ -148,14 +148,23 @@ def token_walks(draw):
             "learning": {"eps": draw(st.floats(0.02, 0.5)), "clamping": clamping, "gamma": 1.0}}
 
 
+def roundoff(Jr: np.ndarray, size: float, seed: int, worst: bool) -> np.ndarray:
+    """A perturbation of 2-norm ``size``: random, or (``worst``) the rank-one ``y x^T`` along the
+    left/right null vectors of the nearest-zero mode, which moves that eigenvalue by ``size * kappa``."""
+    if worst:
+        u, _, vt = np.linalg.svd(Jr)
+        return size * np.outer(u[:, -1], vt[-1])
+    E = np.random.default_rng(seed).standard_normal(Jr.shape)
+    return E * size / np.linalg.norm(E, 2)
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=token_walks(), seed=st.integers(0, 2**31 - 1))
-def test_no_decision_flips_under_roundoff_of_a_tenth_of_the_tolerance(data, seed):
+@given(data=token_walks(), seed=st.integers(0, 2**31 - 1), worst=st.booleans())
+def test_no_decision_flips_under_roundoff_of_a_tenth_of_the_tolerance(data, seed, worst):
     loop = linearise(parse_model(data))
     split = loop_modes(loop)
     Jr = loop.Jr.toarray()
-    E = np.random.default_rng(seed).standard_normal(Jr.shape)
-    E *= split.tolerance / 10 / np.linalg.norm(E, 2)
+    E = roundoff(Jr, split.tolerance / 10, seed, worst)
     ev = np.linalg.eigvals(Jr + E)
     again = classify_modes(ev, flat_count(loop), zero_tolerance(ev, spectral_scale(loop.J)))
     assert (again.stable, again.marginal, again.flat.size) == (split.stable, split.marginal, split.flat.size)
