@@ -323,6 +323,16 @@ def _burn_in(loop: LinearLoop, burn_in: float | None) -> tuple[float, float]:
     return tau, 5.0 * tau if burn_in is None else float(burn_in)
 
 
+def _stationary_in_theta(loop: LinearLoop) -> bool:
+    """False (and a RuntimeWarning why) when flat modes make theta random-walk: no variance to sample."""
+    n_flat = int(loop_modes(loop).flat.size)
+    if n_flat:
+        warnings.warn(f"parameter noise not checked against the SSA: the loop has {n_flat} flat mode(s) (lines of "
+                      "fixed points): theta random-walks along them, so the sampled variance has no stationary "
+                      "value (the prediction is the covariance transverse to them)", RuntimeWarning)
+    return not n_flat
+
+
 def _affordable(loop: LinearLoop, tau: float, burn: float, max_events: float) -> bool:
     """Whether burn-in plus ``MIN_SPAN`` correlation times fit in ``max_events`` (else a RuntimeWarning why not)."""
     need = (burn + MIN_SPAN * tau) * event_rate(loop)
@@ -377,11 +387,7 @@ def validate_noise(model: Model | LinearLoop, replicates: int = 8, seed: int = 0
     # whether the SSA can sample the slowest mode is decided before the covariance is computed
     loop = prediction.loop if prediction is not None else (loop or linearise(model, clamping))
     tau, burn = _burn_in(loop, burn_in)
-    n_flat = int(loop_modes(loop).flat.size)
-    if n_flat:
-        warnings.warn(f"parameter noise not checked against the SSA: the loop has {n_flat} flat mode(s) (lines of "
-                      "fixed points): theta random-walks along them, so the sampled variance has no stationary "
-                      "value (the prediction is the covariance transverse to them)", RuntimeWarning)
+    if not _stationary_in_theta(loop):
         return []
     if t_end is None and not _affordable(loop, tau, burn, max_events):
         return []
@@ -419,5 +425,6 @@ def validate_noise(model: Model | LinearLoop, replicates: int = 8, seed: int = 0
     return out
 
 
-__all__ = ["DENSE_LYAPUNOV_LIMIT", "diffusion_matrix", "event_rate", "lyapunov", "NoisePrediction", "NoStationaryCovariance",
+__all__ = ["DENSE_LYAPUNOV_LIMIT", "diffusion_matrix", "event_rate", "lyapunov", "NoisePrediction",
+           "NoStationaryCovariance",
            "parameter_noise", "sparse_diffusion", "validate_noise"]

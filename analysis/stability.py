@@ -64,7 +64,8 @@ class ModeSplit:
     flat : ndarray (complex)   near-zero eigenvalues explained by flat directions of ``D(Q||P)``
     tolerance : float          :func:`zero_tolerance`
     stable : bool              every eigenvalue of ``rest`` has ``Re < -tolerance``
-    marginal : bool            the slowest of ``rest`` has ``|Re| <= tolerance`` (an unexplained zero)
+    marginal : bool            the slowest of ``rest`` is within its bound of zero (an unexplained zero)
+    band : float               that bound for the slowest of ``rest`` (at most ``tolerance``)
     """
 
     rest: np.ndarray
@@ -72,17 +73,19 @@ class ModeSplit:
     tolerance: float
     stable: bool
     marginal: bool
+    band: float = 0.0
 
     @property
     def abscissa(self) -> float:
-        """``max Re`` of :attr:`rest`, 0 when it is within the tolerance (``-inf`` if empty)."""
+        """``max Re`` of :attr:`rest`, 0 when it is within its round-off bound (``-inf`` if empty)."""
         if not self.rest.size:
             return float("-inf")
-        top = float(np.max(self.rest.real))
-        return 0.0 if abs(top) <= self.tolerance else top
+        top = float(self.rest[0].real)
+        return 0.0 if abs(top) <= self.band else top
 
 
-def classify_modes(eigenvalues: np.ndarray, n_flat: int, tolerance: float) -> ModeSplit:
+def classify_modes(eigenvalues: np.ndarray, n_flat: int, tolerance: float,
+                   bounds: np.ndarray | None = None) -> ModeSplit:
     """Remove the zero modes the landscape explains; decide stability with one tolerance.
 
     Up to ``n_flat`` eigenvalues with ``|lambda| <= tolerance`` (nearest zero
@@ -91,16 +94,22 @@ def classify_modes(eigenvalues: np.ndarray, n_flat: int, tolerance: float) -> Mo
     of fixed points of the loop, so ``J`` has a zero there. The others decide:
     stable when every ``Re lambda < -tolerance``; an unexplained eigenvalue
     with ``|Re lambda| <= tolerance`` is a zero (marginal, not stable); one
-    above ``+tolerance`` is instability.
+    above ``+tolerance`` is instability. ``bounds`` (:func:`error_bounds`, at
+    most ``tolerance``) narrows that band for the eigenvalues that decide to
+    each one's own round-off bound when its conditioning is known.
     """
     ev = np.asarray(eigenvalues, dtype=complex)
+    b = np.full(ev.shape, float(tolerance)) if bounds is None else np.asarray(bounds, float)
     near = np.argsort(np.abs(ev))[:max(int(n_flat), 0)]
     near = near[np.abs(ev[near]) <= tolerance]
-    flat, rest = ev[near], np.delete(ev, near)
-    rest = rest[np.lexsort((np.abs(rest.imag), -rest.real))] if rest.size else rest
-    top = float(np.max(rest.real)) if rest.size else float("-inf")
-    return ModeSplit(rest, flat, float(tolerance), bool(rest.size and top < -tolerance),
-                     bool(rest.size and abs(top) <= tolerance))
+    flat, rest, b = ev[near], np.delete(ev, near), np.delete(b, near)
+    if rest.size:
+        order = np.lexsort((np.abs(rest.imag), -rest.real))
+        rest, b = rest[order], b[order]
+    top = float(rest[0].real) if rest.size else float("-inf")
+    band = float(b[0]) if rest.size else float(tolerance)
+    return ModeSplit(rest, flat, float(tolerance), bool(rest.size and np.all(rest.real < -b)),
+                     bool(rest.size and abs(top) <= band), band)
 
 
 def loop_modes(loop: LinearLoop, count: int | None = None) -> ModeSplit:
@@ -115,8 +124,12 @@ def loop_modes(loop: LinearLoop, count: int | None = None) -> ModeSplit:
     out = loop.memo.get(key)
     if out is None:
         ev = closed_loop_eigenvalues(loop, count)
-        tol = zero_tolerance(ev, spectral_scale(loop.J), float(loop.memo.get("eig_residual", 0.0)))
-        out = loop.memo[key] = classify_modes(ev, flat_count(loop), tol)
+        scale = spectral_scale(loop.J)
+        tol = zero_tolerance(ev, scale, float(loop.memo.get("eig_residual", 0.0)))
+        kappa = loop.memo.get(("eig_condition", None if loop.n_reduced <= DENSE_LIMIT else (count or 20)))
+        if kappa is not None and count is not None:
+            kappa = kappa[:count]
+        out = loop.memo[key] = classify_modes(ev, flat_count(loop), tol, error_bounds(ev, kappa, scale, tol))
     return out
 
 
@@ -170,9 +183,41 @@ def closed_loop_eigenvalues(loop: LinearLoop, count: int | None = None) -> np.nd
     key = ("closed_loop_eigenvalues", None if n <= DENSE_LIMIT else (count or 20))
     ev = loop.memo.get(key)
     if ev is None:
-        ev = np.linalg.eigvals(loop.Jr.toarray()) if n <= DENSE_LIMIT else _slowest_sparse(loop, count or 20)
-        ev = loop.memo[key] = ev[np.lexsort((np.abs(ev.imag), -ev.real))]
+        if n <= DENSE_LIMIT:
+            ev, kappa = _dense_eig(loop.Jr.toarray())
+        else:
+            ev, kappa = _slowest_sparse(loop, count or 20), None
+        order = np.lexsort((np.abs(ev.imag), -ev.real))
+        ev = loop.memo[key] = ev[order]
+        loop.memo[("eig_condition",) + key[1:]] = None if kappa is None else kappa[order]
     return ev.copy() if count is None else ev[:count].copy()
+
+
+def _dense_eig(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues and their condition numbers ``|w| |v| / |w^H v|`` (left and right vectors, LAPACK)."""
+    from scipy.linalg import eig
+
+    ev, w, v = eig(A, left=True, right=True)
+    dots = np.abs(np.sum(np.conj(w) * v, axis=0))
+    kappa = np.linalg.norm(w, axis=0) * np.linalg.norm(v, axis=0) / np.maximum(dots, 1e-300)
+    return ev, kappa
+
+
+def error_bounds(eigenvalues: np.ndarray, kappa: np.ndarray | None, scale: float, tolerance: float) -> np.ndarray:
+    """Each eigenvalue's own round-off bound ``min(tol, n eps_mach S kappa_i)`` (``tol`` without ``kappa``).
+
+    Dense ``eig`` is backward stable (backward error below ``n eps_mach |J|``), so
+    a simple eigenvalue of condition number ``kappa_i`` is off by at most
+    ``n eps_mach |J| kappa_i`` to first order; for a nearly defective pair that
+    product is of the size of the pair's split. A well-conditioned slow
+    mode (E3's ``-7e-6`` beside ``max |J_ii| = 375``) is thereby never mistaken
+    for a zero, which ``sqrt(eps_mach) |J|`` alone would nearly do.
+    """
+    ev = np.asarray(eigenvalues)
+    if kappa is None:
+        return np.full(ev.shape, float(tolerance))
+    top = float(np.max(np.abs(ev))) if ev.size else 0.0
+    return np.minimum(float(tolerance), ev.size * np.finfo(float).eps * max(scale, top) * np.asarray(kappa))
 
 
 def structural_eigenvalues(loop: LinearLoop) -> np.ndarray:
@@ -359,7 +404,7 @@ def stability(loop: LinearLoop, count: int | None = None) -> Stability:
     re = ev.real
     slowest = -split.abscissa if ev.size else float("inf")
     zeta = damping_ratios(ev)
-    tc = np.divide(1.0, np.abs(re), out=np.full(re.shape, np.inf), where=np.abs(re) > split.tolerance)
+    tc = np.divide(1.0, np.abs(re), out=np.full(re.shape, np.inf), where=re != 0)
     qs = quasi_static_rates(model, loop.fixed_point.optimum.theta, loop.fixed_point.a)  # at the true optimum
     structural = structural_eigenvalues(loop)
     return Stability(ev, split.stable, slowest, tc, zeta, float(np.min(zeta)) if zeta.size else 1.0, split.flat,
@@ -382,6 +427,6 @@ def episode_time(model: Model, stab: Stability, factor: float = 1.15, loop: bool
     return float(factor * np.log(1e3) / r)
 
 
-__all__ = ["classify_modes", "closed_loop_eigenvalues", "damping_ratios", "episode_time", "flat_count",
+__all__ = ["classify_modes", "closed_loop_eigenvalues", "damping_ratios", "episode_time", "error_bounds", "flat_count",
            "loop_modes", "ModeSplit", "spectral_scale", "Stability", "stability", "structural_eigenvalues",
            "zero_tolerance", "ZERO_TOL_FACTOR"]
