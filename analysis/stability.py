@@ -347,6 +347,8 @@ class Stability:
                                       (the free normalisation and each neutral theta direction)
     marginal : bool                   an eigenvalue within the tolerance of zero that no flat or
                                       neutral direction explains (not stable)
+    slowest_error_bound : float       round-off bound of the slowest eigenvalue (:func:`error_bounds`,
+                                      at most ``zero_tolerance``): the band that decides for it
     """
 
     eigenvalues: np.ndarray
@@ -362,6 +364,7 @@ class Stability:
     zero_tolerance: float = 0.0
     neutral_modes: int = 0
     marginal: bool = False
+    slowest_error_bound: float = 0.0
 
     @property
     def lines_of_fixed_points(self) -> int:
@@ -383,6 +386,7 @@ class Stability:
             "neutral_modes": int(self.neutral_modes),
             "flat_mode_count": int(self.flat_modes.size),
             "marginal": bool(self.marginal),
+            "slowest_error_bound": float(self.slowest_error_bound),
         }
 
 
@@ -409,7 +413,7 @@ def stability(loop: LinearLoop, count: int | None = None) -> Stability:
     structural = structural_eigenvalues(loop)
     return Stability(ev, split.stable, slowest, tc, zeta, float(np.min(zeta)) if zeta.size else 1.0, split.flat,
                      dict(loop.removed, flat=int(split.flat.size)), qs, structural, split.tolerance,
-                     int(np.sum(structural == 0)), split.marginal)
+                     int(np.sum(structural == 0)), split.marginal, split.band)
 
 
 def episode_time(model: Model, stab: Stability, factor: float = 1.15, loop: bool = True) -> float:

@@ -305,10 +305,18 @@ def _closed_loop_tables(cl: Mapping) -> list[Table]:
             ("minimum damping ratio", fmt(cl["damping_ratio_min"], ".3g")),
             ("reduced states", fmt(cl.get("reduced_states"))),
             ("removed modes", ", ".join(f"{k}: {v}" for k, v in (cl.get("removed_modes") or {}).items()) or "none"),
-            ("zero tolerance (|Re s| below is 0)", fmt(cl.get("zero_tolerance"), ".2g")),
+            ("zero tolerance |Re s|", _zero_tolerance_text(cl)),
         ]),
         Table(title, ("#", "Re s", "Im s", "time constant"), rows),
     ]
+
+
+def _zero_tolerance_text(cl: Mapping) -> str:
+    """``tol (slowest: bound)``: the zero tolerance and the slowest eigenvalue's own round-off bound."""
+    tol, band = cl.get("zero_tolerance"), cl.get("slowest_error_bound")
+    if band is None or tol is None or band >= tol:
+        return "n/a" if tol is None else f"{tol:.2g}"
+    return f"{tol:.2g} (slowest: {band:.2g})"
 
 
 def _eps_crit_text(v) -> str:
