@@ -112,17 +112,25 @@ def _spectrum(Jr, n_flat: int) -> np.ndarray:
 def _modes(Jr, n_flat: int):
     """:func:`crnfb.analysis.stability.classify_modes` of ``Jr``'s eigenvalues (dense) or slowest few
     (sparse, ``tol = 1e-10``: below the zero tolerance), with the one zero tolerance of its scale."""
-    from crnfb.analysis.stability import classify_modes, spectral_scale, zero_tolerance
+    from crnfb.analysis.stability import classify_modes, dense_eig, error_bounds, spectral_scale, zero_tolerance
 
     n = Jr.shape[0]
     if n <= DENSE_LIMIT:
-        ev = np.linalg.eigvals(Jr.toarray() if sparse.issparse(Jr) else Jr)
+        A = Jr.toarray() if sparse.issparse(Jr) else Jr
+        ev = np.linalg.eigvals(A)
     else:
         from scipy.sparse.linalg import eigs
 
         ev = eigs(sparse.csc_matrix(Jr), k=min(n - 2, n_flat + 8), which="LR", return_eigenvectors=False,
                   tol=1e-10, maxiter=max(5000, 20 * n))
-    return classify_modes(ev, n_flat, zero_tolerance(ev, spectral_scale(Jr)))
+    scale = spectral_scale(Jr)
+    tol = zero_tolerance(ev, scale)
+    split = classify_modes(ev, n_flat, tol)
+    if n <= DENSE_LIMIT and split.rest.size and abs(split.rest[0].real) <= tol:
+        # only when the slowest is within the tolerance: its conditioning decides (stability.error_bounds)
+        ev, kappa = dense_eig(A)
+        split = classify_modes(ev, n_flat, tol, error_bounds(ev, kappa, scale, tol))
+    return split
 
 
 def _scaled_family(loop: LinearLoop, direction):

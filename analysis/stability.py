@@ -184,7 +184,7 @@ def closed_loop_eigenvalues(loop: LinearLoop, count: int | None = None) -> np.nd
     ev = loop.memo.get(key)
     if ev is None:
         if n <= DENSE_LIMIT:
-            ev, kappa = _dense_eig(loop.Jr.toarray())
+            ev, kappa = dense_eig(loop.Jr.toarray())
         else:
             ev, kappa = _slowest_sparse(loop, count or 20), None
         order = np.lexsort((np.abs(ev.imag), -ev.real))
@@ -193,7 +193,7 @@ def closed_loop_eigenvalues(loop: LinearLoop, count: int | None = None) -> np.nd
     return ev.copy() if count is None else ev[:count].copy()
 
 
-def _dense_eig(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def dense_eig(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues and their condition numbers ``|w| |v| / |w^H v|`` (left and right vectors, LAPACK)."""
     from scipy.linalg import eig
 
@@ -431,6 +431,6 @@ def episode_time(model: Model, stab: Stability, factor: float = 1.15, loop: bool
     return float(factor * np.log(1e3) / r)
 
 
-__all__ = ["classify_modes", "closed_loop_eigenvalues", "damping_ratios", "episode_time", "error_bounds", "flat_count",
-           "loop_modes", "ModeSplit", "spectral_scale", "Stability", "stability", "structural_eigenvalues",
+__all__ = ["classify_modes", "closed_loop_eigenvalues", "damping_ratios", "dense_eig", "episode_time", "error_bounds",
+           "flat_count", "loop_modes", "ModeSplit", "spectral_scale", "Stability", "stability", "structural_eigenvalues",
            "zero_tolerance", "ZERO_TOL_FACTOR"]
