@@ -131,7 +131,8 @@ def run_report_command(args) -> int:
     print(res.summary())
     print(f"wrote {out}/report.json, report.md, report.html and {len(FIGURES)} figures")
     if not res.stable:
-        print("crnfb report: the learning loop is UNSTABLE at its fixed point (exit 1)", file=sys.stderr)
+        word = "MARGINAL (a real part within round-off of zero)" if res.stability.marginal else "UNSTABLE"
+        print(f"crnfb report: the learning loop is {word} at its fixed point (exit 1)", file=sys.stderr)
     if res.validation_failed:
         failed = [c.quantity for c in res.validation or [] if c.passed is False]
         print(f"crnfb report: validation failed: {', '.join(map(str, failed))} (exit 1)", file=sys.stderr)

@@ -405,7 +405,8 @@ def _verdict(d: Mapping) -> str:
         ok = sum(1 for c in val if c.get("passed"))
         missing = sum(1 for c in val if c.get("passed") is None)
         vtxt = f"validation: {ok} of {len(val)} checks passed" + (f", {missing} not made" if missing else "")
-    return (f"**Verdict: the learning loop is {'STABLE' if stable else 'UNSTABLE'}{_zero_mode_note(d)}**; "
+    word = "STABLE" if stable else "MARGINAL" if d["closed_loop"].get("marginal") else "UNSTABLE"
+    return (f"**Verdict: the learning loop is {word}{_zero_mode_note(d)}**; "
             f"{vtxt}. Exit code {d['verdict']['exit_code']}.")
 
 
@@ -414,7 +415,8 @@ def _zero_mode_note(d: Mapping) -> str:
     cl = d["closed_loop"]
     n = int((cl.get("removed_modes") or {}).get("neutral", 0)) + int(cl.get("flat_mode_count") or 0)
     if cl.get("marginal"):
-        return " (marginal: an eigenvalue within the zero tolerance that no neutral or flat direction explains)"
+        return (" (not stable: the slowest eigenvalue's real part is within its round-off bound of zero, and no "
+                "neutral or flat direction explains it)")
     if cl["stable"] and n:
         return (f" (with {n} neutral mode{'s' if n > 1 else ''}: a line of fixed points through the learned one "
                 "along each; a local verdict)")

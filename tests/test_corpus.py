@@ -23,10 +23,9 @@ CI = corpus("ci")
 BRUTE_MAX_STATES = 400
 
 # Networks whose report shows a known defect, each with the defect; strict, so a fix is noticed.
-KNOWN: dict[str, str] = {
-    "open_chain-ci-0": "a round-off eigenvalue (1.6e-15) of a neutral mode read as instability by the noise check",
-    "open_chain-ci-1": "a round-off eigenvalue (3.2e-15) of a neutral mode read as instability by the noise check",
-}
+#: (open_chain-ci-0 and -ci-1, "a round-off eigenvalue of a neutral mode read as instability by the noise
+#: check", were fixed by the one zero tolerance, docs/theory.md §5 "Zero modes and the one tolerance".)
+KNOWN: dict[str, str] = {}
 #: Known not to end in reasonable time: the learning episode follows a sloppy direction (rate 1e-11).
 NOT_RUN: dict[str, str] = {
     "scaffold-ci-1": "the learning episode runs to t ~ 1e11 along a direction of curvature 5e-10",
