@@ -227,3 +227,24 @@ def test_crnfb_check_on_1000_species(tmp_path, capsys):
     assert "class size       1000 states" in out
     assert "detailed balance holds" in out
     assert err == ""
+
+
+@given(st.lists(st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(0, 4)), min_size=1, max_size=4))
+def test_disjoint_law_bounds_equal_the_linear_program(groups):
+    # species_bounds skips the solver for disjoint non-negative laws; compare with linprog itself.
+    # Each group: species A_g (coefficient c in the law) <-> c B_g ... via "c A <-> c B" keeps c a + c b.
+    from scipy.optimize import linprog
+    species, eqs, initial = {}, [], []
+    for g, (ca, cb, n0) in enumerate(groups):
+        species[f"A{g}"], species[f"B{g}"] = dict(visible=(g == 0)), {}
+        eqs.append(f"{cb} A{g} <-> {ca} B{g}")     # conserves ca*a + cb*b
+        initial += [n0 * cb, 0]
+    net = Network.from_equations(species, eqs)
+    L = net.conservation_laws
+    assert (L >= 0).all() and ((L != 0).sum(axis=0) <= 1).all()   # the closed-form path
+    got = statespace.species_bounds(net, np.array(initial))
+    for i in range(net.n_species):
+        c = np.zeros(net.n_species)
+        c[i] = -1.0
+        res = linprog(c, A_eq=L, b_eq=L @ np.array(initial), bounds=[(0, None)] * net.n_species)
+        assert got[i] == np.floor(-res.fun + 1e-9)
