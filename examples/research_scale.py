@@ -22,9 +22,6 @@ Run::
   10,080 copy states per ensemble.
 - ``two_visible_1e5.toml``: the same with ``T = 56``, ``K = 18``
   (100,719 copy states); for the fixed-point and linearisation benchmarks.
-  (The state space encodes a box of all species counts in 62 bits: the
-  ``2K + 1`` one-copy scaffold species take one bit each, so ``K <= 18`` at
-  this ``T``.)
 """
 
 from __future__ import annotations

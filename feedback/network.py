@@ -16,7 +16,8 @@ from functools import cached_property
 from math import gcd, lcm
 
 import numpy as np
-import sympy
+from sympy import QQ
+from sympy.polys.matrices import DomainMatrix
 
 from .errors import DetailedBalanceError, ModelError
 
@@ -116,21 +117,27 @@ def parse_equation(eq: str, names: list[str]) -> tuple[tuple[int, ...], tuple[in
 def integer_basis(rows: np.ndarray) -> np.ndarray:
     """Integer basis of the (right) null space of an integer matrix.
 
-    Uses exact rational arithmetic (sympy) on integer data; each basis vector
-    is scaled to coprime integers with its first non-zero entry positive, and
-    the basis is brought to reduced row echelon form so it is canonical.
+    Uses exact rational arithmetic (sympy's sparse ``DomainMatrix`` over
+    the rationals, built from the non-zero entries only: a dense
+    ``sympy.Matrix`` of a 1,000-species network spends seconds converting a
+    million zeros) on integer data; each basis vector is scaled to coprime integers with its
+    first non-zero entry positive, and the basis is brought to reduced row
+    echelon form so it is canonical.
     """
-    mat = sympy.Matrix(np.asarray(rows, dtype=np.int64).tolist())
-    ncols = mat.shape[1]
-    if mat.shape[0] == 0:
+    rows = np.asarray(rows, dtype=np.int64)
+    ncols = rows.shape[1]
+    if rows.shape[0] == 0:
         return np.eye(ncols, dtype=np.int64)
-    null = mat.nullspace()
-    if not null:
+    # sparse: only the non-zero stoichiometric entries are converted (a few per reaction)
+    entries: dict[int, dict[int, object]] = {}
+    for i, j in zip(*np.nonzero(rows)):
+        entries.setdefault(int(i), {})[int(j)] = QQ(int(rows[i, j]))
+    null = DomainMatrix(entries, rows.shape, QQ).nullspace()   # basis vectors as rows
+    if null.shape[0] == 0:
         return np.zeros((0, ncols), dtype=np.int64)
-    basis = sympy.Matrix.hstack(*null).T.rref()[0]
     out = []
-    for r in range(basis.shape[0]):
-        fr = [Fraction(int(sympy.fraction(x)[0]), int(sympy.fraction(x)[1])) for x in basis.row(r)]
+    for row in null.rref()[0].to_list():
+        fr = [Fraction(int(x.numerator), int(x.denominator)) for x in row]
         den = lcm(*[f.denominator for f in fr])
         ints = [int(f * den) for f in fr]
         g = 0

@@ -1,11 +1,15 @@
 """The irreducible class of one copy's initial state (docs/theory.md §1).
 
 States are enumerated by a vectorised breadth-first search over the
-reactions' jumps inside the truncation box, sorted lexicographically (so the
-generator is banded for chains), and indexed by a mixed-radix integer code.
-Jumps that would leave the box are dropped, which keeps the product form
-exact on the box; the stationary mass outside it is estimated on an
-enlarged box (:meth:`StateSpace.truncation_mass`).
+reactions' jumps inside the truncation box and sorted lexicographically (so
+the generator is banded for chains). Each state has an exact key, its counts
+packed as mixed-radix codes into as many 64-bit words as the box needs
+(:class:`StateKeys`), so time and memory grow with the class, not with the
+box's volume: a token walking on a graph of 1,000 species has a box of
+``2**1000`` points and a class of 1,000 states. Jumps that would leave the
+box are dropped, which keeps the product form exact on the box; the
+stationary mass outside it is estimated on an enlarged box
+(:meth:`StateSpace.truncation_mass`).
 """
 
 from __future__ import annotations
@@ -131,7 +135,14 @@ def species_bounds(net: Network, initial: np.ndarray) -> np.ndarray:
     if L.shape[0] == 0:
         return out
     b = L @ initial
-    for i in range(N):
+    inlaw = (L != 0).any(axis=0)
+    if (L >= 0).all() and ((L != 0).sum(axis=0) <= 1).all():
+        # disjoint non-negative laws (pools, tokens): all of a law's total in species i is a
+        # feasible point, so the linear program's maximum is b_k / L_ki; no solver per species
+        k = np.argmax(L != 0, axis=0)
+        out[inlaw] = np.floor(b[k[inlaw]] / L[k[inlaw], np.nonzero(inlaw)[0]] + 1e-9)
+        return out
+    for i in np.nonzero(inlaw)[0]:   # a species in no law is open
         c = np.zeros(N)
         c[i] = -1.0
         res = linprog(c, A_eq=L, b_eq=b, bounds=[(0, None)] * N, method="highs")
@@ -166,8 +177,168 @@ class Edges:
     exponent: np.ndarray
 
 
+#: Largest product of radices packed into one 64-bit word of a state's key (headroom below 2**63).
+WORD_RANGE = 2 ** 62
+
+
+@dataclass(frozen=True)
+class StateKeys:
+    """Exact keys of the states of a box: mixed-radix codes over consecutive groups of species.
+
+    Species are packed, in their order, into as few 64-bit words as keep
+    every word's radix product at most :data:`WORD_RANGE`; a state's key is
+    its row of words. Keys are exact (distinct states, distinct keys), linear
+    (``key(n + nu) = key(n) + key(nu)`` word by word while both ends lie in
+    the box) and, compared as big-endian bytes, sort the states
+    lexicographically. Their width grows with ``sum_i log2(b_i + 1)``, so
+    any box can be indexed: the cost of indexing is that of the states,
+    not of the box's volume.
+
+    Attributes
+    ----------
+    word : ndarray of int
+        The word each species is packed into, shape (N,).
+    mult : ndarray of int64
+        Each species' multiplier inside its word, shape (N,).
+    n_words : int
+    """
+
+    word: np.ndarray
+    mult: np.ndarray
+    n_words: int
+
+    @classmethod
+    def for_box(cls, bounds: np.ndarray) -> "StateKeys":
+        """Keys for the box ``0 <= n_i <= bounds[i]`` (exact integer arithmetic for the grouping)."""
+        radix = [int(b) + 1 for b in bounds]
+        if any(r > WORD_RANGE for r in radix):
+            raise ModelError(f"a truncation bound above {WORD_RANGE - 1} cannot be indexed; lower n_max",
+                             key="truncation.n_max")
+        word, mult = np.zeros(len(radix), np.int64), np.ones(len(radix), np.int64)
+        w, width = 0, 1
+        for i in range(len(radix) - 1, -1, -1):   # last species least significant
+            if width * radix[i] > WORD_RANGE:
+                w, width = w + 1, 1
+            word[i], mult[i] = w, width
+            width *= radix[i]
+        # words were numbered from the last species; number them from the first (sort order)
+        return cls(word=w - word, mult=mult, n_words=w + 1)
+
+    def encode(self, states: np.ndarray) -> np.ndarray:
+        """Words of each row of ``states`` (inside the box), shape (n, n_words), int64."""
+        states = np.asarray(states, dtype=np.int64)
+        if self.n_words == 1:
+            return (states @ self.mult)[:, None]
+        out = np.empty((states.shape[0], self.n_words), np.int64)
+        for w in range(self.n_words):
+            cols = np.nonzero(self.word == w)[0]
+            out[:, w] = states[:, cols] @ self.mult[cols]
+        return out
+
+    def sortable(self, words: np.ndarray) -> np.ndarray:
+        """One comparable scalar per row of words: the int64 itself for one word, else its bytes.
+
+        Several words become one ``numpy`` void scalar of their big-endian
+        bytes: sorting, ``unique`` and ``searchsorted`` compare them as bytes,
+        which orders non-negative big-endian words lexicographically.
+        """
+        if self.n_words == 1:
+            return np.ascontiguousarray(words[:, 0])
+        return np.ascontiguousarray(words, dtype=">i8").view(f"V{8 * self.n_words}").ravel()
+
+
+def _member(ref: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``np.isin(q, ref)`` for a sorted ``ref`` (void keys included), by binary search."""
+    if ref.size == 0:
+        return np.zeros(q.shape[0], dtype=bool)
+    pos = np.searchsorted(ref, q).clip(0, ref.size - 1)
+    return ref[pos] == q
+
+
+@dataclass(frozen=True)
+class _Jumps:
+    """Every reaction direction as a jump with the few species that decide whether it can fire.
+
+    Jump ``j`` fires from ``n`` inside the box iff ``lo[j] <= n[cols[j]] <=
+    hi[j]`` (``n >= y`` and ``0 <= n + nu <= b`` on the species it needs or
+    changes; padded columns accept anything). Jumps are anchored at the first
+    species of their reactant complex: only states holding that species are
+    tried, so a token walking on a graph of many species costs its degree per
+    state, not the number of reactions.
+    """
+
+    moves: np.ndarray        # (J, N) nu of each jump
+    needs: np.ndarray        # (J, N) reactant complex of each jump
+    cols: np.ndarray         # (J, m) species deciding the jump (padded with 0)
+    lo: np.ndarray           # (J, m)
+    hi: np.ndarray           # (J, m)
+    anchor_species: np.ndarray   # species anchoring at least one jump
+    anchor_ptr: np.ndarray       # CSR over anchor_species -> jumps
+    anchor_jumps: np.ndarray
+    free: np.ndarray             # jumps with an empty reactant complex (tried from every state)
+
+    @classmethod
+    def build(cls, net: Network, bounds: np.ndarray) -> "_Jumps":
+        moves = np.vstack([net.nu, -net.nu]).astype(np.int64).reshape(-1, net.n_species)
+        needs = np.vstack([net.Y, net.Yp]).astype(np.int64).reshape(-1, net.n_species)
+        support = [np.nonzero((nd > 0) | (mv != 0))[0] for mv, nd in zip(moves, needs)]
+        m = max([c.size for c in support], default=0)
+        big = np.iinfo(np.int64).max
+        cols = np.zeros((len(support), m), np.int64)
+        lo, hi = np.full((len(support), m), -big), np.full((len(support), m), big)
+        for j, c in enumerate(support):
+            cols[j, :c.size] = c
+            lo[j, :c.size] = np.maximum(needs[j, c], -moves[j, c])
+            hi[j, :c.size] = bounds[c] - moves[j, c]
+        anchor = np.array([np.argmax(nd > 0) if nd.any() else -1 for nd in needs], np.int64)
+        anchored = np.nonzero(anchor >= 0)[0]
+        order = anchored[np.argsort(anchor[anchored], kind="stable")]
+        species, counts = np.unique(anchor[order], return_counts=True)
+        ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return cls(moves, needs, cols, lo, hi, species, ptr, order, np.nonzero(anchor < 0)[0])
+
+    def fire(self, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(row, jump)`` of every jump that can fire from a row of ``states`` and stay in the box."""
+        r, k = np.nonzero(states[:, self.anchor_species])
+        counts = self.anchor_ptr[k + 1] - self.anchor_ptr[k]
+        rows = np.repeat(r, counts)
+        # the jumps of anchor k are anchor_jumps[ptr[k]:ptr[k+1]]: one arange shifted per block
+        shift = np.repeat(self.anchor_ptr[k] - (np.cumsum(counts) - counts), counts)
+        jumps = self.anchor_jumps[np.arange(rows.size) + shift]
+        if self.free.size:
+            rows = np.concatenate([rows, np.repeat(np.arange(states.shape[0]), self.free.size)])
+            jumps = np.concatenate([jumps, np.tile(self.free, states.shape[0])])
+        vals = states[rows[:, None], self.cols[jumps]]
+        ok = ((vals >= self.lo[jumps]) & (vals <= self.hi[jumps])).all(axis=1)
+        return rows[ok], jumps[ok]
+
+
+def _sorted_rows(chunks: list[np.ndarray], word_chunks: list[np.ndarray],
+                 keys: StateKeys) -> tuple[np.ndarray, np.ndarray]:
+    """States and their words, stacked in key order.
+
+    Each chunk's rows are written straight to their sorted positions: one copy
+    of the states instead of two (a stack, then a reordered copy); at 1,000
+    species the states are most of the memory.
+    """
+    words = np.vstack(word_chunks)
+    order = np.argsort(keys.sortable(words), kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    states = np.empty((order.size, chunks[0].shape[1]), np.int64)
+    start = 0
+    for c in chunks:
+        states[rank[start:start + c.shape[0]]] = c
+        start += c.shape[0]
+    return states, words[order]
+
+
 class StateSpace:
     """Enumerated class ``Gamma`` of the initial state inside the truncation box.
+
+    States are rows of :attr:`states`, sorted lexicographically; each has an
+    exact key (:class:`StateKeys`) and :meth:`index` finds rows by binary
+    search on the sorted keys.
 
     Parameters
     ----------
@@ -187,91 +358,86 @@ class StateSpace:
         natural = species_bounds(network, self.initial)
         self.natural_bounds = natural
         self.open = ~np.isfinite(natural)
-        if _bounds is not None:
-            bounds = _bounds.astype(float)
-        else:
-            bounds = natural.copy()
-            if isinstance(n_max, dict):
-                for name, b in n_max.items():
-                    if name not in network.names:
-                        raise ModelError(f"truncation bound for unknown species {name!r}; "
-                                         f"species are {', '.join(network.names)}", key="truncation.n_max")
-                    bounds[network.names.index(name)] = min(bounds[network.names.index(name)], float(b))
-            elif n_max is not None:
-                bounds[self.open] = float(n_max)
-            missing = [network.names[i] for i in np.nonzero(~np.isfinite(bounds))[0]]
-            if missing:
-                raise ModelError(
-                    f"species {', '.join(missing)} are open (no conservation law bounds them); "
-                    "set a truncation, e.g. [truncation] n_max = 60", key="truncation.n_max")
+        bounds = _bounds.astype(float) if _bounds is not None else self._box(natural, n_max)
         if (self.initial > bounds).any():
             bad = [network.names[i] for i in np.nonzero(self.initial > bounds)[0]]
             raise ModelError(f"initial counts of {', '.join(bad)} exceed the truncation bound "
                              f"{bounds.astype(int).tolist()}", key="initial")
         self.bounds = bounds.astype(np.int64)
         self.truncated = self.open | (self.bounds < natural)
-        self._radix = self.bounds + 1
-        if np.sum(np.log(self._radix.astype(float))) > 62 * np.log(2):
-            raise ModelError("the truncation box is too large to enumerate; lower n_max",
-                             key="truncation.n_max")
-        self._mult = np.concatenate([[1], np.cumprod(self._radix[::-1])[:-1]])[::-1].astype(np.int64)
+        self.keys = StateKeys.for_box(self.bounds)
         bound = class_size_bound(network.conservation_laws, self.bounds, self.initial)
         if bound > 8 * MAX_STATES:  # surely too big; between 1x and 8x the bound may be loose: enumerate
             raise ModelError(f"the class has up to {bound:.3g} states (truncation box {self.bounds.tolist()} "
                              f"with {network.conservation_laws.shape[0]} conservation law(s)), more than "
                              f"{MAX_STATES}; lower n_max", key="truncation.n_max")
-        volume = float(np.prod(self._radix.astype(float)))
-        small = volume * network.n_species <= BOX_CELLS
-        self.states = self._enumerate_box() if small else self._enumerate()
-        self.codes = self.states @ self._mult
+        volume = float(np.prod(self.bounds.astype(float) + 1.0))
+        if volume * network.n_species <= BOX_CELLS:
+            states = self._enumerate_box()
+            chunks, word_chunks = [states], [self.keys.encode(states)]
+        else:
+            chunks, word_chunks = self._enumerate()
+        self.states, self._words = _sorted_rows(chunks, word_chunks, self.keys)
+        self._sorted_keys = self.keys.sortable(self._words)
+
+    def _box(self, natural: np.ndarray, n_max) -> np.ndarray:
+        """The truncation box from the natural bounds and the file's ``n_max``."""
+        network = self.network
+        bounds = natural.copy()
+        if isinstance(n_max, dict):
+            for name, b in n_max.items():
+                if name not in network.names:
+                    raise ModelError(f"truncation bound for unknown species {name!r}; "
+                                     f"species are {', '.join(network.names)}", key="truncation.n_max")
+                bounds[network.names.index(name)] = min(bounds[network.names.index(name)], float(b))
+        elif n_max is not None:
+            bounds[self.open] = float(n_max)
+        missing = [network.names[i] for i in np.nonzero(~np.isfinite(bounds))[0]]
+        if missing:
+            raise ModelError(
+                f"species {', '.join(missing)} are open (no conservation law bounds them); "
+                "set a truncation, e.g. [truncation] n_max = 60", key="truncation.n_max")
+        return bounds
 
     # -- enumeration --------------------------------------------------------
-    def _encode(self, s: np.ndarray) -> np.ndarray:
-        return s @ self._mult
+    @cached_property
+    def _jumps(self) -> _Jumps:
+        return _Jumps.build(self.network, self.bounds)
 
-    def _enumerate(self) -> np.ndarray:
-        net = self.network
-        # Every kept jump n -> n + nu has its reverse kept too (n + nu >= y', both ends in
-        # the box), so the jump graph is undirected and the neighbours of BFS level k lie in
-        # levels k-1, k, k+1: checking the last two levels is enough (linear, not quadratic).
-        prev = np.zeros(0, dtype=np.int64)
-        seen = np.array([self._encode(self.initial)])
+    def _enumerate(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """States and words of the class, level by level, by breadth-first search from the initial state.
+
+        Every kept jump n -> n + nu has its reverse kept too (n + nu >= y', both
+        ends in the box), so the jump graph is undirected and the neighbours of
+        BFS level k lie in levels k-1, k, k+1: checking the last two levels is
+        enough (linear, not quadratic). Candidates are compared by key (the
+        frontier's words plus the jump's, by linearity); only the new states
+        are built in full.
+        """
+        jumps, kw = self._jumps, self.keys
+        move_words = kw.encode(jumps.moves)
         frontier = self.initial[None, :]
-        chunks = [frontier]
-        moves = np.vstack([net.nu, -net.nu])
-        needs = np.vstack([net.Y, net.Yp])
-        total = 1
-        # per jump, only the species it needs or changes can make it infeasible; candidates are
-        # kept as (frontier row, jump) and codes, and only the new states are built in full
-        cols = [np.nonzero((nd > 0) | (mv != 0))[0] for mv, nd in zip(moves, needs)]
-        mv_codes = moves @ self._mult
+        words = kw.encode(frontier)
+        prev, last = kw.sortable(words[:0]), kw.sortable(words)
+        chunks, word_chunks, total = [frontier], [words], 1
         while frontier.shape[0]:
-            f_codes = self._encode(frontier)
-            rows_, jumps_, codes_ = [], [], []
-            for j, (mv, nd, c) in enumerate(zip(moves, needs, cols)):
-                sub = frontier[:, c]
-                after = sub + mv[c]
-                ok = np.nonzero((sub >= nd[c]).all(axis=1) & (after >= 0).all(axis=1)
-                                & (after <= self.bounds[c]).all(axis=1))[0]
-                rows_.append(ok)
-                jumps_.append(np.full(ok.size, j))
-                codes_.append(f_codes[ok] + mv_codes[j])
-            cand_codes = np.concatenate(codes_)
-            if cand_codes.size == 0:
+            rows, jj = jumps.fire(frontier)
+            if rows.size == 0:
                 break
-            codes, idx = np.unique(cand_codes, return_index=True)
-            new = ~np.isin(codes, np.concatenate([prev, seen]))
-            pick = idx[new]
-            frontier = frontier[np.concatenate(rows_)[pick]] + moves[np.concatenate(jumps_)[pick]]
-            prev, seen = seen, codes[new]
+            cand = words[rows] + move_words[jj]
+            keys, first = np.unique(kw.sortable(cand), return_index=True)
+            new = ~(_member(prev, keys) | _member(last, keys))
+            pick = first[new]
+            frontier = frontier[rows[pick]] + jumps.moves[jj[pick]]
+            words = cand[pick]
+            prev, last = last, keys[new]
             chunks.append(frontier)
+            word_chunks.append(words)
             total += frontier.shape[0]
             if total > MAX_STATES:
                 raise ModelError(f"the class has more than {MAX_STATES} states; lower n_max",
                                  key="truncation.n_max")
-        states = np.vstack(chunks)
-        order = np.argsort(self._encode(states))
-        return states[order]
+        return chunks, word_chunks
 
     def _enumerate_box(self) -> np.ndarray:
         """The class as a connected component of the jump graph on the whole box slice.
@@ -279,11 +445,14 @@ class StateSpace:
         For boxes of at most ``BOX_CELLS`` cells: every jump of every state at
         once (vectorised) and one ``connected_components`` call, linear in
         the box size, where the level-by-level search pays Python overhead
-        per level (an open species with n_max = 60000 has 60000 levels).
+        per level (an open species with n_max = 60000 has 60000 levels). Such
+        a box has fewer than ``2**23`` points, so one mixed-radix code indexes it.
         """
         net = self.network
-        codes = np.arange(int(np.prod(self._radix)), dtype=np.int64)
-        states = (codes[:, None] // self._mult[None, :]) % self._radix[None, :]
+        radix = self.bounds + 1
+        mult = np.concatenate([[1], np.cumprod(radix[::-1])[:-1]])[::-1].astype(np.int64)
+        codes = np.arange(int(np.prod(radix)), dtype=np.int64)
+        states = (codes[:, None] // mult[None, :]) % radix[None, :]
         L = net.conservation_laws
         if L.shape[0]:
             keep = ((states @ L.T) == (L @ self.initial)[None, :]).all(axis=1)
@@ -294,14 +463,14 @@ class StateSpace:
             nxt = states[ok] + mv
             inbox = (nxt >= 0).all(axis=1) & (nxt <= self.bounds).all(axis=1)
             ok, nxt = ok[inbox], nxt[inbox]
-            pos = np.searchsorted(codes, nxt @ self._mult)
+            pos = np.searchsorted(codes, nxt @ mult)
             rows.append(ok)
             cols.append(pos)
         r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
         c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
         g = sparse.coo_matrix((np.ones(r.size), (r, c)), shape=(codes.size, codes.size))
         _, labels = connected_components(g, directed=False)
-        start = np.searchsorted(codes, self._encode(self.initial))
+        start = np.searchsorted(codes, self.initial @ mult)
         found = states[labels == labels[start]]
         if found.shape[0] > MAX_STATES:
             raise ModelError(f"the class has {found.shape[0]} states, more than {MAX_STATES}; lower n_max",
@@ -315,11 +484,15 @@ class StateSpace:
 
     def index(self, states: np.ndarray) -> np.ndarray:
         """Indices of ``states`` (rows) in the class; -1 where absent."""
-        states = np.atleast_2d(states)
+        states = np.atleast_2d(np.asarray(states, dtype=np.int64))
         inbox = (states >= 0).all(axis=1) & (states <= self.bounds).all(axis=1)
-        codes = np.where(inbox, states.clip(0) @ self._mult, -1)
-        pos = np.searchsorted(self.codes, codes).clip(0, self.size - 1)
-        return np.where(inbox & (self.codes[pos] == codes), pos, -1)
+        return self._find(self.keys.encode(np.where(inbox[:, None], states, 0)), inbox)
+
+    def _find(self, words: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Rows of the states with these key words (where ``valid``); -1 where absent."""
+        keys = self.keys.sortable(words)
+        pos = np.searchsorted(self._sorted_keys, keys).clip(0, self.size - 1)
+        return np.where(valid & (self._sorted_keys[pos] == keys), pos, -1)
 
     @cached_property
     def visible_states(self) -> np.ndarray:
@@ -345,22 +518,41 @@ class StateSpace:
         return gammaln(self.states + 1.0).sum(axis=1)
 
     # -- jumps ------------------------------------------------------------------
+    #: States whose jumps are found at once in :attr:`edges` (bounds the temporaries to a few MB per species).
+    _EDGE_BLOCK = 100_000
+
     @cached_property
     def edges(self) -> tuple[Edges, ...]:
-        """Jumps of every reaction direction inside the box."""
-        net = self.network
+        """Jumps of every reaction direction inside the box.
+
+        Found for all states in blocks (:meth:`_Jumps.fire`), the targets by key
+        linearity: the words of ``n + nu`` are those of ``n`` plus those of ``nu``.
+        """
+        net, jumps = self.network, self._jumps
+        move_words = self.keys.encode(jumps.moves)
+        src, jj = [], []
+        for start in range(0, self.size, self._EDGE_BLOCK):
+            r, j = jumps.fire(self.states[start:start + self._EDGE_BLOCK])
+            src.append(r + start)
+            jj.append(j)
+        src = np.concatenate(src) if src else np.zeros(0, np.int64)
+        jj = np.concatenate(jj) if jj else np.zeros(0, np.int64)
+        order = np.lexsort((src, jj))   # by jump, sources ascending within a jump
+        src, jj = src[order], jj[order]
+        dst = self._find(self._words[src] + move_words[jj], np.ones(src.size, bool))
+        cut = np.searchsorted(jj, np.arange(jumps.moves.shape[0] + 1))
+        R = len(net.reactions)
         out = []
-        for r in range(len(net.reactions)):
+        for r in range(R):
             for forward in (True, False):
-                need = net.Y[r] if forward else net.Yp[r]
-                move = net.nu[r] if forward else -net.nu[r]
+                j = r if forward else R + r
+                s, d = src[cut[j]:cut[j + 1]], dst[cut[j]:cut[j + 1]]
+                s, d = s[d >= 0], d[d >= 0]
+                need = jumps.needs[j]
+                c = np.nonzero(need)[0]
+                coef = net.kappa[r] * falling_factorial(self.states[np.ix_(s, c)], need[c])
                 expo = net.Yp[r] if forward else net.Y[r]
-                ok = np.nonzero((self.states >= need).all(axis=1))[0]
-                dst = self.index(self.states[ok] + move)
-                keep = dst >= 0
-                src = ok[keep]
-                coef = net.kappa[r] * falling_factorial(self.states[src], need)
-                out.append(Edges(r, forward, src, dst[keep], coef, expo.astype(float)))
+                out.append(Edges(r, forward, s, d, coef, expo.astype(float)))
         return tuple(out)
 
     # -- stationary law ------------------------------------------------------------
@@ -460,4 +652,4 @@ class StateSpace:
         }
 
 
-__all__ = ["Edges", "falling_factorial", "species_bounds", "StateSpace"]
+__all__ = ["Edges", "falling_factorial", "species_bounds", "StateKeys", "StateSpace"]

@@ -12,7 +12,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from crnfb.feedback import DetailedBalanceError, ModelError, Network, Species
-from crnfb.feedback.network import MAX_COEFFICIENT, detailed_balance, from_rate_constants, parse_complex, parse_equation
+from crnfb.feedback.network import (MAX_COEFFICIENT, detailed_balance, from_rate_constants, integer_basis,
+                                    parse_complex, parse_equation)
 from crnfb.feedback.statespace import StateSpace
 
 from conftest import box_slice, example, reachable_class
@@ -116,6 +117,36 @@ def test_conservation_laws_annihilate_stoichiometry(name):
     assert L.shape[0] + np.linalg.matrix_rank(net.stoichiometry) == net.n_species
     if L.shape[0]:
         assert np.linalg.matrix_rank(L) == L.shape[0]
+
+
+def _dense_sympy_basis(rows: np.ndarray) -> np.ndarray:
+    """The canonical basis by sympy's dense ``Matrix`` (the computation integer_basis used to make)."""
+    import sympy
+    from fractions import Fraction
+    from math import lcm
+    null = sympy.Matrix(rows.tolist()).nullspace()
+    if not null:
+        return np.zeros((0, rows.shape[1]), dtype=np.int64)
+    out = []
+    for r in sympy.Matrix.hstack(*null).T.rref()[0].tolist():
+        fr = [Fraction(int(x.p), int(x.q)) for x in r]
+        ints = [int(f * lcm(*[g.denominator for g in fr])) for f in fr]
+        g = np.gcd.reduce(np.abs(ints))
+        ints = [v // g for v in ints]
+        out.append([-v for v in ints] if next(v for v in ints if v) < 0 else ints)
+    return np.array(out, dtype=np.int64)
+
+
+@given(st.integers(1, 6), st.integers(1, 7), st.data())
+def test_integer_basis_equals_dense_sympy(m, n, data):
+    # the sparse DomainMatrix null space gives the same canonical basis as the dense computation
+    rows = np.array(data.draw(st.lists(st.lists(st.integers(-3, 3), min_size=n, max_size=n),
+                                       min_size=m, max_size=m)), dtype=np.int64)
+    if data.draw(st.booleans()):
+        rows[-1] = 2 * rows[0]   # a dependent row
+    got = integer_basis(rows)
+    assert np.array_equal(got, _dense_sympy_basis(rows))
+    assert np.all(rows @ got.T == 0)
 
 
 def test_conservation_laws_of_the_examples():
