@@ -575,7 +575,7 @@ def test_cli_export(tmp_path, capsys):
     out = tmp_path / "e2.xml"
     assert main(["export", str(EX / "isomerisation.toml"), "--sbml", str(out)]) == 0
     assert consistency_errors(out.read_text()) == []
-    assert main(["export", str(EX / "isomerisation.toml"), "--sbml", str(out), "--learning"]) == 0
+    assert main(["export", str(EX / "isomerisation.toml"), "--sbml", str(out), "--learning", "--force"]) == 0
     text = out.read_text()
     assert "free_X3_Y17" in text and "Lambda_X" in text and consistency_errors(text) == []
     capsys.readouterr()
