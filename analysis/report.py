@@ -98,7 +98,7 @@ def write_report(res: Results, out_dir: str | os.PathLike, progress: bool = Fals
     """
     from crnfb.analysis import plots
 
-    out = check_output_dir(out_dir, force, inputs)
+    out = check_output_dir(out_dir, force, inputs, report_files())
     summary = res.summary()
     figs = make_figures(res)
     with atomic_dir(out, force, inputs) as tmp:
@@ -120,12 +120,17 @@ def write_report(res: Results, out_dir: str | os.PathLike, progress: bool = Fals
     return out
 
 
+def report_files() -> tuple[str, ...]:
+    """The names of the files :func:`write_report` writes (the marker aside)."""
+    return ("report.json", "report.md", "report.html") + tuple(f"{n}.png" for n in FIGURES)
+
+
 def run_report_command(args) -> int:
     """``crnfb report MODEL -o DIR [--no-validate] [--seed N]`` (exit 0 / 1 / 2)."""
     from crnfb.analysis.model_input import input_paths, load_cli_model
 
     force, inputs = bool(getattr(args, "force", False)), input_paths(args)
-    check_output_dir(args.output, force, inputs)   # fail before loading and the (long) analysis
+    check_output_dir(args.output, force, inputs, report_files())   # fail before loading and the (long) analysis
     model = load_cli_model(args)
     res = analyse(model, validate=not getattr(args, "no_validate", False), seed=getattr(args, "seed", 0) or 0,
                   progress=True)
@@ -140,5 +145,5 @@ def run_report_command(args) -> int:
     return res.exit_code
 
 
-__all__ = ["run_report_command", "write_report", "make_figures", "notebook_html", "FIGURES", "NOTEBOOK_FIGURES",
+__all__ = ["run_report_command", "write_report", "report_files", "make_figures", "notebook_html", "FIGURES", "NOTEBOOK_FIGURES",
            "FIGURE_CAPTIONS"]

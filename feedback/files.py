@@ -187,14 +187,16 @@ def foreign_files(folder: str | os.PathLike) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name not in ours and p.name != MARKER)
 
 
-def check_output_dir(out: str | os.PathLike, force: bool = False, inputs: Iterable = ()) -> Path:
+def check_output_dir(out: str | os.PathLike, force: bool = False, inputs: Iterable = (),
+                     names: Iterable[str] = ()) -> Path:
     """Refuse an output directory crnfb must not replace (:class:`OutputError`).
 
     Allowed: a path that does not exist, an empty directory, a directory
     holding only files a previous crnfb run wrote (its :data:`MARKER` lists
     them with their hashes), or, with ``force``, any directory (its other
     files are kept). Never the working directory or one of its parents, nor
-    a directory that is one of ``inputs``.
+    a directory that is one of ``inputs`` or would put one of the file
+    ``names`` it writes over one of ``inputs``.
     """
     out = Path(out)
     full = out.absolute().resolve()
@@ -208,6 +210,10 @@ def check_output_dir(out: str | os.PathLike, force: bool = False, inputs: Iterab
                           "input, not even with --force: name a new directory")
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise OutputError(f"output {out} exists and is not a directory; name a new directory")
+    clash = next((n for n in names if _input_clash(out / n, inputs) is not None), None)
+    if clash is not None:
+        raise OutputError(f"{out / clash} is an input of this command; crnfb never writes over its own input, "
+                          "not even with --force: name a new directory")
     if out.is_dir() and not force:
         other = foreign_files(out)
         if other:
