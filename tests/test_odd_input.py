@@ -156,3 +156,41 @@ def test_fast_switching_fluctuation_section_is_made(capfd):
     assert totals["1e300"] == pytest.approx(totals["1e12"], rel=1e-6)
     out, err = capfd.readouterr()
     assert "DLASCL" not in out + err
+
+
+# -- the time unit: rate constants scaled by 1e+-300 refused, by 1e+-6 (all together) the same loop -----------------
+@pytest.mark.parametrize("kappa", ["1e300", "1e-300"])
+def test_kappa_far_from_the_learning_rates_is_refused(capsys, tmp_path, kappa):
+    """Before: E1 with kappa = 1e300 read the stable loop as UNSTABLE (gain margin 0.001, eps_crit 5e-5)."""
+    path = tmp_path / "m.toml"
+    path.write_text((EXAMPLES / "birth_death.toml").read_text().replace("kappa = 1.0", f"kappa = {kappa}"))
+    t0 = time.process_time()
+    rc, err = run(capsys, "report", path, "--no-validate", "-o", tmp_path / "r")
+    assert rc == 2 and "reactions[0].kappa" in err and "1e+10" in err and err.count("\n") == 1, err
+    assert time.process_time() - t0 < 10.0
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scale", [1e-6, 1e6])
+def test_changing_the_time_unit_scales_the_loop(scale):
+    """kappa, eps (and gamma) times s is the same loop with time in units of 1/s: every closed-loop
+    eigenvalue times s, the margins unchanged, eps_crit times s (None stays None)."""
+    from dataclasses import replace
+    from crnfb.analysis.results import analyse
+    from crnfb.feedback.modelfile import load_model
+    base = load_model(EXAMPLES / "birth_death.toml")
+    net = base.network
+    scaled_net = replace(net, reactions=tuple(replace(r, kappa=r.kappa * scale) for r in net.reactions))
+    scaled = replace(base, network=scaled_net).with_learning(eps=tuple(e * scale for e in base.learning.eps),
+                                                             gamma=base.learning.gamma * scale)
+    r0 = analyse(base, validate=False, figures=False).to_dict()
+    r1 = analyse(scaled, validate=False, figures=False).to_dict()
+    ev0 = np.sort_complex(np.array([complex(*z) for z in r0["closed_loop"]["eigenvalues"]]))
+    ev1 = np.sort_complex(np.array([complex(*z) for z in r1["closed_loop"]["eigenvalues"]]))
+    np.testing.assert_allclose(ev1, scale * ev0, rtol=1e-6, atol=1e-9 * scale * np.abs(ev0).max())
+    for k in ("gain_margin", "phase_margin_deg"):
+        a, b = r0["margins"][k], r1["margins"][k]
+        assert (a is None and b is None) or b == pytest.approx(a, rel=1e-6), k
+    a, b = r0["margins"]["eps_crit"], r1["margins"]["eps_crit"]
+    assert (a is None and b is None) or np.allclose(np.atleast_1d(b), scale * np.atleast_1d(a), rtol=1e-6)
