@@ -46,7 +46,7 @@ __all__ = ["analyse", "STEP_AMPLITUDE", "margins_section", "disturbance_section"
            "consistency_section", "check_rate_scales", "MAX_RATE_RATIO"]
 
 #: Largest ratio of the loop's rate constants (kappa, eps, gamma) that the analysis resolves
-#: (docs/theory.md, "Time unit"): the slow modes' eigenvalues carry an absolute round-off
+#: (docs/theory.md §5, "The time unit"): the slow modes' eigenvalues carry an absolute round-off
 #: of about 1e-16 x the fastest rate, so at 1e10 they keep six significant digits.
 MAX_RATE_RATIO = 1e10
 
