@@ -146,7 +146,13 @@ def run_export_command(args) -> int:
             print(f"  pruned copy states below {prune:g}: dropped start mass free {d['free']:.3g}, "
                   f"clamped {d['clamped']:.3g}")
         if speedup is not None:
-            for line in export_deviation(model, speedup).lines():
+            try:
+                dev = export_deviation(model, speedup)
+            except RuntimeError as e:   # an eigenvalue search that failed: a stated limitation, not a crash
+                print(f"crnfb export: wrote {out}, but the deviation of the exported network could not be "
+                      f"computed: {e} (exit 1)", file=sys.stderr)
+                return 1
+            for line in dev.lines():
                 print(line)
     return 0
 

@@ -194,3 +194,38 @@ def test_changing_the_time_unit_scales_the_loop(scale):
         assert (a is None and b is None) or b == pytest.approx(a, rel=1e-6), k
     a, b = r0["margins"]["eps_crit"], r1["margins"]["eps_crit"]
     assert (a is None and b is None) or np.allclose(np.atleast_1d(b), scale * np.atleast_1d(a), rtol=1e-6)
+
+
+# -- ARPACK failures on a valid model: dense fallback or a stated limitation, never exit 3 ------------------------------
+def test_arpack_failure_falls_back_to_the_dense_spectrum(monkeypatch):
+    """Before: `export --learning --speedup 100` ended in scipy's ArpackError (exit 3)."""
+    import scipy.sparse.linalg as sla
+    from scipy import sparse
+    from crnfb.analysis import margins
+
+    n = margins.DENSE_LIMIT + 50
+    J = sparse.random(n, n, density=3.0 / n, random_state=1, format="csc") - sparse.identity(n) * 4.0
+    dense = np.linalg.eigvals(J.toarray())
+
+    def broken(*a, **k):
+        raise sla.ArpackError(-9999)
+    monkeypatch.setattr(sla, "eigs", broken)
+    ev = margins._spectrum(J, 0)
+    assert np.max(ev.real) == pytest.approx(np.max(dense.real), rel=1e-10)
+    monkeypatch.setattr(margins, "DENSE_FALLBACK", 10)
+    with pytest.raises(RuntimeError, match="ARPACK failed"):
+        margins._spectrum(J, 0)
+
+
+def test_export_reports_a_failed_eigen_search_as_exit_1(capsys, tmp_path, monkeypatch):
+    import crnfb.analysis.sbml_commands as sc
+    model = tmp_path / "m.toml"
+    model.write_text((EXAMPLES / "isomerisation.toml").read_text().replace('clamping = "dynamic"',
+                                                                           'clamping = "equilibrium"'))
+
+    def fails(m, s):
+        raise RuntimeError("the rightmost eigenvalues of the 9000-state loop are not available: ARPACK failed")
+    monkeypatch.setattr(sc, "export_deviation", fails)
+    rc, err = run(capsys, "export", model, "--learning", "--speedup", "100", "--sbml", tmp_path / "m.xml")
+    assert rc == 1 and "ARPACK failed" in err and err.count("\n") == 1
+    assert (tmp_path / "m.xml").read_text().startswith("<?xml")
