@@ -25,7 +25,7 @@ import numpy as np
 
 from crnfb.analysis.disturbance import Disturbance, disturbance
 from crnfb.analysis.fixedpoints import StationaryPoint, learned_fixed_point, quasi_static_trajectory
-from crnfb.analysis.fluctuation import FluctuationResult, analyse_fluctuation
+from crnfb.analysis.fluctuation import FluctuationResult, analyse_fluctuation, cost_refusal
 from crnfb.analysis.frequency import SPEC_OMEGA, LoopResponse, broken_loop
 from crnfb.analysis.linearise import LinearLoop, LoopFixedPoint, linearise, loop_fixed_point
 from crnfb.analysis.margins import Margins, margins
@@ -234,6 +234,9 @@ def fluctuation_section(model: Model, validate: bool, quick: bool, seed: int) ->
     if model.fluctuation is None:
         raise Unavailable("the model has no [environment.fluctuation] (a random environment); add levels and "
                           "rates to predict the cost of tracking it")
+    refusal = cost_refusal(model)      # estimated before the work: levels grow the cost as (n + K)^3
+    if refusal is not None:
+        raise Unavailable(refusal)
     return analyse_fluctuation(model, validate=validate, seed=seed, quick=quick)
 
 

@@ -123,6 +123,29 @@ def test_thousand_level_check_command_ends_in_seconds(capsys, tmp_path):
     assert time.process_time() - t0 < 20.0       # 4 s measured, most of it parsing the 10^6-entry table
 
 
+def test_thousand_level_fluctuation_section_is_estimated_first(tmp_path):
+    """The section's cost grows as (loop + K)^3 per learning rate: refused with its estimate, at once."""
+    import tomllib
+    from crnfb.analysis.fluctuation import cost_refusal, estimated_seconds
+    from crnfb.analysis.pipeline import fluctuation_section
+    from crnfb.analysis.results import Unavailable
+    from crnfb.feedback.modelfile import parse_model
+    text = (EXAMPLES / "birth_death_telegraph.toml").read_text()
+    models = {}
+    for K in (2, 1000):
+        levels, R = _walk(K)
+        t = text.replace("levels = [0.0, 1.0]", "levels = " + repr([float(x) for x in levels]))
+        models[K] = parse_model(tomllib.loads(t.replace("rates = [[0.0, 0.1], [0.1, 0.0]]", "rates = " + repr(R))),
+                                source="m.toml")
+    assert cost_refusal(models[2]) is None
+    # the estimate is cubic in the order (loop + K): 1000 levels cost (1083/85)^3 ~ 2000 times 2 levels
+    assert estimated_seconds(models[1000]) / estimated_seconds(models[2]) == pytest.approx((1083 / 85) ** 3, rel=0.05)
+    t0 = time.process_time()
+    with pytest.raises(Unavailable, match="CPU s estimated"):
+        fluctuation_section(models[1000], validate=False, quick=True, seed=0)
+    assert time.process_time() - t0 < 2.0
+
+
 # -- switching rates of 1e300: no LAPACK message, the right numbers ---------------------------------------------------
 @pytest.mark.parametrize("k", [1e-300, 1e-6, 1.0, 1e6, 1e300])
 def test_telegraph_statistics_at_any_rate_scale(capfd, k):
