@@ -189,8 +189,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", required=True, help="output directory")
     r.add_argument("--no-validate", action="store_true", help="skip the nonlinear-simulation checks")
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--force", action="store_true",
-                   help="replace the output directory even if crnfb did not write it")
     r.set_defaults(func=cmd_report)
 
     s = sub.add_parser("simulate", help="a trajectory of the learning network (CSV)")
@@ -212,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("-o", "--output", required=True)
     w.add_argument("--workers", type=int, default=None)
     w.add_argument("--scheduler", default=None, help="Dask scheduler address (optional)")
+    w.add_argument("--max-points", type=int, default=None,
+                   help="run grids larger than 10000 points (the default limit) up to this many")
     w.set_defaults(func=cmd_sweep)
 
     e = sub.add_parser("export", help="SBML of the model network or the learning network")
@@ -233,6 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--visible", required=True, help="visible species, comma-separated: X[,Y]")
     v.add_argument("--learn", default=None, help="learned species, comma-separated (default: all)")
     v.set_defaults(func=cmd_convert)
+    for sp, what in ((r, "write into an output directory holding files crnfb did not write (they are kept)"),
+                     (s, "replace an existing output file"), (w, "start afresh in an output directory that "
+                                                             "holds no sweep of this model and grid"),
+                     (e, "replace an existing SBML file"), (v, "replace an existing model file")):
+        sp.add_argument("--force", action="store_true", help=what + "; never an input of the command")
     for sp in (c, f, r, s, w, e, v):  # accepted after the subcommand too; SUPPRESS keeps a top-level --debug
         sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the traceback of an internal error")

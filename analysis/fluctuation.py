@@ -55,7 +55,7 @@ from crnfb.feedback.fluctuation import MarkovEnvironment
 from crnfb.feedback.model import Model
 
 __all__ = ["FluctuationResult", "fluctuation", "analyse_fluctuation", "report_section", "tracking_cost", "tracking_spectral", "linear_range",
-           "excess_divergence", "validate_ssa", "validate_ode", "plot_fluctuation", "LINEAR_TOL"]
+           "excess_divergence", "cost_refusal", "estimated_seconds", "BUDGET_SECONDS", "validate_ssa", "validate_ode", "plot_fluctuation", "LINEAR_TOL"]
 
 #: Largest relative error of the second-order (quadratic) cost of a jump that still counts as linear.
 LINEAR_TOL = 0.1
@@ -783,6 +783,33 @@ def analyse_fluctuation(model: Model, validate: bool = True, seed: int = 0, quic
     return r
 
 
+#: CPU seconds the fluctuation section may take before it is refused with its estimate.
+BUDGET_SECONDS = 120.0
+#: CPU seconds per (order)^3 of one dense Lyapunov solve (measured: 0.57 s at order 641, one core).
+_LYAP_SECONDS = 2.2e-9
+
+
+def _order(model: Model) -> int:
+    """Order of the tracking Lyapunov equation: the reduced loop (about two copy ensembles and theta) + K levels."""
+    return 2 * int(model.space.size) + len(model.learned) + model.fluctuation.n_levels
+
+
+def estimated_seconds(model: Model, factors=None) -> float:
+    """Estimated CPU time of :func:`fluctuation`: one dense Lyapunov solve per grid factor and ~25 more for eps_opt."""
+    n_eval = (len(FACTORS) if factors is None else len(np.atleast_1d(factors))) + 25
+    return n_eval * _LYAP_SECONDS * float(_order(model)) ** 3
+
+
+def cost_refusal(model: Model, factors=None) -> str | None:
+    """Why the section is not computed (its estimated cost is above :data:`BUDGET_SECONDS`), or None."""
+    cost = estimated_seconds(model, factors)
+    if cost <= BUDGET_SECONDS:
+        return None
+    return (f"not computed: about {cost:.3g} CPU s estimated (a dense Lyapunov solve of order {_order(model)} per "
+            f"learning rate, {model.fluctuation.n_levels} levels), above the budget of {BUDGET_SECONDS:g} s; "
+            "use fewer levels")
+
+
 def report_section(model: Model, validate: bool = True, seed: int = 0, quick: bool = False,
                    factors=None) -> tuple[dict, FluctuationResult | None]:
     """``(section, result)``: the ``fluctuation`` section of report.json (docs/cli.md) and its result.
@@ -793,5 +820,8 @@ def report_section(model: Model, validate: bool = True, seed: int = 0, quick: bo
     if model.fluctuation is None:
         return {"available": False, "reason": "the model has no [environment.fluctuation] (a random "
                 "environment); add levels and rates to predict the cost of tracking it"}, None
+    refusal = cost_refusal(model, factors)
+    if refusal is not None:
+        return {"available": False, "reason": refusal}, None
     r = analyse_fluctuation(model, validate, seed, quick, factors)
     return dict(r.to_dict(), available=True), r

@@ -119,10 +119,7 @@ def _modes(Jr, n_flat: int):
         A = Jr.toarray() if sparse.issparse(Jr) else Jr
         ev = np.linalg.eigvals(A)
     else:
-        from scipy.sparse.linalg import eigs
-
-        ev = eigs(sparse.csc_matrix(Jr), k=min(n - 2, n_flat + 8), which="LR", return_eigenvectors=False,
-                  tol=1e-10, maxiter=max(5000, 20 * n))
+        ev = _rightmost_sparse(Jr, n_flat)
     scale = spectral_scale(Jr)
     tol = zero_tolerance(ev, scale)
     split = classify_modes(ev, n_flat, tol)
@@ -131,6 +128,36 @@ def _modes(Jr, n_flat: int):
         ev, kappa = dense_eig(A)
         split = classify_modes(ev, n_flat, tol, error_bounds(ev, kappa, scale, tol))
     return split
+
+
+#: Largest reduced loop whose dense eigenvalues replace a failed Arnoldi search (3 GB would be 2e4).
+DENSE_FALLBACK = 6000
+
+
+def _rightmost_sparse(Jr, n_flat: int) -> np.ndarray:
+    """The rightmost eigenvalues by Arnoldi; dense when ARPACK fails (export --speedup gave ArpackError, exit 3).
+
+    A partial result of a non-converged search is kept when it holds enough
+    values; otherwise the dense spectrum up to :data:`DENSE_FALLBACK` states,
+    beyond that a RuntimeError with the reason (a stated limitation, not a crash).
+    """
+    from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, eigs
+
+    n = Jr.shape[0]
+    k = min(n - 2, n_flat + 8)
+    try:
+        return eigs(sparse.csc_matrix(Jr), k=k, which="LR", return_eigenvectors=False, tol=1e-10,
+                    maxiter=max(5000, 20 * n))
+    except ArpackNoConvergence as e:
+        if e.eigenvalues.size > n_flat:
+            return e.eigenvalues
+        reason = f"ARPACK did not converge ({e.eigenvalues.size} of {k} eigenvalues)"
+    except ArpackError as e:
+        reason = f"ARPACK failed ({str(e).splitlines()[0][:120]})"
+    if n <= DENSE_FALLBACK:
+        return np.linalg.eigvals(Jr.toarray() if sparse.issparse(Jr) else np.asarray(Jr))
+    raise RuntimeError(f"the rightmost eigenvalues of the {n}-state loop are not available: {reason}, and the "
+                       f"dense fallback is limited to {DENSE_FALLBACK} states")
 
 
 def _scaled_family(loop: LinearLoop, direction):

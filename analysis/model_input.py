@@ -21,7 +21,7 @@ from crnfb.feedback.errors import ModelError
 from crnfb.feedback.model import Model
 
 __all__ = ["ModelInput", "model_input", "load_cli_model", "names_option", "add_model_options", "locate_error",
-           "check_learned_truncation"]
+           "check_learned_truncation", "input_paths"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,12 @@ def model_input(args) -> ModelInput:
                          key=missing[0].split()[0])
     model, text = load_sbml_model(path, names_option(visible, "--visible"), names_option(learn, "--learn"), env)
     return ModelInput(model, text, f"{path} + {env}")
+
+
+def input_paths(args) -> tuple[str, ...]:
+    """The files a command reads (the model and, for SBML/Antimony, the environment file): never an output."""
+    return tuple(str(p) for p in (getattr(args, "model", None), getattr(args, "environment_file", None))
+                 if p is not None)
 
 
 def load_cli_model(args) -> Model:

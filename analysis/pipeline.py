@@ -25,7 +25,7 @@ import numpy as np
 
 from crnfb.analysis.disturbance import Disturbance, disturbance
 from crnfb.analysis.fixedpoints import NoFixedPoint, StationaryPoint, learned_fixed_point, quasi_static_trajectory
-from crnfb.analysis.fluctuation import FluctuationResult, analyse_fluctuation
+from crnfb.analysis.fluctuation import FluctuationResult, analyse_fluctuation, cost_refusal
 from crnfb.analysis.frequency import SPEC_OMEGA, LoopResponse, broken_loop
 from crnfb.analysis.linearise import LinearLoop, LoopFixedPoint, linearise, loop_fixed_point
 from crnfb.analysis.margins import Margins, margins
@@ -43,7 +43,33 @@ from crnfb.feedback.simulate import SimulationError, simulate
 __all__ = ["analyse", "STEP_AMPLITUDE", "margins_section", "disturbance_section", "frequency_section",
            "step_section", "episode_section", "trajectory_section", "distribution_section", "thermodynamics_section",
            "validation_section", "fluctuation_section",
-           "consistency_section"]
+           "consistency_section", "check_rate_scales", "MAX_RATE_RATIO"]
+
+#: Largest ratio of the loop's rate constants (kappa, eps, gamma) that the analysis resolves
+#: (docs/theory.md §5, "The time unit"): the slow modes' eigenvalues carry an absolute round-off
+#: of about 1e-16 x the fastest rate, so at 1e10 they keep six significant digits.
+MAX_RATE_RATIO = 1e10
+
+
+def check_rate_scales(model: Model) -> None:
+    """Refuse (:class:`ModelError`, exit 2) rate constants spread over more than :data:`MAX_RATE_RATIO`.
+
+    The loop's spectrum spans from the slowest to the fastest of the rates
+    ``kappa_r`` (model network), ``eps_i`` (learning) and ``gamma`` (resets);
+    beyond the ratio its slow eigenvalues are round-off of the fast ones (E1
+    with ``kappa = 1e300`` read a stable loop as unstable). A change of the
+    time unit scales all of them together and never trips this check.
+    """
+    rates = [(f"reactions[{i}].kappa", float(r.kappa)) for i, r in enumerate(model.network.reactions)]
+    rates += [(f"learning.eps[{i}]", float(e)) for i, e in enumerate(model.learning.eps)]
+    if model.learning.clamping == "dynamic":
+        rates.append(("learning.gamma", float(model.learning.gamma)))
+    lo, hi = min(rates, key=lambda kv: kv[1]), max(rates, key=lambda kv: kv[1])
+    if hi[1] > MAX_RATE_RATIO * lo[1]:
+        raise ModelError(f"the loop's rate constants span {hi[1] / lo[1]:.3g} ({hi[0]} = {hi[1]:.3g} against "
+                         f"{lo[0]} = {lo[1]:.3g}); the analysis resolves ratios up to {MAX_RATE_RATIO:.0e}: "
+                         "bring them closer (scaling every kappa, eps and gamma together only changes the "
+                         "time unit)", key=hi[0], file=model.source)
 
 #: Amplitude of the small step in ``a`` whose nonlinear response is overlaid on the step figure.
 STEP_AMPLITUDE = 0.01
@@ -208,6 +234,9 @@ def fluctuation_section(model: Model, validate: bool, quick: bool, seed: int) ->
     if model.fluctuation is None:
         raise Unavailable("the model has no [environment.fluctuation] (a random environment); add levels and "
                           "rates to predict the cost of tracking it")
+    refusal = cost_refusal(model)      # estimated before the work: levels grow the cost as (n + K)^3
+    if refusal is not None:
+        raise Unavailable(refusal)
     return analyse_fluctuation(model, validate=validate, seed=seed, quick=quick)
 
 
@@ -318,6 +347,7 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
     ModelError
         The model cannot be analysed (bad input).
     """
+    check_rate_scales(model)
     steps = (["fixed point", "linearisation", "stability", "margins", "disturbance", "learning episode"]
              + (["frequency response", "step response", "learning trajectory", "distribution"] if figures else [])
              + ["thermodynamics"] + (["validation"] if validate else [])

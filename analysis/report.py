@@ -86,19 +86,22 @@ def notebook_html(res: Results, figures: tuple[str, ...] = NOTEBOOK_FIGURES, dpi
 # ----------------------------------------------------------------------------------------------
 # writing
 # ----------------------------------------------------------------------------------------------
-def write_report(res: Results, out_dir: str | os.PathLike, progress: bool = False, force: bool = False) -> Path:
+def write_report(res: Results, out_dir: str | os.PathLike, progress: bool = False, force: bool = False,
+                 inputs: tuple = ()) -> Path:
     """Write the whole report into ``out_dir`` atomically (:func:`crnfb.feedback.files.atomic_dir`).
 
-    An existing ``out_dir`` is replaced as a whole only if a previous report
-    wrote it (or with ``force``); anything else raises
-    :class:`~crnfb.feedback.files.OutputError`.
+    An existing ``out_dir`` is replaced as a whole only if it holds nothing
+    but the files a previous report wrote (its marker lists them with their
+    hashes); with ``force`` the report's files are written into any directory
+    and the files crnfb did not write are kept. Anything else, and an
+    ``out_dir`` among ``inputs``, raises :class:`~crnfb.feedback.files.OutputError`.
     """
     from crnfb.analysis import plots
 
-    out = check_output_dir(out_dir, force)
+    out = check_output_dir(out_dir, force, inputs, report_files())
     summary = res.summary()
     figs = make_figures(res)
-    with atomic_dir(out, force) as tmp:
+    with atomic_dir(out, force, inputs) as tmp:
         images = {}
         items = list(figs.items())
         bar = progress_bar(len(items), "figures", progress)
@@ -117,17 +120,22 @@ def write_report(res: Results, out_dir: str | os.PathLike, progress: bool = Fals
     return out
 
 
+def report_files() -> tuple[str, ...]:
+    """The names of the files :func:`write_report` writes (the marker aside)."""
+    return ("report.json", "report.md", "report.html") + tuple(f"{n}.png" for n in FIGURES)
+
+
 def run_report_command(args) -> int:
     """``crnfb report MODEL -o DIR [--no-validate] [--seed N]`` (exit 0 / 1 / 2)."""
-    from crnfb.analysis.model_input import check_learned_truncation, load_cli_model
+    from crnfb.analysis.model_input import check_learned_truncation, input_paths, load_cli_model
 
+    force, inputs = bool(getattr(args, "force", False)), input_paths(args)
+    check_output_dir(args.output, force, inputs, report_files())   # fail before loading and the (long) analysis
     model = load_cli_model(args)
     check_learned_truncation(model, source=args.model)   # the one truncation policy (docs/cli.md)
-    force = bool(getattr(args, "force", False))
-    check_output_dir(args.output, force)   # fail before the (long) analysis
     res = analyse(model, validate=not getattr(args, "no_validate", False), seed=getattr(args, "seed", 0) or 0,
                   progress=True)
-    out = write_report(res, args.output, progress=True, force=force)
+    out = write_report(res, args.output, progress=True, force=force, inputs=inputs)
     print(res.summary())
     print(f"wrote {out}/report.json, report.md, report.html and {len(FIGURES)} figures")
     if not res.stable:
@@ -139,5 +147,5 @@ def run_report_command(args) -> int:
     return res.exit_code
 
 
-__all__ = ["run_report_command", "write_report", "make_figures", "notebook_html", "FIGURES", "NOTEBOOK_FIGURES",
+__all__ = ["run_report_command", "write_report", "report_files", "make_figures", "notebook_html", "FIGURES", "NOTEBOOK_FIGURES",
            "FIGURE_CAPTIONS"]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 import sys
-from pathlib import Path
 
 from crnfb.feedback.errors import ModelError
+from crnfb.feedback.files import check_output_file
 from crnfb.feedback.ssa import simulate_ssa
 
 
@@ -25,12 +25,8 @@ def _validate_args(args) -> None:
         raise ModelError(f"--t-end must be a positive finite time, got {t_end!r}", key="--t-end")
     if args.points is None or args.points < 2 or args.points > MAX_POINTS:
         raise ModelError(f"--points must be between 2 and {MAX_POINTS}, got {args.points!r}", key="--points")
-    out = Path(args.output)
-    folder = out.parent if str(out.parent) else Path(".")
-    if not folder.is_dir():
-        raise ModelError(f"cannot write {out}: folder {folder} does not exist", key="--output")
-    if out.is_dir():
-        raise ModelError(f"cannot write {out}: it is a folder; give a file name", key="--output")
+    from crnfb.analysis.model_input import input_paths
+    check_output_file(args.output, input_paths(args), bool(getattr(args, "force", False)))
 
 
 def _ssa_trajectory(model, args, signal):
@@ -62,7 +58,8 @@ def run_simulate_command(args) -> int:
         traj = _ssa_trajectory(model, args, signal)
     else:
         raise ModelError(f"unknown level {args.level!r}; use ode or ssa", key="--level")
-    path = traj.to_csv(args.output)
+    from crnfb.analysis.model_input import input_paths
+    path = traj.to_csv(args.output, overwrite=bool(getattr(args, "force", False)), inputs=input_paths(args))
     meta = getattr(traj, "metadata", {}) or {}
     extra = f", {meta['steps']} steps in {meta['wall_time']:.2f} s" if "steps" in meta else ""
     print(f"wrote {len(traj.t)} rows ({args.level}, t = 0..{args.t_end:g}{extra}) to {path}", file=sys.stderr)

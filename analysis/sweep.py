@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import math
 import os
 import time
@@ -49,7 +50,7 @@ from typing import Callable
 import numpy as np
 
 from crnfb.analysis.fixedpoints import NoFixedPoint
-from crnfb.feedback.files import atomic_file, write_bytes, write_text
+from crnfb.feedback.files import OutputError, atomic_file, same_file, write_bytes, write_text
 from crnfb.feedback.errors import ModelError
 from crnfb.feedback.model import Ensembles, Model
 from crnfb.feedback.progress import progress_bar
@@ -328,6 +329,27 @@ def _cell(v) -> str:
 
 
 FINGERPRINT = "sweep.json"
+#: largest grid run without ``--max-points`` (each point is a report without validation)
+MAX_POINTS = 10_000
+
+
+def check_grid_size(specs: list[ParamSpec], model: Model, max_points: int = MAX_POINTS) -> int:
+    """The number of grid points; :class:`ModelError` (exit 2) with the cost estimate above ``max_points``.
+
+    Counted from the specs before the grid is built (a product of large
+    grids would not fit in memory). The estimate is points x states, the
+    size of one point's analysis (a sparse solve on the reachable class),
+    and the time at about 0.5 s per point of a small model.
+    """
+    n = math.prod(len(s.values) for s in specs)
+    if n > max_points:
+        states = model.space.size if hasattr(model.space, "size") else None
+        per = f" of a {states}-state model" if states else ""
+        raise ModelError(f"the grid has {n:.3g} points ({' x '.join(str(len(s.values)) for s in specs)}), "
+                         f"more than --max-points {max_points}; each point is one analysis{per}, about "
+                         f"{0.5 * n / 3600:.3g} CPU hours at 0.5 s per point: use a coarser grid or pass "
+                         f"--max-points {n} to run it", key="--param")
+    return n
 
 
 def sweep_fingerprint(model_text: str, specs: list[ParamSpec]) -> dict:
@@ -469,22 +491,58 @@ def _progress(total: int, enabled: bool):
     return progress_bar(total, "sweep", enabled, unit="pt", leave=True)
 
 
-def _open_output(out: Path, text: str, specs: list[ParamSpec],
-                 names: list[str]) -> tuple[Path, list[str], list[dict]]:
-    """Create or reopen the output directory; the CSV path and the header and rows already there.
+SWEEP_FILES = ("sweep.csv", FINGERPRINT, "sweep.png")
 
-    A directory holding another model's or grid's sweep is refused (fingerprint), so a
-    resume never mixes rows of two sweeps.
+
+def _check_sweep_dir(out: Path, fingerprint: dict, force: bool, inputs: tuple) -> bool:
+    """The output rule for a sweep directory (docs/cli.md, "Output files"); True to start afresh.
+
+    Its files are ours when ``sweep.json`` is a readable fingerprint. A
+    ``sweep.csv``/``sweep.png`` without one, or another sweep's rows, are
+    refused unless ``force`` (then replaced); a file of the sweep that is an
+    input of the command is refused always.
     """
     if out.exists() and not out.is_dir():
         raise ModelError(f"output {out} exists and is not a directory")
+    for name in SWEEP_FILES:
+        if any(same_file(out / name, i) for i in inputs):
+            raise OutputError(f"{out / name} is an input of this command; crnfb never writes over its own input, "
+                              "not even with --force: name a new output directory")
+    present = [n for n in SWEEP_FILES if os.path.lexists(out / n)]
+    if not present:
+        return False
+    try:
+        check_resume(out, fingerprint)
+        if (out / FINGERPRINT).exists() and isinstance(json.loads((out / FINGERPRINT).read_text("utf-8")), dict):
+            return False
+        problem = f"{', '.join(present)} without a readable fingerprint ({FINGERPRINT})"
+    except ModelError as e:
+        problem = e.message
+    except (OSError, ValueError):
+        problem = f"an unreadable {FINGERPRINT}"
+    if not force:
+        raise OutputError(f"output {out}: {problem}; crnfb does not replace files it did not write for this sweep: "
+                          "name a new output directory, or pass --force to start afresh there")
+    return True
+
+
+def _open_output(out: Path, text: str, specs: list[ParamSpec], names: list[str], force: bool = False,
+                 inputs: tuple = ()) -> tuple[Path, list[str], list[dict]]:
+    """Create or reopen the output directory; the CSV path and the header and rows already there.
+
+    A directory holding another model's or grid's sweep, or sweep files without a
+    fingerprint, is refused (unless ``force``: then they are replaced), so a resume never
+    mixes rows of two sweeps and nothing crnfb did not write is replaced silently.
+    """
     fingerprint = sweep_fingerprint(text, specs)
-    check_resume(out, fingerprint)
+    fresh = _check_sweep_dir(out, fingerprint, force, inputs)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "sweep.csv"
-    if not csv_path.exists():
-        import json
-        write_text(out / FINGERPRINT, json.dumps(fingerprint, indent=1) + "\n")
+    if fresh or not csv_path.exists():
+        write_text(out / FINGERPRINT, json.dumps(fingerprint, indent=1) + "\n", inputs=inputs)
+    if fresh:
+        write_text(csv_path, "", inputs=inputs)
+        (out / "sweep.png").unlink(missing_ok=True)
     header, rows = read_csv(csv_path, names)
     if header and any(n not in header for n in names):
         raise ModelError(f"{csv_path} holds a sweep over {[h for h in header if h not in ('status',)][:3]}..., "
@@ -541,7 +599,8 @@ def _read_model(model_path, model_text: str | None) -> tuple[Model, str]:
 
 def run_sweep(model_path: str | os.PathLike, params: list[str], out_dir: str | os.PathLike,
               workers: int | None = None, scheduler: str | None = None, progress: bool = False,
-              metrics: bool = True, limit: int | None = None, model_text: str | None = None) -> SweepOutcome:
+              metrics: bool = True, limit: int | None = None, model_text: str | None = None,
+              force: bool = False, inputs: tuple = (), max_points: int = MAX_POINTS) -> SweepOutcome:
     """Run (or resume) a sweep; see the module docstring.
 
     Parameters
@@ -555,11 +614,15 @@ def run_sweep(model_path: str | os.PathLike, params: list[str], out_dir: str | o
     limit : evaluate at most this many of the missing points (then stop, resumable)
     model_text : the model-file text, when it is not the file at ``model_path`` (an SBML model with an
         environment file, converted in memory by :func:`crnfb.analysis.model_input.model_input`)
+    force : start afresh in a directory holding sweep files without this sweep's fingerprint
+    inputs : the command's input files (never written over; the model file is always one)
+    max_points : refuse a larger grid before any work (:func:`check_grid_size`)
     """
     t0 = time.perf_counter()
     source = str(model_path)
     model, text = _read_model(model_path, model_text)
     specs = [parse_param(p, model) for p in params]
+    check_grid_size(specs, model, max_points)
     grid = build_grid(specs)
     names = [s.name for s in specs]
     for point in grid[:1]:
@@ -574,7 +637,7 @@ def run_sweep(model_path: str | os.PathLike, params: list[str], out_dir: str | o
             raise ModelError("--scheduler needs Dask: pip install 'crn-feedback[dask]' "
                              "(or pip install 'dask[distributed]')") from None
     out = Path(out_dir)
-    csv_path, header, rows = _open_output(out, text, specs, names)
+    csv_path, header, rows = _open_output(out, text, specs, names, force, tuple(inputs) + (source,))
     done = {_key(r, names) for r in rows}
     todo = [p for p in grid if _key(p, names) not in done]
     skipped = len(grid) - len(todo)
@@ -649,9 +712,15 @@ def run_sweep_command(args) -> int:
 
     inp = model_input(args)     # a model file, or SBML/Antimony with an environment file (docs/cli.md)
     check_learned_truncation(inp.model, source=args.model)   # the one truncation policy (docs/cli.md)
+    from crnfb.analysis.model_input import input_paths
+    max_points = getattr(args, "max_points", None)
+    if max_points is not None and max_points < 1:
+        raise ModelError(f"--max-points must be a whole number >= 1, got {max_points}", key="--max-points")
     out = run_sweep(inp.source, args.param, args.output, workers=getattr(args, "workers", None),
                     scheduler=getattr(args, "scheduler", None), progress=True,
-                    model_text=None if inp.source == str(args.model) else inp.text)
+                    model_text=None if inp.source == str(args.model) else inp.text,
+                    force=bool(getattr(args, "force", False)), inputs=input_paths(args),
+                    max_points=MAX_POINTS if max_points is None else max_points)
     print(f"sweep: {out.total} grid points, {out.skipped} already in {out.csv}, evaluated {out.evaluated}"
           + (f" ({out.errors} with errors)" if out.errors else "") + f" in {out.seconds:.1f} s")
     print(f"wrote {out.csv}" + (f" and {out.png}" if out.png else ""))

@@ -427,13 +427,13 @@ class Trajectory:
         """The CSV body as an array (T, len(columns))."""
         return np.column_stack([self.t, self.theta, self.m_f, self.m_c, self.D, self.a])
 
-    def to_csv(self, path) -> Path:
+    def to_csv(self, path, *, overwrite: bool = True, inputs=()) -> Path:
         """Write the CSV atomically (temporary file in the same folder, then ``os.replace``)."""
         path = Path(path)
         folder = path.parent if str(path.parent) else Path(".")
         if not folder.is_dir():
             raise ModelError(f"cannot write {path}: folder {folder} does not exist")
-        with atomic_file(path, "w", newline="") as fh:
+        with atomic_file(path, "w", newline="", overwrite=overwrite, inputs=inputs) as fh:
             fh.write(",".join(self.columns) + "\n")
             np.savetxt(fh, self.table(), delimiter=",", fmt="%.12g")
         return path

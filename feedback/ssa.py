@@ -574,7 +574,7 @@ class SSATrajectory:
                 out[r, i] = self.model.divergence(th, float(self.a[i])) if np.all(np.isfinite(th)) else np.inf
         return out
 
-    def to_csv(self, path) -> Path:
+    def to_csv(self, path, *, overwrite: bool = True, inputs=()) -> Path:
         """Write the docs/cli.md simulate CSV: ``time, theta_*, m_f_*, m_c_*, D, a``.
 
         Same columns as the ODE trajectories of :mod:`crnfb.feedback.simulate` (``a``:
@@ -598,7 +598,7 @@ class SSATrajectory:
         data = np.vstack(blocks)
         header = ",".join((["replicate"] if R > 1 else []) + cols)
         fmt = (["%d"] if R > 1 else []) + ["%.10g"] * len(cols)
-        with atomic_file(path, "w", newline="") as fh:
+        with atomic_file(path, "w", newline="", overwrite=overwrite, inputs=inputs) as fh:
             np.savetxt(fh, data, delimiter=",", header=header, comments="", fmt=fmt)
         return path
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crnfb.feedback.files import MARKER
+from crnfb.feedback.files import MARKER, OutputError
 
 from crnfb.analysis import results as R
 from crnfb.analysis.cli import main
@@ -192,10 +192,13 @@ def test_write_report_is_atomic(tmp_path, e1_results, monkeypatch):
     assert list(tmp_path.iterdir()) == []
     monkeypatch.undo()
     write_report(e1_results, out)
-    (out / "stale.txt").write_text("old")
-    write_report(e1_results, out)          # a rerun replaces the directory as a whole
-    assert not (out / "stale.txt").exists()
+    write_report(e1_results, out)          # a rerun replaces a directory holding only its files as a whole
     assert sorted(p.name for p in out.iterdir()) == sorted(FILES + [MARKER])   # the marker: ours to replace
+    (out / "stale.txt").write_text("old")  # a file crnfb did not write: refused, kept even with force
+    with pytest.raises(OutputError, match="stale.txt"):
+        write_report(e1_results, out)
+    write_report(e1_results, out, force=True)
+    assert (out / "stale.txt").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["rep"]
 
 

@@ -575,7 +575,7 @@ def test_cli_export(tmp_path, capsys):
     out = tmp_path / "e2.xml"
     assert main(["export", str(EX / "isomerisation.toml"), "--sbml", str(out)]) == 0
     assert consistency_errors(out.read_text()) == []
-    assert main(["export", str(EX / "isomerisation.toml"), "--sbml", str(out), "--learning"]) == 0
+    assert main(["export", str(EX / "isomerisation.toml"), "--sbml", str(out), "--learning", "--force"]) == 0
     text = out.read_text()
     assert "free_X3_Y17" in text and "Lambda_X" in text and consistency_errors(text) == []
     capsys.readouterr()
@@ -590,7 +590,7 @@ def test_cli_export_bad_input_writes_nothing(tmp_path, capsys):
     bad.write_text('name = "x"\n[species.X]\nvisible = true\n[[reactions]]\neq = "0 <-> Y"\n')
     out = tmp_path / "out.xml"
     out.write_text("previous")
-    assert main(["export", str(bad), "--sbml", str(out)]) == 2
+    assert main(["export", str(bad), "--sbml", str(out), "--force"]) == 2   # bad input: even --force writes nothing
     assert "unknown species" in capsys.readouterr().err
     assert out.read_text() == "previous"
     assert main(["export", str(EX / "isomerisation.toml"), "--sbml", str(tmp_path / "no" / "dir.xml")]) == 2

@@ -62,6 +62,20 @@ def is_antimony(path) -> bool:
     return not head.startswith("<")
 
 
+def antimony_text(path) -> str:
+    """The text of an Antimony file; :class:`ModelError` naming the file if it is binary or not UTF-8."""
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ModelError(f"not an Antimony text file: byte {e.start} is not UTF-8 (a binary file, or another "
+                         "encoding: save it as UTF-8 text)", file=str(path)) from None
+    if "\0" in text:   # the C library would stop at the first NUL; a text file has none
+        raise ModelError(f"not an Antimony text file: it holds a NUL byte at {text.index(chr(0))} (a binary file)",
+                         file=str(path))
+    return text
+
+
 def antimony_to_sbml(path) -> str:
     """SBML text of the main module of an Antimony file (raises :class:`ModelError` naming the line)."""
     try:
@@ -73,7 +87,7 @@ def antimony_to_sbml(path) -> str:
     if not p.is_file():
         raise ModelError(f"cannot read Antimony file {path}: no such file")
     antimony.clearPreviousLoads()
-    if antimony.loadAntimonyString(p.read_text(encoding="utf-8")) < 0:
+    if antimony.loadAntimonyString(antimony_text(p)) < 0:
         msg = " ".join(antimony.getLastError().split())
         raise ModelError(f"not valid Antimony: {msg}", file=str(path))
     main = antimony.getMainModuleName()
@@ -86,7 +100,7 @@ def antimony_to_sbml(path) -> str:
 def antimony_line(path, element_id: str) -> int | None:
     """Line (1-based) of an Antimony file where ``element_id`` is defined (``id:`` or ``id =``), if found."""
     pat = re.compile(rf"^\s*(?:species\s+|compartment\s+|const\s+|var\s+)?\$?{re.escape(element_id)}\s*(?::|=|\s+in\b)")
-    for k, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for k, line in enumerate(Path(path).read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         if pat.match(line):
             return k
     return None

@@ -234,9 +234,9 @@ def model_sbml(model, *, initial=None, validate: bool = False) -> str:
     return _finish(doc, validate)
 
 
-def write_sbml(text: str, path) -> Path:
-    """Write ``text`` to ``path`` atomically (:func:`crnfb.feedback.files.write_text`)."""
-    return write_text(path, text)
+def write_sbml(text: str, path, *, overwrite: bool = True, inputs=()) -> Path:
+    """Write ``text`` to ``path`` atomically (:func:`crnfb.feedback.files.write_text`; same keywords)."""
+    return write_text(path, text, overwrite=overwrite, inputs=inputs)
 
 
 def export_model(model, path, *, learning: bool = False, speedup: float | None = None, copies: bool = False,
