@@ -193,6 +193,27 @@ def _eq_clamped_mean(lam, states, logfact, vis, q, learned, out):
                 out[j] += w * states[s, learned[j]]
 
 
+@njit(cache=True)
+def _eq_mean_at(lam, states, logfact, vis, q, learned, out, memo, memo_j, L):
+    """:func:`_eq_clamped_mean`, memoised on ``L[memo_j]`` when one hidden learned species is the only
+    one that moves ``<n>_Qt`` (``memo`` has rows then; NaN = not yet computed): the mean is a
+    function of that count alone, so each value is computed once per call of the event loop."""
+    if memo.shape[0] == 0:
+        _eq_clamped_mean(lam, states, logfact, vis, q, learned, out)
+        return
+    i = L[memo_j]
+    if 0 <= i < memo.shape[0]:
+        if memo[i, 0] == memo[i, 0]:
+            for j in range(out.size):
+                out[j] = memo[i, j]
+            return
+        _eq_clamped_mean(lam, states, logfact, vis, q, learned, out)
+        for j in range(out.size):
+            memo[i, j] = out[j]
+        return
+    _eq_clamped_mean(lam, states, logfact, vis, q, learned, out)
+
+
 @njit(inline="always")
 def _move(s, d, t, N, occ, last, tree, coef, sums, lamfac, a, a_dir, P, lx, Ssum, eps, L, M, a_learn):
     """One copy of an ensemble moves ``s -> d`` at time ``t``: counts, occupancy integrals,
@@ -273,6 +294,18 @@ def _advance(t_stop, Nf, Nc, L, rng, tv, iv, out_times, out_theta, out_mf, out_m
         for q in range(Dc):
             cdep[j, q] = cexpo[q, learned[j]] != 0
 
+    # equilibrium clamping with one hidden learned species: <n>_Qt memoised on its count
+    memo_j = -1
+    n_dep = 0
+    for j in range(k):
+        if eq_dep[j]:
+            n_dep += 1
+            memo_j = j
+    if dynamic or n_dep != 1:
+        memo = np.empty((0, max(k, 1)))
+        memo_j = 0
+    else:
+        memo = np.full((4 * max(L[memo_j], 1) + 1024, max(k, 1)), np.nan)
     treef = np.zeros((max(Df, 1), P + 1))
     treec = np.zeros((max(Dc, 1), Pc + 1))
     treen = np.zeros((1, Pc + 1))
@@ -319,7 +352,7 @@ def _advance(t_stop, Nf, Nc, L, rng, tv, iv, out_times, out_theta, out_mf, out_m
             else:
                 a[IR] = 0.0
                 if eq_dep.any():
-                    _eq_clamped_mean(lam, eq_states, eq_logfact, eq_vis, seg_q[seg], learned, mc)
+                    _eq_mean_at(lam, eq_states, eq_logfact, eq_vis, seg_q[seg], learned, mc, memo, memo_j, L)
             for j in range(k):
                 if dynamic:
                     a[IP + j] = eps[j] * L[j] * Sc[j] / Mc
@@ -355,7 +388,8 @@ def _advance(t_stop, Nf, Nc, L, rng, tv, iv, out_times, out_theta, out_mf, out_m
                 seg += 1
                 t_next = -1.0          # propensities change: redraw
                 if not dynamic:
-                    _eq_clamped_mean(lam, eq_states, eq_logfact, eq_vis, seg_q[seg], learned, mc)
+                    memo[:] = np.nan      # the clamped law q changed
+                    _eq_mean_at(lam, eq_states, eq_logfact, eq_vis, seg_q[seg], learned, mc, memo, memo_j, L)
                     for j in range(k):
                         a[IP + j] = eps[j] * L[j] * mc[j]
                 continue
@@ -445,7 +479,7 @@ def _advance(t_stop, Nf, Nc, L, rng, tv, iv, out_times, out_theta, out_mf, out_m
                     lamc[q] = _lamfac(lam, cexpo[q])
                     a[Df + q] = lamc[q] * sumc[q]
             if not dynamic and eq_dep[j]:
-                _eq_clamped_mean(lam, eq_states, eq_logfact, eq_vis, seg_q[seg], learned, mc)
+                _eq_mean_at(lam, eq_states, eq_logfact, eq_vis, seg_q[seg], learned, mc, memo, memo_j, L)
                 for i in range(k):
                     a[IP + i] = eps[i] * L[i] * mc[i]
             elif dynamic:
