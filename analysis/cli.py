@@ -186,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", required=True, help="output directory")
     r.add_argument("--no-validate", action="store_true", help="skip the nonlinear-simulation checks")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--noise-budget", type=float, default=None, metavar="SECONDS",
+                   help="CPU seconds the parameter-noise check's SSA runs may take (default 60); "
+                        "the check is made when its estimated cost fits")
     r.add_argument("--force", action="store_true",
                    help="replace the output directory even if crnfb did not write it")
     r.set_defaults(func=cmd_report)

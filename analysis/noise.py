@@ -36,10 +36,11 @@ and maps back as ``V S V^T``.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import numpy as np
+import scipy.linalg
 from scipy import sparse, stats
 
 from crnfb.analysis.linearise import LinearLoop, linearise, model_and_loop
@@ -319,6 +320,7 @@ class NoisePlan:
     cpu_estimate, budget : float    CPU seconds of the whole plan, and the budget
     reason : str                why the check is not made ("" when it fits)
     tau_mean : float            largest integrated autocorrelation time of the coordinates themselves
+    reason_full : str           for a check restricted to the faster modes: why the full one was not made
     """
 
     tau: float
@@ -333,6 +335,7 @@ class NoisePlan:
     budget: float
     reason: str = ""
     tau_mean: float = float("nan")
+    reason_full: str = ""
 
     @property
     def fits(self) -> bool:
@@ -370,7 +373,41 @@ def _reduced_covariance(pred: NoisePrediction) -> np.ndarray:
     return lyapunov(loop.Jr.toarray(), Dr)
 
 
-def correlation_times(pred: NoisePrediction) -> tuple[np.ndarray, np.ndarray]:
+def _coordinate_matrix(pred: NoisePrediction) -> np.ndarray:
+    """``(k, d)``: the compared coordinates ``c = L^T theta`` (identifiable basis with neutral directions)."""
+    return pred.identifiable_basis if pred.neutral_directions.shape[1] else np.eye(pred.theta.size)
+
+
+#: Condition number of the eigenvector matrix up to which the correlation integrals are summed over
+#: modes (above it, e.g. a defective pair: one Lyapunov solve per coordinate).
+MODAL_COND_LIMIT = 1e8
+
+
+def _times(Jr: np.ndarray, S: np.ndarray, A: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Variance, ``tau_c`` and ``tau_2`` of ``a_j^T z`` for a stationary OU ``z`` (drift ``Jr``, covariance ``S``).
+
+    ``C(t) = a^T exp(Jr t) b`` (``b = S a``) is ``sum_k alpha_k exp(lam_k t)`` on the modes, so
+    ``int C = sum alpha_k / (-lam_k)`` and ``int C^2 = sum_kl alpha_k alpha_l / (-(lam_k + lam_l))``;
+    with an ill-conditioned eigenbasis the same integrals come from ``Jr^{-1}`` and a Lyapunov solve."""
+    d = A.shape[1]
+    B = S @ A
+    var = np.einsum("ij,ij->j", A, B)
+    lam, Vr = np.linalg.eig(Jr)
+    if np.linalg.cond(Vr) < MODAL_COND_LIMIT:
+        alpha = (A.T @ Vr) * np.linalg.solve(Vr, B).T            # (d, modes)
+        tau_c = np.real(alpha @ (-1.0 / lam)) / var
+        M = -1.0 / (lam[:, None] + lam[None, :])
+        tau_2 = 2.0 * np.real(np.einsum("jk,kl,jl->j", alpha, M, alpha)) / var ** 2
+        return var, tau_c, tau_2
+    tau_c, tau_2 = np.empty(d), np.empty(d)
+    for j in range(d):
+        a, b = A[:, j], B[:, j]
+        tau_c[j] = -float(a @ np.linalg.solve(Jr, b)) / var[j]
+        tau_2[j] = 2.0 * float(a @ lyapunov(Jr, np.outer(b, b)) @ a) / var[j] ** 2
+    return var, tau_c, tau_2
+
+
+def correlation_times(pred: NoisePrediction, S: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per compared coordinate ``c = l . theta`` (:func:`_checked_coordinates`): the integrated
     autocorrelation time of ``c``, ``tau_c = int_0^inf C(t) dt / C(0)``, and that of ``c^2``,
     ``tau_2 = 2 int_0^inf C(t)^2 dt / C(0)^2`` (``1/k`` both for an OU process of rate ``k``).
@@ -378,38 +415,116 @@ def correlation_times(pred: NoisePrediction) -> tuple[np.ndarray, np.ndarray]:
     With ``C(t) = a^T exp(Jr t) S a`` (``a`` = ``l`` on the reduced coordinates, ``S`` the
     reduced covariance) these are ``-a^T Jr^{-1} S a / a^T S a`` and ``2 a^T X a / (a^T S a)^2``
     with ``Jr X + X Jr^T + (S a)(S a)^T = 0``. Above :data:`CORRELATION_DENSE_LIMIT` reduced
-    states: ``1/slowest rate`` for both.
+    states: ``1/slowest rate`` for both. ``S`` (:func:`_reduced_covariance`) may be given.
     """
     loop = pred.loop
-    d = pred.identifiable_basis.shape[1] if pred.neutral_directions.shape[1] else pred.theta.size
+    d = _coordinate_matrix(pred).shape[1]
     if loop is None or loop.n_reduced > CORRELATION_DENSE_LIMIT:
         return np.full(d, 1.0 / pred.slowest_rate), np.full(d, 1.0 / pred.slowest_rate)
-    S = _reduced_covariance(pred)
-    Jr = loop.Jr.toarray()
     Vt = loop.V.toarray()[loop.net.n_f + loop.net.n_c:]
-    L = pred.identifiable_basis if pred.neutral_directions.shape[1] else np.eye(pred.theta.size)
-    tau_c, tau_2 = np.empty(d), np.empty(d)
-    for j in range(d):
-        a = Vt.T @ L[:, j]
-        b = S @ a
-        var = float(a @ b)
-        tau_c[j] = -float(a @ np.linalg.solve(Jr, b)) / var
-        tau_2[j] = 2.0 * float(a @ lyapunov(Jr, np.outer(b, b)) @ a) / var ** 2
+    S = _reduced_covariance(pred) if S is None else S
+    _, tau_c, tau_2 = _times(loop.Jr.toarray(), S, Vt.T @ _coordinate_matrix(pred))
     return tau_c, tau_2
 
 
+@dataclass(frozen=True, eq=False)
+class _Target:
+    """What a noise check compares: per coordinate the predicted variance, a label, the correlation
+    times ``(tau_c, tau_2)``; for a check restricted to the loop's faster modes also the cut rate,
+    the functionals that read the coordinates off the state (``fun_f``/``fun_c`` on the copy
+    counts, ``w_theta`` on theta) and the share of the full variance they carry. ``explored``:
+    the variance of each theta_i the runs explore (it sets the LNA's own error, :func:`lna_tolerance`)."""
+
+    predicted: np.ndarray
+    labels: list
+    times: tuple
+    slowest: float
+    r_cut: float | None = None
+    fun_f: np.ndarray | None = None
+    fun_c: np.ndarray | None = None
+    w_theta: np.ndarray | None = None
+    excluded: int = 0
+    share: np.ndarray | None = None
+    explored: np.ndarray | None = None
+
+    def values(self, theta: np.ndarray, fun: np.ndarray | None) -> np.ndarray:
+        """The compared coordinates ``(R, T, d)`` from theta ``(R, T, k)`` and the recorded functionals."""
+        return theta @ self.w_theta + fun
+
+
+def _full_target(pred: NoisePrediction, names: tuple[str, ...], S: np.ndarray | None = None) -> _Target:
+    _, predicted, labels = _checked_coordinates(pred, np.zeros((1, 1, pred.theta.size)), names)
+    return _Target(predicted, labels, correlation_times(pred, S), pred.slowest_rate, w_theta=_coordinate_matrix(pred),
+                   explored=np.diag(pred.covariance))
+
+
+def _fast_projector(Jr: np.ndarray, r_cut: float) -> tuple[np.ndarray, int]:
+    """``I - P_slow`` (real): the spectral projector onto the modes decaying at rate >= ``r_cut``."""
+    lam, W, Vr = scipy.linalg.eig(Jr, left=True, right=True)
+    slow = -lam.real < r_cut
+    Vs, Ws = Vr[:, slow], W[:, slow].conj().T
+    Ps = Vs @ np.linalg.solve(Ws @ Vs, Ws)
+    return np.eye(Jr.shape[0]) - Ps.real, int(slow.sum())
+
+
+def _fast_target(pred: NoisePrediction, names: tuple[str, ...], r_cut: float, S: np.ndarray | None = None) -> _Target:
+    """The compared coordinates with the modes slower than ``r_cut`` projected out (docs/validation.md)."""
+    loop = pred.loop
+    net = loop.net
+    n, base = net.n_states, net.n_f + net.n_c
+    Jr = loop.Jr.toarray()
+    Pf, excluded = _fast_projector(Jr, r_cut)
+    S = _reduced_covariance(pred) if S is None else S
+    Vt = loop.V.toarray()[base:]
+    Lc = _coordinate_matrix(pred)
+    A = Vt.T @ Lc
+    var, tau_c, tau_2 = _times(Jr, Pf @ S @ Pf.T, A)
+    # c_j = a_j^T Pf y_r, y_r = (x - x*)[rest] with theta's neutral part projected off (exact on the manifold)
+    G = np.zeros((n, A.shape[1]))
+    G[loop.rest] = Pf.T @ A
+    w_theta = G[base:]
+    if pred.neutral_directions.shape[1]:
+        N = pred.neutral_directions
+        W = (N / net.model.eps[:, None]).T
+        w_theta = (np.eye(net.k) - N @ np.linalg.solve(W @ N, W)).T @ w_theta
+    Mf, Mc, _ = pred.sizes
+    _, full, labels = _checked_coordinates(pred, np.zeros((1, 1, pred.theta.size)), names)
+    labels = [f"{lab}; modes with rate >= {r_cut:.3g}" for lab in labels]
+    # theta explores the fast modes' variance and what the slow ones (started at zero) gain over a run
+    Ps = np.eye(Jr.shape[0]) - Pf
+    Ss = Ps @ S @ Ps.T
+    E = scipy.linalg.expm(Jr * _run_length(tau_2, r_cut))
+    explored = np.diag(Vt @ (Pf @ S @ Pf.T + Ss - E @ Ss @ E.T) @ Vt.T)
+    return _Target(var, labels, (tau_c, tau_2), r_cut, r_cut, (G[:net.n_f] / Mf).T, (G[net.n_f:base] / Mc).T,
+                   w_theta, excluded, var / full, explored)
+
+
+def _run_length(tau_2: np.ndarray, slowest: float) -> float:
+    """Burn-in plus batches of one replicate (:func:`plan_noise_check`)."""
+    tau = float(np.max(tau_2))
+    return BURN_IN * max(tau, 1.0 / slowest) + BATCHES * BATCH_SPAN * tau
+
+
+def _mode_rates(loop: LinearLoop) -> np.ndarray:
+    """Distinct decay rates of the reduced loop's modes, slowest first (pairs once)."""
+    rates = np.sort(-np.linalg.eigvals(loop.Jr.toarray()).real)
+    return rates[np.concatenate([[True], np.diff(rates) > 1e-9 * np.abs(rates[1:])])]
+
+
 def plan_noise_check(prediction: NoisePrediction, speed: float, budget: float = NOISE_BUDGET,
-                     replicates: int = REPLICATES, times: tuple[np.ndarray, np.ndarray] | None = None) -> NoisePlan:
+                     replicates: int = REPLICATES, times: tuple[np.ndarray, np.ndarray] | None = None,
+                     slowest: float | None = None) -> NoisePlan:
     """The run plan of :func:`validate_noise` and whether it fits ``budget`` CPU seconds at ``speed``
     events per CPU second (a plan that does not fit says why, with its estimated CPU time).
 
     The correlation time ``tau`` is the largest integrated autocorrelation time of the squared
     compared coordinates (:func:`correlation_times`, given as ``times`` or computed); the burn-in
-    is :data:`BURN_IN` times the larger of ``tau`` and ``1/slowest rate``."""
+    is :data:`BURN_IN` times the larger of ``tau`` and ``1/slowest`` (the slowest sampled rate,
+    by default the loop's)."""
     tau_c, tau_2 = correlation_times(prediction) if times is None else times
     tau = float(np.max(tau_2))
-    burn = BURN_IN * max(tau, 1.0 / prediction.slowest_rate)
-    t_end = burn + BATCHES * BATCH_SPAN * tau
+    burn = BURN_IN * max(tau, 1.0 / (prediction.slowest_rate if slowest is None else slowest))
+    t_end = _run_length(tau_2, prediction.slowest_rate if slowest is None else slowest)
     n_points = int(np.ceil(t_end * SAMPLES_PER_TAU / tau)) + 1
     rate = event_rate(prediction)
     cpu = replicates * t_end * rate / speed
@@ -429,13 +544,38 @@ def plan_noise_check(prediction: NoisePrediction, speed: float, budget: float = 
                      float(budget), reason, float(np.max(tau_c)))
 
 
-def _replicate(model: Model, prediction: NoisePrediction, plan: NoisePlan, seed: int) -> tuple:
-    """One replicate of the plan (one thread): theta samples (T, k), events, CPU seconds."""
+def _choose_plan(pred: NoisePrediction, names: tuple[str, ...], speed: float, budget: float,
+                 replicates: int) -> tuple[_Target, NoisePlan]:
+    """The full check if it fits the budget; else the check restricted to the loop's faster modes
+    with the lowest cut rate that fits (dense loops only); else the full plan with its reason."""
+    dense = pred.loop is not None and pred.loop.n_reduced <= CORRELATION_DENSE_LIMIT
+    S = _reduced_covariance(pred) if dense else None
+    full = _full_target(pred, names, S)
+    plan = plan_noise_check(pred, speed, budget, replicates, full.times)
+    if plan.fits or not dense:
+        return full, plan
+    per_tau = replicates * (BURN_IN + BATCHES * BATCH_SPAN) * event_rate(pred) / speed
+    for r_cut in _mode_rates(pred.loop)[1:]:
+        if per_tau / r_cut > budget:      # even tau = 1/r_cut does not fit
+            continue
+        target = _fast_target(pred, names, float(r_cut), S)
+        fast = plan_noise_check(pred, speed, budget, replicates, target.times, slowest=float(r_cut))
+        if fast.fits:
+            return target, replace(fast, reason_full=plan.reason)
+    return full, plan
+
+
+def _replicate(model: Model, prediction: NoisePrediction, plan: NoisePlan, target: _Target, seed: int) -> tuple:
+    """One replicate of the plan (one thread): the compared coordinates (T, d), events, CPU seconds."""
     from crnfb.feedback.ssa import simulate_ssa
 
+    fun = None if target.fun_f is None else (target.fun_f, target.fun_c)
     tr = simulate_ssa(model, plan.t_end, plan.n_points, seed, 1, progress=False, clamping=prediction.clamping,
-                      theta_start=prediction.theta, threads=1)
-    return tr.theta[0], int(tr.events[0]), float(tr.cpu_seconds)
+                      theta_start=prediction.theta, threads=1, functionals=fun)
+    th = tr.theta[0]
+    y = target.values(th, 0.0 if fun is None else tr.functionals[0])
+    y[~np.all(np.isfinite(th), axis=1)] = np.nan        # a parameter species went extinct (L = 0)
+    return y, int(tr.events[0]), float(tr.cpu_seconds)
 
 
 def _replicate_seeds(seed: int, n: int) -> list[int]:
@@ -445,7 +585,8 @@ def _replicate_seeds(seed: int, n: int) -> list[int]:
 
 def lna_tolerance(prediction: NoisePrediction, variances: np.ndarray) -> float:
     """Relative error the LNA itself may have (docs/validation.md, "Parameter noise"):
-    ``3 max var(theta) + 3 / n_min``, ``n_min`` the smallest population whose discreteness enters."""
+    ``3 max var(theta) + 3 / n_min``, ``var(theta)`` the ``variances`` the runs explore,
+    ``n_min`` the smallest population whose discreteness enters."""
     net = prediction.loop.net if prediction.loop is not None else None
     Mf, Mc, omega = prediction.sizes
     sizes = [Mf, omega * float(np.min(np.exp(prediction.theta)))]
@@ -515,29 +656,29 @@ def validate_noise(model: Model | LinearLoop, replicates: int = REPLICATES, seed
     loop = prediction.loop if prediction is not None else (loop or linearise(model, clamping))
     pred = prediction or parameter_noise(model, clamping, loop)
     speed = events_per_cpu_second(model, pred, seed) if speed is None else float(speed)
-    times = correlation_times(pred)
-    plan = plan_noise_check(pred, speed, budget, replicates, times)
+    target, plan = _choose_plan(pred, model.learned_names, speed, budget, replicates)
     if not plan.fits:
         warnings.warn(plan.reason, RuntimeWarning)
         return []
-    runs = run_all([partial(_replicate, model, pred, plan, s) for s in _replicate_seeds(seed, replicates)], workers)
+    tasks = [partial(_replicate, model, pred, plan, target, s) for s in _replicate_seeds(seed, replicates)]
+    runs = run_all(tasks, workers)
     t = np.linspace(0.0, plan.t_end, plan.n_points)
-    th = np.stack([r[0] for r in runs])[:, t > plan.burn_in, :]
-    alive = np.all(np.isfinite(th), axis=(1, 2))     # a parameter species may go extinct (L = 0)
+    y = np.stack([r[0] for r in runs])[:, t > plan.burn_in, :]
+    alive = np.all(np.isfinite(y), axis=(1, 2))     # a parameter species may go extinct (L = 0)
     if alive.sum() < 2:
         warnings.warn(f"parameter noise not checked: {int((~alive).sum())} of {replicates} replicates lost a "
                       "parameter species (L_i = 0); raise [ensembles] omega", RuntimeWarning)
         return []
-    y, predicted, labels = _checked_coordinates(pred, th[alive], model.learned_names)
-    sim, half_b, nb = _batch_statistics(y, plan.batches)
+    predicted, labels = target.predicted, target.labels
+    sim, half_b, nb = _batch_statistics(y[alive], plan.batches)
     # the interval the LNA predicts for the estimator, var * sqrt(2 tau_2 / span): for a skewed quantity
     # the batch SD falls with the batch mean, so a low estimate alone would come with too narrow an interval
+    span = float(alive.sum()) * (plan.t_end - plan.burn_in)
     tq = stats.t.ppf(0.5 + CONFIDENCE / 2, nb - 1)
-    half_m = tq * predicted * np.sqrt(2.0 * times[1] / (float(alive.sum()) * (plan.t_end - plan.burn_in)))
+    half_m = tq * predicted * np.sqrt(2.0 * target.times[1] / span)
     half = np.maximum(half_b, half_m)
     # the pooled mean's variance 2 tau_c sigma^2 / (total span) biases the estimate low by that share
-    span = float(alive.sum()) * (plan.t_end - plan.burn_in)
-    parts = {"lna": lna_tolerance(pred, np.diag(pred.covariance)), "pooled_mean": 2.0 * plan.tau_mean / span,
+    parts = {"lna": lna_tolerance(pred, target.explored), "pooled_mean": 2.0 * plan.tau_mean / span,
              "burn_in": float(np.exp(-2.0 * BURN_IN))}
     tol = float(sum(parts.values()))
     common = {"replicates": int(alive.sum()), "batches": int(nb), "confidence": CONFIDENCE,
@@ -545,6 +686,9 @@ def validate_noise(model: Model | LinearLoop, replicates: int = REPLICATES, seed
               "events": int(sum(r[1] for r in runs)), "cpu_seconds": float(sum(r[2] for r in runs)),
               "cpu_estimate": plan.cpu_estimate, "budget": plan.budget,
               "events_per_cpu_second": plan.events_per_cpu_second, "tolerance_parts": parts, "seed": int(seed)}
+    if target.r_cut is not None:
+        common.update({"modes_cut_below_rate": float(target.r_cut), "modes_excluded": int(target.excluded),
+                       "full_check_not_made": plan.reason_full})
     out = []
     for j, lab in enumerate(labels):
         p, s_, h = float(predicted[j]), float(sim[j]), float(half[j])
@@ -552,7 +696,9 @@ def validate_noise(model: Model | LinearLoop, replicates: int = REPLICATES, seed
                     "rel_error": abs(s_ - p) / abs(p), "tolerance": tol,
                     "passed": bool(abs(s_ - p) <= h + tol * abs(p)), "ci": [s_ - h, s_ + h],
                     "ci_half_width": {"batch_means": float(half_b[j]), "lna": float(half_m[j])},
-                    "correlation_times": {"theta": float(times[0][j]), "squared": float(times[1][j])}, **common})
+                    "correlation_times": {"theta": float(target.times[0][j]), "squared": float(target.times[1][j])},
+                    **({} if target.share is None else {"share_of_full_variance": float(target.share[j])}),
+                    **common})
     return out
 
 

@@ -215,6 +215,20 @@ def _eq_mean_at(lam, states, logfact, vis, q, learned, out, memo, memo_j, L):
 
 
 @njit(inline="always")
+def _functionals(Nf, Nc, fun_f, fun_c, out, pos):
+    """``out[pos, i] = fun_f[i] . N_f + fun_c[i] . N_c``: linear functionals of the copy counts."""
+    for i in range(fun_f.shape[0]):
+        acc = 0.0
+        for s in range(Nf.size):
+            if Nf[s] != 0:
+                acc += fun_f[i, s] * Nf[s]
+        for c in range(Nc.size):
+            if Nc[c] != 0:
+                acc += fun_c[i, c] * Nc[c]
+        out[pos, i] = acc
+
+
+@njit(inline="always")
 def _move(s, d, t, N, occ, last, tree, coef, sums, lamfac, a, a_dir, P, lx, Ssum, eps, L, M, a_learn):
     """One copy of an ensemble moves ``s -> d`` at time ``t``: counts, occupancy integrals,
     per-direction trees and sums, the direction propensities (``a[a_dir + p]``) and the
@@ -245,7 +259,7 @@ def _move(s, d, t, N, occ, last, tree, coef, sums, lamfac, a, a_dir, P, lx, Ssum
 @njit(cache=True, nogil=True)
 def _advance(t_stop, Nf, Nc, L, rng, tv, iv, out_times, out_theta, out_mf, out_mc, occ_f, occ_c, mc,
              fcoef, fdst, fexpo, ccoef, cdst, cexpo, lf, lc, learned, lam0, lscale, eps, gamma, Mf, Mc,
-             seg_t, seg_cdf, dynamic, eq_states, eq_logfact, eq_vis, seg_q, eq_dep):
+             seg_t, seg_cdf, dynamic, eq_states, eq_logfact, eq_vis, seg_q, eq_dep, fun_f, fun_c, out_fun):
     """Advance one replicate to ``t_stop``, recording every output time passed.
 
     ``tv = [t, t_next]`` (``t_next < 0``: no pending event time), ``iv =
@@ -382,6 +396,7 @@ def _advance(t_stop, Nf, Nc, L, rng, tv, iv, out_times, out_theta, out_mf, out_m
                     out_theta[pos, j] = math.log(L[j] * lscale[j]) if L[j] > 0 else -np.inf
                     out_mf[pos, j] = Sf[j] / Mf
                     out_mc[pos, j] = Sc[j] / Mc if dynamic else mc[j]
+                _functionals(Nf, Nc, fun_f, fun_c, out_fun, pos)
                 pos += 1
             t = t_lim
             if at_seg:
@@ -399,6 +414,7 @@ def _advance(t_stop, Nf, Nc, L, rng, tv, iv, out_times, out_theta, out_mf, out_m
                 out_theta[pos, j] = math.log(L[j] * lscale[j]) if L[j] > 0 else -np.inf
                 out_mf[pos, j] = Sf[j] / Mf
                 out_mc[pos, j] = Sc[j] / Mc if dynamic else mc[j]
+            _functionals(Nf, Nc, fun_f, fun_c, out_fun, pos)
             pos += 1
         t = t_next
         t_next = -1.0
@@ -575,6 +591,8 @@ class SSATrajectory:
     occupancy_f, occupancy_c : ndarray (R, S) / (R, C) or None
         Time-averaged copy counts per state over ``[occupancy_from, t_end]``.
     occupancy_from : float or None
+    functionals : ndarray (R, T, F) or None
+        The linear functionals of the copy counts asked for (``simulate_ssa(functionals=...)``).
     """
 
     t: np.ndarray
@@ -592,6 +610,7 @@ class SSATrajectory:
     occupancy_c: np.ndarray | None = None
     occupancy_from: float | None = None
     model: Model | None = field(default=None, repr=False)
+    functionals: np.ndarray | None = None
 
     @property
     def replicates(self) -> int:
@@ -879,10 +898,23 @@ def _run_replicates(advance: Callable[[int, float], None], R: int, bounds: list[
     return time.process_time() - cpu0
 
 
+def _functional_weights(functionals, S: int, C: int) -> tuple[np.ndarray, np.ndarray]:
+    """C-ordered float weights ``(F, S)`` and ``(F, C)`` of the recorded functionals (F = 0 for none)."""
+    if functionals is None:
+        return np.zeros((0, S)), np.zeros((0, C))
+    ff, fc = (np.ascontiguousarray(np.atleast_2d(np.asarray(w, float))) for w in functionals)
+    if C == 0:
+        fc = np.zeros((ff.shape[0], 0))
+    if ff.shape[1] != S or fc.shape != (ff.shape[0], C):
+        raise ModelError(f"functionals need weights of shape (F, {S}) and (F, {C}); got {ff.shape} and {fc.shape}")
+    return ff, fc
+
+
 def simulate_ssa(model: Model, t_end: float, n_points: int = 201, seed: int | None = 0, replicates: int = 1,
                  a_signal=None, progress: bool = True, *, learn: bool = True, clamping: str | None = None,
                  theta_start: np.ndarray | None = None, occupancy_from: float | None = None,
-                 threads: int | None = None) -> SSATrajectory:
+                 threads: int | None = None,
+                 functionals: tuple[np.ndarray, np.ndarray] | None = None) -> SSATrajectory:
     """Exact SSA of the finite-ensemble learning network (docs/theory.md §6).
 
     Parameters
@@ -915,6 +947,10 @@ def simulate_ssa(model: Model, t_end: float, n_points: int = 201, seed: int | No
     threads : int or None
         Threads for the replicates (default: one per core; the compiled
         event loop releases the GIL).
+    functionals : (F_f, F_c) or None
+        Weights ``(n_fun, free states)`` and ``(n_fun, clamped states)``: also
+        record ``F_f @ N_f + F_c @ N_c`` (copy counts) at the output times
+        (``SSATrajectory.functionals``; the noise check's projections).
 
     Returns
     -------
@@ -942,6 +978,8 @@ def simulate_ssa(model: Model, t_end: float, n_points: int = 201, seed: int | No
 
     bounds = _chunk_bounds(out_times, occupancy_from, t_end)
     workers = max(1, min(R, int(threads) if threads else (os.cpu_count() or 1)))
+    fun_f, fun_c = _functional_weights(functionals, S, C)
+    out_fun = np.zeros((R, out_times.size, fun_f.shape[0]))
     occ_f, occ_c = b.occ_f, b.occ_c
     snap_f, snap_c = occ_f.copy(), occ_c.copy()    # occupancy integrals at occupancy_from
 
@@ -949,7 +987,7 @@ def simulate_ssa(model: Model, t_end: float, n_points: int = 201, seed: int | No
         _advance(float(tb), b.Nf[r], b.Nc[r], b.L[r], b.rng[r], b.tv[r], b.iv[r], out_times, b.out_theta[r],
                  b.out_mf[r], b.out_mc[r], occ_f[r], occ_c[r], mc[r], st.fcoef, st.fdst, st.fexpo, st.ccoef, st.cdst,
                  st.cexpo, st.lf, st.lc, st.learned, st.lam0, lscale, eps, float(net.gamma), Mf, Mc, seg_t,
-                 cdf, st.dynamic, st.eq_states, st.eq_logfact, st.eq_vis, seg_q, st.eq_dep)
+                 cdf, st.dynamic, st.eq_states, st.eq_logfact, st.eq_vis, seg_q, st.eq_dep, fun_f, fun_c, out_fun[r])
         if occupancy_from is not None and tb == occupancy_from:
             snap_f[r], snap_c[r] = occ_f[r], occ_c[r]
 
@@ -958,7 +996,8 @@ def simulate_ssa(model: Model, t_end: float, n_points: int = 201, seed: int | No
     occ_kw = {} if occupancy_from is None else _occupancy(occ_f - snap_f, occ_c - snap_c, occupancy_from, t_end)
     a_out = seg_a[np.searchsorted(seg_t, out_times, side="right") - 1]
     return SSATrajectory(out_times, b.out_theta, b.out_mf, b.out_mc, a_out, b.iv[:, 1].copy(), int(seed),
-                         tuple(model.learned_names), net.clamping, bool(learn), cpu, model=model, **occ_kw)
+                         tuple(model.learned_names), net.clamping, bool(learn), cpu, model=model,
+                         functionals=out_fun if functionals is not None else None, **occ_kw)
 
 
 __all__ = ["simulate_ssa", "SSATrajectory"]
