@@ -169,7 +169,7 @@ def test_fast_mode_target_is_the_projected_lyapunov_solution():
     A = loop.V.toarray()[base:].T @ pred.identifiable_basis
     target = _fast_target(pred, model.learned_names, r_cut)
     assert np.allclose(target.predicted, np.diag(A.T @ X @ A), rtol=1e-8)
-    assert np.all(target.share < 1.0 + 1e-9) and np.all(target.predicted > 0)
+    assert np.all(target.predicted > 0)   # (its share of the full variance may exceed 1: the modes are not orthogonal)
 
 
 def test_noise_budget_cli(tmp_path):
