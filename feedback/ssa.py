@@ -38,7 +38,8 @@ Under ``clamping = "equilibrium"`` (the idealised clamped ensemble, docs/theory.
 section 4) there are no clamped copies: the production propensity uses the
 exact ``m_c(theta) = <n>_Qt``, recomputed after each learning event of a
 hidden species (``pi(h|v)`` does not depend on the visible species' theta;
-without hidden species ``m_c = E_Q[n]``).
+without hidden species ``m_c = E_Q[n]``); with one hidden learned species it
+is a function of that species' count alone and is memoised on it.
 
 Reproducibility: ``numpy.random.SeedSequence(seed).spawn(replicates)``
 gives each replicate its own stream; the initial multinomial samples come
