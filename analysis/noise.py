@@ -669,11 +669,18 @@ def validate_noise(model: Model | LinearLoop, replicates: int = REPLICATES, seed
         warnings.warn(f"parameter noise not checked: {int((~alive).sum())} of {replicates} replicates lost a "
                       "parameter species (L_i = 0); raise [ensembles] omega", RuntimeWarning)
         return []
+    return _entries(pred, target, plan, y[alive], runs, seed)
+
+
+def _entries(pred: NoisePrediction, target: _Target, plan: NoisePlan, y: np.ndarray, runs: list,
+             seed: int) -> list[dict]:
+    """The validation entries from the sampled coordinates ``y`` (R alive, T after burn-in, d)."""
+    n_alive = y.shape[0]
     predicted, labels = target.predicted, target.labels
-    sim, half_b, nb = _batch_statistics(y[alive], plan.batches)
+    sim, half_b, nb = _batch_statistics(y, plan.batches)
     # the interval the LNA predicts for the estimator, var * sqrt(2 tau_2 / span): for a skewed quantity
     # the batch SD falls with the batch mean, so a low estimate alone would come with too narrow an interval
-    span = float(alive.sum()) * (plan.t_end - plan.burn_in)
+    span = float(n_alive) * (plan.t_end - plan.burn_in)
     tq = stats.t.ppf(0.5 + CONFIDENCE / 2, nb - 1)
     half_m = tq * predicted * np.sqrt(2.0 * target.times[1] / span)
     half = np.maximum(half_b, half_m)
@@ -681,7 +688,7 @@ def validate_noise(model: Model | LinearLoop, replicates: int = REPLICATES, seed
     parts = {"lna": lna_tolerance(pred, target.explored), "pooled_mean": 2.0 * plan.tau_mean / span,
              "burn_in": float(np.exp(-2.0 * BURN_IN))}
     tol = float(sum(parts.values()))
-    common = {"replicates": int(alive.sum()), "batches": int(nb), "confidence": CONFIDENCE,
+    common = {"replicates": int(n_alive), "batches": int(nb), "confidence": CONFIDENCE,
               "t_end": float(plan.t_end), "burn_in": float(plan.burn_in), "correlation_time": float(plan.tau),
               "events": int(sum(r[1] for r in runs)), "cpu_seconds": float(sum(r[2] for r in runs)),
               "cpu_estimate": plan.cpu_estimate, "budget": plan.budget,

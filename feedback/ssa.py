@@ -949,9 +949,7 @@ def simulate_ssa(model: Model, t_end: float, n_points: int = 201, seed: int | No
         Threads for the replicates (default: one per core; the compiled
         event loop releases the GIL).
     functionals : (F_f, F_c) or None
-        Weights ``(n_fun, free states)`` and ``(n_fun, clamped states)``: also
-        record ``F_f @ N_f + F_c @ N_c`` (copy counts) at the output times
-        (``SSATrajectory.functionals``; the noise check's projections).
+        Weights (F, free states), (F, clamped states): also record ``F_f @ N_f + F_c @ N_c``.
 
     Returns
     -------
@@ -967,21 +965,16 @@ def simulate_ssa(model: Model, t_end: float, n_points: int = 201, seed: int | No
     seg_t, seg_a = _segments(a_signal, float(t_end))
     cdf, seg_q = _environment_tables(model, st, seg_a)
     eps = model.eps.copy() if learn else np.zeros(k)
-
     theta, p_f, p_c = _start_laws(model, st, theta_start, float(seg_a[0]))
     L0, lscale = _parameter_copies(model, theta, omega, learn)
-
-    if seed is None:
-        seed = int(np.random.SeedSequence().entropy)
+    seed = int(np.random.SeedSequence().entropy) if seed is None else seed
     S, C = st.fcoef.shape[1], (net.n_c if st.dynamic else 0)
     b = _Replicas.start(int(seed), R, S, C, Mf, Mc, p_f, p_c, L0, out_times.size)
     mc = _clamped_means_start(model, st, theta, seg_q, R)
-
     bounds = _chunk_bounds(out_times, occupancy_from, t_end)
     workers = max(1, min(R, int(threads) if threads else (os.cpu_count() or 1)))
-    fun_f, fun_c = _functional_weights(functionals, S, C)
+    (fun_f, fun_c), occ_f, occ_c = _functional_weights(functionals, S, C), b.occ_f, b.occ_c
     out_fun = np.zeros((R, out_times.size, fun_f.shape[0]))
-    occ_f, occ_c = b.occ_f, b.occ_c
     snap_f, snap_c = occ_f.copy(), occ_c.copy()    # occupancy integrals at occupancy_from
 
     def advance(r: int, tb: float) -> None:
@@ -993,7 +986,6 @@ def simulate_ssa(model: Model, t_end: float, n_points: int = 201, seed: int | No
             snap_f[r], snap_c[r] = occ_f[r], occ_c[r]
 
     cpu = _run_replicates(advance, R, bounds, workers, float(t_end), progress)
-
     occ_kw = {} if occupancy_from is None else _occupancy(occ_f - snap_f, occ_c - snap_c, occupancy_from, t_end)
     a_out = seg_a[np.searchsorted(seg_t, out_times, side="right") - 1]
     return SSATrajectory(out_times, b.out_theta, b.out_mf, b.out_mc, a_out, b.iv[:, 1].copy(), int(seed),
