@@ -258,7 +258,7 @@ def _dense_parts(loop: LinearLoop, parts: dict[str, np.ndarray], G: np.ndarray) 
 # -- validation against the SSA ------------------------------------------------------------------
 def event_rate(prediction: NoisePrediction | LinearLoop) -> float:
     """Expected SSA events per unit time at the fixed point (all channels), from a prediction or its loop."""
-    loop = prediction.loop if isinstance(prediction, NoisePrediction) else prediction
+    loop = prediction.loop if isinstance(prediction, (NoisePrediction, _RatesOnly)) else prediction
     net = loop.net
     model = net.model
     ens = model.ensembles
@@ -342,14 +342,25 @@ class NoisePlan:
         return not self.reason
 
 
-def events_per_cpu_second(model: Model, prediction: NoisePrediction, seed: int = 0) -> float:
+class _RatesOnly:
+    """What :func:`plan_noise_check` reads of a prediction for a loop above
+    :data:`CORRELATION_DENSE_LIMIT` (slowest rate, event rate), without the covariance."""
+
+    def __init__(self, loop: LinearLoop):
+        self.loop = loop
+        self.slowest_rate = _slowest_rate(loop)
+        self.neutral_diffusion = np.zeros((0, 0))
+
+
+def events_per_cpu_second(model: Model, prediction: NoisePrediction | LinearLoop, seed: int = 0) -> float:
     """SSA events per CPU second on this network at its fixed point, from a pilot run of about
     :data:`PILOT_EVENTS` events (after a first tiny run that loads or compiles the event loop)."""
     from crnfb.feedback.ssa import simulate_ssa
 
-    rate = event_rate(prediction)
-    kw = dict(seed=seed, replicates=1, progress=False, clamping=prediction.clamping, theta_start=prediction.theta,
-              threads=1)
+    loop = prediction.loop if isinstance(prediction, NoisePrediction) else prediction
+    rate = event_rate(loop)
+    kw = dict(seed=seed, replicates=1, progress=False, clamping=loop.net.clamping,
+              theta_start=loop.fixed_point.theta, threads=1)
     simulate_ssa(model, 100.0 / rate, 2, **kw)
     tr = simulate_ssa(model, PILOT_EVENTS / rate, 2, **kw)
     return float(tr.events.sum()) / max(float(tr.cpu_seconds), 1e-3)
@@ -654,6 +665,15 @@ def validate_noise(model: Model | LinearLoop, replicates: int = REPLICATES, seed
         raise ValueError("validate_noise needs at least 2 replicates for a confidence interval")
     model, loop = model_and_loop(model, loop)
     loop = prediction.loop if prediction is not None else (loop or linearise(model, clamping))
+    if prediction is None and loop.n_reduced > CORRELATION_DENSE_LIMIT:
+        # large loop: the plan needs only the slowest rate, so decide before the (costly) covariance
+        speed = events_per_cpu_second(model, loop, seed) if speed is None else float(speed)
+        rates = _RatesOnly(loop)
+        tau = np.full(1, 1.0 / rates.slowest_rate)
+        rough = plan_noise_check(rates, speed, budget, replicates, (tau, tau))
+        if not rough.fits and "budget" in rough.reason:
+            warnings.warn(rough.reason, RuntimeWarning)
+            return []
     pred = prediction or parameter_noise(model, clamping, loop)
     speed = events_per_cpu_second(model, pred, seed) if speed is None else float(speed)
     target, plan = _choose_plan(pred, model.learned_names, speed, budget, replicates)

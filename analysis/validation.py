@@ -705,7 +705,8 @@ def _noise_checks(model: Model, loop: LinearLoop, seed: int, noise: bool, stable
         warnings.simplefilter("always", RuntimeWarning)   # its "not checked" message is the reason
         res = validate_noise(model, loop=loop, seed=seed, **({} if budget is None else {"budget": float(budget)}))
     if not res:
-        return [not_made(name, "; ".join(str(w.message) for w in caught) or "the SSA run was not made")]
+        why = [str(w.message) for w in caught if str(w.message).startswith("parameter noise not checked")]
+        return [not_made(name, "; ".join(why) or "the SSA run was not made")]
     return [Check(r["quantity"], r["predicted"], r["simulated"], r["rel_error"], r.get("tolerance", float("nan")),
                   bool(r["passed"]), {k: v for k, v in r.items() if k not in
                                       ("quantity", "predicted", "simulated", "rel_error", "tolerance", "passed")})
