@@ -20,6 +20,7 @@ import sys
 import traceback
 import warnings
 
+from crnfb.analysis.fixedpoints import NoFixedPoint
 from crnfb.feedback.errors import ModelError
 from crnfb.feedback.files import OutputError
 
@@ -264,6 +265,10 @@ def run(args) -> int:
             return int(args.func(args))
     except ModelError as e:
         return _error(args, e)
+    except NoFixedPoint as e:
+        print(f"crnfb {args.command}: no converged fixed point from the file's energies: {e} (exit 1)",
+              file=sys.stderr)
+        return EXIT_FAIL
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
         print(f"crnfb {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -23,6 +23,16 @@ from crnfb.feedback.model import Model
 KIND_TOL = 1e-8
 
 
+class NoFixedPoint(Exception):
+    """The quasi-static flow from the file's energies reached no stationary point of ``D``.
+
+    A verdict about the learning problem (exit 1), not bad input: the flow ran
+    to a plateau at infinity, left the range of finite energies, or stopped
+    with a gradient above tolerance. There is no fixed point to linearise at,
+    so no report section can be computed; ``crnfb fit`` says the same.
+    """
+
+
 @dataclass(frozen=True)
 class StationaryPoint:
     """A stationary point of ``D(Q||P_theta)`` in learned coordinates.
@@ -366,5 +376,5 @@ def quasi_static_trajectory(model: Model, t_end: float, n: int = 400) -> tuple[n
     return sol.t, theta, np.array([model.divergence(th) for th in theta])
 
 
-__all__ = ["classify", "learned_fixed_point", "quasi_static_rates", "quasi_static_trajectory",
+__all__ = ["NoFixedPoint", "classify", "learned_fixed_point", "quasi_static_rates", "quasi_static_trajectory",
            "stationary_points", "StationaryPoint"]

@@ -24,7 +24,7 @@ from functools import partial
 import numpy as np
 
 from crnfb.analysis.disturbance import Disturbance, disturbance
-from crnfb.analysis.fixedpoints import StationaryPoint, learned_fixed_point, quasi_static_trajectory
+from crnfb.analysis.fixedpoints import NoFixedPoint, StationaryPoint, learned_fixed_point, quasi_static_trajectory
 from crnfb.analysis.fluctuation import FluctuationResult, analyse_fluctuation
 from crnfb.analysis.frequency import SPEC_OMEGA, LoopResponse, broken_loop
 from crnfb.analysis.linearise import LinearLoop, LoopFixedPoint, linearise, loop_fixed_point
@@ -284,6 +284,10 @@ class _Run:
 
 def _core(model: Model, run: _Run) -> tuple[StationaryPoint, LoopFixedPoint, LinearLoop, Stability]:
     optimum = run.core("fixed point", learned_fixed_point, model)
+    if optimum.plateau or not (np.isfinite(optimum.divergence) and np.all(np.isfinite(optimum.theta))):
+        # nothing to linearise at (a near-miss of the gradient tolerance still gets a report, with
+        # its consistency check failed); the same verdict as crnfb fit
+        raise NoFixedPoint(optimum.note)
     fp = loop_fixed_point(model, optimum=optimum)
     loop = run.core("linearisation", linearise, model, fixed_point=fp)
     return optimum, fp, loop, run.core("stability", stability, loop)

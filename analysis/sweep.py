@@ -48,6 +48,7 @@ from typing import Callable
 
 import numpy as np
 
+from crnfb.analysis.fixedpoints import NoFixedPoint
 from crnfb.feedback.files import atomic_file, write_bytes, write_text
 from crnfb.feedback.errors import ModelError
 from crnfb.feedback.model import Ensembles, Model
@@ -306,7 +307,7 @@ def _worker(text: str, source: str, point: dict, metrics: bool = True) -> tuple[
     try:
         row = evaluate_point(_base_model(text, source), point, metrics)
         row[STATUS] = "ok"
-    except ModelError as e:
+    except (ModelError, NoFixedPoint) as e:
         row = {STATUS: "error", ERROR: str(e)}
     return point, row
 
