@@ -189,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", required=True, help="output directory")
     r.add_argument("--no-validate", action="store_true", help="skip the nonlinear-simulation checks")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--noise-budget", type=float, default=None, metavar="SECONDS",
+                   help="CPU seconds the parameter-noise check's SSA runs may take (default 60); "
+                        "the check is made when its estimated cost fits")
     r.set_defaults(func=cmd_report)
 
     s = sub.add_parser("simulate", help="a trajectory of the learning network (CSV)")

@@ -36,9 +36,11 @@ and maps back as ``V S V^T``.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
+import scipy.linalg
 from scipy import sparse, stats
 
 from crnfb.analysis.linearise import LinearLoop, linearise, model_and_loop
@@ -290,7 +292,7 @@ def _dense_parts(loop: LinearLoop, parts: dict[str, np.ndarray], G: np.ndarray) 
 # -- validation against the SSA ------------------------------------------------------------------
 def event_rate(prediction: NoisePrediction | LinearLoop) -> float:
     """Expected SSA events per unit time at the fixed point (all channels), from a prediction or its loop."""
-    loop = prediction.loop if isinstance(prediction, NoisePrediction) else prediction
+    loop = prediction.loop if isinstance(prediction, (NoisePrediction, _RatesOnly)) else prediction
     net = loop.net
     model = net.model
     ens = model.ensembles
@@ -317,10 +319,23 @@ def _checked_coordinates(pred: NoisePrediction, th: np.ndarray,
     return th, np.diag(pred.covariance), [f"theta_{n}" for n in names]
 
 
-def _burn_in(loop: LinearLoop, burn_in: float | None) -> tuple[float, float]:
-    """Correlation time ``1/slowest rate`` and the burn-in (default five of them)."""
-    tau = 1.0 / _slowest_rate(loop)
-    return tau, 5.0 * tau if burn_in is None else float(burn_in)
+# -- the run plan: a CPU-time budget, batch means (docs/validation.md, "Parameter noise") -----------
+#: CPU seconds the SSA runs of one noise check may take (``crnfb report --noise-budget``).
+NOISE_BUDGET = 60.0
+#: Confidence of the interval of each compared variance (Student t over the batch means).
+CONFIDENCE = 0.99
+#: Independent replicates (run in parallel); each gives :data:`BATCHES` batches.
+REPLICATES = 8
+BATCHES = 4
+#: Length of one batch and of the burn-in, in correlation times ``1/slowest rate``.
+BATCH_SPAN = 5.0
+BURN_IN = 3.0
+#: Samples of theta per correlation time.
+SAMPLES_PER_TAU = 10
+#: Expected events of the pilot run that measures this network's events per CPU second.
+PILOT_EVENTS = 3e5
+#: Largest variance the neutral random walk may add over one replicate (the loop's rates move along it).
+NEUTRAL_SPREAD = 0.05
 
 
 def _stationary_in_theta(loop: LinearLoop) -> bool:
@@ -333,98 +348,433 @@ def _stationary_in_theta(loop: LinearLoop) -> bool:
     return not n_flat
 
 
-def _affordable(loop: LinearLoop, tau: float, burn: float, max_events: float) -> bool:
-    """Whether burn-in plus ``MIN_SPAN`` correlation times fit in ``max_events`` (else a RuntimeWarning why not)."""
-    need = (burn + MIN_SPAN * tau) * event_rate(loop)
-    if need > max_events:
-        warnings.warn(f"parameter noise not checked against the SSA: the loop's slowest mode has correlation "
-                      f"time {tau:.3g}, so a meaningful run (burn-in + {MIN_SPAN:g} correlation times) needs "
-                      f"about {need:.2g} events per replicate > max_events = {max_events:.2g}", RuntimeWarning)
-    return need <= max_events
+@dataclass(frozen=True)
+class NoisePlan:
+    """How long the SSA runs of a noise check are, and what they cost.
+
+    Attributes
+    ----------
+    tau : float                 correlation time of the squared compared coordinates (batch length unit)
+    burn_in, t_end : float      per replicate (burn-in ``BURN_IN tau``, then ``batches`` batches of
+                                ``BATCH_SPAN tau``)
+    n_points : int              theta samples per replicate (``SAMPLES_PER_TAU`` per ``tau``)
+    replicates, batches : int   replicates and batches per replicate
+    event_rate : float          expected events per unit time at the fixed point
+    events_per_cpu_second : float   measured on this network (pilot run)
+    cpu_estimate, budget : float    CPU seconds of the whole plan, and the budget
+    reason : str                why the check is not made ("" when it fits)
+    tau_mean : float            largest integrated autocorrelation time of the coordinates themselves
+    reason_full : str           for a check restricted to the faster modes: why the full one was not made
+    """
+
+    tau: float
+    burn_in: float
+    t_end: float
+    n_points: int
+    replicates: int
+    batches: int
+    event_rate: float
+    events_per_cpu_second: float
+    cpu_estimate: float
+    budget: float
+    reason: str = ""
+    tau_mean: float = float("nan")
+    reason_full: str = ""
+
+    @property
+    def fits(self) -> bool:
+        return not self.reason
 
 
-def validate_noise(model: Model | LinearLoop, replicates: int = 8, seed: int = 0, *, loop: LinearLoop | None = None,
-                   clamping: str | None = None, t_end: float | None = None, burn_in: float | None = None,
-                   tolerance: float = 0.05, max_events: float = 5e6, progress: bool = False,
-                   prediction: NoisePrediction | None = None) -> list[dict]:
+class _RatesOnly:
+    """What :func:`plan_noise_check` reads of a prediction for a loop above
+    :data:`CORRELATION_DENSE_LIMIT` (slowest rate, event rate), without the covariance."""
+
+    def __init__(self, loop: LinearLoop):
+        self.loop = loop
+        self.slowest_rate = _slowest_rate(loop)
+        self.neutral_diffusion = np.zeros((0, 0))
+
+
+def events_per_cpu_second(model: Model, prediction: NoisePrediction | LinearLoop, seed: int = 0) -> float:
+    """SSA events per CPU second on this network at its fixed point, from a pilot run of about
+    :data:`PILOT_EVENTS` events (after a first tiny run that loads or compiles the event loop)."""
+    from crnfb.feedback.ssa import simulate_ssa
+
+    loop = prediction.loop if isinstance(prediction, NoisePrediction) else prediction
+    rate = event_rate(loop)
+    kw = dict(seed=seed, replicates=1, progress=False, clamping=loop.net.clamping,
+              theta_start=loop.fixed_point.theta, threads=1)
+    simulate_ssa(model, 100.0 / rate, 2, **kw)
+    tr = simulate_ssa(model, PILOT_EVENTS / rate, 2, **kw)
+    return float(tr.events.sum()) / max(float(tr.cpu_seconds), 1e-3)
+
+
+#: Reduced loops up to which the correlation times come from dense Lyapunov solves (above: ``1/slowest rate``).
+CORRELATION_DENSE_LIMIT = 1000
+
+
+def _reduced_covariance(pred: NoisePrediction) -> np.ndarray:
+    """The stationary covariance ``S`` of the reduced loop state (dense Lyapunov solve)."""
+    loop = pred.loop
+    net = loop.net
+    n, base = net.n_states, net.n_f + net.n_c
+    D = sum(d.dense() for d in sparse_diffusion(loop).values())
+    P = np.eye(n)
+    if pred.neutral_directions.shape[1]:
+        W = (pred.neutral_directions / net.model.eps[:, None]).T
+        P[base:, base:] -= pred.neutral_directions @ np.linalg.solve(W @ pred.neutral_directions, W)
+    Dr = (P @ D @ P.T)[np.ix_(loop.rest, loop.rest)]
+    return lyapunov(loop.Jr.toarray(), Dr)
+
+
+def _coordinate_matrix(pred: NoisePrediction) -> np.ndarray:
+    """``(k, d)``: the compared coordinates ``c = L^T theta`` (identifiable basis with neutral directions)."""
+    return pred.identifiable_basis if pred.neutral_directions.shape[1] else np.eye(pred.theta.size)
+
+
+#: Condition number of the eigenvector matrix up to which the correlation integrals are summed over
+#: modes (above it, e.g. a defective pair: one Lyapunov solve per coordinate).
+MODAL_COND_LIMIT = 1e8
+
+
+def _times(Jr: np.ndarray, S: np.ndarray, A: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Variance, ``tau_c`` and ``tau_2`` of ``a_j^T z`` for a stationary OU ``z`` (drift ``Jr``, covariance ``S``).
+
+    ``C(t) = a^T exp(Jr t) b`` (``b = S a``) is ``sum_k alpha_k exp(lam_k t)`` on the modes, so
+    ``int C = sum alpha_k / (-lam_k)`` and ``int C^2 = sum_kl alpha_k alpha_l / (-(lam_k + lam_l))``;
+    with an ill-conditioned eigenbasis the same integrals come from ``Jr^{-1}`` and a Lyapunov solve."""
+    d = A.shape[1]
+    B = S @ A
+    var = np.einsum("ij,ij->j", A, B)
+    lam, Vr = np.linalg.eig(Jr)
+    if np.linalg.cond(Vr) < MODAL_COND_LIMIT:
+        alpha = (A.T @ Vr) * np.linalg.solve(Vr, B).T            # (d, modes)
+        tau_c = np.real(alpha @ (-1.0 / lam)) / var
+        M = -1.0 / (lam[:, None] + lam[None, :])
+        tau_2 = 2.0 * np.real(np.einsum("jk,kl,jl->j", alpha, M, alpha)) / var ** 2
+        return var, tau_c, tau_2
+    tau_c, tau_2 = np.empty(d), np.empty(d)
+    for j in range(d):
+        a, b = A[:, j], B[:, j]
+        tau_c[j] = -float(a @ np.linalg.solve(Jr, b)) / var[j]
+        tau_2[j] = 2.0 * float(a @ lyapunov(Jr, np.outer(b, b)) @ a) / var[j] ** 2
+    return var, tau_c, tau_2
+
+
+def correlation_times(pred: NoisePrediction, S: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per compared coordinate ``c = l . theta`` (:func:`_checked_coordinates`): the integrated
+    autocorrelation time of ``c``, ``tau_c = int_0^inf C(t) dt / C(0)``, and that of ``c^2``,
+    ``tau_2 = 2 int_0^inf C(t)^2 dt / C(0)^2`` (``1/k`` both for an OU process of rate ``k``).
+
+    With ``C(t) = a^T exp(Jr t) S a`` (``a`` = ``l`` on the reduced coordinates, ``S`` the
+    reduced covariance) these are ``-a^T Jr^{-1} S a / a^T S a`` and ``2 a^T X a / (a^T S a)^2``
+    with ``Jr X + X Jr^T + (S a)(S a)^T = 0``. Above :data:`CORRELATION_DENSE_LIMIT` reduced
+    states: ``1/slowest rate`` for both. ``S`` (:func:`_reduced_covariance`) may be given.
+    """
+    loop = pred.loop
+    d = _coordinate_matrix(pred).shape[1]
+    if loop is None or loop.n_reduced > CORRELATION_DENSE_LIMIT:
+        return np.full(d, 1.0 / pred.slowest_rate), np.full(d, 1.0 / pred.slowest_rate)
+    Vt = loop.V.toarray()[loop.net.n_f + loop.net.n_c:]
+    S = _reduced_covariance(pred) if S is None else S
+    _, tau_c, tau_2 = _times(loop.Jr.toarray(), S, Vt.T @ _coordinate_matrix(pred))
+    return tau_c, tau_2
+
+
+@dataclass(frozen=True, eq=False)
+class _Target:
+    """What a noise check compares: per coordinate the predicted variance, a label, the correlation
+    times ``(tau_c, tau_2)``; for a check restricted to the loop's faster modes also the cut rate,
+    the functionals that read the coordinates off the state (``fun_f``/``fun_c`` on the copy
+    counts, ``w_theta`` on theta) and the share of the full variance they carry. ``explored``:
+    the variance of each theta_i the runs explore (it sets the LNA's own error, :func:`lna_tolerance`)."""
+
+    predicted: np.ndarray
+    labels: list
+    times: tuple
+    slowest: float
+    r_cut: float | None = None
+    fun_f: np.ndarray | None = None
+    fun_c: np.ndarray | None = None
+    w_theta: np.ndarray | None = None
+    excluded: int = 0
+    share: np.ndarray | None = None
+    explored: np.ndarray | None = None
+
+    def values(self, theta: np.ndarray, fun: np.ndarray | None) -> np.ndarray:
+        """The compared coordinates ``(R, T, d)`` from theta ``(R, T, k)`` and the recorded functionals."""
+        return theta @ self.w_theta + fun
+
+
+def _full_target(pred: NoisePrediction, names: tuple[str, ...], S: np.ndarray | None = None) -> _Target:
+    _, predicted, labels = _checked_coordinates(pred, np.zeros((1, 1, pred.theta.size)), names)
+    return _Target(predicted, labels, correlation_times(pred, S), pred.slowest_rate, w_theta=_coordinate_matrix(pred),
+                   explored=np.diag(pred.covariance))
+
+
+def _fast_projector(Jr: np.ndarray, r_cut: float) -> tuple[np.ndarray, int]:
+    """``I - P_slow`` (real): the spectral projector onto the modes decaying at rate >= ``r_cut``."""
+    lam, W, Vr = scipy.linalg.eig(Jr, left=True, right=True)
+    slow = -lam.real < r_cut
+    Vs, Ws = Vr[:, slow], W[:, slow].conj().T
+    Ps = Vs @ np.linalg.solve(Ws @ Vs, Ws)
+    return np.eye(Jr.shape[0]) - Ps.real, int(slow.sum())
+
+
+def _fast_target(pred: NoisePrediction, names: tuple[str, ...], r_cut: float, S: np.ndarray | None = None) -> _Target:
+    """The compared coordinates with the modes slower than ``r_cut`` projected out (docs/validation.md)."""
+    loop = pred.loop
+    net = loop.net
+    n, base = net.n_states, net.n_f + net.n_c
+    Jr = loop.Jr.toarray()
+    Pf, excluded = _fast_projector(Jr, r_cut)
+    S = _reduced_covariance(pred) if S is None else S
+    Vt = loop.V.toarray()[base:]
+    Lc = _coordinate_matrix(pred)
+    A = Vt.T @ Lc
+    var, tau_c, tau_2 = _times(Jr, Pf @ S @ Pf.T, A)
+    # c_j = a_j^T Pf y_r, y_r = (x - x*)[rest] with theta's neutral part projected off (exact on the manifold)
+    G = np.zeros((n, A.shape[1]))
+    G[loop.rest] = Pf.T @ A
+    w_theta = G[base:]
+    if pred.neutral_directions.shape[1]:
+        N = pred.neutral_directions
+        W = (N / net.model.eps[:, None]).T
+        w_theta = (np.eye(net.k) - N @ np.linalg.solve(W @ N, W)).T @ w_theta
+    Mf, Mc, _ = pred.sizes
+    _, full, labels = _checked_coordinates(pred, np.zeros((1, 1, pred.theta.size)), names)
+    labels = [f"{lab}; modes with rate >= {r_cut:.3g}" for lab in labels]
+    # theta explores the fast modes' variance and what the slow ones (started at zero) gain over a run
+    Ps = np.eye(Jr.shape[0]) - Pf
+    Ss = Ps @ S @ Ps.T
+    E = scipy.linalg.expm(Jr * _run_length(tau_2, r_cut))
+    explored = np.diag(Vt @ (Pf @ S @ Pf.T + Ss - E @ Ss @ E.T) @ Vt.T)
+    return _Target(var, labels, (tau_c, tau_2), r_cut, r_cut, (G[:net.n_f] / Mf).T, (G[net.n_f:base] / Mc).T,
+                   w_theta, excluded, var / full, explored)
+
+
+def _run_length(tau_2: np.ndarray, slowest: float) -> float:
+    """Burn-in plus batches of one replicate (:func:`plan_noise_check`)."""
+    tau = float(np.max(tau_2))
+    return BURN_IN * max(tau, 1.0 / slowest) + BATCHES * BATCH_SPAN * tau
+
+
+def _mode_rates(loop: LinearLoop) -> np.ndarray:
+    """Distinct decay rates of the reduced loop's modes, slowest first (pairs once)."""
+    rates = np.sort(-np.linalg.eigvals(loop.Jr.toarray()).real)
+    return rates[np.concatenate([[True], np.diff(rates) > 1e-9 * np.abs(rates[1:])])]
+
+
+def plan_noise_check(prediction: NoisePrediction, speed: float, budget: float = NOISE_BUDGET,
+                     replicates: int = REPLICATES, times: tuple[np.ndarray, np.ndarray] | None = None,
+                     slowest: float | None = None) -> NoisePlan:
+    """The run plan of :func:`validate_noise` and whether it fits ``budget`` CPU seconds at ``speed``
+    events per CPU second (a plan that does not fit says why, with its estimated CPU time).
+
+    The correlation time ``tau`` is the largest integrated autocorrelation time of the squared
+    compared coordinates (:func:`correlation_times`, given as ``times`` or computed); the burn-in
+    is :data:`BURN_IN` times the larger of ``tau`` and ``1/slowest`` (the slowest sampled rate,
+    by default the loop's)."""
+    tau_c, tau_2 = correlation_times(prediction) if times is None else times
+    tau = float(np.max(tau_2))
+    burn = BURN_IN * max(tau, 1.0 / (prediction.slowest_rate if slowest is None else slowest))
+    t_end = _run_length(tau_2, prediction.slowest_rate if slowest is None else slowest)
+    n_points = int(np.ceil(t_end * SAMPLES_PER_TAU / tau)) + 1
+    rate = event_rate(prediction)
+    cpu = replicates * t_end * rate / speed
+    reason = ""
+    if not cpu <= budget:
+        reason = (f"parameter noise not checked against the SSA: {replicates} replicates of {t_end:.3g} time units "
+                  f"(burn-in {burn:.3g} + {BATCHES} batches of {BATCH_SPAN:g} correlation times {tau:.3g}) need "
+                  f"about {replicates * t_end * rate:.2g} events, {cpu:.3g} CPU s at the measured "
+                  f"{speed:.3g} events per CPU s > the budget of {budget:g} CPU s (--noise-budget)")
+    elif prediction.neutral_diffusion.size:
+        spread = float(np.max(np.diag(prediction.neutral_diffusion))) * t_end
+        if spread > NEUTRAL_SPREAD:
+            reason = (f"parameter noise not checked against the SSA: the neutral random walk would spread by "
+                      f"{spread:.3g} in variance over a replicate of {t_end:.3g} time units (> {NEUTRAL_SPREAD:g}; "
+                      "the loop's rates change along it): raise [ensembles] omega")
+    return NoisePlan(tau, burn, t_end, n_points, int(replicates), BATCHES, rate, float(speed), float(cpu),
+                     float(budget), reason, float(np.max(tau_c)))
+
+
+def _choose_plan(pred: NoisePrediction, names: tuple[str, ...], speed: float, budget: float,
+                 replicates: int) -> tuple[_Target, NoisePlan]:
+    """The full check if it fits the budget; else the check restricted to the loop's faster modes
+    with the lowest cut rate that fits (dense loops only); else the full plan with its reason."""
+    dense = pred.loop is not None and pred.loop.n_reduced <= CORRELATION_DENSE_LIMIT
+    S = _reduced_covariance(pred) if dense else None
+    full = _full_target(pred, names, S)
+    plan = plan_noise_check(pred, speed, budget, replicates, full.times)
+    if plan.fits or not dense:
+        return full, plan
+    per_tau = replicates * (BURN_IN + BATCHES * BATCH_SPAN) * event_rate(pred) / speed
+    for r_cut in _mode_rates(pred.loop)[1:]:
+        if per_tau / r_cut > budget:      # even tau = 1/r_cut does not fit
+            continue
+        target = _fast_target(pred, names, float(r_cut), S)
+        fast = plan_noise_check(pred, speed, budget, replicates, target.times, slowest=float(r_cut))
+        if fast.fits:
+            return target, replace(fast, reason_full=plan.reason)
+    return full, plan
+
+
+def _replicate(model: Model, prediction: NoisePrediction, plan: NoisePlan, target: _Target, seed: int) -> tuple:
+    """One replicate of the plan (one thread): the compared coordinates (T, d), events, CPU seconds."""
+    from crnfb.feedback.ssa import simulate_ssa
+
+    fun = None if target.fun_f is None else (target.fun_f, target.fun_c)
+    tr = simulate_ssa(model, plan.t_end, plan.n_points, seed, 1, progress=False, clamping=prediction.clamping,
+                      theta_start=prediction.theta, threads=1, functionals=fun)
+    th = tr.theta[0]
+    y = target.values(th, 0.0 if fun is None else tr.functionals[0])
+    y[~np.all(np.isfinite(th), axis=1)] = np.nan        # a parameter species went extinct (L = 0)
+    return y, int(tr.events[0]), float(tr.cpu_seconds)
+
+
+def _replicate_seeds(seed: int, n: int) -> list[int]:
+    """Replicate ``i``'s seed from child ``i`` of ``SeedSequence(seed)``: the same whatever the worker count."""
+    return [int(c.generate_state(1, np.uint64)[0] >> np.uint64(1)) for c in np.random.SeedSequence(seed).spawn(n)]
+
+
+def lna_tolerance(prediction: NoisePrediction, variances: np.ndarray) -> float:
+    """Relative error the LNA itself may have (docs/validation.md, "Parameter noise"):
+    ``3 max var(theta) + 3 / n_min``, ``var(theta)`` the ``variances`` the runs explore,
+    ``n_min`` the smallest population whose discreteness enters."""
+    net = prediction.loop.net if prediction.loop is not None else None
+    Mf, Mc, omega = prediction.sizes
+    sizes = [Mf, omega * float(np.min(np.exp(prediction.theta)))]
+    if net is None or net.dynamic:
+        sizes.append(Mc)
+    return float(3.0 * np.max(variances) + 3.0 / min(sizes))
+
+
+def _batch_statistics(y: np.ndarray, batches: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Mean and Student-t half-width (:data:`CONFIDENCE`) of the batch means of ``(y - pooled mean)^2``.
+
+    ``y`` is (R, T, d); each replicate's samples are cut into ``batches`` equal runs."""
+    dev2 = (y - y.reshape(-1, y.shape[2]).mean(axis=0)) ** 2
+    R, T, d = dev2.shape
+    per = T // batches
+    means = dev2[:, :per * batches].reshape(R, batches, per, d).mean(axis=2).reshape(R * batches, d)
+    nb = means.shape[0]
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, nb - 1) * means.std(axis=0, ddof=1) / np.sqrt(nb)
+    return means.mean(axis=0), half, nb
+
+
+def validate_noise(model: Model | LinearLoop, replicates: int = REPLICATES, seed: int = 0, *,
+                   loop: LinearLoop | None = None, clamping: str | None = None, budget: float = NOISE_BUDGET,
+                   prediction: NoisePrediction | None = None, workers: int | None = None,
+                   speed: float | None = None) -> list[dict]:
     """Compare the LNA parameter noise with the SSA's stationary variance of theta.
 
-    The SSA starts at the loop's fixed point (copies at their stationary
-    laws there); after ``burn_in`` (default 5 correlation times
-    ``1/slowest_rate``) it records theta every 1/5 correlation time until
-    ``t_end`` (default: 300 correlation times, shortened so a replicate
-    takes at most ``max_events`` expected events and, with neutral
-    directions, so their random walk spreads by at most 0.05 in variance:
-    the loop's rates, hence its noise, change along them). Per replicate the
-    time-averaged squared deviation from the pooled mean estimates the
-    variance; the 95 % confidence interval comes from the replicate-to-
-    replicate spread (Student t). One check per learned species, or per
-    identifiable coordinate ``U^T theta`` when neutral directions exist
-    (their component is a random walk without a stationary variance).
+    The plan (:func:`plan_noise_check`): ``replicates`` independent SSA runs
+    start at the loop's fixed point (copies at their stationary laws there),
+    discard :data:`BURN_IN` correlation times ``1/slowest_rate`` and record
+    theta :data:`SAMPLES_PER_TAU` times per correlation time over
+    :data:`BATCHES` batches of :data:`BATCH_SPAN` correlation times each. Its
+    cost in CPU seconds is estimated from the expected event rate and the
+    events per CPU second measured on this network by a pilot run
+    (``speed`` overrides the measurement); the check is made when that fits
+    ``budget``, else an empty list and a ``RuntimeWarning`` giving the
+    estimate. The replicates run in parallel (:func:`crnfb.feedback.parallel.run_all`,
+    ``workers``), replicate ``i`` from child ``i`` of ``SeedSequence(seed)``:
+    the result does not depend on the worker count.
 
-    ``passed`` when ``|simulated - predicted| <= (ci half-width) + tolerance * predicted``:
-    the replicates' 95 % confidence interval widened by the LNA's own
-    relative error allowance (its O(1/M, 1/Omega) corrections).
-
-    When even a minimal run (burn-in plus ``MIN_SPAN`` correlation times)
-    would exceed ``max_events`` per replicate, no check is made: an empty
-    list and a ``RuntimeWarning`` saying why (E3's slowest learning mode has
-    a correlation time of ~1.4e5).
+    The correlation time is the integrated autocorrelation time of the squared
+    compared coordinates, from the LNA itself (:func:`correlation_times`).
+    Per batch, the mean of ``(theta - pooled mean)^2`` estimates the
+    variance; the :data:`CONFIDENCE` interval is Student t over the batch
+    means, or the interval the LNA predicts for the estimator when that is
+    wider (``t var sqrt(2 tau_2 / span)``, :func:`correlation_times`). One
+    check per learned species, or per identifiable coordinate
+    ``U^T theta`` when neutral directions exist. ``passed`` when
+    ``|simulated - predicted| <= half-width + tolerance * predicted``, the
+    tolerance adding the terms the comparison neglects (:func:`lna_tolerance`,
+    the bias of the pooled mean ``2 tau_c / (sampled span)``, the burn-in's
+    ``exp(-2 BURN_IN)``; docs/validation.md).
 
     Returns
     -------
     list of dict
         One ``validation`` entry of report.json per checked coordinate:
-        ``quantity, predicted, simulated, rel_error, tolerance, passed, ci``
-        (95 % interval of the simulated value), ``replicates`` (used: those
-        where no parameter species went extinct), ``t_end, burn_in, events, seed``.
+        ``quantity, predicted, simulated, rel_error, tolerance, passed, ci``,
+        and the plan (``replicates`` used, ``batches``, ``t_end``, ``burn_in``,
+        ``events``, ``cpu_seconds``, ``cpu_estimate``, ``budget``, ``seed``, ...).
     """
-    from crnfb.feedback.ssa import simulate_ssa
+    from crnfb.feedback.parallel import run_all
 
     if replicates < 2:
         raise ValueError("validate_noise needs at least 2 replicates for a confidence interval")
     model, loop = model_and_loop(model, loop)
-    # whether the SSA can sample the slowest mode is decided before the covariance is computed
     loop = prediction.loop if prediction is not None else (loop or linearise(model, clamping))
-    tau, burn = _burn_in(loop, burn_in)
     if not _stationary_in_theta(loop):
         return []
-    if t_end is None and not _affordable(loop, tau, burn, max_events):
-        return []
+    if prediction is None and loop.n_reduced > CORRELATION_DENSE_LIMIT:
+        # large loop: the plan needs only the slowest rate, so decide before the (costly) covariance
+        speed = events_per_cpu_second(model, loop, seed) if speed is None else float(speed)
+        rates = _RatesOnly(loop)
+        tau = np.full(1, 1.0 / rates.slowest_rate)
+        rough = plan_noise_check(rates, speed, budget, replicates, (tau, tau))
+        if not rough.fits and "budget" in rough.reason:
+            warnings.warn(rough.reason, RuntimeWarning)
+            return []
     pred = prediction or parameter_noise(model, clamping, loop)
-    if t_end is None:
-        span = min(300.0 * tau, max_events / event_rate(pred))
-        if pred.neutral_diffusion.size:
-            span = min(span, 0.05 / float(np.max(np.diag(pred.neutral_diffusion))))
-        t_end = burn + span
-    dt = tau / 5.0
-    n_points = int(np.ceil(t_end / dt)) + 1
-    traj = simulate_ssa(model, t_end, n_points, seed, replicates, progress=progress, clamping=pred.clamping,
-                        theta_start=pred.theta)
-    keep = traj.t >= burn
-    th = traj.theta[:, keep, :]
-    alive = np.all(np.isfinite(th), axis=(1, 2))     # a parameter species may go extinct (L = 0)
+    speed = events_per_cpu_second(model, pred, seed) if speed is None else float(speed)
+    target, plan = _choose_plan(pred, model.learned_names, speed, budget, replicates)
+    if not plan.fits:
+        warnings.warn(plan.reason, RuntimeWarning)
+        return []
+    tasks = [partial(_replicate, model, pred, plan, target, s) for s in _replicate_seeds(seed, replicates)]
+    runs = run_all(tasks, workers)
+    t = np.linspace(0.0, plan.t_end, plan.n_points)
+    y = np.stack([r[0] for r in runs])[:, t > plan.burn_in, :]
+    alive = np.all(np.isfinite(y), axis=(1, 2))     # a parameter species may go extinct (L = 0)
     if alive.sum() < 2:
-        raise RuntimeError(f"{int((~alive).sum())} of {replicates} replicates lost a parameter species "
-                           "(L_i = 0); raise [ensembles] omega or shorten t_end")
-    th = th[alive]
-    replicates_used = int(alive.sum())
-    y, predicted, labels = _checked_coordinates(pred, th, model.learned_names)
-    dev = y - y.reshape(-1, y.shape[2]).mean(axis=0)
-    v = np.mean(dev ** 2, axis=1)                        # (R, d)
-    sim = v.mean(axis=0)
-    half = stats.t.ppf(0.975, replicates_used - 1) * v.std(axis=0, ddof=1) / np.sqrt(replicates_used)
+        warnings.warn(f"parameter noise not checked: {int((~alive).sum())} of {replicates} replicates lost a "
+                      "parameter species (L_i = 0); raise [ensembles] omega", RuntimeWarning)
+        return []
+    return _entries(pred, target, plan, y[alive], runs, seed)
+
+
+def _entries(pred: NoisePrediction, target: _Target, plan: NoisePlan, y: np.ndarray, runs: list,
+             seed: int) -> list[dict]:
+    """The validation entries from the sampled coordinates ``y`` (R alive, T after burn-in, d)."""
+    n_alive = y.shape[0]
+    predicted, labels = target.predicted, target.labels
+    sim, half_b, nb = _batch_statistics(y, plan.batches)
+    # the interval the LNA predicts for the estimator, var * sqrt(2 tau_2 / span): for a skewed quantity
+    # the batch SD falls with the batch mean, so a low estimate alone would come with too narrow an interval
+    span = float(n_alive) * (plan.t_end - plan.burn_in)
+    tq = stats.t.ppf(0.5 + CONFIDENCE / 2, nb - 1)
+    half_m = tq * predicted * np.sqrt(2.0 * target.times[1] / span)
+    half = np.maximum(half_b, half_m)
+    # the pooled mean's variance 2 tau_c sigma^2 / (total span) biases the estimate low by that share
+    parts = {"lna": lna_tolerance(pred, target.explored), "pooled_mean": 2.0 * plan.tau_mean / span,
+             "burn_in": float(np.exp(-2.0 * BURN_IN))}
+    tol = float(sum(parts.values()))
+    common = {"replicates": int(n_alive), "batches": int(nb), "confidence": CONFIDENCE,
+              "t_end": float(plan.t_end), "burn_in": float(plan.burn_in), "correlation_time": float(plan.tau),
+              "events": int(sum(r[1] for r in runs)), "cpu_seconds": float(sum(r[2] for r in runs)),
+              "cpu_estimate": plan.cpu_estimate, "budget": plan.budget,
+              "events_per_cpu_second": plan.events_per_cpu_second, "tolerance_parts": parts, "seed": int(seed)}
+    if target.r_cut is not None:
+        common.update({"modes_cut_below_rate": float(target.r_cut), "modes_excluded": int(target.excluded),
+                       "full_check_not_made": plan.reason_full})
     out = []
     for j, lab in enumerate(labels):
-        p, s, h = float(predicted[j]), float(sim[j]), float(half[j])
-        out.append({"quantity": f"parameter noise var({lab})", "predicted": p, "simulated": s,
-                    "rel_error": abs(s - p) / abs(p), "tolerance": float(tolerance),
-                    "passed": bool(abs(s - p) <= h + tolerance * abs(p)), "ci": [s - h, s + h],
-                    "replicates": replicates_used, "t_end": float(t_end), "burn_in": float(burn),
-                    "events": int(traj.events.sum()), "seed": int(seed)})
+        p, s_, h = float(predicted[j]), float(sim[j]), float(half[j])
+        out.append({"quantity": f"parameter noise var({lab})", "predicted": p, "simulated": s_,
+                    "rel_error": abs(s_ - p) / abs(p), "tolerance": tol,
+                    "passed": bool(abs(s_ - p) <= h + tol * abs(p)), "ci": [s_ - h, s_ + h],
+                    "ci_half_width": {"batch_means": float(half_b[j]), "lna": float(half_m[j])},
+                    "correlation_times": {"theta": float(target.times[0][j]), "squared": float(target.times[1][j])},
+                    **({} if target.share is None else {"share_of_full_variance": float(target.share[j])}),
+                    **common})
     return out
 
 
-__all__ = ["DENSE_LYAPUNOV_LIMIT", "diffusion_matrix", "event_rate", "lyapunov", "NoisePrediction",
-           "NoStationaryCovariance",
-           "parameter_noise", "sparse_diffusion", "validate_noise"]
+__all__ = ["DENSE_LYAPUNOV_LIMIT", "diffusion_matrix", "event_rate", "events_per_cpu_second", "lna_tolerance",
+           "lyapunov", "NOISE_BUDGET", "NoisePlan", "NoisePrediction", "NoStationaryCovariance", "parameter_noise", "plan_noise_check",
+           "sparse_diffusion", "validate_noise"]

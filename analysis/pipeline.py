@@ -223,9 +223,11 @@ def thermodynamics_section(model: Model, loop: LinearLoop, quick: bool,
     return thermodynamics_report(model, loop=loop, quick=quick, episode_result=ep)
 
 
-def validation_section(model: Model, loop: LinearLoop, quick: bool, seed: int) -> list[Check]:
-    """The checks against the nonlinear loop (:func:`crnfb.analysis.validation.validate`)."""
-    return list(validate_checks(model, loop, quick=quick, seed=seed))
+def validation_section(model: Model, loop: LinearLoop, quick: bool, seed: int,
+                       noise_budget: float | None = None) -> list[Check]:
+    """The checks against the nonlinear loop (:func:`crnfb.analysis.validation.validate`); the
+    parameter-noise check's SSA runs may take ``noise_budget`` CPU seconds (default: its own)."""
+    return list(validate_checks(model, loop, quick=quick, seed=seed, noise_budget=noise_budget))
 
 
 def fluctuation_section(model: Model, validate: bool, quick: bool, seed: int) -> FluctuationResult:
@@ -321,7 +323,7 @@ def _core(model: Model, run: _Run) -> tuple[StationaryPoint, LoopFixedPoint, Lin
 
 
 def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool = False,
-            quick: bool = False, figures: bool = True) -> Results:
+            quick: bool = False, figures: bool = True, noise_budget: float | None = None) -> Results:
     """Run the full stability analysis of ``model``.
 
     Parameters
@@ -341,6 +343,10 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
         Also compute the data the figures draw (frequency responses, step
         response, learning trajectory, distributions). ``crnfb sweep`` turns
         this off: the scalar results do not need them.
+    noise_budget : float or None
+        CPU seconds the parameter-noise check's SSA runs may take
+        (default :data:`crnfb.analysis.noise.NOISE_BUDGET`, 60); the check is
+        made when its estimated cost fits (docs/validation.md).
 
     Raises
     ------
@@ -370,7 +376,8 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
         thermo = run.section("thermodynamics", "thermodynamics", thermodynamics_section, model, loop, quick, ep)
         checks = None
         if validate:
-            checks = run.section("validation", "validation", validation_section, model, loop, quick, int(seed))
+            checks = run.section("validation", "validation", validation_section, model, loop, quick, int(seed),
+                                 noise_budget)
         else:
             run.reasons["validation"] = "not run (validate=False / --no-validate)"
         fl = None

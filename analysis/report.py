@@ -15,6 +15,7 @@ validation check failed (the report is still written), else 0.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 from crnfb.analysis.pipeline import analyse
 from crnfb.analysis.results import Results, Unavailable
 from crnfb.analysis.summary import Figure
+from crnfb.feedback.errors import ModelError
 from crnfb.feedback.files import atomic_dir, check_output_dir
 from crnfb.feedback.progress import progress_bar
 
@@ -126,15 +128,18 @@ def report_files() -> tuple[str, ...]:
 
 
 def run_report_command(args) -> int:
-    """``crnfb report MODEL -o DIR [--no-validate] [--seed N]`` (exit 0 / 1 / 2)."""
+    """``crnfb report MODEL -o DIR [--no-validate] [--seed N] [--noise-budget SECONDS]`` (exit 0 / 1 / 2)."""
     from crnfb.analysis.model_input import check_learned_truncation, input_paths, load_cli_model
 
     force, inputs = bool(getattr(args, "force", False)), input_paths(args)
     check_output_dir(args.output, force, inputs, report_files())   # fail before loading and the (long) analysis
     model = load_cli_model(args)
     check_learned_truncation(model, source=args.model)   # the one truncation policy (docs/cli.md)
+    budget = getattr(args, "noise_budget", None)
+    if budget is not None and not (math.isfinite(budget) and budget >= 0):
+        raise ModelError(f"--noise-budget must be a number of CPU seconds >= 0, got {budget!r}", key="--noise-budget")
     res = analyse(model, validate=not getattr(args, "no_validate", False), seed=getattr(args, "seed", 0) or 0,
-                  progress=True)
+                  progress=True, noise_budget=budget)
     out = write_report(res, args.output, progress=True, force=force, inputs=inputs)
     print(res.summary())
     print(f"wrote {out}/report.json, report.md, report.html and {len(FIGURES)} figures")

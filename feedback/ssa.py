@@ -38,7 +38,8 @@ Under ``clamping = "equilibrium"`` (the idealised clamped ensemble, docs/theory.
 section 4) there are no clamped copies: the production propensity uses the
 exact ``m_c(theta) = <n>_Qt``, recomputed after each learning event of a
 hidden species (``pi(h|v)`` does not depend on the visible species' theta;
-without hidden species ``m_c = E_Q[n]``).
+without hidden species ``m_c = E_Q[n]``); with one hidden learned species it
+is a function of that species' count alone and is memoised on it.
 
 Reproducibility: ``numpy.random.SeedSequence(seed).spawn(replicates)``
 gives each replicate its own stream; the initial multinomial samples come
@@ -193,6 +194,41 @@ def _eq_clamped_mean(lam, states, logfact, vis, q, learned, out):
                 out[j] += w * states[s, learned[j]]
 
 
+@njit(cache=True)
+def _eq_mean_at(lam, states, logfact, vis, q, learned, out, memo, memo_j, L):
+    """:func:`_eq_clamped_mean`, memoised on ``L[memo_j]`` when one hidden learned species is the only
+    one that moves ``<n>_Qt`` (``memo`` has rows then; NaN = not yet computed): the mean is a
+    function of that count alone, so each value is computed once per call of the event loop."""
+    if memo.shape[0] == 0:
+        _eq_clamped_mean(lam, states, logfact, vis, q, learned, out)
+        return
+    i = L[memo_j]
+    if 0 <= i < memo.shape[0]:
+        if memo[i, 0] == memo[i, 0]:
+            for j in range(out.size):
+                out[j] = memo[i, j]
+            return
+        _eq_clamped_mean(lam, states, logfact, vis, q, learned, out)
+        for j in range(out.size):
+            memo[i, j] = out[j]
+        return
+    _eq_clamped_mean(lam, states, logfact, vis, q, learned, out)
+
+
+@njit(inline="always")
+def _functionals(Nf, Nc, fun_f, fun_c, out, pos):
+    """``out[pos, i] = fun_f[i] . N_f + fun_c[i] . N_c``: linear functionals of the copy counts."""
+    for i in range(fun_f.shape[0]):
+        acc = 0.0
+        for s in range(Nf.size):
+            if Nf[s] != 0:
+                acc += fun_f[i, s] * Nf[s]
+        for c in range(Nc.size):
+            if Nc[c] != 0:
+                acc += fun_c[i, c] * Nc[c]
+        out[pos, i] = acc
+
+
 @njit(inline="always")
 def _move(s, d, t, N, occ, last, tree, coef, sums, lamfac, a, a_dir, P, lx, Ssum, eps, L, M, a_learn):
     """One copy of an ensemble moves ``s -> d`` at time ``t``: counts, occupancy integrals,
@@ -224,7 +260,7 @@ def _move(s, d, t, N, occ, last, tree, coef, sums, lamfac, a, a_dir, P, lx, Ssum
 @njit(cache=True, nogil=True)
 def _advance(t_stop, Nf, Nc, L, rng, tv, iv, out_times, out_theta, out_mf, out_mc, occ_f, occ_c, mc,
              fcoef, fdst, fexpo, ccoef, cdst, cexpo, lf, lc, learned, lam0, lscale, eps, gamma, Mf, Mc,
-             seg_t, seg_cdf, dynamic, eq_states, eq_logfact, eq_vis, seg_q, eq_dep):
+             seg_t, seg_cdf, dynamic, eq_states, eq_logfact, eq_vis, seg_q, eq_dep, fun_f, fun_c, out_fun):
     """Advance one replicate to ``t_stop``, recording every output time passed.
 
     ``tv = [t, t_next]`` (``t_next < 0``: no pending event time), ``iv =
@@ -273,6 +309,18 @@ def _advance(t_stop, Nf, Nc, L, rng, tv, iv, out_times, out_theta, out_mf, out_m
         for q in range(Dc):
             cdep[j, q] = cexpo[q, learned[j]] != 0
 
+    # equilibrium clamping with one hidden learned species: <n>_Qt memoised on its count
+    memo_j = -1
+    n_dep = 0
+    for j in range(k):
+        if eq_dep[j]:
+            n_dep += 1
+            memo_j = j
+    if dynamic or n_dep != 1:
+        memo = np.empty((0, max(k, 1)))
+        memo_j = 0
+    else:
+        memo = np.full((4 * max(L[memo_j], 1) + 1024, max(k, 1)), np.nan)
     treef = np.zeros((max(Df, 1), P + 1))
     treec = np.zeros((max(Dc, 1), Pc + 1))
     treen = np.zeros((1, Pc + 1))
@@ -319,7 +367,7 @@ def _advance(t_stop, Nf, Nc, L, rng, tv, iv, out_times, out_theta, out_mf, out_m
             else:
                 a[IR] = 0.0
                 if eq_dep.any():
-                    _eq_clamped_mean(lam, eq_states, eq_logfact, eq_vis, seg_q[seg], learned, mc)
+                    _eq_mean_at(lam, eq_states, eq_logfact, eq_vis, seg_q[seg], learned, mc, memo, memo_j, L)
             for j in range(k):
                 if dynamic:
                     a[IP + j] = eps[j] * L[j] * Sc[j] / Mc
@@ -349,13 +397,15 @@ def _advance(t_stop, Nf, Nc, L, rng, tv, iv, out_times, out_theta, out_mf, out_m
                     out_theta[pos, j] = math.log(L[j] * lscale[j]) if L[j] > 0 else -np.inf
                     out_mf[pos, j] = Sf[j] / Mf
                     out_mc[pos, j] = Sc[j] / Mc if dynamic else mc[j]
+                _functionals(Nf, Nc, fun_f, fun_c, out_fun, pos)
                 pos += 1
             t = t_lim
             if at_seg:
                 seg += 1
                 t_next = -1.0          # propensities change: redraw
                 if not dynamic:
-                    _eq_clamped_mean(lam, eq_states, eq_logfact, eq_vis, seg_q[seg], learned, mc)
+                    memo[:] = np.nan      # the clamped law q changed
+                    _eq_mean_at(lam, eq_states, eq_logfact, eq_vis, seg_q[seg], learned, mc, memo, memo_j, L)
                     for j in range(k):
                         a[IP + j] = eps[j] * L[j] * mc[j]
                 continue
@@ -365,6 +415,7 @@ def _advance(t_stop, Nf, Nc, L, rng, tv, iv, out_times, out_theta, out_mf, out_m
                 out_theta[pos, j] = math.log(L[j] * lscale[j]) if L[j] > 0 else -np.inf
                 out_mf[pos, j] = Sf[j] / Mf
                 out_mc[pos, j] = Sc[j] / Mc if dynamic else mc[j]
+            _functionals(Nf, Nc, fun_f, fun_c, out_fun, pos)
             pos += 1
         t = t_next
         t_next = -1.0
@@ -445,7 +496,7 @@ def _advance(t_stop, Nf, Nc, L, rng, tv, iv, out_times, out_theta, out_mf, out_m
                     lamc[q] = _lamfac(lam, cexpo[q])
                     a[Df + q] = lamc[q] * sumc[q]
             if not dynamic and eq_dep[j]:
-                _eq_clamped_mean(lam, eq_states, eq_logfact, eq_vis, seg_q[seg], learned, mc)
+                _eq_mean_at(lam, eq_states, eq_logfact, eq_vis, seg_q[seg], learned, mc, memo, memo_j, L)
                 for i in range(k):
                     a[IP + i] = eps[i] * L[i] * mc[i]
             elif dynamic:
@@ -541,6 +592,8 @@ class SSATrajectory:
     occupancy_f, occupancy_c : ndarray (R, S) / (R, C) or None
         Time-averaged copy counts per state over ``[occupancy_from, t_end]``.
     occupancy_from : float or None
+    functionals : ndarray (R, T, F) or None
+        The linear functionals of the copy counts asked for (``simulate_ssa(functionals=...)``).
     """
 
     t: np.ndarray
@@ -558,6 +611,7 @@ class SSATrajectory:
     occupancy_c: np.ndarray | None = None
     occupancy_from: float | None = None
     model: Model | None = field(default=None, repr=False)
+    functionals: np.ndarray | None = None
 
     @property
     def replicates(self) -> int:
@@ -845,10 +899,23 @@ def _run_replicates(advance: Callable[[int, float], None], R: int, bounds: list[
     return time.process_time() - cpu0
 
 
+def _functional_weights(functionals, S: int, C: int) -> tuple[np.ndarray, np.ndarray]:
+    """C-ordered float weights ``(F, S)`` and ``(F, C)`` of the recorded functionals (F = 0 for none)."""
+    if functionals is None:
+        return np.zeros((0, S)), np.zeros((0, C))
+    ff, fc = (np.ascontiguousarray(np.atleast_2d(np.asarray(w, float))) for w in functionals)
+    if C == 0:
+        fc = np.zeros((ff.shape[0], 0))
+    if ff.shape[1] != S or fc.shape != (ff.shape[0], C):
+        raise ModelError(f"functionals need weights of shape (F, {S}) and (F, {C}); got {ff.shape} and {fc.shape}")
+    return ff, fc
+
+
 def simulate_ssa(model: Model, t_end: float, n_points: int = 201, seed: int | None = 0, replicates: int = 1,
                  a_signal=None, progress: bool = True, *, learn: bool = True, clamping: str | None = None,
                  theta_start: np.ndarray | None = None, occupancy_from: float | None = None,
-                 threads: int | None = None) -> SSATrajectory:
+                 threads: int | None = None,
+                 functionals: tuple[np.ndarray, np.ndarray] | None = None) -> SSATrajectory:
     """Exact SSA of the finite-ensemble learning network (docs/theory.md §6).
 
     Parameters
@@ -881,6 +948,8 @@ def simulate_ssa(model: Model, t_end: float, n_points: int = 201, seed: int | No
     threads : int or None
         Threads for the replicates (default: one per core; the compiled
         event loop releases the GIL).
+    functionals : (F_f, F_c) or None
+        Weights (F, free states), (F, clamped states): also record ``F_f @ N_f + F_c @ N_c``.
 
     Returns
     -------
@@ -896,35 +965,32 @@ def simulate_ssa(model: Model, t_end: float, n_points: int = 201, seed: int | No
     seg_t, seg_a = _segments(a_signal, float(t_end))
     cdf, seg_q = _environment_tables(model, st, seg_a)
     eps = model.eps.copy() if learn else np.zeros(k)
-
     theta, p_f, p_c = _start_laws(model, st, theta_start, float(seg_a[0]))
     L0, lscale = _parameter_copies(model, theta, omega, learn)
-
-    if seed is None:
-        seed = int(np.random.SeedSequence().entropy)
+    seed = int(np.random.SeedSequence().entropy) if seed is None else seed
     S, C = st.fcoef.shape[1], (net.n_c if st.dynamic else 0)
     b = _Replicas.start(int(seed), R, S, C, Mf, Mc, p_f, p_c, L0, out_times.size)
     mc = _clamped_means_start(model, st, theta, seg_q, R)
-
     bounds = _chunk_bounds(out_times, occupancy_from, t_end)
     workers = max(1, min(R, int(threads) if threads else (os.cpu_count() or 1)))
-    occ_f, occ_c = b.occ_f, b.occ_c
+    (fun_f, fun_c), occ_f, occ_c = _functional_weights(functionals, S, C), b.occ_f, b.occ_c
+    out_fun = np.zeros((R, out_times.size, fun_f.shape[0]))
     snap_f, snap_c = occ_f.copy(), occ_c.copy()    # occupancy integrals at occupancy_from
 
     def advance(r: int, tb: float) -> None:
         _advance(float(tb), b.Nf[r], b.Nc[r], b.L[r], b.rng[r], b.tv[r], b.iv[r], out_times, b.out_theta[r],
                  b.out_mf[r], b.out_mc[r], occ_f[r], occ_c[r], mc[r], st.fcoef, st.fdst, st.fexpo, st.ccoef, st.cdst,
                  st.cexpo, st.lf, st.lc, st.learned, st.lam0, lscale, eps, float(net.gamma), Mf, Mc, seg_t,
-                 cdf, st.dynamic, st.eq_states, st.eq_logfact, st.eq_vis, seg_q, st.eq_dep)
+                 cdf, st.dynamic, st.eq_states, st.eq_logfact, st.eq_vis, seg_q, st.eq_dep, fun_f, fun_c, out_fun[r])
         if occupancy_from is not None and tb == occupancy_from:
             snap_f[r], snap_c[r] = occ_f[r], occ_c[r]
 
     cpu = _run_replicates(advance, R, bounds, workers, float(t_end), progress)
-
     occ_kw = {} if occupancy_from is None else _occupancy(occ_f - snap_f, occ_c - snap_c, occupancy_from, t_end)
     a_out = seg_a[np.searchsorted(seg_t, out_times, side="right") - 1]
     return SSATrajectory(out_times, b.out_theta, b.out_mf, b.out_mc, a_out, b.iv[:, 1].copy(), int(seed),
-                         tuple(model.learned_names), net.clamping, bool(learn), cpu, model=model, **occ_kw)
+                         tuple(model.learned_names), net.clamping, bool(learn), cpu, model=model,
+                         functionals=out_fun if functionals is not None else None, **occ_kw)
 
 
 __all__ = ["simulate_ssa", "SSATrajectory"]

@@ -25,7 +25,9 @@ reordering (BLAS blocking, another CPU) amplified by the solvers' conditioning:
   relative round-off is amplified by ``1/rel_error``.
 
 Keys that are not results are excluded by name: timings, the package
-version, the CPU seconds of each validation check.
+version, the CPU seconds of each validation check. The parameter-noise
+checks measure a stochastic simulation: their simulated variance is compared
+within the two runs' confidence half-widths, never pinned (:func:`_compare_noise`).
 """
 
 from __future__ import annotations
@@ -109,13 +111,46 @@ def _excluded(generic: str) -> bool:
     return any(generic == e or generic.startswith(e + ".") or generic.startswith(e + "[") for e in EXCLUDED)
 
 
+def _noise_entries(report: dict) -> dict[str, dict]:
+    """``validation[i]`` -> entry for the parameter-noise checks (LNA vs SSA) of a report."""
+    return {f"validation[{i}]": c for i, c in enumerate(report.get("validation") or [])
+            if str(c.get("quantity", "")).startswith("parameter noise")}
+
+
+def _half_width(entry: dict) -> float:
+    ci = entry.get("ci") or (entry.get("details") or {}).get("ci") or [math.nan, math.nan]
+    return 0.5 * (ci[1] - ci[0])
+
+
+def _compare_noise(reference: dict, today: dict) -> list[str]:
+    """The SSA-measured noise values: the prediction (the LNA, deterministic) to round-off; the simulated
+    variance within the two runs' confidence half-widths added (the run plan changed in issue 22:
+    a CPU-time budget and batch means; the run's own details are not results); the verdict exactly."""
+    ref, now = _noise_entries(reference), _noise_entries(today)
+    bad = []
+    for key, r in ref.items():
+        t = now.get(key)
+        if t is None or t.get("quantity") != r["quantity"]:
+            bad.append(f"{key}: noise check {r['quantity']!r} missing today")
+            continue
+        if not abs(t["predicted"] - r["predicted"]) <= RTOL * abs(r["predicted"]) + ATOL:
+            bad.append(f"{key}.predicted: {t['predicted']!r} today, {r['predicted']!r} in the reference")
+        if not abs(t["simulated"] - r["simulated"]) <= _half_width(r) + _half_width(t):
+            bad.append(f"{key}.simulated: {t['simulated']!r} today, {r['simulated']!r} in the reference, beyond "
+                       "the two runs' confidence half-widths")
+        if t["passed"] is not r["passed"]:
+            bad.append(f"{key}.passed: {t['passed']!r} today, {r['passed']!r} in the reference")
+    return bad
+
+
 def compare(reference: dict, today: dict, skip: tuple[str, ...] = ()) -> list[str]:
     """Every difference beyond the tolerances above, as readable lines (empty: all agree)."""
     now = {concrete: v for _, concrete, v, _ in _flatten(today)}
     check_tol = {f"validation[{i}]": c.get("tolerance") for i, c in enumerate(reference.get("validation") or [])}
-    bad = []
+    noise = tuple(_noise_entries(reference))
+    bad = [] if any(s == "validation" for s in skip) else _compare_noise(reference, today)
     for generic, concrete, ref, scale in _flatten(reference):
-        if _excluded(generic) or any(concrete == s or concrete.startswith((s + ".", s + "[")) for s in skip):
+        if _excluded(generic) or any(concrete == s or concrete.startswith((s + ".", s + "[")) for s in skip + noise):
             continue
         for was, new in RENAMED.items():
             if generic == was:
@@ -220,3 +255,19 @@ def test_compare_pins_validation_measurements_to_their_check_tolerance():
     flipped = json.loads(json.dumps(today))
     flipped["validation"][i]["passed"] = not flipped["validation"][i]["passed"]
     assert len(compare(ref, far)) == 1 and len(compare(ref, flipped)) == 1
+
+
+def test_compare_noise_within_the_runs_intervals():
+    """A simulated noise variance may move within the two runs' confidence half-widths, not beyond."""
+    ref = _reference("birth_death")
+    key = next(iter(_noise_entries(ref)))
+    i = int(key[len("validation["):-1])
+    h = _half_width(ref["validation"][i])
+    today = _renamed(ref)
+    near = json.loads(json.dumps(today))
+    near["validation"][i]["simulated"] += 1.5 * h
+    near["validation"][i]["details"]["events"] = 1       # the run's own details are not results
+    assert compare(ref, near) == []
+    far = json.loads(json.dumps(today))
+    far["validation"][i]["simulated"] += 2.5 * h
+    assert len(compare(ref, far)) == 1
