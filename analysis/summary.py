@@ -391,23 +391,22 @@ def _global_table(gl: Mapping) -> Table:
     """Does learning from the file's energies converge; the safe factor beside eps_crit (docs/theory.md §4a)."""
     ep = gl.get("episode")
     if ep:
-        outcome = "converged" if ep["converged"] else f"**DOES NOT CONVERGE**: {ep['mechanism_name']}"
-        rows = [("learning from the file's energies", outcome, ep.get("detail") or ""),
-                ("settled at (time units)", fmt(ep.get("settled_at")),
+        how = (ep.get("detail") or "") if ep["converged"] else f"{ep['mechanism_name']}: {ep.get('detail') or ''}"
+        rows = [("learning converges", "yes" if ep["converged"] else "**NO**", how),
+                ("settled at", fmt(ep.get("settled_at")),
                  f"within {ep['tolerance']:g} of the initial distance, held {ep['hold_time_constants']:g} time "
                  f"constants ({fmt(ep.get('hold'), '.3g')})"),
-                ("time limit (time units)", fmt(ep.get("time_limit"), ".4g"),
+                ("time limit", fmt(ep.get("time_limit"), ".4g"),
                  f"{ep['time_limit_time_constants']:.4g} / slowest rate {fmt(ep.get('slowest_rate'), '.4g')}")]
     else:
-        rows = [("learning from the file's energies", "n/a", _reason(gl, "episode"))]
+        rows = [("learning converges", "n/a", _reason(gl, "episode"))]
     br = gl.get("safe_factor_bracket")
-    rows += [("safe factor of eps (ODE)", fmt(gl.get("safe_factor")),
-              f"bracket [{fmt(br[0])}, {fmt(br[1])}], relative width <= {fmt(gl.get('safe_factor_tolerance'), '.2g')}"
-              if br else _reason(gl, "safe_factor")),
-             ("gain margin (local bound on the factor)", fmt(gl.get("gain_margin")), "eps_crit: " +
+    rows += [("safe factor of eps", fmt(gl.get("safe_factor")),
+              f"ODE trisection: converges at {fmt(br[0])}, not at {fmt(br[1])}" if br else _reason(gl, "safe_factor")),
+             ("gain margin", fmt(gl.get("gain_margin")), "the local bound; eps_crit " +
               _eps_crit_text(gl.get("eps_crit"))),
              ("region of attraction", "n/a", _reason(gl, "region_of_attraction")),
-             ("bifurcation at eps_crit", "n/a", _reason(gl, "bifurcation"))]
+             ("bifurcation", "n/a", _reason(gl, "bifurcation"))]
     return Table("Global behaviour", ("quantity", "value", "note"), tuple(rows))
 
 
