@@ -1,7 +1,8 @@
 """The ``crnfb`` command line (docs/cli.md).
 
 Exit codes (docs/cli.md, "Exit codes"): 0 success; 1 a verdict: the loop is
-unstable, a validation check failed or no converged fixed point was found
+unstable, learning from the file's energies does not converge (``report``),
+a validation check failed or no converged fixed point was found
 (outputs still written); 2 bad input (one message on stderr naming file,
 key and what would be right; nothing written); 3 internal error (one line;
 the traceback with ``--debug``); 130 / 143 interrupted by SIGINT / SIGTERM
@@ -168,8 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="crnfb", description="Control-theory analysis of learning chemical "
                                 "reaction networks (the learning CRN as an integral feedback loop).",
-                                epilog="exit codes: 0 done, 1 verdict (unstable, failed check, no converged "
-                                "fixed point), 2 bad input, 3 internal error, 130/143 interrupted")
+                                epilog="exit codes: 0 done, 1 verdict (unstable, learning does not converge, "
+                                "failed check, no converged fixed point), 2 bad input, 3 internal error, 130/143 interrupted")
     p.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     sub = p.add_subparsers(dest="command", required=True)
 

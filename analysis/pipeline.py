@@ -27,6 +27,7 @@ from crnfb.analysis.disturbance import Disturbance, disturbance
 from crnfb.analysis.fixedpoints import NoFixedPoint, StationaryPoint, learned_fixed_point, quasi_static_trajectory
 from crnfb.analysis.fluctuation import FluctuationResult, analyse_fluctuation, cost_refusal
 from crnfb.analysis.frequency import SPEC_OMEGA, LoopResponse, broken_loop
+from crnfb.analysis.globalbehaviour import global_report, safe_factor
 from crnfb.analysis.linearise import LinearLoop, LoopFixedPoint, linearise, loop_fixed_point
 from crnfb.analysis.margins import Margins, margins
 from crnfb.analysis.results import Distribution, Results, StepResponse, LearningCurve, Unavailable
@@ -42,7 +43,7 @@ from crnfb.feedback.simulate import SimulationError, simulate
 
 __all__ = ["analyse", "STEP_AMPLITUDE", "margins_section", "disturbance_section", "frequency_section",
            "step_section", "episode_section", "trajectory_section", "distribution_section", "thermodynamics_section",
-           "validation_section", "fluctuation_section",
+           "validation_section", "fluctuation_section", "global_section",
            "consistency_section", "check_rate_scales", "MAX_RATE_RATIO"]
 
 #: Largest ratio of the loop's rate constants (kappa, eps, gamma) that the analysis resolves
@@ -156,13 +157,16 @@ def trajectory_section(model: Model, optimum: StationaryPoint, fp: LoopFixedPoin
     learns for 10⁶), so the figure shows both time scales.
     """
     if ep is not None and ep.path_t is not None and ep.path_t.size > 1:
-        idx = np.unique(np.linspace(0, ep.path_t.size - 1, TRAJECTORY_POINTS).round().astype(int))
-        t, theta = ep.path_t[idx], ep.path_theta[idx]
+        t, theta = _episode_samples(ep)
         D = np.array([model.divergence(th) for th in theta])
         t, theta, D = _log_sampled(model, t, theta, D, stab)
+        run = ep.settling
         return LearningCurve(t, theta, D, model.learned_names, "ensemble-level ODE (the report's learning episode)",
                              np.asarray(optimum.theta, float), float(optimum.divergence), np.asarray(fp.theta, float),
-                             "loop's fixed point", float(fp.bias))
+                             "loop's fixed point", float(fp.bias),
+                             outcome=None if run is None else _outcome_text(run),
+                             t_settled=None if run is None else run.t_settled,
+                             converged=None if run is None else bool(run.converged))
     t_ep = episode_time(model, stab)
     try:
         tr = simulate(model, 3.0 * t_ep, points=401, until_episode_end=True, theta_star=fp.theta)
@@ -174,6 +178,25 @@ def trajectory_section(model: Model, optimum: StationaryPoint, fp: LoopFixedPoin
                           reason=f"ODE simulator not used: {e}")
     return LearningCurve(t, theta, D, model.learned_names, "ensemble-level ODE", np.asarray(optimum.theta, float),
                       float(optimum.divergence), np.asarray(fp.theta, float), "loop's fixed point", float(fp.bias))
+
+
+def _episode_samples(ep: Episode) -> tuple[np.ndarray, np.ndarray]:
+    """About :data:`TRAJECTORY_POINTS` samples of the episode; when learning did not converge, of the
+    solver's own steps (the output grid is logarithmic and can step over a late spike)."""
+    run = ep.settling
+    t, theta = ep.path_t, ep.path_theta
+    if run is not None and not run.converged and run.steps_t.size > 1:
+        t, theta = run.steps_t, run.steps_theta
+    n = 4 * TRAJECTORY_POINTS if t is not ep.path_t else TRAJECTORY_POINTS
+    idx = np.unique(np.linspace(0, t.size - 1, n).round().astype(int))
+    return t[idx], theta[idx]
+
+
+def _outcome_text(run) -> str:
+    from crnfb.analysis.globalbehaviour import MECHANISMS
+    if run.converged:
+        return f"converged: settled at t = {run.t_settled:.4g}"
+    return f"does not converge: {MECHANISMS[run.mechanism]}"
 
 
 #: Ratio of successive horizons of the shorter runs that resolve a fast start (:func:`_log_sampled`).
@@ -228,6 +251,25 @@ def validation_section(model: Model, loop: LinearLoop, quick: bool, seed: int,
     """The checks against the nonlinear loop (:func:`crnfb.analysis.validation.validate`); the
     parameter-noise check's SSA runs may take ``noise_budget`` CPU seconds (default: its own)."""
     return list(validate_checks(model, loop, quick=quick, seed=seed, noise_budget=noise_budget))
+
+
+def global_section(model: Model, fp: LoopFixedPoint, mg: Margins | None, ep: Episode | None,
+                   safe: bool, reasons: dict[str, str]) -> dict[str, object]:
+    """The ``global`` section (:func:`crnfb.analysis.globalbehaviour.global_report`): the episode's
+    outcome and, with ``safe`` (the report validates, not quick), the safe factor of eps beside
+    ``eps_crit`` (docs/theory.md §4a)."""
+    run = ep.settling if ep is not None else None
+    gm = mg.gain_margin if mg is not None else None
+    ec = mg.eps_crit_value if mg is not None else None
+    eps = dict(zip(model.learned_names, map(float, model.eps)))
+    sf, why = None, None
+    if run is None:
+        why = "no learning episode: " + reasons.get("episode", "not computed")
+    elif not safe:
+        why = "not computed (validation off: --no-validate, validate=False or quick)"
+    else:
+        sf = safe_factor(model, fp, run.converged, gm)
+    return global_report(run, sf, why, eps, ec, gm, episode_reason=reasons.get("episode"))
 
 
 def fluctuation_section(model: Model, validate: bool, quick: bool, seed: int) -> FluctuationResult:
@@ -356,7 +398,7 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
     check_rate_scales(model)
     steps = (["fixed point", "linearisation", "stability", "margins", "disturbance", "learning episode"]
              + (["frequency response", "step response", "learning trajectory", "distribution"] if figures else [])
-             + ["thermodynamics"] + (["validation"] if validate else [])
+             + ["thermodynamics"] + (["validation"] if validate else []) + ["global behaviour"]
              + (["fluctuation"] if model.fluctuation is not None else []))
     run = _Run(steps, progress)
     fig: dict[str, object] = {}
@@ -380,6 +422,8 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
                                  noise_budget)
         else:
             run.reasons["validation"] = "not run (validate=False / --no-validate)"
+        glob = run.section("global behaviour", "global", global_section, model, fp, mg, ep,
+                           bool(validate and not quick), run.reasons)
         fl = None
         if model.fluctuation is not None:
             fl = run.section("fluctuation", "fluctuation", fluctuation_section, model, validate, quick, int(seed))
@@ -391,7 +435,7 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
     finally:
         run.close()
     res = Results(model, optimum, fp, loop, stab, mg, dist, checks, thermo, reasons=run.reasons,
-                  timings=run.timings, seed=int(seed), fluctuation=fl, **fig)
+                  timings=run.timings, seed=int(seed), fluctuation=fl, global_behaviour=glob, **fig)
     return consistency_section(res)
 
 

@@ -481,10 +481,27 @@ def learning(trajectory: LearningCurve, ax: Sequence[Axes] | None = None) -> Fig
         ax2.set_xlabel(T_UNIT + ("  [log]" if ax2.get_xscale() == "log" else ""))
         ax2.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7.5, borderaxespad=0) if many else \
             ax2.legend(loc="upper right")
+        _mark_outcome(ax1, ax2, traj)
         if ax is None:
-            fig.suptitle(f"Learning from the file's energies  ({traj.source})", fontsize=10.5)
-        fig.crnfb.update(t=traj.t, D=traj.D, theta=th)
+            head = "Learning from the file's energies"
+            if traj.outcome:
+                head += f": {traj.outcome}" if traj.converged else f": {traj.outcome.upper()}"
+            fig.suptitle(f"{head}\n({traj.source})", fontsize=10)
+        fig.crnfb.update(t=traj.t, D=traj.D, theta=th, outcome=traj.outcome, t_settled=traj.t_settled)
     return fig
+
+
+def _mark_outcome(ax1, ax2, traj: LearningCurve) -> None:
+    """Mark whether learning converged (docs/theory.md §4a): a vertical line where the trajectory
+    settled, or a red note naming what happened instead."""
+    if traj.converged and traj.t_settled is not None and traj.t_settled > 0:
+        for a in (ax1, ax2):
+            a.axvline(traj.t_settled, color=COLORS["mark"], ls="-.", lw=0.9)
+        ax1.text(traj.t_settled, 0.02, " settled", transform=ax1.get_xaxis_transform(), fontsize=8,
+                 color=COLORS["mark"], va="bottom")
+    elif traj.converged is False and traj.outcome:
+        ax1.text(0.99, 0.97, traj.outcome, transform=ax1.transAxes, ha="right", va="top", fontsize=8.5,
+                 color="#c92a2a", bbox=dict(boxstyle="round", fc="white", ec="#c92a2a", alpha=0.9))
 
 
 def _visible_window(p: np.ndarray, q: np.ndarray, x: np.ndarray) -> tuple[float, float]:

@@ -9,7 +9,8 @@ PNG) and the figures ``bode.png``, ``step.png``, ``poles.png``,
 Nothing is half-written: the model is loaded and analysed first (bad input
 raises :class:`~crnfb.feedback.errors.ModelError`, exit 2, before any file
 exists); the files go to a temporary directory next to ``DIR`` that is
-renamed into place at the end. Exit code 1 when the loop is unstable or a
+renamed into place at the end. Exit code 1 when the loop is unstable, learning
+from the file's energies does not converge (docs/theory.md §4a) or a
 validation check failed (the report is still written), else 0.
 """
 
@@ -146,6 +147,10 @@ def run_report_command(args) -> int:
     if not res.stable:
         word = "MARGINAL (a real part within round-off of zero)" if res.stability.marginal else "UNSTABLE"
         print(f"crnfb report: the learning loop is {word} at its fixed point (exit 1)", file=sys.stderr)
+    if res.stable and res.learning_converged is False:
+        ep = res.global_behaviour["episode"]
+        print(f"crnfb report: learning from the file's energies does not converge: {ep['mechanism_name']} "
+              "(exit 1)", file=sys.stderr)
     if res.validation_failed:
         failed = [c.quantity for c in res.validation or [] if c.passed is False]
         print(f"crnfb report: validation failed: {', '.join(map(str, failed))} (exit 1)", file=sys.stderr)

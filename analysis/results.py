@@ -120,7 +120,8 @@ class LearningCurve:
     :class:`crnfb.feedback.simulate.Trajectory`.)
 
     ``reason`` says why the ensemble-level ODE was not used (then ``source``
-    is the quasi-static flow).
+    is the quasi-static flow). ``outcome``, ``t_settled``, ``converged``: whether
+    learning converged (docs/theory.md §4a) and when it settled, for the figure's mark.
     """
 
     t: np.ndarray
@@ -134,6 +135,9 @@ class LearningCurve:
     target_label: str = "optimum θ*"
     bias: float | None = None
     reason: str | None = None
+    outcome: str | None = None
+    t_settled: float | None = None
+    converged: bool | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -271,6 +275,9 @@ class Results:
     seed : int
     fluctuation : FluctuationResult or None
         Costs of learning in the random environment (docs/theory.md §5a).
+    global_behaviour : dict or None
+        The ``global`` section: does learning from the file's energies converge,
+        and the safe factor of eps (:func:`crnfb.analysis.globalbehaviour.global_report`).
     """
 
     model: Model
@@ -290,6 +297,7 @@ class Results:
     timings: dict[str, float] = field(default_factory=dict)
     seed: int = 0
     fluctuation: object = None
+    global_behaviour: dict | None = None
 
     # -- verdicts ---------------------------------------------------------------------
     @property
@@ -301,9 +309,17 @@ class Results:
         return any(c.passed is False for c in (self.validation or []))
 
     @property
+    def learning_converged(self) -> bool | None:
+        """Whether learning from the file's energies converged (None: the episode was not run)."""
+        ep = (self.global_behaviour or {}).get("episode")
+        return None if not ep else bool(ep["converged"])
+
+    @property
     def exit_code(self) -> int:
-        """0 if stable and every validation check passed, else 1 (docs/cli.md)."""
-        return 0 if self.stable and not self.validation_failed else 1
+        """0 if stable, every validation check passed and learning from the file's energies
+        converged, else 1 (docs/cli.md)."""
+        ok = self.stable and not self.validation_failed and self.learning_converged is not False
+        return 0 if ok else 1
 
     # -- report.json sections ----------------------------------------------------------------
     def _why(self, section: str, default: str) -> str:
@@ -379,6 +395,13 @@ class Results:
             return {"available": False, "reason": self._why("fluctuation", "the fluctuation analysis was not run")}
         return dict(self.fluctuation.to_dict(), available=True)
 
+    def _global_dict(self) -> dict:
+        if self.global_behaviour is None:
+            from crnfb.analysis.globalbehaviour import global_report
+            why = self._why("global", "the global behaviour was not computed")
+            return global_report(None, None, why, {}, None, None, episode_reason=why)
+        return self.global_behaviour
+
     def to_dict(self) -> dict:
         """``report.json`` as plain Python (every docs/cli.md key; no NaN)."""
         out = {
@@ -391,8 +414,9 @@ class Results:
             "validation": None if self.validation is None else [c.to_dict() for c in self.validation],
             "thermodynamics": self._thermo_dict(),
             "fluctuation": self._fluctuation_dict(),
+            "global": self._global_dict(),
             "verdict": {"stable": self.stable, "validation_failed": self.validation_failed,
-                        "exit_code": self.exit_code},
+                        "learning_converged": self.learning_converged, "exit_code": self.exit_code},
             "meta": {"seed": int(self.seed), "timings_s": {k: round(float(v), 4) for k, v in self.timings.items()},
                      "package": _package_version()},
         }

@@ -396,8 +396,40 @@ def _fluctuation_table(fl: Mapping) -> Table:
     return Table("Random environment", ("quantity", "value", "note"), tuple(rows))
 
 
+def _global_table(gl: Mapping) -> Table:
+    """Does learning from the file's energies converge; the safe factor beside eps_crit (docs/theory.md §4a)."""
+    ep = gl.get("episode")
+    if ep:
+        how = (ep.get("detail") or "") if ep["converged"] else f"{ep['mechanism_name']}: {ep.get('detail') or ''}"
+        rows = [("learning converges", "yes" if ep["converged"] else "**NO**", how),
+                ("settled at", fmt(ep.get("settled_at")),
+                 f"within {ep['tolerance']:g} of the initial distance, held {ep['hold_time_constants']:g} time "
+                 f"constants ({fmt(ep.get('hold'), '.3g')})"),
+                ("time limit", fmt(ep.get("time_limit"), ".4g"),
+                 f"{ep['time_limit_time_constants']:.4g} / slowest rate {fmt(ep.get('slowest_rate'), '.4g')}")]
+    else:
+        rows = [("learning converges", "n/a", _reason(gl, "episode"))]
+    br = gl.get("safe_factor_bracket")
+    rows += [("safe factor of eps", fmt(gl.get("safe_factor")),
+              f"ODE trisection: converges at {fmt(br[0])}, not at {fmt(br[1])}" if br else _reason(gl, "safe_factor")),
+             ("gain margin", fmt(gl.get("gain_margin")), "the local bound; eps_crit " +
+              _eps_crit_text(gl.get("eps_crit"))),
+             ("region of attraction", "n/a", _reason(gl, "region_of_attraction")),
+             ("bifurcation", "n/a", _reason(gl, "bifurcation"))]
+    return Table("Global behaviour", ("quantity", "value", "note"), tuple(rows))
+
+
 def _verdict(d: Mapping) -> str:
     stable = d["closed_loop"]["stable"]
+    ep = (d.get("global") or {}).get("episode") or {}
+    if stable and ep and not ep.get("converged"):
+        head = ("**Verdict: locally stable, but learning from the file's energies does not converge: "
+                f"{ep['mechanism_name']}**")
+    else:
+        word = "STABLE" if stable else "MARGINAL" if d["closed_loop"].get("marginal") else "UNSTABLE"
+        head = f"**Verdict: the learning loop is {word}**"
+        if ep and not ep.get("converged"):
+            head += f" (learning from the file's energies does not converge: {ep['mechanism_name']})"
     val = d.get("validation")
     if val is None:
         vtxt = f"validation: {d.get('validation_reason') or 'not run'}"
@@ -405,9 +437,7 @@ def _verdict(d: Mapping) -> str:
         ok = sum(1 for c in val if c.get("passed"))
         missing = sum(1 for c in val if c.get("passed") is None)
         vtxt = f"validation: {ok} of {len(val)} checks passed" + (f", {missing} not made" if missing else "")
-    word = "STABLE" if stable else "MARGINAL" if d["closed_loop"].get("marginal") else "UNSTABLE"
-    return (f"**Verdict: the learning loop is {word}{_zero_mode_note(d)}**; "
-            f"{vtxt}. Exit code {d['verdict']['exit_code']}.")
+    return f"{head}{_zero_mode_note(d)}; {vtxt}. Exit code {d['verdict']['exit_code']}."
 
 
 def _zero_mode_note(d: Mapping) -> str:
@@ -437,6 +467,10 @@ def build_summary(d: Mapping) -> Summary:
               _quasi_static_table(d["quasi_static"]), *_closed_loop_tables(d["closed_loop"]),
               _margins_table(d["margins"]), _disturbance_table(d["disturbance"]),
               _validation_table(d.get("validation"), d.get("validation_reason")), _thermo_table(d["thermodynamics"])]
+    if isinstance(d.get("global"), Mapping):
+        # beside the margins: the safe factor is the global counterpart of the gain margin
+        at = next(i for i, t in enumerate(tables) if t.title == "Margins") + 1
+        tables.insert(at, _global_table(d["global"]))
     fl = d.get("fluctuation")
     if isinstance(fl, Mapping) and fl.get("available"):
         tables.append(_fluctuation_table(fl))

@@ -348,12 +348,13 @@ def dissipation_along(net: LearningNetwork, t: np.ndarray, X: np.ndarray, a: flo
 
 @dataclass(frozen=True)
 class Episode:
-    """Dissipation of one learning episode (docs/theory.md §4: start -> |U^T(theta - theta*)| = 1e-3 of initial).
+    """Dissipation of one learning episode (docs/theory.md §4a: start -> settled within 1e-3 of the initial distance).
 
     Attributes
     ----------
-    duration : float           time at which the episode ended
-    reached : bool             whether the 1e-3 criterion was met (else ``duration`` = the time limit)
+    duration : float           time at which the episode ended (the trajectory entered the band for good)
+    reached : bool             whether learning converged (settled within 1e-3 of the initial distance for
+                               3 slowest time constants; else ``duration`` = the time limit)
     free, clamped, learning    time integrals of each part (kT per copy / per copy / per unit volume);
                                ``clamped`` None under equilibrium clamping
     total : float              integral of ``total`` (docs/cli.md ``episode_total``)
@@ -378,6 +379,7 @@ class Episode:
     source: str = "scipy.integrate.solve_ivp"
     path_t: np.ndarray | None = field(default=None, repr=False)      # output times
     path_theta: np.ndarray | None = field(default=None, repr=False)  # learned theta there (len(t), k)
+    settling: object = field(default=None, repr=False)  # crnfb.analysis.globalbehaviour.Settling
 
     def to_dict(self) -> dict:
         out = {"duration": float(self.duration), "reached": bool(self.reached), "free": _json_number(self.free),
@@ -385,8 +387,12 @@ class Episode:
                "total": _json_number(self.total), "total_ensemble": _json_number(self.total_ensemble),
                "quadrature_error": _json_number(self.quadrature_error), "tolerance": EPISODE_TOL,
                "integrator": self.source,
-               "end": ("identifiable part of theta - theta_fp below 1e-3 of its initial size, theta_fp the "
+               "end": ("identifiable part of theta - theta_fp below 1e-3 of its initial size for good (it stays "
+                       "there for 3 slowest closed-loop time constants; docs/theory.md §4a), theta_fp the "
                        "loop's fixed point (biased under dynamic clamping)")}
+        if self.settling is not None:
+            out["settled_at"] = self.settling.t_settled
+            out["simulated_until"] = float(self.settling.t[-1])
         if self.clamped is None:
             out["clamped_reason"] = CLAMPED_EQUILIBRIUM_REASON
         return out
@@ -402,34 +408,28 @@ def _integrate(t: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return s, abs(s - float(trapezoid(y, x=t)))
 
 
-def _solve_simulate(net, x0, stop, t_max, rtol, atol, points):
-    """Integrate with :func:`crnfb.feedback.simulate.integrate` on a log-spaced output grid (raises ImportError if absent)."""
-    from crnfb.feedback.signals import Constant
-    from crnfb.feedback.simulate import integrate, loop_system, state_atol
+def _piece_solve_ivp(net, rtol, atol, substeps):
+    """A piece runner (:func:`crnfb.analysis.globalbehaviour.settle`) on ``solve_ivp`` (BDF, analytic
+    Jacobian); output: the solver's steps subdivided ``substeps`` times."""
+    def piece(x, t_eval, stop):
+        def event(t, y):
+            return stop(t, y)
 
-    t_eval = np.concatenate([[0.0], np.geomspace(1e-6 * t_max, t_max, points)])
-    t, Y, stats = integrate(loop_system(net, Constant(0.0)), x0, t_eval, rtol=rtol,
-                            atol=state_atol(net, atol, atol), stop=stop, progress=False, desc="episode")
-    return np.asarray(t, float), np.asarray(Y, float).T, stats.t_stop is not None
+        event.terminal = True
+        event.direction = -1
+        lo, hi = float(t_eval[0]), float(t_eval[-1])
+        sol = solve_ivp(lambda t, y: net.rhs(y), (lo, hi), x, method="BDF",
+                        jac=lambda t, y: net.jacobian(y), events=event, dense_output=True, rtol=rtol, atol=atol)
+        if sol.status < 0:
+            raise RuntimeError(f"episode integration failed: {sol.message}")
+        ts = sol.t
+        fine = [ts[:1]] + [np.linspace(t0, t1, substeps + 1)[1:] for t0, t1 in zip(ts[:-1], ts[1:])]
+        tt = np.concatenate(fine)
+        XX = sol.sol(tt)
+        XX[:, -1] = sol.y[:, -1]
+        return tt, XX.T, sol.status == 1
 
-
-def _solve_ivp(net, x0, stop, t_max, rtol, atol, substeps):
-    """Integrate with ``solve_ivp`` (BDF, analytic Jacobian); output: solver steps subdivided ``substeps`` times."""
-    def event(t, x):
-        return stop(t, x)
-
-    event.terminal = True
-    event.direction = -1
-    sol = solve_ivp(lambda t, x: net.rhs(x), (0.0, t_max), x0, method="BDF",
-                    jac=lambda t, x: net.jacobian(x), events=event, dense_output=True, rtol=rtol, atol=atol)
-    if sol.status < 0:
-        raise RuntimeError(f"episode integration failed: {sol.message}")
-    ts = sol.t
-    fine = [ts[:1]] + [np.linspace(t0, t1, substeps + 1)[1:] for t0, t1 in zip(ts[:-1], ts[1:])]
-    tt = np.concatenate(fine)
-    XX = sol.sol(tt)
-    XX[:, -1] = sol.y[:, -1]
-    return tt, XX, sol.status == 1
+    return piece
 
 
 def episode(model: Model, loop=None, tol: float = EPISODE_TOL, t_max: float | None = None,
@@ -438,20 +438,26 @@ def episode(model: Model, loop=None, tol: float = EPISODE_TOL, t_max: float | No
     """Integrate the loop from the episode start and the dissipation along it until the episode ends.
 
     The loop starts at :meth:`LearningNetwork.initial_state` (theta0,
-    ``p_f = pi(theta0)``, ``p_c`` its stationary law at theta0) and stops
-    when ``|U^T (theta - theta_fp)|`` reaches ``tol`` times its initial
-    value (``U`` the identifiable basis, ``theta_fp`` the loop's fixed
-    point: the state the flow actually approaches; biased under dynamic
-    clamping). The dissipation rates are evaluated along the trajectory and
-    integrated by Simpson's rule.
+    ``p_f = pi(theta0)``, ``p_c`` its stationary law at theta0) and runs
+    until it has *settled* (:func:`crnfb.analysis.globalbehaviour.settle`):
+    ``|U^T (theta - theta_fp)|`` has fallen to ``tol`` times its initial
+    value and stayed there for 3 slowest closed-loop time constants (``U``
+    the identifiable basis, ``theta_fp`` the loop's fixed point: the state
+    the flow actually approaches; biased under dynamic clamping), or until
+    ``t_max``. The episode ends when the trajectory entered the band for
+    good; the dissipation rates are evaluated along the trajectory and
+    integrated by Simpson's rule up to that end (to ``t_max`` when learning
+    did not converge).
 
     ``integrator``: ``"simulate"`` uses :func:`crnfb.feedback.simulate.integrate`
     (the package's stiff driver, BDF with the analytic sparse Jacobian) on a
     log-spaced output grid of ``points`` times (dense early, where the free
     ensemble's fast transient lives); ``"solve_ivp"`` uses SciPy's
     ``solve_ivp`` (BDF, :meth:`LearningNetwork.jacobian`) and its solver steps
-    subdivided ``substeps`` times; ``"auto"`` takes the first when importable.
+    subdivided ``substeps`` times; ``"auto"`` takes the first.
     """
+    from crnfb.analysis.globalbehaviour import piece_simulate, settle, time_limit
+
     if integrator not in ("auto", "simulate", "solve_ivp"):
         raise ValueError(f"integrator must be 'auto', 'simulate' or 'solve_ivp', got {integrator!r}")
     net, fp = _loop_parts(model, loop)
@@ -464,41 +470,36 @@ def episode(model: Model, loop=None, tol: float = EPISODE_TOL, t_max: float | No
         z = 0.0
         return Episode(0.0, True, z, None if parts0.clamped is None else z, z, z, z, 0.0, th_star, th_star, {},
                        "none (theta0 is the fixed point)")
-    if t_max is None:
-        from crnfb.analysis.linearise import linearise
-        from crnfb.analysis.stability import stability
-        try:
-            rate = stability(linearise(model, fixed_point=fp)).slowest_rate
-        except Exception:  # noqa: BLE001 - only sets a time limit
-            rate = float(np.min(model.eps))
-        rate = rate if np.isfinite(rate) and rate > 0 else float(np.min(model.eps)) * 1e-3
-        t_max = 50.0 * np.log(1.0 / tol) / rate
+    rate = _slowest_rate(model, fp)
+    t_max = time_limit(rate, model.eps) if t_max is None else t_max
+    if integrator == "solve_ivp":
+        piece, source = _piece_solve_ivp(net, rtol, atol, substeps), "scipy.integrate.solve_ivp"
+    else:
+        piece, source = piece_simulate(net, rtol, atol), "crnfb.feedback.simulate.integrate"
+    run = settle(model, net, x0, th_star, rate, piece=piece, tol=tol, t_max=t_max, points=points)
     k = net.n_f + net.n_c
-
-    def stop(t, x):
-        return float(np.linalg.norm(U.T @ (x[k:] - th_star))) - tol * d0
-
-    source = None
-    if integrator in ("auto", "simulate"):
-        try:
-            tt, XX, reached = _solve_simulate(net, x0, stop, t_max, rtol, atol, points)
-            source = "crnfb.feedback.simulate.integrate"
-        except ImportError:
-            if integrator == "simulate":
-                raise
-    if source is None:
-        tt, XX, reached = _solve_ivp(net, x0, stop, t_max, rtol, atol, substeps)
-        source = "scipy.integrate.solve_ivp"
-    tr = dissipation_along(net, tt, XX)
+    tt, XX = run.t, run.X
+    end = tt.size if run.t_settled is None else int(np.searchsorted(tt, run.t_settled, side="right"))
+    tr = dissipation_along(net, tt[:end], XX[:, :end])
     res = {}
     for key in ("free", "clamped", "learning", "total", "total_ensemble"):
         if key == "clamped" and not net.dynamic:
             res[key] = (None, 0.0)
             continue
-        res[key] = _integrate(tt, tr[key])
-    return Episode(float(tt[-1]), bool(reached), res["free"][0], res["clamped"][0], res["learning"][0],
-                   res["total"][0], res["total_ensemble"][0], res["total"][1], th_star, XX[k:, -1].copy(), tr,
-                   source, np.asarray(tt, float), XX[k:].T.copy())
+        res[key] = _integrate(tt[:end], tr[key])
+    return Episode(float(tt[end - 1]), bool(run.converged), res["free"][0], res["clamped"][0], res["learning"][0],
+                   res["total"][0], res["total_ensemble"][0], res["total"][1], th_star, XX[k:, end - 1].copy(), tr,
+                   source, np.asarray(tt, float), XX[k:].T.copy(), run)
+
+
+def _slowest_rate(model: Model, fp) -> float:
+    """The slowest closed-loop rate at ``fp`` (the episode's time unit); NaN if it cannot be computed."""
+    from crnfb.analysis.linearise import linearise
+    from crnfb.analysis.stability import stability
+    try:
+        return float(stability(linearise(model, fixed_point=fp)).slowest_rate)
+    except Exception:  # noqa: BLE001 - only sets the hold time and the time limit
+        return float("nan")
 
 
 # -- the report section --------------------------------------------------------------------------------------
@@ -539,7 +540,8 @@ def thermodynamics_report(model, loop=None, with_episode: bool = True, quick: bo
             out["episode_total_ensemble"] = _json_number(ep.total_ensemble)
             out["episode"] = ep.to_dict()
             if not ep.reached:
-                out["episode"]["warning"] = "the 1e-3 criterion was not met before the time limit"
+                out["episode"]["warning"] = ("learning from the file's energies did not converge before the time "
+                                             "limit (global.episode says how)")
             for k in ("episode_total", "episode_total_ensemble"):
                 if out[k] is None:
                     out[f"{k}_reason"] = "the integrand was not finite along the trajectory"
