@@ -25,6 +25,7 @@ valid TOML) because the template needs comments, which TOML writers drop.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -38,12 +39,13 @@ from .importer import ImportedNetwork, read_network
 
 __all__ = ["antimony_to_sbml", "antimony_line", "is_antimony", "is_sbml_source", "model_file_text",
            "read_converted", "environment_tables", "sbml_model_text", "load_sbml_model", "SBML_SUFFIXES",
-           "ENVIRONMENT_FILE_TABLES"]
+           "ENVIRONMENT_FILE_TABLES", "environment_owns"]
 
 #: File endings read as SBML or Antimony by every subcommand (anything else is a model file).
 SBML_SUFFIXES = (".xml", ".sbml", ".ant", ".antimony")
 #: The tables an environment file may hold (docs/model-file.md); ``[environment]`` is required.
-ENVIRONMENT_FILE_TABLES = ("environment", "learning", "truncation", "ensembles")
+#: ``[initial]`` is applied over the SBML's initial state (species it names get its counts).
+ENVIRONMENT_FILE_TABLES = ("environment", "learning", "truncation", "ensembles", "initial")
 
 
 def is_sbml_source(path) -> bool:
@@ -185,7 +187,7 @@ def read_converted(path, visible, learned) -> ImportedNetwork:
 
 def environment_tables(path) -> dict:
     """The tables of an environment file (TOML): ``[environment]`` (required), ``[learning]``,
-    ``[truncation]``, ``[ensembles]``; anything else is a :class:`ModelError` naming the key.
+    ``[truncation]``, ``[ensembles]``, ``[initial]``; anything else is a :class:`ModelError` naming the key.
 
     Only the shape is checked here; the values are validated by the model-file
     parser once they are merged with the network.
@@ -241,23 +243,43 @@ def sbml_model_text(path, visible, learned, environment_file) -> str:
     TOML tables. The text is checked to parse to exactly the merged document.
     """
     tables = environment_tables(environment_file)
-    base = model_file_text(read_converted(path, visible, learned))
+    imp = read_converted(path, visible, learned)
+    over = tables.get("initial", {})
+    if over:    # the environment file's counts replace the SBML's for the species it names
+        imp = dataclasses.replace(imp, initial={s: x for s, x in imp.initial.items() if s not in over})
+    base = model_file_text(imp)
     base = base[:base.index("# -----")] if "# -----" in base else base  # drop the commented template
-    out = [base.rstrip("\n"), "", f"# from the environment file {Path(environment_file).name}"]
     try:
+        if over:
+            lines = [f"# from the environment file {Path(environment_file).name}"]
+            lines += [f"{json.dumps(k)} = {_toml_value(v, f'initial.{k}')}" for k, v in over.items()]
+            base = base.replace("[initial]\n", "[initial]\n" + "\n".join(lines) + "\n", 1)
+        out = [base.rstrip("\n"), "", f"# from the environment file {Path(environment_file).name}"]
         for t in ENVIRONMENT_FILE_TABLES:
-            if t in tables:
+            if t in tables and t != "initial":
                 out.append(f"[{t}]")
                 out += [f"{json.dumps(k)} = {_toml_value(v, f'{t}.{k}')}" for k, v in tables[t].items()]
                 out.append("")
     except ModelError as e:
         raise e.located(str(environment_file)) from None
     text = "\n".join(out) + "\n"
-    merged = tomllib.loads(base) | tables
+    merged = tomllib.loads(base) | {t: v for t, v in tables.items() if t != "initial"}
     canon = lambda d: json.dumps(d, sort_keys=True)  # noqa: E731 - order-free; nan compares equal as text
     if canon(tomllib.loads(text)) != canon(merged):  # pragma: no cover - a bug in the writer, not user input
         raise RuntimeError("the merged model text does not parse to the merged tables")
     return text
+
+
+def environment_owns(key: str | None, environment_file) -> bool:
+    """Whether an error under ``key`` of a joined model belongs to the environment file: a key of its
+    tables (``[initial]`` only when the environment file has one; else the counts came from the SBML)."""
+    top = (key or "").split(".")[0].split("[")[0]
+    if top == "initial":
+        try:
+            return "initial" in environment_tables(environment_file)
+        except ModelError:  # pragma: no cover - it was read a moment ago
+            return False
+    return top in ENVIRONMENT_FILE_TABLES
 
 
 def load_sbml_model(path, visible, learned, environment_file) -> tuple[Model, str]:
@@ -273,8 +295,6 @@ def load_sbml_model(path, visible, learned, environment_file) -> tuple[Model, st
     try:
         return parse_model(tomllib.loads(text), source=source), text
     except ModelError as e:
-        key = e.key or ""
-        top = key.split(".")[0].split("[")[0]
-        file = str(environment_file) if top in ENVIRONMENT_FILE_TABLES else (
+        file = str(environment_file) if environment_owns(e.key, environment_file) else (
             e.file if e.file and e.file != source else str(path))
         raise ModelError(e.message, file=file, key=e.key) from None
