@@ -685,8 +685,9 @@ SWEEP_LABELS: dict[str, tuple[str, str]] = {
 
 #: Axis labels of the sweep parameters.
 SWEEP_PARAMS = {"eps": "learning rate  ε  (κ)", "gamma": "reset rate  γ  (κ)", "dmu": "fuel  Δμ  (kT)",
-                "M": "ensemble size  M", "free": "free copies  M_f", "clamped": "clamped copies  M_c",
-                "omega": "volume  Ω"}
+                "M": "ensemble size  M  (copies)", "free": "free copies  M_f  (copies)",
+                "clamped": "clamped copies  M_c  (copies)", "omega": "volume  Ω  (λ = L / Ω)", "switching": "switching factor  (dimensionless)",
+                "k_01": "switching rate  k_01  (κ)", "k_10": "switching rate  k_10  (κ)"}
 
 
 def _sweep_label(key: str) -> tuple[str, str]:
