@@ -37,7 +37,7 @@ from ..model import Model
 from ..modelfile import parse_model, read_model_bytes
 from .importer import ImportedNetwork, read_network
 
-__all__ = ["antimony_to_sbml", "antimony_line", "is_antimony", "is_sbml_source", "model_file_text",
+__all__ = ["antimony_to_sbml", "antimony_line", "unnamed_reaction_lines", "is_antimony", "is_sbml_source", "model_file_text",
            "read_converted", "environment_tables", "sbml_model_text", "load_sbml_model", "SBML_SUFFIXES",
            "ENVIRONMENT_FILE_TABLES", "environment_owns"]
 
@@ -86,12 +86,42 @@ def antimony_to_sbml(path) -> str:
 
 
 def antimony_line(path, element_id: str) -> int | None:
-    """Line (1-based) of an Antimony file where ``element_id`` is defined (``id:`` or ``id =``), if found."""
+    """Line (1-based) of an Antimony file where ``element_id`` is defined (``id:`` or ``id =``), if found.
+
+    Unnamed reactions have the ids Antimony generates, ``_J0``, ``_J1``, ... in
+    the order they appear; ``_Jk`` is found as the line of the ``k``-th reaction
+    without a name (:func:`unnamed_reaction_lines`).
+    """
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
     pat = re.compile(rf"^\s*(?:species\s+|compartment\s+|const\s+|var\s+)?\$?{re.escape(element_id)}\s*(?::|=|\s+in\b)")
-    for k, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for k, line in enumerate(lines, 1):
         if pat.match(line):
             return k
+    m = re.fullmatch(r"_J(\d+)", element_id)
+    if m:
+        unnamed = unnamed_reaction_lines(lines)
+        return unnamed[int(m.group(1))] if int(m.group(1)) < len(unnamed) else None
     return None
+
+
+#: A reaction statement: reactants, an arrow (``->``, ``=>``), products, ``;`` and a rate law.
+_REACTION = re.compile(r"(?:->|=>)")
+_NAMED = re.compile(r"^\s*\$?[A-Za-z_][A-Za-z0-9_]*\s*:(?!=)")
+
+
+def unnamed_reaction_lines(lines: list[str]) -> list[int]:
+    """Lines (1-based) of the reactions without a ``name:`` prefix, in order: Antimony's ``_J0``, ``_J1``, ...
+
+    Comments (``//``, ``#``, ``/* */`` on one line) are ignored. Only the
+    lines of the main text are counted (the reactions of a model read by
+    :func:`antimony_to_sbml`, one model per file as ``crnfb convert`` expects).
+    """
+    out = []
+    for k, raw in enumerate(lines, 1):
+        line = re.sub(r"/\*.*?\*/", "", raw).split("//")[0].split("#")[0]
+        if _REACTION.search(line) and not _NAMED.match(line):
+            out.append(k)
+    return out
 
 
 def _q(s: str) -> str:
@@ -181,7 +211,10 @@ def read_converted(path, visible, learned) -> ImportedNetwork:
     except ModelError as e:
         msg = e.message.replace("SBML string: ", "")
         m = re.search(r"reaction '([^']+)'|species '([^']+)'", msg)
-        line = antimony_line(path, next(g for g in m.groups() if g)) if m else None
+        element = next(g for g in m.groups() if g) if m else None
+        line = antimony_line(path, element) if element else None
+        if line is not None and re.fullmatch(r"_J\d+", element):   # Antimony's name for an unnamed reaction
+            msg = msg.replace(f"'{element}'", f"'{element}' (the unnamed reaction on line {line})")
         raise ModelError(f"{msg} (Antimony, read through SBML)", file=path, line=line) from None
 
 
