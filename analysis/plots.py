@@ -586,8 +586,8 @@ def distribution(distribution: Distribution, ax: Sequence[Axes] | None = None) -
             ax.set_ylim(0, max(pm.max(), qm.max()) * 1.22)
             if j == 0 and (nv == 1 or not own):
                 _legend_right(ax)
-            elif j == 0:   # several panels: one figure legend above them, clear of every panel's data
-                fig.legend(*ax.get_legend_handles_labels(), loc="outside upper center", ncol=2)
+            elif j == 0:   # several panels: one figure legend below them, clear of every panel's data
+                fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2)
         if nv == 2:
             ax = axes[2]
             x0 = np.arange(S[:, 0].min(), S[:, 0].max() + 1)

@@ -298,6 +298,16 @@ def _covers(region, a, ax, renderer) -> bool:
     return False
 
 
+def _texts(fig) -> list:
+    """The figure's titles, axis labels and annotations (what a legend must not hide either)."""
+    out = list(fig.texts) + [t for t in (getattr(fig, "_suptitle", None), getattr(fig, "_supxlabel", None),
+                                         getattr(fig, "_supylabel", None)) if t is not None]
+    for ax in fig.axes:
+        if ax.get_visible():
+            out += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label] + list(ax.texts)
+    return [t for t in out if t.get_visible()]
+
+
 def legend_problems(fig) -> list[str]:
     """Every legend that covers data or leaves the figure, in display coordinates after a draw.
 
@@ -305,7 +315,8 @@ def legend_problems(fig) -> list[str]:
     the figure, and no data of any axes may show inside it: no point of a
     line, marker or collection, no segment of a line crossing it, no bar
     overlapping it (only the part of the box inside that axes counts, as the
-    axes clips its data). Reference lines and shaded spans are not data.
+    axes clips its data), and no title, axis label or annotation under it.
+    Reference lines and shaded spans are not data.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.transforms import Bbox
@@ -321,6 +332,10 @@ def legend_problems(fig) -> list[str]:
         name = f"legend {[t.get_text() for t in leg.get_texts()][:3]}"
         if box.x0 < fb.x0 - 1 or box.y0 < fb.y0 - 1 or box.x1 > fb.x1 + 1 or box.y1 > fb.y1 + 1:
             problems.append(f"{name} leaves the figure: {box.bounds} outside {fb.bounds}")
+        for text in _texts(fig):
+            tb = text.get_window_extent(renderer)
+            if text.get_text().strip() and tb.width > 0 and Bbox.intersection(box, tb.padded(-1)) is not None:
+                problems.append(f"{name} covers the text {text.get_text()!r}")
         for ax in fig.axes:
             region = Bbox.intersection(box, ax.bbox) if ax.get_visible() else None
             if region is None or region.width < 1 or region.height < 1:
@@ -368,6 +383,12 @@ def test_legend_problems_finds_covered_data_and_cut_legends():
     ax.bar([0, 1, 2], [1, 1, 1], label="bars")
     ax.legend(loc="center")
     assert legend_problems(fig)
+    fig = Figure(figsize=(5, 3))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 0], label="flat")
+    fig.suptitle("a title the legend must not hide")
+    fig.legend(loc="upper center")
+    assert any("covers the text" in p for p in legend_problems(fig))
 
 
 @pytest.fixture(scope="module")
