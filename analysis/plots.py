@@ -306,7 +306,7 @@ def nyquist(response: LoopResponse, margins: Margins | None = None, ax: Axes | N
         ax.set_aspect("equal", adjustable="box")
         ax.set_xlabel("Re L(jω)  (dimensionless)")
         ax.set_ylabel("Im L(jω)  (dimensionless)")
-        if own:      # a figure legend: the constrained layout keeps it inside the figure, beside the axes
+        if own:      # a figure legend below: the equal-aspect axes leave no room beside them
             fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2 if fr.siso else 4,
                        fontsize=8)
         else:
@@ -570,7 +570,7 @@ def distribution(distribution: Distribution, ax: Sequence[Axes] | None = None) -
         if ax is not None:
             fig, axes = _axes(ax, panels, 0, 0)
         else:
-            fig = _figure(7.8 if nv == 1 else 10.5 if nv == 2 else 3.6 * panels, 4.2 if nv == 1 else 4.2)
+            fig = _figure(7.8 if nv == 1 else 10.5 if nv == 2 else 3.6 * panels, 4.2)
             axes = list(np.ravel(fig.subplots(1, panels))) if panels > 1 else [fig.add_subplot()]
         tv = 0.5 * float(np.abs(P - Q).sum())
         for j in range(min(nv, 4)):
