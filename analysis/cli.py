@@ -205,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--environment", default="constant",
                    help="constant | step:A[,T0] (T0 defaults to t_end/2) | sine:A0,A1,OMEGA | telegraph:RATE "
                         "(mixing weight a(t) of [environment.change])")
+    s.add_argument("--rtol", type=float, default=None,
+                   help="ODE relative tolerance (default 1e-7, as every ODE run)")
+    s.add_argument("--atol", type=float, default=None,
+                   help="ODE absolute tolerance on probabilities and theta (default 1e-10 and 1e-9)")
     s.set_defaults(func=cmd_simulate)
 
     w = sub.add_parser("sweep", help="parameter sweeps of the report's scalar results")

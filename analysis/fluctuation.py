@@ -694,18 +694,18 @@ def _draw(result: FluctuationResult, ax) -> None:
                 ms=6, label="ODE tracking (sampled paths)")
     if result.eps_opt is not None:
         ax.axvline(result.eps_opt, color="0.3", lw=1.0)
-        ax.annotate(r"$\epsilon_{opt}$", (result.eps_opt, 0.03), xycoords=("data", "axes fraction"),
+        ax.annotate("ε_opt", (result.eps_opt, 0.03), xycoords=("data", "axes fraction"),
                     ha="center", va="bottom", fontsize=9, bbox=dict(fc="white", ec="none", pad=1.0))
     if result.eps_crit is not None:
         ax.axvline(result.eps_crit, color="tab:purple", lw=1.0, ls=(0, (4, 2)))
-        ax.annotate(r"$\epsilon_{crit}$", (result.eps_crit, 0.03), xycoords=("data", "axes fraction"),
+        ax.annotate("ε_crit", (result.eps_crit, 0.03), xycoords=("data", "axes fraction"),
                     ha="center", va="bottom", fontsize=9, color="tab:purple",
                     bbox=dict(fc="white", ec="none", pad=1.0))
-    ax.set_xlabel(r"learning rate $\epsilon$ (per time unit)")
+    ax.set_xlabel("learning rate  ε  (κ)")
     ax.set_ylabel("mean excess divergence (nats)")
     ax2 = ax.twinx()
     ax2.loglog(e, result.dissipation, color="0.55", lw=1.0, label="dissipation (right axis)")
-    ax2.set_ylabel(r"dissipation rate ($k_BT$ per time unit per cell)", color="0.4")
+    ax2.set_ylabel("dissipation rate  (kT·κ per cell)", color="0.4")
     ax2.tick_params(axis="y", colors="0.4")
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()

@@ -63,7 +63,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="SBML/Antimony model: learned species, comma-separated (default: all)")
     parser.add_argument("--environment-file", default=None, metavar="ENV.toml",
                         help="SBML/Antimony model: TOML file with [environment] (and optionally [learning], "
-                             "[truncation], [ensembles]) as in a model file")
+                             "[truncation], [ensembles], [initial]) as in a model file")
 
 
 def model_input(args) -> ModelInput:
@@ -122,11 +122,10 @@ def locate_error(args, e: ModelError) -> ModelError:
     already; this covers the later checks of a subcommand, e.g. ``export --learning``
     refusing ``[learning] clamping = "equilibrium"``.)
     """
-    from crnfb.feedback.sbml.convert import ENVIRONMENT_FILE_TABLES
+    from crnfb.feedback.sbml.convert import environment_owns
 
     env = getattr(args, "environment_file", None)
-    top = (e.key or "").split(".")[0].split("[")[0]
-    if env is None or e.file != f"{args.model} + {env}" or top not in ENVIRONMENT_FILE_TABLES:
+    if env is None or e.file != f"{args.model} + {env}" or not environment_owns(e.key, env):
         return e
     return ModelError(e.message, file=str(env), key=e.key, line=e.line)
 

@@ -118,6 +118,12 @@ def placeholder(title: str, reason: str) -> Figure:
     return fig
 
 
+def _legend_right(ax, **kw) -> None:
+    """The axes' legend outside it, to the right, top-aligned: never on the data (the layout makes room)."""
+    kw = {k: v for k, v in kw.items() if v is not None}
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kw)
+
+
 def _db(x):
     return 20.0 * np.log10(np.maximum(np.abs(x), 1e-300))
 
@@ -164,7 +170,7 @@ def _bode_siso(fig, ax1, ax2, fr: LoopResponse, margins: Margins | None) -> None
                      va="top", bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.85))
         ax2.axvline(w180, color=COLORS["G"], lw=0.9, ls=":")
         fig.crnfb.update(phase_crossover_frequency=w180, magnitude_at_phase_crossover_db=mag180)
-    ax2.legend(loc="lower left")
+    _legend_right(ax2)
 
 
 def _bode_mimo(ax1, ax2, fr: LoopResponse) -> None:
@@ -179,7 +185,7 @@ def _bode_mimo(ax1, ax2, fr: LoopResponse) -> None:
         ratio = np.linalg.norm(fr.G_ae, axis=1) / np.maximum(np.linalg.norm(fr.G_frozen, axis=1), 1e-300)
         ax2.semilogx(w, _db(ratio), color=COLORS["G"], label="|G_ae(jω)| / |G_ae,frozen(jω)|")
         ax2.set_ylabel("magnitude  (dB)")
-        ax2.legend(loc="lower right")
+        _legend_right(ax2)
     ax2.set_title("environment → error, relative to frozen learning", fontsize=9.5)
 
 
@@ -213,7 +219,7 @@ def bode(response: LoopResponse, margins: Margins | None = None, disturbance: Di
     w = fr.omega
     bw = _val(disturbance.bandwidth) if disturbance is not None else None
     with _style():
-        fig, (ax1, ax2) = _axes(ax, 2, 6.6, 5.6, sharex=True, height_ratios=[1.25, 1])
+        fig, (ax1, ax2) = _axes(ax, 2, 8.6, 5.6, sharex=True, height_ratios=[1.25, 1])
         if fr.siso:
             _bode_siso(fig, ax1, ax2, fr, margins)
         else:
@@ -229,7 +235,7 @@ def bode(response: LoopResponse, margins: Margins | None = None, disturbance: Di
         ax1.set_ylabel("magnitude  (dB)")
         mags = _db(fr.L[:, 0, 0]) if fr.siso else _db(np.linalg.svd(fr.L, compute_uv=False)[:, 0])
         ax1.set_ylim(max(float(np.min(mags)), -120.0) - 5, min(float(np.max(mags)), 120.0) + 5)
-        ax1.legend(loc="lower left")
+        _legend_right(ax1)
         ax2.set_xlabel(W_UNIT)
         ax2.set_xlim(w[0], w[-1])
         gm = _val(margins.gain_margin) if margins else None
@@ -266,17 +272,17 @@ def nyquist(response: LoopResponse, margins: Margins | None = None, ax: Axes | N
         ev = ev[:, np.argsort(-np.abs(ev[0]))]
         loci = [ev[:, j] for j in range(ev.shape[1])]
     R = 3.0
+    view = (-R, R * 0.6, -R, R)
     styles = curve_styles(len(loci))
+    own = ax is None
     with _style():
-        fig, (ax,) = _axes(ax, 1, 7.4 if len(loci) > 1 else 6.6, 5.4)
+        fig, (ax,) = _axes(ax, 1, 5.8, 6.8)
         for j, (Lw, st) in enumerate(zip(loci, styles)):
             col = COLORS["L"] if fr.siso else st["color"]
-            inside = np.abs(Lw) < 50 * R
             lab = "L(jω), ω > 0" if fr.siso else f"locus {j + 1}"
-            ax.plot(Lw.real[inside], Lw.imag[inside], color=col, ls="-" if fr.siso else st["ls"], lw=1.5,
-                    label=lab)
+            ax.plot(*_in_view(Lw, view), color=col, ls="-" if fr.siso else st["ls"], lw=1.5, label=lab)
             if fr.siso:
-                ax.plot(Lw.real[inside], -Lw.imag[inside], color=col, ls="--", lw=1.0, alpha=0.7,
+                ax.plot(*_in_view(np.conj(Lw), view), color=col, ls="--", lw=1.0, alpha=0.7,
                         label="ω < 0 (mirror)")
             idx = np.nonzero(np.abs(Lw) < R)[0]
             if idx.size > 10:      # direction of increasing ω
@@ -295,16 +301,35 @@ def nyquist(response: LoopResponse, margins: Margins | None = None, ax: Axes | N
             fig.crnfb.update(crossover_point=(float(re), float(im)), crossover_frequency=wc)
         ax.axhline(0, color="k", lw=0.6)
         ax.axvline(0, color="k", lw=0.6)
-        ax.set_xlim(-R, R * 0.6)
-        ax.set_ylim(-R, R)
+        ax.set_xlim(view[0], view[1])
+        ax.set_ylim(view[2], view[3])
         ax.set_aspect("equal", adjustable="box")
-        ax.set_xlabel("Re L(jω)")
-        ax.set_ylabel("Im L(jω)")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=8)
+        ax.set_xlabel("Re L(jω)  (dimensionless)")
+        ax.set_ylabel("Im L(jω)  (dimensionless)")
+        if own:      # a figure legend below: the equal-aspect axes leave no room beside them
+            fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2 if fr.siso else 4,
+                       fontsize=8)
+        else:
+            _legend_right(ax, fontsize=8)
         ax.set_title("Nyquist plot of the loop transfer (zoom on −1)" if fr.siso else
                      f"Characteristic loci of L(jω), ω > 0 ({len(loci)} directions; zoom on −1)")
         fig.crnfb["phase_margin_deg"] = pm
     return fig
+
+
+def _in_view(z: np.ndarray, view: tuple[float, float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Real and imaginary parts of the curve ``z`` inside the box ``view`` = (x0, x1, y0, y1).
+
+    Points outside are NaN (the line breaks there), except each outside
+    neighbour of an inside point, so that the line still runs to the edge,
+    where the axes clip it: nothing is drawn far off the plot.
+    """
+    x, y = z.real.astype(float), z.imag.astype(float)
+    inside = (x >= view[0]) & (x <= view[1]) & (y >= view[2]) & (y <= view[3])
+    keep = inside.copy()
+    keep[1:] |= inside[:-1]
+    keep[:-1] |= inside[1:]
+    return np.where(keep, x, np.nan), np.where(keep, y, np.nan)
 
 
 def step(response: StepResponse, metrics: StepMetrics | None = None, ax: Axes | None = None) -> Figure:
@@ -323,15 +348,15 @@ def step(response: StepResponse, metrics: StepMetrics | None = None, ax: Axes | 
     settle = _val(metrics.settling_time) if metrics else None
     over = _val(metrics.overshoot_pct) if metrics else None
     with _style():
-        fig, (ax,) = _axes(ax, 1, 6.6, 4.4)
+        fig, (ax,) = _axes(ax, 1, 8.6, 4.4)
         final = float(sr.y[-1]) if sr.y.size else 1.0
         ax.axhspan(final * 0.98, final * 1.02, color=COLORS["G"], alpha=0.12, lw=0, label="±2 % of final value")
-        ax.axhline(1.0, color=COLORS["mark"], lw=0.9, ls="--", label="new fixed point (perfect adaptation)")
+        ax.axhline(1.0, color=COLORS["mark"], lw=0.9, ls="--", label="new fixed point\n(perfect adaptation)")
         ax.plot(sr.t, sr.y, color=COLORS["lin"], label="linearised loop")
         if sr.t_nonlinear is not None and sr.y_nonlinear is not None:
             ax.plot(sr.t_nonlinear, sr.y_nonlinear, color=COLORS["nl"], ls="none", marker="o", ms=3.0,
                     alpha=0.8, label="nonlinear simulation" + (
-                        f" (step a = {sr.amplitude:g}, rescaled)" if sr.amplitude else ""))
+                        f"\n(step a = {sr.amplitude:g}, rescaled)" if sr.amplitude else ""))
         if rise is not None:
             # the rise time is a duration: draw it as the bracket from the 10 % crossing
             above = np.nonzero(sr.y >= 0.1 * final)[0]
@@ -351,11 +376,47 @@ def step(response: StepResponse, metrics: StepMetrics | None = None, ax: Axes | 
         ax.set_xlim(sr.t[0], sr.t[-1])
         ax.set_xlabel(T_UNIT)
         ax.set_ylabel("θ along dθ/da, normalised  (1 = new fixed point)")
-        ax.legend(loc="lower right")
+        _legend_right(ax)
         ax.set_title("Response to a step in the environment  (Q → Q + a (Q₂ − Q₁))")
         fig.crnfb.update(rise_time=rise, settling_time=settle, overshoot_pct=over, final_value=final,
                          t=sr.t, y=sr.y)
     return fig
+
+
+def multiplicities(ev: np.ndarray) -> list[tuple[complex, int]]:
+    """Eigenvalues grouped into repeated roots: ``[(mean of the group, multiplicity), ...]``, slowest first.
+
+    A root of multiplicity ``m`` whose eigenvectors are defective (E1's
+    critically damped pair) comes out of an eigensolver split by round-off
+    into ``m`` roots about ``(δ |λ|^(m-1))^(1/m)`` apart, ``δ = eps·max|λ|``
+    (docs/theory.md §5). Two eigenvalues are one root when they are closer than
+    ten times that split for ``m = 3`` (which bounds ``m = 2`` too); the groups
+    are the connected components of that relation
+    (:func:`scipy.sparse.csgraph.connected_components`). Closer eigenvalues
+    cannot be told apart on a plot either.
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    ev = np.asarray(ev, complex).ravel()
+    if ev.size == 0:
+        return []
+    scale = float(np.max(np.abs(ev)))
+    delta = np.finfo(float).eps * scale
+    tol = 10.0 * np.cbrt(delta * np.maximum(np.abs(ev), delta) ** 2)
+    close = np.abs(ev[:, None] - ev[None, :]) <= np.maximum(tol[:, None], tol[None, :])
+    n, label = connected_components(close, directed=False)
+    groups = [ev[label == k] for k in range(n)]
+    out = [(complex(np.mean(g)), int(g.size)) for g in groups]
+    return sorted(out, key=lambda p: (-p[0].real, abs(p[0].imag)))
+
+
+def _mark_multiplicities(ax, ev: np.ndarray) -> list[tuple[complex, int]]:
+    """Write ``×m`` beside each repeated eigenvalue (drawn as one marker: its copies coincide)."""
+    reps = [(z, m) for z, m in multiplicities(ev) if m > 1]
+    for z, m in reps:
+        ax.annotate(f"×{m}", (z.real, z.imag), xytext=(0, -9), textcoords="offset points", fontsize=9,
+                    ha="center", va="top", fontweight="bold", color=COLORS["cl"])
+    return reps
 
 
 def poles(stability: Stability, ax: Axes | None = None) -> Figure:
@@ -370,7 +431,7 @@ def poles(stability: Stability, ax: Axes | None = None) -> Figure:
     flat = np.asarray(stab.flat_modes)
     removed = dict(stab.removed)
     with _style():
-        fig, (ax,) = _axes(ax, 1, 6.6, 4.6)
+        fig, (ax,) = _axes(ax, 1, 8.6, 4.6)
         allre = np.concatenate([ev.real, qs, flat.real]) if ev.size else qs
         nz = np.abs(allre[np.abs(allre) > 0])
         # linear region of the symlog axis: the decade below the slowest mode (ticks stay apart from 0)
@@ -383,8 +444,10 @@ def poles(stability: Stability, ax: Axes | None = None) -> Figure:
         ax.axvline(0, color="k", lw=0.8)
         ax.axhline(0, color="k", lw=0.5)
         stable = ev.real < 0
+        reps = multiplicities(ev)
+        many = any(m > 1 for _, m in reps)
         ax.plot(ev.real[stable], ev.imag[stable], "x", color=COLORS["cl"], ms=7, mew=1.6,
-                label=f"closed-loop eigenvalues ({ev.size})")
+                label=f"closed-loop eigenvalues ({ev.size})" + ("\n×m: a root of multiplicity m" if many else ""))
         if (~stable).any():
             ax.plot(ev.real[~stable], ev.imag[~stable], "x", color=COLORS["S"], ms=9, mew=2.2,
                     label=f"unstable eigenvalues ({int((~stable).sum())})")
@@ -397,7 +460,7 @@ def poles(stability: Stability, ax: Axes | None = None) -> Figure:
         struct = np.asarray(stab.structural_modes)
         if struct.size:
             ax.plot(struct.real, struct.imag, "D", mfc="none", mec=COLORS["flat"], ms=8,
-                    label=f"structural modes removed: {removed.get('normalisation', 0)} normalisation, "
+                    label=f"structural modes removed:\n{removed.get('normalisation', 0)} normalisation, "
                           f"{removed.get('neutral', 0)} neutral")
         if ev.size:
             slow = ev[0]
@@ -425,9 +488,10 @@ def poles(stability: Stability, ax: Axes | None = None) -> Figure:
         ax.set_ylim(-ymax * 1.4, ymax * 1.4 * 1.35)
         ax.set_xlabel("Re s  (κ)" + ("  [symmetric log]" if span > 50 else ""))
         ax.set_ylabel("Im s  (rad·κ)")
-        ax.legend(loc="upper left", fontsize=8)
+        _mark_multiplicities(ax, ev)
+        _legend_right(ax, fontsize=8)
         ax.set_title("Pole map of the learning loop" + ("  —  STABLE" if stab.stable else "  —  UNSTABLE"))
-        fig.crnfb.update(eigenvalues=ev, quasi_static=qs, stable=bool(stab.stable))
+        fig.crnfb.update(eigenvalues=ev, quasi_static=qs, stable=bool(stab.stable), multiplicities=reps)
     return fig
 
 
@@ -456,7 +520,7 @@ def learning(trajectory: LearningCurve, ax: Sequence[Axes] | None = None) -> Fig
     th = np.asarray(traj.theta)
     target = traj.theta_star if traj.theta_end is None else traj.theta_end
     with _style():
-        fig, (ax1, ax2) = _axes(ax, 2, 8.4 if many else 6.6, 5.6, sharex=True)
+        fig, (ax1, ax2) = _axes(ax, 2, 8.6, 5.6, sharex=True)
         shown = _time_axis(ax2, np.asarray(traj.t))
         t = np.asarray(traj.t)[shown]
         for j, (n, st) in enumerate(zip(traj.names, curve_styles(len(traj.names)))):
@@ -466,27 +530,23 @@ def learning(trajectory: LearningCurve, ax: Sequence[Axes] | None = None) -> Fig
         if target is not None:
             ax1.plot([], [], color=COLORS["mark"], ls=(0, (1, 3)), lw=0.8, label=traj.target_label)
         ax1.set_ylabel("θ = −G/kT  (dimensionless)")
-        if many:
-            ax1.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7.5, borderaxespad=0)
-        else:
-            ax1.legend(loc="best")
+        _legend_right(ax1, fontsize=7.5 if many else None)
         Dmin = traj.D_star if traj.D_star is not None else float(np.min(traj.D))
         Dmin = 0.0 if abs(Dmin) < 1e-12 else Dmin
         exc = np.maximum(np.asarray(traj.D)[shown] - Dmin, 1e-16)
-        ax2.semilogy(t, exc, color=COLORS["S"], label=f"D(t) − D*   (D* = {Dmin:.4g} nats, the optimum)")
+        ax2.semilogy(t, exc, color=COLORS["S"], label=f"D(t) − D*\n(D* = {Dmin:.4g} nats, the optimum)")
         if traj.bias is not None and traj.bias > 1e-9:
             ax2.axhline(traj.bias, color=COLORS["mark"], ls="--", lw=0.9,
-                        label=f"bias of the loop's fixed point  {traj.bias:.3g} nats")
+                        label=f"bias of the loop's fixed point\n{traj.bias:.3g} nats")
         ax2.set_ylabel("excess divergence  (nats)")
         ax2.set_xlabel(T_UNIT + ("  [log]" if ax2.get_xscale() == "log" else ""))
-        ax2.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7.5, borderaxespad=0) if many else \
-            ax2.legend(loc="upper right")
+        _legend_right(ax2, fontsize=7.5 if many else None)
         _mark_outcome(ax1, ax2, traj)
         if ax is None:
             head = "Learning from the file's energies"
             if traj.outcome:
                 head += f": {traj.outcome}" if traj.converged else f": {traj.outcome.upper()}"
-            fig.suptitle(f"{head}\n({traj.source})", fontsize=10)
+            fig.suptitle(f"{head}\n{traj.source}", fontsize=10)   # no brackets around the source's own
         fig.crnfb.update(t=traj.t, D=traj.D, theta=th, outcome=traj.outcome, t_settled=traj.t_settled)
     return fig
 
@@ -527,7 +587,7 @@ def distribution(distribution: Distribution, ax: Sequence[Axes] | None = None) -
         if ax is not None:
             fig, axes = _axes(ax, panels, 0, 0)
         else:
-            fig = _figure(6.6 if nv == 1 else 10.5 if nv == 2 else 3.6 * panels, 4.2 if nv == 1 else 3.8)
+            fig = _figure(7.8 if nv == 1 else 10.5 if nv == 2 else 3.6 * panels, 4.2)
             axes = list(np.ravel(fig.subplots(1, panels))) if panels > 1 else [fig.add_subplot()]
         tv = 0.5 * float(np.abs(P - Q).sum())
         for j in range(min(nv, 4)):
@@ -541,8 +601,10 @@ def distribution(distribution: Distribution, ax: Sequence[Axes] | None = None) -
             ax.set_xlabel(f"copy number of {dist.names[j]}")
             ax.set_ylabel("probability" if nv == 1 else f"marginal of {dist.names[j]}")
             ax.set_ylim(0, max(pm.max(), qm.max()) * 1.22)
-            if j == 0:
-                ax.legend(loc="upper left" if nv > 1 else "upper right", ncol=2 if nv > 1 else 1)
+            if j == 0 and (nv == 1 or not own):
+                _legend_right(ax)
+            elif j == 0:   # several panels: one figure legend below them, clear of every panel's data
+                fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2)
         if nv == 2:
             ax = axes[2]
             x0 = np.arange(S[:, 0].min(), S[:, 0].max() + 1)
@@ -590,11 +652,12 @@ def lag_cost(disturbance: Disturbance | None, ax: Axes | None = None, reason: st
     ok = np.isfinite(w) & np.isfinite(c) & (c > 0) & (w > 0)
     bw = _val(disturbance.bandwidth)
     with _style():
-        fig, (ax,) = _axes(ax, 1, 6.6, 4.2)
-        ax.loglog(w[ok], c[ok], color=COLORS["S"], marker="o" if ok.sum() < 40 else None, ms=3.5)
+        fig, (ax,) = _axes(ax, 1, 7.8, 4.2)
+        ax.loglog(w[ok], c[ok], color=COLORS["S"], marker="o" if ok.sum() < 40 else None, ms=3.5,
+                  label="lag cost")
         if bw is not None:
             ax.axvline(bw, color=COLORS["G"], ls="--", lw=0.9, label=f"bandwidth {bw:.3g}")
-            ax.legend(loc="lower right")
+        _legend_right(ax)
         ax.set_xlabel(W_UNIT)
         ax.set_ylabel("excess divergence per a₁²  (nats)")
         ax.set_title("Lag cost:  a(t) = a₀ + a₁ sin(ωt),  period-mean D − min D")
@@ -602,43 +665,55 @@ def lag_cost(disturbance: Disturbance | None, ax: Axes | None = None, reason: st
     return fig
 
 
-#: Human titles and y labels (with units) of the scalar results ``crnfb sweep`` tabulates.
+#: Human titles and y labels, each with its unit in parentheses, of the scalar results ``crnfb sweep``
+#: tabulates (docs/cli.md): times in 1/κ, rates in κ, divergences in nats, energies in kT.
 SWEEP_LABELS: dict[str, tuple[str, str]] = {
     "fixed_point.divergence": ("divergence at the fixed point", "D(Q‖P)  (nats)"),
     "fixed_point.bias": ("bias of the loop's fixed point", "excess D  (nats)"),
-    "fixed_point.gradient_norm": ("gradient at the fixed point", "|∇D|"),
+    "fixed_point.gradient_norm": ("gradient at the fixed point", "|∇D|  (nats)"),
     "quasi_static.slowest_rate": ("slowest quasi-static rate", RATE_UNIT),
-    "closed_loop.stable": ("stable", "1 = stable, 0 = not"),
+    "closed_loop.stable": ("stable", "stable  (1 = yes, 0 = no)"),
     "closed_loop.slowest_rate": ("slowest closed-loop rate", RATE_UNIT),
     "closed_loop.damping_ratio_min": ("minimum damping ratio", "ζ  (dimensionless)"),
-    "margins.gain_margin": ("gain margin", "factor on ε"),
-    "margins.phase_margin_deg": ("phase margin", "degrees"),
-    "margins.eps_crit": ("critical learning rate ε_crit", "ε  (κ)"),
+    "margins.gain_margin": ("gain margin", "factor on ε  (dimensionless)"),
+    "margins.phase_margin_deg": ("phase margin", "phase margin  (degrees)"),
+    "margins.eps_crit": ("critical learning rate ε_crit", "ε_crit  (κ)"),
     "disturbance.bandwidth": ("tracking bandwidth", "ω  (rad·κ)"),
-    "disturbance.hinf_norm": ("H∞ norm, environment → error", "gain"),
+    "disturbance.hinf_norm": ("H∞ norm, environment → error", "gain  (θ per unit a)"),
     "disturbance.step.rise_time": ("step rise time (10–90 %)", "time  (1/κ)"),
     "disturbance.step.settling_time": ("step settling time (2 %)", "time  (1/κ)"),
-    "disturbance.step.overshoot_pct": ("step overshoot", "%"),
-    "thermodynamics.fixed_point.free": ("free-ensemble dissipation", "kT·κ per copy"),
-    "thermodynamics.fixed_point.clamped": ("clamped-ensemble dissipation", "kT·κ per copy"),
-    "thermodynamics.fixed_point.learning": ("learning dissipation", "kT·κ per volume"),
-    "thermodynamics.fixed_point.total": ("total dissipation", "kT·κ"),
-    "thermodynamics.episode_total": ("dissipation of an episode", "kT"),
-    "metrics.noise": ("parameter noise (LNA)", "RMS of θ"),
-    "metrics.dissipation_ensemble": ("dissipation of the cell", "kT·κ"),
+    "disturbance.step.overshoot_pct": ("step overshoot", "overshoot  (%)"),
+    "thermodynamics.fixed_point.free": ("free-ensemble dissipation", "rate  (kT·κ per copy)"),
+    "thermodynamics.fixed_point.clamped": ("clamped-ensemble dissipation", "rate  (kT·κ per copy)"),
+    "thermodynamics.fixed_point.learning": ("learning dissipation", "rate  (kT·κ per volume)"),
+    "thermodynamics.fixed_point.total": ("total dissipation", "rate  (kT·κ)"),
+    "thermodynamics.episode_total": ("dissipation of an episode", "heat  (kT)"),
+    "metrics.noise": ("parameter noise (LNA)", "RMS of θ  (dimensionless)"),
+    "metrics.dissipation_ensemble": ("dissipation of the cell", "rate  (kT·κ)"),
+    "fluctuation.eps_opt": ("best learning rate ε_opt, random environment", "ε_opt  (κ)"),
+    "fluctuation.eps_crit": ("critical learning rate ε_crit, random environment", "ε_crit  (κ)"),
+    "fluctuation.valid": ("random environment in the linear range", "valid  (1 = yes, 0 = no)"),
+    "fluctuation.total": ("mean excess divergence, total", "excess D  (nats)"),
+    "fluctuation.tracking": ("mean excess divergence, tracking part", "excess D  (nats)"),
+    "fluctuation.noise": ("mean excess divergence, noise part", "excess D  (nats)"),
+    "fluctuation.bias": ("mean excess divergence, bias part", "excess D  (nats)"),
+    "fluctuation.dissipation": ("dissipation rate, random environment", "rate  (kT·κ per cell)"),
 }
 
 #: Axis labels of the sweep parameters.
 SWEEP_PARAMS = {"eps": "learning rate  ε  (κ)", "gamma": "reset rate  γ  (κ)", "dmu": "fuel  Δμ  (kT)",
-                "M": "ensemble size  M", "free": "free copies  M_f", "clamped": "clamped copies  M_c",
-                "omega": "volume  Ω"}
+                "M": "ensemble size  M  (copies)", "free": "free copies  M_f  (copies)",
+                "clamped": "clamped copies  M_c  (copies)", "omega": "volume  Ω  (λ = L / Ω)", "switching": "switching factor  (dimensionless)",
+                "k_01": "switching rate  k_01  (κ)", "k_10": "switching rate  k_10  (κ)"}
 
 
 def _sweep_label(key: str) -> tuple[str, str]:
+    """Title and y label of a sweep panel; a column without an entry is labelled by its report.json key
+    (whose unit docs/cli.md gives)."""
     if key in SWEEP_LABELS:
         return SWEEP_LABELS[key]
     leaf = key.rsplit(".", 1)[-1].replace("_", " ")
-    return leaf, ""
+    return leaf, f"{key}  (docs/cli.md)"
 
 
 def sweep(rows: list[dict], params: list[str], scales: dict[str, str], columns: list[str]):
@@ -680,10 +755,10 @@ def sweep(rows: list[dict], params: list[str], scales: dict[str, str], columns: 
             ax.set_title(title, fontsize=9)
             ax.set_ylabel(unit, fontsize=8.5)
             ax.set_xlabel(SWEEP_PARAMS.get(x, x))
-            if others and len(groups) <= 8 and ax is axes[0]:
-                ax.legend(fontsize=7)
         for ax in axes[len(cols):]:
             ax.axis("off")
+        if others and len(groups) <= 8:    # one legend for every panel, beside them
+            fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize=7.5)
         fig.suptitle("Sweep over " + ", ".join(SWEEP_PARAMS.get(p, p) for p in params), fontsize=11)
     return fig
 
@@ -700,6 +775,6 @@ def png_bytes(fig, dpi: int = 150) -> bytes:
     return buf.getvalue()
 
 
-__all__ = ["bode", "nyquist", "step", "poles", "learning", "distribution", "lag_cost", "sweep", "placeholder",
+__all__ = ["bode", "nyquist", "step", "poles", "multiplicities", "learning", "distribution", "lag_cost", "sweep", "placeholder",
            "save", "png_bytes", "curve_styles", "SWEEP_LABELS", "T_UNIT", "W_UNIT"]
 

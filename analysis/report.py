@@ -2,9 +2,9 @@
 
 Writes ``DIR/report.json`` (every docs/cli.md key), ``DIR/report.md`` (the
 tables), ``DIR/report.html`` (self-contained: figures embedded as base64
-PNG) and the figures ``bode.png``, ``step.png``, ``poles.png``,
-``learning.png``, ``nyquist.png``, ``distribution.png``, ``lag_cost.png``, ``fluctuation.png``
-(a placeholder saying why when the model has no ``[environment.fluctuation]``).
+PNG) and the figures :func:`report_figures` names: ``bode.png``, ``step.png``, ``poles.png``,
+``learning.png``, ``nyquist.png``, ``distribution.png``, ``lag_cost.png``, and ``fluctuation.png``
+only when the model has a random environment (``[environment.fluctuation]``).
 
 Nothing is half-written: the model is loaded and analysed first (bad input
 raises :class:`~crnfb.feedback.errors.ModelError`, exit 2, before any file
@@ -28,6 +28,7 @@ from crnfb.feedback.errors import ModelError
 from crnfb.feedback.files import atomic_dir, check_output_dir
 from crnfb.feedback.progress import progress_bar
 
+#: Every figure a report can write, in report order (:func:`report_figures`: those of one report).
 FIGURES = ("bode", "step", "poles", "learning", "nyquist", "distribution", "lag_cost", "fluctuation")
 
 FIGURE_CAPTIONS = {
@@ -50,8 +51,20 @@ FIGURE_CAPTIONS = {
 # ----------------------------------------------------------------------------------------------
 # figures
 # ----------------------------------------------------------------------------------------------
-def make_figures(res: Results, names: tuple[str, ...] = FIGURES) -> dict:
-    """``{name: Figure}`` for ``names`` (default :data:`FIGURES`); a figure that cannot be drawn says why instead."""
+def report_figures(res: Results) -> tuple[str, ...]:
+    """The names of the figures the report of ``res`` writes (``NAME.png``), in order.
+
+    :data:`FIGURES` less ``fluctuation`` when the model has no random
+    environment (there is nothing to draw; no placeholder is written). A
+    figure whose data could not be computed for this model is still written,
+    as a placeholder saying why.
+    """
+    return tuple(n for n in FIGURES if n != "fluctuation" or res.model.fluctuation is not None)
+
+
+def make_figures(res: Results, names: tuple[str, ...] | None = None) -> dict:
+    """``{name: Figure}`` for ``names`` (default :func:`report_figures`); a figure that cannot be drawn says
+    why instead."""
     from crnfb.analysis import plots
 
     titles = {"bode": "Bode plot", "step": "Step response", "poles": "Pole map", "learning": "Learning",
@@ -61,7 +74,7 @@ def make_figures(res: Results, names: tuple[str, ...] = FIGURES) -> dict:
               "nyquist": res.plot_nyquist, "distribution": res.plot_distribution, "lag_cost": res.plot_lag_cost,
               "fluctuation": res.plot_fluctuation}
     out = {}
-    for name in names:
+    for name in report_figures(res) if names is None else names:
         try:
             out[name] = makers[name]()
         except Unavailable as e:
@@ -117,9 +130,9 @@ def write_report(res: Results, out_dir: str | os.PathLike, progress: bool = Fals
             bar.close()
         res.to_json(tmp / "report.json")
         (tmp / "report.md").write_text(
-            summary.as_markdown([Figure(n, FIGURE_CAPTIONS[n]) for n in FIGURES]), encoding="utf-8")
+            summary.as_markdown([Figure(n, FIGURE_CAPTIONS[n]) for n in figs]), encoding="utf-8")
         (tmp / "report.html").write_text(
-            summary.as_html([Figure(n, FIGURE_CAPTIONS[n], images[n]) for n in FIGURES]), encoding="utf-8")
+            summary.as_html([Figure(n, FIGURE_CAPTIONS[n], images[n]) for n in figs]), encoding="utf-8")
     return out
 
 
@@ -143,7 +156,7 @@ def run_report_command(args) -> int:
                   progress=True, noise_budget=budget)
     out = write_report(res, args.output, progress=True, force=force, inputs=inputs)
     print(res.summary())
-    print(f"wrote {out}/report.json, report.md, report.html and {len(FIGURES)} figures")
+    print(f"wrote {out}/report.json, report.md, report.html and {len(report_figures(res))} figures")
     if not res.stable:
         word = "MARGINAL (a real part within round-off of zero)" if res.stability.marginal else "UNSTABLE"
         print(f"crnfb report: the learning loop is {word} at its fixed point (exit 1)", file=sys.stderr)
@@ -157,5 +170,5 @@ def run_report_command(args) -> int:
     return res.exit_code
 
 
-__all__ = ["run_report_command", "write_report", "report_files", "make_figures", "notebook_html", "FIGURES", "NOTEBOOK_FIGURES",
-           "FIGURE_CAPTIONS"]
+__all__ = ["run_report_command", "write_report", "report_files", "make_figures", "report_figures", "notebook_html",
+           "FIGURES", "NOTEBOOK_FIGURES", "FIGURE_CAPTIONS"]

@@ -491,7 +491,7 @@ class Results:
         """Mean cost against the learning rate in a random environment (:func:`crnfb.analysis.fluctuation.plot_fluctuation`)."""
         from crnfb.analysis.fluctuation import plot_fluctuation
 
-        fl = self.need("fluctuation", "the fluctuation analysis")
+        fl = self.need("fluctuation", "fluctuation analysis")
         return plot_fluctuation(fl, ax=ax).figure
 
     def plot_lag_cost(self, ax=None) -> Figure:

@@ -40,7 +40,7 @@ from scipy.sparse import csgraph
 from .errors import ModelError
 from .signals import Signal
 
-__all__ = ["MarkovEnvironment", "MarkovPath", "telegraph", "parse_fluctuation"]
+__all__ = ["MarkovEnvironment", "MarkovPath", "telegraph", "parse_fluctuation", "GENERATOR_RTOL"]
 
 _KEY = "environment.fluctuation"
 MAX_SWITCHES = 5_000_000
@@ -80,8 +80,10 @@ class MarkovEnvironment:
     levels : sequence of float
         Values of ``a`` (each in ``[0, 1]``; at least two, distinct).
     rates : (K, K) array
-        ``rates[i][j]`` is the rate of ``i -> j`` (``>= 0``); the diagonal is
-        ignored (it must be 0 or omitted as 0). The chain must be irreducible.
+        ``rates[i][j]`` is the rate of ``i -> j`` (``>= 0``). The diagonal is
+        either 0 everywhere (jump rates) or minus each row's other rates
+        everywhere (the generator, to :data:`GENERATOR_RTOL` relative); it is
+        stored as 0. The chain must be irreducible.
 
     Raises
     ------
@@ -115,12 +117,10 @@ class MarkovEnvironment:
         R = np.array([[_finite_number(x, f"{_KEY}.rates[{i}][{j}]") for j, x in enumerate(row)]
                       for i, row in enumerate(rt)])
         for i in range(K):
-            if R[i, i] != 0.0:
-                raise ModelError(f"the diagonal entry must be 0 (it is implied: minus the row's total rate), "
-                                 f"got {R[i, i]:g}", key=f"{_KEY}.rates[{i}][{i}]")
             for j in range(K):
-                if R[i, j] < 0:
+                if i != j and R[i, j] < 0:
                     raise ModelError(f"rates must be >= 0, got {R[i, j]:g}", key=f"{_KEY}.rates[{i}][{j}]")
+        R = _zero_diagonal(R)
         _check_irreducible(R, lv)
         object.__setattr__(self, "levels", tuple(lv))
         object.__setattr__(self, "rates", tuple(tuple(float(x) for x in row) for row in R))
@@ -258,6 +258,35 @@ class MarkovEnvironment:
                 "correlation_time": self.correlation_time, "switching_rate": self.switching_rate}
 
 
+#: Relative tolerance of the generator form: ``|R_ii + sum_{j != i} R_ij| <= GENERATOR_RTOL * sum_{j != i} R_ij``.
+GENERATOR_RTOL = 1e-12
+
+
+def _zero_diagonal(R: np.ndarray) -> np.ndarray:
+    """The jump rates of ``R`` with a zero diagonal; ``R`` is either that already or a generator.
+
+    A generator (the textbook form) has ``-sum_{j != i} R_ij`` on row ``i``'s
+    diagonal; both forms mean the same chain. A table that is neither (some
+    diagonal entry non-zero and not minus its row's rates, to
+    :data:`GENERATOR_RTOL` of the row's total rate) is refused naming the row:
+    it is ambiguous which rates were meant.
+    """
+    diag = np.diag(R).copy()
+    if not np.any(diag != 0.0):
+        return R
+    off = (R - np.diag(diag)).sum(axis=1)
+    for i in range(R.shape[0]):
+        if not abs(diag[i] + off[i]) <= GENERATOR_RTOL * off[i]:
+            raise ModelError(
+                f"row {i} is neither of the two accepted forms: its diagonal entry is {float(diag[i])!r}, but a table "
+                f"with a non-zero diagonal is read as a generator, whose diagonal is minus the row's other rates "
+                f"(here {float(-off[i])!r}, to a relative {GENERATOR_RTOL:g}); give every diagonal entry as 0 "
+                f"(jump rates) or every one as minus its row's sum (generator)", key=f"{_KEY}.rates[{i}]")
+    out = R.copy()
+    np.fill_diagonal(out, 0.0)
+    return out
+
+
 def telegraph(level0: float, level1: float, k01: float, k10: float) -> MarkovEnvironment:
     """Two levels with rates ``k01`` (0 -> 1) and ``k10`` (1 -> 0)."""
     return MarkovEnvironment((level0, level1), ((0.0, k01), (k10, 0.0)))
@@ -299,7 +328,8 @@ def parse_fluctuation(tab, has_change: bool) -> MarkovEnvironment:
     """``[environment.fluctuation]`` (docs/model-file.md): ``levels`` and ``rates``.
 
     ``rates`` is the K x K table of jump rates (``rates[i][j]``: level i to
-    level j, zero diagonal); for two levels ``k_01``/``k_10`` may be given
+    level j) with a zero diagonal, or the generator (diagonal minus the row
+    sum); for two levels ``k_01``/``k_10`` may be given
     instead.
     """
     if not isinstance(tab, dict):

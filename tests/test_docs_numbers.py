@@ -39,7 +39,7 @@ from scipy.stats import binom
 
 import crnfb
 from crnfb.analysis.cli import main
-from crnfb.analysis.report import FIGURES
+from crnfb.analysis.report import report_figures
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = {"README.md": ROOT / "README.md", "tutorial": ROOT / "docs" / "tutorial.md"}
@@ -225,7 +225,8 @@ def report_results(argv: list[str]):
 def report_output(argv: list[str]) -> str:
     """What ``crnfb report MODEL -o DIR [--no-validate]`` prints."""
     out = argv[argv.index("-o") + 1]
-    return f"{report_results(argv).summary()}\nwrote {out}/report.json, report.md, report.html and {len(FIGURES)} figures\n"
+    res = report_results(argv)
+    return f"{res.summary()}\nwrote {out}/report.json, report.md, report.html and {len(report_figures(res))} figures\n"
 
 
 def cli_output(argv: list[str]) -> str:

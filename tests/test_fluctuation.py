@@ -68,7 +68,7 @@ def test_path_is_seeded_and_stationary():
     ({"levels": [0.0, 1.0], "k_01": 1.0}, "fluctuation", "k_01 and k_10"),
     ({"levels": [0.0, 1.0], "k_01": 0.0, "k_10": 1.0}, "k_01", "> 0"),
     ({"levels": [0.3, 0.3], "k_01": 1.0, "k_10": 1.0}, "levels", "distinct"),
-    ({"levels": [0.0, 1.0], "rates": [[1.0, 1.0], [1.0, 0]]}, "rates[0][0]", "diagonal"),
+    ({"levels": [0.0, 1.0], "rates": [[1.0, 1.0], [1.0, 0]]}, "rates[0]", "neither"),
     ({"levels": [0.0, 1.0], "rate": 1.0}, "fluctuation", "unknown key"),
 ])
 def test_parser_errors_name_the_key(tab, key, words):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crnfb.analysis import plots
 from crnfb.analysis.frequency import LoopResponse
@@ -91,7 +94,7 @@ def test_nyquist_crossover_on_the_unit_circle(res, d):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
-    box = fig.axes[0].get_legend().get_window_extent(canvas.get_renderer())
+    box = fig.legends[0].get_window_extent(canvas.get_renderer())
     minus_one = fig.axes[0].transData.transform((-1.0, 0.0))
     assert not box.contains(*minus_one), "the legend covers the critical point"
 
@@ -206,16 +209,276 @@ def test_own_modules_import_matplotlib_lazily():
                 assert not any(m.startswith("matplotlib") for m in mods), f"analysis/{name}.py imports {mods}"
 
 
+#: Runs a gallery script with every figure it saves checked by legend_problems (written to a JSON file).
+_GALLERY_RUNNER = """
+import json, runpy, sys
+from matplotlib.figure import Figure
+from tests.test_plots import legend_problems
+found = {}
+save = Figure.savefig
+def checked(fig, fname, *a, **k):
+    found[str(fname)] = legend_problems(fig)
+    return save(fig, fname, *a, **k)
+Figure.savefig = checked
+runpy.run_path(sys.argv[1], run_name="__main__")
+json.dump(found, open(sys.argv[2], "w"))
+"""
+
+
 @pytest.mark.parametrize("script", GALLERY, ids=[p.stem for p in GALLERY])
 def test_gallery_script_runs(script, tmp_path):
+    """Every gallery script runs, writes its figures, and no legend of them lies on data or off the figure."""
     env = dict(os.environ, MPLBACKEND="Agg", CRNFB_GALLERY_OUT=str(tmp_path))
-    out = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=300)
+    report = tmp_path / "legends.json"
+    out = subprocess.run([sys.executable, "-c", _GALLERY_RUNNER, str(script), str(report)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     pngs = list(tmp_path.glob("*.png"))
     assert pngs, "a gallery script writes at least one figure"
     for p in pngs:
         assert p.stat().st_size > 10_000
+    found = json.loads(report.read_text())
+    assert len(found) == len(pngs)
+    assert not any(found.values()), {k: v for k, v in found.items() if v}
+
+
+# -- legends never on data -----------------------------------------------------------------------
+def _polylines(a, ax) -> list[tuple[np.ndarray, bool]]:
+    """What an artist draws in data coordinates, in display coordinates: ``[(points, joined), ...]``.
+
+    A line is one polyline (joined unless it has no line style); a collection
+    in data coordinates is one polyline per path (error bars, contours), and
+    its offsets in data coordinates are markers (scatter). Reference lines and
+    spans (``axhline``, ``axvspan``: transforms blended with the axes) are not
+    data and give nothing.
+    """
+    from matplotlib.collections import Collection
+    from matplotlib.lines import Line2D
+
+    def disp(xy):
+        xy = np.asarray(xy, float).reshape(-1, 2)
+        with np.errstate(all="ignore"):
+            return ax.transData.transform(xy) if len(xy) else xy
+
+    if isinstance(a, Line2D):
+        if a.get_transform() != ax.transData:
+            return []
+        return [(disp(a.get_xydata()), a.get_linestyle() not in ("None", "none", "", " "))]
+    if isinstance(a, Collection):
+        out = []
+        if a.get_offset_transform() == ax.transData:
+            out.append((disp(a.get_offsets()), False))
+        if a.get_transform() == ax.transData:
+            out += [(disp(p.vertices), True) for p in a.get_paths()]
+        return out
+    return []
+
+
+def _crosses(pts: np.ndarray, box) -> bool:
+    """Whether the polyline through ``pts`` (broken at non-finite points) passes through ``box``."""
+    from matplotlib.path import Path as MPath
+    ok = np.all(np.isfinite(pts), axis=1)
+    for run in np.split(np.arange(len(pts)), np.nonzero(~ok)[0]):
+        run = run[ok[run]]
+        if run.size >= 2 and MPath(pts[run]).intersects_bbox(box, filled=False):
+            return True
+    return False
+
+
+def _covers(region, a, ax, renderer) -> bool:
+    """Whether the data artist ``a`` of ``ax`` shows inside ``region`` (display coordinates)."""
+    from matplotlib.patches import Rectangle
+    if isinstance(a, Rectangle):     # bars; the axes' own background is in axes coordinates
+        return a.get_data_transform() == ax.transData and a.get_window_extent(renderer).overlaps(region)
+    for pts, joined in _polylines(a, ax):
+        fin = pts[np.all(np.isfinite(pts), axis=1)]
+        inside = (fin[:, 0] > region.x0) & (fin[:, 0] < region.x1) & (fin[:, 1] > region.y0) & (fin[:, 1] < region.y1)
+        if inside.any() or (joined and _crosses(pts, region)):
+            return True
+    return False
+
+
+def _texts(fig) -> list:
+    """The figure's titles, axis labels and annotations (what a legend must not hide either)."""
+    out = list(fig.texts) + [t for t in (getattr(fig, "_suptitle", None), getattr(fig, "_supxlabel", None),
+                                         getattr(fig, "_supylabel", None)) if t is not None]
+    for ax in fig.axes:
+        if ax.get_visible():
+            out += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label] + list(ax.texts)
+    return [t for t in out if t.get_visible()]
+
+
+def legend_problems(fig) -> list[str]:
+    """Every legend that covers data or leaves the figure, in display coordinates after a draw.
+
+    For each legend (of an axes or of the figure): its box must lie inside
+    the figure, and no data of any axes may show inside it: no point of a
+    line, marker or collection, no segment of a line crossing it, no bar
+    overlapping it (only the part of the box inside that axes counts, as the
+    axes clips its data), and no title, axis label or annotation under it.
+    Reference lines and shaded spans are not data.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.transforms import Bbox
+
+    FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None] + list(fig.legends)
+    problems = []
+    fb = fig.bbox
+    for leg in legends:
+        box = leg.get_window_extent(renderer)
+        name = f"legend {[t.get_text() for t in leg.get_texts()][:3]}"
+        if box.x0 < fb.x0 - 1 or box.y0 < fb.y0 - 1 or box.x1 > fb.x1 + 1 or box.y1 > fb.y1 + 1:
+            problems.append(f"{name} leaves the figure: {box.bounds} outside {fb.bounds}")
+        for text in _texts(fig):
+            tb = text.get_window_extent(renderer)
+            if text.get_text().strip() and tb.width > 0 and Bbox.intersection(box, tb.padded(-1)) is not None:
+                problems.append(f"{name} covers the text {text.get_text()!r}")
+        for ax in fig.axes:
+            region = Bbox.intersection(box, ax.bbox) if ax.get_visible() else None
+            if region is None or region.width < 1 or region.height < 1:
+                continue
+            region = region.padded(-0.5)
+            for a in ax.get_children():
+                if a.get_visible() and _covers(region, a, ax, renderer):
+                    problems.append(f"{name} covers {type(a).__name__} {a.get_label()!r} of axes {ax.get_title()!r}")
+    return problems
+
+
+def _legend_demo(loc_kwargs: dict):
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(5, 3), layout="constrained")
+    ax = fig.add_subplot()
+    x = np.linspace(0, 1, 50)
+    ax.plot(x, x, label="diagonal")
+    ax.axhline(0.5, color="k", label="reference")
+    ax.legend(**loc_kwargs)
+    return fig
+
+
+def test_legend_problems_finds_covered_data_and_cut_legends():
+    """The checker itself: a legend on the curve and one half off the figure are found; one beside the
+    axes and one on a reference line only are not."""
+    assert legend_problems(_legend_demo({"loc": "center"}))                       # on the diagonal
+    assert legend_problems(_legend_demo({"loc": "upper left", "bbox_to_anchor": (1.6, 1.0)}))   # off the figure
+    assert not legend_problems(_legend_demo({"loc": "upper left", "bbox_to_anchor": (1.02, 1.0)}))
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(5, 3), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 0.1], label="low line")
+    ax.axhline(0.9, label="reference")
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper right")                                                 # on the reference line only
+    assert not legend_problems(fig)
+    fig = Figure(figsize=(5, 3), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], "o", ls="none", label="markers only")                # between the two points: clear
+    ax.plot([], [], label="nothing")
+    ax.legend(loc="center")
+    assert not legend_problems(fig)
+    fig = Figure(figsize=(5, 3), layout="constrained")
+    ax = fig.add_subplot()
+    ax.bar([0, 1, 2], [1, 1, 1], label="bars")
+    ax.legend(loc="center")
+    assert legend_problems(fig)
+    fig = Figure(figsize=(5, 3))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 0], label="flat")
+    fig.suptitle("a title the legend must not hide")
+    fig.legend(loc="upper center")
+    assert any("covers the text" in p for p in legend_problems(fig))
+
+
+@pytest.fixture(scope="module")
+def report_results(res, e2):
+    from crnfb.feedback.modelfile import load_model
+    tele = analyse(load_model(ROOT / "examples" / "birth_death_telegraph.toml"), validate=False)
+    return {"birth_death": res, "isomerisation": analyse(e2, validate=False), "birth_death_telegraph": tele}
+
+
+@pytest.mark.parametrize("name", ["birth_death", "isomerisation", "birth_death_telegraph"])
+def test_report_figures_legends_clear_of_data(report_results, name):
+    from crnfb.analysis.report import make_figures
+    figs = make_figures(report_results[name])
+    bad = {n: legend_problems(f) for n, f in figs.items()}
+    assert not any(bad.values()), {n: p for n, p in bad.items() if p}
+
+
+def test_report_figures_and_the_getting_started_list(report_results, tmp_path):
+    """fluctuation.png only with a random environment; the docs' figure table names what a report writes."""
+    from crnfb.analysis.report import FIGURES, report_figures, write_report
+    assert "fluctuation" not in report_figures(report_results["birth_death"])
+    assert report_figures(report_results["birth_death_telegraph"]) == FIGURES
+    write_report(report_results["birth_death"], tmp_path / "r")
+    assert sorted(p.stem for p in (tmp_path / "r").glob("*.png")) == sorted(report_figures(report_results["birth_death"]))
+    text = (ROOT / "docs" / "getting-started.md").read_text(encoding="utf-8")
+    table = [line for line in text.splitlines() if line.startswith("| `") and ".png`" in line]
+    import re
+    listed = [m for line in table for m in re.findall(r"`([a-z_]+)\.png`", line.split("|")[1])]
+    assert sorted(listed) == sorted(FIGURES)
+
+
+def test_no_fluctuation_placeholder_and_unit_spelling(report_results):
+    """A random environment's figure has its axes in the report's units (kT, κ); no k_BT anywhere."""
+    fig = report_results["birth_death_telegraph"].plot_fluctuation()
+    labels = [t for ax in fig.axes for t in (ax.get_xlabel(), ax.get_ylabel(), ax.get_title())]
+    assert any("kT" in t for t in labels) and not any("k_B" in t or "k_{B}" in t for t in labels)
+    assert "learning rate  ε  (κ)" in labels
+    src = (ROOT / "analysis" / "plots.py").read_text() + (ROOT / "analysis" / "fluctuation.py").read_text()
+    assert "k_B" not in src and "k_{B}" not in src
+
+
+# -- multiplicities ------------------------------------------------------------------------------
+def test_poles_show_e1_double_root(res):
+    """E1: s^2 + s + eps mu = 0 with eps mu = 0.25 is (s + 1/2)^2 (docs/theory.md §8): one root of
+    multiplicity 2, marked x2, and every other eigenvalue once."""
+    fig = res.plot_poles()
+    reps = fig.crnfb["multiplicities"]
+    assert sum(m for _, m in reps) == len(fig.crnfb["eigenvalues"])
+    repeated = [(z, m) for z, m in reps if m > 1]
+    assert len(repeated) == 1
+    z, m = repeated[0]
+    assert m == 2 and z == pytest.approx(-0.5, abs=1e-6)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts.count("×2") == 1
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(1, 3), min_size=1, max_size=6), st.integers(0, 2**32 - 1))
+def test_multiplicities_of_jordan_blocks(sizes, seed):
+    """A matrix built from Jordan blocks at distinct eigenvalues -1, -2, ..., hidden by a random orthogonal
+    similarity: the groups found are the blocks (an eigensolver splits each defective block by round-off)."""
+    from scipy.linalg import block_diag
+    from scipy.stats import ortho_group
+    blocks = []
+    for k, m in enumerate(sizes):
+        J = np.diag(np.full(m, -(k + 1.0))) + np.diag(np.ones(m - 1), 1)
+        blocks.append(J)
+    A = block_diag(*blocks)
+    Q = ortho_group.rvs(A.shape[0], random_state=seed) if A.shape[0] > 1 else np.eye(1)
+    ev = np.linalg.eigvals(Q @ A @ Q.T)
+    got = sorted((round(z.real), m) for z, m in plots.multiplicities(ev))
+    assert got == sorted((-(k + 1), m) for k, m in enumerate(sizes))
+
+
+# -- sweep panels --------------------------------------------------------------------------------
+def test_sweep_panels_have_quantity_and_unit():
+    """Every column sweep.png draws has a title and a y label with its unit; an unknown column too."""
+    from crnfb.analysis.sweep import PLOT_COLUMNS
+    for c in PLOT_COLUMNS:
+        title, ylabel = plots.SWEEP_LABELS[c]
+        assert title and "(" in ylabel and ylabel.endswith(")"), c
+    cols = list(PLOT_COLUMNS) + ["fluctuation.noise", "some.new_column"]
+    rows = [dict({c: 1.0 + i * (j + 1) for j, c in enumerate(cols)}, eps=0.01 * 2 ** i, switching=s)
+            for i in range(5) for s in (0.5, 2.0)]
+    fig = plots.sweep(rows, ["eps", "switching"], {"eps": "log10"}, cols)
+    shown = [ax for ax in fig.axes if ax.axison]
+    assert len(shown) == len(cols)
+    for ax in shown:
+        assert ax.get_title() and "(" in ax.get_ylabel() and "(" in ax.get_xlabel()
+    assert not legend_problems(fig)
 
 
 def test_chain_bode_draws_gain_margin_at_the_phase_crossover(chain):

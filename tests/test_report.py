@@ -24,7 +24,9 @@ from crnfb.analysis.results import REQUIRED_KEYS, analyse, get_path
 ROOT = Path(__file__).resolve().parent.parent
 E1 = ROOT / "examples" / "birth_death.toml"
 CHAIN = ROOT / "examples" / "chain.toml"
-FILES = ["report.json", "report.md", "report.html"] + [f"{f}.png" for f in FIGURES]
+#: E1 has no random environment: every figure but fluctuation.png (report_figures)
+E1_FIGURES = [f for f in FIGURES if f != "fluctuation"]
+FILES = ["report.json", "report.md", "report.html"] + [f"{f}.png" for f in E1_FIGURES]
 
 
 def interface_keys() -> list[str]:
@@ -145,10 +147,11 @@ def test_report_md_and_html(e1_report):
     md = (out / "report.md").read_text()
     assert "# Stability report: birth-death" in md
     assert "| quantity | value |" in md
-    for f in FIGURES:
+    for f in E1_FIGURES:
         assert f"({f}.png)" in md
+    assert "fluctuation.png" not in md and not (out / "fluctuation.png").exists()
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == len(FIGURES)
+    assert html.count("data:image/png;base64,") == len(E1_FIGURES)
     assert not re.search(r"(src|href)=['\"](https?:)?//", html)   # self-contained
     assert "<table>" in html and "STABLE" in html
 

@@ -294,6 +294,10 @@ REJECT = {
         sbml_text([("S", 1, "c"), ("P", 0, "c")],
                   [("half", True, [("S", 1)], [("P", 0.5)], mml("k * S - k * P^0.5"))], params=(("k", 1),)),
         ["'half'", "non-integer stoichiometry"]),
+    "negative": (   # issue 23: called "non-integer stoichiometry -1" before
+        sbml_text([("S", 1, "c"), ("P", 0, "c")],
+                  [("neg", True, [("S", 1)], [("P", -1)], mml("k * S - k * P"))], params=(("k", 1),)),
+        ["'neg'", "negative stoichiometry -1"]),
     "boundary": (
         sbml_text([("S", 1, "c"), ("P", 0, "c")],
                   [("r", True, [("S", 1)], [("P", 1)], mml("k * S - k * P"))], params=(("k", 1),),

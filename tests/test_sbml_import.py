@@ -140,6 +140,11 @@ def test_convert_antimony(tmp_path, capsys):
     (ANT.replace("k3*A - k4*B", "k3*A - "), "line 6"),                       # syntax error
     (ANT.replace("k3*A - k4*B", "k3*A"), "dimer.ant:6"),                     # irreversible J2, named by line
     (ANT.replace("k4 = 1", "k4 = 0"), "rate constant is zero"),
+    # unnamed reactions (Antimony calls them _J0, _J1, ...): the second one, on line 6, is irreversible
+    (ANT.replace("J1: 2 A", "2 A").replace("J2: A -> B; k3*A - k4*B", "A -> B; k3*A"),
+     "dimer.ant:6: reaction '_J1' (the unnamed reaction on line 6)"),
+    (ANT.replace("J1: 2 A -> D; k1*A^2 - k2*D", "2 A -> D; k1*A^2  // -> a comment with an arrow")
+        .replace("J2: A", "A"), "dimer.ant:5: reaction '_J0' (the unnamed reaction on line 5)"),
 ])
 def test_convert_antimony_errors_name_the_line(tmp_path, capsys, text, words):
     pytest.importorskip("antimony", reason="antimony is not installed (pip install 'crn-feedback[convert]')")

@@ -194,6 +194,9 @@ def test_cli_simulate_writes_csv(tmp_path):
 @pytest.mark.parametrize("extra", [
     ["--t-end", "-1"], ["--t-end", "nan"], ["--t-end", "10", "--points", "1"],
     ["--t-end", "10", "--environment", "sine:0.5,0.9,1"], ["--t-end", "10", "--environment", "wobble"],
+    ["--t-end", "10", "--rtol", "0"], ["--t-end", "10", "--rtol", "1e-16"], ["--t-end", "10", "--rtol", "nan"],
+    ["--t-end", "10", "--atol", "-1e-9"], ["--t-end", "10", "--atol", "inf"],
+    ["--t-end", "10", "--level", "ssa", "--rtol", "1e-9"],
 ])
 def test_cli_simulate_bad_input_exits_2_and_writes_nothing(tmp_path, extra, capsys):
     out = tmp_path / "traj.csv"
@@ -201,6 +204,43 @@ def test_cli_simulate_bad_input_exits_2_and_writes_nothing(tmp_path, extra, caps
     assert rc == 2
     assert not out.exists() and list(tmp_path.iterdir()) == []
     assert "error" in capsys.readouterr().err
+
+
+def _theta_column(path) -> np.ndarray:
+    rows = list(csv.reader(open(path)))
+    return np.array([float(r[rows[0].index("theta_X")]) for r in rows[1:]])
+
+
+def test_cli_simulate_tolerances_reach_the_solver(tmp_path, capsys):
+    """--rtol/--atol are the solver's: a loose run differs from a tight one by more than two tight runs
+    differ from each other (the tight answer converges; the loose one is visibly off)."""
+    runs = {}
+    for name, tol in (("loose", ["--rtol", "1e-3", "--atol", "1e-4"]), ("tight", ["--rtol", "1e-10", "--atol", "1e-13"]),
+                      ("tighter", ["--rtol", "1e-11", "--atol", "1e-14"]), ("default", [])):
+        out = tmp_path / f"{name}.csv"
+        assert main(["simulate", str(EXAMPLES / "birth_death.toml"), "--t-end", "40", "--points", "41",
+                     "-o", str(out)] + tol) == 0
+        runs[name] = _theta_column(out)
+    assert "warning" not in capsys.readouterr().err          # E1 is stable for every eps: no warning
+    ref = runs["tighter"]
+    tight = np.abs(runs["tight"] - ref).max()
+    default = np.abs(runs["default"] - ref).max()
+    loose = np.abs(runs["loose"] - ref).max()
+    assert tight < 1e-7 and loose > 10 * max(tight, default) and loose > 1e-6
+
+
+def test_cli_simulate_warns_when_the_loop_is_unstable(tmp_path, capsys):
+    """chain.toml above its eps_crit (about 0.186, docs/gallery.md): the ODE run still writes its CSV
+    (exit 0) and says on stderr, in one line, that the result depends on the tolerances."""
+    text = (EXAMPLES / "chain.toml").read_text(encoding="utf-8").replace("eps = 0.05", "eps = 0.5")
+    model = tmp_path / "chain_fast.toml"
+    model.write_text(text, encoding="utf-8")
+    out = tmp_path / "t.csv"
+    assert main(["simulate", str(model), "--t-end", "5", "--points", "6", "-o", str(out), "--rtol", "1e-9"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert out.exists() and len(err) == 2
+    assert "UNSTABLE" in err[0] and "rtol 1e-09" in err[0] and "--rtol/--atol" in err[0]
+    assert err[1].startswith("wrote 6 rows")
 
 
 def test_cli_simulate_missing_folder_exits_2(tmp_path):

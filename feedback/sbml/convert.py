@@ -25,6 +25,7 @@ valid TOML) because the template needs comments, which TOML writers drop.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -36,14 +37,15 @@ from ..model import Model
 from ..modelfile import parse_model, read_model_bytes
 from .importer import ImportedNetwork, read_network
 
-__all__ = ["antimony_to_sbml", "antimony_line", "is_antimony", "is_sbml_source", "model_file_text",
+__all__ = ["antimony_to_sbml", "antimony_line", "unnamed_reaction_lines", "is_antimony", "is_sbml_source", "model_file_text",
            "read_converted", "environment_tables", "sbml_model_text", "load_sbml_model", "SBML_SUFFIXES",
-           "ENVIRONMENT_FILE_TABLES"]
+           "ENVIRONMENT_FILE_TABLES", "environment_owns"]
 
 #: File endings read as SBML or Antimony by every subcommand (anything else is a model file).
 SBML_SUFFIXES = (".xml", ".sbml", ".ant", ".antimony")
 #: The tables an environment file may hold (docs/model-file.md); ``[environment]`` is required.
-ENVIRONMENT_FILE_TABLES = ("environment", "learning", "truncation", "ensembles")
+#: ``[initial]`` is applied over the SBML's initial state (species it names get its counts).
+ENVIRONMENT_FILE_TABLES = ("environment", "learning", "truncation", "ensembles", "initial")
 
 
 def is_sbml_source(path) -> bool:
@@ -98,12 +100,42 @@ def antimony_to_sbml(path) -> str:
 
 
 def antimony_line(path, element_id: str) -> int | None:
-    """Line (1-based) of an Antimony file where ``element_id`` is defined (``id:`` or ``id =``), if found."""
+    """Line (1-based) of an Antimony file where ``element_id`` is defined (``id:`` or ``id =``), if found.
+
+    Unnamed reactions have the ids Antimony generates, ``_J0``, ``_J1``, ... in
+    the order they appear; ``_Jk`` is found as the line of the ``k``-th reaction
+    without a name (:func:`unnamed_reaction_lines`).
+    """
+    lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
     pat = re.compile(rf"^\s*(?:species\s+|compartment\s+|const\s+|var\s+)?\$?{re.escape(element_id)}\s*(?::|=|\s+in\b)")
-    for k, line in enumerate(Path(path).read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    for k, line in enumerate(lines, 1):
         if pat.match(line):
             return k
+    m = re.fullmatch(r"_J(\d+)", element_id)
+    if m:
+        unnamed = unnamed_reaction_lines(lines)
+        return unnamed[int(m.group(1))] if int(m.group(1)) < len(unnamed) else None
     return None
+
+
+#: A reaction statement: reactants, an arrow (``->``, ``=>``), products, ``;`` and a rate law.
+_REACTION = re.compile(r"(?:->|=>)")
+_NAMED = re.compile(r"^\s*\$?[A-Za-z_][A-Za-z0-9_]*\s*:(?!=)")
+
+
+def unnamed_reaction_lines(lines: list[str]) -> list[int]:
+    """Lines (1-based) of the reactions without a ``name:`` prefix, in order: Antimony's ``_J0``, ``_J1``, ...
+
+    Comments (``//``, ``#``, ``/* */`` on one line) are ignored. Only the
+    lines of the main text are counted (the reactions of a model read by
+    :func:`antimony_to_sbml`, one model per file as ``crnfb convert`` expects).
+    """
+    out = []
+    for k, raw in enumerate(lines, 1):
+        line = re.sub(r"/\*.*?\*/", "", raw).split("//")[0].split("#")[0]
+        if _REACTION.search(line) and not _NAMED.match(line):
+            out.append(k)
+    return out
 
 
 def _q(s: str) -> str:
@@ -193,13 +225,16 @@ def read_converted(path, visible, learned) -> ImportedNetwork:
     except ModelError as e:
         msg = e.message.replace("SBML string: ", "")
         m = re.search(r"reaction '([^']+)'|species '([^']+)'", msg)
-        line = antimony_line(path, next(g for g in m.groups() if g)) if m else None
+        element = next(g for g in m.groups() if g) if m else None
+        line = antimony_line(path, element) if element else None
+        if line is not None and re.fullmatch(r"_J\d+", element):   # Antimony's name for an unnamed reaction
+            msg = msg.replace(f"'{element}'", f"'{element}' (the unnamed reaction on line {line})")
         raise ModelError(f"{msg} (Antimony, read through SBML)", file=path, line=line) from None
 
 
 def environment_tables(path) -> dict:
     """The tables of an environment file (TOML): ``[environment]`` (required), ``[learning]``,
-    ``[truncation]``, ``[ensembles]``; anything else is a :class:`ModelError` naming the key.
+    ``[truncation]``, ``[ensembles]``, ``[initial]``; anything else is a :class:`ModelError` naming the key.
 
     Only the shape is checked here; the values are validated by the model-file
     parser once they are merged with the network.
@@ -255,23 +290,43 @@ def sbml_model_text(path, visible, learned, environment_file) -> str:
     TOML tables. The text is checked to parse to exactly the merged document.
     """
     tables = environment_tables(environment_file)
-    base = model_file_text(read_converted(path, visible, learned))
+    imp = read_converted(path, visible, learned)
+    over = tables.get("initial", {})
+    if over:    # the environment file's counts replace the SBML's for the species it names
+        imp = dataclasses.replace(imp, initial={s: x for s, x in imp.initial.items() if s not in over})
+    base = model_file_text(imp)
     base = base[:base.index("# -----")] if "# -----" in base else base  # drop the commented template
-    out = [base.rstrip("\n"), "", f"# from the environment file {Path(environment_file).name}"]
     try:
+        if over:
+            lines = [f"# from the environment file {Path(environment_file).name}"]
+            lines += [f"{json.dumps(k)} = {_toml_value(v, f'initial.{k}')}" for k, v in over.items()]
+            base = base.replace("[initial]\n", "[initial]\n" + "\n".join(lines) + "\n", 1)
+        out = [base.rstrip("\n"), "", f"# from the environment file {Path(environment_file).name}"]
         for t in ENVIRONMENT_FILE_TABLES:
-            if t in tables:
+            if t in tables and t != "initial":
                 out.append(f"[{t}]")
                 out += [f"{json.dumps(k)} = {_toml_value(v, f'{t}.{k}')}" for k, v in tables[t].items()]
                 out.append("")
     except ModelError as e:
         raise e.located(str(environment_file)) from None
     text = "\n".join(out) + "\n"
-    merged = tomllib.loads(base) | tables
+    merged = tomllib.loads(base) | {t: v for t, v in tables.items() if t != "initial"}
     canon = lambda d: json.dumps(d, sort_keys=True)  # noqa: E731 - order-free; nan compares equal as text
     if canon(tomllib.loads(text)) != canon(merged):  # pragma: no cover - a bug in the writer, not user input
         raise RuntimeError("the merged model text does not parse to the merged tables")
     return text
+
+
+def environment_owns(key: str | None, environment_file) -> bool:
+    """Whether an error under ``key`` of a joined model belongs to the environment file: a key of its
+    tables (``[initial]`` only when the environment file has one; else the counts came from the SBML)."""
+    top = (key or "").split(".")[0].split("[")[0]
+    if top == "initial":
+        try:
+            return "initial" in environment_tables(environment_file)
+        except ModelError:  # pragma: no cover - it was read a moment ago
+            return False
+    return top in ENVIRONMENT_FILE_TABLES
 
 
 def load_sbml_model(path, visible, learned, environment_file) -> tuple[Model, str]:
@@ -287,8 +342,6 @@ def load_sbml_model(path, visible, learned, environment_file) -> tuple[Model, st
     try:
         return parse_model(tomllib.loads(text), source=source), text
     except ModelError as e:
-        key = e.key or ""
-        top = key.split(".")[0].split("[")[0]
-        file = str(environment_file) if top in ENVIRONMENT_FILE_TABLES else (
+        file = str(environment_file) if environment_owns(e.key, environment_file) else (
             e.file if e.file and e.file != source else str(path))
         raise ModelError(e.message, file=file, key=e.key) from None

@@ -277,7 +277,11 @@ def _sides(r, rwhere: str) -> tuple[dict, dict]:
             if sr.getLevel() >= 3 and not sr.getConstant() and sr.isSetId():
                 raise ModelError(f"{rwhere}: {what} {sr.getSpecies()!r} has a variable stoichiometry")
             st = sr.getStoichiometry() if sr.isSetStoichiometry() or sr.getLevel() < 3 else 1.0
-            if not (st > 0 and float(st).is_integer()):
+            if st <= 0:    # a species consumed by a negative product stoichiometry has no mass-action form
+                raise ModelError(f"{rwhere}: {what} {sr.getSpecies()!r} has {'negative' if st < 0 else 'zero'} "
+                                 f"stoichiometry {st:g}; stoichiometries must be positive whole numbers (put a "
+                                 f"consumed species among the reactants)")
+            if not (st > 0 and float(st).is_integer()):     # NaN and inf too
                 raise ModelError(f"{rwhere}: {what} {sr.getSpecies()!r} has non-integer stoichiometry "
                                  f"{st:g}; only whole-number stoichiometries can be represented")
             side[sr.getSpecies()] = side.get(sr.getSpecies(), 0) + int(st)
