@@ -6,7 +6,7 @@ This module answers the global question with the nonlinear ensemble-level ODE
 
 :func:`settle`
     Integrate the learning loop from the start of the learning episode until
-    it has *settled*: the identifiable part of ``theta - theta_fp`` has entered
+    it has *settled*: ``theta - theta_fp`` in the Hessian's metric (:func:`settle_metric`) has entered
     the band ``tol`` times its initial size and stayed inside for
     :data:`HOLD` slowest time constants of the closed loop (a crossing of the
     fixed point is not an end), or until the time limit ``t_max``.
@@ -114,8 +114,8 @@ class Settling:
                 "tolerance": float(self.tolerance), "hold_time_constants": HOLD, "hold": float(self.hold),
                 "time_limit": float(self.t_max), "time_limit_time_constants": T_MAX_RATES,
                 "slowest_rate": float(self.rate),
-                "criterion": (f"identifiable part of theta - theta_fp below {self.tolerance:g} of its initial "
-                              f"size and staying there for {HOLD:g} slowest closed-loop time constants "
+                "criterion": (f"theta - theta_fp in the Hessian metric (flat directions excluded) below "
+                              f"{self.tolerance:g} of its initial size and staying there for {HOLD:g} slowest closed-loop time constants "
                               f"(1/slowest_rate), within {T_MAX_RATES:.4g} time constants")}
 
 
@@ -167,6 +167,22 @@ class _Recorder:
         return t, th[order][keep]
 
 
+def settle_metric(model: Model, theta_fp: np.ndarray) -> np.ndarray:
+    """``W`` with ``|W^T dtheta|^2 = dtheta^T H dtheta`` on the curved directions of ``D`` at ``theta_fp``.
+
+    The distance to the fixed point is measured in the Hessian's metric (twice
+    the quadratic excess of ``D``): flat directions (a line of fixed points,
+    eigenvalues within ``sqrt(eps_mach)`` of the largest) do not count, as the
+    loop may settle anywhere along them, and sloppy ones count by their
+    curvature, so an episode does not wait 1e11 time units for a direction
+    that changes ``D`` by 1e-10 (docs/theory.md §4a).
+    """
+    H = np.asarray(model.hessian(np.asarray(theta_fp, float), 0.0), float)
+    w, V = np.linalg.eigh(0.5 * (H + H.T))
+    keep = w > np.sqrt(np.finfo(float).eps) * max(float(np.max(np.abs(w))), 1e-300)
+    return V[:, keep] * np.sqrt(w[keep])
+
+
 def settle(model: Model, net: LearningNetwork, x0: np.ndarray, theta_fp: np.ndarray, rate: float, *,
            piece: Callable | None = None, tol: float = SETTLE_TOL, t_max: float | None = None,
            rtol: float = 1e-8, atol: float = 1e-12, points: int = 3000) -> Settling:
@@ -182,7 +198,7 @@ def settle(model: Model, net: LearningNetwork, x0: np.ndarray, theta_fp: np.ndar
     (default :func:`piece_simulate`).
     """
     base_i = net.n_f + net.n_c
-    U = model.identifiable
+    U = settle_metric(model, theta_fp)
     rec = _Recorder(U, np.asarray(theta_fp, float), base_i)
     d0 = rec.distance(0.0, x0)
     t_max = time_limit(rate, model.eps) if t_max is None else float(t_max)
@@ -249,7 +265,7 @@ def classify(model: Model, t: np.ndarray, theta: np.ndarray, theta_fp: np.ndarra
                              f"of its fixed-point value), still there at t = {t[-1]:.4g}")
     late = t >= t[-1] - hold
     moved = float(np.max(np.linalg.norm(theta[late] - theta[-1], axis=1))) if late.any() else np.inf
-    dist = float(np.linalg.norm(model.identifiable.T @ dev[-1]))
+    dist = float(np.linalg.norm(settle_metric(model, theta_fp).T @ dev[-1]))
     if moved < tol * d0 and dist > tol * d0:
         at = ", ".join(f"theta_{n} = {v:.4g}" for n, v in zip(names, theta[-1]))
         return "far_attractor", f"the loop settles elsewhere: at {at}, {dist:.3g} from the fixed point"

@@ -63,7 +63,8 @@ def test_settled_not_at_a_crossing_chain30():
 
 # -- the classifier on trajectories of known shape ----------------------------------------------------------
 def _fake_model(k: int = 1):
-    return SimpleNamespace(learned_names=[f"S{i}" for i in range(k)], identifiable=np.eye(k))
+    return SimpleNamespace(learned_names=[f"S{i}" for i in range(k)], identifiable=np.eye(k),
+                           hessian=lambda theta, a=0.0: np.eye(k))     # the Hessian metric of settle_metric
 
 
 def _classify(t, theta, theta_fp=0.0, converged_at=None, failure=None, hold=3.0):
