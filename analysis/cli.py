@@ -164,6 +164,21 @@ def cmd_convert(args) -> int:
     return run_convert_command(args)
 
 
+def _report_parser(sub) -> argparse.ArgumentParser:
+    from crnfb.analysis.model_input import add_model_options
+
+    r = sub.add_parser("report", help="the full stability report (JSON, Markdown, HTML, figures)")
+    add_model_options(r)
+    r.add_argument("-o", "--output", required=True, help="output directory")
+    r.add_argument("--no-validate", action="store_true", help="skip the nonlinear-simulation checks")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--noise-budget", type=float, default=None, metavar="SECONDS",
+                   help="CPU seconds the parameter-noise check's SSA runs may take (default 60); "
+                        "the check is made when its estimated cost fits")
+    r.set_defaults(func=cmd_report)
+    return r
+
+
 def build_parser() -> argparse.ArgumentParser:
     from crnfb.analysis.model_input import add_model_options
 
@@ -185,15 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--json", action="store_true")
     f.set_defaults(func=cmd_fit)
 
-    r = sub.add_parser("report", help="the full stability report (JSON, Markdown, HTML, figures)")
-    add_model_options(r)
-    r.add_argument("-o", "--output", required=True, help="output directory")
-    r.add_argument("--no-validate", action="store_true", help="skip the nonlinear-simulation checks")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--noise-budget", type=float, default=None, metavar="SECONDS",
-                   help="CPU seconds the parameter-noise check's SSA runs may take (default 60); "
-                        "the check is made when its estimated cost fits")
-    r.set_defaults(func=cmd_report)
+    r = _report_parser(sub)
 
     s = sub.add_parser("simulate", help="a trajectory of the learning network (CSV)")
     add_model_options(s)
