@@ -220,6 +220,8 @@ def settle(model: Model, net: LearningNetwork, x0: np.ndarray, theta_fp: np.ndar
             tt, YY, left = piece(YY[-1], _grid(grid, t_in, t_in + hold, 41), lambda s, y: band - rec.distance(s, y))
             ts.append(tt[1:]), Xs.append(YY[1:])
         except (SimulationError, WorkLimitError, FloatingPointError) as e:
+            if len(ts) == 1:    # no step at all: a limitation of the solver, not a verdict on learning
+                raise SimulationError(f"the learning episode could not start: {e}") from e
             failure = f"{type(e).__name__}: {e}"
             break
         if not left:
