@@ -253,6 +253,11 @@ def validation_section(model: Model, loop: LinearLoop, quick: bool, seed: int,
     return list(validate_checks(model, loop, quick=quick, seed=seed, noise_budget=noise_budget))
 
 
+#: Largest loop state (ensembles + theta) on which the report runs the safe-factor trisection: the
+#: 10^4-state two_visible example spent over 15 minutes in it (issue 20; a budget in CPU time is to come).
+SAFE_FACTOR_MAX_STATES = 3000
+
+
 def global_section(model: Model, fp: LoopFixedPoint, mg: Margins | None, ep: Episode | None,
                    safe: bool, reasons: dict[str, str]) -> dict[str, object]:
     """The ``global`` section (:func:`crnfb.analysis.globalbehaviour.global_report`): the episode's
@@ -267,6 +272,9 @@ def global_section(model: Model, fp: LoopFixedPoint, mg: Margins | None, ep: Epi
         why = "no learning episode: " + reasons.get("episode", "not computed")
     elif not safe:
         why = "not computed (validation off: --no-validate, validate=False or quick)"
+    elif fp.x.size > SAFE_FACTOR_MAX_STATES:
+        why = (f"not computed: the trisection's ~30 nonlinear runs of a {fp.x.size}-state loop exceed a report's "
+               f"time (done up to {SAFE_FACTOR_MAX_STATES} states)")
     else:
         sf = safe_factor(model, fp, run.converged, gm)
     return global_report(run, sf, why, eps, ec, gm, episode_reason=reasons.get("episode"))
