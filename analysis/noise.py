@@ -54,7 +54,6 @@ class NoStationaryCovariance(ValueError):
     modes on the frequency-integral path): a reason for ``passed: null``, not a failure."""
 
 
-MIN_SPAN = 20.0     # correlation times a noise check needs at least (after burn-in)
 #: Reduced states up to which the covariance comes from dense Lyapunov solves (above: the
 #: frequency integral of :mod:`crnfb.analysis.noise_spectral`, sparse solves only).
 DENSE_LYAPUNOV_LIMIT = 400
