@@ -387,9 +387,10 @@ class Episode:
                "total": _json_number(self.total), "total_ensemble": _json_number(self.total_ensemble),
                "quadrature_error": _json_number(self.quadrature_error), "tolerance": EPISODE_TOL,
                "integrator": self.source,
-               "end": ("identifiable part of theta - theta_fp below 1e-3 of its initial size for good (it stays "
-                       "there for 3 slowest closed-loop time constants; docs/theory.md §4a), theta_fp the "
-                       "loop's fixed point (biased under dynamic clamping)")}
+               "end": ("distance of theta to theta_fp in the Hessian metric of D (flat directions excluded) "
+                       "below 1e-3 of its initial size for good (it stays there for 3 slowest closed-loop "
+                       "time constants; docs/theory.md §4a), theta_fp the loop's fixed point (biased under "
+                       "dynamic clamping)")}
         if self.settling is not None:
             out["settled_at"] = self.settling.t_settled
             out["simulated_until"] = float(self.settling.t[-1])
@@ -440,9 +441,10 @@ def episode(model: Model, loop=None, tol: float = EPISODE_TOL, t_max: float | No
     The loop starts at :meth:`LearningNetwork.initial_state` (theta0,
     ``p_f = pi(theta0)``, ``p_c`` its stationary law at theta0) and runs
     until it has *settled* (:func:`crnfb.analysis.globalbehaviour.settle`):
-    ``|U^T (theta - theta_fp)|`` has fallen to ``tol`` times its initial
-    value and stayed there for 3 slowest closed-loop time constants (``U``
-    the identifiable basis, ``theta_fp`` the loop's fixed point: the state
+    ``|W^T (theta - theta_fp)|`` has fallen to ``tol`` times its initial
+    value and stayed there for 3 slowest closed-loop time constants (``W``
+    the Hessian metric of ``D`` on its curved directions,
+    :func:`crnfb.analysis.globalbehaviour.settle_metric`; ``theta_fp`` the loop's fixed point: the state
     the flow actually approaches; biased under dynamic clamping), or until
     ``t_max``. The episode ends when the trajectory entered the band for
     good; the dissipation rates are evaluated along the trajectory and

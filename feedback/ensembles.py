@@ -187,7 +187,9 @@ class LearningNetwork:
     def clamped_stationary(self, theta: np.ndarray, a: float = 0.0) -> np.ndarray:
         """Stationary clamped law at fixed theta: ``(gamma I - A_hid) p = gamma r``."""
         if not self.dynamic:
-            return self.model.landscape.clamped_law(self.free_stationary(theta), self.model.q_at(a))
+            # from ln pi: whole visible slices underflow in pi when theta is far from the environment
+            return self.model.landscape.clamped_law(None, self.model.q_at(a),
+                                                    log_pi=self.model.landscape.log_law(self.theta_full(theta)))
         M = self.gamma * sparse.identity(self.n_c, format="csc") - self.hidden_generator(theta).tocsc()
         p = spsolve(M, self.gamma * self.reset_target(a))
         return np.clip(np.atleast_1d(p), 0.0, None)
@@ -259,8 +261,8 @@ class LearningNetwork:
     def clamped_mean_jacobian(self, theta: np.ndarray, a: float = 0.0) -> np.ndarray:
         """``d m_c / d theta`` (learned x learned) under equilibrium clamping: ``E_Q[Cov(n|v)]``."""
         lsc = self.model.landscape
-        pi = self.free_stationary(theta)
-        C = lsc.conditional_covariance(pi, self.model.q_at(a))
+        # from ln pi, as in clamped_stationary (1/P(v) overflows where pi underflows)
+        C = lsc.conditional_covariance(None, self.model.q_at(a), log_pi=lsc.log_law(self.theta_full(theta)))
         return C[np.ix_(self.learned, self.learned)]
 
     def clamped_mean_sensitivity(self, theta: np.ndarray) -> np.ndarray:

@@ -424,6 +424,8 @@ CLAIMS = [
     ("tutorial", r"the learning reactions `(\S+)` kT per time unit",
      lambda: e3()["thermodynamics"]["fixed_point"]["learning"], 0.5),
     ("tutorial", r"costs `(\S+)` kT, because", lambda: e3()["thermodynamics"]["episode_total"], 0.5),
+    ("tutorial", r"the Hessian metric of `D`, at `t = (\S+)`\)",
+     lambda: e3()["thermodynamics"]["episode"]["settled_at"], 0.5),
     ("tutorial", r"`D` drops from (\S+) nats", lambda: (lambda m: m.divergence(m.theta0))(
         crnfb.load_model(ROOT / "examples" / "hidden_scaffold.toml")), 0.5),
     ("tutorial", r"levels off at the bias \(`(\S+)` nats\)", lambda: e3()["fixed_point"]["bias"], 0.5),
