@@ -6,6 +6,7 @@ ASTs, walked into polynomials in the species (docs/sbml.md, "Import").
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 import xml.etree.ElementTree as ET
@@ -17,8 +18,9 @@ from ..network import Network, Species, from_rate_constants
 from ._libsbml import CRNFB_NS, SBMLExportWarning, libsbml, need_libsbml
 from .labels import SID
 from .massaction import MassActionNetwork, MassActionReaction
+from .units import UnitConversion
 
-__all__ = ["ImportedNetwork", "read_sbml", "read_network", "import_sbml", "initial_counts"]
+__all__ = ["ImportedNetwork", "read_sbml", "read_network", "import_sbml", "initial_counts", "model_of_import"]
 
 
 _NUMBER_TYPES = None
@@ -216,8 +218,8 @@ def _refuse_unsupported(m, where: str) -> None:
         raise ModelError(f"{where}: the model sets a conversionFactor; remove it")
 
 
-def _volume(m, where: str) -> float:
-    """The common compartment volume (compartments of different sizes are refused)."""
+def _volume(m, where: str) -> tuple[float, str]:
+    """The common compartment volume and the first compartment's id (different sizes are refused)."""
     if m.getNumCompartments() == 0:
         raise ModelError(f"{where}: the model has no compartment")
     sizes = {}
@@ -231,12 +233,13 @@ def _volume(m, where: str) -> float:
                          "different volumes; only one well-mixed volume can be represented")
     V = float(vols[0])
     if not V > 0:
-        raise ModelError(f"{where}: compartment volume must be positive, got {V:g}")
-    return V
+        raise ModelError(f"{where}: compartment volume must be positive, got {V:g}; give the compartment a "
+                         "positive size (or the volume to use: --volume)")
+    return V, next(iter(sizes))
 
 
-def _species(m, where: str, V: float):
-    """Initial values (concentrations), the amount-valued species and the crnfb annotations."""
+def _species(m, where: str, units: UnitConversion):
+    """Initial copy numbers (:class:`UnitConversion`), the amount-valued species and the crnfb annotations."""
     species: dict[str, float | None] = {}
     amount_valued: set[str] = set()
     snotes: dict = {}
@@ -253,9 +256,9 @@ def _species(m, where: str, V: float):
         if s.getHasOnlySubstanceUnits():
             amount_valued.add(sid)
         if s.isSetInitialAmount():
-            species[sid] = s.getInitialAmount() / V
+            species[sid] = units.copies(amount=s.getInitialAmount())
         elif s.isSetInitialConcentration():
-            species[sid] = s.getInitialConcentration()
+            species[sid] = units.copies(concentration=s.getInitialConcentration())
         else:
             species[sid] = None
         ann = _crnfb_attrs(s, "species")
@@ -324,27 +327,29 @@ def _mass_action_terms(r, symbols: dict, rwhere: str, reac: dict, prod: dict) ->
     return poly[fkey], kr
 
 
-def _symbols(m, species) -> dict:
+def _symbols(m, species, volume: float) -> dict:
     symbols: dict = {}
     for p in m.getListOfParameters():
         symbols[p.getId()] = float(p.getValue()) if p.isSetValue() else "unset"
-    for c in m.getListOfCompartments():
-        symbols[c.getId()] = float(c.getSize())
+    for c in m.getListOfCompartments():   # all of the same size (checked), or the size given by --volume
+        symbols[c.getId()] = float(volume)
     for sid in species:
         symbols[sid] = "species"
     return symbols
 
 
-def read_sbml(source) -> MassActionNetwork:
+def read_sbml(source, *, volume=None, copies_per_unit=None) -> MassActionNetwork:
     """Read an SBML model whose reactions are all mass action.
 
     ``source`` is a path or SBML text. Function definitions are expanded by
     libsbml first. A reversible law ``kf*prod(reactants) - kr*prod(products)``
-    becomes two irreversible reactions (``<id>`` and ``<id>__reverse``). Rate
-    constants are converted to concentration units (``k = c V^{q-1}``, ``q``
-    the reactant order in amount-valued species, ``V`` the common compartment
-    volume), and initial values are concentrations, so the result describes
-    one unit volume.
+    becomes two irreversible reactions (``<id>`` and ``<id>__reverse``).
+    Initial values become copy numbers ``N = c V u = n u`` and rate constants
+    stochastic ones, ``k_stoch = k u^(1-m) V^(-m_c)`` (``m`` the order, ``m_c``
+    its part in species read as concentrations; :mod:`.units`). ``volume``
+    (``V``) defaults to the common compartment size, ``copies_per_unit``
+    (``u``) to ``1/V``, one copy per unit of concentration. The rule applied
+    is ``info["units"]`` (a :class:`~crnfb.feedback.sbml.units.UnitConversion`).
 
     Raises
     ------
@@ -357,13 +362,16 @@ def read_sbml(source) -> MassActionNetwork:
     """
     doc, m, where = _read_document(source)
     _refuse_unsupported(m, where)
-    V = _volume(m, where)
-    species, amount_valued, snotes = _species(m, where, V)
-    symbols = _symbols(m, species)
+    units = UnitConversion.choose(*_volume(m, where), volume, copies_per_unit)
+    species, amount_valued, snotes = _species(m, where, units)
+    symbols = _symbols(m, species, units.volume)
+    factors = []
 
     def conv(c, key):
-        q = sum(p for s, p in key if s in amount_valued)
-        return float(c) * V ** (q - 1)
+        m, mc = sum(p for _, p in key), sum(p for s, p in key if s not in amount_valued)
+        f = units.factor(m, mc)
+        factors.append((m, mc, f))
+        return float(c) * f
 
     reactions: list[MassActionReaction] = []
     for r in m.getListOfReactions():
@@ -382,7 +390,8 @@ def read_sbml(source) -> MassActionNetwork:
         raise ModelError(f"{where}: reactions refer to undeclared species {sorted(unknown)}")
     params = {p.getId(): p.getValue() for p in m.getListOfParameters() if p.isSetValue()}
     return MassActionNetwork(m.getId() or "model", m.getName() or m.getId() or "model", species, params,
-                             reactions, species_notes=snotes)
+                             reactions, species_notes=snotes,
+                             info={"units": dataclasses.replace(units, factors=tuple(factors))})
 
 
 @dataclass(frozen=True)
@@ -396,6 +405,7 @@ class ImportedNetwork:
     balance : DetailedBalance   the Wegscheider check (residual, derived energies, kappas)
     reaction_ids : list         SBML reaction id(s) behind each reversible reaction
     source : str
+    units : UnitConversion or None   the unit rule applied (:mod:`.units`)
     """
 
     network: Network
@@ -403,6 +413,7 @@ class ImportedNetwork:
     balance: object
     reaction_ids: list
     source: str
+    units: UnitConversion | None = None
 
 
 def _truthy(v):
@@ -485,8 +496,8 @@ def initial_counts(amounts: dict) -> dict:
     return out
 
 
-def read_network(source, visible=None, learned=None, *, tol: float = 1e-8,
-                 use_annotations: bool = True) -> ImportedNetwork:
+def read_network(source, visible=None, learned=None, *, tol: float = 1e-8, use_annotations: bool = True,
+                 volume=None, copies_per_unit=None) -> ImportedNetwork:
     """Read a reversible mass-action SBML model into a detailed-balanced :class:`Network`.
 
     Each reaction must either have the reversible law
@@ -499,9 +510,10 @@ def read_network(source, visible=None, learned=None, *, tol: float = 1e-8,
     :func:`model_sbml`), those energies.
 
     ``visible`` / ``learned``: species names; default from the ``crnfb``
-    annotations, else none visible and all learned.
+    annotations, else none visible and all learned. ``volume`` and
+    ``copies_per_unit``: the unit rule of :func:`read_sbml`.
     """
-    mnet = read_sbml(source)
+    mnet = read_sbml(source, volume=volume, copies_per_unit=copies_per_unit)
     where = str(source) if not (isinstance(source, str) and source.lstrip().startswith("<")) else "SBML string"
     names = list(mnet.species)
     pairs = _pair_reactions(mnet, where)
@@ -527,11 +539,13 @@ def read_network(source, visible=None, learned=None, *, tol: float = 1e-8,
             net, db = from_rate_constants(species, equations, kf, kr, name=name, tol=tol)
         except DetailedBalanceError as e2:
             raise ModelError(f"{where}: {e2.message}") from None
-    return ImportedNetwork(net, initial_counts(mnet.species), db, [p[4] for p in pairs], where)
+    return ImportedNetwork(net, initial_counts(mnet.species), db, [p[4] for p in pairs], where,
+                           mnet.info["units"])
 
 
 def import_sbml(source, visible=None, environment=None, *, learned=None, initial=None, n_max=None,
-                change=None, learning=None, ensembles=None, tol: float = 1e-8, truncation_tol: float = 1e-6):
+                change=None, learning=None, ensembles=None, tol: float = 1e-8, truncation_tol: float = 1e-6,
+                volume=None, copies_per_unit=None):
     """Import a reversible mass-action SBML model as a :class:`~crnfb.feedback.model.Model`.
 
     Parameters
@@ -544,18 +558,28 @@ def import_sbml(source, visible=None, environment=None, *, learned=None, initial
     learned, n_max, change, learning, ensembles, truncation_tol
         As for :class:`~crnfb.feedback.model.Model`.
     initial : dict, optional
-        Initial counts; default the SBML initial amounts (whole numbers).
+        Initial counts; default the SBML initial values as copy numbers (whole numbers).
+    volume, copies_per_unit : float, optional
+        The unit rule (:func:`read_sbml`).
     """
+    imp = read_network(source, visible, learned, tol=tol, volume=volume, copies_per_unit=copies_per_unit)
+    return model_of_import(imp, environment, initial=initial, n_max=n_max, change=change, learning=learning,
+                           ensembles=ensembles, truncation_tol=truncation_tol, what="import_sbml")
+
+
+def model_of_import(imp: ImportedNetwork, environment, *, initial=None, n_max=None, change=None, learning=None,
+                    ensembles=None, truncation_tol: float = 1e-6, what: str = "import_sbml"):
+    """The :class:`~crnfb.feedback.model.Model` of an imported network and a learning problem."""
     from ..model import Model
-    imp = read_network(source, visible, learned, tol=tol)
     if environment is None:
-        raise ModelError("import_sbml needs environment=... (the target law Q); use read_network for the "
+        raise ModelError(f"{what} needs environment=... (the target law Q); use read_network for the "
                          "network alone")
     if initial is None:
         bad = {s: x for s, x in imp.initial.items() if not isinstance(x, int)}
         if bad:
-            raise ModelError(f"{imp.source}: initial values {bad} are not whole molecule counts "
-                             "(one copy in unit volume); pass initial={{...}}")
+            raise ModelError(f"{imp.source}: initial values {bad} are not whole molecule counts (as "
+                             f"copy numbers: {imp.units.line() if imp.units else 'one copy in unit volume'}); "
+                             "pass initial={...} or another copies_per_unit")
         initial = imp.initial
     return Model(imp.network, initial, n_max, environment, change, learning,
                  **({"ensembles": ensembles} if ensembles is not None else {}),
