@@ -166,3 +166,28 @@ def test_refused_in_the_file_too(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "reaction 'r0'" in err and "not mass action" in err and "Traceback" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("use_annotations", [True, False])
+def test_our_export_of_a_biocrnpyler_model_reads_back_the_same(use_annotations):
+    """Round trip: the model network we export (SBML, V = 1, amounts) read back by libsbml through the importer
+    keeps the energies, kappas and initial counts (with the annotations, and from the rate constants alone)."""
+    crn, _ = scaffold()
+    m = crnfb.Model.from_biocrnpyler(crn, ["X"], crnfb.Poisson(5.0), n_max=40)
+    back = sbml.read_network(sbml.model_sbml(m), use_annotations=use_annotations, visible=["X"])
+    assert back.network.names == m.network.names
+    assert np.allclose([s.energy for s in back.network.species], [s.energy for s in m.network.species], atol=1e-9)
+    assert np.allclose(back.network.kappa, m.network.kappa, rtol=1e-9)
+    assert back.initial == dict(zip(m.network.names, m.initial.tolist()))
+    assert "x1 on every rate constant" in back.units.line()      # our exports need no conversion
+
+
+def test_check_json_states_the_units(tmp_path, capsys):
+    import json
+    crn, _ = scaffold()
+    path, env = tmp_path / "scaffold.xml", tmp_path / "env.toml"
+    crn.write_sbml_file(str(path))
+    env.write_text('[environment]\nfamily = "poisson"\nmean = 5.0\n\n[truncation]\nn_max = 40\n', encoding="utf-8")
+    assert main(["check", str(path), "--visible", "X", "--environment-file", str(env), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["units"].startswith("N = c*V*u = n*u copies, V = 1e-06 (compartment 'default'), u = 1e+06")
