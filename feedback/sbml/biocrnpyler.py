@@ -48,7 +48,11 @@ def _species_ids(crn) -> dict:
     """BioCRNpyler species -> the id its SBML writer gives it (so both routes name species alike)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _, m = crn.generate_sbml_model(check_validity=False)
+        try:
+            _, m = crn.generate_sbml_model(check_validity=False)
+        except Exception as e:  # noqa: BLE001 - BioCRNpyler's own failure, reported as bad input
+            raise ModelError(f"{SOURCE}: BioCRNpyler could not write it as SBML ({type(e).__name__}: {e}); "
+                             "only networks BioCRNpyler can export can be read") from None
     by_name = {s.getName(): s.getId() for s in m.getListOfSpecies()}
     return {s: by_name.get(str(s), str(s)) for s in crn.species}
 
@@ -80,16 +84,22 @@ def _complex(ws_list, ids: dict, rname: str) -> dict:
     return out
 
 
-def _reactions(crn, ids: dict, bcp) -> list:
+def _check_mass_action(crn, bcp) -> None:
+    """Every propensity mass action (before anything else touches the reactions)."""
+    for r in crn.reactions:
+        prop = r.propensity_type
+        if not isinstance(prop, bcp.MassAction):
+            raise ModelError(f"{SOURCE}: reaction {str(r).strip()!r} has a {type(prop).__name__} propensity; only "
+                             "mass-action reactions (Reaction.from_massaction, reversible) can be represented: "
+                             "detailed balance needs kf*prod(reactants) - kr*prod(products)")
+
+
+def _reactions(crn, ids: dict) -> list:
     """``(reactants, products, k_forward, k_reverse or None, name)`` of every BioCRNpyler reaction."""
     out = []
     for r in crn.reactions:
         name = str(r).strip()
         prop = r.propensity_type
-        if not isinstance(prop, bcp.MassAction):
-            raise ModelError(f"{SOURCE}: reaction {name!r} has a {type(prop).__name__} propensity; only mass-action "
-                             "reactions (Reaction.from_massaction, reversible) can be represented: detailed balance "
-                             "needs kf*prod(reactants) - kr*prod(products)")
         kr = float(prop.k_reverse) if prop.is_reversible else None
         out.append((_complex(r.inputs, ids, name), _complex(r.outputs, ids, name), float(prop.k_forward), kr, name))
     return out
@@ -128,10 +138,11 @@ def biocrnpyler_network(crn, visible=None, learned=None, *, volume=None, copies_
     bcp = _biocrnpyler()
     if not isinstance(crn, bcp.ChemicalReactionNetwork):
         raise ModelError(f"expected a biocrnpyler ChemicalReactionNetwork, got {type(crn).__name__}")
+    _check_mass_action(crn, bcp)
     ids = _species_ids(crn)
     names = list(dict.fromkeys(ids.values()))
     units = UnitConversion.choose(*_volume(crn), volume, copies_per_unit)
-    pairs = _pairs(_reactions(crn, ids, bcp))
+    pairs = _pairs(_reactions(crn, ids))
     for what, given in (("visible", visible), ("learned", learned)):
         bad = set(given or ()) - set(names)
         if bad:
