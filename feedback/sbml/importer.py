@@ -216,23 +216,44 @@ def _refuse_unsupported(m, where: str) -> None:
         raise ModelError(f"{where}: the model sets a conversionFactor; remove it")
 
 
-def _volume(m, where: str) -> float:
-    """The common compartment volume (compartments of different sizes are refused)."""
+def _volume(m, where: str) -> tuple[float, set]:
+    """``(V, outside)``: the volume the reacting species share, and the species left out.
+
+    Only the compartments of species that take part in a reaction (reactant,
+    product or modifier) count: they must have one size (else refused naming
+    each species and its compartment). A species of another compartment that
+    takes part in no reaction is left out of the network (``outside``, with a
+    warning), so a multi-compartment model whose reactions all happen in one
+    compartment is read (issue 23). Without reactions, every compartment counts.
+    """
     if m.getNumCompartments() == 0:
         raise ModelError(f"{where}: the model has no compartment")
+    comp = {s.getId(): s.getCompartment() for s in m.getListOfSpecies()}
+    used = {ref.getSpecies() for r in m.getListOfReactions()
+            for refs in (r.getListOfReactants(), r.getListOfProducts(), r.getListOfModifiers()) for ref in refs}
+    counted = {comp[s] for s in used if s in comp} or {c.getId() for c in m.getListOfCompartments()}
     sizes = {}
     for c in m.getListOfCompartments():
+        if c.getId() not in counted:
+            continue
         if not c.isSetSize():
             raise ModelError(f"{where}: compartment {c.getId()!r} has no size")
         sizes[c.getId()] = c.getSize()
     vols = sorted(set(sizes.values()))
     if len(vols) > 1 and (vols[-1] - vols[0]) > 1e-12 * vols[-1]:
-        raise ModelError(f"{where}: compartments {', '.join(f'{k} (size {v:g})' for k, v in sizes.items())} have "
-                         "different volumes; only one well-mixed volume can be represented")
+        by = {c: [s for s in comp if s in used and comp[s] == c] for c in sizes}   # in document order
+        raise ModelError(f"{where}: species that take part in reactions live in compartments of different volumes: "
+                         + "; ".join(f"{', '.join(by[k])} in {k} (size {v:g})" for k, v in sizes.items())
+                         + "; only one well-mixed volume can be represented (put every reacting species in one "
+                         "compartment; species of other compartments that take part in no reaction are left out)")
+    outside = {s for s, c in comp.items() if c not in counted}
+    if outside:
+        warnings.warn(f"{where}: species {', '.join(sorted(outside))} take part in no reaction and live outside "
+                      f"compartment {', '.join(sorted(counted))}; they are left out", SBMLExportWarning, stacklevel=3)
     V = float(vols[0])
     if not V > 0:
         raise ModelError(f"{where}: compartment volume must be positive, got {V:g}")
-    return V
+    return V, outside
 
 
 def _species(m, where: str, V: float):
@@ -351,14 +372,15 @@ def read_sbml(source) -> MassActionNetwork:
     ModelError
         Naming the element: events, rules, initial assignments, a species with
         ``boundaryCondition`` or ``constant``, non-integer or variable
-        stoichiometry, compartments with different sizes, a missing,
+        stoichiometry, reacting species in compartments of different sizes, a missing,
         identically zero or non-mass-action kinetic law, fast reactions,
         conversion factors.
     """
     doc, m, where = _read_document(source)
     _refuse_unsupported(m, where)
-    V = _volume(m, where)
+    V, outside = _volume(m, where)
     species, amount_valued, snotes = _species(m, where, V)
+    species = {s: x for s, x in species.items() if s not in outside}
     symbols = _symbols(m, species)
 
     def conv(c, key):
