@@ -220,6 +220,20 @@ def run_convert_command(args) -> int:
     net = imp.network
     print(f"wrote {out}: {net.n_species} species, {len(net.reactions)} reactions, detailed balance holds "
           f"(residual {imp.balance.residual:.2g} kT)")
+    _print_learn_flags(imp, args.model)
     print(f"  next: fill in [environment] (the law of {', '.join(net.names[i] for i in net.visible)}) and "
           f"[learning] in {out}, then run crnfb check {out}")
     return 0
+
+
+def _print_learn_flags(imp, source) -> None:
+    """Say where the learn flags came from when ``--learn`` was not given (Antimony drops the annotations)."""
+    net = imp.network
+    learned = ", ".join(net.names[i] for i in net.learned) or "none"
+    if imp.flags == "notes":
+        print(f"  learned species {learned}: from the model notes written by crnfb export (the crnfb annotations "
+              "are not in the file, e.g. dropped by an Antimony round trip; energies derived from the rate constants)")
+    elif imp.flags == "none":
+        print(f"crnfb convert: warning: {source} holds no learn flags (no crnfb annotations and no 'Visible "
+              "species: ...; learned: ...' line in the model notes; an Antimony round trip drops the annotations), "
+              f"so every species is learned ({learned}); give --learn A,B to choose", file=sys.stderr)

@@ -7,6 +7,7 @@ ASTs, walked into polynomials in the species (docs/sbml.md, "Import").
 from __future__ import annotations
 
 import math
+import re
 import warnings
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -199,6 +200,35 @@ def _crnfb_attrs(sbase, tag: str) -> dict:
         return {}
     for el in root.iter(f"{{{CRNFB_NS}}}{tag}"):
         return dict(el.attrib)
+    return {}
+
+
+def _model_notes(m) -> list[str]:
+    """The paragraphs of the model's ``<notes>`` as plain text (whitespace collapsed)."""
+    if not m.isSetNotes():
+        return []
+    try:
+        root = ET.fromstring(m.getNotesString())
+    except ET.ParseError:
+        return []
+    paras = [el for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "p"] or [root]
+    return [" ".join("".join(el.itertext()).split()) for el in paras]
+
+
+#: The roles line :func:`~crnfb.feedback.sbml.export.model_sbml` writes in the model notes, which (unlike the
+#: ``crnfb`` annotations) survive a round trip through Antimony; backslashes are its markdown escapes.
+ROLES_NOTE = re.compile(r"Visible species: ([^;]*); learned: (.*?)\.?\s*$")
+
+
+def _noted_roles(notes: list, names: list) -> dict:
+    """``{species: {"visible": ..., "learn": ...}}`` from the roles line of the notes, or ``{}``."""
+    for text in notes:
+        m = ROLES_NOTE.search(text)
+        if not m:
+            continue
+        vis, lrn = ({n.strip() for n in g.replace("\\", "").split(",")} - {"-", ""} for g in m.groups())
+        if (vis | lrn) <= set(names):
+            return {s: {"visible": str(s in vis).lower(), "learn": str(s in lrn).lower()} for s in names}
     return {}
 
 
@@ -404,7 +434,7 @@ def read_sbml(source) -> MassActionNetwork:
         raise ModelError(f"{where}: reactions refer to undeclared species {sorted(unknown)}")
     params = {p.getId(): p.getValue() for p in m.getListOfParameters() if p.isSetValue()}
     return MassActionNetwork(m.getId() or "model", m.getName() or m.getId() or "model", species, params,
-                             reactions, species_notes=snotes)
+                             reactions, _model_notes(m), species_notes=snotes)
 
 
 @dataclass(frozen=True)
@@ -418,6 +448,9 @@ class ImportedNetwork:
     balance : DetailedBalance   the Wegscheider check (residual, derived energies, kappas)
     reaction_ids : list         SBML reaction id(s) behind each reversible reaction
     source : str
+    flags : str                 where the learn flags came from: "given" (``learned=``), "annotations"
+                                (``crnfb:species``), "notes" (the roles line of the model notes, which
+                                survives Antimony) or "none" (every species learned)
     """
 
     network: Network
@@ -425,6 +458,7 @@ class ImportedNetwork:
     balance: object
     reaction_ids: list
     source: str
+    flags: str = "given"
 
 
 def _truthy(v):
@@ -521,7 +555,10 @@ def read_network(source, visible=None, learned=None, *, tol: float = 1e-8,
     :func:`model_sbml`), those energies.
 
     ``visible`` / ``learned``: species names; default from the ``crnfb``
-    annotations, else none visible and all learned.
+    annotations, else from the roles line our export writes in the model
+    notes (``Visible species: ...; learned: ...``, kept by Antimony, which
+    drops the annotations), else none visible and all learned
+    (``ImportedNetwork.flags`` says which).
     """
     mnet = read_sbml(source)
     where = str(source) if not (isinstance(source, str) and source.lstrip().startswith("<")) else "SBML string"
@@ -532,6 +569,10 @@ def read_network(source, visible=None, learned=None, *, tol: float = 1e-8,
         if a == b:
             raise ModelError(f"{where}: reaction {ids[0]!r} changes nothing ({eq})")
     ann = mnet.species_notes if use_annotations else {}
+    flags = "given" if learned is not None else "annotations" if any("learn" in a for a in ann.values()) else "none"
+    noted = _noted_roles(mnet.notes, names) if use_annotations and flags == "none" else {}
+    if noted:   # the crnfb annotations were lost (e.g. in Antimony): the model notes still say
+        flags, ann = "notes", {s: {**noted[s], **ann.get(s, {})} for s in names}
     vis, lrn = _roles(names, ann, visible, learned, where)
     energies = _annotated_energies(names, ann) if use_annotations else {}
     species = [Species(s, energies.get(s, 0.0), s in vis, s in lrn) for s in names]
@@ -549,7 +590,7 @@ def read_network(source, visible=None, learned=None, *, tol: float = 1e-8,
             net, db = from_rate_constants(species, equations, kf, kr, name=name, tol=tol)
         except DetailedBalanceError as e2:
             raise ModelError(f"{where}: {e2.message}") from None
-    return ImportedNetwork(net, initial_counts(mnet.species), db, [p[4] for p in pairs], where)
+    return ImportedNetwork(net, initial_counts(mnet.species), db, [p[4] for p in pairs], where, flags)
 
 
 def import_sbml(source, visible=None, environment=None, *, learned=None, initial=None, n_max=None,
