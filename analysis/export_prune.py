@@ -28,7 +28,7 @@ __all__ = ["DENSE_LIMIT", "SLOW_MODES", "PruneDeviation", "learning_path_mass", 
            "slowest_modes", "prune_deviation"]
 
 #: Eigenvalues of networks with more species than this are not computed (dense reduced Jacobian).
-DENSE_LIMIT = 3000
+DENSE_LIMIT = 2000
 #: How many of the slowest non-zero eigenvalues are compared.
 SLOW_MODES = 3
 #: Points of the episode's ``theta`` at which the free and clamped laws are added to the path's mass.
@@ -68,59 +68,98 @@ def learning_path_mass(model, net, fp) -> tuple[tuple[np.ndarray, np.ndarray], d
     return (m_f, m_c), info
 
 
-def mass_action_steady_state(mnet, x0: np.ndarray | None = None, tol: float = 1e-13,
-                             max_iter: int = 400) -> tuple[np.ndarray, float]:
-    """``(x, residual)``: a steady state of ``mnet``'s ODE reached from ``x0`` (default its initial amounts).
-
-    Pseudo-transient continuation (each step solves ``(I/tau - J) dx = f``
-    and grows ``tau`` as the residual falls): it stays on the conservation
-    class of ``x0`` (``dx`` lies in the stoichiometric subspace) and follows
-    the flow into the basin of ``x0``, ending with Newton's convergence.
-    ``residual`` is ``max |f(x)|`` relative to ``max(1, max |x|)``.
-    """
-    x = np.asarray(mnet.initial if x0 is None else x0, float).copy()
-    n = x.size
-    scale = lambda y: max(1.0, float(np.max(np.abs(y))))  # noqa: E731
-    f = mnet.rhs(x)
-    r = float(np.max(np.abs(f))) / scale(x)
-    tau = 1.0
-    eye = sparse.identity(n, format="csc")
-    for _ in range(max_iter):
-        if r <= tol:
-            break
-        try:
-            dx = splu((eye / tau - mnet.jacobian(x)).tocsc()).solve(f)
-        except RuntimeError:   # singular at this tau: a shorter step
-            tau /= 4.0
-            continue
-        xn = x + dx
-        fn = mnet.rhs(xn)
-        rn = float(np.max(np.abs(fn))) / scale(xn)
-        if np.all(np.isfinite(fn)) and rn < r and xn.min() > -1e-9 * scale(xn):
-            tau *= max(2.0, min(r / max(rn, 1e-300), 1e6))
-            x, f, r = xn, fn, rn
-        else:
-            tau /= 4.0
-            if tau < 1e-12:
-                break
-    return x, r
-
-
-def slowest_modes(mnet, x: np.ndarray, k: int = SLOW_MODES) -> np.ndarray | None:
-    """The ``k`` eigenvalues nearest zero of ``mnet``'s Jacobian at ``x`` on its stoichiometric subspace.
-
-    The zero eigenvalues of the conservation laws (the copy totals) are left
-    out by restricting the Jacobian to the range of the stoichiometric matrix
-    (which it maps into). None above :data:`DENSE_LIMIT` species.
-    """
+def _range_basis(mnet) -> np.ndarray | None:
+    """Orthonormal basis of the stoichiometric subspace (dense; None above :data:`DENSE_LIMIT` species)."""
     N = mnet.stoichiometry
     if N.shape[0] > DENSE_LIMIT:
         return None
     w, V = linalg.eigh((N @ N.T).toarray())
-    Q = V[:, w > 1e-10 * max(float(w.max()), 1e-300)]
-    ev = linalg.eigvals(Q.T @ (mnet.jacobian(x) @ Q))
+    return V[:, w > 1e-10 * max(float(w.max()), 1e-300)]
+
+
+def _residual(mnet, x: np.ndarray) -> tuple[np.ndarray, float]:
+    f = mnet.rhs(x)
+    return f, float(np.max(np.abs(f))) / max(1.0, float(np.max(np.abs(x))))
+
+
+def _newton(mnet, x: np.ndarray, Q: np.ndarray, tol: float, max_iter: int) -> tuple[np.ndarray, float]:
+    """Minimum-norm Newton steps in the stoichiometric subspace, halved until the residual falls."""
+    f, r = _residual(mnet, x)
+    for _ in range(max_iter):
+        if r <= tol:
+            break
+        y = linalg.lstsq(Q.T @ (mnet.jacobian(x) @ Q), -(Q.T @ f), cond=1e-12, lapack_driver="gelsy")[0]
+        dx, step = Q @ y, 1.0
+        while step > 1e-4:
+            fn, rn = _residual(mnet, x + step * dx)
+            if np.isfinite(rn) and rn < r:
+                break
+            step /= 2.0
+        else:
+            break
+        x, f, r = x + step * dx, fn, rn
+    return x, r
+
+
+def _continuation(mnet, x: np.ndarray, tol: float, max_iter: int) -> tuple[np.ndarray, float]:
+    """Pseudo-transient continuation (``(I/tau - J) dx = f``, tau growing tenfold per accepted step)."""
+    f, r = _residual(mnet, x)
+    eye, tau = sparse.identity(x.size, format="csc"), 1e-2
+    for _ in range(max_iter):
+        if r <= tol or tau < 1e-12:
+            break
+        try:
+            dx = splu((eye / tau - mnet.jacobian(x)).tocsc()).solve(f)
+        except RuntimeError:   # singular at this tau
+            tau /= 4.0
+            continue
+        fn, rn = _residual(mnet, x + dx)
+        if np.isfinite(rn) and rn < 10.0 * r and (x + dx).min() > -1e-9 * max(1.0, float(np.max(x))):
+            x, f, r, tau = x + dx, fn, rn, min(10.0 * tau, 1e10)
+        else:
+            tau /= 4.0
+    return x, r
+
+
+def mass_action_steady_state(mnet, x0: np.ndarray | None = None, tol: float = 1e-12,
+                             max_iter: int = 60) -> tuple[np.ndarray, float, bool]:
+    """``(x, residual, converged)``: a steady state of ``mnet``'s ODE near ``x0`` (default its initial amounts).
+
+    Up to :data:`DENSE_LIMIT` species: Newton's method with minimum-norm
+    steps in the stoichiometric subspace, so ``x`` stays on the
+    conservation class of ``x0`` and does not move along flat directions
+    (lines of fixed points of unidentifiable parameters): the steady state
+    nearest ``x0``. Larger: pseudo-transient continuation with sparse LU.
+    ``residual`` is ``max |f(x)|`` relative to ``max(1, max |x|)``;
+    ``converged`` when it is at most ``tol``.
+    """
+    x = np.asarray(mnet.initial if x0 is None else x0, float).copy()
+    Q = _range_basis(mnet)
+    x, r = _newton(mnet, x, Q, tol, max_iter) if Q is not None else _continuation(mnet, x, tol, 4 * max_iter)
+    return x, r, bool(r <= tol)
+
+
+def slowest_modes(mnet, x: np.ndarray, k: int = SLOW_MODES) -> tuple[np.ndarray | None, int]:
+    """``(modes, zeros)``: the ``k`` slowest non-zero eigenvalues of ``mnet``'s Jacobian at ``x``, and how
+    many zero eigenvalues were left out.
+
+    The Jacobian is restricted to the range of the stoichiometric matrix
+    (which it maps into), so the conservation laws (the copy totals) do not
+    appear; the zero modes that remain (flat directions: lines of fixed
+    points of unidentifiable learned parameters) are those within
+    :func:`~crnfb.analysis.stability.zero_tolerance` of zero, as in the
+    report's stability section. ``(None, 0)`` above :data:`DENSE_LIMIT` species.
+    """
+    from crnfb.analysis.stability import zero_tolerance
+    Q = _range_basis(mnet)
+    if Q is None:
+        return None, 0
+    Jr = Q.T @ (mnet.jacobian(x) @ Q)
+    ev = linalg.eigvals(Jr)
+    zero = np.abs(ev) <= zero_tolerance(ev, float(np.max(np.abs(np.diag(Jr)), initial=0.0)))
+    ev = ev[~zero]
     ev = ev[np.lexsort((ev.imag, -ev.real))]
-    return ev[:k]
+    return ev[:k], int(zero.sum())
 
 
 @dataclass(frozen=True)
@@ -136,9 +175,12 @@ class PruneDeviation:
         ``lambda`` of the learned species at each network's steady state
         (reached from the loop fixed point).
     modes_full, modes_pruned : ndarray or None
-        The :data:`SLOW_MODES` slowest eigenvalues there (None above :data:`DENSE_LIMIT` species).
+        The :data:`SLOW_MODES` slowest non-zero eigenvalues there (None above :data:`DENSE_LIMIT` species).
+    zeros : tuple        the zero eigenvalues left out of each (unpruned, pruned): flat directions
     residual : float     the larger steady-state residual of the two
     pruned_by : str      what the kept states were chosen by: "learning path" or "start"
+    converged : bool     both steady states were found (residual <= 1e-12); if not, the pruned network
+                         has no steady state near the unpruned one's and the numbers are where Newton stopped
     """
 
     prune: float
@@ -150,6 +192,8 @@ class PruneDeviation:
     modes_pruned: np.ndarray | None
     residual: float
     pruned_by: str = "learning path"
+    zeros: tuple = (0, 0)
+    converged: bool = True
 
     @property
     def lambda_deviation(self) -> float:
@@ -171,6 +215,11 @@ class PruneDeviation:
         by = "mass on the learning path stays" if self.pruned_by == "learning path" else "start probability is"
         out = [f"pruned network (copy states whose {by} below {self.prune:g} left out: "
                f"kept {ff} of {nf} free, {fc} of {nc} clamped) against the unpruned export:"]
+        if not self.converged:
+            out.append(f"  NOT MEASURED: no steady state of the pruned network was found near the unpruned one's "
+                       f"(residual {self.residual:.2g}); its learning does not settle where the unpruned "
+                       "network's does: lower P")
+            return out
         for n, a, b in zip(self.learned, self.lambda_full, self.lambda_pruned):
             out.append(f"  lambda_{n}: pruned {b:.6g}, unpruned {a:.6g} (relative deviation {b / a - 1:+.2e})")
         if self.modes_full is None or self.modes_pruned is None:
@@ -180,6 +229,9 @@ class PruneDeviation:
                                       for v in e)
             out.append(f"  slowest eigenvalues: pruned {fmt(self.modes_pruned)}; unpruned {fmt(self.modes_full)} "
                        f"(relative deviation {self.modes_deviation:.2e})")
+            if any(self.zeros):
+                out.append(f"  zero eigenvalues left out (flat directions of unidentifiable parameters): "
+                           f"pruned {self.zeros[1]}, unpruned {self.zeros[0]}")
         return out
 
 
@@ -209,10 +261,10 @@ def prune_deviation(model, prune: float, *, speedup: float | None = None, copies
     kw = {"speedup": speedup, "copies": copies, "state": fp.x}
     full = learning_network(model, **kw)
     pruned = learning_network(model, prune=prune, keep_mass=keep_mass, **kw)
-    xf, rf = mass_action_steady_state(full)
-    xp, rp = mass_action_steady_state(pruned)
+    xf, rf, okf = mass_action_steady_state(full)
+    xp, rp, okp = mass_action_steady_state(pruned)
     info = pruned.info
     kept = (info["kept_states"][0], info["states"][0], info["kept_states"][1], info["states"][1])
+    (mf, zf), (mp, zp) = slowest_modes(full, xf), slowest_modes(pruned, xp)
     return PruneDeviation(float(prune), tuple(model.learned_names), kept, _learned_lambda(model, full, xf),
-                          _learned_lambda(model, pruned, xp), slowest_modes(full, xf), slowest_modes(pruned, xp),
-                          max(rf, rp), by)
+                          _learned_lambda(model, pruned, xp), mf, mp, max(rf, rp), by, (zf, zp), okf and okp)

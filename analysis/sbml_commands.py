@@ -194,6 +194,10 @@ def _print_prune(model, out, prune, speedup, copies, info, path) -> int:
         return 1
     for line in dev.lines():
         print(line)
+    if not dev.converged:
+        print(f"crnfb export: wrote {out}, but the pruned network's steady state was not found near the "
+              f"unpruned one's (residual {dev.residual:.2g}); lower --prune (exit 1)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -136,3 +136,22 @@ def test_pruned_export_agrees_with_roadrunner_steady_state(e1_small, tmp_path, c
     ev = ev[np.abs(ev) > 1e-9]                                  # the free copies' conservation law
     ev = ev[np.argsort(-ev.real)]
     np.testing.assert_allclose(ev[:3].real, modes, rtol=1e-5)
+
+
+def test_prune_deviation_leaves_out_flat_modes_and_conservation_laws():
+    """E2 learns two parameters of which one combination is unidentifiable: a zero eigenvalue (a line of fixed
+    points) in both networks, left out of the compared modes, as the copy totals are (fractions and copies)."""
+    from crnfb.analysis.export_prune import PruneDeviation, learning_path_mass, prune_deviation
+    from crnfb.analysis.linearise import loop_fixed_point
+    from crnfb.feedback.sbml import exported_network
+    m = load_model(EX / "isomerisation.toml")
+    net = exported_network(m)
+    fp = loop_fixed_point(m, net)
+    mass, _ = learning_path_mass(m, net, fp)
+    for copies in (False, True):
+        d = prune_deviation(m, 1e-9, copies=copies, keep_mass=mass, fp=fp)
+        assert d.converged and d.zeros == (1, 1)
+        assert d.lambda_deviation < 1e-8 and d.modes_deviation < 1e-8
+        assert np.all(d.modes_full.real < 0)
+    lost = PruneDeviation(1e-3, ("X",), (1, 2, 1, 2), np.ones(1), np.ones(1), None, None, 1e-3, converged=False)
+    assert "NOT MEASURED" in "\n".join(lost.lines())
