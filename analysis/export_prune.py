@@ -16,6 +16,7 @@ libRoadRunner's steady state in tests/test_sbml_export.py).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,16 +54,24 @@ def learning_path_mass(model, net, fp) -> tuple[tuple[np.ndarray, np.ndarray], d
     stationary free and clamped laws at ``theta0``, ``theta*`` and up to
     :data:`PATH_THETAS` of the episode's ``theta``. ``info``: the episode's
     length, whether it settled, and the integrator's failure if any (the
-    states reached before it count).
+    states reached before it count; when the episode cannot be integrated
+    at all, only the start and the fixed point do).
     """
     from crnfb.analysis.globalbehaviour import settle
+    from crnfb.feedback.errors import ModelError
+    from crnfb.feedback.simulate import SimulationError
     x0 = net.initial_state()
-    run = settle(model, net, x0, fp.theta, _slowest_rate(model, net, fp))
+    try:
+        run = settle(model, net, x0, fp.theta, _slowest_rate(model, net, fp))
+    except (ModelError, SimulationError) as e:   # e.g. an unstable loop over the integrator's work limit
+        m_f, m_c = path_mass(net, [x0, fp.x], [model.theta0, fp.theta])
+        why = re.sub(r"\[--[\w-]+\]: |; the loop settles long before.*$", "", str(getattr(e, "message", e)))
+        return (m_f, m_c), {"t_end": 0.0, "settled": False, "failure": f"the episode could not be integrated: {why}"}
     X = np.asarray(run.X, float)
     k = net.n_f + net.n_c
     idx = np.unique(np.linspace(0, X.shape[1] - 1, min(PATH_THETAS, X.shape[1])).round().astype(int))
-    thetas = [model.theta0, fp.theta, *(X[k:, i] for i in idx)]
-    top = X.max(axis=1)
+    thetas = [model.theta0, fp.theta, *(X[k:, i] for i in idx if np.all(np.isfinite(X[k:, i])))]
+    top = np.nanmax(X, axis=1)
     m_f, m_c = path_mass(net, [x0, fp.x, top], thetas)
     info = {"t_end": float(run.t[-1]), "settled": bool(run.converged), "failure": run.failure}
     return (m_f, m_c), info

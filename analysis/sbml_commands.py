@@ -182,9 +182,11 @@ def _print_prune(model, out, prune, speedup, copies, info, path) -> int:
     print(f"  pruned copy states whose mass {by} stays below {prune:g}: kept {kf} of {nf} free, {kc} of {nc} "
           f"clamped; dropped start mass free {d['free']:.3g}, clamped {d['clamped']:.3g}")
     if path is not None and not path[2]["settled"]:
-        print(f"  note: the learning episode did not settle by t = {path[2]['t_end']:.4g}"
-              + (f" ({path[2]['failure']})" if path[2]["failure"] else "")
-              + "; the states it reached are kept")
+        ep = path[2]
+        print(f"  note: the learning episode did not settle ({ep['failure']}); states are kept by their mass at the "
+              "start and the fixed point" if ep["t_end"] == 0.0 else
+              f"  note: the learning episode did not settle by t = {ep['t_end']:.4g}"
+              + (f" ({ep['failure']})" if ep["failure"] else "") + "; the states it reached are kept")
     try:
         dev = prune_deviation(model, prune, speedup=speedup, copies=copies,
                               keep_mass=None if path is None else path[0], fp=None if path is None else path[1])
