@@ -43,12 +43,21 @@ def _load(args):
     return load_cli_model(args)
 
 
+def _load_input(args):
+    """:class:`~crnfb.analysis.model_input.ModelInput` of the model argument (with the SBML unit rule)."""
+    from crnfb.analysis.model_input import model_input
+    return model_input(args)
+
+
 # -- check / fit ---------------------------------------------------------------------------
 def cmd_check(args) -> int:
     from crnfb.analysis.model_input import check_learned_truncation
-    model = _load(args)
+    inp = _load_input(args)
+    model = inp.model
     check_learned_truncation(model, source=args.model)   # the one truncation policy (docs/cli.md)
     info = model.summary()
+    if inp.units is not None:
+        info["units"] = inp.units
     if args.json:
         keys = ("species", "visible", "hidden", "conservation_laws", "state_count", "truncation_mass",
                 "detailed_balance")
@@ -57,6 +66,8 @@ def cmd_check(args) -> int:
         print(json.dumps(out, indent=2))
         return EXIT_OK
     print(f"model            {info['name']}  ({args.model})")
+    if inp.units is not None:
+        print(f"units            {inp.units}")
     print(f"species          {', '.join(info['species'])}")
     print(f"visible          {', '.join(info['visible']) or '-'}")
     print(f"hidden           {', '.join(info['hidden']) or '-'}")
@@ -180,7 +191,7 @@ def _report_parser(sub) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from crnfb.analysis.model_input import add_model_options
+    from crnfb.analysis.model_input import add_model_options, add_unit_options
 
     p = argparse.ArgumentParser(prog="crnfb", description="Control-theory analysis of learning chemical "
                                 "reaction networks (the learning CRN as an integral feedback loop).",
@@ -247,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("-o", "--output", required=True, help="the model file to write (.toml)")
     v.add_argument("--visible", required=True, help="visible species, comma-separated: X[,Y]")
     v.add_argument("--learn", default=None, help="learned species, comma-separated (default: all)")
+    add_unit_options(v)
     v.set_defaults(func=cmd_convert)
     for sp, what in ((r, "write into an output directory holding files crnfb did not write (they are kept)"),
                      (s, "replace an existing output file"), (w, "start afresh in an output directory that "

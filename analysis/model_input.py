@@ -20,7 +20,8 @@ import numpy as np
 from crnfb.feedback.errors import ModelError
 from crnfb.feedback.model import Model
 
-__all__ = ["ModelInput", "model_input", "load_cli_model", "names_option", "add_model_options", "locate_error",
+__all__ = ["ModelInput", "model_input", "load_cli_model", "names_option", "add_model_options", "add_unit_options",
+           "unit_options", "locate_error",
            "check_learned_truncation", "input_paths"]
 
 
@@ -36,11 +37,14 @@ class ModelInput:
         built in memory); sweeps hash it and send it to their workers.
     source : str
         What the model came from (``MODEL`` or ``MODEL + ENV.toml``).
+    units : str or None
+        SBML/Antimony: the unit rule applied (one line, docs/sbml.md "Units").
     """
 
     model: Model
     text: str
     source: str
+    units: str | None = None
 
 
 def names_option(text: str | None, flag: str) -> list[str] | None:
@@ -64,6 +68,24 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--environment-file", default=None, metavar="ENV.toml",
                         help="SBML/Antimony model: TOML file with [environment] (and optionally [learning], "
                              "[truncation], [ensembles], [initial]) as in a model file")
+    add_unit_options(parser)
+
+
+def add_unit_options(parser: argparse.ArgumentParser) -> None:
+    """``--volume`` and ``--copies-per-unit``: the unit rule of an SBML model (docs/sbml.md, "Units")."""
+    parser.add_argument("--volume", default=None, metavar="V",
+                        help="SBML/Antimony model: the compartment volume V in the file's volume unit (default: "
+                             "the file's compartment size)")
+    parser.add_argument("--copies-per-unit", default=None, metavar="U",
+                        help="SBML/Antimony model: copies per substance unit, N = c*V*U = n*U (default 1/V: "
+                             "one copy per unit concentration)")
+
+
+def unit_options(args) -> dict:
+    """``volume`` / ``copies_per_unit`` keyword arguments of the unit options, checked (ModelError naming the flag)."""
+    from crnfb.feedback.sbml.units import check_unit_option
+    return {"volume": check_unit_option(getattr(args, "volume", None), "--volume"),
+            "copies_per_unit": check_unit_option(getattr(args, "copies_per_unit", None), "--copies-per-unit")}
 
 
 def model_input(args) -> ModelInput:
@@ -79,13 +101,15 @@ def model_input(args) -> ModelInput:
     """
     from crnfb.feedback.modelfile import load_model
     from crnfb.feedback.sbml import is_sbml_source, load_sbml_model
+    from crnfb.feedback.sbml.convert import units_line
 
     path = str(args.model)
     visible, learn = getattr(args, "visible", None), getattr(args, "learn", None)
     env = getattr(args, "environment_file", None)
     if not is_sbml_source(path):
-        given = [f for f, v in (("--visible", visible), ("--learn", learn), ("--environment-file", env))
-                 if v is not None]
+        given = [f for f, v in (("--visible", visible), ("--learn", learn), ("--environment-file", env),
+                                ("--volume", getattr(args, "volume", None)),
+                                ("--copies-per-unit", getattr(args, "copies_per_unit", None))) if v is not None]
         if given:
             verb = "applies" if len(given) == 1 else "apply"
             raise ModelError(f"{' and '.join(given)} {verb} to SBML (.xml, .sbml) and Antimony (.ant) models only; "
@@ -100,8 +124,10 @@ def model_input(args) -> ModelInput:
                          "[learning], [truncation], [ensembles], of docs/model-file.md), or convert it once with "
                          f"crnfb convert {path} -o model.toml --visible X", file=path,
                          key=missing[0].split()[0])
-    model, text = load_sbml_model(path, names_option(visible, "--visible"), names_option(learn, "--learn"), env)
-    return ModelInput(model, text, f"{path} + {env}")
+    units = unit_options(args)
+    model, text = load_sbml_model(path, names_option(visible, "--visible"), names_option(learn, "--learn"), env,
+                                  **units)
+    return ModelInput(model, text, f"{path} + {env}", units_line(text))
 
 
 def input_paths(args) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from crnfb.analysis.linearise import linearise, loop_fixed_point
 from crnfb.analysis.export_prune import learning_path_mass, prune_deviation
 from crnfb.analysis.margins import critical_gain
 from crnfb.feedback.errors import ModelError
-from crnfb.analysis.model_input import input_paths, load_cli_model, names_option
+from crnfb.analysis.model_input import input_paths, load_cli_model, names_option, unit_options
 from crnfb.feedback.files import check_output_file
 from crnfb.feedback.sbml import (SBMLExportWarning, exported_network, learning_network, model_file_text, model_sbml,
                                  network_to_sbml, read_converted, write_sbml)
@@ -213,19 +213,22 @@ def run_convert_command(args) -> int:
     """
     visible = names_option(args.visible, "--visible")
     learned = names_option(getattr(args, "learn", None), "--learn")
+    units = unit_options(args)
     out, force = Path(args.output), bool(getattr(args, "force", False))
     check_output_file(out, (args.model,), force)
     if out.suffix.lower() != ".toml":
         raise ModelError(f"-o {out}: the model file must end in .toml", key="--output")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SBMLExportWarning)
-        imp = read_converted(args.model, visible, learned)
+        imp = read_converted(args.model, visible, learned, **units)
     _print_export_warnings(caught)
     text = model_file_text(imp)
     write_sbml(text, out, overwrite=force, inputs=(args.model,))
     net = imp.network
     print(f"wrote {out}: {net.n_species} species, {len(net.reactions)} reactions, detailed balance holds "
           f"(residual {imp.balance.residual:.2g} kT)")
+    if imp.units is not None:
+        print(f"  units: {imp.units.line()}")
     _print_learn_flags(imp, args.model)
     print(f"  next: fill in [environment] (the law of {', '.join(net.names[i] for i in net.visible)}) and "
           f"[learning] in {out}, then run crnfb check {out}")

@@ -39,13 +39,15 @@ from .importer import ImportedNetwork, read_network
 
 __all__ = ["antimony_to_sbml", "antimony_line", "unnamed_reaction_lines", "is_antimony", "is_sbml_source", "model_file_text",
            "read_converted", "environment_tables", "sbml_model_text", "load_sbml_model", "SBML_SUFFIXES",
-           "ENVIRONMENT_FILE_TABLES", "environment_owns"]
+           "ENVIRONMENT_FILE_TABLES", "environment_owns", "units_line", "UNITS_PREFIX"]
 
 #: File endings read as SBML or Antimony by every subcommand (anything else is a model file).
 SBML_SUFFIXES = (".xml", ".sbml", ".ant", ".antimony")
 #: The tables an environment file may hold (docs/model-file.md); ``[environment]`` is required.
 #: ``[initial]`` is applied over the SBML's initial state (species it names get its counts).
 ENVIRONMENT_FILE_TABLES = ("environment", "learning", "truncation", "ensembles", "initial")
+#: The comment of a converted model file that states the unit rule applied (:mod:`.units`).
+UNITS_PREFIX = "units: "
 
 
 def is_sbml_source(path) -> bool:
@@ -184,6 +186,7 @@ def model_file_text(imp: ImportedNetwork, *, name: str | None = None) -> str:
     out = [f"# Converted by crnfb convert from {imp.source}.",
            "# Energies G_i (kT) derived from the rate constants (minimum-norm solution of the detailed-balance",
            f"# conditions; Wegscheider residual {imp.balance.residual:.2g}); kappa from kf = kappa*lambda^y'.",
+           *([f"# {UNITS_PREFIX}{imp.units.line()}"] if imp.units is not None else []),
            f"name = {_q(name or net.name)}", ""]
     for i, s in enumerate(net.species):
         out += [f"[species.{s.name}]", f"energy = {_num(s.energy)}",
@@ -207,21 +210,23 @@ def model_file_text(imp: ImportedNetwork, *, name: str | None = None) -> str:
 
 
 # -- SBML / Antimony + environment file as one model, in memory -----------------------------------
-def read_converted(path, visible, learned) -> ImportedNetwork:
+def read_converted(path, visible, learned, *, volume=None, copies_per_unit=None) -> ImportedNetwork:
     """:func:`~crnfb.feedback.sbml.importer.read_network` of an SBML or Antimony file.
 
-    Errors are :class:`ModelError` naming the file and the SBML element, or
-    for Antimony the line where the element is defined.
+    ``volume`` / ``copies_per_unit``: the unit rule (:mod:`.units`). Errors
+    are :class:`ModelError` naming the file and the SBML element, or for
+    Antimony the line where the element is defined.
     """
     path = str(path)
+    units = {"volume": volume, "copies_per_unit": copies_per_unit}
     if not is_antimony(path):
         try:
-            return read_network(path, visible, learned)
+            return read_network(path, visible, learned, **units)
         except ModelError as e:  # the importer prefixes its messages with the source; keep it once
             raise ModelError(e.message.removeprefix(f"{path}: "), file=path, key=e.key, line=e.line) from None
     text = antimony_to_sbml(path)
     try:
-        return read_network(text, visible, learned)
+        return read_network(text, visible, learned, **units)
     except ModelError as e:
         msg = e.message.replace("SBML string: ", "")
         m = re.search(r"reaction '([^']+)'|species '([^']+)'", msg)
@@ -282,15 +287,17 @@ def _toml_value(v, key: str) -> str:
     raise ModelError(f"must be a number, string, boolean, array or table, got {type(v).__name__} {v!r}", key=key)
 
 
-def sbml_model_text(path, visible, learned, environment_file) -> str:
+def sbml_model_text(path, visible, learned, environment_file, *, volume=None, copies_per_unit=None) -> str:
     """The model file (TOML text, in memory) of an SBML/Antimony model with an environment file's tables.
 
     The network part is :func:`model_file_text` of :func:`read_converted`
     (what ``crnfb convert`` writes); the environment file's tables follow as
     TOML tables. The text is checked to parse to exactly the merged document.
+    ``volume`` / ``copies_per_unit``: the unit rule (:mod:`.units`), stated
+    in the text's ``# units:`` comment (:func:`units_line`).
     """
     tables = environment_tables(environment_file)
-    imp = read_converted(path, visible, learned)
+    imp = read_converted(path, visible, learned, volume=volume, copies_per_unit=copies_per_unit)
     over = tables.get("initial", {})
     if over:    # the environment file's counts replace the SBML's for the species it names
         imp = dataclasses.replace(imp, initial={s: x for s, x in imp.initial.items() if s not in over})
@@ -329,7 +336,14 @@ def environment_owns(key: str | None, environment_file) -> bool:
     return top in ENVIRONMENT_FILE_TABLES
 
 
-def load_sbml_model(path, visible, learned, environment_file) -> tuple[Model, str]:
+def units_line(text: str) -> str | None:
+    """The unit rule stated in a converted model text (its ``# units:`` comment), if any."""
+    m = re.search(rf"^# {re.escape(UNITS_PREFIX)}(.*)$", text, re.M)
+    return m.group(1) if m else None
+
+
+def load_sbml_model(path, visible, learned, environment_file, *, volume=None,
+                    copies_per_unit=None) -> tuple[Model, str]:
     """The :class:`Model` (and its model-file text) of an SBML/Antimony file and an environment file.
 
     Parsed by :func:`~crnfb.feedback.modelfile.parse_model`, so every check of
@@ -337,7 +351,7 @@ def load_sbml_model(path, visible, learned, environment_file) -> tuple[Model, st
     name the environment file; the others name the SBML/Antimony file.
     Nothing is written to disk.
     """
-    text = sbml_model_text(path, visible, learned, environment_file)
+    text = sbml_model_text(path, visible, learned, environment_file, volume=volume, copies_per_unit=copies_per_unit)
     source = f"{path} + {environment_file}"
     try:
         return parse_model(tomllib.loads(text), source=source), text

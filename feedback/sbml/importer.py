@@ -6,6 +6,7 @@ ASTs, walked into polynomials in the species (docs/sbml.md, "Import").
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import warnings
@@ -18,8 +19,9 @@ from ..network import Network, Species, from_rate_constants
 from ._libsbml import CRNFB_NS, SBMLExportWarning, libsbml, need_libsbml
 from .labels import SID
 from .massaction import MassActionNetwork, MassActionReaction
+from .units import UnitConversion
 
-__all__ = ["ImportedNetwork", "read_sbml", "read_network", "import_sbml", "initial_counts"]
+__all__ = ["ImportedNetwork", "read_sbml", "read_network", "import_sbml", "initial_counts", "model_of_import"]
 
 
 _NUMBER_TYPES = None
@@ -246,8 +248,9 @@ def _refuse_unsupported(m, where: str) -> None:
         raise ModelError(f"{where}: the model sets a conversionFactor; remove it")
 
 
-def _volume(m, where: str) -> tuple[float, set]:
-    """``(V, outside)``: the volume the reacting species share, and the species left out.
+def _volume(m, where: str) -> tuple[float, str, set]:
+    """``(V, id, outside)``: the volume the reacting species share, their compartment's id, and the
+    species left out.
 
     Only the compartments of species that take part in a reaction (reactant,
     product or modifier) count: they must have one size (else refused naming
@@ -282,12 +285,13 @@ def _volume(m, where: str) -> tuple[float, set]:
                       f"compartment {', '.join(sorted(counted))}; they are left out", SBMLExportWarning, stacklevel=3)
     V = float(vols[0])
     if not V > 0:
-        raise ModelError(f"{where}: compartment volume must be positive, got {V:g}")
-    return V, outside
+        raise ModelError(f"{where}: compartment volume must be positive, got {V:g}; give the compartment a "
+                         "positive size (or the volume to use: --volume)")
+    return V, next(iter(sizes)), outside
 
 
-def _species(m, where: str, V: float):
-    """Initial values (concentrations), the amount-valued species and the crnfb annotations."""
+def _species(m, where: str, units: UnitConversion):
+    """Initial copy numbers (:class:`UnitConversion`), the amount-valued species and the crnfb annotations."""
     species: dict[str, float | None] = {}
     amount_valued: set[str] = set()
     snotes: dict = {}
@@ -304,9 +308,9 @@ def _species(m, where: str, V: float):
         if s.getHasOnlySubstanceUnits():
             amount_valued.add(sid)
         if s.isSetInitialAmount():
-            species[sid] = s.getInitialAmount() / V
+            species[sid] = units.copies(amount=s.getInitialAmount())
         elif s.isSetInitialConcentration():
-            species[sid] = s.getInitialConcentration()
+            species[sid] = units.copies(concentration=s.getInitialConcentration())
         else:
             species[sid] = None
         ann = _crnfb_attrs(s, "species")
@@ -375,27 +379,29 @@ def _mass_action_terms(r, symbols: dict, rwhere: str, reac: dict, prod: dict) ->
     return poly[fkey], kr
 
 
-def _symbols(m, species) -> dict:
+def _symbols(m, species, volume: float) -> dict:
     symbols: dict = {}
     for p in m.getListOfParameters():
         symbols[p.getId()] = float(p.getValue()) if p.isSetValue() else "unset"
-    for c in m.getListOfCompartments():
-        symbols[c.getId()] = float(c.getSize())
+    for c in m.getListOfCompartments():   # all of the same size (checked), or the size given by --volume
+        symbols[c.getId()] = float(volume)
     for sid in species:
         symbols[sid] = "species"
     return symbols
 
 
-def read_sbml(source) -> MassActionNetwork:
+def read_sbml(source, *, volume=None, copies_per_unit=None) -> MassActionNetwork:
     """Read an SBML model whose reactions are all mass action.
 
     ``source`` is a path or SBML text. Function definitions are expanded by
     libsbml first. A reversible law ``kf*prod(reactants) - kr*prod(products)``
-    becomes two irreversible reactions (``<id>`` and ``<id>__reverse``). Rate
-    constants are converted to concentration units (``k = c V^{q-1}``, ``q``
-    the reactant order in amount-valued species, ``V`` the common compartment
-    volume), and initial values are concentrations, so the result describes
-    one unit volume.
+    becomes two irreversible reactions (``<id>`` and ``<id>__reverse``).
+    Initial values become copy numbers ``N = c V u = n u`` and rate constants
+    stochastic ones, ``k_stoch = k u^(1-m) V^(-m_c)`` (``m`` the order, ``m_c``
+    its part in species read as concentrations; :mod:`.units`). ``volume``
+    (``V``) defaults to the common compartment size, ``copies_per_unit``
+    (``u``) to ``1/V``, one copy per unit of concentration. The rule applied
+    is ``info["units"]`` (a :class:`~crnfb.feedback.sbml.units.UnitConversion`).
 
     Raises
     ------
@@ -408,14 +414,18 @@ def read_sbml(source) -> MassActionNetwork:
     """
     doc, m, where = _read_document(source)
     _refuse_unsupported(m, where)
-    V, outside = _volume(m, where)
-    species, amount_valued, snotes = _species(m, where, V)
+    V, cid, outside = _volume(m, where)
+    units = UnitConversion.choose(V, cid, volume, copies_per_unit)
+    species, amount_valued, snotes = _species(m, where, units)
     species = {s: x for s, x in species.items() if s not in outside}
-    symbols = _symbols(m, species)
+    symbols = _symbols(m, species, units.volume)
+    factors = []
 
     def conv(c, key):
-        q = sum(p for s, p in key if s in amount_valued)
-        return float(c) * V ** (q - 1)
+        m, mc = sum(p for _, p in key), sum(p for s, p in key if s not in amount_valued)
+        f = units.factor(m, mc)
+        factors.append((m, mc, f))
+        return float(c) * f
 
     reactions: list[MassActionReaction] = []
     for r in m.getListOfReactions():
@@ -434,7 +444,8 @@ def read_sbml(source) -> MassActionNetwork:
         raise ModelError(f"{where}: reactions refer to undeclared species {sorted(unknown)}")
     params = {p.getId(): p.getValue() for p in m.getListOfParameters() if p.isSetValue()}
     return MassActionNetwork(m.getId() or "model", m.getName() or m.getId() or "model", species, params,
-                             reactions, _model_notes(m), species_notes=snotes)
+                             reactions, _model_notes(m), species_notes=snotes,
+                             info={"units": dataclasses.replace(units, factors=tuple(factors))})
 
 
 @dataclass(frozen=True)
@@ -448,6 +459,7 @@ class ImportedNetwork:
     balance : DetailedBalance   the Wegscheider check (residual, derived energies, kappas)
     reaction_ids : list         SBML reaction id(s) behind each reversible reaction
     source : str
+    units : UnitConversion or None   the unit rule applied (:mod:`.units`)
     flags : str                 where the learn flags came from: "given" (``learned=``), "annotations"
                                 (``crnfb:species``), "notes" (the roles line of the model notes, which
                                 survives Antimony) or "none" (every species learned)
@@ -458,6 +470,7 @@ class ImportedNetwork:
     balance: object
     reaction_ids: list
     source: str
+    units: UnitConversion | None = None
     flags: str = "given"
 
 
@@ -541,8 +554,8 @@ def initial_counts(amounts: dict) -> dict:
     return out
 
 
-def read_network(source, visible=None, learned=None, *, tol: float = 1e-8,
-                 use_annotations: bool = True) -> ImportedNetwork:
+def read_network(source, visible=None, learned=None, *, tol: float = 1e-8, use_annotations: bool = True,
+                 volume=None, copies_per_unit=None) -> ImportedNetwork:
     """Read a reversible mass-action SBML model into a detailed-balanced :class:`Network`.
 
     Each reaction must either have the reversible law
@@ -558,9 +571,10 @@ def read_network(source, visible=None, learned=None, *, tol: float = 1e-8,
     annotations, else from the roles line our export writes in the model
     notes (``Visible species: ...; learned: ...``, kept by Antimony, which
     drops the annotations), else none visible and all learned
-    (``ImportedNetwork.flags`` says which).
+    (``ImportedNetwork.flags`` says which). ``volume`` and
+    ``copies_per_unit``: the unit rule of :func:`read_sbml`.
     """
-    mnet = read_sbml(source)
+    mnet = read_sbml(source, volume=volume, copies_per_unit=copies_per_unit)
     where = str(source) if not (isinstance(source, str) and source.lstrip().startswith("<")) else "SBML string"
     names = list(mnet.species)
     pairs = _pair_reactions(mnet, where)
@@ -590,11 +604,13 @@ def read_network(source, visible=None, learned=None, *, tol: float = 1e-8,
             net, db = from_rate_constants(species, equations, kf, kr, name=name, tol=tol)
         except DetailedBalanceError as e2:
             raise ModelError(f"{where}: {e2.message}") from None
-    return ImportedNetwork(net, initial_counts(mnet.species), db, [p[4] for p in pairs], where, flags)
+    return ImportedNetwork(net, initial_counts(mnet.species), db, [p[4] for p in pairs], where,
+                           mnet.info["units"], flags)
 
 
 def import_sbml(source, visible=None, environment=None, *, learned=None, initial=None, n_max=None,
-                change=None, learning=None, ensembles=None, tol: float = 1e-8, truncation_tol: float = 1e-6):
+                change=None, learning=None, ensembles=None, tol: float = 1e-8, truncation_tol: float = 1e-6,
+                volume=None, copies_per_unit=None):
     """Import a reversible mass-action SBML model as a :class:`~crnfb.feedback.model.Model`.
 
     Parameters
@@ -607,18 +623,28 @@ def import_sbml(source, visible=None, environment=None, *, learned=None, initial
     learned, n_max, change, learning, ensembles, truncation_tol
         As for :class:`~crnfb.feedback.model.Model`.
     initial : dict, optional
-        Initial counts; default the SBML initial amounts (whole numbers).
+        Initial counts; default the SBML initial values as copy numbers (whole numbers).
+    volume, copies_per_unit : float, optional
+        The unit rule (:func:`read_sbml`).
     """
+    imp = read_network(source, visible, learned, tol=tol, volume=volume, copies_per_unit=copies_per_unit)
+    return model_of_import(imp, environment, initial=initial, n_max=n_max, change=change, learning=learning,
+                           ensembles=ensembles, truncation_tol=truncation_tol, what="import_sbml")
+
+
+def model_of_import(imp: ImportedNetwork, environment, *, initial=None, n_max=None, change=None, learning=None,
+                    ensembles=None, truncation_tol: float = 1e-6, what: str = "import_sbml"):
+    """The :class:`~crnfb.feedback.model.Model` of an imported network and a learning problem."""
     from ..model import Model
-    imp = read_network(source, visible, learned, tol=tol)
     if environment is None:
-        raise ModelError("import_sbml needs environment=... (the target law Q); use read_network for the "
+        raise ModelError(f"{what} needs environment=... (the target law Q); use read_network for the "
                          "network alone")
     if initial is None:
         bad = {s: x for s, x in imp.initial.items() if not isinstance(x, int)}
         if bad:
-            raise ModelError(f"{imp.source}: initial values {bad} are not whole molecule counts "
-                             "(one copy in unit volume); pass initial={{...}}")
+            raise ModelError(f"{imp.source}: initial values {bad} are not whole molecule counts (as "
+                             f"copy numbers: {imp.units.line() if imp.units else 'one copy in unit volume'}); "
+                             "pass initial={...} or another copies_per_unit")
         initial = imp.initial
     return Model(imp.network, initial, n_max, environment, change, learning,
                  **({"ensembles": ensembles} if ensembles is not None else {}),

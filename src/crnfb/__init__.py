@@ -25,6 +25,18 @@ from crnfb.feedback.fluctuation import MarkovEnvironment, telegraph
 from crnfb.analysis import Results, analyse
 from crnfb.analysis.fluctuation import FluctuationResult, fluctuation, plot_fluctuation
 
+_LAZY = {"from_biocrnpyler": "crnfb.feedback.sbml.biocrnpyler", "import_sbml": "crnfb.feedback.sbml.importer"}
+
+
+def __getattr__(name):
+    """``crnfb.from_biocrnpyler`` and ``crnfb.import_sbml``, imported on first use (libsbml is not loaded
+    by ``import crnfb``)."""
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'crnfb' has no attribute {name!r}")
+
+
 try:
     __version__ = _version("crn-feedback")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree that was never installed
@@ -33,4 +45,4 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree th
 __all__ = ["Binomial", "DetailedBalanceError", "Ensembles", "Learning", "Mixture", "Model", "ModelError",
            "Network", "Poisson", "Product", "Reaction", "Species", "Table", "TruncationError", "load_model",
            "parse_model", "Results", "analyse", "MarkovEnvironment", "telegraph", "FluctuationResult",
-           "fluctuation", "plot_fluctuation", "__version__"]
+           "fluctuation", "plot_fluctuation", "from_biocrnpyler", "import_sbml", "__version__"]
