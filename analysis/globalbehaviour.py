@@ -33,6 +33,7 @@ import numpy as np
 from scipy.signal import find_peaks
 
 from crnfb.feedback.ensembles import LearningNetwork
+from crnfb.feedback.landscape import curved_directions
 from crnfb.feedback.model import Model
 from crnfb.feedback.parallel import run_all
 from crnfb.feedback.signals import Constant
@@ -177,10 +178,8 @@ def settle_metric(model: Model, theta_fp: np.ndarray) -> np.ndarray:
     curvature, so an episode does not wait 1e11 time units for a direction
     that changes ``D`` by 1e-10 (docs/theory.md §4a).
     """
-    H = np.asarray(model.hessian(np.asarray(theta_fp, float), 0.0), float)
-    w, V = np.linalg.eigh(0.5 * (H + H.T))
-    keep = w > np.sqrt(np.finfo(float).eps) * max(float(np.max(np.abs(w))), 1e-300)
-    return V[:, keep] * np.sqrt(w[keep])
+    w, Q = curved_directions(np.asarray(model.hessian(np.asarray(theta_fp, float), 0.0), float))
+    return Q * np.sqrt(w)
 
 
 def settle(model: Model, net: LearningNetwork, x0: np.ndarray, theta_fp: np.ndarray, rate: float, *,

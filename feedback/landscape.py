@@ -132,10 +132,12 @@ class Landscape:
         cond = self.conditional(pi, log_pi)
         S = self._S
         qt = cond * qq[self._vi]
-        second = (S * qt[:, None]).T @ S
-        # conditional means E[n|v] per visible state
-        mu = self._ind @ (S * cond[:, None])
-        return second - (mu * qq[:, None]).T @ mu
+        # conditional means E[n|v] per visible state; the covariance from centred counts (no
+        # cancellation of E[n n^T] - mu mu^T: a species fixed by v gets exactly 0, not +-1e-16,
+        # whose sign decides whether the loop's flat mode is a round-off instability)
+        mu = np.asarray(self._ind @ (S * cond[:, None]))
+        dev = S - mu[self._vi]
+        return (dev * qt[:, None]).T @ dev
 
     def covariance(self, pi: np.ndarray) -> np.ndarray:
         """``Cov_pi(n)``: the free plant's quasi-static gain."""
@@ -178,6 +180,20 @@ def identifiable_basis(neutral: np.ndarray, k: int, eps: np.ndarray | None = Non
         return np.eye(k)
     N = neutral if eps is None else neutral / np.sqrt(np.asarray(eps, float))[:, None]
     return null_space(N.T)
+
+
+def curved_directions(H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues and orthonormal eigenvectors of the curved part of a Hessian ``H`` of ``D``.
+
+    Curved: eigenvalue above ``sqrt(eps_mach)`` times the largest modulus
+    (docs/theory.md §4a). The rest are flat (a line of fixed points) or
+    neutral: there ``theta`` is not pinned by ``D``, so a distance or a
+    response measured along them is set by round-off and history, not by
+    the landscape. Returns ``(w, Q)`` with ``Q`` of shape ``(k, m)``.
+    """
+    w, V = np.linalg.eigh(0.5 * (H + H.T))
+    keep = w > np.sqrt(np.finfo(float).eps) * max(float(np.max(np.abs(w))) if w.size else 0.0, 1e-300)
+    return w[keep], V[:, keep]
 
 
 #: Energies beyond this many kT overflow ``exp`` in rates and propensities.
@@ -232,5 +248,5 @@ def neutral_anchor(theta: np.ndarray, neutral: np.ndarray, eps: np.ndarray) -> n
     return s * (neutral @ y)
 
 
-__all__ = ["identifiable_basis", "Landscape", "Moments", "neutral_directions", "EXP_LIMIT", "FROZEN_VARIANCE",
+__all__ = ["curved_directions", "identifiable_basis", "Landscape", "Moments", "neutral_directions", "EXP_LIMIT", "FROZEN_VARIANCE",
            "start_problem", "neutral_anchor"]
