@@ -230,6 +230,17 @@ def _bode_mimo(ax1, ax2, fr: LoopResponse) -> None:
     ax2.set_title("environment → error, relative to frozen learning", fontsize=9.5)
 
 
+def _eps_crit_text(ec) -> str:
+    """``eps_crit`` for the Bode figure's box: the number, each species' value (up to three), or with more
+    species the smallest and the species it belongs to."""
+    if not isinstance(ec, dict):
+        return _fmt(ec)
+    if len(ec) <= 3:
+        return ", ".join(f"{k} {v:.3g}" for k, v in ec.items())
+    k = min(ec, key=lambda n: ec[n] if np.isfinite(ec[n]) else np.inf)
+    return f"smallest {ec[k]:.3g} ({k}, of {len(ec)} species)"
+
+
 def bode(response: LoopResponse, margins: Margins | None = None, disturbance: Disturbance | None = None,
          ax: Sequence[Axes] | None = None) -> Figure:
     """Bode plot of the loop transfer ``L`` and the sensitivity ``S``.
@@ -282,7 +293,7 @@ def bode(response: LoopResponse, margins: Margins | None = None, disturbance: Di
         gm = _val(margins.gain_margin) if margins else None
         ec = margins.eps_crit_value if margins else None
         pm = _val(margins.phase_margin_deg) if margins else None
-        ec_txt = ", ".join(f"{k} {v:.3g}" for k, v in ec.items()) if isinstance(ec, dict) else _fmt(ec)
+        ec_txt = _eps_crit_text(ec)
         txt = [f"gain margin {_fmt(gm)}", f"ε_crit {ec_txt}"]
         if fr.siso:
             txt.insert(1, f"phase margin {pm:.1f}°" if pm is not None else "phase margin n/a")
@@ -301,7 +312,12 @@ def nyquist(response: LoopResponse, margins: Margins | None = None, ax: Axes | N
     (where the phase margin is read) are marked. Each locus has its own
     colour and line style; the legend sits outside the axes, clear of ``-1``.
     With several loci only ``ω > 0`` is drawn (the mirror adds no information
-    and doubles the clutter).
+    and doubles the clutter). With more than :data:`MANY` loci, :data:`NAMED`
+    are named in colour, taken in turn from those that come nearest ``-1``
+    (smallest ``min_ω |1 + λ(jω)|``) and those of largest gain at the lowest
+    frequency (:func:`pick_named`; a locus that stays within 1 % of the view's
+    radius of 0, a dot at the origin, is never named), and the rest are thin and grey;
+    ``fig.crnfb["named"]`` lists ``(locus, why)``.
     """
     fr = response
     wc = _val(margins.crossover_frequency) if margins else None
@@ -315,12 +331,25 @@ def nyquist(response: LoopResponse, margins: Margins | None = None, ax: Axes | N
     R = 3.0
     view = (-R, R * 0.6, -R, R)
     styles = curve_styles(len(loci))
+    named = None
+    if len(loci) > MANY:        # crowded: name the loci nearest -1 and of largest gain, the rest in grey
+        seen = [j for j, Lw in enumerate(loci) if np.max(np.abs(Lw)) > 0.01 * R]   # not a dot at 0
+        near = sorted(seen, key=lambda j: float(np.min(np.abs(1.0 + loci[j]))))
+        gain = sorted(seen, key=lambda j: -float(np.abs(loci[j][0])))
+        named = dict(pick_named([("nearest −1", near), ("largest gain", gain)]))
+        styles = [OTHER_STYLE] * len(loci)
+        for (j, _), st in zip(named.items(), curve_styles(len(named))):
+            styles[j] = st
     own = ax is None
     with _style():
         fig, (ax,) = _axes(ax, 1, 5.8, 6.8)
         for j, (Lw, st) in enumerate(zip(loci, styles)):
             col = COLORS["L"] if fr.siso else st["color"]
-            lab = "L(jω), ω > 0" if fr.siso else f"locus {j + 1}"
+            lab = "L(jω), ω > 0" if fr.siso else f"locus {j + 1}" + (
+                f"  ({named[j]})" if named and j in named else "")
+            if named is not None and j not in named:
+                ax.plot(*_in_view(Lw, view), **OTHER_STYLE)
+                continue
             ax.plot(*_in_view(Lw, view), color=col, ls="-" if fr.siso else st["ls"], lw=1.5, label=lab)
             if fr.siso:
                 ax.plot(*_in_view(np.conj(Lw), view), color=col, ls="--", lw=1.0, alpha=0.7,
@@ -330,6 +359,9 @@ def nyquist(response: LoopResponse, margins: Margins | None = None, ax: Axes | N
                 i = idx[idx.size // 3]
                 ax.annotate("", xy=(Lw[i + 1].real, Lw[i + 1].imag), xytext=(Lw[i].real, Lw[i].imag),
                             arrowprops=dict(arrowstyle="-|>", color=col, lw=1.2))
+        if named is not None:
+            ax.plot([], [], **OTHER_STYLE, label=f"other {len(loci) - len(named)} loci")
+            fig.crnfb["named"] = [(j + 1, why) for j, why in named.items()]
         t = np.linspace(0, 2 * np.pi, 400)
         ax.plot(np.cos(t), np.sin(t), color=COLORS["mark"], lw=0.8, ls=":", label="unit circle")
         ax.plot([-1], [0], "+", color=COLORS["S"], ms=14, mew=2.4, zorder=6, label="critical point −1")
@@ -348,7 +380,8 @@ def nyquist(response: LoopResponse, margins: Margins | None = None, ax: Axes | N
         ax.set_xlabel("Re L(jω)  (dimensionless)")
         ax.set_ylabel("Im L(jω)  (dimensionless)")
         if own:      # a figure legend below: the equal-aspect axes leave no room beside them
-            fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2 if fr.siso else 4,
+            fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center",
+                       ncol=2 if fr.siso else 3 if named else 4,
                        fontsize=8)
         else:
             _legend_right(ax, fontsize=8)
@@ -552,9 +585,11 @@ def learning_named(t: np.ndarray, theta: np.ndarray, k: int = NAMED) -> list[tup
     """The parameters a crowded learning figure names: the slowest to settle and those learning moves most.
 
     A parameter's settling time is the last sampled time at which it is
-    farther from its final value than 10 % of its largest distance from it;
-    parameters that move less than 1 % of the most-moved one are never
-    called slowest. Taken in turn from the two rankings (:func:`pick_named`).
+    farther from its final value than 5 % of the largest distance any
+    parameter has from its own (one tolerance for all, the figure's scale:
+    a parameter that never moves that far is never called slowest); its
+    change is its largest distance from its final value. Taken in turn from
+    the two rankings (:func:`pick_named`).
 
     Parameters
     ----------
@@ -569,8 +604,9 @@ def learning_named(t: np.ndarray, theta: np.ndarray, k: int = NAMED) -> list[tup
     """
     dev = np.abs(theta - theta[-1])
     span = dev.max(axis=0)
-    moves = span > 0.01 * max(float(span.max()), 1e-300)
-    late = np.array([t[np.nonzero(dev[:, j] > 0.1 * span[j])[0][-1]] if moves[j] else -np.inf
+    tol = 0.05 * max(float(span.max()), 1e-300)
+    moves = span > tol
+    late = np.array([t[np.nonzero(dev[:, j] > tol)[0][-1]] if moves[j] else -np.inf
                      for j in range(theta.shape[1])])
     slow = [int(j) for j in np.argsort(-late, kind="stable") if moves[j]]
     big = [int(j) for j in np.argsort(-span, kind="stable")]
