@@ -105,8 +105,9 @@ def curve_styles(n: int) -> list[dict]:
 
 
 #: With more learned parameters (or characteristic loci) than this, a figure names :data:`NAMED` of them in
-#: colour and draws the rest as thin grey lines under one legend entry.
-MANY = 8
+#: colour and draws the rest as thin grey lines under one legend entry. Up to it, every curve has its own
+#: colour and line style (10 colours times 4 line styles stay distinguishable; E3's 13 parameters do).
+MANY = 15
 #: How many curves such a figure names.
 NAMED = 5
 #: Style of the curves a figure does not name.
@@ -707,12 +708,19 @@ def _marginal(S: np.ndarray, w: np.ndarray, cols: Sequence[int], empty: float = 
     return axes, np.where(hit > 0, out, empty)
 
 
+def _integer_ticks():
+    """Ticks at whole copy numbers only."""
+    from matplotlib.ticker import MaxNLocator
+    return MaxNLocator(integer=True)
+
+
 def _marginal_panel(ax, x: np.ndarray, pm: np.ndarray, qm: np.ndarray) -> None:
     """Bars of the environment's marginal ``qm``, markers of the learned ``pm``."""
     ax.bar(x, qm, width=0.8, color=COLORS["Q"], label="environment Q")
     ax.plot(x, pm, "o-", color=COLORS["P"], ms=4, lw=1.2, label="learned P")
     ax.set_xlim(*_visible_window(pm, qm, x))
     ax.set_ylim(0, max(pm.max(), qm.max()) * 1.22)
+    ax.xaxis.set_major_locator(_integer_ticks())
 
 
 def _joint_panel(ax, x0, x1, gp: np.ndarray, gq: np.ndarray, vmax: float | None = None):
@@ -724,6 +732,8 @@ def _joint_panel(ax, x0, x1, gp: np.ndarray, gq: np.ndarray, vmax: float | None 
         ax.contour(x0, x1, gq.T, levels=np.linspace(0.1, 0.9, 4) * gq.max(), colors="white", linewidths=0.9)
     ax.set_xlim(*_visible_window(np.nansum(gp, 1), gq.sum(1), x0))
     ax.set_ylim(*_visible_window(np.nansum(gp, 0), gq.sum(0), x1))
+    ax.xaxis.set_major_locator(_integer_ticks())
+    ax.yaxis.set_major_locator(_integer_ticks())
     ax.grid(False)
     return im
 

@@ -585,3 +585,14 @@ def test_pick_named_takes_in_turn_without_repeats():
     assert plots.pick_named([("a", [3, 1, 2, 0]), ("b", [3, 0, 1, 2])], k=3) == [(3, "a"), (0, "b"), (1, "a")]
     assert plots.pick_named([("a", [1]), ("b", [1, 2])]) == [(1, "a"), (2, "b")]
     assert plots.pick_named([("a", [])]) == []
+
+
+def test_captions_and_gallery_state_the_selection_rule():
+    """The rule that picks the named curves is stated where the figures are read: the report's captions
+    (with the thresholds the code uses) and docs/gallery.md."""
+    from crnfb.analysis.report import FIGURE_CAPTIONS
+    for name in ("learning", "nyquist"):
+        assert f"more than {plots.MANY}" in FIGURE_CAPTIONS[name] and f"{plots.NAMED} are named" in FIGURE_CAPTIONS[name]
+    assert "corner plot" in FIGURE_CAPTIONS["distribution"]
+    text = (ROOT / "docs" / "gallery.md").read_text(encoding="utf-8")
+    assert f"Up to {plots.MANY} learned parameters" in text and f"{plots.NAMED} are named" in text
