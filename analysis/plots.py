@@ -990,5 +990,6 @@ def png_bytes(fig, dpi: int = 150) -> bytes:
 
 
 __all__ = ["bode", "nyquist", "step", "poles", "multiplicities", "learning", "distribution", "lag_cost", "sweep", "placeholder",
-           "save", "png_bytes", "curve_styles", "SWEEP_LABELS", "T_UNIT", "W_UNIT"]
+           "save", "png_bytes", "curve_styles", "pick_named", "learning_named", "MANY", "NAMED", "SWEEP_LABELS",
+           "T_UNIT", "W_UNIT"]
 
