@@ -306,6 +306,22 @@ def bode(response: LoopResponse, margins: Margins | None = None, disturbance: Di
     return fig
 
 
+def _loci_styles(loci: list[np.ndarray], R: float) -> tuple[list[dict], dict[int, str] | None]:
+    """Each locus's style, and with more than :data:`MANY` loci the named ones ``{index: why}``: in turn
+    those nearest -1 and of largest gain at the lowest frequency, never a dot at the origin (the
+    locus stays within 1 % of the view's radius ``R``); the others get :data:`OTHER_STYLE`."""
+    if len(loci) <= MANY:
+        return curve_styles(len(loci)), None
+    seen = [j for j, Lw in enumerate(loci) if np.max(np.abs(Lw)) > 0.01 * R]
+    near = sorted(seen, key=lambda j: float(np.min(np.abs(1.0 + loci[j]))))
+    gain = sorted(seen, key=lambda j: -float(np.abs(loci[j][0])))
+    named = dict(pick_named([("nearest −1", near), ("largest gain", gain)]))
+    styles = [OTHER_STYLE] * len(loci)
+    for j, st in zip(named, curve_styles(len(named))):
+        styles[j] = st
+    return styles, named
+
+
 def nyquist(response: LoopResponse, margins: Margins | None = None, ax: Axes | None = None) -> Figure:
     """Nyquist plot of ``L(jω)`` (characteristic loci when several directions are learned).
 
@@ -331,16 +347,7 @@ def nyquist(response: LoopResponse, margins: Margins | None = None, ax: Axes | N
         loci = [ev[:, j] for j in range(ev.shape[1])]
     R = 3.0
     view = (-R, R * 0.6, -R, R)
-    styles = curve_styles(len(loci))
-    named = None
-    if len(loci) > MANY:        # crowded: name the loci nearest -1 and of largest gain, the rest in grey
-        seen = [j for j, Lw in enumerate(loci) if np.max(np.abs(Lw)) > 0.01 * R]   # not a dot at 0
-        near = sorted(seen, key=lambda j: float(np.min(np.abs(1.0 + loci[j]))))
-        gain = sorted(seen, key=lambda j: -float(np.abs(loci[j][0])))
-        named = dict(pick_named([("nearest −1", near), ("largest gain", gain)]))
-        styles = [OTHER_STYLE] * len(loci)
-        for (j, _), st in zip(named.items(), curve_styles(len(named))):
-            styles[j] = st
+    styles, named = _loci_styles(loci, R)
     own = ax is None
     with _style():
         fig, (ax,) = _axes(ax, 1, 5.8, 6.8)
