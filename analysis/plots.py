@@ -317,7 +317,7 @@ def _loci_styles(loci: list[np.ndarray], R: float) -> tuple[list[dict], dict[int
     gain = sorted(seen, key=lambda j: -float(np.abs(loci[j][0])))
     named = dict(pick_named([("nearest −1", near), ("largest gain", gain)]))
     styles = [OTHER_STYLE] * len(loci)
-    for j, st in zip(named, curve_styles(len(named))):
+    for j, st in zip(named, curve_styles(max(len(named), 5))):     # line styles differ too (grey print)
         styles[j] = st
     return styles, named
 
