@@ -592,7 +592,8 @@ def test_captions_and_gallery_state_the_selection_rule():
     (with the thresholds the code uses) and docs/gallery.md."""
     from crnfb.analysis.report import FIGURE_CAPTIONS
     for name in ("learning", "nyquist"):
-        assert f"more than {plots.MANY}" in FIGURE_CAPTIONS[name] and f"{plots.NAMED} are named" in FIGURE_CAPTIONS[name]
+        caption = FIGURE_CAPTIONS[name]
+        assert f"more than {plots.MANY}" in caption and f"{plots.NAMED} are named" in caption
     assert "corner plot" in FIGURE_CAPTIONS["distribution"]
     text = (ROOT / "docs" / "gallery.md").read_text(encoding="utf-8")
     assert f"Up to {plots.MANY} learned parameters" in text and f"{plots.NAMED} are named" in text
