@@ -589,26 +589,30 @@ def _time_axis(ax, t: np.ndarray) -> np.ndarray:
     return np.ones(t.size, bool)
 
 
-def learning_named(t: np.ndarray, theta: np.ndarray, k: int = NAMED) -> list[tuple[int, str]]:
-    """The parameters a crowded learning figure names: the slowest to settle and those learning moves most.
+def learning_named(t: np.ndarray, theta: np.ndarray, k: int = NAMED,
+                   sensitivity: np.ndarray | None = None) -> list[tuple[int, str]]:
+    """The parameters a crowded learning figure names: the slowest to settle and the most sensitive.
 
     A parameter's settling time is the last sampled time at which it is
     farther from its final value than 5 % of the largest distance any
     parameter has from its own (one tolerance for all, the figure's scale:
-    a parameter that never moves that far is never called slowest); its
-    change is its largest distance from its final value. Taken in turn from
-    the two rankings (:func:`pick_named`).
+    a parameter that never moves that far is never called slowest). The
+    most sensitive are those of largest ``sensitivity`` (the diagonal of the
+    Hessian of ``D`` at the fixed point: ``D`` rises most when they move);
+    without it, those with the largest change (largest distance from their
+    final value). Taken in turn from the two rankings (:func:`pick_named`).
 
     Parameters
     ----------
     t : ndarray (nt,)
     theta : ndarray (nt, k_learned)
     k : int
+    sensitivity : ndarray (k_learned,) or None
 
     Returns
     -------
     list of (int, str)
-        ``(column, "slowest" | "largest change")``.
+        ``(column, "slowest" | "most sensitive" | "largest change")``.
     """
     dev = np.abs(theta - theta[-1])
     span = dev.max(axis=0)
@@ -617,15 +621,17 @@ def learning_named(t: np.ndarray, theta: np.ndarray, k: int = NAMED) -> list[tup
     late = np.array([t[np.nonzero(dev[:, j] > tol)[0][-1]] if moves[j] else -np.inf
                      for j in range(theta.shape[1])])
     slow = [int(j) for j in np.argsort(-late, kind="stable") if moves[j]]
-    big = [int(j) for j in np.argsort(-span, kind="stable")]
-    return pick_named([("slowest", slow), ("largest change", big)], k)
+    if sensitivity is not None and np.all(np.isfinite(sensitivity)):
+        return pick_named([("slowest", slow), ("most sensitive", list(np.argsort(-np.asarray(sensitivity),
+                                                                                 kind="stable")))], k)
+    return pick_named([("slowest", slow), ("largest change", list(np.argsort(-span, kind="stable")))], k)
 
 
-def _theta_curves(ax, t: np.ndarray, th: np.ndarray, names: Sequence[str], target) -> dict:
+def _theta_curves(ax, t: np.ndarray, th: np.ndarray, names: Sequence[str], target, sensitivity=None) -> dict:
     """``theta_j(t)`` of every learned parameter: each in colour, or with more than :data:`MANY` the
     :func:`learning_named` few in colour and the rest thin grey (one legend entry). Returns what was named."""
     many = len(names) > MANY
-    named = learning_named(t, th) if many else [(j, "") for j in range(len(names))]
+    named = learning_named(t, th, sensitivity=sensitivity) if many else [(j, "") for j in range(len(names))]
     if many:
         rest = [j for j in range(len(names)) if j not in {i for i, _ in named}]
         ax.plot(t, th[:, rest], **OTHER_STYLE)
@@ -645,8 +651,8 @@ def learning(trajectory: LearningCurve, ax: Sequence[Axes] | None = None) -> Fig
     so that both time scales show. Each species has its own colour and line
     style; with many species the legend sits outside the axes. With more than
     :data:`MANY` learned parameters only :data:`NAMED` are named in colour
-    (:func:`learning_named`: the slowest to settle and those learning moves
-    most, each labelled with why), the rest drawn thin and grey;
+    (:func:`learning_named`: the slowest to settle and the most sensitive,
+    each labelled with why), the rest drawn thin and grey;
     ``fig.crnfb["named"]`` lists the named ones.
     """
     traj = trajectory
@@ -657,7 +663,7 @@ def learning(trajectory: LearningCurve, ax: Sequence[Axes] | None = None) -> Fig
         fig, (ax1, ax2) = _axes(ax, 2, 8.6, 5.6, sharex=True)
         shown = _time_axis(ax2, np.asarray(traj.t))
         t = np.asarray(traj.t)[shown]
-        fig.crnfb.update(_theta_curves(ax1, t, th[shown], traj.names, target))
+        fig.crnfb.update(_theta_curves(ax1, t, th[shown], traj.names, target, traj.sensitivity))
         if target is not None:
             ax1.plot([], [], color=COLORS["mark"], ls=(0, (1, 3)), lw=0.8,
                      label=traj.target_label + ("  (of the named)" if "named" in fig.crnfb else ""))

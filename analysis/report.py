@@ -40,8 +40,9 @@ FIGURE_CAPTIONS = {
              "removed before stability is judged.",
     "learning": "A learning episode from the file's energies: θ(t) and the excess divergence D(t) − D*. "
                 "With more than 15 learned parameters, 5 are named in colour, in turn the slowest to settle "
-                "(last to come within 5 % of the largest excursion of its final value) and those that move "
-                "most; the others are thin grey lines.",
+                "(last to come within 5 % of the largest excursion of its final value) and the most "
+                "sensitive (largest diagonal of the Hessian of D at the fixed point); the others are thin grey "
+                "lines.",
     "nyquist": "Nyquist plot of L(jω) near the critical point −1. With more than 15 characteristic loci, "
                "5 are named in colour, in turn those nearest −1 and those of largest low-frequency gain; "
                "the others are thin grey lines.",

@@ -566,11 +566,15 @@ def test_corner_plot_of_three_visible_species(crowded):
 
 
 def test_many_parameters_named_and_the_rest_grey(crowded):
-    """63 learned parameters: five named in colour with why (slowest or largest change), the others thin
+    """63 learned parameters: five named in colour with why (slowest or most sensitive), the others thin
     grey under one legend entry; characteristic loci the same way."""
     fig = crowded["walk"].plot_learning()
     k = len(crowded["walk"].trajectory.names)
-    assert len(fig.crnfb["named"]) == plots.NAMED and set(fig.crnfb["why"]) <= {"slowest", "largest change"}
+    assert len(fig.crnfb["named"]) == plots.NAMED and set(fig.crnfb["why"]) == {"slowest", "most sensitive"}
+    # the most sensitive: the largest diagonal of the Hessian of D at the fixed point
+    traj = crowded["walk"].trajectory
+    top = traj.names[int(np.argmax(traj.sensitivity))]
+    assert top in fig.crnfb["named"] and fig.crnfb["why"][fig.crnfb["named"].index(top)] == "most sensitive"
     labels = fig.axes[0].get_legend_handles_labels()[1]
     assert f"other {k - plots.NAMED} parameters" in labels
     assert sum(lab.startswith("θ_") for lab in labels) == plots.NAMED
