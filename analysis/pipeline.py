@@ -166,7 +166,8 @@ def trajectory_section(model: Model, optimum: StationaryPoint, fp: LoopFixedPoin
                              "loop's fixed point", float(fp.bias),
                              outcome=None if run is None else _outcome_text(run),
                              t_settled=None if run is None else run.t_settled,
-                             converged=None if run is None else bool(run.converged))
+                             converged=None if run is None else bool(run.converged),
+                             sensitivity=_sensitivity(model, fp))
     t_ep = episode_time(model, stab)
     try:
         tr = simulate(model, 3.0 * t_ep, points=401, until_episode_end=True, theta_star=fp.theta)
@@ -177,7 +178,18 @@ def trajectory_section(model: Model, optimum: StationaryPoint, fp: LoopFixedPoin
                           np.asarray(optimum.theta, float), float(model.divergence(optimum.theta)),
                           reason=f"ODE simulator not used: {e}")
     return LearningCurve(t, theta, D, model.learned_names, "ensemble-level ODE", np.asarray(optimum.theta, float),
-                      float(optimum.divergence), np.asarray(fp.theta, float), "loop's fixed point", float(fp.bias))
+                      float(optimum.divergence), np.asarray(fp.theta, float), "loop's fixed point", float(fp.bias),
+                      sensitivity=_sensitivity(model, fp))
+
+
+def _sensitivity(model: Model, fp: LoopFixedPoint) -> np.ndarray | None:
+    """The diagonal of the Hessian of ``D`` at the loop's fixed point, only when the learning figure
+    names a few of many parameters (more than :data:`crnfb.analysis.plots.MANY`): how much ``D`` rises
+    per unit change of each parameter squared, the learning figure's "most sensitive"."""
+    from crnfb.analysis.plots import MANY
+    if len(model.learned_names) <= MANY:
+        return None
+    return np.diag(model.hessian(np.asarray(fp.theta, float))).copy()
 
 
 def _episode_samples(ep: Episode) -> tuple[np.ndarray, np.ndarray]:

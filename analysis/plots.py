@@ -104,6 +104,48 @@ def curve_styles(n: int) -> list[dict]:
             for j in range(n)]
 
 
+#: With more learned parameters (or characteristic loci) than this, a figure names :data:`NAMED` of them in
+#: colour and draws the rest as thin grey lines under one legend entry. Up to it, every curve has its own
+#: colour and line style (10 colours times 4 line styles stay distinguishable; E3's 13 parameters do).
+MANY = 15
+#: How many curves such a figure names.
+NAMED = 5
+#: Style of the curves a figure does not name.
+OTHER_STYLE = {"color": "#adb5bd", "ls": "-", "lw": 0.6, "alpha": 0.8, "zorder": 1}
+
+
+def pick_named(rankings: Sequence[tuple[str, Sequence[int]]], k: int = NAMED) -> list[tuple[int, str]]:
+    """The curves a crowded figure names: ``k`` indices taken in turn from each ranking, best first.
+
+    Parameters
+    ----------
+    rankings : sequence of (str, sequence of int)
+        ``(why, order)``: the indices of the curves ordered by one criterion
+        (``why`` names it, e.g. ``"slowest"``), the most notable first.
+    k : int
+        How many to name in all (fewer if there are fewer curves).
+
+    Returns
+    -------
+    list of (int, str)
+        ``(index, why)`` with no index twice, in the order taken.
+    """
+    out: list[tuple[int, str]] = []
+    seen: set[int] = set()
+    iters = [(why, iter(order)) for why, order in rankings]
+    total = len({int(i) for _, order in rankings for i in order})
+    while len(out) < min(k, total):
+        for why, it in iters:
+            for i in it:
+                if int(i) not in seen:
+                    seen.add(int(i))
+                    out.append((int(i), why))
+                    break
+            if len(out) >= k:
+                break
+    return out
+
+
 def placeholder(title: str, reason: str) -> Figure:
     """A figure that says why the real one is not available."""
     import textwrap
@@ -189,6 +231,17 @@ def _bode_mimo(ax1, ax2, fr: LoopResponse) -> None:
     ax2.set_title("environment → error, relative to frozen learning", fontsize=9.5)
 
 
+def _eps_crit_text(ec) -> str:
+    """``eps_crit`` for the Bode figure's box: the number, each species' value (up to three), or with more
+    species the smallest and the species it belongs to."""
+    if not isinstance(ec, dict):
+        return _fmt(ec)
+    if len(ec) <= 3:
+        return ", ".join(f"{k} {v:.3g}" for k, v in ec.items())
+    k = min(ec, key=lambda n: ec[n] if np.isfinite(ec[n]) else np.inf)
+    return f"smallest {ec[k]:.3g} ({k}, of {len(ec)} species)"
+
+
 def bode(response: LoopResponse, margins: Margins | None = None, disturbance: Disturbance | None = None,
          ax: Sequence[Axes] | None = None) -> Figure:
     """Bode plot of the loop transfer ``L`` and the sensitivity ``S``.
@@ -241,7 +294,7 @@ def bode(response: LoopResponse, margins: Margins | None = None, disturbance: Di
         gm = _val(margins.gain_margin) if margins else None
         ec = margins.eps_crit_value if margins else None
         pm = _val(margins.phase_margin_deg) if margins else None
-        ec_txt = ", ".join(f"{k} {v:.3g}" for k, v in ec.items()) if isinstance(ec, dict) else _fmt(ec)
+        ec_txt = _eps_crit_text(ec)
         txt = [f"gain margin {_fmt(gm)}", f"ε_crit {ec_txt}"]
         if fr.siso:
             txt.insert(1, f"phase margin {pm:.1f}°" if pm is not None else "phase margin n/a")
@@ -253,6 +306,22 @@ def bode(response: LoopResponse, margins: Margins | None = None, disturbance: Di
     return fig
 
 
+def _loci_styles(loci: list[np.ndarray], R: float) -> tuple[list[dict], dict[int, str] | None]:
+    """Each locus's style, and with more than :data:`MANY` loci the named ones ``{index: why}``: in turn
+    those nearest -1 and of largest gain at the lowest frequency, never a dot at the origin (the
+    locus stays within 1 % of the view's radius ``R``); the others get :data:`OTHER_STYLE`."""
+    if len(loci) <= MANY:
+        return curve_styles(len(loci)), None
+    seen = [j for j, Lw in enumerate(loci) if np.max(np.abs(Lw)) > 0.01 * R]
+    near = sorted(seen, key=lambda j: float(np.min(np.abs(1.0 + loci[j]))))
+    gain = sorted(seen, key=lambda j: -float(np.abs(loci[j][0])))
+    named = dict(pick_named([("nearest −1", near), ("largest gain", gain)]))
+    styles = [OTHER_STYLE] * len(loci)
+    for j, st in zip(named, curve_styles(max(len(named), 5))):     # line styles differ too (grey print)
+        styles[j] = st
+    return styles, named
+
+
 def nyquist(response: LoopResponse, margins: Margins | None = None, ax: Axes | None = None) -> Figure:
     """Nyquist plot of ``L(jω)`` (characteristic loci when several directions are learned).
 
@@ -260,7 +329,12 @@ def nyquist(response: LoopResponse, margins: Margins | None = None, ax: Axes | N
     (where the phase margin is read) are marked. Each locus has its own
     colour and line style; the legend sits outside the axes, clear of ``-1``.
     With several loci only ``ω > 0`` is drawn (the mirror adds no information
-    and doubles the clutter).
+    and doubles the clutter). With more than :data:`MANY` loci, :data:`NAMED`
+    are named in colour, taken in turn from those that come nearest ``-1``
+    (smallest ``min_ω |1 + λ(jω)|``) and those of largest gain at the lowest
+    frequency (:func:`pick_named`; a locus that stays within 1 % of the view's
+    radius of 0, a dot at the origin, is never named), and the rest are thin and grey;
+    ``fig.crnfb["named"]`` lists ``(locus, why)``.
     """
     fr = response
     wc = _val(margins.crossover_frequency) if margins else None
@@ -273,13 +347,17 @@ def nyquist(response: LoopResponse, margins: Margins | None = None, ax: Axes | N
         loci = [ev[:, j] for j in range(ev.shape[1])]
     R = 3.0
     view = (-R, R * 0.6, -R, R)
-    styles = curve_styles(len(loci))
+    styles, named = _loci_styles(loci, R)
     own = ax is None
     with _style():
         fig, (ax,) = _axes(ax, 1, 5.8, 6.8)
         for j, (Lw, st) in enumerate(zip(loci, styles)):
             col = COLORS["L"] if fr.siso else st["color"]
-            lab = "L(jω), ω > 0" if fr.siso else f"locus {j + 1}"
+            lab = "L(jω), ω > 0" if fr.siso else f"locus {j + 1}" + (
+                f"  ({named[j]})" if named and j in named else "")
+            if named is not None and j not in named:
+                ax.plot(*_in_view(Lw, view), **OTHER_STYLE)
+                continue
             ax.plot(*_in_view(Lw, view), color=col, ls="-" if fr.siso else st["ls"], lw=1.5, label=lab)
             if fr.siso:
                 ax.plot(*_in_view(np.conj(Lw), view), color=col, ls="--", lw=1.0, alpha=0.7,
@@ -289,6 +367,9 @@ def nyquist(response: LoopResponse, margins: Margins | None = None, ax: Axes | N
                 i = idx[idx.size // 3]
                 ax.annotate("", xy=(Lw[i + 1].real, Lw[i + 1].imag), xytext=(Lw[i].real, Lw[i].imag),
                             arrowprops=dict(arrowstyle="-|>", color=col, lw=1.2))
+        if named is not None:
+            ax.plot([], [], **OTHER_STYLE, label=f"other {len(loci) - len(named)} loci")
+            fig.crnfb["named"] = [(j + 1, why) for j, why in named.items()]
         t = np.linspace(0, 2 * np.pi, 400)
         ax.plot(np.cos(t), np.sin(t), color=COLORS["mark"], lw=0.8, ls=":", label="unit circle")
         ax.plot([-1], [0], "+", color=COLORS["S"], ms=14, mew=2.4, zorder=6, label="critical point −1")
@@ -307,7 +388,8 @@ def nyquist(response: LoopResponse, margins: Margins | None = None, ax: Axes | N
         ax.set_xlabel("Re L(jω)  (dimensionless)")
         ax.set_ylabel("Im L(jω)  (dimensionless)")
         if own:      # a figure legend below: the equal-aspect axes leave no room beside them
-            fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2 if fr.siso else 4,
+            fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center",
+                       ncol=2 if fr.siso else 3 if named else 4,
                        fontsize=8)
         else:
             _legend_right(ax, fontsize=8)
@@ -507,13 +589,71 @@ def _time_axis(ax, t: np.ndarray) -> np.ndarray:
     return np.ones(t.size, bool)
 
 
+def learning_named(t: np.ndarray, theta: np.ndarray, k: int = NAMED,
+                   sensitivity: np.ndarray | None = None) -> list[tuple[int, str]]:
+    """The parameters a crowded learning figure names: the slowest to settle and the most sensitive.
+
+    A parameter's settling time is the last sampled time at which it is
+    farther from its final value than 5 % of the largest distance any
+    parameter has from its own (one tolerance for all, the figure's scale:
+    a parameter that never moves that far is never called slowest). The
+    most sensitive are those of largest ``sensitivity`` (the diagonal of the
+    Hessian of ``D`` at the fixed point: ``D`` rises most when they move);
+    without it, those with the largest change (largest distance from their
+    final value). Taken in turn from the two rankings (:func:`pick_named`).
+
+    Parameters
+    ----------
+    t : ndarray (nt,)
+    theta : ndarray (nt, k_learned)
+    k : int
+    sensitivity : ndarray (k_learned,) or None
+
+    Returns
+    -------
+    list of (int, str)
+        ``(column, "slowest" | "most sensitive" | "largest change")``.
+    """
+    dev = np.abs(theta - theta[-1])
+    span = dev.max(axis=0)
+    tol = 0.05 * max(float(span.max()), 1e-300)
+    moves = span > tol
+    late = np.array([t[np.nonzero(dev[:, j] > tol)[0][-1]] if moves[j] else -np.inf
+                     for j in range(theta.shape[1])])
+    slow = [int(j) for j in np.argsort(-late, kind="stable") if moves[j]]
+    if sensitivity is not None and np.all(np.isfinite(sensitivity)):
+        return pick_named([("slowest", slow), ("most sensitive", list(np.argsort(-np.asarray(sensitivity),
+                                                                                 kind="stable")))], k)
+    return pick_named([("slowest", slow), ("largest change", list(np.argsort(-span, kind="stable")))], k)
+
+
+def _theta_curves(ax, t: np.ndarray, th: np.ndarray, names: Sequence[str], target, sensitivity=None) -> dict:
+    """``theta_j(t)`` of every learned parameter: each in colour, or with more than :data:`MANY` the
+    :func:`learning_named` few in colour and the rest thin grey (one legend entry). Returns what was named."""
+    many = len(names) > MANY
+    named = learning_named(t, th, sensitivity=sensitivity) if many else [(j, "") for j in range(len(names))]
+    if many:
+        rest = [j for j in range(len(names)) if j not in {i for i, _ in named}]
+        ax.plot(t, th[:, rest], **OTHER_STYLE)
+        ax.plot([], [], **OTHER_STYLE, label=f"other {len(rest)} parameters")
+    for (j, why), st in zip(named, curve_styles(len(named))):
+        ax.plot(t, th[:, j], label=f"θ_{names[j]}" + (f"  ({why})" if why else ""), lw=1.5, zorder=3, **st)
+        if target is not None:
+            ax.axhline(target[j], color=st["color"], ls=(0, (1, 3)), lw=0.8)
+    return {"named": [names[j] for j, _ in named], "why": [w for _, w in named]} if many else {}
+
+
 def learning(trajectory: LearningCurve, ax: Sequence[Axes] | None = None) -> Figure:
     """A learning episode: ``theta(t)`` (top) and ``D(t)`` above its minimum (bottom, log).
 
     Time is logarithmic when the episode's samples span several decades (a
     fast drop of ``D`` followed by slow learning along flat directions, E3),
     so that both time scales show. Each species has its own colour and line
-    style; with many species the legend sits outside the axes.
+    style; with many species the legend sits outside the axes. With more than
+    :data:`MANY` learned parameters only :data:`NAMED` are named in colour
+    (:func:`learning_named`: the slowest to settle and the most sensitive,
+    each labelled with why), the rest drawn thin and grey;
+    ``fig.crnfb["named"]`` lists the named ones.
     """
     traj = trajectory
     many = len(traj.names) > 6
@@ -523,12 +663,10 @@ def learning(trajectory: LearningCurve, ax: Sequence[Axes] | None = None) -> Fig
         fig, (ax1, ax2) = _axes(ax, 2, 8.6, 5.6, sharex=True)
         shown = _time_axis(ax2, np.asarray(traj.t))
         t = np.asarray(traj.t)[shown]
-        for j, (n, st) in enumerate(zip(traj.names, curve_styles(len(traj.names)))):
-            ax1.plot(t, th[shown, j], label=f"θ_{n}", lw=1.5, **st)
-            if target is not None:
-                ax1.axhline(target[j], color=st["color"], ls=(0, (1, 3)), lw=0.8)
+        fig.crnfb.update(_theta_curves(ax1, t, th[shown], traj.names, target, traj.sensitivity))
         if target is not None:
-            ax1.plot([], [], color=COLORS["mark"], ls=(0, (1, 3)), lw=0.8, label=traj.target_label)
+            ax1.plot([], [], color=COLORS["mark"], ls=(0, (1, 3)), lw=0.8,
+                     label=traj.target_label + ("  (of the named)" if "named" in fig.crnfb else ""))
         ax1.set_ylabel("θ = −G/kT  (dimensionless)")
         _legend_right(ax1, fontsize=7.5 if many else None)
         Dmin = traj.D_star if traj.D_star is not None else float(np.min(traj.D))
@@ -570,65 +708,154 @@ def _visible_window(p: np.ndarray, q: np.ndarray, x: np.ndarray) -> tuple[float,
     return float(x[keep].min()) - 0.8, float(x[keep].max()) + 0.8
 
 
+def _marginal(S: np.ndarray, w: np.ndarray, cols: Sequence[int], empty: float = 0.0
+              ) -> tuple[list[np.ndarray], np.ndarray]:
+    """The marginal of the law ``w`` on the states ``S`` over the columns ``cols``: the copy numbers
+    of each column (consecutive, from its least to its largest) and the probability array on their grid,
+    ``empty`` where no state projects (NaN leaves a heatmap's unreachable cells blank)."""
+    axes = [np.arange(S[:, c].min(), S[:, c].max() + 1) for c in cols]
+    idx = tuple(S[:, c] - x[0] for c, x in zip(cols, axes))
+    out, hit = np.zeros([x.size for x in axes]), np.zeros([x.size for x in axes])
+    np.add.at(out, idx, w)
+    np.add.at(hit, idx, 1.0)
+    return axes, np.where(hit > 0, out, empty)
+
+
+def _integer_ticks():
+    """Ticks at whole copy numbers only."""
+    from matplotlib.ticker import MaxNLocator
+    return MaxNLocator(integer=True)
+
+
+def _marginal_panel(ax, x: np.ndarray, pm: np.ndarray, qm: np.ndarray) -> None:
+    """Bars of the environment's marginal ``qm``, markers of the learned ``pm``."""
+    ax.bar(x, qm, width=0.8, color=COLORS["Q"], label="environment Q")
+    ax.plot(x, pm, "o-", color=COLORS["P"], ms=4, lw=1.2, label="learned P")
+    ax.set_xlim(*_visible_window(pm, qm, x))
+    ax.set_ylim(0, max(pm.max(), qm.max()) * 1.22)
+    ax.xaxis.set_major_locator(_integer_ticks())
+
+
+def _joint_panel(ax, x0, x1, gp: np.ndarray, gq: np.ndarray, vmax: float | None = None):
+    """Heatmap of the learned joint ``gp[x0, x1]`` (``x0`` across) with the environment's ``gq`` as white
+    contours at 10, 37, 63 and 90 % of its peak; returns the image."""
+    im = ax.imshow(gp.T, origin="lower", aspect="auto", cmap="viridis", vmin=0.0, vmax=vmax,
+                   extent=(x0[0] - 0.5, x0[-1] + 0.5, x1[0] - 0.5, x1[-1] + 0.5))
+    if gq.max() > 0 and min(gq.shape) > 1:
+        ax.contour(x0, x1, gq.T, levels=np.linspace(0.1, 0.9, 4) * gq.max(), colors="white", linewidths=0.9)
+    ax.set_xlim(*_visible_window(np.nansum(gp, 1), gq.sum(1), x0))
+    ax.set_ylim(*_visible_window(np.nansum(gp, 0), gq.sum(0), x1))
+    ax.xaxis.set_major_locator(_integer_ticks())
+    ax.yaxis.set_major_locator(_integer_ticks())
+    ax.grid(False)
+    return im
+
+
+def _corner(dist: Distribution, ax=None) -> Figure:
+    """Corner plot of ``nv >= 3`` visible species: the 1-D marginals on the diagonal, every pair's joint
+    marginal below it (learned ``P`` in colour, one scale for all, ``Q``'s contours in white)."""
+    S, P, Q = np.asarray(dist.states), np.asarray(dist.P), np.asarray(dist.Q)
+    nv = S.shape[1]
+    pairs = [(i, j) for i in range(nv) for j in range(i)]          # row i (y: species i), column j (x)
+    joints = {(i, j): (*_marginal(S, P, (j, i), np.nan), _marginal(S, Q, (j, i))[1]) for i, j in pairs}
+    vmax = max(float(np.nanmax(gp)) for _, gp, _ in joints.values())
+    cell = float(np.clip(9.0 / nv, 1.7, 2.5))
+    if ax is None:
+        fig = _figure(cell * nv + 1.0, cell * nv + 0.5)
+        grid = np.asarray(fig.subplots(nv, nv), dtype=object)
+    else:
+        fig, flat = _axes(ax, nv * nv, 0, 0)
+        grid = np.asarray(flat, dtype=object).reshape(nv, nv)
+    for i in range(nv):
+        x, pm = _marginal(S, P, (i,))
+        qm = _marginal(S, Q, (i,))[1]
+        _marginal_panel(grid[i, i], x[0], pm, qm)
+        grid[i, i].set_title(f"marginal of {dist.names[i]}", fontsize=9)
+        grid[i, i].set_ylabel("probability", fontsize=8.5)
+        for j in range(i + 1, nv):           # above the diagonal: nothing, not even a background
+            grid[i, j].axis("off")
+            grid[i, j].patch.set_visible(False)
+    for (i, j), ((x0, x1), gp, gq) in joints.items():
+        im = _joint_panel(grid[i, j], x0, x1, gp, gq, vmax)
+        if j == 0:
+            grid[i, j].set_ylabel(f"{dist.names[i]}  (copies)")
+    for j in range(nv):
+        grid[nv - 1, j].set_xlabel(f"{dist.names[j]}  (copies)")
+    corner = grid[0, nv - 1]
+    cax = corner.inset_axes([0.08, 0.12, 0.84, 0.09])
+    fig.colorbar(im, cax=cax, orientation="horizontal", label="learned P of the pair")
+    cax.tick_params(labelsize=7.5)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    from matplotlib.patheffects import withStroke
+    handles = [Patch(color=COLORS["Q"]), Line2D([], [], color=COLORS["P"], marker="o", ms=4, lw=1.2),
+               Line2D([], [], color="white", lw=1.2, path_effects=[withStroke(linewidth=3.2, foreground="#440154")])]
+    corner.legend(handles, ["environment Q (marginal)", "learned P (marginal)", "Q of the pair (contours)"],
+                  loc="upper center", bbox_to_anchor=(0.5, 1.0), fontsize=7.5)
+    fig.crnfb.update(corner_pairs=pairs, corner_diagonal=nv)
+    return fig
+
+
 def distribution(distribution: Distribution, ax: Sequence[Axes] | None = None) -> Figure:
     """Learned ``P(v)`` at the fixed point against the environment ``Q(v)``.
 
-    One visible species: bars of ``Q`` and markers of ``P``. Several: the
-    marginal of each species, and for two a heatmap of the joint ``P`` with
-    ``Q``'s contours.
+    One visible species: bars of ``Q`` and markers of ``P``. Two: the
+    marginal of each species and a heatmap of the joint ``P`` with ``Q``'s
+    contours. Three or more: a corner plot, the marginals on the diagonal
+    and below it every pair's joint marginal of ``P`` (one colour scale)
+    with that pair's ``Q`` as contours; ``ax`` then takes ``nv * nv`` axes
+    (row by row; those above the diagonal are switched off) and
+    ``fig.crnfb["corner_pairs"]`` lists the pairs ``(row, column)`` drawn.
     """
     dist = distribution
     own = ax is None            # a figure of our own gets the title
     S = np.asarray(dist.states)
     P, Q = np.asarray(dist.P), np.asarray(dist.Q)
     nv = S.shape[1]
+    tv = 0.5 * float(np.abs(P - Q).sum())
     with _style():
-        panels = 1 if nv == 1 else 3 if nv == 2 else min(nv, 4)
-        if ax is not None:
-            fig, axes = _axes(ax, panels, 0, 0)
+        if nv >= 3:
+            fig = _corner(dist, ax)
         else:
-            fig = _figure(7.8 if nv == 1 else 10.5 if nv == 2 else 3.6 * panels, 4.2)
-            axes = list(np.ravel(fig.subplots(1, panels))) if panels > 1 else [fig.add_subplot()]
-        tv = 0.5 * float(np.abs(P - Q).sum())
-        for j in range(min(nv, 4)):
-            ax = axes[j]
-            x = np.arange(S[:, j].min(), S[:, j].max() + 1)
-            pm = np.array([P[S[:, j] == v].sum() for v in x])
-            qm = np.array([Q[S[:, j] == v].sum() for v in x])
-            ax.bar(x, qm, width=0.8, color=COLORS["Q"], label="environment Q")
-            ax.plot(x, pm, "o-", color=COLORS["P"], ms=4, lw=1.2, label="learned P")
-            ax.set_xlim(*_visible_window(pm, qm, x))
-            ax.set_xlabel(f"copy number of {dist.names[j]}")
-            ax.set_ylabel("probability" if nv == 1 else f"marginal of {dist.names[j]}")
-            ax.set_ylim(0, max(pm.max(), qm.max()) * 1.22)
-            if j == 0 and (nv == 1 or not own):
-                _legend_right(ax)
-            elif j == 0:   # several panels: one figure legend below them, clear of every panel's data
-                fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2)
-        if nv == 2:
-            ax = axes[2]
-            x0 = np.arange(S[:, 0].min(), S[:, 0].max() + 1)
-            x1 = np.arange(S[:, 1].min(), S[:, 1].max() + 1)
-            grid_p = np.full((x1.size, x0.size), np.nan)
-            grid_q = np.zeros((x1.size, x0.size))
-            grid_p[S[:, 1] - x1[0], S[:, 0] - x0[0]] = P
-            grid_q[S[:, 1] - x1[0], S[:, 0] - x0[0]] = Q
-            im = ax.imshow(grid_p, origin="lower", aspect="auto", cmap="viridis",
-                           extent=(x0[0] - 0.5, x0[-1] + 0.5, x1[0] - 0.5, x1[-1] + 0.5))
-            if grid_q.max() > 0:
-                ax.contour(x0, x1, grid_q, levels=np.linspace(0.1, 0.9, 4) * grid_q.max(), colors="white",
-                           linewidths=0.9)
-            fig.colorbar(im, ax=ax, label="learned P")
-            ax.set_xlim(*_visible_window(P.sum() * 0 + np.nansum(grid_p, 0), grid_q.sum(0), x0))
-            ax.set_ylim(*_visible_window(np.nansum(grid_p, 1), grid_q.sum(1), x1))
-            ax.set_xlabel(f"copy number of {dist.names[0]}")
-            ax.set_ylabel(f"copy number of {dist.names[1]}")
-            ax.set_title("joint P (colour), Q (white contours)", fontsize=9.5)
-            ax.grid(False)
+            fig = _distribution_few(dist, ax)
         if own:
             fig.suptitle(f"Learned law at the fixed point against the environment  (total variation {tv:.3g})",
                          fontsize=10.5)
         fig.crnfb.update(total_variation=tv)
+    return fig
+
+
+def _distribution_few(dist: Distribution, ax) -> Figure:
+    """One visible species (bars and markers) or two (both marginals and the joint heatmap)."""
+    own = ax is None
+    S, P, Q = np.asarray(dist.states), np.asarray(dist.P), np.asarray(dist.Q)
+    nv = S.shape[1]
+    panels = 1 if nv == 1 else 3
+    if ax is not None:
+        fig, axes = _axes(ax, panels, 0, 0)
+    else:
+        fig = _figure(7.8 if nv == 1 else 10.5, 4.2)
+        axes = list(np.ravel(fig.subplots(1, panels))) if panels > 1 else [fig.add_subplot()]
+    for j in range(nv):
+        ax = axes[j]
+        (x,), pm = _marginal(S, P, (j,))
+        qm = _marginal(S, Q, (j,))[1]
+        _marginal_panel(ax, x, pm, qm)
+        ax.set_xlabel(f"copy number of {dist.names[j]}")
+        ax.set_ylabel("probability" if nv == 1 else f"marginal of {dist.names[j]}")
+        if j == 0 and (nv == 1 or not own):
+            _legend_right(ax)
+        elif j == 0:   # several panels: one figure legend below them, clear of every panel's data
+            fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2)
+    if nv == 2:
+        ax = axes[2]
+        (x0, x1), gp = _marginal(S, P, (0, 1), np.nan)
+        gq = _marginal(S, Q, (0, 1))[1]
+        im = _joint_panel(ax, x0, x1, gp, gq)
+        fig.colorbar(im, ax=ax, label="learned P")
+        ax.set_xlabel(f"copy number of {dist.names[0]}")
+        ax.set_ylabel(f"copy number of {dist.names[1]}")
+        ax.set_title("joint P (colour), Q (white contours)", fontsize=9.5)
     return fig
 
 
@@ -776,5 +1003,6 @@ def png_bytes(fig, dpi: int = 150) -> bytes:
 
 
 __all__ = ["bode", "nyquist", "step", "poles", "multiplicities", "learning", "distribution", "lag_cost", "sweep", "placeholder",
-           "save", "png_bytes", "curve_styles", "SWEEP_LABELS", "T_UNIT", "W_UNIT"]
+           "save", "png_bytes", "curve_styles", "pick_named", "learning_named", "MANY", "NAMED", "SWEEP_LABELS",
+           "T_UNIT", "W_UNIT"]
 

@@ -38,9 +38,17 @@ FIGURE_CAPTIONS = {
             "the full nonlinear loop's response to a small step, rescaled, when validation ran).",
     "poles": "Closed-loop eigenvalues, quasi-static rates −eig(E H) and the structural or flat modes "
              "removed before stability is judged.",
-    "learning": "A learning episode from the file's energies: θ(t) and the excess divergence D(t) − D*.",
-    "nyquist": "Nyquist plot of L(jω) near the critical point −1.",
-    "distribution": "The learned law P(v) at the loop's fixed point against the environment Q(v).",
+    "learning": "A learning episode from the file's energies: θ(t) and the excess divergence D(t) − D*. "
+                "With more than 15 learned parameters, 5 are named in colour, in turn the slowest to settle "
+                "(last to come within 5 % of the largest excursion of its final value) and the most "
+                "sensitive (largest diagonal of the Hessian of D at the fixed point); the others are thin grey "
+                "lines.",
+    "nyquist": "Nyquist plot of L(jω) near the critical point −1. With more than 15 characteristic loci, "
+               "5 are named in colour, in turn those nearest −1 and those of largest low-frequency gain; "
+               "the others are thin grey lines.",
+    "distribution": "The learned law P(v) at the loop's fixed point against the environment Q(v); with three "
+                    "or more visible species a corner plot: the marginals on the diagonal, every pair's joint "
+                    "P below it with that pair's Q as contours.",
     "lag_cost": "Lag cost: period-mean excess divergence per a₁² for a(t) = a₀ + a₁ sin(ωt).",
     "fluctuation": "Learning in a random environment (docs/theory.md §5a): predicted mean excess divergence "
                    "against ε with its tracking, noise and bias parts, the simulated costs (SSA, 95 % interval; "

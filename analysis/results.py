@@ -122,6 +122,9 @@ class LearningCurve:
     ``reason`` says why the ensemble-level ODE was not used (then ``source``
     is the quasi-static flow). ``outcome``, ``t_settled``, ``converged``: whether
     learning converged (docs/theory.md §4a) and when it settled, for the figure's mark.
+    ``sensitivity``: the diagonal of the Hessian of ``D`` at the loop's fixed point (nats per unit
+    θ², one per learned species), given when the figure names a few of many parameters
+    (:func:`crnfb.analysis.plots.learning_named`: the most sensitive are those of largest curvature).
     """
 
     t: np.ndarray
@@ -138,6 +141,7 @@ class LearningCurve:
     outcome: str | None = None
     t_settled: float | None = None
     converged: bool | None = None
+    sensitivity: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)

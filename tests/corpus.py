@@ -130,8 +130,9 @@ def _dimer(rng, big):
     return species, reactions, {"X": T}, None, ["X"], [(x,) for x in range(T % 2, T + 1, 2)]
 
 
-def _walk(rng, big):
+def _walk(rng, big, n_species=None):
     n = int(rng.integers(4, 8 if not big else 25))
+    n = n if n_species is None else int(n_species)
     tokens = 1 if (not big or rng.random() < 0.5) else 2
     species = [f"S{i}" for i in range(n)]
     order = rng.permutation(n)
@@ -206,11 +207,16 @@ def _side(d):
     return " + ".join((f"{c} {s}" if c > 1 else s) for s, c in d.items()) if d else "0"
 
 
-def make(shape: str, seed: int, kind: str = "ci") -> Net:
-    """Draw one network of ``shape`` from ``seed`` (``kind="bench"`` draws bigger ones)."""
+def make(shape: str, seed: int, kind: str = "ci", n_species: int | None = None) -> Net:
+    """Draw one network of ``shape`` from ``seed`` (``kind="bench"`` draws bigger ones).
+
+    ``n_species`` fixes the number of species of a ``walk`` (many learned
+    parameters on few states: one token on ``n_species`` sites); other shapes ignore it.
+    """
     rng = np.random.default_rng([seed, SHAPES.index(shape), kind == "bench"])
     big = kind == "bench"
-    species, reactions, initial, n_max, visible, support = _SHAPE[shape](rng, big)
+    extra = {"n_species": n_species} if shape == "walk" and n_species is not None else {}
+    species, reactions, initial, n_max, visible, support = _SHAPE[shape](rng, big, **extra)
     # open species start with lambda = e^-G <= 1, so the box holds their law (truncation tol 1e-2)
     energies = {s: round(float(rng.uniform(0.0, 1.5) if n_max is not None else rng.uniform(-1.0, 1.0)), 3)
                 for s in species}

@@ -493,3 +493,111 @@ def test_chain_bode_draws_gain_margin_at_the_phase_crossover(chain):
     assert fig.crnfb["magnitude_at_phase_crossover_db"] == pytest.approx(-20 * np.log10(gm), abs=0.05)
     _non_trivial(fig)
     _non_trivial(res.plot_poles())
+
+
+# -- many visible species, many learned parameters (issue 21, deliverable 5) ---------------------
+def _figure_results(net, tmp_path):
+    """The figure data of a generated network (tests/corpus.py): fixed point, loop, learning episode,
+    frequency response on a coarse grid (60 points), distribution. Margins, disturbance and the rest are
+    left out: with 60 learned parameters they cost minutes (issue 21, deliverable 2), and the figures
+    that need them become placeholders, which are checked too."""
+    from crnfb.analysis import pipeline as pl
+    from crnfb.analysis.frequency import broken_loop
+    from crnfb.analysis.results import Results
+    from crnfb.feedback.modelfile import load_model
+    path = tmp_path / f"{net.name}.toml"
+    path.write_text(net.text)
+    model = load_model(path)
+    run = pl._Run(["fixed point", "linearisation", "stability"], False)
+    optimum, fp, loop, stab = pl._core(model, run)
+    run.close()
+    ep = pl.episode_section(model, fp, stab, True)
+    return Results(model, optimum, fp, loop, stab,
+                   frequency=broken_loop(loop).response(np.logspace(-4, 3, 60)),
+                   trajectory=pl.trajectory_section(model, optimum, fp, stab, ep),
+                   distribution=pl.distribution_section(model, fp), reasons={"step": "not computed here"})
+
+
+@pytest.fixture(scope="module")
+def crowded(tmp_path_factory):
+    """A pool of three visible species (343 states) and a one-token walk on 84 sites with 63 learned
+    parameters (84 states), both from the generated corpus."""
+    from corpus import make
+    tmp = tmp_path_factory.mktemp("crowded")
+    pool, walk = make("pool", 17, "bench"), make("walk", 0, "ci", n_species=84)
+    assert len(pool.visible) == 3 and len(walk.learned) >= 60
+    return {"pool": _figure_results(pool, tmp), "walk": _figure_results(walk, tmp)}
+
+
+@pytest.mark.parametrize("name", ["pool", "walk"])
+def test_crowded_report_figures_legends_clear_of_data(crowded, name, tmp_path):
+    """Three visible species and 63 learned parameters: every report figure's legends clear of the data."""
+    from crnfb.analysis.report import make_figures
+    figs = make_figures(crowded[name])
+    bad = {n: legend_problems(f) for n, f in figs.items()}
+    assert not any(bad.values()), {n: p for n, p in bad.items() if p}
+    for n in ("learning", "distribution", "bode", "nyquist"):
+        assert not figs[n].crnfb.get("placeholder"), (n, figs[n].crnfb)
+        _non_trivial(figs[n])
+
+
+def test_corner_plot_of_three_visible_species(crowded):
+    """A corner plot: three marginals on the diagonal, the three pairs below it, nothing above; each axis
+    labelled with its species and copies, one colour bar."""
+    fig = crowded["pool"].plot_distribution()
+    names = crowded["pool"].distribution.names
+    assert sorted(fig.crnfb["corner_pairs"]) == [(1, 0), (2, 0), (2, 1)]
+    shown = [ax for ax in fig.axes if ax.axison]
+    assert len(shown) == 3 + 3
+    grid = np.array(fig.axes[:9], dtype=object).reshape(3, 3)
+    for i in range(3):
+        assert grid[i, i].get_title() == f"marginal of {names[i]}"
+        assert grid[2, i].get_xlabel() == f"{names[i]}  (copies)"
+        assert not any(grid[i, j].axison for j in range(i + 1, 3))
+    assert [grid[i, 0].get_ylabel() for i in (1, 2)] == [f"{names[1]}  (copies)", f"{names[2]}  (copies)"]
+    assert sum(len(ax.images) for ax in shown) == 3 and all(ax.collections for ax in shown if ax.images)
+    # every pair's heatmap is that pair's marginal of the learned law
+    d = crowded["pool"].distribution
+    for ax, (i, j) in zip([grid[1, 0], grid[2, 0], grid[2, 1]], [(1, 0), (2, 0), (2, 1)]):
+        img = np.asarray(ax.images[0].get_array())
+        assert np.nansum(img) == pytest.approx(float(np.sum(d.P)), rel=1e-9)
+        assert img[0, 0] == pytest.approx(d.P[(d.states[:, i] == d.states[:, i].min())
+                                              & (d.states[:, j] == d.states[:, j].min())].sum(), rel=1e-9)
+
+
+def test_many_parameters_named_and_the_rest_grey(crowded):
+    """63 learned parameters: five named in colour with why (slowest or most sensitive), the others thin
+    grey under one legend entry; characteristic loci the same way."""
+    fig = crowded["walk"].plot_learning()
+    k = len(crowded["walk"].trajectory.names)
+    assert len(fig.crnfb["named"]) == plots.NAMED and set(fig.crnfb["why"]) == {"slowest", "most sensitive"}
+    # the most sensitive: the largest diagonal of the Hessian of D at the fixed point
+    traj = crowded["walk"].trajectory
+    top = traj.names[int(np.argmax(traj.sensitivity))]
+    assert top in fig.crnfb["named"] and fig.crnfb["why"][fig.crnfb["named"].index(top)] == "most sensitive"
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert f"other {k - plots.NAMED} parameters" in labels
+    assert sum(lab.startswith("θ_") for lab in labels) == plots.NAMED
+    grey = [ln for ln in fig.axes[0].get_lines() if ln.get_color() == plots.OTHER_STYLE["color"]]
+    assert len(grey) == k - plots.NAMED + 1        # the curves and the legend's sample
+    ny = crowded["walk"].plot_nyquist()
+    assert 1 <= len(ny.crnfb["named"]) <= plots.NAMED
+    assert len(ny.legends[0].get_texts()) <= plots.NAMED + 3
+
+
+def test_pick_named_takes_in_turn_without_repeats():
+    assert plots.pick_named([("a", [3, 1, 2, 0]), ("b", [3, 0, 1, 2])], k=3) == [(3, "a"), (0, "b"), (1, "a")]
+    assert plots.pick_named([("a", [1]), ("b", [1, 2])]) == [(1, "a"), (2, "b")]
+    assert plots.pick_named([("a", [])]) == []
+
+
+def test_captions_and_gallery_state_the_selection_rule():
+    """The rule that picks the named curves is stated where the figures are read: the report's captions
+    (with the thresholds the code uses) and docs/gallery.md."""
+    from crnfb.analysis.report import FIGURE_CAPTIONS
+    for name in ("learning", "nyquist"):
+        caption = FIGURE_CAPTIONS[name]
+        assert f"more than {plots.MANY}" in caption and f"{plots.NAMED} are named" in caption
+    assert "corner plot" in FIGURE_CAPTIONS["distribution"]
+    text = (ROOT / "docs" / "gallery.md").read_text(encoding="utf-8")
+    assert f"Up to {plots.MANY} learned parameters" in text and f"{plots.NAMED} are named" in text
