@@ -150,7 +150,7 @@ def report_files() -> tuple[str, ...]:
 
 
 def run_report_command(args) -> int:
-    """``crnfb report MODEL -o DIR [--no-validate] [--seed N] [--noise-budget SECONDS]`` (exit 0 / 1 / 2)."""
+    """``crnfb report MODEL -o DIR [--no-validate] [--seed N] [--noise-budget SECONDS]`` (exit 0 / 1 / 2 / 3)."""
     from crnfb.analysis.model_input import check_learned_truncation, input_paths, load_cli_model
 
     force, inputs = bool(getattr(args, "force", False)), input_paths(args)
@@ -175,6 +175,9 @@ def run_report_command(args) -> int:
     if res.validation_failed:
         failed = [c.quantity for c in res.validation or [] if c.passed is False]
         print(f"crnfb report: validation failed: {', '.join(map(str, failed))} (exit 1)", file=sys.stderr)
+    for key, why in res.internal_errors.items():
+        print(f"crnfb report: internal error: section {key} failed ({why[len('failed: '):]}); the report was "
+              "written with its keys null (exit 3; please report it)", file=sys.stderr)
     return res.exit_code
 
 

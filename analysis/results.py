@@ -319,9 +319,17 @@ class Results:
         return None if not ep else bool(ep["converged"])
 
     @property
+    def internal_errors(self) -> dict[str, str]:
+        """Sections that crashed (a bug, not the model's property): section -> ``"failed: ..."``."""
+        return {k: v for k, v in self.reasons.items() if str(v).startswith("failed:")}
+
+    @property
     def exit_code(self) -> int:
-        """0 if stable, every validation check passed and learning from the file's energies
+        """3 if a section crashed (the rest of the report stands, that section's keys are null);
+        else 0 if stable, every validation check passed and learning from the file's energies
         converged, else 1 (docs/cli.md)."""
+        if self.internal_errors:
+            return 3
         ok = self.stable and not self.validation_failed and self.learning_converged is not False
         return 0 if ok else 1
 
@@ -420,7 +428,8 @@ class Results:
             "fluctuation": self._fluctuation_dict(),
             "global": self._global_dict(),
             "verdict": {"stable": self.stable, "validation_failed": self.validation_failed,
-                        "learning_converged": self.learning_converged, "exit_code": self.exit_code},
+                        "learning_converged": self.learning_converged, "exit_code": self.exit_code,
+                        "internal_errors": sorted(self.internal_errors)},
             "meta": {"seed": int(self.seed), "timings_s": {k: round(float(v), 4) for k, v in self.timings.items()},
                      "package": _package_version()},
         }

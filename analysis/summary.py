@@ -437,7 +437,10 @@ def _verdict(d: Mapping) -> str:
         ok = sum(1 for c in val if c.get("passed"))
         missing = sum(1 for c in val if c.get("passed") is None)
         vtxt = f"validation: {ok} of {len(val)} checks passed" + (f", {missing} not made" if missing else "")
-    return f"{head}{_zero_mode_note(d)}; {vtxt}. Exit code {d['verdict']['exit_code']}."
+    bug = d["verdict"].get("internal_errors") or []
+    btxt = (f"; internal error in {', '.join(bug)} (those keys are null with the error as reason; "
+            "please report it)" if bug else "")
+    return f"{head}{_zero_mode_note(d)}; {vtxt}{btxt}. Exit code {d['verdict']['exit_code']}."
 
 
 def _zero_mode_note(d: Mapping) -> str:

@@ -238,6 +238,22 @@ def test_failing_section_does_not_lose_the_report(e1, monkeypatch):
     assert d["margins"]["gain_margin"] is None
     assert "ZeroDivisionError" in d["margins"]["gain_margin_reason"]
     assert d["disturbance"]["bandwidth"] is not None       # the other sections are kept
+    # a crash is an internal error (exit 3), never a clean exit, and the verdict names the section
+    assert res.exit_code == 3 and d["verdict"]["internal_errors"] == ["margins"]
+    assert "internal error in margins" in res.summary().as_text()
+
+
+def test_report_command_exits_3_when_a_section_crashed(tmp_path, monkeypatch, capsys):
+    from crnfb.analysis import pipeline
+
+    def broken(*a, **kw):
+        raise ZeroDivisionError("bug")
+    monkeypatch.setattr(pipeline, "margins", broken)
+    out = tmp_path / "rep"
+    assert main(["report", "--no-validate", str(E1), "-o", str(out)]) == 3
+    d = json.loads((out / "report.json").read_text())
+    assert d["verdict"]["exit_code"] == 3 and d["margins"]["gain_margin"] is None
+    assert "internal error: section margins failed (ZeroDivisionError: bug)" in capsys.readouterr().err
 
 
 def test_clean_replaces_non_finite():
