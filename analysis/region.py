@@ -25,22 +25,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import Callable
 
 import numpy as np
 
-from crnfb.analysis.globalbehaviour import settle
+from crnfb.analysis.globalbehaviour import DEPLETION, piece_simulate, settle
 from crnfb.feedback.ensembles import LearningNetwork
 from crnfb.feedback.model import Model
 from crnfb.feedback.parallel import run_all
 from crnfb.feedback.simulate import SimulationError, WorkLimitError
 
-__all__ = ["ROA_RTOL", "ROA_MIN_STEP", "ROA_MAX_STATES", "RegionOfAttraction", "run_at_step",
+__all__ = ["ROA_RTOL", "ROA_MIN_STEP", "ROA_MAX_STATES", "ESCAPE", "RegionOfAttraction", "run_at_step",
            "region_of_attraction", "region_report", "linear_range_entry"]
 
 #: Relative width of the final bracket ``hi / lo - 1``.
 ROA_RTOL = 0.02
 #: The halving search stops below this step (a loop that returns from no larger step).
 ROA_MIN_STEP = 1.0 / 64.0
+#: A run has escaped (does not return) where |theta - theta*(a)| exceeds this multiple of its initial
+#: value, and at least DEPLETION kT (lambda off by a factor 100): stops runs that would spend the time
+#: limit in a relaxation oscillation (docs/theory.md §4b).
+ESCAPE = 10.0
 #: Largest loop state (ensembles + theta) on which the report searches (as the safe factor's limit:
 #: a search is 3 to 12 nonlinear runs to the time limit near the boundary).
 ROA_MAX_STATES = 3000
@@ -84,7 +89,7 @@ class RegionOfAttraction:
     @property
     def ode_runs(self) -> int:
         """Number of nonlinear runs made (steps decided by an unstable linearisation need none)."""
-        return sum(1 for r in self.runs if r[3] == "ODE" or r[3].startswith("ODE failed"))
+        return sum(1 for r in self.runs if r[3].startswith("ODE"))
 
 
 def run_at_step(model: Model, x0: np.ndarray, a: float, rtol: float = 1e-8,
@@ -93,9 +98,11 @@ def run_at_step(model: Model, x0: np.ndarray, a: float, rtol: float = 1e-8,
 
     Returned: settled at the loop's fixed point for ``a``
     (:func:`crnfb.analysis.linearise.loop_fixed_point`) by the criterion of
-    the learning episode. Locally unstable there: not returned without a
-    run (``how`` says so); an integration that cannot start: not returned,
-    ``how = "ODE failed: ..."``.
+    the learning episode. Not returned: the mechanism as the episode's
+    (:func:`crnfb.analysis.globalbehaviour.classify`), or ``"escape"`` when
+    ``|theta - theta*(a)|`` reached ``max(ESCAPE d0, DEPLETION)`` (the run
+    stops there); locally unstable there: no run (``how`` says so); the
+    integration failed: ``how = "ODE failed: ..."``.
     """
     from crnfb.analysis.linearise import linearise, loop_fixed_point
     from crnfb.analysis.stability import stability
@@ -106,12 +113,40 @@ def run_at_step(model: Model, x0: np.ndarray, a: float, rtol: float = 1e-8,
     if not st.stable:
         return (float(a), False, "",
                 f"linear: the fixed point at a = {a:.4g} is unstable (slowest rate {st.slowest_rate:.3g})")
+    base = net.n_f + net.n_c
+    x0 = np.asarray(x0, float)
+    limit = max(ESCAPE * float(np.linalg.norm(x0[base:] - fpa.theta)), DEPLETION)
+    piece = _escape_piece(piece_simulate(net, rtol, atol, float(a)), base, fpa.theta, limit)
     try:
-        run = settle(model, net, np.asarray(x0, float), fpa.theta, st.slowest_rate, rtol=rtol, atol=atol,
-                     points=400, a=float(a))
+        run = settle(model, net, x0, fpa.theta, st.slowest_rate, rtol=rtol, atol=atol, points=400,
+                     a=float(a), piece=piece)
+    except _Escaped as e:
+        return float(a), False, "escape", f"ODE: |theta - theta*| reached {limit:.3g} kT at t = {e.t:.4g}"
     except (SimulationError, WorkLimitError) as e:
         return float(a), False, "divergence", f"ODE failed: {e}"
     return float(a), bool(run.converged), run.mechanism, "ODE"
+
+
+class _Escaped(Exception):
+    """The run left the new fixed point's neighbourhood (:data:`ESCAPE`): it does not return."""
+
+    def __init__(self, t: float):
+        super().__init__(f"escaped at t = {t:g}")
+        self.t = float(t)
+
+
+def _escape_piece(piece: Callable, base: int, theta_fp: np.ndarray, limit: float) -> Callable:
+    """``piece`` that also stops, raising :class:`_Escaped`, where ``|theta - theta_fp|`` reaches ``limit``."""
+    def run(x, t_eval, stop):
+        def both(s, y):
+            return min(stop(s, y), limit - float(np.linalg.norm(y[base:] - theta_fp)))
+
+        t, Y, stopped = piece(x, t_eval, both)
+        if stopped and float(np.linalg.norm(Y[-1, base:] - theta_fp)) >= limit * (1.0 - 1e-6):
+            raise _Escaped(t[-1])
+        return t, Y, stopped
+
+    return run
 
 
 def region_of_attraction(model: Model, fixed_point, rtol: float = ROA_RTOL) -> RegionOfAttraction:
