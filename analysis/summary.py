@@ -430,7 +430,7 @@ def _region_row(gl: Mapping) -> tuple[str, str, str]:
     if br[1] is None:
         note = f"every step in [0,1] returns (ODE, {runs} run{'s' if runs != 1 else ''})"
     else:
-        note = f"ODE bisection: returns at {fmt(br[0])}, not at {fmt(br[1])} ({runs} ODE runs)"
+        note = f"ODE trisection: returns at {fmt(br[0])}, not at {fmt(br[1])} ({runs} ODE runs)"
     return ("region of attraction (step of a)", fmt(roa), note)
 
 

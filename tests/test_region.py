@@ -13,6 +13,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from crnfb import load_model
 from crnfb.analysis.globalbehaviour import global_report
@@ -42,6 +43,7 @@ def _distance(model, x0: np.ndarray, a: float, t_end: float) -> np.ndarray:
     return d / d[0]
 
 
+@pytest.mark.slow
 def test_region_chain30_at_063_inside_returns_outside_does_not():
     """eps = 0.63 (0.8 eps_crit): the step a: 0 -> 1 does not return; the bracket [lo, hi] by the search
     (loose, 25 %), then plain ODE runs at 0.98 lo (settles) and 1.02 hi (escapes: relaxation oscillation)."""
