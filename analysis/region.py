@@ -149,7 +149,8 @@ def _escape_piece(piece: Callable, base: int, theta_fp: np.ndarray, limit: float
     return run
 
 
-def region_of_attraction(model: Model, fixed_point, rtol: float = ROA_RTOL) -> RegionOfAttraction:
+def region_of_attraction(model: Model, fixed_point, rtol: float = ROA_RTOL,
+                         ode_rtol: float = 1e-8) -> RegionOfAttraction:
     """The largest step ``A`` in ``(0, 1]`` of ``a`` after which the loop returns (docs/theory.md §4b).
 
     ``fixed_point``: the loop's fixed point at ``a = 0`` (the start of
@@ -159,8 +160,10 @@ def region_of_attraction(model: Model, fixed_point, rtol: float = ROA_RTOL) -> R
     :data:`ROA_MIN_STEP`) to a returning step, then trisection: each round
     runs the two thirds of the bracket at once (one per core) and keeps the
     third where the outcome changes, until ``hi / lo - 1 <= rtol``.
+    ``ode_rtol``: the runs' relative tolerance (absolute ``1e-4`` of it),
+    the learning episode's by default.
     """
-    run = partial(run_at_step, model, np.asarray(fixed_point.x, float))
+    run = partial(run_at_step, model, np.asarray(fixed_point.x, float), rtol=ode_rtol, atol=1e-4 * ode_rtol)
     runs = [run(1.0)]
     if runs[0][1]:
         return RegionOfAttraction(1.0, (1.0, None), rtol, tuple(runs))
