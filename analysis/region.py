@@ -101,8 +101,14 @@ def run_at_step(model: Model, x0: np.ndarray, a: float, rtol: float = 1e-8,
     the learning episode. Not returned: the mechanism as the episode's
     (:func:`crnfb.analysis.globalbehaviour.classify`), or ``"escape"`` when
     ``|theta - theta*(a)|`` reached ``max(ESCAPE d0, DEPLETION)`` (the run
-    stops there); locally unstable there: no run (``how`` says so); the
-    integration failed: ``how = "ODE failed: ..."``.
+    stops there); locally unstable there: no run (``how`` says so).
+
+    Raises
+    ------
+    SimulationError
+        The integration failed or hit the solver's work limit (a slow,
+        lightly damped return can take more steps than a run may): a
+        limitation, not a verdict on the step, and the search stops.
     """
     from crnfb.analysis.linearise import linearise, loop_fixed_point
     from crnfb.analysis.stability import stability
@@ -123,7 +129,9 @@ def run_at_step(model: Model, x0: np.ndarray, a: float, rtol: float = 1e-8,
     except _Escaped as e:
         return float(a), False, "escape", f"ODE: |theta - theta*| reached {limit:.3g} kT at t = {e.t:.4g}"
     except (SimulationError, WorkLimitError) as e:
-        return float(a), False, "divergence", f"ODE failed: {e}"
+        raise SimulationError(f"the run stepped to a = {a:.4g} failed: {e}") from e
+    if run.failure is not None and run.failure.startswith(WorkLimitError.__name__):
+        raise SimulationError(f"the run stepped to a = {a:.4g} hit the solver's work limit: {run.failure}")
     return float(a), bool(run.converged), run.mechanism, "ODE"
 
 

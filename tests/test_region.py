@@ -102,3 +102,21 @@ def test_region_not_computed_reasons():
     big = replace(fp, x=np.zeros(ROA_MAX_STATES + 1))
     why = region_section(m, big, True, [], None, {})["region_of_attraction_reason"]
     assert why == f"not computed: loop too large ({ROA_MAX_STATES + 1} states > {ROA_MAX_STATES})"
+
+
+def test_region_solver_limit_is_a_limitation_not_a_verdict(monkeypatch):
+    """A run that hits the solver's work limit stops the search: 'not computed: limitation', no bracket
+    (the small scaffold at 26 x its eps did so at every step down to 1/64)."""
+    import crnfb.analysis.region as region
+    from crnfb.feedback.simulate import SimulationError
+
+    def fails(model, x0, a, rtol=1e-8, atol=1e-12):
+        if a == 1.0:
+            return 1.0, False, "", "linear: the fixed point at a = 1 is unstable"
+        raise SimulationError(f"the run stepped to a = {a:.4g} hit the solver's work limit")
+
+    monkeypatch.setattr(region, "run_at_step", fails)
+    m = _model(CHAIN30)
+    out = region_section(m, loop_fixed_point(m), True, [], None, {})
+    assert out["region_of_attraction"] is None and out["region_of_attraction_bracket"] is None
+    assert out["region_of_attraction_reason"].startswith("not computed: limitation: the run stepped to a = 0.5")
