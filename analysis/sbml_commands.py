@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from crnfb.analysis.linearise import linearise, loop_fixed_point
+from crnfb.analysis.export_prune import learning_path_mass, prune_deviation
 from crnfb.analysis.margins import critical_gain
 from crnfb.feedback.errors import ModelError
 from crnfb.analysis.model_input import input_paths, load_cli_model, names_option, unit_options
@@ -110,8 +111,12 @@ def run_export_command(args) -> int:
 
     Export warnings (unreachable hidden states) go to stderr; with
     ``--speedup`` the deviation of the exported network's fixed point and
-    ``eps_crit`` from the report's is printed; with ``--prune`` the dropped
-    mass. :class:`~crnfb.feedback.errors.ModelError` propagates (exit 2).
+    ``eps_crit`` from the report's is printed; with ``--prune`` copy states
+    are kept by their mass on the learning path
+    (:func:`~crnfb.analysis.export_prune.learning_path_mass`) and the pruned
+    network's fixed point and slowest eigenvalues are printed against the
+    unpruned export's (:func:`~crnfb.analysis.export_prune.prune_deviation`).
+    :class:`~crnfb.feedback.errors.ModelError` propagates (exit 2).
     """
     force, inputs = bool(getattr(args, "force", False)), input_paths(args)
     check_output_file(args.sbml, inputs, force, flag="--sbml")   # before any work
@@ -129,7 +134,9 @@ def run_export_command(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SBMLExportWarning)
         if learning:
-            mnet = learning_network(model, speedup=speedup, copies=copies, prune=prune)
+            path = _prune_path(model, speedup) if prune else None
+            mnet = learning_network(model, speedup=speedup, copies=copies, prune=prune,
+                                    keep_mass=None if path is None else path[0])
             text = network_to_sbml(mnet)
         else:
             text = model_sbml(model)
@@ -137,23 +144,62 @@ def run_export_command(args) -> int:
     out = write_sbml(text, args.sbml, overwrite=force, inputs=inputs)
     what = "learning network" if learning else "model network"
     print(f"wrote {what} of '{model.name}' to {out}")
-    if learning:
-        info = mnet.info
-        print(f"  {info['species']} species, {info['reactions']} reactions"
-              + (" (copy counts, copy-conserving resets)" if copies else ""))
-        if prune:
-            d = info["dropped_mass"]
-            print(f"  pruned copy states below {prune:g}: dropped start mass free {d['free']:.3g}, "
-                  f"clamped {d['clamped']:.3g}")
-        if speedup is not None:
-            try:
-                dev = export_deviation(model, speedup)
-            except RuntimeError as e:   # an eigenvalue search that failed: a stated limitation, not a crash
-                print(f"crnfb export: wrote {out}, but the deviation of the exported network could not be "
-                      f"computed: {e} (exit 1)", file=sys.stderr)
-                return 1
-            for line in dev.lines():
-                print(line)
+    if not learning:
+        return 0
+    info = mnet.info
+    print(f"  {info['species']} species, {info['reactions']} reactions"
+          + (" (copy counts, copy-conserving resets)" if copies else ""))
+    code = _print_prune(model, out, prune, speedup, copies, info, path) if prune else 0
+    if speedup is not None:
+        try:
+            dev = export_deviation(model, speedup)
+        except RuntimeError as e:   # an eigenvalue search that failed: a stated limitation, not a crash
+            print(f"crnfb export: wrote {out}, but the deviation of the exported network could not be "
+                  f"computed: {e} (exit 1)", file=sys.stderr)
+            return 1
+        for line in dev.lines():
+            print(line)
+    return code
+
+
+def _prune_path(model, speedup):
+    """``(keep_mass, fixed point, episode info)`` of the learning path, or None when it cannot be computed."""
+    try:
+        net = exported_network(model, speedup)
+        fp = loop_fixed_point(model, net)
+        mass, info = learning_path_mass(model, net, fp)
+    except (RuntimeError, ValueError, ArithmeticError, np.linalg.LinAlgError) as e:
+        print(f"crnfb export: warning: the learning path could not be computed ({e}); copy states are pruned "
+              "by their start probability only", file=sys.stderr)
+        return None
+    return mass, fp, info
+
+
+def _print_prune(model, out, prune, speedup, copies, info, path) -> int:
+    """Print what ``--prune`` left out and the measured deviation of the pruned network (exit 1 if unmeasured)."""
+    d, (kf, kc), (nf, nc) = info["dropped_mass"], info["kept_states"], info["states"]
+    by = "on the learning path" if path is not None else "at the start"
+    print(f"  pruned copy states whose mass {by} stays below {prune:g}: kept {kf} of {nf} free, {kc} of {nc} "
+          f"clamped; dropped start mass free {d['free']:.3g}, clamped {d['clamped']:.3g}")
+    if path is not None and not path[2]["settled"]:
+        ep = path[2]
+        print(f"  note: the learning episode did not settle ({ep['failure']}); states are kept by their mass at the "
+              "start and the fixed point" if ep["t_end"] == 0.0 else
+              f"  note: the learning episode did not settle by t = {ep['t_end']:.4g}"
+              + (f" ({ep['failure']})" if ep["failure"] else "") + "; the states it reached are kept")
+    try:
+        dev = prune_deviation(model, prune, speedup=speedup, copies=copies,
+                              keep_mass=None if path is None else path[0], fp=None if path is None else path[1])
+    except (RuntimeError, ValueError, ArithmeticError, np.linalg.LinAlgError) as e:
+        print(f"crnfb export: wrote {out}, but the deviation of the pruned network could not be computed: {e} "
+              "(exit 1)", file=sys.stderr)
+        return 1
+    for line in dev.lines():
+        print(line)
+    if not dev.converged:
+        print(f"crnfb export: wrote {out}, but the pruned network's steady state was not found near the "
+              f"unpruned one's (residual {dev.residual:.2g}); lower --prune (exit 1)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -183,6 +229,20 @@ def run_convert_command(args) -> int:
           f"(residual {imp.balance.residual:.2g} kT)")
     if imp.units is not None:
         print(f"  units: {imp.units.line()}")
+    _print_learn_flags(imp, args.model)
     print(f"  next: fill in [environment] (the law of {', '.join(net.names[i] for i in net.visible)}) and "
           f"[learning] in {out}, then run crnfb check {out}")
     return 0
+
+
+def _print_learn_flags(imp, source) -> None:
+    """Say where the learn flags came from when ``--learn`` was not given (Antimony drops the annotations)."""
+    net = imp.network
+    learned = ", ".join(net.names[i] for i in net.learned) or "none"
+    if imp.flags == "notes":
+        print(f"  learned species {learned}: from the model notes written by crnfb export (the crnfb annotations "
+              "are not in the file, e.g. dropped by an Antimony round trip; energies derived from the rate constants)")
+    elif imp.flags == "none":
+        print(f"crnfb convert: warning: {source} holds no learn flags (no crnfb annotations and no 'Visible "
+              "species: ...; learned: ...' line in the model notes; an Antimony round trip drops the annotations), "
+              f"so every species is learned ({learned}); give --learn A,B to choose", file=sys.stderr)

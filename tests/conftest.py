@@ -35,6 +35,12 @@ settings.load_profile("default")
 _CACHE: dict[str, object] = {}
 
 
+def pytest_collection_modifyitems(config, items):
+    """Slow tests first (stable order otherwise): with several workers the longest ones start at
+    once and the short ones fill the other cores, instead of one worker ending the run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def example(name: str):
     """The model of ``examples/<name>.toml`` (loaded once per session)."""
     if name not in _CACHE:

@@ -28,7 +28,12 @@ BRUTE_MAX_STATES = 400
 KNOWN: dict[str, str] = {}
 #: Known not to end in reasonable time: the learning episode follows a sloppy direction (rate 1e-11).
 NOT_RUN: dict[str, str] = {
-    "scaffold-ci-1": "the learning episode runs to t ~ 1e11 along a direction of curvature 5e-10",
+    # Hessian 2.49 .. 6.2e-8 (curved) and 4.7e-10 (flat): the slowest closed-loop rate 1.25e-9 sets a
+    # hold of 2.4e9 time units, and the stiff BDF needs 17,371 steps and 25,606 LU factorisations
+    # from t = 1e6 to 1e8 alone (71 s; to 1e6: 697 steps), Newton matrices I - cJ with h |J| ~ 1e9
+    # losing convergence to round-off. To fix: a slow-phase integrator for the sloppy directions.
+    "scaffold-ci-1": "the settled episode must hold for 2.4e9 time units (curvature 6e-8 direction) and "
+                     "the stiff ODE needs >17,000 steps per two decades of time there",
 }
 
 

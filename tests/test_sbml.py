@@ -307,7 +307,7 @@ REJECT = {
         sbml_text([("S", 1, "c"), ("P", 0, "d")],
                   [("r", True, [("S", 1)], [("P", 1)], mml("k * S - k * P"))], params=(("k", 1),),
                   compartments=(("c", 1.0), ("d", 2.0))),
-        ["c (size 1)", "d (size 2)", "different volumes"]),
+        ["S in c (size 1)", "P in d (size 2)", "different volumes", "put every reacting species in one"]),
     "event": (
         sbml_text([("S", 1, "c"), ("P", 0, "c")],
                   [("r", True, [("S", 1)], [("P", 1)], mml("k * S - k * P"))], params=(("k", 1),),
@@ -360,6 +360,36 @@ def test_import_rejects(case):
     msg = str(err.value)
     for n in needles:
         assert n in msg, (case, msg)
+
+
+def test_import_one_reacting_compartment_of_several(tmp_path, capsys):
+    """Issue 23: a multi-compartment model whose reacting species all live in one compartment is read, with
+    that compartment's volume; a species elsewhere that takes part in no reaction is left out, with a warning."""
+    from crnfb.analysis.cli import main
+    V = 2.0
+    text = sbml_text([("S", 4, "cyt"), ("P", 0, "cyt"), ("Z", 7, "nuc")],
+                     [("r", True, [("S", 1)], [("P", 1)], mml("k1 * S - k2 * P"))],
+                     compartments=(("cyt", V), ("nuc", 5.0)), params=(("k1", 3.0), ("k2", 1.5)))
+    with pytest.warns(sbml.SBMLExportWarning, match=r"Z take part in no reaction .* left out"):
+        mnet = sbml.read_sbml(text)
+    assert list(mnet.species) == ["S", "P"]
+    assert mnet.species["S"] == pytest.approx(4 / V)           # amounts over the reacting compartment's volume
+    assert [r.rate_constant for r in mnet.reactions] == pytest.approx([3.0, 1.5])
+    # a modifier counts as taking part: Z in another volume is refused, named with its compartment
+    bad = text.replace("</listOfProducts>", '</listOfProducts><listOfModifiers><modifierSpeciesReference '
+                       'species="Z"/></listOfModifiers>')
+    with pytest.raises(ModelError, match=r"S, P in cyt \(size 2\); Z in nuc \(size 5\)"):
+        sbml.read_sbml(bad)
+    # crnfb convert says so on stderr and writes the model
+    src = tmp_path / "two.xml"
+    src.write_text(sbml_text([("S", 4, "cyt"), ("P", 0, "cyt"), ("Z", 7, "nuc")],
+                             [("r", True, [("S", 1)], [("P", 1)], mml("k1 * S - k2 * P"))],
+                             compartments=(("cyt", 1.0), ("nuc", 5.0)), params=(("k1", 3.0), ("k2", 1.5))),
+                   encoding="utf-8")
+    assert main(["convert", str(src), "-o", str(tmp_path / "two.toml"), "--visible", "S"]) == 0
+    err = capsys.readouterr().err
+    assert "warning" in err and "Z take part in no reaction" in err
+    assert "Z" not in (tmp_path / "two.toml").read_text(encoding="utf-8").split("[initial]")[1].split("[")[0]
 
 
 def test_import_missing_file_is_model_error(tmp_path):

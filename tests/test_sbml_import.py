@@ -109,6 +109,48 @@ def test_convert_sbml_round_trip(tmp_path, capsys):
     _rate_constants_match(out, sbml.read_sbml(str(case_file(case))))
 
 
+def _via_antimony(sbml_text: str) -> str:
+    """Antimony text of an SBML document, written by the antimony library (as a user's converter would)."""
+    antimony = pytest.importorskip("antimony", reason="antimony is not installed (pip install 'crn-feedback[convert]')")
+    antimony.clearPreviousLoads()
+    assert antimony.loadSBMLString(sbml_text) >= 0, antimony.getLastError()
+    return antimony.getAntimonyString(None)
+
+
+def test_learn_flags_survive_an_antimony_round_trip(tmp_path, capsys):
+    """Issue 23: export -> Antimony -> crnfb convert kept no learn flags (Antimony drops the crnfb annotations);
+    the roles line of the model notes survives, and convert reads it and says so."""
+    model = load_model(Path(__file__).resolve().parents[1] / "examples" / "chain.toml")
+    text = sbml.model_sbml(model)
+    ant = _via_antimony(text)
+    assert "crnfb" not in ant.split("notes")[0]             # the annotations are gone ...
+    assert "Visible species: X; learned: A." in ant          # ... the notes are not
+    src = tmp_path / "chain.ant"
+    src.write_text(ant, encoding="utf-8")
+    out = tmp_path / "chain.toml"
+    assert main(["convert", str(src), "-o", str(out), "--visible", "X"]) == 0
+    cap = capsys.readouterr()
+    assert "learned species A: from the model notes" in cap.out and cap.err == ""
+    data = tomllib.loads(out.read_text(encoding="utf-8"))
+    assert {n: d["learn"] for n, d in data["species"].items()} == {s.name: s.learn for s in model.network.species}
+    _rate_constants_match(out, sbml.read_sbml(text))
+    imp = sbml.read_network(sbml.antimony_to_sbml(src))
+    assert imp.flags == "notes" and [imp.network.names[i] for i in imp.network.visible] == ["X"]
+    # --learn still wins; and without the notes line convert warns that every species is learned
+    assert sbml.read_network(sbml.antimony_to_sbml(src), learned=["X"]).flags == "given"
+    bare = tmp_path / "bare.ant"
+    bare.write_text(ant.replace("Visible species: X; learned: A.", ""), encoding="utf-8")
+    assert main(["convert", str(bare), "-o", str(tmp_path / "bare.toml"), "--visible", "X"]) == 0
+    err = capsys.readouterr().err
+    assert "holds no learn flags" in err and "every species is learned (A, B, X)" in err and "--learn" in err
+    # an SBML file with its annotations: nothing to say
+    xml = tmp_path / "chain.xml"
+    xml.write_text(text, encoding="utf-8")
+    assert main(["convert", str(xml), "-o", str(tmp_path / "x.toml"), "--visible", "X"]) == 0
+    cap = capsys.readouterr()
+    assert "learn" not in cap.err and "from the model notes" not in cap.out
+
+
 ANT = """// a reversible dimerisation and an isomerisation
 model dimer
   compartment c = 1

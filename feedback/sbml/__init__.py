@@ -32,7 +32,7 @@ from .export import export_model, learning_sbml, model_sbml, network_to_sbml, wr
 from .biocrnpyler import biocrnpyler_network, from_biocrnpyler
 from .importer import ImportedNetwork, import_sbml, read_network, read_sbml
 from .labels import check_ids, parse_state_label, state_label, to_sid
-from .learning import AMOUNT_FLOOR, clamped_start, exported_network, largest_remainder, learning_network
+from .learning import AMOUNT_FLOOR, clamped_start, exported_network, largest_remainder, learning_network, path_mass
 from .massaction import MassActionNetwork, MassActionReaction
 from .units import UnitConversion
 
@@ -40,7 +40,7 @@ __all__ = [
     "CRNFB_NS", "COMPARTMENT", "AMOUNT_FLOOR", "SBMLExportWarning", "MassActionReaction", "MassActionNetwork",
     "ImportedNetwork", "state_label", "parse_state_label", "check_ids", "to_sid", "model_sbml",
     "learning_network", "exported_network", "largest_remainder", "learning_sbml", "network_to_sbml",
-    "clamped_start", "write_sbml", "export_model", "read_sbml", "read_network", "import_sbml",
+    "clamped_start", "path_mass", "write_sbml", "export_model", "read_sbml", "read_network", "import_sbml",
     "antimony_to_sbml", "antimony_line", "is_antimony", "model_file_text", "is_sbml_source", "read_converted",
     "environment_tables", "sbml_model_text", "load_sbml_model", "UnitConversion", "from_biocrnpyler",
     "biocrnpyler_network",

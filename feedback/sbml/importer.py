@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import warnings
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -204,6 +205,35 @@ def _crnfb_attrs(sbase, tag: str) -> dict:
     return {}
 
 
+def _model_notes(m) -> list[str]:
+    """The paragraphs of the model's ``<notes>`` as plain text (whitespace collapsed)."""
+    if not m.isSetNotes():
+        return []
+    try:
+        root = ET.fromstring(m.getNotesString())
+    except ET.ParseError:
+        return []
+    paras = [el for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "p"] or [root]
+    return [" ".join("".join(el.itertext()).split()) for el in paras]
+
+
+#: The roles line :func:`~crnfb.feedback.sbml.export.model_sbml` writes in the model notes, which (unlike the
+#: ``crnfb`` annotations) survive a round trip through Antimony; backslashes are its markdown escapes.
+ROLES_NOTE = re.compile(r"Visible species: ([^;]*); learned: (.*?)\.?\s*$")
+
+
+def _noted_roles(notes: list, names: list) -> dict:
+    """``{species: {"visible": ..., "learn": ...}}`` from the roles line of the notes, or ``{}``."""
+    for text in notes:
+        m = ROLES_NOTE.search(text)
+        if not m:
+            continue
+        vis, lrn = ({n.strip() for n in g.replace("\\", "").split(",")} - {"-", ""} for g in m.groups())
+        if (vis | lrn) <= set(names):
+            return {s: {"visible": str(s in vis).lower(), "learn": str(s in lrn).lower()} for s in names}
+    return {}
+
+
 def _refuse_unsupported(m, where: str) -> None:
     """Events, rules, initial assignments and conversion factors cannot be represented."""
     lists = (("events", m.getListOfEvents()), ("rules (assignment/rate/algebraic)", m.getListOfRules()),
@@ -218,24 +248,46 @@ def _refuse_unsupported(m, where: str) -> None:
         raise ModelError(f"{where}: the model sets a conversionFactor; remove it")
 
 
-def _volume(m, where: str) -> tuple[float, str]:
-    """The common compartment volume and the first compartment's id (different sizes are refused)."""
+def _volume(m, where: str) -> tuple[float, str, set]:
+    """``(V, id, outside)``: the volume the reacting species share, their compartment's id, and the
+    species left out.
+
+    Only the compartments of species that take part in a reaction (reactant,
+    product or modifier) count: they must have one size (else refused naming
+    each species and its compartment). A species of another compartment that
+    takes part in no reaction is left out of the network (``outside``, with a
+    warning), so a multi-compartment model whose reactions all happen in one
+    compartment is read (issue 23). Without reactions, every compartment counts.
+    """
     if m.getNumCompartments() == 0:
         raise ModelError(f"{where}: the model has no compartment")
+    comp = {s.getId(): s.getCompartment() for s in m.getListOfSpecies()}
+    used = {ref.getSpecies() for r in m.getListOfReactions()
+            for refs in (r.getListOfReactants(), r.getListOfProducts(), r.getListOfModifiers()) for ref in refs}
+    counted = {comp[s] for s in used if s in comp} or {c.getId() for c in m.getListOfCompartments()}
     sizes = {}
     for c in m.getListOfCompartments():
+        if c.getId() not in counted:
+            continue
         if not c.isSetSize():
             raise ModelError(f"{where}: compartment {c.getId()!r} has no size")
         sizes[c.getId()] = c.getSize()
     vols = sorted(set(sizes.values()))
     if len(vols) > 1 and (vols[-1] - vols[0]) > 1e-12 * vols[-1]:
-        raise ModelError(f"{where}: compartments {', '.join(f'{k} (size {v:g})' for k, v in sizes.items())} have "
-                         "different volumes; only one well-mixed volume can be represented")
+        by = {c: [s for s in comp if s in used and comp[s] == c] for c in sizes}   # in document order
+        raise ModelError(f"{where}: species that take part in reactions live in compartments of different volumes: "
+                         + "; ".join(f"{', '.join(by[k])} in {k} (size {v:g})" for k, v in sizes.items())
+                         + "; only one well-mixed volume can be represented (put every reacting species in one "
+                         "compartment; species of other compartments that take part in no reaction are left out)")
+    outside = {s for s, c in comp.items() if c not in counted}
+    if outside:
+        warnings.warn(f"{where}: species {', '.join(sorted(outside))} take part in no reaction and live outside "
+                      f"compartment {', '.join(sorted(counted))}; they are left out", SBMLExportWarning, stacklevel=3)
     V = float(vols[0])
     if not V > 0:
         raise ModelError(f"{where}: compartment volume must be positive, got {V:g}; give the compartment a "
                          "positive size (or the volume to use: --volume)")
-    return V, next(iter(sizes))
+    return V, next(iter(sizes)), outside
 
 
 def _species(m, where: str, units: UnitConversion):
@@ -356,14 +408,16 @@ def read_sbml(source, *, volume=None, copies_per_unit=None) -> MassActionNetwork
     ModelError
         Naming the element: events, rules, initial assignments, a species with
         ``boundaryCondition`` or ``constant``, non-integer or variable
-        stoichiometry, compartments with different sizes, a missing,
+        stoichiometry, reacting species in compartments of different sizes, a missing,
         identically zero or non-mass-action kinetic law, fast reactions,
         conversion factors.
     """
     doc, m, where = _read_document(source)
     _refuse_unsupported(m, where)
-    units = UnitConversion.choose(*_volume(m, where), volume, copies_per_unit)
+    V, cid, outside = _volume(m, where)
+    units = UnitConversion.choose(V, cid, volume, copies_per_unit)
     species, amount_valued, snotes = _species(m, where, units)
+    species = {s: x for s, x in species.items() if s not in outside}
     symbols = _symbols(m, species, units.volume)
     factors = []
 
@@ -390,7 +444,7 @@ def read_sbml(source, *, volume=None, copies_per_unit=None) -> MassActionNetwork
         raise ModelError(f"{where}: reactions refer to undeclared species {sorted(unknown)}")
     params = {p.getId(): p.getValue() for p in m.getListOfParameters() if p.isSetValue()}
     return MassActionNetwork(m.getId() or "model", m.getName() or m.getId() or "model", species, params,
-                             reactions, species_notes=snotes,
+                             reactions, _model_notes(m), species_notes=snotes,
                              info={"units": dataclasses.replace(units, factors=tuple(factors))})
 
 
@@ -406,6 +460,9 @@ class ImportedNetwork:
     reaction_ids : list         SBML reaction id(s) behind each reversible reaction
     source : str
     units : UnitConversion or None   the unit rule applied (:mod:`.units`)
+    flags : str                 where the learn flags came from: "given" (``learned=``), "annotations"
+                                (``crnfb:species``), "notes" (the roles line of the model notes, which
+                                survives Antimony) or "none" (every species learned)
     """
 
     network: Network
@@ -414,6 +471,7 @@ class ImportedNetwork:
     reaction_ids: list
     source: str
     units: UnitConversion | None = None
+    flags: str = "given"
 
 
 def _truthy(v):
@@ -510,7 +568,10 @@ def read_network(source, visible=None, learned=None, *, tol: float = 1e-8, use_a
     :func:`model_sbml`), those energies.
 
     ``visible`` / ``learned``: species names; default from the ``crnfb``
-    annotations, else none visible and all learned. ``volume`` and
+    annotations, else from the roles line our export writes in the model
+    notes (``Visible species: ...; learned: ...``, kept by Antimony, which
+    drops the annotations), else none visible and all learned
+    (``ImportedNetwork.flags`` says which). ``volume`` and
     ``copies_per_unit``: the unit rule of :func:`read_sbml`.
     """
     mnet = read_sbml(source, volume=volume, copies_per_unit=copies_per_unit)
@@ -522,6 +583,10 @@ def read_network(source, visible=None, learned=None, *, tol: float = 1e-8, use_a
         if a == b:
             raise ModelError(f"{where}: reaction {ids[0]!r} changes nothing ({eq})")
     ann = mnet.species_notes if use_annotations else {}
+    flags = "given" if learned is not None else "annotations" if any("learn" in a for a in ann.values()) else "none"
+    noted = _noted_roles(mnet.notes, names) if use_annotations and flags == "none" else {}
+    if noted:   # the crnfb annotations were lost (e.g. in Antimony): the model notes still say
+        flags, ann = "notes", {s: {**noted[s], **ann.get(s, {})} for s in names}
     vis, lrn = _roles(names, ann, visible, learned, where)
     energies = _annotated_energies(names, ann) if use_annotations else {}
     species = [Species(s, energies.get(s, 0.0), s in vis, s in lrn) for s in names]
@@ -540,7 +605,7 @@ def read_network(source, visible=None, learned=None, *, tol: float = 1e-8, use_a
         except DetailedBalanceError as e2:
             raise ModelError(f"{where}: {e2.message}") from None
     return ImportedNetwork(net, initial_counts(mnet.species), db, [p[4] for p in pairs], where,
-                           mnet.info["units"])
+                           mnet.info["units"], flags)
 
 
 def import_sbml(source, visible=None, environment=None, *, learned=None, initial=None, n_max=None,

@@ -42,7 +42,7 @@ from ._libsbml import COMPARTMENT, SBMLExportWarning
 from .labels import check_ids, state_label, to_sid
 from .massaction import MassActionNetwork, MassActionReaction
 
-__all__ = ["AMOUNT_FLOOR", "exported_network", "clamped_start", "learning_network", "largest_remainder"]
+__all__ = ["AMOUNT_FLOOR", "exported_network", "clamped_start", "learning_network", "largest_remainder", "path_mass"]
 
 #: Initial amounts below this are written as 0: tools such as libRoadRunner scale each species'
 #: absolute tolerance by its initial value, and a subnormal one makes CVODE fail (CV_TOO_MUCH_ACC).
@@ -110,15 +110,43 @@ class _Layout:
     scale: tuple              # (M_f, M_c, Omega), all 1 for fractions
     theta: np.ndarray         # learned theta at the start
     given: bool               # the start was given (written as is, never rounded)
+    pruned_by: str = "start"  # what the mass compared with the threshold was: "start" or "learning path"
 
 
-def _layout(model, net: LearningNetwork, prune: float, copies: bool, state) -> _Layout:
+def path_mass(net: LearningNetwork, states=(), thetas=()) -> tuple[np.ndarray, np.ndarray]:
+    """The largest mass each copy state carries over loop ``states`` and the laws at ``thetas``.
+
+    ``states``: loop states ``(p_f, p_c, theta)`` of ``net`` (the start, the
+    fixed point, the points of a learning trajectory); ``thetas``: learned
+    coordinates at which the free law ``pi(theta)`` and the clamped
+    stationary law count too. Returns ``(free, clamped)``, the maxima per
+    free and per clamped state: the ``keep_mass`` of :func:`learning_network`.
+    """
+    m_f, m_c = np.zeros(net.n_f), np.zeros(net.n_c)
+    for x in states:
+        p_f, p_c, _ = net.split(np.asarray(x, float))
+        m_f, m_c = np.maximum(m_f, p_f), np.maximum(m_c, p_c)
+    for th in thetas:
+        m_f = np.maximum(m_f, net.free_stationary(np.asarray(th, float)))
+        if net.n_c:
+            m_c = np.maximum(m_c, net.clamped_stationary(np.asarray(th, float)))
+    return m_f, m_c
+
+
+def _kept(ref: np.ndarray, prune: float, n: int) -> np.ndarray:
+    return np.nonzero(ref >= prune)[0] if prune > 0 else np.arange(n)
+
+
+def _layout(model, net: LearningNetwork, prune: float, copies: bool, state, keep_mass=None) -> _Layout:
     x0 = net.initial_state() if state is None else np.asarray(state, float)
     if x0.shape != (net.n_states,):
         raise ValueError(f"state must be a loop state (p_f, p_c, theta) of {net.n_states} entries, got {x0.shape}")
     p_f, p_c, theta = net.split(x0)
-    keep_f = np.nonzero(p_f >= prune)[0] if prune > 0 else np.arange(net.n_f)
-    keep_c = np.nonzero(p_c >= prune)[0] if prune > 0 else np.arange(net.n_c)
+    ref_f, ref_c = (p_f, p_c) if keep_mass is None else (np.asarray(m, float) for m in keep_mass)
+    if ref_f.shape != (net.n_f,) or ref_c.shape != (net.n_c,):
+        raise ValueError(f"keep_mass must be (free, clamped) of {net.n_f} and {net.n_c} entries, "
+                         f"got {ref_f.shape} and {ref_c.shape}")
+    keep_f, keep_c = _kept(ref_f, prune, net.n_f), _kept(ref_c, prune, net.n_c)
     r = net.reset_target(0.0)
     if r[keep_c].sum() <= 0:
         raise ModelError(f"pruning at {prune:g} removes every clamped state that the resets reach; lower it")
@@ -127,7 +155,8 @@ def _layout(model, net: LearningNetwork, prune: float, copies: bool, state) -> _
     scale = (float(ens.free), float(ens.clamped), float(ens.omega)) if copies else (1.0, 1.0, 1.0)
     labels = [state_label(model.network.names, s) for s in model.space.states]
     return _Layout(net, labels, keep_f, keep_c, p_f[keep_f] / p_f[keep_f].sum(), p_c[keep_c] / p_c[keep_c].sum(),
-                   r[keep_c] / r[keep_c].sum(), dropped, scale, theta.copy(), state is not None)
+                   r[keep_c] / r[keep_c].sum(), dropped, scale, theta.copy(), state is not None,
+                   "start" if keep_mass is None else "learning path")
 
 
 def _notes(model, lay: _Layout, copies: bool, speedup: float | None) -> list[str]:
@@ -149,8 +178,10 @@ def _notes(model, lay: _Layout, copies: bool, speedup: float | None) -> list[str
         notes.append(f"APPROXIMATION: the model uses equilibrium clamping (p_c = Qt(theta)); this network uses "
                      f"dynamic clamping at gamma = {model.learning.gamma:g} with the clamped hidden-only reactions "
                      f"{speedup:g} times faster (parameter clamped_speedup).")
-    if lay.dropped["free"] or lay.dropped["clamped"]:
-        notes.append(f"PRUNED: copy states below the threshold were left out; dropped start mass free "
+    if lay.free.size < lay.net.n_f or lay.clamped.size < lay.net.n_c:
+        by = ("whose largest mass on the learning path (start, fixed point, trajectory) is"
+              if lay.pruned_by == "learning path" else "whose start probability is")
+        notes.append(f"PRUNED: copy states {by} below the threshold were left out; dropped start mass free "
                      f"{lay.dropped['free']:.3g}, clamped {lay.dropped['clamped']:.3g} (the rest renormalised).")
     return notes
 
@@ -286,7 +317,8 @@ def _species(model, lay: _Layout, clabels: list, copies: bool) -> dict:
 
 
 def learning_network(model, *, speedup: float | None = None, copies: bool = False,
-                     prune: float = 0.0, state: np.ndarray | None = None) -> MassActionNetwork:
+                     prune: float = 0.0, state: np.ndarray | None = None,
+                     keep_mass: tuple | None = None) -> MassActionNetwork:
     """The learning CRN of ``model`` as irreversible mass-action reactions (module docstring).
 
     Parameters
@@ -299,10 +331,17 @@ def learning_network(model, *, speedup: float | None = None, copies: bool = Fals
         Copy counts with copy-conserving resets (exact finite-ensemble
         stochastic semantics) instead of fractions.
     prune : float
-        Leave out copy states whose start probability is below ``prune``
-        (the rest renormalised; the dropped mass is in ``.info`` and the
-        notes). 0 keeps every state, and then the ODE equals
-        ``LearningNetwork.rhs`` exactly.
+        Leave out copy states whose mass is below ``prune`` (the rest
+        renormalised; the dropped start mass is in ``.info`` and the notes):
+        the mass in ``keep_mass`` when given, else the start probability.
+        0 keeps every state, and then the ODE equals ``LearningNetwork.rhs``
+        exactly.
+    keep_mass : (ndarray, ndarray) or None
+        The largest mass of each free and each clamped state on the learning
+        path (:func:`path_mass`: start, fixed point, trajectory). Learning
+        moves mass onto states that are improbable at the start, so pruning
+        by the start alone moves the exported network's fixed point
+        (``crnfb export --prune`` passes the path's mass; docs/sbml.md).
     state : ndarray or None
         Initial state as a loop state ``(p_f, p_c, theta)`` of the exported
         :class:`LearningNetwork` (e.g. the loop's fixed point, so that a
@@ -318,7 +357,7 @@ def learning_network(model, *, speedup: float | None = None, copies: bool = Fals
     if not (0.0 <= prune < 1.0):
         raise ModelError(f"prune must be in [0, 1), got {prune!r}")
     net = exported_network(model, speedup)
-    lay = _layout(model, net, prune, copies, state)
+    lay = _layout(model, net, prune, copies, state, keep_mass)
     names = model.network.names
     bad = model.space.hidden_disconnected(np.nonzero((model.q > 0) | (model.q_change > 0))[0])
     notes = _notes(model, lay, copies, speedup)
@@ -340,6 +379,7 @@ def learning_network(model, *, speedup: float | None = None, copies: bool = Fals
     th = model.full_theta(model.theta0)
     snotes = {f"Lambda_{names[i]}": {"theta0": repr(float(th[i])), "species": names[i]} for i in model.learned}
     info = {"speedup": speedup, "copies": copies, "dropped_mass": lay.dropped, "species": len(species),
-            "reactions": len(rx)}
+            "reactions": len(rx), "pruned_by": "learning path" if keep_mass is not None else "start",
+            "kept_states": (int(lay.free.size), int(lay.clamped.size)), "states": (int(net.n_f), int(net.n_c))}
     return MassActionNetwork(to_sid(f"{model.network.name}_learning"), f"{model.network.name} (learning CRN)",
                              species, params, rx, notes, snotes, pnotes, info)
