@@ -197,14 +197,13 @@ def region_of_attraction(model: Model, fixed_point, rtol: float = ROA_RTOL,
 
 
 def linear_range_entry(checks) -> dict | None:
-    """The validation's linear-range check as ``{measured, quadratic_estimate, reached}``, or None."""
+    """The validation's linear-range check (a :class:`~crnfb.analysis.validation.Check` or its
+    report.json dict) as ``{measured, quadratic_estimate, reached}``; None when it was not made."""
     for c in checks or ():
-        q = c.quantity if hasattr(c, "quantity") else c.get("quantity", "")
-        if str(q).startswith("linear range") and (c.passed if hasattr(c, "passed") else c.get("passed")) is not None:
-            det = c.details if hasattr(c, "details") else (c.get("details") or {})
-            sim = c.simulated if hasattr(c, "simulated") else c.get("simulated")
-            pred = c.predicted if hasattr(c, "predicted") else c.get("predicted")
-            return {"measured": _num(sim), "quadratic_estimate": _num(pred), "reached": bool(det.get("reached"))}
+        get = c.get if isinstance(c, dict) else (lambda k, c=c: getattr(c, k))
+        if str(get("quantity")).startswith("linear range") and get("passed") is not None:
+            return {"measured": _num(get("simulated")), "quadratic_estimate": _num(get("predicted")),
+                    "reached": bool((get("details") or {}).get("reached"))}
     return None
 
 

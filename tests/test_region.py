@@ -120,3 +120,13 @@ def test_region_solver_limit_is_a_limitation_not_a_verdict(monkeypatch):
     out = region_section(m, loop_fixed_point(m), True, [], None, {})
     assert out["region_of_attraction"] is None and out["region_of_attraction_bracket"] is None
     assert out["region_of_attraction_reason"].startswith("not computed: limitation: the run stepped to a = 0.5")
+
+
+def test_linear_range_entry_from_checks_and_dicts():
+    from crnfb.analysis.region import linear_range_entry
+    from crnfb.analysis.validation import Check, not_made
+
+    c = Check("linear range: step size a with 10% linear error", 0.0844, 0.0791, 0.063, 1.0, True, {"reached": True})
+    want = {"measured": 0.0791, "quadratic_estimate": 0.0844, "reached": True}
+    assert linear_range_entry([c]) == want and linear_range_entry([c.to_dict()]) == want
+    assert linear_range_entry([not_made("linear range", "quick")]) is None and linear_range_entry(None) is None
