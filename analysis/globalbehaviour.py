@@ -127,9 +127,10 @@ def time_limit(rate: float, eps: np.ndarray) -> float:
     return T_MAX_RATES / rate
 
 
-def piece_simulate(net: LearningNetwork, rtol: float, atol: float) -> Callable:
-    """A piece runner on :func:`crnfb.feedback.simulate.integrate` (ReuseBDF, analytic sparse Jacobian)."""
-    system = loop_system(net, Constant(0.0))
+def piece_simulate(net: LearningNetwork, rtol: float, atol: float, a: float = 0.0) -> Callable:
+    """A piece runner on :func:`crnfb.feedback.simulate.integrate` (ReuseBDF, analytic sparse Jacobian),
+    the environment held at mixing weight ``a``."""
+    system = loop_system(net, Constant(float(a)))
     tol = state_atol(net, atol, atol)
 
     def piece(x, t_eval, stop):
@@ -168,8 +169,9 @@ class _Recorder:
         return t, th[order][keep]
 
 
-def settle_metric(model: Model, theta_fp: np.ndarray) -> np.ndarray:
-    """``W`` with ``|W^T dtheta|^2 = dtheta^T H dtheta`` on the curved directions of ``D`` at ``theta_fp``.
+def settle_metric(model: Model, theta_fp: np.ndarray, a: float = 0.0) -> np.ndarray:
+    """``W`` with ``|W^T dtheta|^2 = dtheta^T H dtheta`` on the curved directions of ``D`` at ``theta_fp``
+    (the environment at mixing weight ``a``).
 
     The distance to the fixed point is measured in the Hessian's metric (twice
     the quadratic excess of ``D``): flat directions (a line of fixed points,
@@ -178,13 +180,13 @@ def settle_metric(model: Model, theta_fp: np.ndarray) -> np.ndarray:
     curvature, so an episode does not wait 1e11 time units for a direction
     that changes ``D`` by 1e-10 (docs/theory.md §4a).
     """
-    w, Q = curved_directions(np.asarray(model.hessian(np.asarray(theta_fp, float), 0.0), float))
+    w, Q = curved_directions(np.asarray(model.hessian(np.asarray(theta_fp, float), float(a)), float))
     return Q * np.sqrt(w)
 
 
 def settle(model: Model, net: LearningNetwork, x0: np.ndarray, theta_fp: np.ndarray, rate: float, *,
            piece: Callable | None = None, tol: float = SETTLE_TOL, t_max: float | None = None,
-           rtol: float = 1e-8, atol: float = 1e-12, points: int = 3000) -> Settling:
+           rtol: float = 1e-8, atol: float = 1e-12, points: int = 3000, a: float = 0.0) -> Settling:
     """Integrate from ``x0`` until the loop has settled at ``theta_fp`` or ``t_max`` has passed.
 
     Alternates two kinds of piece: *approach* (until the identifiable
@@ -194,15 +196,16 @@ def settle(model: Model, net: LearningNetwork, x0: np.ndarray, theta_fp: np.ndar
     ``[0] + geomspace(1e-6 t_max, t_max, points)`` (dense early, where the
     free ensemble's fast transient lives) plus 41 evenly spaced ones per hold.
     ``piece(x, t_eval, stop) -> (t, Y, stopped)`` integrates one piece
-    (default :func:`piece_simulate`).
+    (default :func:`piece_simulate`). ``a``: the environment's mixing weight
+    during the run (``theta_fp`` is the loop's fixed point there).
     """
     base_i = net.n_f + net.n_c
-    U = settle_metric(model, theta_fp)
+    U = settle_metric(model, theta_fp, a)
     rec = _Recorder(U, np.asarray(theta_fp, float), base_i)
     d0 = rec.distance(0.0, x0)
     t_max = time_limit(rate, model.eps) if t_max is None else float(t_max)
     hold = HOLD / rate if np.isfinite(rate) and rate > 0 else t_max
-    piece = piece or piece_simulate(net, rtol, atol)
+    piece = piece or piece_simulate(net, rtol, atol, a)
     band = tol * d0
     grid = np.concatenate([[0.0], np.geomspace(1e-6 * t_max, t_max, points)])
     ts, Xs = [np.zeros(1)], [np.asarray(x0, float)[None, :]]
@@ -228,14 +231,15 @@ def settle(model: Model, net: LearningNetwork, x0: np.ndarray, theta_fp: np.ndar
         t, x = float(tt[-1]), YY[-1]
     tt, XX = np.concatenate(ts), np.vstack(Xs).T
     st, sth = rec.steps()
-    mech, detail = classify(model, st, sth, theta_fp, d0, t_settled, failure, hold, tol)
+    mech, detail = classify(model, st, sth, theta_fp, d0, t_settled, failure, hold, tol, a)
     return Settling(tt, XX, t_settled is not None, t_settled, hold, t_max, tol, d0, float(rate), st, sth,
                     mech, detail, failure)
 
 
 # -- what happened --------------------------------------------------------------------------------------------
 def classify(model: Model, t: np.ndarray, theta: np.ndarray, theta_fp: np.ndarray, d0: float,
-             t_settled: float | None, failure: str | None, hold: float, tol: float = SETTLE_TOL) -> tuple[str, str]:
+             t_settled: float | None, failure: str | None, hold: float, tol: float = SETTLE_TOL,
+             a: float = 0.0) -> tuple[str, str]:
     """The mechanism (a :data:`MECHANISMS` key) and a sentence on what the trajectory shows.
 
     In this order: converged; divergence (the solver failed, a theta not
@@ -266,7 +270,7 @@ def classify(model: Model, t: np.ndarray, theta: np.ndarray, theta_fp: np.ndarra
                              f"of its fixed-point value), still there at t = {t[-1]:.4g}")
     late = t >= t[-1] - hold
     moved = float(np.max(np.linalg.norm(theta[late] - theta[-1], axis=1))) if late.any() else np.inf
-    dist = float(np.linalg.norm(settle_metric(model, theta_fp).T @ dev[-1]))
+    dist = float(np.linalg.norm(settle_metric(model, theta_fp, a).T @ dev[-1]))
     if moved < tol * d0 and dist > tol * d0:
         at = ", ".join(f"theta_{n} = {v:.4g}" for n, v in zip(names, theta[-1]))
         return "far_attractor", f"the loop settles elsewhere: at {at}, {dist:.3g} from the fixed point"
@@ -379,9 +383,11 @@ def _initial_bracket(run, runs: list, converged_at_1: bool, gain_margin: float |
 
 # -- the report section ----------------------------------------------------------------------------------
 def global_report(episode: Settling | None, safe: SafeFactor | None, safe_reason: str | None,
-                  eps: dict, eps_crit, gain_margin, episode_reason: str | None = None) -> dict:
+                  eps: dict, eps_crit, gain_margin, episode_reason: str | None = None,
+                  region: dict | None = None) -> dict:
     """The ``global`` section of report.json (docs/cli.md): the episode's outcome, the safe factor beside
-    ``eps_crit`` and the gain margin, and what was not computed with the reason."""
+    ``eps_crit`` and the gain margin, the region of attraction along ``a`` (``region``: the keys of
+    :func:`crnfb.analysis.region.region_report`), and what was not computed with the reason."""
     out: dict = {}
     if episode is None:
         out["episode"] = None
@@ -391,9 +397,13 @@ def global_report(episode: Settling | None, safe: SafeFactor | None, safe_reason
     out.update(_safe_dict(safe, safe_reason, eps))
     out["eps_crit"] = eps_crit
     out["gain_margin"] = gain_margin
-    for key in ("region_of_attraction", "bifurcation"):
-        out[key] = None
-        out[f"{key}_reason"] = NOT_IMPLEMENTED
+    if region is None:
+        out["region_of_attraction"] = None
+        out["region_of_attraction_reason"] = NOT_IMPLEMENTED
+    else:
+        out.update(region)
+    out["bifurcation"] = None
+    out["bifurcation_reason"] = NOT_IMPLEMENTED
     return out
 
 

@@ -30,6 +30,7 @@ from crnfb.analysis.frequency import SPEC_OMEGA, LoopResponse, broken_loop
 from crnfb.analysis.globalbehaviour import global_report, safe_factor
 from crnfb.analysis.linearise import LinearLoop, LoopFixedPoint, linearise, loop_fixed_point
 from crnfb.analysis.margins import Margins, margins
+from crnfb.analysis.region import ROA_MAX_STATES, linear_range_entry, region_of_attraction, region_report
 from crnfb.analysis.results import Distribution, Results, StepResponse, LearningCurve, Unavailable
 from crnfb.analysis.stability import Stability, episode_time, stability
 from crnfb.analysis.thermo import EPISODE_TOL, Episode, episode, episode_settings, thermodynamics_report
@@ -43,7 +44,7 @@ from crnfb.feedback.simulate import SimulationError, simulate
 
 __all__ = ["analyse", "STEP_AMPLITUDE", "margins_section", "disturbance_section", "frequency_section",
            "step_section", "episode_section", "trajectory_section", "distribution_section", "thermodynamics_section",
-           "validation_section", "fluctuation_section", "global_section",
+           "validation_section", "fluctuation_section", "global_section", "region_section",
            "consistency_section", "check_rate_scales", "MAX_RATE_RATIO"]
 
 #: Largest ratio of the loop's rate constants (kappa, eps, gamma) that the analysis resolves
@@ -271,10 +272,12 @@ SAFE_FACTOR_MAX_STATES = 3000
 
 
 def global_section(model: Model, fp: LoopFixedPoint, mg: Margins | None, ep: Episode | None,
-                   safe: bool, reasons: dict[str, str]) -> dict[str, object]:
+                   safe: bool, reasons: dict[str, str], checks: list[Check] | None = None,
+                   stab: Stability | None = None) -> dict[str, object]:
     """The ``global`` section (:func:`crnfb.analysis.globalbehaviour.global_report`): the episode's
     outcome and, with ``safe`` (the report validates, not quick), the safe factor of eps beside
-    ``eps_crit`` (docs/theory.md §4a)."""
+    ``eps_crit`` (docs/theory.md §4a) and the region of attraction along ``a`` beside the validation's
+    linear range (``checks``; docs/theory.md §4b)."""
     run = ep.settling if ep is not None else None
     gm = mg.gain_margin if mg is not None else None
     ec = mg.eps_crit_value if mg is not None else None
@@ -289,7 +292,31 @@ def global_section(model: Model, fp: LoopFixedPoint, mg: Margins | None, ep: Epi
                f"time (done up to {SAFE_FACTOR_MAX_STATES} states)")
     else:
         sf = safe_factor(model, fp, run.converged, gm)
-    return global_report(run, sf, why, eps, ec, gm, episode_reason=reasons.get("episode"))
+    region = region_section(model, fp, safe, checks, stab, reasons)
+    return global_report(run, sf, why, eps, ec, gm, episode_reason=reasons.get("episode"), region=region)
+
+
+def region_section(model: Model, fp: LoopFixedPoint, search: bool, checks: list[Check] | None,
+                   stab: Stability | None, reasons: dict[str, str]) -> dict[str, object]:
+    """The region of attraction along the environment's change (:func:`crnfb.analysis.region.region_of_attraction`)
+    with the linear range beside it; searched with ``search`` (as the safe factor) on loops up to
+    :data:`crnfb.analysis.region.ROA_MAX_STATES` states that are locally stable at ``a = 0``."""
+    lin = linear_range_entry(checks)
+    lin_why = None if lin is not None else ("validation not run: " + reasons.get("validation", "not run")
+                                            if checks is None else "the validation made no linear-range check")
+    roa, why = None, None
+    if not search:
+        why = "not computed (validation off: --no-validate, validate=False or quick)"
+    elif fp.x.size > ROA_MAX_STATES:
+        why = f"not computed: loop too large ({fp.x.size} states > {ROA_MAX_STATES})"
+    elif stab is not None and not stab.stable:
+        why = "not computed: the loop is not locally stable at its fixed point for a = 0"
+    else:
+        try:
+            roa = region_of_attraction(model, fp)
+        except (ModelError, SimulationError, NoFixedPoint, ArithmeticError, np.linalg.LinAlgError) as e:
+            why = f"not computed: limitation: {e}"      # the episode and the safe factor are kept
+    return region_report(roa, why, lin, lin_why)
 
 
 def fluctuation_section(model: Model, validate: bool, quick: bool, seed: int) -> FluctuationResult:
@@ -443,7 +470,7 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
         else:
             run.reasons["validation"] = "not run (validate=False / --no-validate)"
         glob = run.section("global behaviour", "global", global_section, model, fp, mg, ep,
-                           bool(validate and not quick), run.reasons)
+                           bool(validate and not quick), run.reasons, checks, stab)
         fl = None
         if model.fluctuation is not None:
             fl = run.section("fluctuation", "fluctuation", fluctuation_section, model, validate, quick, int(seed))

@@ -414,9 +414,33 @@ def _global_table(gl: Mapping) -> Table:
               f"ODE trisection: converges at {fmt(br[0])}, not at {fmt(br[1])}" if br else _reason(gl, "safe_factor")),
              ("gain margin", fmt(gl.get("gain_margin")), "the local bound; eps_crit " +
               _eps_crit_text(gl.get("eps_crit"))),
-             ("region of attraction", "n/a", _reason(gl, "region_of_attraction")),
+             _region_row(gl),
+             ("linear range (step of a)", fmt(gl.get("linear_range")), _linear_range_note(gl)),
              ("bifurcation", "n/a", _reason(gl, "bifurcation"))]
     return Table("Global behaviour", ("quantity", "value", "note"), tuple(rows))
+
+
+def _region_row(gl: Mapping) -> tuple[str, str, str]:
+    """The largest step of ``a`` the loop returns from (docs/theory.md §4b), with bracket and run count."""
+    roa = gl.get("region_of_attraction")
+    if roa is None:
+        return ("region of attraction (step of a)", "n/a", _reason(gl, "region_of_attraction"))
+    br = gl.get("region_of_attraction_bracket") or [roa, None]
+    runs = gl.get("region_of_attraction_ode_runs")
+    if br[1] is None:
+        note = f"every step in [0,1] returns (ODE, {runs} run{'s' if runs != 1 else ''})"
+    else:
+        note = f"ODE trisection: returns at {fmt(br[0])}, not at {fmt(br[1])} ({runs} ODE runs)"
+    return ("region of attraction (step of a)", fmt(roa), note)
+
+
+def _linear_range_note(gl: Mapping) -> str:
+    if gl.get("linear_range") is None:
+        return _reason(gl, "linear_range")
+    q, qr = gl.get("linear_range_quadratic_estimate"), gl.get("region_of_attraction_quadratic_estimate")
+    lower = "" if gl.get("linear_range_reached") else "a lower bound: 10 % not reached at a = 1; "
+    return (f"{lower}10 % linear step error (validation); quadratic estimate {fmt(q)}, "
+            f"second-order scale {fmt(qr)}")
 
 
 def _verdict(d: Mapping) -> str:
