@@ -186,6 +186,9 @@ def _report_parser(sub) -> argparse.ArgumentParser:
     r.add_argument("--noise-budget", type=float, default=None, metavar="SECONDS",
                    help="CPU seconds the parameter-noise check's SSA runs may take (default 60); "
                         "the check is made when its estimated cost fits")
+    r.add_argument("--global-budget", type=float, default=None, metavar="SECONDS",
+                   help="wall seconds the global searches (safe factor of eps, region of attraction) may "
+                        "take together (default 120); a search it stops reports the bracket it reached")
     r.set_defaults(func=cmd_report)
     return r
 

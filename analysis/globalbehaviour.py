@@ -25,6 +25,7 @@ This module answers the global question with the nonlinear ensemble-level ODE
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable
@@ -330,7 +331,7 @@ def run_at_factor(model: Model, theta_fp: np.ndarray, factor: float, fixed_point
 
 
 def safe_factor(model: Model, fixed_point, converged_at_1: bool, gain_margin: float | None,
-                rtol: float = SAFE_RTOL) -> SafeFactor:
+                rtol: float = SAFE_RTOL, deadline: float | None = None) -> SafeFactor:
     """Trisection for the safe factor between a converging and a failing factor (docs/theory.md §4a).
 
     The bracket starts at ``[1, gain_margin]`` when learning converges at the
@@ -338,7 +339,9 @@ def safe_factor(model: Model, fixed_point, converged_at_1: bool, gain_margin: fl
     at ``[1/2^k, 1]``; each round runs two factors at once (one per core) and
     keeps the third of the bracket where the outcome changes. Assumes one
     change of outcome inside the bracket (learning that converges again at a
-    larger factor is not searched for).
+    larger factor is not searched for). ``deadline`` (a ``time.monotonic()``
+    value): no new round starts after it; the result is then the bracket
+    reached, with the reason (:func:`past`).
     """
     th = np.asarray(fixed_point.theta, float)
     run = partial(run_at_factor, model, th, fixed_point=fixed_point)
@@ -349,12 +352,25 @@ def safe_factor(model: Model, fixed_point, converged_at_1: bool, gain_margin: fl
                f"learning does not converge down to factor 1/{SAFE_EXPAND:g} (the search's limit)")
         return SafeFactor(None, None, rtol, tuple(runs), why)
     while hi / lo - 1.0 > rtol:
+        if past(deadline):
+            return SafeFactor(lo, (lo, hi), rtol, tuple(runs), stopped(lo, hi, rtol, "converges", "does not"))
         p = [lo + (hi - lo) / 3.0, lo + 2.0 * (hi - lo) / 3.0]
         res = run_all([partial(run, f) for f in p])
         runs += res
         ok = [r[1] for r in res]
         lo, hi = (lo, p[0]) if not ok[0] else (p[0], p[1]) if not ok[1] else (p[1], hi)
     return SafeFactor(lo, (lo, hi), rtol, tuple(runs))
+
+
+def past(deadline: float | None) -> bool:
+    """Whether the search's time budget (a ``time.monotonic()`` deadline) is spent."""
+    return deadline is not None and time.monotonic() > deadline
+
+
+def stopped(lo: float, hi: float, rtol: float, yes: str, no: str) -> str:
+    """The reason of a bracket left wider than ``rtol`` by the time budget."""
+    return (f"stopped by the time budget (--global-budget): learning {yes} at {lo:.6g} and {no} at {hi:.6g}, "
+            f"a bracket wider than the {rtol:g} aimed at; the value is its converging end")
 
 
 def _initial_bracket(run, runs: list, converged_at_1: bool, gain_margin: float | None):
@@ -422,7 +438,8 @@ def _safe_dict(safe: SafeFactor | None, reason: str | None, eps: dict) -> dict:
             "safe_factor_meaning": ("the largest common factor of the file's eps for which learning from the "
                                     "file's energies converges (converges at the bracket's lower end, not at its "
                                     "upper end; found by trisection on ODE runs)"),
-            "safe_factor_runs": _runs(safe)}
+            "safe_factor_runs": _runs(safe),
+            **({"safe_factor_note": safe.reason} if safe.reason else {})}
 
 
 def _runs(safe: SafeFactor) -> list[dict]:

@@ -267,17 +267,25 @@ def validation_section(model: Model, loop: LinearLoop, quick: bool, seed: int,
 
 
 #: Largest loop state (ensembles + theta) on which the report runs the safe-factor trisection: the
-#: 10^4-state two_visible example spent over 15 minutes in it (issue 20; a budget in CPU time is to come).
+#: 10^4-state two_visible example spent over 15 minutes in it (issue 20).
 SAFE_FACTOR_MAX_STATES = 3000
+#: Wall seconds the global searches (safe factor, then region of attraction) may take together
+#: (``crnfb report --global-budget``): no new round starts after it, and a search whose first run
+#: alone would not fit (estimated from the report's own learning episode) is not started.
+GLOBAL_BUDGET = 120.0
 
 
 def global_section(model: Model, fp: LoopFixedPoint, mg: Margins | None, ep: Episode | None,
                    safe: bool, reasons: dict[str, str], checks: list[Check] | None = None,
-                   stab: Stability | None = None) -> dict[str, object]:
+                   stab: Stability | None = None, budget: float | None = None,
+                   episode_seconds: float | None = None) -> dict[str, object]:
     """The ``global`` section (:func:`crnfb.analysis.globalbehaviour.global_report`): the episode's
     outcome and, with ``safe`` (the report validates, not quick), the safe factor of eps beside
     ``eps_crit`` (docs/theory.md §4a) and the region of attraction along ``a`` beside the validation's
-    linear range (``checks``; docs/theory.md §4b)."""
+    linear range (``checks``; docs/theory.md §4b). ``budget``: wall seconds for both searches
+    (:data:`GLOBAL_BUDGET`); ``episode_seconds``: the report's learning episode, the estimate of one run."""
+    budget = GLOBAL_BUDGET if budget is None else float(budget)
+    deadline = time.monotonic() + budget
     run = ep.settling if ep is not None else None
     gm = mg.gain_margin if mg is not None else None
     ec = mg.eps_crit_value if mg is not None else None
@@ -290,14 +298,25 @@ def global_section(model: Model, fp: LoopFixedPoint, mg: Margins | None, ep: Epi
     elif fp.x.size > SAFE_FACTOR_MAX_STATES:
         why = (f"not computed: the trisection's ~30 nonlinear runs of a {fp.x.size}-state loop exceed a report's "
                f"time (done up to {SAFE_FACTOR_MAX_STATES} states)")
-    else:
-        sf = safe_factor(model, fp, run.converged, gm)
-    region = region_section(model, fp, safe, checks, stab, reasons)
+    elif (why := over_budget(deadline, budget, episode_seconds)) is None:
+        sf = safe_factor(model, fp, run.converged, gm, deadline=deadline)
+    region = region_section(model, fp, safe, checks, stab, reasons, deadline, budget, episode_seconds)
     return global_report(run, sf, why, eps, ec, gm, episode_reason=reasons.get("episode"), region=region)
 
 
+def over_budget(deadline: float, budget: float, episode_seconds: float | None) -> str | None:
+    """Why a global search is not started: the time left cannot hold one learning episode (None: start)."""
+    left = deadline - time.monotonic()
+    need = float(episode_seconds) if episode_seconds is not None and np.isfinite(episode_seconds) else 0.0
+    if left > need:
+        return None
+    return (f"not computed: {max(left, 0.0):.3g} s of the global searches' time budget of {budget:g} s "
+            f"(--global-budget) left, and one ODE run takes about {need:.3g} s (the report's learning episode)")
+
+
 def region_section(model: Model, fp: LoopFixedPoint, search: bool, checks: list[Check] | None,
-                   stab: Stability | None, reasons: dict[str, str]) -> dict[str, object]:
+                   stab: Stability | None, reasons: dict[str, str], deadline: float | None = None,
+                   budget: float = GLOBAL_BUDGET, episode_seconds: float | None = None) -> dict[str, object]:
     """The region of attraction along the environment's change (:func:`crnfb.analysis.region.region_of_attraction`)
     with the linear range beside it; searched with ``search`` (as the safe factor) on loops up to
     :data:`crnfb.analysis.region.ROA_MAX_STATES` states that are locally stable at ``a = 0``."""
@@ -311,9 +330,11 @@ def region_section(model: Model, fp: LoopFixedPoint, search: bool, checks: list[
         why = f"not computed: loop too large ({fp.x.size} states > {ROA_MAX_STATES})"
     elif stab is not None and not stab.stable:
         why = "not computed: the loop is not locally stable at its fixed point for a = 0"
+    elif deadline is not None and (why := over_budget(deadline, budget, episode_seconds)) is not None:
+        pass
     else:
         try:
-            roa = region_of_attraction(model, fp)
+            roa = region_of_attraction(model, fp, deadline=deadline)
         except (ModelError, SimulationError, NoFixedPoint, ArithmeticError, np.linalg.LinAlgError) as e:
             why = f"not computed: limitation: {e}"      # the episode and the safe factor are kept
     return region_report(roa, why, lin, lin_why)
@@ -412,7 +433,8 @@ def _core(model: Model, run: _Run) -> tuple[StationaryPoint, LoopFixedPoint, Lin
 
 
 def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool = False,
-            quick: bool = False, figures: bool = True, noise_budget: float | None = None) -> Results:
+            quick: bool = False, figures: bool = True, noise_budget: float | None = None,
+            global_budget: float | None = None) -> Results:
     """Run the full stability analysis of ``model``.
 
     Parameters
@@ -436,6 +458,11 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
         CPU seconds the parameter-noise check's SSA runs may take
         (default :data:`crnfb.analysis.noise.NOISE_BUDGET`, 60); the check is
         made when its estimated cost fits (docs/validation.md).
+    global_budget : float or None
+        Wall seconds the global searches (safe factor of eps, region of
+        attraction along ``a``) may take together (default
+        :data:`GLOBAL_BUDGET`, 120); a search stopped by it reports the
+        bracket it reached, with the reason (docs/global.md).
 
     Raises
     ------
@@ -470,7 +497,8 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
         else:
             run.reasons["validation"] = "not run (validate=False / --no-validate)"
         glob = run.section("global behaviour", "global", global_section, model, fp, mg, ep,
-                           bool(validate and not quick), run.reasons, checks, stab)
+                           bool(validate and not quick), run.reasons, checks, stab, global_budget,
+                           run.timings.get("learning episode"))
         fl = None
         if model.fluctuation is not None:
             fl = run.section("fluctuation", "fluctuation", fluctuation_section, model, validate, quick, int(seed))

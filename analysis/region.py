@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from crnfb.analysis.globalbehaviour import DEPLETION, piece_simulate, settle
+from crnfb.analysis.globalbehaviour import DEPLETION, past, piece_simulate, settle, stopped
 from crnfb.feedback.ensembles import LearningNetwork
 from crnfb.feedback.model import Model
 from crnfb.feedback.parallel import run_all
@@ -158,7 +158,7 @@ def _escape_piece(piece: Callable, base: int, theta_fp: np.ndarray, limit: float
 
 
 def region_of_attraction(model: Model, fixed_point, rtol: float = ROA_RTOL,
-                         ode_rtol: float = 1e-8) -> RegionOfAttraction:
+                         ode_rtol: float = 1e-8, deadline: float | None = None) -> RegionOfAttraction:
     """The largest step ``A`` in ``(0, 1]`` of ``a`` after which the loop returns (docs/theory.md §4b).
 
     ``fixed_point``: the loop's fixed point at ``a = 0`` (the start of
@@ -169,7 +169,9 @@ def region_of_attraction(model: Model, fixed_point, rtol: float = ROA_RTOL,
     runs the two thirds of the bracket at once (one per core) and keeps the
     third where the outcome changes, until ``hi / lo - 1 <= rtol``.
     ``ode_rtol``: the runs' relative tolerance (absolute ``1e-4`` of it),
-    the learning episode's by default.
+    the learning episode's by default. ``deadline`` (``time.monotonic()``):
+    no new run or round starts after it; the bracket reached is returned
+    with the reason.
     """
     run = partial(run_at_step, model, np.asarray(fixed_point.x, float), rtol=ode_rtol, atol=1e-4 * ode_rtol)
     runs = [run(1.0)]
@@ -178,6 +180,10 @@ def region_of_attraction(model: Model, fixed_point, rtol: float = ROA_RTOL,
     hi, lo = 1.0, None
     a = 0.5
     while a >= ROA_MIN_STEP:
+        if past(deadline):
+            return RegionOfAttraction(None, None, rtol, tuple(runs),
+                                      f"stopped by the time budget (--global-budget): no step down to a = {hi:g} "
+                                      "returned before it")
         r = run(a)
         runs.append(r)
         if r[1]:
@@ -188,6 +194,9 @@ def region_of_attraction(model: Model, fixed_point, rtol: float = ROA_RTOL,
         return RegionOfAttraction(None, None, rtol, tuple(runs),
                                   f"no step down to a = {hi:g} returns (the search's limit {ROA_MIN_STEP:g})")
     while hi / lo - 1.0 > rtol:
+        if past(deadline):
+            return RegionOfAttraction(lo, (lo, hi), rtol, tuple(runs),
+                                      stopped(lo, hi, rtol, "returns", "does not return").replace("learning ", "the loop "))
         p = [lo + (hi - lo) / 3.0, lo + 2.0 * (hi - lo) / 3.0]
         res = run_all([partial(run, x) for x in p])
         runs += res
@@ -249,6 +258,8 @@ def region_report(roa: RegionOfAttraction | None, reason: str | None, linear: di
                     "fixed point of the stepped environment" if roa.every_step_returns else
                     "the largest step of a after which the loop, from its fixed point at a = 0, settles at the "
                     "fixed point of the stepped environment (returns at the bracket's lower end, not at its upper end)")})
+    if roa.reason:
+        out["region_of_attraction_note"] = roa.reason
     out.update(_runs_dict(roa))
     return out
 

@@ -150,7 +150,7 @@ def report_files() -> tuple[str, ...]:
 
 
 def run_report_command(args) -> int:
-    """``crnfb report MODEL -o DIR [--no-validate] [--seed N] [--noise-budget SECONDS]`` (exit 0 / 1 / 2 / 3)."""
+    """``crnfb report MODEL -o DIR [--no-validate] [--seed N] [--noise-budget S] [--global-budget S]`` (exit 0-3)."""
     from crnfb.analysis.model_input import check_learned_truncation, input_paths, load_cli_model
 
     force, inputs = bool(getattr(args, "force", False)), input_paths(args)
@@ -160,8 +160,11 @@ def run_report_command(args) -> int:
     budget = getattr(args, "noise_budget", None)
     if budget is not None and not (math.isfinite(budget) and budget >= 0):
         raise ModelError(f"--noise-budget must be a number of CPU seconds >= 0, got {budget!r}", key="--noise-budget")
+    gbudget = getattr(args, "global_budget", None)
+    if gbudget is not None and not (math.isfinite(gbudget) and gbudget >= 0):
+        raise ModelError(f"--global-budget must be a number of seconds >= 0, got {gbudget!r}", key="--global-budget")
     res = analyse(model, validate=not getattr(args, "no_validate", False), seed=getattr(args, "seed", 0) or 0,
-                  progress=True, noise_budget=budget)
+                  progress=True, noise_budget=budget, global_budget=gbudget)
     out = write_report(res, args.output, progress=True, force=force, inputs=inputs)
     print(res.summary())
     print(f"wrote {out}/report.json, report.md, report.html and {len(report_figures(res))} figures")

@@ -145,6 +145,28 @@ def test_safe_factor_validated_by_ode_chain30():
     assert np.mean(late < star - math.log(100)) > 0.5       # mostly depleted, far from the fixed point
 
 
+def test_safe_factor_stopped_by_its_deadline_keeps_the_bracket_it_reached():
+    """A deadline already past: the initial bracket [1, gain margin] is kept, with the reason."""
+    import time
+    m = _chain30()
+    fp = loop_fixed_point(m)
+    sf = safe_factor(m, fp, True, 2.6316, rtol=0.05, deadline=time.monotonic() - 1.0)
+    assert sf.bracket == (1.0, 2.6316) and sf.factor == 1.0
+    assert "stopped by the time budget" in sf.reason and "1 and does not at 2.6316" in sf.reason
+
+
+def test_global_budget_zero_starts_no_search(tmp_path, capsys):
+    """--global-budget 0: neither search starts (each says why); everything else of the report stands."""
+    path = _file_with_eps(tmp_path, 0.3)
+    assert main(["report", str(path), "-o", str(tmp_path / "r"), "--global-budget", "0"]) == 0
+    g = json.loads((tmp_path / "r" / "report.json").read_text())["global"]
+    assert g["safe_factor"] is None and "time budget of 0 s" in g["safe_factor_reason"]
+    assert g["region_of_attraction"] is None and "time budget of 0 s" in g["region_of_attraction_reason"]
+    assert g["episode"]["converged"] is True
+    assert main(["report", str(path), "-o", str(tmp_path / "r2"), "--global-budget", "-1"]) == 2
+    assert "--global-budget" in capsys.readouterr().err
+
+
 def test_safe_factor_not_computed_without_validation():
     from crnfb.analysis.globalbehaviour import global_report
     g = global_report(None, None, "not computed (validation off)", {"A": 0.3}, 0.79, 2.63)
