@@ -41,7 +41,8 @@ from crnfb.feedback.signals import Constant
 from crnfb.feedback.simulate import SimulationError, WorkLimitError, integrate, loop_system, state_atol
 
 __all__ = ["SETTLE_TOL", "HOLD", "T_MAX_RATES", "Settling", "SafeFactor", "settle", "classify", "time_limit",
-           "run_at_factor", "safe_factor", "global_report", "NOT_IMPLEMENTED", "MECHANISMS"]
+           "run_at_factor", "safe_factor", "trisect", "past", "stopped", "global_report", "NOT_IMPLEMENTED",
+           "MECHANISMS"]
 
 #: The band: identifiable distance to the fixed point below this fraction of its initial size.
 SETTLE_TOL = 1e-3
@@ -351,15 +352,31 @@ def safe_factor(model: Model, fixed_point, converged_at_1: bool, gain_margin: fl
         why = (f"learning converges up to factor {SAFE_EXPAND:g} (the search's limit)" if hi is None else
                f"learning does not converge down to factor 1/{SAFE_EXPAND:g} (the search's limit)")
         return SafeFactor(None, None, rtol, tuple(runs), why)
+    lo, hi, done = trisect(run, lo, hi, rtol, runs, deadline)
+    return SafeFactor(lo, (lo, hi), rtol, tuple(runs),
+                      None if done else stopped(lo, hi, rtol, "converges", "does not"))
+
+
+def trisect(run: Callable, lo: float, hi: float, rtol: float, runs: list,
+            deadline: float | None = None) -> tuple[float, float, bool]:
+    """Narrow ``(lo, hi)`` (``run`` succeeds at ``lo``, fails at ``hi``) to ``hi / lo - 1 <= rtol``.
+
+    Each round runs the two inner thirds at once (one per core,
+    :func:`crnfb.feedback.parallel.run_all`) and keeps the third where the
+    outcome changes; ``run(x)`` returns ``(x, succeeded, ...)``, appended to
+    ``runs``. Returns ``(lo, hi, reached)``: ``reached`` False when the
+    ``deadline`` stopped it first. Shared by the safe factor and the region
+    of attraction.
+    """
     while hi / lo - 1.0 > rtol:
         if past(deadline):
-            return SafeFactor(lo, (lo, hi), rtol, tuple(runs), stopped(lo, hi, rtol, "converges", "does not"))
+            return lo, hi, False
         p = [lo + (hi - lo) / 3.0, lo + 2.0 * (hi - lo) / 3.0]
-        res = run_all([partial(run, f) for f in p])
+        res = run_all([partial(run, x) for x in p])
         runs += res
         ok = [r[1] for r in res]
         lo, hi = (lo, p[0]) if not ok[0] else (p[0], p[1]) if not ok[1] else (p[1], hi)
-    return SafeFactor(lo, (lo, hi), rtol, tuple(runs))
+    return lo, hi, True
 
 
 def past(deadline: float | None) -> bool:

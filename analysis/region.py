@@ -29,10 +29,9 @@ from typing import Callable
 
 import numpy as np
 
-from crnfb.analysis.globalbehaviour import DEPLETION, past, piece_simulate, settle, stopped
+from crnfb.analysis.globalbehaviour import DEPLETION, past, piece_simulate, settle, stopped, trisect
 from crnfb.feedback.ensembles import LearningNetwork
 from crnfb.feedback.model import Model
-from crnfb.feedback.parallel import run_all
 from crnfb.feedback.simulate import SimulationError, WorkLimitError
 
 __all__ = ["ROA_RTOL", "ROA_MIN_STEP", "ROA_MAX_STATES", "ESCAPE", "RegionOfAttraction", "run_at_step",
@@ -193,16 +192,9 @@ def region_of_attraction(model: Model, fixed_point, rtol: float = ROA_RTOL,
     if lo is None:
         return RegionOfAttraction(None, None, rtol, tuple(runs),
                                   f"no step down to a = {hi:g} returns (the search's limit {ROA_MIN_STEP:g})")
-    while hi / lo - 1.0 > rtol:
-        if past(deadline):
-            return RegionOfAttraction(lo, (lo, hi), rtol, tuple(runs),
-                                      stopped(lo, hi, rtol, "returns", "does not return").replace("learning ", "the loop "))
-        p = [lo + (hi - lo) / 3.0, lo + 2.0 * (hi - lo) / 3.0]
-        res = run_all([partial(run, x) for x in p])
-        runs += res
-        ok = [r[1] for r in res]
-        lo, hi = (lo, p[0]) if not ok[0] else (p[0], p[1]) if not ok[1] else (p[1], hi)
-    return RegionOfAttraction(lo, (lo, hi), rtol, tuple(runs))
+    lo, hi, done = trisect(run, lo, hi, rtol, runs, deadline)
+    why = None if done else stopped(lo, hi, rtol, "returns", "does not return").replace("learning ", "the loop ")
+    return RegionOfAttraction(lo, (lo, hi), rtol, tuple(runs), why)
 
 
 def linear_range_entry(checks) -> dict | None:

@@ -21,10 +21,10 @@ from crnfb.analysis.cli import main
 from crnfb.feedback import sbml
 from crnfb.feedback.errors import ModelError
 
+from test_sbml_import import ACCEPTED, SUITE, settings  # one reading of the SBML Test Suite's cases
+
 ROOT = Path(__file__).resolve().parent
 SCAFFOLD = ROOT / "data" / "biocrnpyler" / "scaffold.xml"
-SUITE = ROOT / "data" / "sbml-test-suite"
-ACCEPTED = ["00006", "00021", "00034", "00061", "00465", "01030"]
 E1 = ROOT.parent / "examples" / "birth_death.toml"
 
 
@@ -97,11 +97,7 @@ def test_given_units_scale_counts_and_rate_constants_by_order():
 
 # -- the SBML Test Suite's amount and concentration cases ----------------------------------------
 def _settings(case: str) -> dict:
-    out = {}
-    for line in (SUITE / case / f"{case}-settings.txt").read_text(encoding="utf-8").splitlines():
-        k, _, v = line.partition(":")
-        out[k.strip()] = v.strip()
-    return out
+    return settings(case)      # the suite's settings file, read as tests/test_sbml_import.py reads it
 
 
 @pytest.mark.parametrize("case", ACCEPTED)
