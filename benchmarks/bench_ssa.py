@@ -295,6 +295,33 @@ def theta_stats(th: np.ndarray, dt: float = 0.5) -> dict:
             "t95": float(stats.t.ppf(0.975, n - 1))}
 
 
+def stats_table(clampings, n_max: int, R: int, t_burn: float, t_stat: float, seed: int,
+                with_bioscrape: bool) -> list[dict]:
+    """Print and return the theta statistics at the fixed point, one row per clamping and simulator."""
+    stats_rows = []
+    print(f"\ntheta = ln(L_X/Omega) at the fixed point: {R} replicates x t = {t_burn:g} + {t_stat:g} "
+          f"(burn-in + sampled every 0.5, batches of {BATCH:g}), n_max {n_max}; 95% CIs; "
+          "z = difference from ours / combined se")
+    print(f"{'clamping':>11} {'simulator':>10} {'mean':>18} {'z':>6} {'variance':>22} {'z':>6} {'CPU s':>7}")
+    solvers = ["ours", "gillespy2"] + (["bioscrape"] if with_bioscrape else [])
+    for clamping in clampings:
+        model = bench_model(n_max, clamping)
+        ref = None
+        for solver in solvers:
+            th, cpu = theta_samples(solver, model, R, t_burn, t_stat, seed)
+            st = dict(theta_stats(th), clamping=clamping, n_max=n_max, simulator=solver,
+                      t_burn=t_burn, t_stat=t_stat, cpu_s=cpu)
+            ref = ref or st
+            zm = (st["theta_mean"] - ref["theta_mean"]) / np.hypot(st["theta_mean_se"], ref["theta_mean_se"])
+            zv = (st["theta_var"] - ref["theta_var"]) / np.hypot(st["theta_var_se"], ref["theta_var_se"])
+            st["z_mean"], st["z_var"] = (float(zm), float(zv)) if st is not ref else (0.0, 0.0)
+            stats_rows.append(st)
+            print(f"{clamping:>11} {solver:>10} {st['theta_mean']:.5f} +- {st['t95'] * st['theta_mean_se']:.5f} "
+                  f"{st['z_mean']:6.2f} {st['theta_var']:.3e} +- {st['t95'] * st['theta_var_se']:.2e} "
+                  f"{st['z_var']:6.2f} {cpu:7.1f}", flush=True)
+    return stats_rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="n_max 20 only, short runs")
@@ -351,29 +378,13 @@ def main(argv=None) -> int:
                 for r in new}
         ours, cpp = rate["ours"], rate["gillespy2"]
         npy, bs = rate.get("gillespy2 numpy", float("nan")), rate.get("bioscrape", float("nan"))
-        print(f"{clamping:>11} {n:5d} {nr:9d} {ours / 1e6:8.2f} {cpp / 1e6:8.3f} {npy / 1e6:9.4f} "
-              f"{bs / 1e6:9.3f} {ours / cpp:8.1f} {ours / bs:8.1f} {build:11.1f}", flush=True)
-    stats_rows = []
-    if not args.no_stats:
-        print(f"\ntheta = ln(L_X/Omega) at the fixed point: {R} replicates x t = {t_burn:g} + {t_stat:g} "
-              f"(burn-in + sampled every 0.5, batches of {BATCH:g}), n_max {sizes[0]}; 95% CIs; z = difference from ours / combined se")
-        print(f"{'clamping':>11} {'simulator':>10} {'mean':>18} {'z':>6} {'variance':>22} {'z':>6} {'CPU s':>7}")
-        solvers = ["ours", "gillespy2"] + ([] if bs_missing else ["bioscrape"])
-        for clamping in clampings:
-            model = bench_model(sizes[0], clamping)
-            ref = None
-            for solver in solvers:
-                th, cpu = theta_samples(solver, model, R, t_burn, t_stat, args.seed)
-                st = dict(theta_stats(th), clamping=clamping, n_max=sizes[0], simulator=solver,
-                          t_burn=t_burn, t_stat=t_stat, cpu_s=cpu)
-                ref = ref or st
-                zm = (st["theta_mean"] - ref["theta_mean"]) / np.hypot(st["theta_mean_se"], ref["theta_mean_se"])
-                zv = (st["theta_var"] - ref["theta_var"]) / np.hypot(st["theta_var_se"], ref["theta_var_se"])
-                st["z_mean"], st["z_var"] = (float(zm), float(zv)) if st is not ref else (0.0, 0.0)
-                stats_rows.append(st)
-                print(f"{clamping:>11} {solver:>10} {st['theta_mean']:.5f} +- {st['t95'] * st['theta_mean_se']:.5f} "
-                      f"{st['z_mean']:6.2f} {st['theta_var']:.3e} +- {st['t95'] * st['theta_var_se']:.2e} "
-                      f"{st['z_var']:6.2f} {cpu:7.1f}", flush=True)
+        npy_s = f"{npy / 1e6:9.4f}" if npy == npy else f"{'-':>9}"
+        bs_s = f"{bs / 1e6:9.3f}" if bs == bs else f"{'-':>9}"
+        ratio_bs = f"{ours / bs:8.1f}" if bs == bs else f"{'-':>8}"
+        print(f"{clamping:>11} {n:5d} {nr:9d} {ours / 1e6:8.2f} {cpp / 1e6:8.3f} {npy_s} {bs_s} "
+              f"{ours / cpp:8.1f} {ratio_bs} {build:11.1f}", flush=True)
+    stats_rows = [] if args.no_stats else stats_table(clampings, sizes[0], R, t_burn, t_stat, args.seed,
+                                                      bs_missing is None)
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / ("ssa-quick.csv" if args.quick else "ssa.csv")
