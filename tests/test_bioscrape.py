@@ -83,7 +83,7 @@ def test_bioscrape_theta_mean_at_fixed_point(tmp_path):
         warnings.simplefilter("ignore", UserWarning)
         bm = BModel(sbml_filename=str(f))
 
-    t_burn, t_end, dt, per = 10.0, 35.0, 0.5, 10   # batches of 5 time units
+    t_burn, t_end, dt, per = 10.0, 60.0, 0.5, 10   # batches of 5 time units
     times = np.arange(0.0, t_end + dt / 2, dt)
     keep = times > t_burn
     R = 2
