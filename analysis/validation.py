@@ -57,7 +57,6 @@ from crnfb.analysis.linearise import LinearLoop, linearise, loop_fixed_point, mo
 from crnfb.analysis.slowmodes import ShiftedReduced, reduced_solve
 from crnfb.analysis.stability import DENSE_LIMIT, stability
 from crnfb.feedback.ensembles import LearningNetwork
-from crnfb.feedback.landscape import curved_directions
 from crnfb.feedback.model import Model
 from crnfb.feedback.parallel import run_all
 from crnfb.feedback.signals import Constant, Signal, Sine, Step
@@ -164,10 +163,7 @@ class _Setup:
         self.base = self.net.n_f + self.net.n_c
         self.Jr = loop.Jr.tocsc()
         self.Br = np.asarray(loop.Br, float)
-        # theta in the curved directions of D only: along flat or neutral ones the loop is not pinned,
-        # so what the ODE does there is round-off and history, not a prediction to check
-        _, self.Qc = curved_directions(np.asarray(self.model.hessian(loop.fixed_point.theta, self.a_star), float))
-        self.Ct = sparse.csr_matrix(self.Qc.T) @ loop.output("theta")
+        self.Ct = loop.output("theta")
         atol = RTOL * np.abs(self.x) + ATOL_P
         atol[self.base:] = RTOL * np.maximum(np.abs(self.x[self.base:]), 1.0)
         self.atol = atol
@@ -213,8 +209,8 @@ class _Setup:
         return -(self.Ct @ reduced_solve(self.loop, self.Br))
 
     def theta_of(self, Y: np.ndarray) -> np.ndarray:
-        """theta deviation in the curved directions (T, m) from full deviations (T, n)."""
-        return Y[:, self.base:] @ self.Qc
+        """theta deviation (T, k) from full deviations (T, n)."""
+        return Y[:, self.base:]
 
     def nonlinear(self, signal: Signal, y0: np.ndarray, t_eval: np.ndarray, tol_scale: float = 1.0):
         """Deviation ``y = x - x*`` of the nonlinear loop under ``a(t)`` (T, n).
@@ -424,7 +420,7 @@ def check_linear_range(runs: _StepRuns, A0: float = A_STEP, target: float = LINE
 
 # -- frequency response -------------------------------------------------------------------------------------
 def _linear_theta_response(setup: _Setup, omega: np.ndarray) -> np.ndarray:
-    """``C_theta (jw I - Jr)^{-1} Br`` (nw, m) in the curved directions; crnfb.analysis.frequency's when available.
+    """``C_theta (jw I - Jr)^{-1} Br`` (nw, k); crnfb.analysis.frequency's when available.
 
     Loops above ``DENSE_LIMIT`` reduced states take the closed-loop response ``a -> theta`` of the
     loop broken at theta (:meth:`crnfb.analysis.frequency.BrokenLoop.response`, the plant through its
@@ -432,10 +428,10 @@ def _linear_theta_response(setup: _Setup, omega: np.ndarray) -> np.ndarray:
     """
     if setup.loop.n_reduced > DENSE_LIMIT:
         from crnfb.analysis.frequency import broken_loop
-        return broken_loop(setup.loop).response(omega).G_atheta @ setup.Qc
+        return broken_loop(setup.loop).response(omega).G_atheta
     try:
         from crnfb.analysis.frequency import closed_loop_direct
-        return np.asarray(closed_loop_direct(setup.loop, omega, "theta")) @ setup.Qc
+        return np.asarray(closed_loop_direct(setup.loop, omega, "theta"))
     except ImportError:
         pass
     n = setup.loop.n_reduced
