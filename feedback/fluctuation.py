@@ -179,10 +179,23 @@ class MarkovEnvironment:
         pi, l = self.stationary, self.level_array
         return float(pi @ (l - pi @ l) ** 2)
 
+    def rates_of_decay(self) -> np.ndarray:
+        """The non-zero eigenvalues ``mu_m`` of ``G`` (the zero mode removed), defective or not."""
+        mu = linalg.eigvals(self.scaled_generator)
+        return mu[np.argsort(np.abs(mu))[1:]] * self.rate_scale
+
     def modes(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(mu_m, c_m)`` with ``C(tau) = sum_m Re(c_m e^{mu_m |tau|})`` (the zero mode removed)."""
+        """``(mu_m, c_m)`` with ``C(tau) = sum_m Re(c_m e^{mu_m |tau|})`` (the zero mode removed).
+
+        Raises ``ValueError`` for a defective generator (a repeated eigenvalue
+        with too few eigenvectors): ``C`` then has ``tau e^{mu tau}`` terms and
+        no such expansion; :meth:`psd` and :meth:`autocovariance` do not need it.
+        """
         pi, l = self.stationary, self.level_array
         mu, Rv = linalg.eig(self.scaled_generator)      # eigenvalues of G / s: scaled back below
+        if np.linalg.cond(Rv) > 1.0 / np.sqrt(np.finfo(float).eps):
+            raise ValueError("the generator is defective (a repeated eigenvalue with too few eigenvectors): "
+                             "C(tau) has no expansion in exponentials")
         Sv = np.linalg.inv(Rv)                          # rows: left eigenvectors, S R = I
         c = (l * pi) @ Rv * (Sv @ l)                    # (l^T diag(pi) r_m)(s_m^T l)
         keep = np.argsort(np.abs(mu))[1:]               # drop mu_0 = 0 (its term is (pi.l)^2, the mean)
@@ -194,7 +207,7 @@ class MarkovEnvironment:
         pi, l = self.stationary, self.level_array
         G, s = self.scaled_generator, self.rate_scale
         # e^{G t} = e^{(G/s)(s t)}; past s t = 1e6 / (slowest scaled rate) the chain has mixed to 1e-400000
-        slow = float(np.min(np.abs(self.modes()[0].real))) / s
+        slow = float(np.min(np.abs(self.rates_of_decay().real))) / s
         out = np.array([0.0 if s * t * slow > 1e3 else float((l * pi) @ linalg.expm(G * (s * t)) @ l - (pi @ l) ** 2)
                         for t in tau])
         return out
@@ -202,17 +215,21 @@ class MarkovEnvironment:
     def psd(self, omega) -> np.ndarray:
         """Two-sided power spectral density ``S_a(w)`` (closed form, module docstring)."""
         w = np.asarray(omega, float)
-        mu, c = self.modes()
-        s = np.zeros(w.shape, complex)
-        for m, cm in zip(mu, c):
-            s += cm * (-2.0 * m) / (m * m + w * w)
-        return s.real
+        # S(w) = 2 Re int_0^inf C(t) e^{-iwt} dt = 2 Re[(dl pi)^T (i w I - G)^{-1} dl] with dl = l - pi.l
+        # (C(t) = (dl pi)^T e^{Gt} dl, as pi^T e^{Gt} = pi^T and e^{Gt} 1 = 1); pi^T dl = 0, so
+        # adding 1 pi^T leaves the solution unchanged and makes w = 0 regular. No eigenvectors: exact
+        # also for a defective generator, where a modal sum is not defined.
+        pi, l, sc = self.stationary, self.level_array, self.rate_scale
+        dl = l - pi @ l
+        A = np.outer(np.ones_like(pi), pi) - self.scaled_generator
+        out = [2.0 * float(np.real((dl * pi) @ np.linalg.solve(A + 1j * (wk / sc) * np.eye(pi.size), dl))) / sc
+               for wk in np.atleast_1d(w).ravel()]
+        return np.asarray(out, float).reshape(np.shape(w))
 
     @property
     def correlation_time(self) -> float:
         """``1 / min |Re mu_m|``: the slowest decay of ``C(tau)``."""
-        mu, _ = self.modes()
-        return float(1.0 / np.min(np.abs(mu.real)))
+        return float(1.0 / np.min(np.abs(self.rates_of_decay().real)))
 
     @property
     def switching_rate(self) -> float:
