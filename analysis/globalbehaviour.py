@@ -347,9 +347,12 @@ def safe_factor(model: Model, fixed_point, converged_at_1: bool, gain_margin: fl
     th = np.asarray(fixed_point.theta, float)
     run = partial(run_at_factor, model, th, fixed_point=fixed_point)
     runs: list[tuple] = [(1.0, bool(converged_at_1), "", "the report's episode")]
-    lo, hi = _initial_bracket(run, runs, converged_at_1, gain_margin)
+    lo, hi = _initial_bracket(run, runs, converged_at_1, gain_margin, deadline)
     if lo is None or hi is None:
-        why = (f"learning converges up to factor {SAFE_EXPAND:g} (the search's limit)" if hi is None else
+        last = runs[-1][0]
+        why = ("stopped by the time budget (--global-budget) before a bracket was found (last factor tried "
+               f"{last:g})" if past(deadline) else
+               f"learning converges up to factor {SAFE_EXPAND:g} (the search's limit)" if hi is None else
                f"learning does not converge down to factor 1/{SAFE_EXPAND:g} (the search's limit)")
         return SafeFactor(None, None, rtol, tuple(runs), why)
     lo, hi, done = trisect(run, lo, hi, rtol, runs, deadline)
@@ -390,14 +393,16 @@ def stopped(lo: float, hi: float, rtol: float, yes: str, no: str) -> str:
             f"a bracket wider than the {rtol:g} aimed at; the value is its converging end")
 
 
-def _initial_bracket(run, runs: list, converged_at_1: bool, gain_margin: float | None):
-    """``(lo, hi)`` with ``lo`` converging and ``hi`` not; ``None`` for the end not found."""
+def _initial_bracket(run, runs: list, converged_at_1: bool, gain_margin: float | None,
+                     deadline: float | None = None):
+    """``(lo, hi)`` with ``lo`` converging and ``hi`` not; ``None`` for the end not found (also when
+    the ``deadline`` passed first)."""
     if converged_at_1:
         if gain_margin is not None and np.isfinite(gain_margin) and gain_margin > 1.0:
             runs.append((float(gain_margin), False, "", "linear: the gain margin (unstable beyond)"))
             return 1.0, float(gain_margin)
         lo, f = 1.0, 2.0
-        while f <= SAFE_EXPAND:
+        while f <= SAFE_EXPAND and not past(deadline):
             r = run(f)
             runs.append(r)
             if not r[1]:
@@ -405,7 +410,7 @@ def _initial_bracket(run, runs: list, converged_at_1: bool, gain_margin: float |
             lo, f = f, 2.0 * f
         return lo, None
     hi, f = 1.0, 0.5
-    while f >= 1.0 / SAFE_EXPAND:
+    while f >= 1.0 / SAFE_EXPAND and not past(deadline):
         r = run(f)
         runs.append(r)
         if r[1]:
