@@ -389,23 +389,23 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / ("ssa-quick.csv" if args.quick else "ssa.csv")
     keys = ["clamping", "n_max", "M", "solver", "reactions", "t_end", "events", "cpu_s", "events_per_cpu_s", "build_s"]
-    with open(csv_path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: r.get(k, "") for k in keys})
-    print(f"wrote {csv_path}")
+    _write_csv(csv_path, keys, rows)
     if stats_rows:
         st_path = out / ("ssa-theta-quick.csv" if args.quick else "ssa-theta.csv")
         keys = ["clamping", "n_max", "simulator", "replicates", "samples", "batches", "t_burn", "t_stat", "theta_mean",
                 "theta_mean_se", "theta_var", "theta_var_se", "z_mean", "z_var", "cpu_s"]
-        with open(st_path, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=keys)
-            w.writeheader()
-            for r in stats_rows:
-                w.writerow({k: r.get(k, "") for k in keys})
-        print(f"wrote {st_path}")
+        _write_csv(st_path, keys, stats_rows)
     return 0
+
+
+def _write_csv(path: Path, keys: list[str], rows: list[dict]) -> None:
+    """One CSV of ``rows`` (missing keys empty), then the path on stdout."""
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k, "") for k in keys})
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
