@@ -42,6 +42,13 @@ def _variant(tmp: Path) -> Path:
     return path
 
 
+def _write(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=20, help="runs per model")
@@ -54,6 +61,8 @@ def main() -> int:
     for b in burners:
         b.start()
     rows = []
+    res = ROOT / "benchmarks" / "results"
+    res.mkdir(exist_ok=True)
     try:
         with tempfile.TemporaryDirectory() as d:
             tmp = Path(d)
@@ -73,18 +82,13 @@ def main() -> int:
                     rows.append(row)
                     print(f"{name:9s} {i:3d} {row['seconds']:8.1f} s  exit {code!s:7s} stderr empty: {row['stderr_empty']}",
                           flush=True)
+                    _write(res / "soak.csv", rows)   # after every run: an interrupted soak keeps its rows
     finally:
         for b in burners:
             b.kill()
             b.join()
     ok = sum(r["exit"] == 0 and r["stderr_empty"] for r in rows)
     print(f"{ok}/{len(rows)} runs exited 0 with an empty stderr (load {args.load}, timeout {args.timeout:g} s)")
-    res = ROOT / "benchmarks" / "results"
-    res.mkdir(exist_ok=True)
-    with open(res / "soak.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
     return 0 if ok == len(rows) else 1
 
 
