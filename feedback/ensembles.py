@@ -78,6 +78,29 @@ def generator_derivative(edges: EdgeList, rates: np.ndarray, p: np.ndarray, n: i
     return out
 
 
+def generator_derivative_k(edges: EdgeList, rates: np.ndarray, p: np.ndarray, n: int,
+                           dirs: list[np.ndarray]) -> np.ndarray:
+    """``D^k (A(theta) p)[u_1, ..., u_k]`` along loop directions ``u_i = (du_i, dtheta_i)``.
+
+    ``dirs`` holds ``(du_i, dtheta_i)`` pairs (``dtheta_i`` on the full theta);
+    complex directions are allowed (the form is multilinear, no conjugation).
+    The flux of edge e is ``r_e(theta) p[src]`` with ``r_e`` exponential in
+    theta and ``p`` linear, so its k-th derivative is
+    ``r_e (prod_i a_i p[src] + sum_j prod_{i != j} a_i du_j[src])`` with
+    ``a_i = expo_e . dtheta_i`` (docs/theory.md §4c).
+    """
+    a = [edges.expo @ dth for _, dth in dirs]
+    flux = np.prod(a, axis=0) * p[edges.src]
+    for j, (du, _) in enumerate(dirs):
+        others = [a[i] for i in range(len(dirs)) if i != j]
+        flux = flux + (np.prod(others, axis=0) if others else 1.0) * du[edges.src]
+    flux = rates * flux
+    out = np.zeros(n, dtype=np.result_type(flux, float))
+    np.add.at(out, edges.dst, flux)
+    np.add.at(out, edges.src, -flux)
+    return out
+
+
 class LearningNetwork:
     """The closed learning loop of one :class:`~crnfb.feedback.model.Model`.
 
@@ -258,6 +281,40 @@ class LearningNetwork:
                             [sparse.csr_matrix(ctrl_f), sparse.csr_matrix(self.eps[:, None] * dmc)]],
                            format="csr")
 
+    def rhs_derivative(self, x: np.ndarray, directions: list[np.ndarray], a: float = 0.0) -> np.ndarray:
+        """Analytic directional derivative ``D^k rhs(x)[u_1, ..., u_k]`` (k = 1, 2, 3).
+
+        Directions are loop vectors (complex allowed; multilinear, no
+        conjugation): the second and third derivatives of the vector field that
+        the Hopf normal form needs (docs/theory.md §4c). Only the generators
+        (exponential in theta, linear in the laws) and, under equilibrium
+        clamping, ``m_c(theta)`` (its conditional cumulants) are nonlinear.
+        """
+        if len(directions) == 1:
+            return self.jacobian(x, a) @ np.asarray(directions[0])
+        p_f, p_c, theta = self.split(x)
+        th = self.theta_full(theta)
+        parts = [self.split(np.asarray(u)) for u in directions]
+
+        def full(dth):
+            out = np.zeros(th.size, dtype=np.result_type(dth, float))
+            out[self.learned] = dth
+            return out
+
+        dth = [full(t) for _, _, t in parts]
+        out = [generator_derivative_k(self.edges, self.edges.rates(th), p_f, self.n_f,
+                                      [(u, t) for (u, _, _), t in zip(parts, dth)])]
+        if self.dynamic:
+            out.append(generator_derivative_k(self.hidden_edges, self.hidden_edges.rates(th), p_c, self.n_c,
+                                              [(u, t) for (_, u, _), t in zip(parts, dth)]))
+        if self.dynamic:     # the theta rows are linear in the laws
+            out.append(np.zeros(self.k, dtype=out[0].dtype))
+        else:
+            lsc = self.model.landscape
+            dm = lsc.clamped_mean_derivative(lsc.log_law(th), dth, self.model.q_at(a))
+            out.append(self.eps * dm[self.learned])
+        return np.concatenate(out)
+
     def clamped_mean_jacobian(self, theta: np.ndarray, a: float = 0.0) -> np.ndarray:
         """``d m_c / d theta`` (learned x learned) under equilibrium clamping: ``E_Q[Cov(n|v)]``."""
         lsc = self.model.landscape
@@ -299,4 +356,4 @@ class LearningNetwork:
         return out
 
 
-__all__ = ["EdgeList", "generator", "generator_derivative", "LearningNetwork"]
+__all__ = ["EdgeList", "generator", "generator_derivative", "generator_derivative_k", "LearningNetwork"]

@@ -139,6 +139,33 @@ class Landscape:
         dev = S - mu[self._vi]
         return (dev * qt[:, None]).T @ dev
 
+    def clamped_mean_derivative(self, log_pi: np.ndarray, directions: list[np.ndarray],
+                                q: np.ndarray | None = None) -> np.ndarray:
+        """``D^k m_c[d_1, ..., d_k]`` of ``m_c(theta) = E_Q[E[n|v]]`` (k = 2 or 3; all species).
+
+        ``d/dtheta E[f|v] = Cov(f, n|v)``, so the k-th derivative is the
+        conditional cumulant of order k + 1 of ``(n, d_1.n, ..., d_k.n)``,
+        averaged over Q (docs/theory.md §4c). Directions are full-theta
+        vectors (complex allowed).
+        """
+        qq = self.q if q is None else q
+        cond = self.conditional(None, log_pi)
+        S = self._S
+        mu = np.asarray(self._ind @ (S * cond[:, None]))
+        c = S - mu[self._vi]                 # centred counts per slice
+        qt = cond * qq[self._vi]
+        a = [c @ d for d in directions]
+        if len(a) == 2:
+            return c.T @ (qt * a[0] * a[1])
+        if len(a) != 3:
+            raise ValueError(f"clamped_mean_derivative takes 2 or 3 directions, got {len(a)}")
+        top = c.T @ (qt * a[0] * a[1] * a[2])
+        for i, j, k in ((0, 1, 2), (1, 0, 2), (2, 0, 1)):
+            e_ca = self._ind @ (c * (cond * a[i])[:, None])          # E[c a_i | v]  (nv, species)
+            e_aa = self._ind @ (cond * a[j] * a[k])                  # E[a_j a_k | v] (nv,)
+            top = top - np.asarray(e_ca).T @ (qq * e_aa)
+        return top
+
     def covariance(self, pi: np.ndarray) -> np.ndarray:
         """``Cov_pi(n)``: the free plant's quasi-static gain."""
         S = self._S
