@@ -263,15 +263,20 @@ def late_amplitude(t: np.ndarray, theta: np.ndarray, theta_fp: np.ndarray,
         The largest, over the learned thetas, of half their range over the
         late part: from ``t_settled`` to the end for a converged run (its
         hold), the second half ``t >= t_end / 2`` otherwise (a relaxation
-        oscillation's late spikes fall in it when the run saw two). None
+        oscillation's late spikes fall in it when the run saw two; theta at
+        ``t_end / 2`` interpolated linearly between the steps). None
         without steps or when a theta is not finite there (a divergence).
         docs/theory.md §4a; :data:`AMPLITUDE_MEANING`.
     """
     t = np.asarray(t, float)
     if t.size == 0:
         return None
+    th = np.asarray(theta, float).reshape(t.size, -1)
     start = float(t_settled) if t_settled is not None else 0.5 * float(t[-1])
-    late = np.asarray(theta, float).reshape(t.size, -1)[t >= start] - np.asarray(theta_fp, float)
+    late = th[t >= start]
+    if t_settled is None:       # the trajectory at t_end / 2 itself (a slow run may step over it)
+        late = np.vstack([[np.interp(start, t, th[:, j]) for j in range(th.shape[1])], late])
+    late = late - np.asarray(theta_fp, float)
     if late.size == 0 or not np.all(np.isfinite(late)):
         return None
     return float(0.5 * np.max(np.ptp(late, axis=0)))

@@ -1026,6 +1026,7 @@ SWEEP_LABELS: dict[str, tuple[str, str]] = {
     "margins.gain_margin": ("gain margin", "factor on ε  (dimensionless)"),
     "margins.phase_margin_deg": ("phase margin", "phase margin  (degrees)"),
     "margins.eps_crit": ("critical learning rate ε_crit", "ε_crit  (κ)"),
+    "safe_factor": ("safe factor of ε (ODE runs)", "factor on ε  (dimensionless)"),
     "disturbance.bandwidth": ("tracking bandwidth", "ω  (rad·κ)"),
     "disturbance.hinf_norm": ("H∞ norm, environment → error", "gain  (θ per unit a)"),
     "disturbance.step.rise_time": ("step rise time (10–90 %)", "time  (1/κ)"),
@@ -1049,7 +1050,7 @@ SWEEP_LABELS: dict[str, tuple[str, str]] = {
 }
 
 #: Axis labels of the sweep parameters.
-SWEEP_PARAMS = {"eps": "learning rate  ε  (κ)", "gamma": "reset rate  γ  (κ)", "dmu": "fuel  Δμ  (kT)",
+SWEEP_PARAMS = {"eps": "learning rate  ε  (κ)", "kappa": "factor on every κ  (dimensionless)", "gamma": "reset rate  γ  (κ)", "dmu": "fuel  Δμ  (kT)",
                 "M": "ensemble size  M  (copies)", "free": "free copies  M_f  (copies)",
                 "clamped": "clamped copies  M_c  (copies)", "omega": "volume  Ω  (λ = L / Ω)", "switching": "switching factor  (dimensionless)",
                 "k_01": "switching rate  k_01  (κ)", "k_10": "switching rate  k_10  (κ)"}
