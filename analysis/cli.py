@@ -193,6 +193,29 @@ def _report_parser(sub) -> argparse.ArgumentParser:
     return r
 
 
+def _sweep_parser(sub) -> argparse.ArgumentParser:
+    """``crnfb sweep``'s options (docs/cli.md)."""
+    from crnfb.analysis.model_input import add_model_options
+
+    w = sub.add_parser("sweep", help="parameter sweeps of the report's scalar results")
+    add_model_options(w)
+    w.add_argument("--param", action="append", required=True,
+                   help="NAME=START:STOP:N[:log10|lin], e.g. eps=0.01:1:20:log10 (repeatable)")
+    w.add_argument("-o", "--output", required=True)
+    w.add_argument("--workers", type=int, default=None)
+    w.add_argument("--scheduler", default=None, help="Dask scheduler address (optional)")
+    w.add_argument("--max-points", type=int, default=None,
+                   help="run grids larger than 10000 points (the default limit) up to this many")
+    w.add_argument("--safe-factor", action="store_true",
+                   help="also search the safe factor of eps at every point (columns safe_factor, "
+                        "safe_factor_reason; nonlinear runs, docs/global.md)")
+    w.add_argument("--global-budget", type=float, default=None, metavar="SECONDS",
+                   help="wall seconds the --safe-factor search may take per point (default 120); a search it "
+                        "stops reports the bracket's converging end, with the reason")
+    w.set_defaults(func=cmd_sweep)
+    return w
+
+
 def build_parser() -> argparse.ArgumentParser:
     from crnfb.analysis.model_input import add_model_options, add_unit_options
 
@@ -232,16 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ODE absolute tolerance on probabilities and theta (default 1e-10 and 1e-9)")
     s.set_defaults(func=cmd_simulate)
 
-    w = sub.add_parser("sweep", help="parameter sweeps of the report's scalar results")
-    add_model_options(w)
-    w.add_argument("--param", action="append", required=True,
-                   help="NAME=START:STOP:N[:log10|lin], e.g. eps=0.01:1:20:log10 (repeatable)")
-    w.add_argument("-o", "--output", required=True)
-    w.add_argument("--workers", type=int, default=None)
-    w.add_argument("--scheduler", default=None, help="Dask scheduler address (optional)")
-    w.add_argument("--max-points", type=int, default=None,
-                   help="run grids larger than 10000 points (the default limit) up to this many")
-    w.set_defaults(func=cmd_sweep)
+    w = _sweep_parser(sub)
 
     e = sub.add_parser("export", help="SBML of the model network or the learning network")
     add_model_options(e)

@@ -41,8 +41,8 @@ from crnfb.feedback.signals import Constant
 from crnfb.feedback.simulate import SimulationError, WorkLimitError, integrate, loop_system, state_atol
 
 __all__ = ["SETTLE_TOL", "HOLD", "T_MAX_RATES", "Settling", "SafeFactor", "settle", "classify", "time_limit",
-           "run_at_factor", "safe_factor", "trisect", "past", "stopped", "global_report", "NOT_IMPLEMENTED",
-           "MECHANISMS"]
+           "late_amplitude", "AMPLITUDE_MEANING", "run_at_factor", "safe_factor", "trisect", "past", "stopped",
+           "global_report", "NOT_IMPLEMENTED", "MECHANISMS"]
 
 #: The band: identifiable distance to the fixed point below this fraction of its initial size.
 SETTLE_TOL = 1e-3
@@ -63,6 +63,12 @@ SAFE_RTOL = 0.02
 SAFE_EXPAND = 64.0
 
 NOT_IMPLEMENTED = "not computed (not implemented)"
+
+#: What the ``amplitude`` of an episode and of a safe-factor run means (report.json, docs/cli.md).
+AMPLITUDE_MEANING = ("late-time amplitude of theta - theta_fp in kT (theta = -G/kT): half of max - min over the "
+                     "run's late part, for the learned theta that moves most there; the late part is the hold "
+                     "(from settled_at to the end) of a converged run, the second half of the run otherwise; "
+                     "read from every solver step; null for a factor decided by the linearisation (no run)")
 
 #: Mechanism keys and their names in the verdict.
 MECHANISMS = {
@@ -91,6 +97,7 @@ class Settling:
                                 is read from (the output grid can be coarser than a fast spike)
     mechanism, detail : str     :data:`MECHANISMS` key and what the trajectory showed
     failure : str or None       the integrator's message when it failed
+    amplitude : float or None   :func:`late_amplitude` (kT; :data:`AMPLITUDE_MEANING`)
     """
 
     t: np.ndarray
@@ -107,6 +114,7 @@ class Settling:
     mechanism: str = "converged"
     detail: str = ""
     failure: str | None = None
+    amplitude: float | None = None
 
     def to_dict(self) -> dict:
         """The ``global.episode`` entries of report.json (docs/cli.md)."""
@@ -117,6 +125,7 @@ class Settling:
                 "tolerance": float(self.tolerance), "hold_time_constants": HOLD, "hold": float(self.hold),
                 "time_limit": float(self.t_max), "time_limit_time_constants": T_MAX_RATES,
                 "slowest_rate": float(self.rate),
+                "amplitude": None if self.amplitude is None else float(self.amplitude),
                 "criterion": (f"theta - theta_fp in the Hessian metric (flat directions excluded) below "
                               f"{self.tolerance:g} of its initial size and staying there for {HOLD:g} slowest closed-loop time constants "
                               f"(1/slowest_rate), within {T_MAX_RATES:.4g} time constants")}
@@ -235,7 +244,42 @@ def settle(model: Model, net: LearningNetwork, x0: np.ndarray, theta_fp: np.ndar
     st, sth = rec.steps()
     mech, detail = classify(model, st, sth, theta_fp, d0, t_settled, failure, hold, tol, a)
     return Settling(tt, XX, t_settled is not None, t_settled, hold, t_max, tol, d0, float(rate), st, sth,
-                    mech, detail, failure)
+                    mech, detail, failure, late_amplitude(st, sth, theta_fp, t_settled))
+
+
+def late_amplitude(t: np.ndarray, theta: np.ndarray, theta_fp: np.ndarray,
+                   t_settled: float | None) -> float | None:
+    """Late-time amplitude of ``theta - theta_fp`` (kT): half of max - min over the run's late part.
+
+    Parameters
+    ----------
+    t, theta : the solver's steps (times, learned theta ``(len(t), n_learned)``), as :class:`Settling` keeps them
+    theta_fp : the fixed point the run is measured against
+    t_settled : when a converged run entered the band for good; None for a run that did not converge
+
+    Returns
+    -------
+    float or None
+        The largest, over the learned thetas, of half their range over the
+        late part: from ``t_settled`` to the end for a converged run (its
+        hold), the second half ``t >= t_end / 2`` otherwise (a relaxation
+        oscillation's late spikes fall in it when the run saw two; theta at
+        ``t_end / 2`` interpolated linearly between the steps). None
+        without steps or when a theta is not finite there (a divergence).
+        docs/theory.md §4a; :data:`AMPLITUDE_MEANING`.
+    """
+    t = np.asarray(t, float)
+    if t.size == 0:
+        return None
+    th = np.asarray(theta, float).reshape(t.size, -1)
+    start = float(t_settled) if t_settled is not None else 0.5 * float(t[-1])
+    late = th[t >= start]
+    if t_settled is None:       # the trajectory at t_end / 2 itself (a slow run may step over it)
+        late = np.vstack([[np.interp(start, t, th[:, j]) for j in range(th.shape[1])], late])
+    late = late - np.asarray(theta_fp, float)
+    if late.size == 0 or not np.all(np.isfinite(late)):
+        return None
+    return float(0.5 * np.max(np.ptp(late, axis=0)))
 
 
 # -- what happened --------------------------------------------------------------------------------------------
@@ -301,23 +345,27 @@ class SafeFactor:
 
     ``bracket = (lo, hi)``: learning converges at ``lo`` (the reported
     ``factor``) and does not at ``hi``; ``hi / lo - 1 <= tolerance``.
-    ``runs``: every factor tried, ``(factor, converged, mechanism, how)``.
-    ``factor`` is None (with ``reason``) when no bracket was found.
+    ``runs``: every factor tried, ``(factor, converged, mechanism, how, amplitude)``
+    (``amplitude``: the run's :func:`late_amplitude` in kT, None for a factor
+    decided by the linearisation). ``factor`` is None (with ``reason``) when
+    no bracket was found.
     """
 
     factor: float | None
     bracket: tuple[float, float] | None
     tolerance: float
-    runs: tuple[tuple[float, bool, str, str], ...]
+    runs: tuple[tuple[float, bool, str, str, float | None], ...]
     reason: str | None = None
 
 
 def run_at_factor(model: Model, theta_fp: np.ndarray, factor: float, fixed_point=None,
-                  rtol: float = 1e-8, atol: float = 1e-12) -> tuple[float, bool, str, str]:
-    """Learning from the file's energies with ``eps`` scaled by ``factor``: ``(factor, converged, mechanism, how)``.
+                  rtol: float = 1e-8, atol: float = 1e-12) -> tuple[float, bool, str, str, float | None]:
+    """Learning from the file's energies with ``eps`` scaled by ``factor``:
+    ``(factor, converged, mechanism, how, amplitude)``.
 
-    Locally unstable at that factor: not converged without a run
-    (``how = "linear: unstable"``).
+    ``amplitude``: the run's late-time amplitude of ``theta - theta_fp``
+    (:func:`late_amplitude`, kT). Locally unstable at that factor: not
+    converged without a run (``how = "linear: ..."``, amplitude None).
     """
     from crnfb.analysis.linearise import linearise
     from crnfb.analysis.stability import stability
@@ -325,14 +373,15 @@ def run_at_factor(model: Model, theta_fp: np.ndarray, factor: float, fixed_point
     scaled = model.with_learning(eps=model.eps * factor)
     st = stability(linearise(scaled, fixed_point=fixed_point))
     if not st.stable:
-        return float(factor), False, "divergence", "linear: the fixed point is unstable at this factor"
+        return float(factor), False, "divergence", "linear: the fixed point is unstable at this factor", None
     net = LearningNetwork(scaled)
     run = settle(scaled, net, net.initial_state(), theta_fp, st.slowest_rate, rtol=rtol, atol=atol, points=400)
-    return float(factor), bool(run.converged), run.mechanism, "ODE"
+    return float(factor), bool(run.converged), run.mechanism, "ODE", run.amplitude
 
 
 def safe_factor(model: Model, fixed_point, converged_at_1: bool, gain_margin: float | None,
-                rtol: float = SAFE_RTOL, deadline: float | None = None) -> SafeFactor:
+                rtol: float = SAFE_RTOL, deadline: float | None = None,
+                episode: Settling | None = None) -> SafeFactor:
     """Trisection for the safe factor between a converging and a failing factor (docs/theory.md §4a).
 
     The bracket starts at ``[1, gain_margin]`` when learning converges at the
@@ -342,11 +391,13 @@ def safe_factor(model: Model, fixed_point, converged_at_1: bool, gain_margin: fl
     change of outcome inside the bracket (learning that converges again at a
     larger factor is not searched for). ``deadline`` (a ``time.monotonic()``
     value): no new round starts after it; the result is then the bracket
-    reached, with the reason (:func:`past`).
+    reached, with the reason (:func:`past`). ``episode``: the report's own
+    run at factor 1, whose mechanism and amplitude its entry in ``runs`` carries.
     """
     th = np.asarray(fixed_point.theta, float)
     run = partial(run_at_factor, model, th, fixed_point=fixed_point)
-    runs: list[tuple] = [(1.0, bool(converged_at_1), "", "the report's episode")]
+    runs: list[tuple] = [(1.0, bool(converged_at_1), episode.mechanism if episode is not None else "",
+                          "the report's episode", episode.amplitude if episode is not None else None)]
     lo, hi = _initial_bracket(run, runs, converged_at_1, gain_margin, deadline)
     if lo is None or hi is None:
         last = runs[-1][0]
@@ -399,7 +450,7 @@ def _initial_bracket(run, runs: list, converged_at_1: bool, gain_margin: float |
     the ``deadline`` passed first)."""
     if converged_at_1:
         if gain_margin is not None and np.isfinite(gain_margin) and gain_margin > 1.0:
-            runs.append((float(gain_margin), False, "", "linear: the gain margin (unstable beyond)"))
+            runs.append((float(gain_margin), False, "", "linear: the gain margin (unstable beyond)", None))
             return 1.0, float(gain_margin)
         lo, f = 1.0, 2.0
         while f <= SAFE_EXPAND and not past(deadline):
@@ -440,6 +491,7 @@ def global_report(episode: Settling | None, safe: SafeFactor | None, safe_reason
         out["region_of_attraction_reason"] = NOT_IMPLEMENTED
     else:
         out.update(region)
+    out["amplitude_meaning"] = AMPLITUDE_MEANING
     out["bifurcation"] = None
     out["bifurcation_reason"] = NOT_IMPLEMENTED
     return out
@@ -465,5 +517,6 @@ def _safe_dict(safe: SafeFactor | None, reason: str | None, eps: dict) -> dict:
 
 
 def _runs(safe: SafeFactor) -> list[dict]:
-    return [{"factor": float(f), "converged": bool(c), "mechanism": m or None, "how": h}
-            for f, c, m, h in safe.runs]
+    return [{"factor": float(f), "converged": bool(c), "mechanism": m or None, "how": h,
+             "amplitude": None if amp is None else float(amp)}
+            for f, c, m, h, amp in safe.runs]

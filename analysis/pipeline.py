@@ -278,12 +278,13 @@ GLOBAL_BUDGET = 120.0
 def global_section(model: Model, fp: LoopFixedPoint, mg: Margins | None, ep: Episode | None,
                    safe: bool, reasons: dict[str, str], checks: list[Check] | None = None,
                    stab: Stability | None = None, budget: float | None = None,
-                   episode_seconds: float | None = None) -> dict[str, object]:
+                   episode_seconds: float | None = None, region: bool | None = None) -> dict[str, object]:
     """The ``global`` section (:func:`crnfb.analysis.globalbehaviour.global_report`): the episode's
     outcome and, with ``safe`` (the report validates, not quick), the safe factor of eps beside
-    ``eps_crit`` (docs/theory.md §4a) and the region of attraction along ``a`` beside the validation's
-    linear range (``checks``; docs/theory.md §4b). ``budget``: wall seconds for both searches
-    (:data:`GLOBAL_BUDGET`); ``episode_seconds``: the report's learning episode, the estimate of one run."""
+    ``eps_crit`` (docs/theory.md §4a) and, with ``region`` (default: ``safe``), the region of attraction
+    along ``a`` beside the validation's linear range (``checks``; docs/theory.md §4b). ``budget``: wall
+    seconds for both searches (:data:`GLOBAL_BUDGET`); ``episode_seconds``: the report's learning episode,
+    the estimate of one run."""
     budget = GLOBAL_BUDGET if budget is None else float(budget)
     deadline = time.monotonic() + budget
     run = ep.settling if ep is not None else None
@@ -299,9 +300,10 @@ def global_section(model: Model, fp: LoopFixedPoint, mg: Margins | None, ep: Epi
         why = (f"not computed: the trisection's ~30 nonlinear runs of a {fp.x.size}-state loop exceed a report's "
                f"time (done up to {SAFE_FACTOR_MAX_STATES} states)")
     elif (why := over_budget(deadline, budget, episode_seconds)) is None:
-        sf = safe_factor(model, fp, run.converged, gm, deadline=deadline)
-    region = region_section(model, fp, safe, checks, stab, reasons, deadline, budget, episode_seconds)
-    return global_report(run, sf, why, eps, ec, gm, episode_reason=reasons.get("episode"), region=region)
+        sf = safe_factor(model, fp, run.converged, gm, deadline=deadline, episode=run)
+    roa = region_section(model, fp, safe if region is None else region, checks, stab, reasons, deadline, budget,
+                         episode_seconds)
+    return global_report(run, sf, why, eps, ec, gm, episode_reason=reasons.get("episode"), region=roa)
 
 
 def over_budget(deadline: float, budget: float, episode_seconds: float | None) -> str | None:
@@ -432,9 +434,21 @@ def _core(model: Model, run: _Run) -> tuple[StationaryPoint, LoopFixedPoint, Lin
     return optimum, fp, loop, run.core("stability", stability, loop)
 
 
+def _fluctuation(run: _Run, model: Model, validate: bool, quick: bool, seed: int,
+                 checks: list[Check] | None) -> tuple[FluctuationResult | None, list[Check] | None]:
+    """The random-environment section (:func:`fluctuation_section`) and the checks with its own added;
+    without ``[environment.fluctuation]`` None, with the reason recorded in ``run``."""
+    if model.fluctuation is None:
+        run.reasons["fluctuation"] = ("the model has no [environment.fluctuation] (a random environment); "
+                                      "add levels and rates to predict the cost of tracking it")
+        return None, checks
+    fl = run.section("fluctuation", "fluctuation", fluctuation_section, model, validate, quick, seed)
+    return fl, (checks + fluctuation_checks(fl) if checks is not None else None)
+
+
 def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool = False,
             quick: bool = False, figures: bool = True, noise_budget: float | None = None,
-            global_budget: float | None = None) -> Results:
+            global_budget: float | None = None, safe_factor: bool | None = None) -> Results:
     """Run the full stability analysis of ``model``.
 
     Parameters
@@ -463,6 +477,11 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
         attraction along ``a``) may take together (default
         :data:`GLOBAL_BUDGET`, 120); a search stopped by it reports the
         bracket it reached, with the reason (docs/global.md).
+    safe_factor : bool or None
+        Search the safe factor of eps (docs/global.md): None (default) when
+        the report validates and is not ``quick``, as the region of
+        attraction; True also without validation or with ``quick``
+        (``crnfb sweep --safe-factor``); False never.
 
     Raises
     ------
@@ -496,17 +515,11 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
                                  noise_budget)
         else:
             run.reasons["validation"] = "not run (validate=False / --no-validate)"
+        full = bool(validate and not quick)
         glob = run.section("global behaviour", "global", global_section, model, fp, mg, ep,
-                           bool(validate and not quick), run.reasons, checks, stab, global_budget,
-                           run.timings.get("learning episode"))
-        fl = None
-        if model.fluctuation is not None:
-            fl = run.section("fluctuation", "fluctuation", fluctuation_section, model, validate, quick, int(seed))
-            if checks is not None:
-                checks = checks + fluctuation_checks(fl)
-        else:
-            run.reasons["fluctuation"] = ("the model has no [environment.fluctuation] (a random environment); "
-                                          "add levels and rates to predict the cost of tracking it")
+                           full if safe_factor is None else bool(safe_factor), run.reasons, checks, stab,
+                           global_budget, run.timings.get("learning episode"), full)
+        fl, checks = _fluctuation(run, model, validate, quick, int(seed), checks)
     finally:
         run.close()
     res = Results(model, optimum, fp, loop, stab, mg, dist, checks, thermo, reasons=run.reasons,

@@ -892,6 +892,127 @@ def lag_cost(disturbance: Disturbance | None, ax: Axes | None = None, reason: st
     return fig
 
 
+#: Outcome classes of the global figure: (label, mechanisms, marker style).
+OUTCOMES = (
+    ("converged", ("converged",), {"marker": "o", "color": "#1f5fa8", "mfc": "#1f5fa8"}),
+    ("relaxation oscillation", ("relaxation_oscillation",), {"marker": "^", "color": "#e8590c", "mfc": "none"}),
+    ("lost", ("divergence", "depletion", "far_attractor", "not_settled", None),
+     {"marker": "X", "color": "#c92a2a", "mfc": "#c92a2a"}),
+)
+#: Amplitudes below this (kT) are drawn at it on the log axis (a run that started at its fixed point).
+AMPLITUDE_FLOOR = 1e-12
+
+
+def outcome_runs(glob: dict) -> list[dict]:
+    """The ODE runs the global figure draws: ``global.safe_factor_runs`` entries with an amplitude, or
+    without a safe-factor search (``--no-validate``) the report's episode alone, as a run at factor 1."""
+    runs = [r for r in glob.get("safe_factor_runs") or [] if r.get("amplitude") is not None]
+    ep = glob.get("episode")
+    if not glob.get("safe_factor_runs") and ep and ep.get("amplitude") is not None:
+        runs = [{"factor": 1.0, "converged": ep["converged"], "mechanism": ep["mechanism"],
+                 "how": "the report's episode", "amplitude": ep["amplitude"]}]
+    return runs
+
+
+def _outcome_class(run: dict) -> int:
+    mech = run.get("mechanism") or ("converged" if run.get("converged") else None)
+    return next(i for i, (_, mechs, _) in enumerate(OUTCOMES) if mech in mechs or i == len(OUTCOMES) - 1)
+
+
+def _outcome_points(ax, runs: list[dict]) -> list[str]:
+    """One marker per run, styled by its outcome class; the legend labels, lost runs' mechanisms named."""
+    labels = []
+    for i, (label, _, style) in enumerate(OUTCOMES):
+        rs = [r for r in runs if _outcome_class(r) == i]
+        if not rs:
+            continue
+        if label == "lost":
+            names = sorted({(r.get("mechanism") or "unknown").replace("_", " ") for r in rs})
+            label = "lost: " + ", ".join(names)
+        x = [r["factor"] for r in rs]
+        y = [max(r["amplitude"], AMPLITUDE_FLOOR) for r in rs]
+        ax.plot(x, y, ls="none", ms=7, mew=1.4, zorder=3, label=f"{label} ({len(rs)})", **style)
+        labels.append(label)
+    return labels
+
+
+def _outcome_lines(ax, glob: dict, eps0: float) -> dict:
+    """Vertical lines at the gain margin (eps_crit's factor) and at the safe factor; what was drawn."""
+    gm, sf = _val(glob.get("gain_margin")), _val(glob.get("safe_factor"))
+    if gm is not None:
+        ax.axvline(gm, color=COLORS["S"], ls="--", lw=1.2,
+                   label=f"gain margin {gm:.4g}\n(ε_crit = {_eps_crit_text(glob.get('eps_crit'))})")
+    if sf is not None:
+        ax.axvline(sf, color=COLORS["G"], ls="-.", lw=1.2, label=f"safe factor {sf:.4g}\n(ε = {sf * eps0:.4g})")
+    return {"gain_margin": gm, "safe_factor": sf}
+
+
+def _eps_axis(ax, eps: dict) -> float:
+    """The top axis in eps itself (factor times the file's eps); the eps it is measured in."""
+    names = list(eps)
+    e0 = float(eps[names[0]])
+    same = all(abs(float(v) - e0) <= 1e-12 * abs(e0) for v in eps.values())
+    top = ax.secondary_xaxis("top", functions=(lambda f: f * e0, lambda e: e / e0))
+    top.set_xlabel("learning rate  ε  (κ)" if same else f"learning rate  ε_{names[0]}  (κ; the others in proportion)")
+    return e0
+
+
+def _outcome_title(ax, glob: dict) -> None:
+    """The title; without a safe factor, the reason below it."""
+    import textwrap
+    head = "Outcome of learning from the file's energies, by factor on ε"
+    why = glob.get("safe_factor_reason") if glob.get("safe_factor") is None else None
+    ax.set_title(head + ("\n" + textwrap.fill(f"(safe factor {why})", 90) if why else ""),
+                 fontsize=10 if not why else 8.5)
+
+
+def global_outcome(glob: dict, eps: dict, ax: Axes | None = None) -> Figure:
+    """The outcome of learning from the file's energies against the factor on ``eps`` (docs/global.md).
+
+    Parameters
+    ----------
+    glob : dict
+        report.json's ``global`` section: ``safe_factor_runs`` (each ODE run's
+        ``factor``, ``converged``, ``mechanism`` and late-time ``amplitude`` of
+        ``theta - theta_fp`` in kT), ``gain_margin``, ``eps_crit``, ``safe_factor``;
+        without safe-factor runs the ``episode`` alone is drawn at factor 1.
+    eps : dict
+        The file's learning rates ``{species: eps}`` (the top axis: eps itself).
+    ax : Axes or None
+
+    Returns
+    -------
+    Figure
+        One marker per ODE run (:func:`outcome_runs`; factors decided by the
+        linearisation have no run and no marker), styled by outcome: converged,
+        relaxation oscillation, lost (divergence, depletion, far attractor, not
+        settled); vertical lines at the gain margin and the safe factor. The
+        factor axis is logarithmic when the runs and lines span more than a
+        decade; the amplitude axis is logarithmic (amplitudes below
+        :data:`AMPLITUDE_FLOOR` are drawn at it). ``fig.crnfb``: ``factors``,
+        ``amplitudes``, ``outcomes``, ``gain_margin``, ``safe_factor``.
+    """
+    runs = outcome_runs(glob)
+    if not runs:
+        return placeholder("Outcome of learning against the factor on ε",
+                           glob.get("episode_reason") or "no learning episode and no safe-factor runs")
+    with _style():
+        fig, (ax,) = _axes(ax, 1, 7.8, 4.4)
+        labels = _outcome_points(ax, runs)
+        lines = _outcome_lines(ax, glob, _eps_axis(ax, eps))
+        xs = [r["factor"] for r in runs] + [v for v in lines.values() if v is not None]
+        if max(xs) / min(xs) > 10.0:
+            ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("factor on the file's ε  (dimensionless)")
+        ax.set_ylabel("late amplitude of θ − θ_fp  (kT)")
+        _legend_right(ax, title="ODE runs from the\nfile's energies")
+        _outcome_title(ax, glob)
+        fig.crnfb.update(factors=[r["factor"] for r in runs], amplitudes=[r["amplitude"] for r in runs],
+                         outcomes=[OUTCOMES[_outcome_class(r)][0] for r in runs], labels=labels, **lines)
+    return fig
+
+
 #: Human titles and y labels, each with its unit in parentheses, of the scalar results ``crnfb sweep``
 #: tabulates (docs/cli.md): times in 1/κ, rates in κ, divergences in nats, energies in kT.
 SWEEP_LABELS: dict[str, tuple[str, str]] = {
@@ -905,6 +1026,7 @@ SWEEP_LABELS: dict[str, tuple[str, str]] = {
     "margins.gain_margin": ("gain margin", "factor on ε  (dimensionless)"),
     "margins.phase_margin_deg": ("phase margin", "phase margin  (degrees)"),
     "margins.eps_crit": ("critical learning rate ε_crit", "ε_crit  (κ)"),
+    "safe_factor": ("safe factor of ε (ODE runs)", "factor on ε  (dimensionless)"),
     "disturbance.bandwidth": ("tracking bandwidth", "ω  (rad·κ)"),
     "disturbance.hinf_norm": ("H∞ norm, environment → error", "gain  (θ per unit a)"),
     "disturbance.step.rise_time": ("step rise time (10–90 %)", "time  (1/κ)"),
@@ -928,7 +1050,7 @@ SWEEP_LABELS: dict[str, tuple[str, str]] = {
 }
 
 #: Axis labels of the sweep parameters.
-SWEEP_PARAMS = {"eps": "learning rate  ε  (κ)", "gamma": "reset rate  γ  (κ)", "dmu": "fuel  Δμ  (kT)",
+SWEEP_PARAMS = {"eps": "learning rate  ε  (κ)", "kappa": "factor on every κ  (dimensionless)", "gamma": "reset rate  γ  (κ)", "dmu": "fuel  Δμ  (kT)",
                 "M": "ensemble size  M  (copies)", "free": "free copies  M_f  (copies)",
                 "clamped": "clamped copies  M_c  (copies)", "omega": "volume  Ω  (λ = L / Ω)", "switching": "switching factor  (dimensionless)",
                 "k_01": "switching rate  k_01  (κ)", "k_10": "switching rate  k_10  (κ)"}
@@ -1003,6 +1125,7 @@ def png_bytes(fig, dpi: int = 150) -> bytes:
 
 
 __all__ = ["bode", "nyquist", "step", "poles", "multiplicities", "learning", "distribution", "lag_cost", "sweep", "placeholder",
+           "global_outcome", "outcome_runs", "OUTCOMES", "AMPLITUDE_FLOOR",
            "save", "png_bytes", "curve_styles", "pick_named", "learning_named", "MANY", "NAMED", "SWEEP_LABELS",
            "T_UNIT", "W_UNIT"]
 

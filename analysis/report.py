@@ -3,7 +3,7 @@
 Writes ``DIR/report.json`` (every docs/cli.md key), ``DIR/report.md`` (the
 tables), ``DIR/report.html`` (self-contained: figures embedded as base64
 PNG) and the figures :func:`report_figures` names: ``bode.png``, ``step.png``, ``poles.png``,
-``learning.png``, ``nyquist.png``, ``distribution.png``, ``lag_cost.png``, and ``fluctuation.png``
+``learning.png``, ``global.png``, ``nyquist.png``, ``distribution.png``, ``lag_cost.png``, and ``fluctuation.png``
 only when the model has a random environment (``[environment.fluctuation]``).
 
 Nothing is half-written: the model is loaded and analysed first (bad input
@@ -29,7 +29,7 @@ from crnfb.feedback.files import atomic_dir, check_output_dir
 from crnfb.feedback.progress import progress_bar
 
 #: Every figure a report can write, in report order (:func:`report_figures`: those of one report).
-FIGURES = ("bode", "step", "poles", "learning", "nyquist", "distribution", "lag_cost", "fluctuation")
+FIGURES = ("bode", "step", "poles", "learning", "global", "nyquist", "distribution", "lag_cost", "fluctuation")
 
 FIGURE_CAPTIONS = {
     "bode": "Bode plot of the loop transfer L (broken at θ) and the sensitivity S, with the reported "
@@ -43,6 +43,11 @@ FIGURE_CAPTIONS = {
                 "(last to come within 5 % of the largest excursion of its final value) and the most "
                 "sensitive (largest diagonal of the Hessian of D at the fixed point); the others are thin grey "
                 "lines.",
+    "global": "Outcome of learning from the file's energies against the factor on ε (top axis: ε itself): "
+              "the late-time amplitude of θ − θ_fp (kT; half of max − min over the hold of a converged run, "
+              "over the second half of any other) of every ODE run of the safe-factor search, marked by "
+              "outcome, with the gain margin (ε_crit) and the safe factor as vertical lines. Without the "
+              "search (--no-validate) the report's own episode alone, at factor 1.",
     "nyquist": "Nyquist plot of L(jω) near the critical point −1. With more than 15 characteristic loci, "
                "5 are named in colour, in turn those nearest −1 and those of largest low-frequency gain; "
                "the others are thin grey lines.",
@@ -76,9 +81,10 @@ def make_figures(res: Results, names: tuple[str, ...] | None = None) -> dict:
     from crnfb.analysis import plots
 
     titles = {"bode": "Bode plot", "step": "Step response", "poles": "Pole map", "learning": "Learning",
-              "nyquist": "Nyquist plot", "distribution": "Learned distribution", "lag_cost": "Lag cost",
+              "global": "Outcome of learning", "nyquist": "Nyquist plot", "distribution": "Learned distribution", "lag_cost": "Lag cost",
               "fluctuation": "Random environment"}
     makers = {"bode": res.plot_bode, "step": res.plot_step, "poles": res.plot_poles, "learning": res.plot_learning,
+              "global": res.plot_global,
               "nyquist": res.plot_nyquist, "distribution": res.plot_distribution, "lag_cost": res.plot_lag_cost,
               "fluctuation": res.plot_fluctuation}
     out = {}

@@ -513,6 +513,11 @@ class Results:
         return plots.lag_cost(self.disturbance, ax=ax,
                               reason=self._why("disturbance", "the disturbance analysis was not computed"))
 
+    def plot_global(self, ax=None) -> Figure:
+        """Outcome of learning against the factor on eps (:func:`crnfb.analysis.plots.global_outcome`)."""
+        from crnfb.analysis import plots
+        return plots.global_outcome(self._global_dict(), dict(zip(self.model.learned_names, map(float, self.model.eps))), ax=ax)
+
     # -- Jupyter -----------------------------------------------------------------------------
     def _repr_html_(self) -> str:
         """Jupyter's rich display: the verdict, :meth:`summary` and the key figures inline.

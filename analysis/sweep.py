@@ -30,6 +30,13 @@ point's eps, ``tracking``, ``noise``, ``bias``, ``total`` (nats) and
 ``dissipation``; so ``--param switching=...`` maps ``eps_opt`` against how
 fast the environment changes.
 
+With ``safe_factor`` (``--safe-factor``) each row also carries the safe
+factor of eps (docs/global.md): ``safe_factor`` and ``safe_factor_reason``
+(empty when the search reached its bracket; the reason when there is no
+value, or the time budget's note when the search was stopped and the value
+is the bracket's converging end), searched within ``--global-budget``
+wall seconds per point, as the report does.
+
 Grid specs: ``START:STOP:N[:log10|lin]`` (default ``lin``),
 ``START:STOP:log10`` (10 points), a single value, or a list ``V1,V2,...``.
 """
@@ -274,20 +281,37 @@ def _base_model(text: str, source: str) -> Model:
     return _MODEL_CACHE[key]
 
 
-def evaluate_point(model: Model, point: dict, metrics: bool = True) -> dict:
+def safe_factor_columns(glob: dict | None) -> dict:
+    """``safe_factor`` and ``safe_factor_reason`` of a sweep row from the report's ``global`` section:
+    the reason empty when the search reached its bracket, the time budget's note when it was stopped
+    (the value is then the bracket's converging end), why there is no value otherwise."""
+    g = glob or {}
+    sf = g.get("safe_factor")
+    if sf is not None:
+        return {"safe_factor": float(sf), "safe_factor_reason": g.get("safe_factor_note") or ""}
+    return {"safe_factor": None, "safe_factor_reason": g.get("safe_factor_reason") or "not computed"}
+
+
+def evaluate_point(model: Model, point: dict, metrics: bool = True, safe_budget: float | None = None) -> dict:
     """Scalar results of one grid point: ``{param: value, SCALAR_KEYS..., metrics.*}``.
 
     Uses ``analyse(m, validate=False, figures=False, quick=True)`` (``quick``:
-    the thermodynamic episode integrated with looser tolerances).
+    the thermodynamic episode integrated with looser tolerances). With
+    ``safe_budget`` (wall seconds, ``--global-budget``) also the safe factor
+    of eps (:func:`safe_factor_columns`; the outcome at factor 1 is the quick
+    episode's).
     """
     from crnfb.analysis.pipeline import analyse
 
     m = apply_params(model, point)
-    res = analyse(m, validate=False, figures=False, quick=True)
+    safe = safe_budget is not None
+    res = analyse(m, validate=False, figures=False, quick=True, safe_factor=safe, global_budget=safe_budget)
     row: dict = {}
     for k, v in res.scalars().items():
         row[k] = (1.0 if v else 0.0) if isinstance(v, bool) else v
     row.update(fluctuation_columns(m, res.fluctuation))
+    if safe:
+        row.update(safe_factor_columns(res.global_behaviour))
     if metrics:
         from crnfb.analysis.tradeoffs import point_metrics   # tradeoffs uses this module's grids
 
@@ -303,10 +327,11 @@ def evaluate_point(model: Model, point: dict, metrics: bool = True) -> dict:
     return row
 
 
-def _worker(text: str, source: str, point: dict, metrics: bool = True) -> tuple[dict, dict]:
+def _worker(text: str, source: str, point: dict, metrics: bool = True,
+            safe_budget: float | None = None) -> tuple[dict, dict]:
     """Evaluate in a worker; errors in the model at this point become a row with ``status=error``."""
     try:
-        row = evaluate_point(_base_model(text, source), point, metrics)
+        row = evaluate_point(_base_model(text, source), point, metrics, safe_budget)
         row[STATUS] = "ok"
     except (ModelError, NoFixedPoint) as e:
         row = {STATUS: "error", ERROR: str(e)}
@@ -352,12 +377,16 @@ def check_grid_size(specs: list[ParamSpec], model: Model, max_points: int = MAX_
     return n
 
 
-def sweep_fingerprint(model_text: str, specs: list[ParamSpec]) -> dict:
-    """What a resumed sweep must share with the rows it reuses: model text, grid, package version."""
+def sweep_fingerprint(model_text: str, specs: list[ParamSpec], safe_budget: float | None = None) -> dict:
+    """What a resumed sweep must share with the rows it reuses: model text, grid, package version and,
+    with ``--safe-factor``, its time budget (``safe_factor``; absent without it, as in older sweeps)."""
     from crnfb import __version__
-    return {"model_sha256": hashlib.sha256(model_text.encode("utf-8")).hexdigest(),
-            "grid": [{"name": s.name, "values": [repr(float(v)) for v in s.values]} for s in specs],
-            "package_version": __version__}
+    out = {"model_sha256": hashlib.sha256(model_text.encode("utf-8")).hexdigest(),
+           "grid": [{"name": s.name, "values": [repr(float(v)) for v in s.values]} for s in specs],
+           "package_version": __version__}
+    if safe_budget is not None:
+        out["safe_factor"] = {"global_budget": float(safe_budget)}
+    return out
 
 
 def check_resume(out: Path, fingerprint: dict) -> None:
@@ -372,8 +401,8 @@ def check_resume(out: Path, fingerprint: dict) -> None:
         raise ModelError(f"{csv_path} has no readable fingerprint ({FINGERPRINT}), so its rows cannot be "
                          "matched to this model and grid; use a new output directory", key="--output") from None
     what = {"model_sha256": "the model file's content", "grid": "the --param grid",
-            "package_version": "the crnfb version"}
-    diff = [what[k] for k in what if old.get(k) != fingerprint[k]]
+            "package_version": "the crnfb version", "safe_factor": "--safe-factor and its --global-budget"}
+    diff = [what[k] for k in what if old.get(k) != fingerprint.get(k)]
     if diff:
         raise ModelError(f"{csv_path} was written for a different sweep ({' and '.join(diff)} differ); resuming "
                          "would reuse rows of another computation: use a new output directory", key="--output")
@@ -527,14 +556,14 @@ def _check_sweep_dir(out: Path, fingerprint: dict, force: bool, inputs: tuple) -
 
 
 def _open_output(out: Path, text: str, specs: list[ParamSpec], names: list[str], force: bool = False,
-                 inputs: tuple = ()) -> tuple[Path, list[str], list[dict]]:
+                 inputs: tuple = (), safe_budget: float | None = None) -> tuple[Path, list[str], list[dict]]:
     """Create or reopen the output directory; the CSV path and the header and rows already there.
 
     A directory holding another model's or grid's sweep, or sweep files without a
     fingerprint, is refused (unless ``force``: then they are replaced), so a resume never
     mixes rows of two sweeps and nothing crnfb did not write is replaced silently.
     """
-    fingerprint = sweep_fingerprint(text, specs)
+    fingerprint = sweep_fingerprint(text, specs, safe_budget)
     fresh = _check_sweep_dir(out, fingerprint, force, inputs)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "sweep.csv"
@@ -551,16 +580,16 @@ def _open_output(out: Path, text: str, specs: list[ParamSpec], names: list[str],
 
 
 def _evaluate_on_dask(client, todo: list[dict], text: str, source: str, metrics: bool,
-                      record: Callable[[dict, dict], bool]) -> int:
+                      record: Callable[[dict, dict], bool], safe_budget: float | None = None) -> int:
     """Evaluate the points on a Dask cluster, recording each as it finishes; the number that failed."""
     from dask.distributed import as_completed
 
-    futs = [client.submit(_worker, text, source, p, metrics, pure=False) for p in todo]
+    futs = [client.submit(_worker, text, source, p, metrics, safe_budget, pure=False) for p in todo]
     return sum(record(*fut.result()) for fut in as_completed(futs))
 
 
 def _evaluate_in_processes(n: int, todo: list[dict], text: str, source: str, metrics: bool,
-                           record: Callable[[dict, dict], bool]) -> int:
+                           record: Callable[[dict, dict], bool], safe_budget: float | None = None) -> int:
     """Evaluate the points in ``n`` spawned processes, recording each as it finishes; the number that failed."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
     import multiprocessing as mp
@@ -571,7 +600,7 @@ def _evaluate_in_processes(n: int, todo: list[dict], text: str, source: str, met
         os.environ[k] = "1"
     try:
         with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn")) as ex:
-            futs = [ex.submit(_worker, text, source, p, metrics) for p in todo]
+            futs = [ex.submit(_worker, text, source, p, metrics, safe_budget) for p in todo]
             try:
                 for fut in as_completed(futs):
                     errors += record(*fut.result())
@@ -597,10 +626,21 @@ def _read_model(model_path, model_text: str | None) -> tuple[Model, str]:
     return parse_model(tomllib.loads(model_text), source=str(model_path)), model_text
 
 
+def _dask_client():
+    """``dask.distributed.Client``; a bad-input error without the ``dask`` extra."""
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise ModelError("--scheduler needs Dask: pip install 'crn-feedback[dask]' "
+                         "(or pip install 'dask[distributed]')") from None
+    return Client
+
+
 def run_sweep(model_path: str | os.PathLike, params: list[str], out_dir: str | os.PathLike,
               workers: int | None = None, scheduler: str | None = None, progress: bool = False,
               metrics: bool = True, limit: int | None = None, model_text: str | None = None,
-              force: bool = False, inputs: tuple = (), max_points: int = MAX_POINTS) -> SweepOutcome:
+              force: bool = False, inputs: tuple = (), max_points: int = MAX_POINTS,
+              safe_budget: float | None = None) -> SweepOutcome:
     """Run (or resume) a sweep; see the module docstring.
 
     Parameters
@@ -617,6 +657,7 @@ def run_sweep(model_path: str | os.PathLike, params: list[str], out_dir: str | o
     force : start afresh in a directory holding sweep files without this sweep's fingerprint
     inputs : the command's input files (never written over; the model file is always one)
     max_points : refuse a larger grid before any work (:func:`check_grid_size`)
+    safe_budget : seconds per point for the safe factor of eps (``--safe-factor``; None: not searched)
     """
     t0 = time.perf_counter()
     source = str(model_path)
@@ -625,19 +666,12 @@ def run_sweep(model_path: str | os.PathLike, params: list[str], out_dir: str | o
     check_grid_size(specs, model, max_points)
     grid = build_grid(specs)
     names = [s.name for s in specs]
-    for point in grid[:1]:
-        apply_params(model, point)     # bad combinations fail here, before anything is written
+    apply_params(model, grid[0])       # bad combinations fail here, before anything is written
     if workers is not None and workers < 1:
         raise ModelError(f"--workers must be >= 1, got {workers}")
-    client = None
-    if scheduler:
-        try:
-            from dask.distributed import Client
-        except ImportError:
-            raise ModelError("--scheduler needs Dask: pip install 'crn-feedback[dask]' "
-                             "(or pip install 'dask[distributed]')") from None
+    client, Client = None, _dask_client() if scheduler else None
     out = Path(out_dir)
-    csv_path, header, rows = _open_output(out, text, specs, names, force, tuple(inputs) + (source,))
+    csv_path, header, rows = _open_output(out, text, specs, names, force, tuple(inputs) + (source,), safe_budget)
     done = {_key(r, names) for r in rows}
     todo = [p for p in grid if _key(p, names) not in done]
     skipped = len(grid) - len(todo)
@@ -659,13 +693,13 @@ def run_sweep(model_path: str | os.PathLike, params: list[str], out_dir: str | o
     try:
         if scheduler and todo:
             client = Client(scheduler)
-            errors = _evaluate_on_dask(client, todo, text, source, metrics, record)
+            errors = _evaluate_on_dask(client, todo, text, source, metrics, record, safe_budget)
         elif todo and (workers or os.cpu_count() or 1) > 1 and len(todo) > 1:
             n = min(workers or os.cpu_count() or 1, len(todo))
-            errors = _evaluate_in_processes(n, todo, text, source, metrics, record)
+            errors = _evaluate_in_processes(n, todo, text, source, metrics, record, safe_budget)
         else:
             for p in todo:
-                errors += record(*_worker(text, source, p, metrics))
+                errors += record(*_worker(text, source, p, metrics, safe_budget))
     finally:
         sink.close()
         if bar is not None:
@@ -680,7 +714,7 @@ def run_sweep(model_path: str | os.PathLike, params: list[str], out_dir: str | o
 
 
 #: columns drawn in sweep.png (those present and not constant)
-PLOT_COLUMNS = ("closed_loop.slowest_rate", "closed_loop.damping_ratio_min", "margins.eps_crit",
+PLOT_COLUMNS = ("closed_loop.slowest_rate", "closed_loop.damping_ratio_min", "margins.eps_crit", "safe_factor",
                 "margins.phase_margin_deg", "disturbance.bandwidth", "disturbance.hinf_norm",
                 "disturbance.step.settling_time", "disturbance.step.overshoot_pct", "fixed_point.bias",
                 "thermodynamics.fixed_point.total", "thermodynamics.episode_total", "metrics.noise",
@@ -706,6 +740,21 @@ def write_sweep_png(rows: list[dict], specs: list[ParamSpec], header: list[str],
     return path
 
 
+def _safe_budget(args) -> float | None:
+    """``--safe-factor``'s time budget per point (``--global-budget``, default the report's), or None."""
+    from crnfb.analysis.pipeline import GLOBAL_BUDGET
+
+    budget = getattr(args, "global_budget", None)
+    if budget is not None and not (math.isfinite(budget) and budget >= 0):
+        raise ModelError(f"--global-budget must be a number of seconds >= 0, got {budget!r}", key="--global-budget")
+    if not getattr(args, "safe_factor", False):
+        if budget is not None:
+            raise ModelError("--global-budget is the time of the --safe-factor search: give --safe-factor too",
+                             key="--global-budget")
+        return None
+    return GLOBAL_BUDGET if budget is None else float(budget)
+
+
 def run_sweep_command(args) -> int:
     """``crnfb sweep`` (exit 0; 2 on bad input)."""
     from crnfb.analysis.model_input import check_learned_truncation, model_input
@@ -716,16 +765,18 @@ def run_sweep_command(args) -> int:
     max_points = getattr(args, "max_points", None)
     if max_points is not None and max_points < 1:
         raise ModelError(f"--max-points must be a whole number >= 1, got {max_points}", key="--max-points")
+    safe_budget = _safe_budget(args)
     out = run_sweep(inp.source, args.param, args.output, workers=getattr(args, "workers", None),
                     scheduler=getattr(args, "scheduler", None), progress=True,
                     model_text=None if inp.source == str(args.model) else inp.text,
                     force=bool(getattr(args, "force", False)), inputs=input_paths(args),
-                    max_points=MAX_POINTS if max_points is None else max_points)
+                    max_points=MAX_POINTS if max_points is None else max_points, safe_budget=safe_budget)
     print(f"sweep: {out.total} grid points, {out.skipped} already in {out.csv}, evaluated {out.evaluated}"
           + (f" ({out.errors} with errors)" if out.errors else "") + f" in {out.seconds:.1f} s")
     print(f"wrote {out.csv}" + (f" and {out.png}" if out.png else ""))
     return 0
 
 
-__all__ = ["parse_param", "build_grid", "apply_params", "evaluate_point", "run_sweep", "run_sweep_command",
+__all__ = ["parse_param", "build_grid", "apply_params", "evaluate_point", "safe_factor_columns", "run_sweep",
+           "run_sweep_command",
            "ParamSpec", "SweepOutcome", "PARAMS"]

@@ -17,7 +17,8 @@ import pytest
 
 from crnfb import load_model
 from crnfb.analysis.cli import main
-from crnfb.analysis.globalbehaviour import HOLD, SETTLE_TOL, classify, safe_factor, settle
+from crnfb.analysis.globalbehaviour import (HOLD, SETTLE_TOL, classify, global_report, late_amplitude, safe_factor,
+                                            settle)
 from crnfb.analysis.linearise import linearise, loop_fixed_point
 from crnfb.analysis.stability import stability
 from crnfb.feedback.ensembles import LearningNetwork
@@ -25,6 +26,7 @@ from crnfb.feedback.simulate import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAIN30 = ROOT / "examples" / "chain30.toml"
+CHAIN = ROOT / "examples" / "chain.toml"
 
 
 def _chain30(factor: float = 1.0):
@@ -96,6 +98,18 @@ def test_classify_mechanisms():
     assert _classify(t, decaying, converged_at=150.0)[0] == "converged"
 
 
+def test_late_amplitude_of_known_trajectories():
+    """Half the range of theta - theta_fp over the hold (converged) or the run's second half (otherwise)."""
+    t = np.linspace(0.0, 100.0, 10001)
+    ringing = np.where(t < 60, 3 * np.cos(t), 2e-4 * np.sin(t))[:, None] + 1.5   # settles at t = 60
+    assert late_amplitude(t, ringing, [1.5], 60.0) == pytest.approx(2e-4, rel=1e-3)
+    assert late_amplitude(t, ringing, [1.5], None) == pytest.approx(3.0, rel=1e-3)  # t >= 50 holds the ringing
+    two = np.column_stack([np.full_like(t, 7.0), 1 + 0.5 * np.sin(t)])   # the theta that moves most counts
+    assert late_amplitude(t, two, [0.0, 1.0], None) == pytest.approx(0.5, rel=1e-3)
+    assert late_amplitude(t, np.where(t < 80, 0.0, np.inf)[:, None], [0.0], None) is None
+    assert late_amplitude(np.zeros(0), np.zeros((0, 1)), [0.0], None) is None
+
+
 # -- the report's verdict (issue 20, Done when) ---------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("eps, code", [(0.63, 1), (0.3, 0)])
@@ -109,9 +123,12 @@ def test_chain30_report_verdict(tmp_path, capsys, eps, code):
     ep = d["global"]["episode"]
     text = capsys.readouterr().out
     assert d["closed_loop"]["stable"] is True
+    star = d["fixed_point"]["theta"]["A"]
+    d0 = abs(load_model(path).theta0[0] - star)             # theta_A starts at 0: d0 = theta_A* (kT)
     if code == 0:
         assert ep["converged"] and d["verdict"]["learning_converged"] is True
         assert "Verdict: the learning loop is STABLE" in text
+        assert 0.0 < ep["amplitude"] < SETTLE_TOL * d0     # inside the settle band over the hold
         return
     assert not ep["converged"] and ep["mechanism"] == "relaxation_oscillation"
     assert ("Verdict: locally stable, but learning from the file's energies does not converge: relaxation "
@@ -121,9 +138,12 @@ def test_chain30_report_verdict(tmp_path, capsys, eps, code):
     # the plain ODE: theta_A overshoots, falls to a depleted level, comes back and spikes again
     tr = simulate(_chain30(eps / 0.3), 3000.0, points=6001, progress=False)
     th = tr.theta[:, 0]
-    star = d["fixed_point"]["theta"]["A"]
     assert th[tr.t > 10].min() < star - math.log(100)       # lambda_A below 1/100 of its fixed-point value
     assert th[tr.t > 1000].max() > star + 2.0               # a second spike above the fixed point
+    # the recorded amplitude: half the range of the plain ODE's theta_A over the second half of the episode
+    late = th[(tr.t >= ep["t_end"] / 2) & (tr.t <= ep["t_end"])]
+    assert ep["amplitude"] > 1000 * SETTLE_TOL * d0
+    assert ep["amplitude"] == pytest.approx(0.5 * np.ptp(late), rel=0.05)
     assert d["thermodynamics"]["episode"]["reached"] is False
 
 
@@ -143,6 +163,54 @@ def test_safe_factor_validated_by_ode_chain30():
     outside = simulate(_chain30(1.02 * hi), 600.0, points=6001, progress=False).theta[:, 0]
     late = outside[1000:]                                   # t > 100
     assert np.mean(late < star - math.log(100)) > 0.5       # mostly depleted, far from the fixed point
+
+
+def _global_of(model, rtol: float = 0.1) -> tuple[dict, dict]:
+    """The report's ``global`` section of ``model`` with a safe-factor search to ``rtol``; its eps."""
+    from crnfb.analysis.margins import margins
+    fp = loop_fixed_point(model)
+    loop = linearise(model, fixed_point=fp)
+    st, mg = stability(loop), margins(loop)
+    net = LearningNetwork(model)
+    ep = settle(model, net, net.initial_state(), fp.theta, st.slowest_rate)
+    sf = safe_factor(model, fp, ep.converged, mg.gain_margin, rtol=rtol, episode=ep)
+    eps = dict(zip(model.learned_names, map(float, model.eps)))
+    return global_report(ep, sf, None, eps, mg.eps_crit_value, mg.gain_margin), eps
+
+
+def _markers(ax) -> list:
+    return [ln for ln in ax.get_lines() if ln.get_linestyle() == "None"]
+
+
+def _vlines(ax) -> list[float]:
+    return [float(ln.get_xdata()[0]) for ln in ax.get_lines()
+            if ln.get_linestyle() != "None" and ln.get_xdata()[0] == ln.get_xdata()[1]]
+
+
+def test_global_figure_one_point_per_ode_run_and_the_two_lines():
+    """chain (1 s runs): every ODE run of the search (and the episode) is one marker at its recorded
+    amplitude; the gain margin and the safe factor are vertical lines; the legend is off the data."""
+    from crnfb.analysis.plots import global_outcome
+    from tests.test_plots import legend_problems
+    g, eps = _global_of(load_model(CHAIN))
+    runs = [r for r in g["safe_factor_runs"] if r["how"] in ("ODE", "the report's episode")]
+    assert len(runs) >= 3 and all(r["amplitude"] is not None for r in runs)
+    assert all(r["amplitude"] is None for r in g["safe_factor_runs"] if r["how"].startswith("linear"))
+    fig = global_outcome(g, eps)
+    ax = fig.axes[0]
+    pts = sorted(xy for ln in _markers(ax) for xy in zip(ln.get_xdata(), ln.get_ydata()))
+    assert pts == sorted((r["factor"], r["amplitude"]) for r in runs)
+    assert sorted(_vlines(ax)) == sorted([g["gain_margin"], g["safe_factor"]])
+    assert g["safe_factor"] < g["gain_margin"]
+    assert ax.get_xlabel() and ax.get_ylabel().endswith("(kT)") and ax.get_yscale() == "log"
+    assert not legend_problems(fig)
+    # without the search (--no-validate): the report's episode alone, at factor 1, and the gain margin
+    g2 = global_report(None, None, "not computed (validation off)", eps, g["eps_crit"], g["gain_margin"])
+    g2["episode"] = g["episode"]
+    ax2 = global_outcome(g2, eps).axes[0]
+    assert [(float(x), float(y)) for ln in _markers(ax2) for x, y in zip(ln.get_xdata(), ln.get_ydata())] == \
+        [(1.0, g["episode"]["amplitude"])]
+    assert _vlines(ax2) == [g["gain_margin"]]
 
 
 def test_safe_factor_stopped_by_its_deadline_keeps_the_bracket_it_reached():

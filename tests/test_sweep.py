@@ -170,3 +170,42 @@ def test_sweep_survives_a_killed_worker_on_a_two_process_cluster(tmp_path):
     assert all(r["status"] == "ok" for r in rows)
     for r in rows:                                 # and right: E1's quasi-static rate is eps * mu, mu = 5
         assert r["quasi_static.slowest_rate"] == pytest.approx(5.0 * r["eps"], rel=1e-6)
+
+
+# -- the safe factor as a sweep metric (--safe-factor) -------------------------------------------------
+CHAIN10 = ROOT / "tests" / "data" / "chain10_fast.toml"
+
+
+def test_sweep_safe_factor_over_kappa_checked_by_ode_runs(tmp_path, capsys):
+    """Each row's safe factor: an ODE run just inside converges, one just outside (beyond the 2 % bracket)
+    does not, by a nonlinear failure below the gain margin. Scaling every kappa by k is the same loop on
+    a clock k times faster when eps scales too, so the safe eps is proportional to kappa."""
+    from crnfb import load_model
+    from crnfb.analysis.globalbehaviour import SAFE_RTOL, run_at_factor
+    from crnfb.analysis.linearise import loop_fixed_point
+
+    out = tmp_path / "s"
+    run_sweep(CHAIN10, ["kappa=0.5,2"], out, workers=1, metrics=False, safe_budget=600.0)
+    header, rows = read_csv(out / "sweep.csv", ["kappa"])
+    assert {"safe_factor", "safe_factor_reason"} <= set(header) and len(rows) == 2
+    base = load_model(CHAIN10)
+    sf = {}
+    for r in rows:
+        assert r["status"] == "ok" and r["safe_factor_reason"] is None     # empty: the bracket was reached
+        m = apply_params(base, {"kappa": r["kappa"]})
+        fp = loop_fixed_point(m)
+        lo = sf[r["kappa"]] = r["safe_factor"]
+        assert lo < r["margins.gain_margin"] / 1.2
+        inside = run_at_factor(m, fp.theta, 0.98 * lo, fixed_point=fp)
+        outside = run_at_factor(m, fp.theta, (1 + SAFE_RTOL) * 1.03 * lo, fixed_point=fp)
+        assert inside[1] and inside[3] == "ODE"
+        assert not outside[1] and outside[3] == "ODE" and outside[2] != "divergence"   # a nonlinear failure
+    assert sf[0.5] < 1.0 < sf[2.0]                 # both directions of the initial bracket
+    assert sf[2.0] / sf[0.5] == pytest.approx(4.0, rel=2.5 * SAFE_RTOL)
+    assert (out / "sweep.png").stat().st_size > 20_000
+    # --global-budget belongs to --safe-factor; a resume with another budget is refused
+    assert main(["sweep", str(CHAIN10), "--param", "kappa=1", "-o", str(tmp_path / "t"), "--global-budget", "5"]) == 2
+    assert "--safe-factor" in capsys.readouterr().err
+    assert main(["sweep", str(CHAIN10), "--param", "kappa=0.5,2", "-o", str(out), "--safe-factor",
+                 "--global-budget", "5"]) == 2
+    assert "--safe-factor and its --global-budget" in capsys.readouterr().err
