@@ -473,10 +473,11 @@ def _initial_bracket(run, runs: list, converged_at_1: bool, gain_margin: float |
 # -- the report section ----------------------------------------------------------------------------------
 def global_report(episode: Settling | None, safe: SafeFactor | None, safe_reason: str | None,
                   eps: dict, eps_crit, gain_margin, episode_reason: str | None = None,
-                  region: dict | None = None) -> dict:
+                  region: dict | None = None, bifurcation: dict | None = None) -> dict:
     """The ``global`` section of report.json (docs/cli.md): the episode's outcome, the safe factor beside
     ``eps_crit`` and the gain margin, the region of attraction along ``a`` (``region``: the keys of
-    :func:`crnfb.analysis.region.region_report`), and what was not computed with the reason."""
+    :func:`crnfb.analysis.region.region_report`), the bifurcation at ``eps_crit`` (``bifurcation``: the
+    ``bifurcation`` or ``bifurcation_reason`` key), and what was not computed with the reason."""
     out: dict = {}
     if episode is None:
         out["episode"] = None
@@ -492,8 +493,10 @@ def global_report(episode: Settling | None, safe: SafeFactor | None, safe_reason
     else:
         out.update(region)
     out["amplitude_meaning"] = AMPLITUDE_MEANING
-    out["bifurcation"] = None
-    out["bifurcation_reason"] = NOT_IMPLEMENTED
+    bif = bifurcation or {"bifurcation_reason": "not computed (no linearised loop given)"}
+    out["bifurcation"] = bif.get("bifurcation")
+    if out["bifurcation"] is None:
+        out["bifurcation_reason"] = bif["bifurcation_reason"]
     return out
 
 

@@ -23,6 +23,7 @@ from functools import partial
 
 import numpy as np
 
+from crnfb.analysis.bifurcation import MAX_STATES as BIFURCATION_MAX_STATES, bifurcation
 from crnfb.analysis.disturbance import Disturbance, disturbance
 from crnfb.analysis.fixedpoints import NoFixedPoint, StationaryPoint, learned_fixed_point, quasi_static_trajectory
 from crnfb.analysis.fluctuation import FluctuationResult, analyse_fluctuation, cost_refusal
@@ -278,13 +279,15 @@ GLOBAL_BUDGET = 120.0
 def global_section(model: Model, fp: LoopFixedPoint, mg: Margins | None, ep: Episode | None,
                    safe: bool, reasons: dict[str, str], checks: list[Check] | None = None,
                    stab: Stability | None = None, budget: float | None = None,
-                   episode_seconds: float | None = None, region: bool | None = None) -> dict[str, object]:
+                   episode_seconds: float | None = None, region: bool | None = None,
+                   loop: LinearLoop | None = None) -> dict[str, object]:
     """The ``global`` section (:func:`crnfb.analysis.globalbehaviour.global_report`): the episode's
     outcome and, with ``safe`` (the report validates, not quick), the safe factor of eps beside
     ``eps_crit`` (docs/theory.md §4a) and, with ``region`` (default: ``safe``), the region of attraction
     along ``a`` beside the validation's linear range (``checks``; docs/theory.md §4b). ``budget``: wall
     seconds for both searches (:data:`GLOBAL_BUDGET`); ``episode_seconds``: the report's learning episode,
-    the estimate of one run."""
+    the estimate of one run. ``loop``: the linearised loop, for the bifurcation at ``eps_crit``
+    (docs/theory.md §4c; its orbits with ``region``, in what is left of the budget)."""
     budget = GLOBAL_BUDGET if budget is None else float(budget)
     deadline = time.monotonic() + budget
     run = ep.settling if ep is not None else None
@@ -303,7 +306,26 @@ def global_section(model: Model, fp: LoopFixedPoint, mg: Margins | None, ep: Epi
         sf = safe_factor(model, fp, run.converged, gm, deadline=deadline, episode=run)
     roa = region_section(model, fp, safe if region is None else region, checks, stab, reasons, deadline, budget,
                          episode_seconds)
-    return global_report(run, sf, why, eps, ec, gm, episode_reason=reasons.get("episode"), region=roa)
+    bif = bifurcation_section(loop, mg, safe if region is None else region, deadline)
+    return global_report(run, sf, why, eps, ec, gm, episode_reason=reasons.get("episode"), region=roa,
+                         bifurcation=bif)
+
+
+def bifurcation_section(loop: LinearLoop | None, mg: Margins | None, orbits: bool,
+                        deadline: float | None) -> dict[str, object]:
+    """``global.bifurcation`` (:func:`crnfb.analysis.bifurcation.bifurcation`) or its reason."""
+    if loop is None or mg is None:
+        return {"bifurcation_reason": "not computed: no linearised loop or margins"}
+    if mg.gain_margin is None or mg.critical_frequency is None:
+        return {"bifurcation_reason": "not computed: no crossing (" + (mg.eps_crit_reason or "no eps_crit") + ")"}
+    if loop.n_reduced > BIFURCATION_MAX_STATES:
+        return {"bifurcation_reason": f"not computed: loop too large ({loop.n_reduced} states > "
+                                      f"{BIFURCATION_MAX_STATES})"}
+    try:
+        b = bifurcation(loop, mg.gain_margin, mg.critical_frequency, orbits=orbits, deadline=deadline)
+    except (SimulationError, ArithmeticError, np.linalg.LinAlgError, ValueError, RuntimeError) as e:
+        return {"bifurcation_reason": f"not computed: limitation: {type(e).__name__}: {e}"}
+    return {"bifurcation": b.to_dict(loop.net.model.learned_names, loop.net.eps)}
 
 
 def over_budget(deadline: float, budget: float, episode_seconds: float | None) -> str | None:
@@ -518,7 +540,7 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
         full = bool(validate and not quick)
         glob = run.section("global behaviour", "global", global_section, model, fp, mg, ep,
                            full if safe_factor is None else bool(safe_factor), run.reasons, checks, stab,
-                           global_budget, run.timings.get("learning episode"), full)
+                           global_budget, run.timings.get("learning episode"), full, loop)
         fl, checks = _fluctuation(run, model, validate, quick, int(seed), checks)
     finally:
         run.close()

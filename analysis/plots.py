@@ -947,6 +947,27 @@ def _outcome_lines(ax, glob: dict, eps0: float) -> dict:
     return {"gain_margin": gm, "safe_factor": sf}
 
 
+def _hopf_branch(ax, glob: dict) -> dict:
+    """The normal form's orbit past (supercritical) or before (subcritical) eps_crit, and the orbits
+    computed by shooting and ODE (``global.bifurcation``, docs/theory.md §4c); what was drawn."""
+    b = glob.get("bifurcation") or {}
+    K, gc = b.get("amplitude_coefficient"), _val(b.get("factor"))
+    if not K or gc is None or b.get("type") not in ("supercritical Hopf", "subcritical Hopf"):
+        return {"hopf": None}
+    k = max(K.values())
+    sup = b["type"] == "supercritical Hopf"
+    g = gc * (1.0 + np.linspace(1e-3, 0.1, 60) * (1 if sup else -1))
+    ax.plot(g, k * np.sqrt(np.abs(g / gc - 1.0)), color=COLORS["S"], ls="-" if sup else ":", lw=1.4,
+            label=f"{b['type']}: normal-form orbit" + ("" if sup else " (unstable)"))
+    for how, marker in (("shooting", "D"), ("ODE", "x")):
+        pts = [(o["factor"], max(o["amplitude"].values())) for o in b.get("orbits", [])
+               if o.get("how") == how and o.get("amplitude") and None not in o["amplitude"].values()]
+        if pts:
+            ax.plot(*zip(*pts), ls="none", marker=marker, ms=7, mfc="none", mec=COLORS["S"],
+                    label=f"orbit past ε_crit ({how})")
+    return {"hopf": b["type"]}
+
+
 def _eps_axis(ax, eps: dict) -> float:
     """The top axis in eps itself (factor times the file's eps); the eps it is measured in."""
     names = list(eps)
@@ -986,7 +1007,10 @@ def global_outcome(glob: dict, eps: dict, ax: Axes | None = None) -> Figure:
         One marker per ODE run (:func:`outcome_runs`; factors decided by the
         linearisation have no run and no marker), styled by outcome: converged,
         relaxation oscillation, lost (divergence, depletion, far attractor, not
-        settled); vertical lines at the gain margin and the safe factor. The
+        settled); vertical lines at the gain margin and the safe factor; for a
+        Hopf crossing the normal form's orbit amplitude (solid past eps_crit when
+        supercritical, dotted before it when subcritical) and the orbits computed
+        by shooting and ODE. The
         factor axis is logarithmic when the runs and lines span more than a
         decade; the amplitude axis is logarithmic (amplitudes below
         :data:`AMPLITUDE_FLOOR` are drawn at it). ``fig.crnfb``: ``factors``,
@@ -1000,7 +1024,8 @@ def global_outcome(glob: dict, eps: dict, ax: Axes | None = None) -> Figure:
         fig, (ax,) = _axes(ax, 1, 7.8, 4.4)
         labels = _outcome_points(ax, runs)
         lines = _outcome_lines(ax, glob, _eps_axis(ax, eps))
-        xs = [r["factor"] for r in runs] + [v for v in lines.values() if v is not None]
+        lines.update(_hopf_branch(ax, glob))
+        xs = [r["factor"] for r in runs] + [v for v in lines.values() if isinstance(v, float)]
         if max(xs) / min(xs) > 10.0:
             ax.set_xscale("log")
         ax.set_yscale("log")

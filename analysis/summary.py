@@ -416,8 +416,29 @@ def _global_table(gl: Mapping) -> Table:
               _eps_crit_text(gl.get("eps_crit"))),
              _region_row(gl),
              ("linear range (step of a)", fmt(gl.get("linear_range")), _linear_range_note(gl)),
-             ("bifurcation", "n/a", _reason(gl, "bifurcation"))]
+             *_bifurcation_rows(gl)]
     return Table("Global behaviour", ("quantity", "value", "note"), tuple(rows))
+
+
+def _bifurcation_rows(gl: Mapping) -> list[tuple[str, str, str]]:
+    """The crossing at eps_crit and its orbit checks (docs/theory.md §4c)."""
+    b = gl.get("bifurcation")
+    if not b:
+        return [("bifurcation", "n/a", _reason(gl, "bifurcation"))]
+    rows = [("bifurcation at eps_crit", b["type"], b.get("reason") or
+             f"first Lyapunov coefficient {fmt(b.get('first_lyapunov_coefficient'), '.4g')}, frequency "
+             f"{fmt(b.get('frequency'), '.4g')}")]
+    amp = b.get("amplitude_coefficient")
+    if amp:
+        rows.append(("orbit amplitude coefficient", fmt(max(amp.values()), ".4g"),
+                     "half peak-to-peak of theta = coefficient * sqrt(|eps/eps_crit - 1|)"))
+    made = [c for c in b.get("checks", []) if c.get("passed") is not None]
+    if made:
+        ok = sum(bool(c["passed"]) for c in made)
+        rows.append(("orbit checks (ODE)", f"{ok} of {len(made)}", "normal form and shooting vs ODE past eps_crit"))
+    elif b.get("orbits_reason"):
+        rows.append(("orbit past eps_crit", "n/a", b["orbits_reason"]))
+    return rows
 
 
 def _region_row(gl: Mapping) -> tuple[str, str, str]:

@@ -239,7 +239,7 @@ def test_safe_factor_not_computed_without_validation():
     from crnfb.analysis.globalbehaviour import global_report
     g = global_report(None, None, "not computed (validation off)", {"A": 0.3}, 0.79, 2.63)
     assert g["safe_factor"] is None and g["safe_factor_reason"].startswith("not computed")
-    assert g["bifurcation"] is None and g["bifurcation_reason"] == "not computed (not implemented)"
+    assert g["bifurcation"] is None and g["bifurcation_reason"] == "not computed (no linearised loop given)"
     json.dumps(g, allow_nan=False)
 
 

@@ -84,7 +84,7 @@ def test_region_report_keys_and_summary():
     assert g["region_of_attraction"] == 0.5864 and g["region_of_attraction_bracket"] == [0.5864, 0.5926]
     assert g["region_of_attraction_ode_runs"] == 2 and g["linear_range"] == 0.08
     assert abs(g["region_of_attraction_quadratic_estimate"] - 0.7) < 1e-12
-    assert g["bifurcation_reason"] == "not computed (not implemented)"
+    assert g["bifurcation_reason"] == "not computed (no linearised loop given)"
     rows = {r[0]: r for r in _global_table(g).rows}
     assert "not at 0.5926 (2 ODE runs)" in rows["region of attraction (step of a)"][2]
     full = region_report(RegionOfAttraction(1.0, (1.0, None), 0.02, ((1.0, True, "converged", "ODE"),)), None, None)
