@@ -959,13 +959,32 @@ def _hopf_branch(ax, glob: dict) -> dict:
     g = gc * (1.0 + np.linspace(1e-3, 0.1, 60) * (1 if sup else -1))
     ax.plot(g, k * np.sqrt(np.abs(g / gc - 1.0)), color=COLORS["S"], ls="-" if sup else ":", lw=1.4,
             label=f"{b['type']}: normal-form orbit" + ("" if sup else " (unstable)"))
+    orbits = _orbit_points(ax, b, label=True)
+    if orbits:     # the orbits sit within 5 % of eps_crit: a linear zoom where the square-root law shows
+        ins = ax.inset_axes([0.3, 0.1, 0.36, 0.4])
+        top = max(f for f, _ in orbits) * 1.01
+        gz = np.linspace(gc, top, 80)
+        ins.plot(gz, k * np.sqrt(gz / gc - 1.0), color=COLORS["S"], lw=1.4)
+        _orbit_points(ins, b, label=False)
+        ins.set_xlim(gc * 0.995, top)
+        ins.set_ylim(0.0, 1.15 * max(a for _, a in orbits))
+        ins.set_xlabel("factor on ε", fontsize=7)
+        ins.set_ylabel("amplitude (kT)", fontsize=7)
+        ins.tick_params(labelsize=7)
+    return {"hopf": b["type"]}
+
+
+def _orbit_points(ax, b: dict, label: bool) -> list[tuple[float, float]]:
+    """The orbits of ``global.bifurcation`` (shooting: diamonds, ODE: crosses) at their largest amplitude."""
+    out = []
     for how, marker in (("shooting", "D"), ("ODE", "x")):
         pts = [(o["factor"], max(o["amplitude"].values())) for o in b.get("orbits", [])
                if o.get("how") == how and o.get("amplitude") and None not in o["amplitude"].values()]
         if pts:
-            ax.plot(*zip(*pts), ls="none", marker=marker, ms=7, mfc="none", mec=COLORS["S"],
-                    label=f"orbit past ε_crit ({how})")
-    return {"hopf": b["type"]}
+            ax.plot(*zip(*pts), ls="none", marker=marker, ms=7, mfc="none" if marker == "D" else None,
+                    mec=COLORS["S"], label=f"orbit past ε_crit ({how})" if label else None)
+            out += pts
+    return out
 
 
 def _eps_axis(ax, eps: dict) -> float:

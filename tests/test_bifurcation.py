@@ -153,3 +153,24 @@ def test_subcritical_hopf_loses_the_orbit_past_eps_crit():
     o = bf.ode_orbit(lo, h, f, start, periods=max(40, 6 / (mu * h.period)))
     # a supercritical orbit would hold it at K sqrt(s) within its first-order correction (3 s, as above)
     assert o.amplitude[0] > 1.5 * h.amplitude[0] * math.sqrt(s)
+
+
+def test_report_section_and_summary_of_a_subcritical_crossing():
+    """chain.toml: the report's global.bifurcation and the summary's rows (classification without orbits)."""
+    import json
+
+    from crnfb.analysis.globalbehaviour import global_report
+    from crnfb.analysis.summary import _global_table
+
+    lo = linearise(load_model(ROOT / "examples" / "chain.toml"))
+    mg = margins(lo)
+    g = global_report(None, None, "off", {"A": 0.1}, mg.eps_crit_value, mg.gain_margin,
+                      bifurcation=bifurcation_section(lo, mg, orbits=True, deadline=None))
+    json.dumps(g, allow_nan=False)
+    b = g["bifurcation"]
+    assert b["type"] == "subcritical Hopf" and b["first_lyapunov_coefficient"] > 0
+    assert b["factor"] == pytest.approx(mg.gain_margin) and b["frequency"] == pytest.approx(mg.critical_frequency)
+    assert b["orbits"] == [] and b["orbits_reason"].startswith("not computed: the orbit born at eps_crit is unstable")
+    rows = {r[0]: r for r in _global_table(g).rows}
+    assert rows["bifurcation at eps_crit"][1] == "subcritical Hopf"
+    assert rows["orbit past eps_crit"][2] == b["orbits_reason"]
