@@ -15,7 +15,7 @@ orbit exists below ``eps_crit``; above it the loop leaves for a far attractor).
     The crossing's type, ``l1``, the crossing speed and the normal form's
     prediction of the orbit (amplitude coefficient per learned parameter, period).
 :func:`periodic_orbit`
-    The periodic orbit at one factor of ``eps`` by shooting (Newton-Krylov
+    The periodic orbit at one factor of ``eps`` by shooting (Newton-Picard
     on the period map; each map evaluation is a stiff ODE run with the
     analytic sparse Jacobian); :func:`continue_orbit` follows it in ``eps``.
 :func:`ode_orbit`
@@ -107,7 +107,7 @@ class Orbit:
     """A periodic orbit (or the attractor a run reached) at ``factor`` times the file's ``eps``.
 
     ``amplitude``: half peak-to-peak of each learned theta; ``period`` in time
-    units; ``how``: ``"shooting"`` (Newton-Krylov, ``residual`` its final
+    units; ``how``: ``"shooting"`` (Newton-Picard, ``residual`` its final
     relative residual) or ``"ODE"`` (measured on a long run); ``x0`` a point on
     it (full loop coordinates).
     """
