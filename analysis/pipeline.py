@@ -341,7 +341,7 @@ def region_section(model: Model, fp: LoopFixedPoint, search: bool, checks: list[
                    budget: float = GLOBAL_BUDGET, episode_seconds: float | None = None) -> dict[str, object]:
     """The region of attraction along the environment's change (:func:`crnfb.analysis.region.region_of_attraction`)
     with the linear range beside it; searched with ``search`` (as the safe factor) on loops up to
-    :data:`crnfb.analysis.region.ROA_MAX_STATES` states that are locally stable at ``a = 0``."""
+    :data:`crnfb.feedback.sizes.ROA_MAX_STATES` states that are locally stable at ``a = 0``."""
     lin = linear_range_entry(checks)
     lin_why = None if lin is not None else ("validation not run: " + reasons.get("validation", "not run")
                                             if checks is None else "the validation made no linear-range check")
