@@ -41,14 +41,11 @@ from crnfb.analysis.stability import spectral_scale, zero_tolerance
 from crnfb.feedback.ensembles import LearningNetwork
 from crnfb.feedback.signals import Constant
 from crnfb.feedback.simulate import SimulationError, WorkLimitError, integrate, loop_system, state_atol
+from crnfb.feedback import sizes
 
 __all__ = ["HopfPoint", "Orbit", "Bifurcation", "hopf_point", "periodic_orbit", "continue_orbit", "ode_orbit",
-           "bifurcation", "DENSE_EIG_LIMIT", "MAX_STATES", "PROBE_STEPS"]
+           "bifurcation", "PROBE_STEPS"]
 
-#: Reduced loops up to this size: dense eigenvectors; above: shift-invert Arnoldi at ``i omega``.
-DENSE_EIG_LIMIT = 1500
-#: The orbit analysis (ODE runs of many periods) runs on loops of at most this many states.
-MAX_STATES = 3000
 #: Relative distances above eps_crit (supercritical) or below it (subcritical) where orbits are computed.
 PROBE_STEPS = (0.02, 0.05)
 #: Newton-Picard: Newton on the modes the period map contracts by less than this factor (at most this many).
@@ -126,7 +123,7 @@ def _critical_pair(A: sparse.csr_matrix, omega: float) -> tuple[complex, np.ndar
     """``(lambda, q, p, others)``: eigenvalue next to ``i omega``, right and left eigenvectors, the rest of the
     spectrum near the axis (dense) or the next few eigenvalues (Arnoldi)."""
     r = A.shape[0]
-    if r <= DENSE_EIG_LIMIT:
+    if r <= sizes.BIFURCATION_DENSE_EIG_LIMIT:
         w, vl, vr = linalg.eig(A.toarray(), left=True, right=True)
         i = int(np.argmin(np.abs(w - 1j * omega)))
         others = np.delete(w, [i, int(np.argmin(np.abs(w + 1j * omega)))])
@@ -214,7 +211,7 @@ def _dominant_basis(A: sparse.csr_matrix, hopf: HopfPoint, period: float) -> np.
     """Orthonormal real basis of the modes the period map contracts least (``|exp(lambda T)| >= PICARD_RHO``),
     the critical pair always included: where Newton-Picard takes Newton steps."""
     vecs = [hopf.q_reduced]
-    if A.shape[0] <= DENSE_EIG_LIMIT:
+    if A.shape[0] <= sizes.BIFURCATION_DENSE_EIG_LIMIT:
         w, v = linalg.eig(A.toarray())
         keep = np.argsort(-w.real)[:MAX_NEWTON_MODES]
         vecs += [v[:, i] for i in keep if np.exp(w[i].real * period) >= PICARD_RHO]

@@ -36,8 +36,8 @@ import numpy as np
 from crnfb.analysis.frequency import BrokenLoop, LoopResponse, analysis_grid, dc_response, broken_loop, spec_grid
 from crnfb.analysis.linearise import LinearLoop
 from crnfb.feedback.model import Model
+from crnfb.feedback import sizes
 
-STEP_DENSE_LIMIT = 800
 SPEC_POINTS = 2000
 STEP_POINTS = 4000
 ADAPTATION_TOL = 1e-8
@@ -204,8 +204,8 @@ def _step(loop: LinearLoop, v: np.ndarray, rate: float,
           blocks: BrokenLoop | None = None) -> tuple[StepMetrics | None, str | None]:
     """Normalised step response along ``v`` and its ``control.step_info`` metrics (or a reason).
 
-    Up to :data:`STEP_DENSE_LIMIT` reduced states from the dense reduced loop; above, from the closed
-    loop through the plant's verified reduced model when there is one
+    Up to :data:`crnfb.feedback.sizes.STEP_DENSE_LIMIT` reduced states from the dense reduced loop; above,
+    from the closed loop through the plant's verified reduced model when there is one
     (:meth:`crnfb.analysis.frequency.BrokenLoop.closed_loop_model`), else by integrating the sparse
     reduced loop.
     """
@@ -214,7 +214,7 @@ def _step(loop: LinearLoop, v: np.ndarray, rate: float,
     c = np.asarray(loop.output("theta").T @ v).ravel() / float(v @ v)
     B = loop.Br.astype(float)
     n = loop.n_reduced
-    dense = n <= STEP_DENSE_LIMIT
+    dense = n <= sizes.STEP_DENSE_LIMIT
     sys = control.ss(loop.Jr.toarray(), B[:, None], c[None, :], 0.0) if dense else None
     method = "control.forced_response"
     model = None if dense or blocks is None else blocks.closed_loop_model()

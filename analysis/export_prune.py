@@ -24,12 +24,11 @@ from scipy import linalg, sparse
 from scipy.sparse.linalg import splu
 
 from crnfb.feedback.sbml import exported_network, learning_network, path_mass
+from crnfb.feedback import sizes
 
-__all__ = ["DENSE_LIMIT", "SLOW_MODES", "PruneDeviation", "learning_path_mass", "mass_action_steady_state",
+__all__ = ["SLOW_MODES", "PruneDeviation", "learning_path_mass", "mass_action_steady_state",
            "slowest_modes", "prune_deviation"]
 
-#: Eigenvalues of networks with more species than this are not computed (dense reduced Jacobian).
-DENSE_LIMIT = 2000
 #: How many of the slowest non-zero eigenvalues are compared.
 SLOW_MODES = 3
 #: Points of the episode's ``theta`` at which the free and clamped laws are added to the path's mass.
@@ -78,9 +77,10 @@ def learning_path_mass(model, net, fp) -> tuple[tuple[np.ndarray, np.ndarray], d
 
 
 def _range_basis(mnet) -> np.ndarray | None:
-    """Orthonormal basis of the stoichiometric subspace (dense; None above :data:`DENSE_LIMIT` species)."""
+    """Orthonormal basis of the stoichiometric subspace (dense; None above
+    :data:`crnfb.feedback.sizes.PRUNE_DENSE_LIMIT` species)."""
     N = mnet.stoichiometry
-    if N.shape[0] > DENSE_LIMIT:
+    if N.shape[0] > sizes.PRUNE_DENSE_LIMIT:
         return None
     w, V = linalg.eigh((N @ N.T).toarray())
     return V[:, w > 1e-10 * max(float(w.max()), 1e-300)]
@@ -134,7 +134,7 @@ def mass_action_steady_state(mnet, x0: np.ndarray | None = None, tol: float = 1e
                              max_iter: int = 60) -> tuple[np.ndarray, float, bool]:
     """``(x, residual, converged)``: a steady state of ``mnet``'s ODE near ``x0`` (default its initial amounts).
 
-    Up to :data:`DENSE_LIMIT` species: Newton's method with minimum-norm
+    Up to :data:`crnfb.feedback.sizes.PRUNE_DENSE_LIMIT` species: Newton's method with minimum-norm
     steps in the stoichiometric subspace, so ``x`` stays on the
     conservation class of ``x0`` and does not move along flat directions
     (lines of fixed points of unidentifiable parameters): the steady state
@@ -157,7 +157,7 @@ def slowest_modes(mnet, x: np.ndarray, k: int = SLOW_MODES) -> tuple[np.ndarray 
     appear; the zero modes that remain (flat directions: lines of fixed
     points of unidentifiable learned parameters) are those within
     :func:`~crnfb.analysis.stability.zero_tolerance` of zero, as in the
-    report's stability section. ``(None, 0)`` above :data:`DENSE_LIMIT` species.
+    report's stability section. ``(None, 0)`` above :data:`crnfb.feedback.sizes.PRUNE_DENSE_LIMIT` species.
     """
     from crnfb.analysis.stability import zero_tolerance
     Q = _range_basis(mnet)
@@ -184,7 +184,8 @@ class PruneDeviation:
         ``lambda`` of the learned species at each network's steady state
         (reached from the loop fixed point).
     modes_full, modes_pruned : ndarray or None
-        The :data:`SLOW_MODES` slowest non-zero eigenvalues there (None above :data:`DENSE_LIMIT` species).
+        The :data:`SLOW_MODES` slowest non-zero eigenvalues there (None above
+        :data:`crnfb.feedback.sizes.PRUNE_DENSE_LIMIT` species).
     zeros : tuple        the zero eigenvalues left out of each (unpruned, pruned): flat directions
     residual : float     the larger steady-state residual of the two
     pruned_by : str      what the kept states were chosen by: "learning path" or "start"
@@ -232,7 +233,7 @@ class PruneDeviation:
         for n, a, b in zip(self.learned, self.lambda_full, self.lambda_pruned):
             out.append(f"  lambda_{n}: pruned {b:.6g}, unpruned {a:.6g} (relative deviation {b / a - 1:+.2e})")
         if self.modes_full is None or self.modes_pruned is None:
-            out.append(f"  slowest eigenvalues: not computed (more than {DENSE_LIMIT} species)")
+            out.append(f"  slowest eigenvalues: not computed (more than {sizes.PRUNE_DENSE_LIMIT} species)")
         else:
             fmt = lambda e: ", ".join(f"{v.real:.6g}" + (f"{v.imag:+.3g}i" if abs(v.imag) > 1e-9 * abs(v) else "")  # noqa: E731
                                       for v in e)

@@ -54,6 +54,7 @@ from scipy.sparse.linalg import splu
 from crnfb.analysis.linearise import LinearLoop
 from crnfb.feedback.landscape import identifiable_basis
 from crnfb.feedback.sparselu import lu_without_pivoting, nested_dissection
+from crnfb.feedback import sizes
 
 if TYPE_CHECKING:  # pragma: no cover
     from crnfb.analysis.plantrom import PlantROM
@@ -193,8 +194,9 @@ class BrokenLoop:
 
     @cached_property
     def _blocks_full(self) -> "BlockShiftedLU | None":
-        """Block-wise factoriser of the full plant above :data:`BLOCK_PLANT` copy states (else None)."""
-        if self.full is None or self.full[0].shape[0] <= BLOCK_PLANT:
+        """Block-wise factoriser of the full plant above :data:`crnfb.feedback.sizes.BLOCK_PLANT` copy states
+        (else None)."""
+        if self.full is None or self.full[0].shape[0] <= sizes.BLOCK_PLANT:
             return None
         net = self.loop.net
         return BlockShiftedLU.build(self.full[0], [0, net.n_f, net.n_f + net.n_c])
@@ -231,7 +233,7 @@ class BrokenLoop:
     @property
     def rom(self) -> "PlantROM | None":
         """The verified reduced model of the full plant (:mod:`crnfb.analysis.plantrom`), built on first use
-        above :data:`ROM_PLANT` states; None for smaller plants, without detailed balance, or when
+        above :data:`crnfb.feedback.sizes.ROM_PLANT` states; None for smaller plants, without detailed balance, or when
         the model did not verify (then every frequency is solved exactly; :attr:`plant_model` says why)."""
         rom = self._rom_attempt[0]
         return rom if rom is not None and rom.verified else None
@@ -241,7 +243,7 @@ class BrokenLoop:
         """``(model or None, reason or None)``, built once per plant (shared by :meth:`scaled` copies)."""
         key = ("rom",)
         if key not in self.memo:
-            if self.full is None or self.n_p <= ROM_PLANT:
+            if self.full is None or self.n_p <= sizes.ROM_PLANT:
                 self.memo[key] = (None, None)
             else:
                 self.memo[key] = _plant_rom(self)
@@ -254,7 +256,7 @@ class BrokenLoop:
         if rom is not None and rom.verified:
             return {"method": "reduced model", **rom.to_dict()}
         out = {"method": "exact", "reason": reason or f"{self.n_p} plant states (a reduced model is built above "
-                                                     f"{ROM_PLANT})"}
+                                                     f"{sizes.ROM_PLANT})"}
         if rom is not None:
             out["reduced_model"] = rom.to_dict()
         return out
@@ -287,7 +289,7 @@ class BrokenLoop:
             Yf, Ye = Y[:k], Y[k:]
             return Yf[:, :k], Ye[:, :k] + Yf[:, :k] + self.D_mc, Ye[:, k] + self.D_a
         if self.n_p:
-            if self.full is not None and w != 0.0 and self.n_p > LARGE_PLANT:
+            if self.full is not None and w != 0.0 and self.n_p > sizes.LARGE_PLANT:
                 # the generators' columns sum to zero and every input is tangent to the
                 # simplices, so at w != 0 the full solve equals V times the reduced one;
                 # the full generators are banded, the reduced A has the pivots' dense rows.
@@ -368,13 +370,6 @@ def _shifted_lu(pattern, w: float):
     return splu(sparse.csc_matrix((data, M.indices, M.indptr), shape=M.shape))
 
 
-#: Full plants above this many copy states are factorised ensemble by ensemble (the free and
-#: clamped generators do not couple) in a nested-dissection order found once. Measured at
-#: 10^4 states (two_visible.toml, 20,160 plant states, one frequency): 0.54 s against 1.8 s
-#: for SuperLU's COLAMD on the whole plant (fill 5.4 M).
-BLOCK_PLANT = 5000
-
-
 class BlockShiftedLU:
     """``jw I - A`` for a block-diagonal ``A`` (the two ensembles' generators), one LU per block.
 
@@ -413,12 +408,6 @@ class BlockShiftedLU:
         return out
 
 
-#: Plants with more states than this are evaluated through a verified reduced model
-#: (:mod:`crnfb.analysis.plantrom`). Measured at 2535 copy states (5068 plant states): 25
-#: exact solves build a model of order 572 that agrees with every exact solve to 4e-11;
-#: margins 21.5 -> 2.7 s of the report (docs/benchmarks.md (d)). Below it (E1-E3, the chain)
-#: every frequency is solved exactly.
-ROM_PLANT = 500
 #: The reduced plant model's anchors: one a decade from this factor below the slowest plant
 #: rate to this factor above the fastest, plus :data:`ROM_FLAT` beyond both, where the
 #: response is constant (below) or ``CB/(jw)`` (above) to that relative size.
@@ -543,17 +532,10 @@ def dc_response(loop: LinearLoop, output: str = "e") -> np.ndarray:
     return loop.output(output) @ x + loop.feedthrough(output)
 
 
-#: Plants with more states than this get a coarser frequency grid (:func:`grid_stride`)
-#: and sparse eigenvalue estimates (:func:`plant_rate_range`).
-LARGE_PLANT = 500
-#: Points a decade on large plants: crossings and extrema are refined with exact
-#: evaluations at single frequencies, so the grid only has to bracket them.
-LARGE_POINTS_PER_DECADE = 40
-
-
 def grid_stride(blocks: BrokenLoop) -> int:
-    """Stride through ``SPEC_OMEGA``: 1 (2000/7 points a decade), 7 (about 40) above :data:`LARGE_PLANT` states."""
-    return 7 if blocks.n_p > LARGE_PLANT else 1
+    """Stride through ``SPEC_OMEGA``: 1 (2000/7 points a decade), 7 (about 40,
+    :data:`crnfb.feedback.sizes.LARGE_POINTS_PER_DECADE`) above :data:`crnfb.feedback.sizes.LARGE_PLANT` states."""
+    return 7 if blocks.n_p > sizes.LARGE_PLANT else 1
 
 
 def spec_grid(blocks: BrokenLoop) -> np.ndarray:
@@ -561,18 +543,19 @@ def spec_grid(blocks: BrokenLoop) -> np.ndarray:
     return SPEC_OMEGA[::grid_stride(blocks)]
 
 
-def plant_rate_range(blocks: BrokenLoop, dense_limit: int = LARGE_PLANT) -> tuple[float, float] | None:
+def plant_rate_range(blocks: BrokenLoop, dense_limit: int | None = None) -> tuple[float, float] | None:
     """Smallest and largest non-zero ``|eig(A)|`` of the ensemble plant (kept on ``blocks``; :func:`_plant_rate_range`)."""
+    dense_limit = sizes.LARGE_PLANT if dense_limit is None else dense_limit
     key = ("plant_rate_range", dense_limit)
     if key not in blocks.memo:
         blocks.memo[key] = _plant_rate_range(blocks, dense_limit)
     return blocks.memo[key]
 
 
-def _plant_rate_range(blocks: BrokenLoop, dense_limit: int = LARGE_PLANT) -> tuple[float, float] | None:
+def _plant_rate_range(blocks: BrokenLoop, dense_limit: int | None = None) -> tuple[float, float] | None:
     """Smallest and largest non-zero ``|eig(A)|`` of the ensemble plant.
 
-    Dense up to ``dense_limit`` states; above, the two ends from sparse
+    Dense up to ``dense_limit`` states (None: :data:`crnfb.feedback.sizes.LARGE_PLANT`); above, the two ends from sparse
     Lanczos on the symmetrised full plant (:func:`_symmetric`; the null
     vector and the unexcited ``-gamma`` modes of the clamped block may set
     the lower end, which only widens the band), or, without detailed
@@ -583,6 +566,7 @@ def _plant_rate_range(blocks: BrokenLoop, dense_limit: int = LARGE_PLANT) -> tup
     """
     if blocks.n_p == 0:
         return None
+    dense_limit = sizes.LARGE_PLANT if dense_limit is None else dense_limit
     if blocks.n_p > dense_limit:
         from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, eigs, eigsh
 

@@ -27,7 +27,7 @@ Example: take the free plant out and look at it alone::
     >>> T.input_labels, T.output_labels[:2]
     (['a'], ['theta_X', 'm_f_X'])
 
-Dense models are built only up to :data:`MAX_DENSE_STATES` states (a
+Dense models are built only up to :data:`crnfb.feedback.sizes.MAX_DENSE_STATES` states (a
 :class:`LoopTooLargeError` beyond); for larger loops use the sparse
 ``LinearLoop.Jr`` and :func:`crnfb.analysis.stability.closed_loop_eigenvalues`.
 """
@@ -42,14 +42,12 @@ import numpy as np
 from scipy import sparse
 
 from crnfb.feedback.loop import LoopBlocks, loop_outputs, signal_names, state_names, summing_junction
+from crnfb.feedback import sizes
 
 if TYPE_CHECKING:  # pragma: no cover
     from crnfb.analysis.linearise import LinearLoop
 
-__all__ = ["MAX_DENSE_STATES", "LoopTooLargeError", "linear_blocks", "linear_loop", "loop_transfer_blocks"]
-
-MAX_DENSE_STATES = 3000
-"""Largest state count for which dense :class:`control.StateSpace` models are built."""
+__all__ = ["LoopTooLargeError", "linear_blocks", "linear_loop", "loop_transfer_blocks"]
 
 
 class LoopTooLargeError(ValueError):
@@ -57,10 +55,11 @@ class LoopTooLargeError(ValueError):
 
 
 def _check_size(n: int, what: str) -> None:
-    if n > MAX_DENSE_STATES:
+    if n > sizes.MAX_DENSE_STATES:
         raise LoopTooLargeError(
             f"{what} has {n} states; dense python-control models are built only up to "
-            f"MAX_DENSE_STATES = {MAX_DENSE_STATES}. For larger loops use the sparse reduced Jacobian "
+            f"crnfb.feedback.sizes.MAX_DENSE_STATES = {sizes.MAX_DENSE_STATES}. For larger loops use the sparse "
+            "reduced Jacobian "
             "LinearLoop.Jr, crnfb.analysis.stability.closed_loop_eigenvalues (sparse Arnoldi), or lower n_max")
 
 

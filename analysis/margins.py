@@ -46,15 +46,12 @@ from scipy.optimize import brentq, linear_sum_assignment, minimize_scalar
 
 from crnfb.analysis.frequency import BrokenLoop, LoopResponse, analysis_grid, broken_loop
 from crnfb.analysis.linearise import LinearLoop
+from crnfb.feedback import sizes
 
 G_MIN = 1e-3
 G_MAX = 1e4
 GRID_PER_DECADE = 4
 PER_LOOP_PER_DECADE = 1
-DENSE_LIMIT = 1500
-#: Above this many reduced states eps_crit comes from the characteristic loci checked by
-#: sparse eigenvalues (:func:`_critical_gain_sparse`) instead of a scan of dense spectra.
-DENSE_SCAN_LIMIT = 400
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,7 +112,7 @@ def _modes(Jr, n_flat: int):
     from crnfb.analysis.stability import classify_modes, dense_eig, error_bounds, spectral_scale, zero_tolerance
 
     n = Jr.shape[0]
-    if n <= DENSE_LIMIT:
+    if n <= sizes.MARGINS_MODES_DENSE_LIMIT:
         A = Jr.toarray() if sparse.issparse(Jr) else Jr
         ev = np.linalg.eigvals(A)
     else:
@@ -123,22 +120,18 @@ def _modes(Jr, n_flat: int):
     scale = spectral_scale(Jr)
     tol = zero_tolerance(ev, scale)
     split = classify_modes(ev, n_flat, tol)
-    if n <= DENSE_LIMIT and split.rest.size and abs(split.rest[0].real) <= tol:
+    if n <= sizes.MARGINS_MODES_DENSE_LIMIT and split.rest.size and abs(split.rest[0].real) <= tol:
         # only when the slowest is within the tolerance: its conditioning decides (stability.error_bounds)
         ev, kappa = dense_eig(A)
         split = classify_modes(ev, n_flat, tol, error_bounds(ev, kappa, scale, tol))
     return split
 
 
-#: Largest reduced loop whose dense eigenvalues replace a failed Arnoldi search (3 GB would be 2e4).
-DENSE_FALLBACK = 6000
-
-
 def _rightmost_sparse(Jr, n_flat: int) -> np.ndarray:
     """The rightmost eigenvalues by Arnoldi; dense when ARPACK fails (export --speedup gave ArpackError, exit 3).
 
     A partial result of a non-converged search is kept when it holds enough
-    values; otherwise the dense spectrum up to :data:`DENSE_FALLBACK` states,
+    values; otherwise the dense spectrum up to :data:`crnfb.feedback.sizes.DENSE_FALLBACK` states,
     beyond that a RuntimeError with the reason (a stated limitation, not a crash).
     """
     from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, eigs
@@ -154,10 +147,10 @@ def _rightmost_sparse(Jr, n_flat: int) -> np.ndarray:
         reason = f"ARPACK did not converge ({e.eigenvalues.size} of {k} eigenvalues)"
     except ArpackError as e:
         reason = f"ARPACK failed ({str(e).splitlines()[0][:120]})"
-    if n <= DENSE_FALLBACK:
+    if n <= sizes.DENSE_FALLBACK:
         return np.linalg.eigvals(Jr.toarray() if sparse.issparse(Jr) else np.asarray(Jr))
     raise RuntimeError(f"the rightmost eigenvalues of the {n}-state loop are not available: {reason}, and the "
-                       f"dense fallback is limited to {DENSE_FALLBACK} states")
+                       f"dense fallback is limited to {sizes.DENSE_FALLBACK} states")
 
 
 def _scaled_family(loop: LinearLoop, direction):
@@ -165,7 +158,7 @@ def _scaled_family(loop: LinearLoop, direction):
     k = loop.net.k
     if direction is None:
         pos = _theta_positions(loop)
-        J0 = loop.Jr.toarray() if loop.n_reduced <= DENSE_SCAN_LIMIT else loop.Jr
+        J0 = loop.Jr.toarray() if loop.n_reduced <= sizes.DENSE_SCAN_LIMIT else loop.Jr
         if sparse.issparse(J0):
             rowscale = np.ones(loop.n_reduced)
 
@@ -354,7 +347,7 @@ def critical_gain(loop: LinearLoop, direction=None, g_min: float = G_MIN, g_max:
         they only tighten the brackets, the answer is the eigenvalue crossing.
     crossings : list of (omega, g) or None
         Frequency-domain crossings (:func:`nyquist_crossings`). Loops with more
-        than :data:`DENSE_SCAN_LIMIT` reduced states then skip the eigenvalue
+        than :data:`crnfb.feedback.sizes.DENSE_SCAN_LIMIT` reduced states then skip the eigenvalue
         scan (:func:`_critical_gain_sparse`): the smallest crossing whose
         eigenvalue near ``j omega`` (sparse shift-invert) changes sign across
         ``g (1 -+ 1e-3)`` is the answer, refined with ``brentq`` on that
@@ -362,7 +355,7 @@ def critical_gain(loop: LinearLoop, direction=None, g_min: float = G_MIN, g_max:
     """
     n_flat = _n_flat(loop)
     jac = _scaled_family(loop, direction)
-    if loop.n_reduced > DENSE_SCAN_LIMIT and crossings is not None:
+    if loop.n_reduced > sizes.DENSE_SCAN_LIMIT and crossings is not None:
         out = _critical_gain_sparse(loop, _gains_of(loop, direction), n_flat, g_min, g_max, crossings, refine, xtol)
         if out is not None:
             return out

@@ -48,15 +48,12 @@ from crnfb.analysis.noise_spectral import SparseDiffusion, spectral_covariance
 from crnfb.analysis.stability import loop_modes
 from crnfb.feedback.ensembles import EdgeList
 from crnfb.feedback.model import Model
+from crnfb.feedback import sizes as switches
+
 
 class NoStationaryCovariance(ValueError):
     """The linearised loop has no stationary covariance (unstable, an unexplained zero mode, or flat
     modes on the frequency-integral path): a reason for ``passed: null``, not a failure."""
-
-
-#: Reduced states up to which the covariance comes from dense Lyapunov solves (above: the
-#: frequency integral of :mod:`crnfb.analysis.noise_spectral`, sparse solves only).
-DENSE_LYAPUNOV_LIMIT = 400
 
 
 def _edge_diffusion(edges: EdgeList, rates: np.ndarray, p: np.ndarray, offset: int, N: int,
@@ -149,7 +146,7 @@ class NoisePrediction:
     slowest_rate : float                  ``-max Re eig(Jr)`` (correlation time ``1/rate``)
     sizes : tuple                         ``(M_f, M_c, Omega)``
     clamping : str
-    method : str                          ``"dense Lyapunov"`` (up to :data:`DENSE_LYAPUNOV_LIMIT`
+    method : str                          ``"dense Lyapunov"`` (up to :data:`crnfb.feedback.sizes.DENSE_LYAPUNOV_LIMIT`
                                           reduced states) or ``"frequency integral"``
     quadrature_error : float or None      the frequency integral's error estimate (relative to
                                           ``sqrt(Sigma_ii Sigma_jj)``); None for the dense path
@@ -219,11 +216,11 @@ def parameter_noise(model: Model | LinearLoop, clamping: str | None = None,
     diffusion = sparse_diffusion(loop)
     Dth = diffusion["learning"].S.diagonal()[base:]
     n_flat = int(loop_modes(loop).flat.size)
-    if n_flat and loop.n_reduced > DENSE_LYAPUNOV_LIMIT:
+    if n_flat and loop.n_reduced > switches.DENSE_LYAPUNOV_LIMIT:
         raise NoStationaryCovariance(
             f"the loop has {n_flat} flat mode(s) (lines of fixed points) and {loop.n_reduced} reduced states: the "
-            f"frequency-integral covariance (above {DENSE_LYAPUNOV_LIMIT}) does not project them out")
-    if loop.n_reduced <= DENSE_LYAPUNOV_LIMIT:
+            f"frequency-integral covariance (above {switches.DENSE_LYAPUNOV_LIMIT}) does not project them out")
+    if loop.n_reduced <= switches.DENSE_LYAPUNOV_LIMIT:
         cov_parts, method, err = _dense_parts(loop, {n: d.dense() for n, d in diffusion.items()}, G), \
             "dense Lyapunov", None
     else:
@@ -387,7 +384,7 @@ class NoisePlan:
 
 class _RatesOnly:
     """What :func:`plan_noise_check` reads of a prediction for a loop above
-    :data:`CORRELATION_DENSE_LIMIT` (slowest rate, event rate), without the covariance."""
+    :data:`crnfb.feedback.sizes.CORRELATION_DENSE_LIMIT` (slowest rate, event rate), without the covariance."""
 
     def __init__(self, loop: LinearLoop):
         self.loop = loop
@@ -407,10 +404,6 @@ def events_per_cpu_second(model: Model, prediction: NoisePrediction | LinearLoop
     simulate_ssa(model, 100.0 / rate, 2, **kw)
     tr = simulate_ssa(model, PILOT_EVENTS / rate, 2, **kw)
     return float(tr.events.sum()) / max(float(tr.cpu_seconds), 1e-3)
-
-
-#: Reduced loops up to which the correlation times come from dense Lyapunov solves (above: ``1/slowest rate``).
-CORRELATION_DENSE_LIMIT = 1000
 
 
 def _reduced_covariance(pred: NoisePrediction) -> np.ndarray:
@@ -468,12 +461,12 @@ def correlation_times(pred: NoisePrediction, S: np.ndarray | None = None) -> tup
 
     With ``C(t) = a^T exp(Jr t) S a`` (``a`` = ``l`` on the reduced coordinates, ``S`` the
     reduced covariance) these are ``-a^T Jr^{-1} S a / a^T S a`` and ``2 a^T X a / (a^T S a)^2``
-    with ``Jr X + X Jr^T + (S a)(S a)^T = 0``. Above :data:`CORRELATION_DENSE_LIMIT` reduced
+    with ``Jr X + X Jr^T + (S a)(S a)^T = 0``. Above :data:`crnfb.feedback.sizes.CORRELATION_DENSE_LIMIT` reduced
     states: ``1/slowest rate`` for both. ``S`` (:func:`_reduced_covariance`) may be given.
     """
     loop = pred.loop
     d = _coordinate_matrix(pred).shape[1]
-    if loop is None or loop.n_reduced > CORRELATION_DENSE_LIMIT:
+    if loop is None or loop.n_reduced > switches.CORRELATION_DENSE_LIMIT:
         return np.full(d, 1.0 / pred.slowest_rate), np.full(d, 1.0 / pred.slowest_rate)
     Vt = loop.V.toarray()[loop.net.n_f + loop.net.n_c:]
     S = _reduced_covariance(pred) if S is None else S
@@ -602,7 +595,7 @@ def _choose_plan(pred: NoisePrediction, names: tuple[str, ...], speed: float, bu
                  replicates: int) -> tuple[_Target, NoisePlan]:
     """The full check if it fits the budget; else the check restricted to the loop's faster modes
     with the lowest cut rate that fits (dense loops only); else the full plan with its reason."""
-    dense = pred.loop is not None and pred.loop.n_reduced <= CORRELATION_DENSE_LIMIT
+    dense = pred.loop is not None and pred.loop.n_reduced <= switches.CORRELATION_DENSE_LIMIT
     S = _reduced_covariance(pred) if dense else None
     full = _full_target(pred, names, S)
     plan = plan_noise_check(pred, speed, budget, replicates, full.times)
@@ -710,7 +703,7 @@ def validate_noise(model: Model | LinearLoop, replicates: int = REPLICATES, seed
     loop = prediction.loop if prediction is not None else (loop or linearise(model, clamping))
     if not _stationary_in_theta(loop):
         return []
-    if prediction is None and loop.n_reduced > CORRELATION_DENSE_LIMIT:
+    if prediction is None and loop.n_reduced > switches.CORRELATION_DENSE_LIMIT:
         # large loop: the plan needs only the slowest rate, so decide before the (costly) covariance
         speed = events_per_cpu_second(model, loop, seed) if speed is None else float(speed)
         rates = _RatesOnly(loop)
@@ -774,6 +767,6 @@ def _entries(pred: NoisePrediction, target: _Target, plan: NoisePlan, y: np.ndar
     return out
 
 
-__all__ = ["DENSE_LYAPUNOV_LIMIT", "diffusion_matrix", "event_rate", "events_per_cpu_second", "lna_tolerance",
+__all__ = ["diffusion_matrix", "event_rate", "events_per_cpu_second", "lna_tolerance",
            "lyapunov", "NOISE_BUDGET", "NoisePlan", "NoisePrediction", "NoStationaryCovariance", "parameter_noise", "plan_noise_check",
            "sparse_diffusion", "validate_noise"]

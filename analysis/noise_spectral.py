@@ -32,8 +32,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
-from crnfb.analysis.frequency import LARGE_PLANT, BrokenLoop, _shifted_lu, broken_loop, plant_rate_range
+from crnfb.analysis.frequency import BrokenLoop, _shifted_lu, broken_loop, plant_rate_range
 from crnfb.analysis.linearise import LinearLoop
+from crnfb.feedback import sizes
 
 #: Decades below the slowest and above the fastest rate before the integral's tails are summed in closed form.
 TAIL_DECADES = 3.0
@@ -112,7 +113,7 @@ class _Integrand:
         self.copy = {name: _restrict(d, self.n_pf) for name, d in diffusion.items() if name != "learning"}
         Ut = b.U.T / np.sqrt(b.eps)[None, :]
         self.learning = Ut @ np.diag(D_theta) @ Ut.T
-        self.big = b.n_p > LARGE_PLANT and b.full is not None
+        self.big = b.n_p > sizes.LARGE_PLANT and b.full is not None
         if self.big:
             _, rhs_f, Cf, Cc = b.full
             self.rhs_f = rhs_f[:, :k]

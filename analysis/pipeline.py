@@ -23,7 +23,7 @@ from functools import partial
 
 import numpy as np
 
-from crnfb.analysis.bifurcation import MAX_STATES as BIFURCATION_MAX_STATES, bifurcation
+from crnfb.analysis.bifurcation import bifurcation
 from crnfb.analysis.disturbance import Disturbance, disturbance
 from crnfb.analysis.fixedpoints import NoFixedPoint, StationaryPoint, learned_fixed_point, quasi_static_trajectory
 from crnfb.analysis.fluctuation import FluctuationResult, analyse_fluctuation, cost_refusal
@@ -31,7 +31,7 @@ from crnfb.analysis.frequency import SPEC_OMEGA, LoopResponse, broken_loop
 from crnfb.analysis.globalbehaviour import global_report, safe_factor
 from crnfb.analysis.linearise import LinearLoop, LoopFixedPoint, linearise, loop_fixed_point
 from crnfb.analysis.margins import Margins, margins
-from crnfb.analysis.region import ROA_MAX_STATES, linear_range_entry, region_of_attraction, region_report
+from crnfb.analysis.region import linear_range_entry, region_of_attraction, region_report
 from crnfb.analysis.results import Distribution, Results, StepResponse, LearningCurve, Unavailable
 from crnfb.analysis.stability import Stability, episode_time, stability
 from crnfb.analysis.thermo import EPISODE_TOL, Episode, episode, episode_settings, thermodynamics_report
@@ -42,6 +42,7 @@ from crnfb.feedback.parallel import run_all
 from crnfb.feedback.progress import progress_bar
 from crnfb.feedback.signals import Step
 from crnfb.feedback.simulate import SimulationError, simulate
+from crnfb.feedback import sizes
 
 __all__ = ["analyse", "STEP_AMPLITUDE", "margins_section", "disturbance_section", "frequency_section",
            "step_section", "episode_section", "trajectory_section", "distribution_section", "thermodynamics_section",
@@ -267,9 +268,6 @@ def validation_section(model: Model, loop: LinearLoop, quick: bool, seed: int,
     return list(validate_checks(model, loop, quick=quick, seed=seed, noise_budget=noise_budget))
 
 
-#: Largest loop state (ensembles + theta) on which the report runs the safe-factor trisection: the
-#: 10^4-state two_visible example spent over 15 minutes in it (issue 20).
-SAFE_FACTOR_MAX_STATES = 3000
 #: Wall seconds the global searches (safe factor, then region of attraction) may take together
 #: (``crnfb report --global-budget``): no new round starts after it, and a search whose first run
 #: alone would not fit (estimated from the report's own learning episode) is not started.
@@ -299,9 +297,9 @@ def global_section(model: Model, fp: LoopFixedPoint, mg: Margins | None, ep: Epi
         why = "no learning episode: " + reasons.get("episode", "not computed")
     elif not safe:
         why = "not computed (validation off: --no-validate, validate=False or quick)"
-    elif fp.x.size > SAFE_FACTOR_MAX_STATES:
+    elif fp.x.size > sizes.SAFE_FACTOR_MAX_STATES:
         why = (f"not computed: the trisection's ~30 nonlinear runs of a {fp.x.size}-state loop exceed a report's "
-               f"time (done up to {SAFE_FACTOR_MAX_STATES} states)")
+               f"time (done up to {sizes.SAFE_FACTOR_MAX_STATES} states)")
     elif (why := over_budget(deadline, budget, episode_seconds)) is None:
         sf = safe_factor(model, fp, run.converged, gm, deadline=deadline, episode=run)
     roa = region_section(model, fp, safe if region is None else region, checks, stab, reasons, deadline, budget,
@@ -318,9 +316,9 @@ def bifurcation_section(loop: LinearLoop | None, mg: Margins | None, orbits: boo
         return {"bifurcation_reason": "not computed: no linearised loop or margins"}
     if mg.gain_margin is None or mg.critical_frequency is None:
         return {"bifurcation_reason": "not computed: no crossing (" + (mg.eps_crit_reason or "no eps_crit") + ")"}
-    if loop.n_reduced > BIFURCATION_MAX_STATES:
+    if loop.n_reduced > sizes.BIFURCATION_MAX_STATES:
         return {"bifurcation_reason": f"not computed: loop too large ({loop.n_reduced} states > "
-                                      f"{BIFURCATION_MAX_STATES})"}
+                                      f"{sizes.BIFURCATION_MAX_STATES})"}
     try:
         b = bifurcation(loop, mg.gain_margin, mg.critical_frequency, orbits=orbits, deadline=deadline)
     except (SimulationError, ArithmeticError, np.linalg.LinAlgError, ValueError, RuntimeError) as e:
@@ -343,15 +341,15 @@ def region_section(model: Model, fp: LoopFixedPoint, search: bool, checks: list[
                    budget: float = GLOBAL_BUDGET, episode_seconds: float | None = None) -> dict[str, object]:
     """The region of attraction along the environment's change (:func:`crnfb.analysis.region.region_of_attraction`)
     with the linear range beside it; searched with ``search`` (as the safe factor) on loops up to
-    :data:`crnfb.analysis.region.ROA_MAX_STATES` states that are locally stable at ``a = 0``."""
+    :data:`crnfb.feedback.sizes.ROA_MAX_STATES` states that are locally stable at ``a = 0``."""
     lin = linear_range_entry(checks)
     lin_why = None if lin is not None else ("validation not run: " + reasons.get("validation", "not run")
                                             if checks is None else "the validation made no linear-range check")
     roa, why = None, None
     if not search:
         why = "not computed (validation off: --no-validate, validate=False or quick)"
-    elif fp.x.size > ROA_MAX_STATES:
-        why = f"not computed: loop too large ({fp.x.size} states > {ROA_MAX_STATES})"
+    elif fp.x.size > sizes.ROA_MAX_STATES:
+        why = f"not computed: loop too large ({fp.x.size} states > {sizes.ROA_MAX_STATES})"
     elif stab is not None and not stab.stable:
         why = "not computed: the loop is not locally stable at its fixed point for a = 0"
     elif deadline is not None and (why := over_budget(deadline, budget, episode_seconds)) is not None:

@@ -33,8 +33,9 @@ from crnfb.analysis.globalbehaviour import DEPLETION, past, piece_simulate, sett
 from crnfb.feedback.ensembles import LearningNetwork
 from crnfb.feedback.model import Model
 from crnfb.feedback.simulate import SimulationError, WorkLimitError
+from crnfb.feedback import sizes
 
-__all__ = ["ROA_RTOL", "ROA_MIN_STEP", "ROA_MAX_STATES", "ESCAPE", "RegionOfAttraction", "run_at_step",
+__all__ = ["ROA_RTOL", "ROA_MIN_STEP", "ESCAPE", "RegionOfAttraction", "run_at_step",
            "region_of_attraction", "region_report", "linear_range_entry"]
 
 #: Relative width of the final bracket ``hi / lo - 1``.
@@ -45,9 +46,6 @@ ROA_MIN_STEP = 1.0 / 64.0
 #: value, and at least DEPLETION kT (lambda off by a factor 100): stops runs that would spend the time
 #: limit in a relaxation oscillation (docs/theory.md §4b).
 ESCAPE = 10.0
-#: Largest loop state (ensembles + theta) on which the report searches (as the safe factor's limit:
-#: a search is 3 to 12 nonlinear runs to the time limit near the boundary).
-ROA_MAX_STATES = 3000
 
 METHOD = ("ODE runs from the loop's fixed point at a = 0 with the environment stepped to a (settled: the "
           "learning episode's criterion, at the fixed point for the new a); a = 1 first, then halving to a "

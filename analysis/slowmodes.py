@@ -39,6 +39,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import LinearOperator, splu
 
 from crnfb.feedback.sparselu import PermutedLU, lu_without_pivoting, nested_dissection
+from crnfb.feedback import sizes
 
 __all__ = ["ReducedInverse", "reduced_inverse", "reduced_solve", "ShiftedReduced"]
 
@@ -148,10 +149,6 @@ def _hidden_components(net, theta: np.ndarray) -> np.ndarray:
     return lab.astype(np.int64)
 
 
-#: Above this many states the free generator is ordered by METIS nested dissection (pymetis).
-ND_MIN_STATES = 20_000
-
-
 def _factor(M: sparse.csc_matrix):
     """Sparse LU of a (structurally symmetric) generator block.
 
@@ -159,7 +156,7 @@ def _factor(M: sparse.csc_matrix):
     (:mod:`crnfb.feedback.sparselu`); else SuperLU's
     MMD on ``A^T + A`` (a third of COLAMD's fill at 10^4 states).
     """
-    if M.shape[0] >= ND_MIN_STATES:
+    if M.shape[0] >= sizes.ND_MIN_STATES:
         perm = nested_dissection(M)
         return PermutedLU(lu_without_pivoting(M[perm][:, perm]), perm)
     return splu(M, permc_spec="MMD_AT_PLUS_A")
@@ -233,10 +230,8 @@ def reduced_solve(loop, b: np.ndarray) -> np.ndarray:
     """``Jr^{-1} b`` (reduced coordinates): block elimination (:class:`ReducedInverse`, kept on the loop) on
     large loops, else the bordered LU of ``Jr`` (:class:`ShiftedReduced` at 0) when the quasi-static Schur
     complement is singular; SuperLU of ``Jr`` on small loops."""
-    from crnfb.analysis.stability import DENSE_LIMIT
-
     b = np.asarray(b, float)
-    if loop.n_reduced > DENSE_LIMIT:
+    if loop.n_reduced > sizes.STABILITY_DENSE_LIMIT:
         try:
             ri = reduced_inverse(loop)
         except RuntimeError:

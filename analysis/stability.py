@@ -15,9 +15,8 @@ from scipy.sparse.linalg import ArpackNoConvergence, eigs
 
 from crnfb.analysis.linearise import LinearLoop
 from crnfb.feedback.model import Model
+from crnfb.feedback import sizes
 
-#: Dense ``eig`` up to this many reduced states; above, the slowest modes by sparse Arnoldi.
-DENSE_LIMIT = 400
 #: ``sqrt(machine epsilon)``: relative accuracy of a computed eigenvalue at a zero that may be
 #: ill-conditioned or (nearly) defective (docs/theory.md §5, "Zero modes and the one tolerance").
 ZERO_TOL_FACTOR = float(np.sqrt(np.finfo(float).eps))
@@ -126,7 +125,7 @@ def loop_modes(loop: LinearLoop, count: int | None = None) -> ModeSplit:
         ev = closed_loop_eigenvalues(loop, count)
         scale = spectral_scale(loop.J)
         tol = zero_tolerance(ev, scale, float(loop.memo.get("eig_residual", 0.0)))
-        kappa = loop.memo.get(("eig_condition", None if loop.n_reduced <= DENSE_LIMIT else (count or 20)))
+        kappa = loop.memo.get(("eig_condition", None if loop.n_reduced <= sizes.STABILITY_DENSE_LIMIT else (count or 20)))
         if kappa is not None and count is not None:
             kappa = kappa[:count]
         out = loop.memo[key] = classify_modes(ev, flat_count(loop), tol, error_bounds(ev, kappa, scale, tol))
@@ -152,11 +151,11 @@ def closed_loop_eigenvalues(loop: LinearLoop, count: int | None = None) -> np.nd
     loop : LinearLoop
     count : int or None
         How many of the slowest to return; ``None`` = all (dense; only for
-        loops up to :data:`DENSE_LIMIT` reduced states, else the slowest 20).
+        loops up to :data:`crnfb.feedback.sizes.STABILITY_DENSE_LIMIT` reduced states, else the slowest 20).
 
     Notes
     -----
-    Above :data:`DENSE_LIMIT` the reduced Jacobian has a few dense rows (the
+    Above :data:`crnfb.feedback.sizes.STABILITY_DENSE_LIMIT` the reduced Jacobian has a few dense rows (the
     eliminated pivots), which ruin sparse LU. The slowest modes are instead
     found by shift-invert Arnoldi at exactly zero on the reduced loop, with
     ``Jr^{-1}`` applied by block elimination (:mod:`crnfb.analysis.slowmodes`:
@@ -180,10 +179,10 @@ def closed_loop_eigenvalues(loop: LinearLoop, count: int | None = None) -> np.nd
         If Arnoldi converges on no eigenvalue (never an empty "unstable" answer).
     """
     n = loop.n_reduced
-    key = ("closed_loop_eigenvalues", None if n <= DENSE_LIMIT else (count or 20))
+    key = ("closed_loop_eigenvalues", None if n <= sizes.STABILITY_DENSE_LIMIT else (count or 20))
     ev = loop.memo.get(key)
     if ev is None:
-        if n <= DENSE_LIMIT:
+        if n <= sizes.STABILITY_DENSE_LIMIT:
             ev, kappa = dense_eig(loop.Jr.toarray())
         else:
             ev, kappa = _slowest_sparse(loop, count or 20), None

@@ -29,7 +29,7 @@ from the closed equations of the means (first-order networks), and
 the higher modes plus a remainder of the size of the truncation mass.
 
 Everything here is exact and slow: the loop is limited to
-:data:`MAX_SYMBOLIC_STATES` reduced states (:class:`SymbolicTooLargeError`).
+:data:`crnfb.feedback.sizes.MAX_SYMBOLIC_STATES` reduced states (:class:`SymbolicTooLargeError`).
 """
 
 from __future__ import annotations
@@ -43,9 +43,8 @@ from sympy.polys.matrices import DomainMatrix
 
 from crnfb.feedback.ensembles import LearningNetwork
 from crnfb.feedback.model import Model
+from crnfb.feedback import sizes
 
-MAX_SYMBOLIC_STATES = 16
-"""Largest reduced loop (states) :func:`symbolic_loop` accepts."""
 
 _RATIONAL_DEN = 10 ** 12
 
@@ -436,7 +435,7 @@ def latex_polynomial(expr: sp.Expr, s: sp.Symbol, factor: bool = True) -> str:
 
 
 def symbolic_loop(model: Model, clamping: str | None = None, eps: str = "per_species",
-                  max_states: int = MAX_SYMBOLIC_STATES) -> SymbolicLoop:
+                  max_states: int | None = None) -> SymbolicLoop:
     """The loop's Jacobian at its fixed point in symbols (see the module docstring).
 
     Parameters
@@ -445,8 +444,8 @@ def symbolic_loop(model: Model, clamping: str | None = None, eps: str = "per_spe
     clamping : str or None
         Override ``model.learning.clamping``.
     eps : ``"per_species"`` or ``"scalar"``
-    max_states : int
-        Largest reduced loop accepted.
+    max_states : int or None
+        Largest reduced loop accepted (None: :data:`crnfb.feedback.sizes.MAX_SYMBOLIC_STATES`).
 
     Raises
     ------
@@ -455,6 +454,7 @@ def symbolic_loop(model: Model, clamping: str | None = None, eps: str = "per_spe
     """
     net = LearningNetwork(model, clamping)
     n_red = net.n_states - 1 - (1 if net.dynamic and net.n_c else 0) - model.neutral.shape[1]
+    max_states = sizes.MAX_SYMBOLIC_STATES if max_states is None else max_states
     if n_red > max_states:
         raise SymbolicTooLargeError(
             f"the reduced loop has {n_red} states; exact symbolic analysis is limited to {max_states} "

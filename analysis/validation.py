@@ -55,7 +55,8 @@ from scipy.sparse.linalg import splu
 
 from crnfb.analysis.linearise import LinearLoop, linearise, loop_fixed_point, model_and_loop
 from crnfb.analysis.slowmodes import ShiftedReduced, reduced_solve
-from crnfb.analysis.stability import DENSE_LIMIT, stability
+from crnfb.analysis.stability import stability
+from crnfb.feedback import sizes
 from crnfb.feedback.ensembles import LearningNetwork
 from crnfb.feedback.model import Model
 from crnfb.feedback.parallel import run_all
@@ -180,7 +181,7 @@ class _Setup:
     def eig(self):
         """Eigenvalues (slowest first), right and left eigenvectors of ``Jr``."""
         n = self.loop.n_reduced
-        if n <= DENSE_LIMIT:
+        if n <= sizes.STABILITY_DENSE_LIMIT:
             lam, W, Vr = scipy.linalg.eig(self.Jr.toarray(), left=True, right=True)
         else:
             from scipy.sparse.linalg import LinearOperator, eigs
@@ -422,11 +423,12 @@ def check_linear_range(runs: _StepRuns, A0: float = A_STEP, target: float = LINE
 def _linear_theta_response(setup: _Setup, omega: np.ndarray) -> np.ndarray:
     """``C_theta (jw I - Jr)^{-1} Br`` (nw, k); crnfb.analysis.frequency's when available.
 
-    Loops above ``DENSE_LIMIT`` reduced states take the closed-loop response ``a -> theta`` of the
+    Loops above ``crnfb.feedback.sizes.STABILITY_DENSE_LIMIT`` reduced states take the closed-loop response
+    ``a -> theta`` of the
     loop broken at theta (:meth:`crnfb.analysis.frequency.BrokenLoop.response`, the plant through its
     verified reduced model when large): the same transfer, without factorising ``jw I - Jr``.
     """
-    if setup.loop.n_reduced > DENSE_LIMIT:
+    if setup.loop.n_reduced > sizes.STABILITY_DENSE_LIMIT:
         from crnfb.analysis.frequency import broken_loop
         return broken_loop(setup.loop).response(omega).G_atheta
     try:
@@ -462,7 +464,7 @@ def check_frequency(setup: _Setup, omegas: np.ndarray | None = None, A: float = 
     plans = []
     for w, Gw in zip(omegas, G):
         period = 2 * np.pi / w
-        if n > DENSE_LIMIT:     # bordered LU: the reduction's dense rows in a small Schur complement
+        if n > sizes.STABILITY_DENSE_LIMIT:     # bordered LU: the reduction's dense rows in a small Schur complement
             yw = -ShiftedReduced(setup.loop, 1j * w).solve(setup.Br.astype(complex))
         else:
             yw = splu((1j * w * I - setup.Jr.astype(complex)).tocsc()).solve(setup.Br.astype(complex))
@@ -550,7 +552,7 @@ def check_quasi_static(setup: _Setup) -> Check:
     qs = np.sort(setup.stability.quasi_static_rates[setup.stability.quasi_static_rates > 0])
     net_eq = LearningNetwork(model, "equilibrium")
     A = net_eq.free_generator(opt.theta)
-    if A.shape[0] <= DENSE_LIMIT:
+    if A.shape[0] <= sizes.STABILITY_DENSE_LIMIT:
         ev = np.abs(np.linalg.eigvals(A.toarray()))
     else:
         from scipy.sparse.linalg import eigs
@@ -659,7 +661,7 @@ def validate(model: Model | LinearLoop, loop: LinearLoop | None = None, quick: b
         else:
             checks.append(not_made("linear range", "no step response to measure it on (see step response)"))
         checks += _noise_checks(model, loop, seed, noise, st.stable, noise_budget)
-    if loop.n_reduced > DENSE_LIMIT:          # small loops: dense eigenvalues, every mode
+    if loop.n_reduced > sizes.STABILITY_DENSE_LIMIT:          # small loops: dense eigenvalues, every mode
         timed(check_slow_modes, setup)
     return checks
 

@@ -15,7 +15,7 @@ For growing state counts it times
   the analytic sparse Jacobian and its reduction (:func:`crnfb.analysis.linearise.linearise`,
   including ``Jr``), and the slowest 10 closed-loop eigenvalues
   (:func:`crnfb.analysis.stability.closed_loop_eigenvalues` with ``count=10``:
-  dense ``eig`` up to ``DENSE_LIMIT`` reduced states, shift-invert Arnoldi on the full Jacobian above);
+  dense ``eig`` up to ``STABILITY_DENSE_LIMIT`` reduced states, shift-invert Arnoldi on the full Jacobian above);
 * python-control: :func:`control.linearize` of the interconnected nonlinear
   loop (:func:`crnfb.feedback.loop.nonlinear_loop`; forward differences, n+2
   evaluations of the vector field) at the same fixed point, plus dense
@@ -64,7 +64,8 @@ sys.path.insert(0, str(ROOT))
 import control  # noqa: E402
 
 from crnfb.analysis.linearise import linearise, loop_fixed_point  # noqa: E402
-from crnfb.analysis.stability import DENSE_LIMIT, closed_loop_eigenvalues  # noqa: E402
+from crnfb.analysis.stability import closed_loop_eigenvalues  # noqa: E402
+from crnfb.feedback.sizes import STABILITY_DENSE_LIMIT  # noqa: E402
 from crnfb.feedback import Learning, Model, Network, Poisson, parse_model  # noqa: E402
 from crnfb.feedback.ensembles import LearningNetwork  # noqa: E402
 from crnfb.feedback.loop import nonlinear_loop  # noqa: E402
@@ -128,7 +129,7 @@ def run_series(name, make, sizes, max_seconds, rows):
         t_an = t_fp + t_lin + t_eig
         n = net.n_states
         row = dict(series=name, param=p, states=n, reduced=lp.n_reduced, t_fixed_point=t_fp,
-                   t_linearise=t_lin, t_eig10=t_eig, eig_method="dense" if lp.n_reduced <= DENSE_LIMIT else "arnoldi",
+                   t_linearise=t_lin, t_eig10=t_eig, eig_method="dense" if lp.n_reduced <= STABILITY_DENSE_LIMIT else "arnoldi",
                    t_analytic=t_an, t_ctrl_linearize=None, t_dense_eig=None, t_control=None, ctrl_est=None,
                    ratio=None, eig_err=None, fd_err=None, slowest_re=float(ev[0].real) if ev.size else float("nan"))
         est_lin = _extrapolate(fit_lin, n, 2)
@@ -192,7 +193,7 @@ def main(argv=None):
 
     print("bench_linearise: OPENBLAS_NUM_THREADS=1 (single-threaded BLAS, set by this script)")
     print(f"python-control {control.__version__}, numpy {np.__version__}, "
-          f"dense eig up to DENSE_LIMIT={DENSE_LIMIT} reduced states, sparse Arnoldi above; "
+          f"dense eig up to STABILITY_DENSE_LIMIT={STABILITY_DENSE_LIMIT} reduced states, sparse Arnoldi above; "
           f"cpus={os.cpu_count()}")
     print("times in seconds; analytic = fixed point + analytic Jacobian/reduction + slowest 10 eigenvalues;")
     print("control = control.linearize (forward differences) + dense eig of the full matrix; "

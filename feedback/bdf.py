@@ -34,6 +34,7 @@ from scipy.linalg.lapack import dgetrs, zgetrs
 from scipy.sparse.linalg import splu
 
 from .sparselu import PermutedLU, column_dominant, lu_without_pivoting, nested_dissection
+from . import sizes
 
 #: Relative change of ``c = h / alpha`` up to which a factorisation is reused (CVODE's ``dgmax`` is 0.3).
 REUSE_BAND = 0.3
@@ -42,22 +43,11 @@ BORDER_MIN_NNZ = 64
 BORDER_SQRT = 2.0
 #: Above this share of the size a border is not worth it: plain sparse LU.
 BORDER_MAX_SHARE = 0.2
-#: Sparse blocks with more unknowns than this are ordered by minimum degree on ``A^T + A`` instead of
-#: COLAMD. Measured on the two-visible scaffold (CPU, one factorisation of ``I - c A``): 5070 unknowns
-#: COLAMD 0.036 s (fill 0.49M) vs MMD_AT_PLUS_A 0.064 s (0.27M); 20160 unknowns COLAMD 0.70 s
-#: (5.4M) vs MMD_AT_PLUS_A 0.50 s (2.3M), and each solve costs in proportion to the fill.
-MMD_ABOVE = 10_000
-#: Sparse blocks with at least this many unknowns that are column diagonally dominant (the
-#: generators' ``I - c A``) are factorised without row pivoting in a METIS nested-dissection order
-#: found once per pattern (:mod:`crnfb.feedback.sparselu`). Measured (CPU, one factorisation):
-#: 20160 unknowns 0.07-0.12 s (fill 1.5M) against MMD_AT_PLUS_A's 0.33 s (2.3M); 5070 unknowns
-#: 0.009-0.024 s (0.22M) against COLAMD's 0.016-0.033 s (0.49M).
-ND_ABOVE = 2000
 
 
 def ordering(n: int) -> str:
-    """SuperLU column ordering for a sparse block of ``n`` unknowns (see ``MMD_ABOVE``)."""
-    return "MMD_AT_PLUS_A" if n > MMD_ABOVE else "COLAMD"
+    """SuperLU column ordering for a sparse block of ``n`` unknowns (see ``crnfb.feedback.sizes.MMD_ABOVE``)."""
+    return "MMD_AT_PLUS_A" if n > sizes.MMD_ABOVE else "COLAMD"
 
 
 def border_indices(M: sparse.spmatrix) -> np.ndarray:
@@ -95,7 +85,7 @@ class BorderLayout:
         self.C_src = tag[s][:, r].toarray().astype(np.int64) - 1
         self.n_rest = r.size
         self.perm = None
-        if r.size >= ND_ABOVE:
+        if r.size >= sizes.ND_ABOVE:
             # the sparse block in a nested-dissection order, as a gather from M.data (no slicing later)
             self.perm = nested_dissection(A)
             Ap = A[self.perm][:, self.perm].tocsc()

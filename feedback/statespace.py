@@ -25,10 +25,7 @@ from scipy.special import gammaln, logsumexp
 
 from .errors import ModelError, TruncationError
 from .network import Network
-
-MAX_STATES = 2_000_000
-#: Boxes with at most this many cells (states times species) are enumerated whole (_enumerate_box).
-BOX_CELLS = 8_000_000
+from . import sizes
 
 
 def class_size_bound(L: np.ndarray, bounds: np.ndarray, initial: np.ndarray | None = None) -> float:
@@ -55,10 +52,6 @@ def class_size_bound(L: np.ndarray, bounds: np.ndarray, initial: np.ndarray | No
     return _free_coordinate_bound(L, radix)
 
 
-#: Most partial sums the slice count keeps before it gives up (then the looser bound is used).
-_SLICE_STATES = 200_000
-
-
 def _slice_count(L: np.ndarray, bounds: np.ndarray, initial: np.ndarray) -> float | None:
     """Lattice points ``n`` of the box with ``L n = L n0`` (None when the count is too costly)."""
     Li = np.rint(L).astype(np.int64)
@@ -70,8 +63,9 @@ def _slice_count(L: np.ndarray, bounds: np.ndarray, initial: np.ndarray) -> floa
     sums, counts = np.zeros((1, Li.shape[0]), np.int64), np.ones(1)
     order = np.nonzero(inlaw)[0]
     lo, hi = np.minimum(Li, 0) * bounds, np.maximum(Li, 0) * bounds
+    cap = sizes.SLICE_COUNT_MAX_STATES
     for k, i in enumerate(order):
-        if bounds[i] + 1 > _SLICE_STATES or sums.shape[0] * (bounds[i] + 1) > 20 * _SLICE_STATES:
+        if bounds[i] + 1 > cap or sums.shape[0] * (bounds[i] + 1) > 20 * cap:
             return None
         v = np.arange(bounds[i] + 1, dtype=np.int64)
         sums = (sums[:, None, :] + v[None, :, None] * Li[:, i][None, None, :]).reshape(-1, Li.shape[0])
@@ -84,7 +78,7 @@ def _slice_count(L: np.ndarray, bounds: np.ndarray, initial: np.ndarray) -> floa
         sums, counts = sums[keep], counts[keep]
         sums, inv = _unique_rows(sums)
         counts = np.bincount(inv.ravel(), weights=counts, minlength=sums.shape[0])
-        if sums.shape[0] > _SLICE_STATES:
+        if sums.shape[0] > cap:
             return None
     hit = np.all(sums == target, axis=1)
     return float(counts[hit].sum()) * outside
@@ -367,12 +361,12 @@ class StateSpace:
         self.truncated = self.open | (self.bounds < natural)
         self.keys = StateKeys.for_box(self.bounds)
         bound = class_size_bound(network.conservation_laws, self.bounds, self.initial)
-        if bound > 8 * MAX_STATES:  # surely too big; between 1x and 8x the bound may be loose: enumerate
+        if bound > 8 * sizes.STATESPACE_MAX_STATES:  # surely too big; between 1x and 8x the bound may be loose: enumerate
             raise ModelError(f"the class has up to {bound:.3g} states (truncation box {self.bounds.tolist()} "
                              f"with {network.conservation_laws.shape[0]} conservation law(s)), more than "
-                             f"{MAX_STATES}; lower n_max", key="truncation.n_max")
+                             f"{sizes.STATESPACE_MAX_STATES}; lower n_max", key="truncation.n_max")
         volume = float(np.prod(self.bounds.astype(float) + 1.0))
-        if volume * network.n_species <= BOX_CELLS:
+        if volume * network.n_species <= sizes.BOX_CELLS:
             states = self._enumerate_box()
             chunks, word_chunks = [states], [self.keys.encode(states)]
         else:
@@ -434,15 +428,15 @@ class StateSpace:
             chunks.append(frontier)
             word_chunks.append(words)
             total += frontier.shape[0]
-            if total > MAX_STATES:
-                raise ModelError(f"the class has more than {MAX_STATES} states; lower n_max",
+            if total > sizes.STATESPACE_MAX_STATES:
+                raise ModelError(f"the class has more than {sizes.STATESPACE_MAX_STATES} states; lower n_max",
                                  key="truncation.n_max")
         return chunks, word_chunks
 
     def _enumerate_box(self) -> np.ndarray:
         """The class as a connected component of the jump graph on the whole box slice.
 
-        For boxes of at most ``BOX_CELLS`` cells: every jump of every state at
+        For boxes of at most ``crnfb.feedback.sizes.BOX_CELLS`` cells: every jump of every state at
         once (vectorised) and one ``connected_components`` call, linear in
         the box size, where the level-by-level search pays Python overhead
         per level (an open species with n_max = 60000 has 60000 levels). Such
@@ -472,8 +466,9 @@ class StateSpace:
         _, labels = connected_components(g, directed=False)
         start = np.searchsorted(codes, self.initial @ mult)
         found = states[labels == labels[start]]
-        if found.shape[0] > MAX_STATES:
-            raise ModelError(f"the class has {found.shape[0]} states, more than {MAX_STATES}; lower n_max",
+        if found.shape[0] > sizes.STATESPACE_MAX_STATES:
+            raise ModelError(f"the class has {found.shape[0]} states, more than {sizes.STATESPACE_MAX_STATES}; "
+                             "lower n_max",
                              key="truncation.n_max")
         return found
 
@@ -579,8 +574,8 @@ class StateSpace:
         b = self.bounds.copy()
         extra = np.maximum(10, np.ceil(0.5 * b)).astype(np.int64)
         # keep the enlarged class enumerable: a thinner rim still sees the tail next to the box
-        while extra.max() > 2 and class_size_bound(self.network.conservation_laws,
-                                                   np.where(self.truncated, b + extra, b), self.initial) > MAX_STATES:
+        while extra.max() > 2 and class_size_bound(self.network.conservation_laws, np.where(self.truncated, b + extra, b),
+                                                   self.initial) > sizes.STATESPACE_MAX_STATES:
             extra = np.maximum(2, extra // 2)
         b[self.truncated] = np.minimum(b[self.truncated] + extra[self.truncated],
                                        np.where(np.isfinite(self.natural_bounds), self.natural_bounds,

@@ -11,6 +11,7 @@ from crnfb.feedback.bdf import BorderedLU, ReuseBDF, border_indices
 from crnfb.feedback.ensembles import LearningNetwork
 from crnfb.feedback.signals import Step
 from crnfb.feedback.simulate import LoopField, integrate, simulate
+from crnfb.feedback import sizes
 
 
 def _bordered_matrix(n: int, k: int, seed: int) -> sparse.csc_matrix:
@@ -93,11 +94,10 @@ def test_reuse_bdf_matches_scipy_bdf_on_the_loop(name):
 def test_nested_dissection_without_pivoting_on_the_loop(monkeypatch):
     """The large-block path (METIS order, no row pivoting, ``ND_ABOVE``) lowered to E3: the bordered LU
     is a permuted unpivoted one and the trajectory is SciPy BDF's."""
-    import crnfb.feedback.bdf as bdf
     from conftest import example
     from crnfb.feedback.sparselu import PermutedLU
 
-    monkeypatch.setattr(bdf, "ND_ABOVE", 10)
+    monkeypatch.setattr(sizes, "ND_ABOVE", 10)
     model = example("hidden_scaffold").with_learning(clamping="dynamic")
     net = LearningNetwork(model)
     J = LoopField(net).jacobian(net.initial_state())
@@ -113,10 +113,9 @@ def test_nested_dissection_without_pivoting_on_the_loop(monkeypatch):
 
 def test_non_dominant_blocks_keep_pivoting(monkeypatch):
     """A sparse block that is not column diagonally dominant is factorised with SuperLU's pivoting."""
-    import crnfb.feedback.bdf as bdf
     from crnfb.feedback.sparselu import PermutedLU
 
-    monkeypatch.setattr(bdf, "ND_ABOVE", 10)
+    monkeypatch.setattr(sizes, "ND_ABOVE", 10)
     M, border = _bordered_matrix(400, 5, 0)
     M = M.tolil()
     M[3, 3] = 1e-3                     # a weak diagonal

@@ -6,6 +6,7 @@ import numpy as np
 
 import crnfb.analysis.frequency as F
 from crnfb.analysis.linearise import linearise
+from crnfb.feedback import sizes
 
 
 def test_block_factorisation_matches_the_whole_plant(monkeypatch, e3):
@@ -13,8 +14,8 @@ def test_block_factorisation_matches_the_whole_plant(monkeypatch, e3):
     SuperLU on the whole full plant and as the reduced coordinates. Both full-coordinate solves lose
     ~1e-14/w near w = 0 (the generators' zero mode), so frequencies start at 1e-4."""
     loop = linearise(e3)
-    monkeypatch.setattr(F, "LARGE_PLANT", 10)
-    monkeypatch.setattr(F, "ROM_PLANT", 10**9)      # exact solves only (tests/test_plantrom.py has the model)
+    monkeypatch.setattr(sizes, "LARGE_PLANT", 10)
+    monkeypatch.setattr(sizes, "ROM_PLANT", 10**9)      # exact solves only (tests/test_plantrom.py has the model)
     b = F.broken_loop(loop)
     w = np.logspace(-4, 1, 6)
 
@@ -22,15 +23,15 @@ def test_block_factorisation_matches_the_whole_plant(monkeypatch, e3):
         return F.BrokenLoop(b.loop, b.A, b.B_theta, b.B_a, b.C_mf, b.C_mc, b.D_mc, b.D_a, b.eps, b.neutral,
                             b.full, {})
 
-    monkeypatch.setattr(F, "BLOCK_PLANT", 10**9)
+    monkeypatch.setattr(sizes, "BLOCK_PLANT", 10**9)
     whole = fresh()
     ref = whole.plants(w)
     assert whole._blocks_full is None
-    monkeypatch.setattr(F, "BLOCK_PLANT", 10)
+    monkeypatch.setattr(sizes, "BLOCK_PLANT", 10)
     blocks = fresh()
     new = blocks.plants(w)
     assert blocks._blocks_full is not None and len(blocks._blocks_full.blocks) == 2
-    monkeypatch.setattr(F, "LARGE_PLANT", 10**9)
+    monkeypatch.setattr(sizes, "LARGE_PLANT", 10**9)
     reduced = fresh().plants(w)
     for r, n, red in zip(ref, new, reduced):
         scale = np.abs(red).max()

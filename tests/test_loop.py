@@ -24,6 +24,7 @@ from crnfb.analysis.stability import closed_loop_eigenvalues
 from crnfb.feedback.ensembles import LearningNetwork
 from crnfb.analysis.linblocks import LoopTooLargeError, linear_blocks, linear_loop, loop_transfer_blocks
 from crnfb.feedback.loop import nonlinear_blocks, nonlinear_loop, signal_names
+from crnfb.feedback import sizes
 
 _LIN: dict = {}
 
@@ -211,7 +212,7 @@ def test_loop_transfer_low_frequency_is_eps_H_over_s(e2):
 
 
 def test_dense_models_refuse_large_loops(loops, monkeypatch):
-    monkeypatch.setattr(linblocks_mod, "MAX_DENSE_STATES", 10)
+    monkeypatch.setattr(sizes, "MAX_DENSE_STATES", 10)
     with pytest.raises(LoopTooLargeError, match="MAX_DENSE_STATES = 10"):
         linear_blocks(loops["E1"])
     with pytest.raises(LoopTooLargeError):

@@ -18,6 +18,7 @@ from crnfb.analysis.margins import critical_gain, margins, scaled_jacobian
 from crnfb.feedback import Binomial, Learning, Model, Network, Poisson
 from crnfb.feedback.ensembles import LearningNetwork
 from crnfb.feedback.modelfile import load_model
+from crnfb.feedback import sizes
 
 EX = Path(__file__).resolve().parents[1] / "examples"
 
@@ -288,7 +289,7 @@ def test_sparse_eps_crit_matches_dense_scan_on_e3(monkeypatch):
     model = load_model(Path(__file__).resolve().parents[1] / "examples" / "hidden_scaffold.toml")
     loop = linearise(model)
     dense = margins(loop, per_loop=False)
-    monkeypatch.setattr(M, "DENSE_SCAN_LIMIT", 10)
+    monkeypatch.setattr(sizes, "DENSE_SCAN_LIMIT", 10)
     sparse_ = margins(linearise(model), per_loop=False)
     assert dense.gain_margin is not None
     assert sparse_.gain_margin == pytest.approx(dense.gain_margin, rel=1e-8)
@@ -301,13 +302,11 @@ def test_full_coordinate_plants_equal_reduced_ones_on_e3(monkeypatch):
     """Full copy-state solves (large plants) == reduced solves, including the disturbance input."""
     import dataclasses
 
-    import crnfb.analysis.frequency as F
-
     model = load_model(Path(__file__).resolve().parents[1] / "examples" / "hidden_scaffold.toml")
     blocks = broken_loop(linearise(model))
     w = np.logspace(-3, 2, 12)
     reduced = dataclasses.replace(blocks, full=None, memo={}).plants(w)
-    monkeypatch.setattr(F, "LARGE_PLANT", 0)
+    monkeypatch.setattr(sizes, "LARGE_PLANT", 0)
     full = dataclasses.replace(blocks, memo={}).plants(w)
     for a, b in zip(full, reduced):
         assert np.allclose(a, b, rtol=1e-8, atol=1e-10 * np.max(np.abs(b)))

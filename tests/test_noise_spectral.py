@@ -9,14 +9,15 @@ import pytest
 
 import crnfb.analysis.noise as noise
 from crnfb.analysis.linearise import linearise
+from crnfb.feedback import sizes
 from tests.conftest import example
 
 
 def _both(model, clamping=None, monkeypatch=None):
     loop = linearise(model, clamping)
-    monkeypatch.setattr(noise, "DENSE_LYAPUNOV_LIMIT", 10 ** 9)
+    monkeypatch.setattr(sizes, "DENSE_LYAPUNOV_LIMIT", 10 ** 9)
     dense = noise.parameter_noise(model, loop=loop)
-    monkeypatch.setattr(noise, "DENSE_LYAPUNOV_LIMIT", 0)
+    monkeypatch.setattr(sizes, "DENSE_LYAPUNOV_LIMIT", 0)
     spec = noise.parameter_noise(model, loop=loop)
     return dense, spec
 

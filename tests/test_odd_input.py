@@ -18,6 +18,7 @@ import pytest
 from crnfb.analysis.cli import main
 from crnfb.feedback.errors import ModelError
 from crnfb.feedback.fluctuation import MarkovEnvironment, telegraph
+from crnfb.feedback import sizes
 
 from conftest import EXAMPLES
 
@@ -226,7 +227,7 @@ def test_arpack_failure_falls_back_to_the_dense_spectrum(monkeypatch):
     from scipy import sparse
     from crnfb.analysis import margins
 
-    n = margins.DENSE_LIMIT + 50
+    n = sizes.MARGINS_MODES_DENSE_LIMIT + 50
     J = sparse.random(n, n, density=3.0 / n, random_state=1, format="csc") - sparse.identity(n) * 4.0
     dense = np.linalg.eigvals(J.toarray())
 
@@ -235,7 +236,7 @@ def test_arpack_failure_falls_back_to_the_dense_spectrum(monkeypatch):
     monkeypatch.setattr(sla, "eigs", broken)
     ev = margins._spectrum(J, 0)
     assert np.max(ev.real) == pytest.approx(np.max(dense.real), rel=1e-10)
-    monkeypatch.setattr(margins, "DENSE_FALLBACK", 10)
+    monkeypatch.setattr(sizes, "DENSE_FALLBACK", 10)
     with pytest.raises(RuntimeError, match="ARPACK failed"):
         margins._spectrum(J, 0)
 

@@ -18,6 +18,7 @@ from crnfb.analysis.linearise import linearise
 from crnfb.analysis.margins import _eig_near_full, critical_gain
 from crnfb.analysis.plantrom import ROM_TOL, build_rom, symmetric_plant
 from crnfb.feedback.bdf import BorderedLU
+from crnfb.feedback import sizes
 
 
 def _dense_solver(S: sparse.spmatrix):
@@ -110,10 +111,10 @@ def test_broken_loop_plants_through_the_model_match_exact_solves(monkeypatch, e3
                             b.full, {})
 
     w = np.concatenate([[0.0], np.logspace(-6, 3, 23) * np.e])      # never an anchor; 0 is below them all
-    monkeypatch.setattr(F, "ROM_PLANT", 10**9)
-    monkeypatch.setattr(F, "LARGE_PLANT", 10**9)
+    monkeypatch.setattr(sizes, "ROM_PLANT", 10**9)
+    monkeypatch.setattr(sizes, "LARGE_PLANT", 10**9)
     exact = fresh().plants(w)
-    monkeypatch.setattr(F, "ROM_PLANT", 5)
+    monkeypatch.setattr(sizes, "ROM_PLANT", 5)
     withrom = fresh()
     approx = withrom.plants(w)
     assert withrom.rom is not None and withrom.rom.verified

@@ -19,11 +19,12 @@ from crnfb import load_model
 from crnfb.analysis.globalbehaviour import global_report
 from crnfb.analysis.linearise import loop_fixed_point
 from crnfb.analysis.pipeline import region_section
-from crnfb.analysis.region import ROA_MAX_STATES, RegionOfAttraction, region_of_attraction, region_report
+from crnfb.analysis.region import RegionOfAttraction, region_of_attraction, region_report
 from crnfb.analysis.summary import _global_table
 from crnfb.feedback.parallel import run_all
 from crnfb.feedback.signals import Constant
 from crnfb.feedback.simulate import simulate
+from crnfb.feedback import sizes
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAIN30 = ROOT / "examples" / "chain30.toml"
@@ -99,9 +100,9 @@ def test_region_not_computed_reasons():
     off = region_section(m, fp, False, None, None, {"validation": "not run (validate=False / --no-validate)"})
     assert off["region_of_attraction"] is None and off["region_of_attraction_reason"].startswith("not computed")
     assert off["linear_range"] is None and "validation not run" in off["linear_range_reason"]
-    big = replace(fp, x=np.zeros(ROA_MAX_STATES + 1))
+    big = replace(fp, x=np.zeros(sizes.ROA_MAX_STATES + 1))
     why = region_section(m, big, True, [], None, {})["region_of_attraction_reason"]
-    assert why == f"not computed: loop too large ({ROA_MAX_STATES + 1} states > {ROA_MAX_STATES})"
+    assert why == f"not computed: loop too large ({sizes.ROA_MAX_STATES + 1} states > {sizes.ROA_MAX_STATES})"
 
 
 def test_region_solver_limit_is_a_limitation_not_a_verdict(monkeypatch):

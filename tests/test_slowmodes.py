@@ -2,7 +2,7 @@
 
 Independent reference: ``numpy.linalg.eigvals`` of the reduced Jacobian
 ``Jr`` (all of its spectrum). The sparse path is forced by lowering
-``DENSE_LIMIT``; it must return the slowest eigenvalues to ~1e-8 relative
+``STABILITY_DENSE_LIMIT``; it must return the slowest eigenvalues to ~1e-8 relative
 (dense ``eig`` itself is accurate to about ``eps_mach |J| / |s|``, 2e-9 for
 E3's slowest rate 7e-6), with the ``-gamma`` copies of the clamped ensemble
 at their full multiplicity, and give the same stability verdict and slowest
@@ -24,6 +24,7 @@ import crnfb.analysis.stability as stab
 from crnfb.analysis.linearise import linearise
 from crnfb.analysis.slowmodes import reduced_inverse
 from crnfb.feedback import load_model, parse_model
+from crnfb.feedback import sizes
 from tests.conftest import EXAMPLES
 
 _CACHE: dict = {}
@@ -49,7 +50,7 @@ def _loop_and_dense(name: str):
 def _check_against_dense(name: str, monkeypatch, count: int = 10):
     lp, dense = _loop_and_dense(name)
     lp.memo.clear()
-    monkeypatch.setattr(stab, "DENSE_LIMIT", 10)
+    monkeypatch.setattr(sizes, "STABILITY_DENSE_LIMIT", 10)
     found = stab._slowest_sparse(lp, count)
     # every value returned is an eigenvalue of Jr (relative to its size)
     rel = np.array([np.min(np.abs(dense - z)) / abs(z) for z in found])
@@ -84,7 +85,7 @@ def test_stability_verdict_and_slowest_rate_unchanged(name, monkeypatch):
     lp.memo.clear()
     ref = stab.stability(lp)
     lp.memo.clear()
-    monkeypatch.setattr(stab, "DENSE_LIMIT", 10)
+    monkeypatch.setattr(sizes, "STABILITY_DENSE_LIMIT", 10)
     new = stab.stability(lp, count=10)
     assert new.stable == ref.stable
     assert abs(new.slowest_rate - ref.slowest_rate) <= 1e-8 * ref.slowest_rate
@@ -109,9 +110,7 @@ def test_reduced_inverse_inverts_the_reduced_jacobian():
 
 def test_nested_dissection_factorisation_agrees(monkeypatch):
     """The METIS-ordered LU used above ND_MIN_STATES (no row pivoting) gives the same modes as dense eig."""
-    import crnfb.analysis.slowmodes as sm
-
-    monkeypatch.setattr(sm, "ND_MIN_STATES", 10)
+    monkeypatch.setattr(sizes, "ND_MIN_STATES", 10)
     _check_against_dense("two_visible_4_2", monkeypatch)
 
 
@@ -140,7 +139,7 @@ def test_reduced_solve_by_block_elimination_matches_splu(e3, monkeypatch):
     loop = linearise(e3)
     b = np.asarray(loop.Br, float)
     ref = np.linalg.solve(loop.Jr.toarray(), b)
-    monkeypatch.setattr(stab, "DENSE_LIMIT", 5)
+    monkeypatch.setattr(sizes, "STABILITY_DENSE_LIMIT", 5)
     loop.memo.clear()
     got = reduced_solve(loop, b)
     assert np.linalg.norm(got - ref) <= 1e-9 * np.linalg.norm(ref)

@@ -19,6 +19,7 @@ import pytest
 from crnfb.analysis.linearise import linearise
 from crnfb.analysis.stability import closed_loop_eigenvalues, stability
 from crnfb.feedback import parse_model
+from crnfb.feedback import sizes
 from tests.conftest import EXAMPLES
 
 _LIN: dict = {}
@@ -143,18 +144,18 @@ def test_reduced_loop_invariance(name, request):
 
 @pytest.mark.parametrize("name", ["e1", "e2"])
 def test_slowest_modes_sparse_path_agrees(name, request, monkeypatch):
-    """Above DENSE_LIMIT the slowest eigenvalues come from Arnoldi; they agree with dense eig.
+    """Above STABILITY_DENSE_LIMIT the slowest eigenvalues come from Arnoldi; they agree with dense eig.
 
     (Dynamic clamping, so E1 has a clamped block too.) On E3 ARPACK's
     ``which="LR"`` does not converge (slow modes 1e-5..1e-4 clustered against
-    a spectral radius ~40); that loop is below DENSE_LIMIT.
+    a spectral radius ~40); that loop is below STABILITY_DENSE_LIMIT.
     """
     import crnfb.analysis.stability as stab
 
     model = request.getfixturevalue(name).with_learning(clamping="dynamic", eps=0.2)
     lp = linearise(model)
     dense = closed_loop_eigenvalues(lp)
-    monkeypatch.setattr(stab, "DENSE_LIMIT", 20)
+    monkeypatch.setattr(sizes, "STABILITY_DENSE_LIMIT", 20)
     sparse_ev = stab.closed_loop_eigenvalues(lp, count=6)
     assert sparse_ev.size >= 1
     # a Krylov space finds one copy of a repeated eigenvalue (E2's clamped copies all relax at -gamma),

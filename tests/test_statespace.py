@@ -29,6 +29,7 @@ from crnfb.analysis.cli import main
 from crnfb.feedback import statespace
 from crnfb.feedback.network import Network
 from crnfb.feedback.statespace import StateKeys, StateSpace
+from crnfb.feedback import sizes
 
 
 def _token_walk():
@@ -87,9 +88,9 @@ def _paths(path: str, many_words: bool) -> ExitStack:
     """Force the enumeration ``box`` or ``bfs`` and, optionally, keys of one species per word."""
     stack = ExitStack()
     if path == "bfs":
-        stack.enter_context(mock.patch.object(statespace, "BOX_CELLS", 0))
+        stack.enter_context(mock.patch.object(sizes, "BOX_CELLS", 0))
     else:
-        stack.enter_context(mock.patch.object(statespace, "BOX_CELLS", 10**9))
+        stack.enter_context(mock.patch.object(sizes, "BOX_CELLS", 10**9))
     if many_words:
         stack.enter_context(mock.patch.object(statespace, "WORD_RANGE", 64))   # radices here are <= 13
     return stack

@@ -10,6 +10,7 @@ import pytest
 
 from crnfb.analysis.linearise import linearise
 from crnfb.analysis.validation import TOL, Check, validate
+from crnfb.feedback import sizes
 
 from conftest import example
 
@@ -134,12 +135,10 @@ def test_slow_mode_search_is_checked_against_the_reduced_plant_loop(monkeypatch,
     reduced-plant loop has the true slowest mode beyond that radius (confirmed by inverse iteration)."""
     from dataclasses import replace
 
-    import crnfb.analysis.frequency as F
-    import crnfb.analysis.stability as S
     from crnfb.analysis.validation import _Setup, check_slow_modes
 
-    monkeypatch.setattr(S, "DENSE_LIMIT", 5)
-    monkeypatch.setattr(F, "ROM_PLANT", 5)
+    monkeypatch.setattr(sizes, "STABILITY_DENSE_LIMIT", 5)
+    monkeypatch.setattr(sizes, "ROM_PLANT", 5)
     loop = linearise(e3)
     setup = _Setup(loop)
     ok = check_slow_modes(setup)
