@@ -165,6 +165,34 @@ def test_safe_factor_validated_by_ode_chain30():
     assert np.mean(late < star - math.log(100)) > 0.5       # mostly depleted, far from the fixed point
 
 
+@pytest.mark.slow
+def test_safe_factor_validated_by_ode_small_scaffold_dynamic():
+    """The E3-type scaffold with dynamic clamping: learning converges wherever the loop is locally stable,
+    so the bracket ends at the gain margin; plain ODE runs from the file's energies just inside settle, just
+    outside (past its supercritical Hopf crossing) they stay on an orbit far outside the settle band."""
+    from crnfb.analysis.globalbehaviour import settle_metric
+    from crnfb.analysis.margins import margins
+    m = load_model(ROOT / "tests" / "data" / "scaffold_small_dynamic.toml")
+    fp = loop_fixed_point(m)
+    gm = margins(linearise(m, fixed_point=fp)).gain_margin
+    sf = safe_factor(m, fp, True, gm, rtol=0.05)
+    lo, hi = sf.bracket
+    assert sf.factor == lo and hi / lo - 1 <= 0.05 and 1.0 < lo < hi <= gm * (1 + 1e-12)
+    U = settle_metric(m, fp.theta)
+    dist = lambda th: np.linalg.norm((th - fp.theta) @ U, axis=-1)  # noqa: E731  (the episode's metric)
+    d0 = float(dist(m.theta0))
+    # slowest closed-loop rate just inside: 0.018 at 0.98 lo (1000 = 18 / 0.018); growth just outside: 0.0066
+    def run(factor):     # a plain stiff run from the file's energies (an oscillating one takes many steps)
+        from crnfb.analysis.bifurcation import _flow
+        net = LearningNetwork(m.with_learning(eps=m.eps * factor))
+        return _flow(net, net.initial_state(), np.linspace(0.0, 1000.0, 2001), max_steps=400_000)[1][:, -net.k:]
+
+    inside = run(0.98 * lo)
+    assert dist(inside[-1]) <= SETTLE_TOL * d0
+    outside = run(1.02 * hi)
+    assert dist(outside[-400:]).min() > 10 * SETTLE_TOL * d0
+
+
 def _global_of(model, rtol: float = 0.1) -> tuple[dict, dict]:
     """The report's ``global`` section of ``model`` with a safe-factor search to ``rtol``; its eps."""
     from crnfb.analysis.margins import margins
