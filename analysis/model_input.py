@@ -4,57 +4,42 @@
 :func:`model_input` (one place): a model file (TOML, docs/model-file.md) as
 it is, or an SBML (``.xml``, ``.sbml``) or Antimony (``.ant``) file together
 with ``--visible X[,Y]`` (optional ``--learn A,B``) and ``--environment-file
-ENV.toml``, converted in memory the way ``crnfb convert`` does
-(:func:`crnfb.feedback.sbml.load_sbml_model`). Every error is a
+ENV.toml``, converted in memory the way ``crnfb convert`` does. The loading is
+``crnfb.load_model``'s (:func:`crnfb.feedback.loading.read_model_source`,
+one dispatch for Python and the command line); this module names the
+options by their flags. Every error is a
 :class:`~crnfb.feedback.errors.ModelError` (exit 2).
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from crnfb.feedback.errors import ModelError
+from crnfb.feedback.loading import ModelSource, OptionNames, read_model_source, species_names, unit_values
 from crnfb.feedback.model import Model
 
-__all__ = ["ModelInput", "model_input", "load_cli_model", "names_option", "add_model_options", "add_unit_options",
-           "unit_options", "locate_error",
-           "check_learned_truncation", "input_paths"]
+__all__ = ["ModelInput", "CLI_NAMES", "model_input", "load_cli_model", "names_option", "add_model_options",
+           "add_unit_options", "unit_options", "locate_error", "check_learned_truncation", "input_paths"]
 
 
-@dataclass(frozen=True)
-class ModelInput:
-    """A loaded model argument.
+#: A loaded model argument: the model, its model-file text, its source and the SBML unit rule.
+ModelInput = ModelSource
 
-    Attributes
-    ----------
-    model : Model
-    text : str
-        The model-file text the model was parsed from (for SBML, the text
-        built in memory); sweeps hash it and send it to their workers.
-    source : str
-        What the model came from (``MODEL`` or ``MODEL + ENV.toml``).
-    units : str or None
-        SBML/Antimony: the unit rule applied (one line, docs/sbml.md "Units").
-    """
-
-    model: Model
-    text: str
-    source: str
-    units: str | None = None
+#: How the loader's errors name the options on the command line (the flags).
+CLI_NAMES = OptionNames(
+    names={"visible": "--visible", "learn": "--learn", "environment": "--environment-file", "volume": "--volume",
+           "copies_per_unit": "--copies-per-unit"},
+    add={"visible": "--visible X[,Y]", "environment": "--environment-file ENV.toml"},
+    examples={"visible": "--visible X,Y", "learn": "--learn X,Y", "volume": "--volume 1",
+              "copies_per_unit": "--copies-per-unit 1"})
 
 
 def names_option(text: str | None, flag: str) -> list[str] | None:
     """Species names of a comma-separated option (``--visible X,Y``); None if the option is absent."""
-    if text is None:
-        return None
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise ModelError(f"{flag} needs species names, e.g. {flag} X,Y", key=flag)
-    return names
+    return species_names(text, flag.lstrip("-"), CLI_NAMES)
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -83,13 +68,14 @@ def add_unit_options(parser: argparse.ArgumentParser) -> None:
 
 def unit_options(args) -> dict:
     """``volume`` / ``copies_per_unit`` keyword arguments of the unit options, checked (ModelError naming the flag)."""
-    from crnfb.feedback.sbml.units import check_unit_option
-    return {"volume": check_unit_option(getattr(args, "volume", None), "--volume"),
-            "copies_per_unit": check_unit_option(getattr(args, "copies_per_unit", None), "--copies-per-unit")}
+    return unit_values(getattr(args, "volume", None), getattr(args, "copies_per_unit", None), CLI_NAMES)
 
 
 def model_input(args) -> ModelInput:
     """Load ``args.model`` (a model file, or SBML/Antimony with ``--visible`` and ``--environment-file``).
+
+    The one loader of every format, :func:`crnfb.feedback.loading.read_model_source`
+    (``crnfb.load_model``), with the errors naming the flags.
 
     Raises
     ------
@@ -99,35 +85,10 @@ def model_input(args) -> ModelInput:
         and every error of the importer and the model-file parser (naming
         the SBML element, Antimony line or environment-file key).
     """
-    from crnfb.feedback.modelfile import load_model
-    from crnfb.feedback.sbml import is_sbml_source, load_sbml_model
-    from crnfb.feedback.sbml.convert import units_line
-
-    path = str(args.model)
-    visible, learn = getattr(args, "visible", None), getattr(args, "learn", None)
-    env = getattr(args, "environment_file", None)
-    if not is_sbml_source(path):
-        given = [f for f, v in (("--visible", visible), ("--learn", learn), ("--environment-file", env),
-                                ("--volume", getattr(args, "volume", None)),
-                                ("--copies-per-unit", getattr(args, "copies_per_unit", None))) if v is not None]
-        if given:
-            verb = "applies" if len(given) == 1 else "apply"
-            raise ModelError(f"{' and '.join(given)} {verb} to SBML (.xml, .sbml) and Antimony (.ant) models only; "
-                             f"a model file holds its own species roles and [environment]: drop "
-                             f"{'them' if len(given) > 1 else 'it'}", file=path, key=given[0])
-        model = load_model(path)
-        return ModelInput(model, Path(path).read_text(encoding="utf-8"), path)
-    missing = [f for f, v in (("--visible X[,Y]", visible), ("--environment-file ENV.toml", env)) if v is None]
-    if missing:
-        raise ModelError(f"is SBML/Antimony, which holds the network but not the learning problem: add "
-                         f"{' and '.join(missing)} (a TOML file with the [environment] table, and optionally "
-                         "[learning], [truncation], [ensembles], of docs/model-file.md), or convert it once with "
-                         f"crnfb convert {path} -o model.toml --visible X", file=path,
-                         key=missing[0].split()[0])
-    units = unit_options(args)
-    model, text = load_sbml_model(path, names_option(visible, "--visible"), names_option(learn, "--learn"), env,
-                                  **units)
-    return ModelInput(model, text, f"{path} + {env}", units_line(text))
+    return read_model_source(args.model, visible=getattr(args, "visible", None), learn=getattr(args, "learn", None),
+                             environment=getattr(args, "environment_file", None),
+                             volume=getattr(args, "volume", None),
+                             copies_per_unit=getattr(args, "copies_per_unit", None), names=CLI_NAMES)
 
 
 def input_paths(args) -> tuple[str, ...]:

@@ -48,7 +48,7 @@ def _no_extra(d, allowed, key):
 
 
 def load_model(path: str | Path) -> Model:
-    """Read and validate a model file.
+    """Read and validate a model file (TOML only; :func:`crnfb.load_model` also reads SBML and Antimony).
 
     Raises
     ------
@@ -72,6 +72,16 @@ def load_model(path: str | Path) -> Model:
         raise ModelError(f"TOML syntax error: {e}", file=str(path),
                          line=int(m.group(1)) if m else None) from None
     return parse_model(data, source=str(path))
+
+
+#: File endings read as SBML or Antimony (:func:`crnfb.feedback.loading.load_model`, every subcommand);
+#: anything else is a model file.
+SBML_SUFFIXES = (".xml", ".sbml", ".ant", ".antimony")
+
+
+def is_sbml_source(path) -> bool:
+    """Whether ``path`` is read as SBML / Antimony rather than a model file (by its ending, :data:`SBML_SUFFIXES`)."""
+    return Path(path).suffix.lower() in SBML_SUFFIXES
 
 
 #: Largest model file read (a model file is a few kilobytes; this only stops runaway input).
@@ -287,4 +297,4 @@ def _parse_ensembles(data: dict) -> Ensembles:
                      _number(et.get("omega", 1000.0), "ensembles.omega", positive=True))
 
 
-__all__ = ["load_model", "parse_model"]
+__all__ = ["load_model", "parse_model", "SBML_SUFFIXES", "is_sbml_source"]

@@ -34,25 +34,18 @@ from pathlib import Path
 
 from ..errors import ModelError
 from ..model import Model
-from ..modelfile import parse_model, read_model_bytes
+from ..modelfile import SBML_SUFFIXES, is_sbml_source, parse_model, read_model_bytes
 from .importer import ImportedNetwork, read_network
 
 __all__ = ["antimony_to_sbml", "antimony_line", "unnamed_reaction_lines", "is_antimony", "is_sbml_source", "model_file_text",
            "read_converted", "environment_tables", "sbml_model_text", "load_sbml_model", "SBML_SUFFIXES",
            "ENVIRONMENT_FILE_TABLES", "environment_owns", "units_line", "UNITS_PREFIX"]
 
-#: File endings read as SBML or Antimony by every subcommand (anything else is a model file).
-SBML_SUFFIXES = (".xml", ".sbml", ".ant", ".antimony")
 #: The tables an environment file may hold (docs/model-file.md); ``[environment]`` is required.
 #: ``[initial]`` is applied over the SBML's initial state (species it names get its counts).
 ENVIRONMENT_FILE_TABLES = ("environment", "learning", "truncation", "ensembles", "initial")
 #: The comment of a converted model file that states the unit rule applied (:mod:`.units`).
 UNITS_PREFIX = "units: "
-
-
-def is_sbml_source(path) -> bool:
-    """Whether a subcommand reads ``path`` as SBML / Antimony (by its ending, :data:`SBML_SUFFIXES`)."""
-    return Path(path).suffix.lower() in SBML_SUFFIXES
 
 
 def is_antimony(path) -> bool:

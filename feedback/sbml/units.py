@@ -39,8 +39,11 @@ from ..errors import ModelError
 __all__ = ["UnitConversion", "check_unit_option"]
 
 
-def check_unit_option(value, flag: str):
-    """``value`` as a positive finite float (None stays None); :class:`ModelError` naming ``flag`` otherwise."""
+def check_unit_option(value, flag: str, example: str | None = None):
+    """``value`` as a positive finite float (None stays None); :class:`ModelError` naming ``flag`` otherwise.
+
+    ``example`` is the right form quoted in the message (default ``"{flag} 1"``, a command-line flag).
+    """
     if value is None:
         return None
     try:
@@ -48,7 +51,8 @@ def check_unit_option(value, flag: str):
     except (TypeError, ValueError):
         x = float("nan")
     if not (math.isfinite(x) and x > 0):
-        raise ModelError(f"{flag} must be a positive finite number, got {value!r} (e.g. {flag} 1)", key=flag)
+        raise ModelError(f"{flag} must be a positive finite number, got {value!r} (e.g. {example or flag + ' 1'})",
+                         key=flag)
     return x
 
 

@@ -13,6 +13,10 @@ command line). The names below are the public API of both::
     res = crnfb.analyse(model, validate=False)
     print(res.summary())
 
+``crnfb.load_model`` also reads SBML and Antimony, given the visible species
+and an environment file: ``crnfb.load_model("bd.xml", visible=["X"],
+environment="env.toml")`` (docs/sbml.md).
+
 The mathematics is in ``docs/theory.md``.
 """
 
