@@ -295,13 +295,13 @@ class _Evaluator:
         return self.model.with_learning(eps=tuple(float(e) * g for e in self.model.eps))
 
     def __call__(self, g: float) -> dict:
-        from crnfb.analysis.margins import _modes, _n_flat
+        from crnfb.analysis.margins import _modes
         from crnfb.analysis.thermo import fixed_point_dissipation
 
         loop = self.loop
         Jr = loop.Jr.toarray()
         Jr[_theta_positions(loop)] *= g
-        stable = _modes(Jr, _n_flat(loop)).stable     # the one zero tolerance (docs/theory.md §5)
+        stable = _modes(Jr, loop.flat_count).stable     # the one zero tolerance (docs/theory.md §5)
         mg = self.model_at(g)
         loop_g = linearise(mg, a=self.abar, fixed_point=self.fp)
         diss = fixed_point_dissipation(mg, loop_g).total_ensemble

@@ -51,13 +51,14 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import splu
 
-from crnfb.analysis.linearise import LinearLoop
+from crnfb.analysis.plantrom import ROM_TOL, PlantROM, build_rom, symmetric_plant
+from crnfb.analysis.slowmodes import reduced_solve
 from crnfb.feedback.landscape import identifiable_basis
 from crnfb.feedback.sparselu import lu_without_pivoting, nested_dissection
 from crnfb.feedback import sizes
 
 if TYPE_CHECKING:  # pragma: no cover
-    from crnfb.analysis.plantrom import PlantROM
+    from crnfb.analysis.linearise import LinearLoop     # the loop holds its BrokenLoop: linearise imports this
 
 #: The frequency grid of docs/cli.md (bandwidth); other grids extend it.
 SPEC_OMEGA = np.logspace(-4, 3, 2000)
@@ -146,7 +147,14 @@ class BrokenLoop:
     eps: np.ndarray             # (k,) learning rates (possibly scaled)
     neutral: np.ndarray         # (k, n_neutral) orthonormal neutral directions N
     full: tuple | None = None   # (A, rhs, C_mf, C_mc) in full copy-state coordinates (see plants)
-    memo: dict = field(default_factory=dict, repr=False, compare=False)  # w -> plants at w (shared by scaled())
+    plant_of: "BrokenLoop | None" = field(default=None, repr=False)   # scaled(): the loop whose plant this is
+    _responses: dict = field(default_factory=dict, init=False, repr=False)  # w -> plants at w (plants())
+
+    @property
+    def _plant(self) -> "BrokenLoop":
+        """The unscaled loop that owns this plant's derived quantities (responses, reduced model, rate
+        range): they do not depend on the learning rates, so :meth:`scaled` copies share them."""
+        return self if self.plant_of is None else self.plant_of
 
     @property
     def k(self) -> int:
@@ -179,7 +187,7 @@ class BrokenLoop:
         """Same plant, learning rates ``gains * eps`` (scalar or per species)."""
         g = np.broadcast_to(np.asarray(gains, float), self.eps.shape)
         return BrokenLoop(self.loop, self.A, self.B_theta, self.B_a, self.C_mf, self.C_mc, self.D_mc, self.D_a,
-                          self.eps * g, self.neutral, self.full, self.memo)
+                          self.eps * g, self.neutral, self.full, self._plant)
 
     # -- evaluation --------------------------------------------------------------------------
     @cached_property
@@ -223,10 +231,11 @@ class BrokenLoop:
         G = np.empty((omega.size, k), complex)
         rhs = self._rhs
         dynamic_c = self.C_mc.nnz > 0
+        table = self._plant._responses       # each frequency solved once per plant
         for i, w in enumerate(omega):
-            hit = self.memo.get(float(w))
+            hit = table.get(float(w))
             if hit is None:
-                hit = self.memo[float(w)] = self._plants_at(float(w), rhs, dynamic_c)
+                hit = table[float(w)] = self._plants_at(float(w), rhs, dynamic_c)
             Pf[i], Pc[i], G[i] = hit
         return Pf, Pc, G
 
@@ -238,16 +247,38 @@ class BrokenLoop:
         rom = self._rom_attempt[0]
         return rom if rom is not None and rom.verified else None
 
-    @property
+    @cached_property
     def _rom_attempt(self) -> tuple:
         """``(model or None, reason or None)``, built once per plant (shared by :meth:`scaled` copies)."""
-        key = ("rom",)
-        if key not in self.memo:
-            if self.full is None or self.n_p <= sizes.ROM_PLANT:
-                self.memo[key] = (None, None)
-            else:
-                self.memo[key] = _plant_rom(self)
-        return self.memo[key]
+        if self.plant_of is not None:
+            return self.plant_of._rom_attempt
+        if self.full is None or self.n_p <= sizes.ROM_PLANT:
+            return None, None
+        return _plant_rom(self)
+
+    @cached_property
+    def symmetric(self):
+        """The full plant in detailed-balance coordinates (:func:`crnfb.analysis.plantrom.symmetric_plant`),
+        outputs ``m_f`` and ``e``; None without a full plant or detailed balance. Built once per plant."""
+        return self._plant._symmetric_form()
+
+    @cached_property
+    def rate_range(self) -> tuple[float, float] | None:
+        """Smallest and largest non-zero ``|eig(A)|`` of the ensemble plant (:func:`_plant_rate_range`),
+        computed once per plant."""
+        return self.plant_of.rate_range if self.plant_of is not None else _plant_rate_range(self)
+
+    def _symmetric_form(self):
+        """:attr:`symmetric`, computed."""
+        if self.full is None:
+            return None
+        net = self.loop.net
+        A, rhs, Cf, Cc = self.full
+        pi = net.free_stationary(self.loop.fixed_point.theta)
+        weight = np.concatenate([pi, pi[net.clamped_states]]) if net.dynamic else pi
+        cuts = [0, net.n_f, net.n_f + net.n_c] if net.dynamic else [0, net.n_f]
+        rhs = rhs.real if not np.any(rhs.imag) else rhs      # stored complex for the exact solves
+        return symmetric_plant(A, rhs, sparse.vstack([Cf, Cc - Cf]).tocsr(), weight, cuts)
 
     @property
     def plant_model(self) -> dict:
@@ -418,9 +449,7 @@ ROM_FLAT = 1e9
 def _plant_rom(blocks: BrokenLoop) -> tuple:
     """``(model, reason)``: :func:`crnfb.analysis.plantrom.build_rom` for the full plant with outputs ``m_f``
     and ``e``, or ``(None, why not)``; an unverified model comes with the reason it is not used."""
-    from crnfb.analysis.plantrom import ROM_TOL, build_rom
-
-    plant = _symmetric(blocks)
+    plant = blocks.symmetric
     if plant is None:
         return None, "the ensembles' generators are not in detailed balance with the free law at the fixed point"
     rng = plant_rate_range(blocks)
@@ -437,26 +466,6 @@ def _plant_rom(blocks: BrokenLoop) -> tuple:
                                            f"(tolerance {ROM_TOL:g})")
 
 
-def _symmetric(blocks: BrokenLoop):
-    """The full plant in detailed-balance coordinates (:func:`crnfb.analysis.plantrom.symmetric_plant`),
-    outputs ``m_f`` and ``e``; None without a full plant or detailed balance. Kept on ``blocks``."""
-    key = ("symmetric",)
-    if key not in blocks.memo:
-        from crnfb.analysis.plantrom import symmetric_plant
-
-        plant = None
-        if blocks.full is not None:
-            net = blocks.loop.net
-            A, rhs, Cf, Cc = blocks.full
-            pi = net.free_stationary(blocks.loop.fixed_point.theta)
-            weight = np.concatenate([pi, pi[net.clamped_states]]) if net.dynamic else pi
-            cuts = [0, net.n_f, net.n_f + net.n_c] if net.dynamic else [0, net.n_f]
-            rhs = rhs.real if not np.any(rhs.imag) else rhs      # stored complex for the exact solves
-            plant = symmetric_plant(A, rhs, sparse.vstack([Cf, Cc - Cf]).tocsr(), weight, cuts)
-        blocks.memo[key] = plant
-    return blocks.memo[key]
-
-
 def broken_loop(loop: LinearLoop) -> BrokenLoop:
     """Split a :class:`LinearLoop` into ensemble plant and controller (module docstring).
 
@@ -466,7 +475,8 @@ def broken_loop(loop: LinearLoop) -> BrokenLoop:
     return loop.broken
 
 
-def _broken_loop(loop: LinearLoop) -> BrokenLoop:
+def split_at_theta(loop: LinearLoop) -> BrokenLoop:
+    """Build the :class:`BrokenLoop` of a loop (use :attr:`LinearLoop.broken`, built once per loop)."""
     net = loop.net
     n_p_full = net.n_f + net.n_c
     rest = loop.rest
@@ -520,8 +530,6 @@ def dc_response(loop: LinearLoop, output: str = "e") -> np.ndarray:
     """
     from scipy.sparse.linalg import lsqr
 
-    from crnfb.analysis.slowmodes import reduced_solve
-
     Jr = loop.Jr.tocsc()
     try:
         x = -reduced_solve(loop, loop.Br.astype(float))
@@ -544,19 +552,16 @@ def spec_grid(blocks: BrokenLoop) -> np.ndarray:
 
 
 def plant_rate_range(blocks: BrokenLoop, dense_limit: int | None = None) -> tuple[float, float] | None:
-    """Smallest and largest non-zero ``|eig(A)|`` of the ensemble plant (kept on ``blocks``; :func:`_plant_rate_range`)."""
-    dense_limit = sizes.LARGE_PLANT if dense_limit is None else dense_limit
-    key = ("plant_rate_range", dense_limit)
-    if key not in blocks.memo:
-        blocks.memo[key] = _plant_rate_range(blocks, dense_limit)
-    return blocks.memo[key]
+    """Smallest and largest non-zero ``|eig(A)|`` of the ensemble plant: :attr:`BrokenLoop.rate_range`
+    (computed once per plant), or computed now for another ``dense_limit`` (:func:`_plant_rate_range`)."""
+    return blocks.rate_range if dense_limit is None else _plant_rate_range(blocks, dense_limit)
 
 
 def _plant_rate_range(blocks: BrokenLoop, dense_limit: int | None = None) -> tuple[float, float] | None:
     """Smallest and largest non-zero ``|eig(A)|`` of the ensemble plant.
 
     Dense up to ``dense_limit`` states (None: :data:`crnfb.feedback.sizes.LARGE_PLANT`); above, the two ends from sparse
-    Lanczos on the symmetrised full plant (:func:`_symmetric`; the null
+    Lanczos on the symmetrised full plant (:attr:`BrokenLoop.symmetric`; the null
     vector and the unexcited ``-gamma`` modes of the clamped block may set
     the lower end, which only widens the band), or, without detailed
     balance, Arnoldi on the reduced plant (largest magnitude, and
@@ -570,7 +575,7 @@ def _plant_rate_range(blocks: BrokenLoop, dense_limit: int | None = None) -> tup
     if blocks.n_p > dense_limit:
         from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, eigs, eigsh
 
-        sym = _symmetric(blocks)
+        sym = blocks.symmetric
         if sym is not None:
             try:
                 hi = float(np.abs(eigsh(sym.S, k=1, which="SA", return_eigenvectors=False, tol=1e-3)).max())

@@ -23,7 +23,11 @@ from scipy import sparse
 from scipy.linalg import qr
 
 from crnfb.analysis.fixedpoints import StationaryPoint, learned_fixed_point
+from crnfb.analysis.frequency import BrokenLoop, split_at_theta
 from crnfb.analysis.linblocks import linear_blocks, linear_loop, loop_transfer_blocks
+from crnfb.analysis.slowmodes import ReducedInverse
+from crnfb.analysis.stability import ModeSplit, Spectrum, flat_count, loop_spectrum, mode_split
+from crnfb.feedback.bdf import BorderLayout
 from crnfb.feedback.ensembles import LearningNetwork
 from crnfb.feedback.loop import LoopBlocks
 from crnfb.feedback.model import Model
@@ -186,18 +190,45 @@ class LinearLoop:
         """Reduced Jacobian on the invariant subspace (sparse)."""
         return (self.J[self.rest] @ self.V).tocsr()
 
+    # -- what the analyses derive from the loop, each computed once on first use and shared --------
     @cached_property
-    def memo(self) -> dict:
-        """Results computed once per loop and shared by the analyses (e.g. its slowest eigenvalues)."""
-        return {}
+    def flat_count(self) -> int:
+        """Flat directions of ``D(Q||P)`` at the quasi-static optimum (:func:`crnfb.analysis.stability.flat_count`)."""
+        return flat_count(self)
 
     @cached_property
-    def broken(self):
+    def spectrum(self) -> Spectrum:
+        """The reduced loop's eigenvalues (:func:`crnfb.analysis.stability.loop_spectrum`: every mode when
+        dense, else the slowest :data:`~crnfb.analysis.stability.SPARSE_COUNT`)."""
+        return loop_spectrum(self)
+
+    @cached_property
+    def modes(self) -> ModeSplit:
+        """:attr:`spectrum` split into flat modes and the rest with the one zero tolerance
+        (:func:`crnfb.analysis.stability.mode_split`)."""
+        return mode_split(self, self.spectrum)
+
+    @cached_property
+    def reduced_inverse(self) -> ReducedInverse:
+        """``Jr^{-1}`` by block elimination (:class:`crnfb.analysis.slowmodes.ReducedInverse`); RuntimeError
+        (not kept) when an ensemble generator is singular."""
+        return ReducedInverse(self)
+
+    @cached_property
+    def shifted_layout(self) -> BorderLayout:
+        """Where the entries of ``J - s I`` go in a :class:`~crnfb.feedback.bdf.BorderedLU` with the theta
+        border: one sparsity pattern for every shift and learning-rate factor, so inverse iterations at
+        many shifts (:func:`crnfb.analysis.margins.eigenvalue_near`) share it."""
+        n = self.J.shape[0]
+        n_p = self.net.n_f + self.net.n_c
+        M = (self.J.astype(complex) - 1j * sparse.identity(n, dtype=complex, format="csc")).tocsc()
+        return BorderLayout(M, np.arange(n_p, n))
+
+    @cached_property
+    def broken(self) -> BrokenLoop:
         """The loop broken at theta, split into plant and controller
         (:func:`crnfb.analysis.frequency.broken_loop`), built once and shared by the analyses."""
-        from crnfb.analysis.frequency import _broken_loop
-
-        return _broken_loop(self)
+        return split_at_theta(self)
 
     @cached_property
     def Br(self) -> np.ndarray:

@@ -95,12 +95,6 @@ def scaled_jacobian(loop: LinearLoop, gains) -> sparse.csr_matrix:
     return (J[loop.rest] @ V).tocsr()
 
 
-def _n_flat(loop: LinearLoop) -> int:
-    from crnfb.analysis.stability import flat_count
-
-    return flat_count(loop)
-
-
 def _spectrum(Jr, n_flat: int) -> np.ndarray:
     """Eigenvalues (dense) or the slowest few (sparse), minus the flat modes (:func:`_modes`)."""
     return _modes(Jr, n_flat).rest
@@ -215,10 +209,8 @@ def eigenvalue_near(loop: LinearLoop, shift: complex, gains=1.0, iters: int = 30
     g = np.broadcast_to(np.asarray(gains, float), (net.k,))
     J = (sparse.diags(np.concatenate([np.ones(n_p), g])) @ loop.J).astype(complex).tocsc()
     n = J.shape[0]
-    key = ("eig_near_layout",)       # one pattern for every factor and shift: its layout is kept
     lu = BorderedLU(J - shift * sparse.identity(n, dtype=complex, format="csc"),
-                    border=np.arange(n_p, n), layout=loop.memo.get(key))
-    loop.memo[key] = lu.layout
+                    border=np.arange(n_p, n), layout=loop.shifted_layout)   # one pattern for every factor and shift
     x = loop.V @ np.random.default_rng(0).standard_normal(loop.n_reduced) + 0j
     return _inverse_iteration(J, lu.solve, x, complex(shift), iters)
 
@@ -353,7 +345,7 @@ def critical_gain(loop: LinearLoop, direction=None, g_min: float = G_MIN, g_max:
         ``g (1 -+ 1e-3)`` is the answer, refined with ``brentq`` on that
         eigenvalue when ``refine``. If none verifies, the scan runs.
     """
-    n_flat = _n_flat(loop)
+    n_flat = loop.flat_count
     jac = _scaled_family(loop, direction)
     if loop.n_reduced > sizes.DENSE_SCAN_LIMIT and crossings is not None:
         out = _critical_gain_sparse(loop, _gains_of(loop, direction), n_flat, g_min, g_max, crossings, refine, xtol)

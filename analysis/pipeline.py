@@ -140,8 +140,10 @@ def episode_section(model: Model, fp: LoopFixedPoint, stab: Stability, quick: bo
     """The learning episode (docs/theory.md §4), integrated once per report: the thermodynamic
     episode and the learning figure read the same trajectory (:func:`crnfb.analysis.thermo.episode`)."""
     rate = stab.slowest_rate
-    rate = rate if np.isfinite(rate) and rate > 0 else float(np.min(model.eps)) * 1e-3
-    return episode(model, fp, t_max=50.0 * np.log(1.0 / EPISODE_TOL) / rate, **episode_settings(quick))
+    known = bool(np.isfinite(rate) and rate > 0)
+    rate = rate if known else float(np.min(model.eps)) * 1e-3
+    return episode(model, fp, t_max=50.0 * np.log(1.0 / EPISODE_TOL) / rate, rate=rate if known else None,
+                   **episode_settings(quick))
 
 
 #: Points of the learning figure's trajectory (D is evaluated at each).

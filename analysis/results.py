@@ -1,10 +1,9 @@
 """The results of one stability analysis, and ``report.json``.
 
-:func:`crnfb.analysis.pipeline.analyse` (re-exported here) runs the analysis
+:func:`crnfb.analysis.pipeline.analyse` (also ``crnfb.analyse``) runs the analysis
 and returns a :class:`Results`::
 
-    from crnfb.feedback.modelfile import load_model
-    from crnfb.analysis.results import analyse
+    from crnfb import analyse, load_model
 
     res = analyse(load_model("examples/birth_death.toml"), validate=False)
     print(res.summary())
@@ -28,7 +27,9 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
+from crnfb.analysis.figures import notebook_html
 from crnfb.analysis.summary import Summary, build_summary
+from crnfb.feedback.errors import Unavailable
 from crnfb.feedback.model import Model
 
 if TYPE_CHECKING:  # imported for the annotations only: keeps `import crnfb` light
@@ -85,10 +86,6 @@ _SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "step": ("rise_time", "settling_time", "overshoot_pct"),
     "thermo_fixed_point": ("free", "clamped", "learning", "total"),
 }
-
-
-class Unavailable(Exception):
-    """A section or figure cannot be computed (a stated limitation, not a bug)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -522,10 +519,9 @@ class Results:
     def _repr_html_(self) -> str:
         """Jupyter's rich display: the verdict, :meth:`summary` and the key figures inline.
 
-        Rendered by :func:`crnfb.analysis.report.notebook_html`, the code that
-        writes ``report.html``.
+        Rendered by :func:`crnfb.analysis.figures.notebook_html` with the captions and tables that
+        ``report.html`` has.
         """
-        from crnfb.analysis.report import notebook_html
         return notebook_html(self)
 
 
@@ -533,11 +529,3 @@ def _package_version() -> str:
     from crnfb import __version__  # at call time: crnfb imports this module
     return __version__
 
-
-def __getattr__(name: str):
-    # ``analyse`` lives in crnfb.analysis.pipeline (which imports this module); re-exported lazily
-    # so that ``from crnfb.analysis.results import analyse`` keeps working without an import cycle.
-    if name == "analyse":
-        from crnfb.analysis.pipeline import analyse
-        return analyse
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -38,10 +38,11 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import LinearOperator, splu
 
+from crnfb.feedback.bdf import BorderedLU
 from crnfb.feedback.sparselu import PermutedLU, lu_without_pivoting, nested_dissection
 from crnfb.feedback import sizes
 
-__all__ = ["ReducedInverse", "reduced_inverse", "reduced_solve", "ShiftedReduced"]
+__all__ = ["ReducedInverse", "reduced_solve", "ShiftedReduced"]
 
 
 class ReducedInverse:
@@ -162,15 +163,6 @@ def _factor(M: sparse.csc_matrix):
     return splu(M, permc_spec="MMD_AT_PLUS_A")
 
 
-def reduced_inverse(loop) -> ReducedInverse:
-    """The reduced loop's inverse, built once per loop (kept in ``loop.memo``)."""
-    key = ("reduced_inverse",)
-    ri = loop.memo.get(key)
-    if ri is None:
-        ri = loop.memo[key] = ReducedInverse(loop)
-    return ri
-
-
 #: Iterative refinement of :class:`ShiftedReduced` solves: relative residual target and most steps.
 REFINE_TOL = 1e-13
 REFINE_STEPS = 3
@@ -192,7 +184,6 @@ class ShiftedReduced:
     """
 
     def __init__(self, loop, s: complex):
-        from crnfb.feedback.bdf import BorderedLU
 
         Jr = loop.Jr.tocsc()
         n = Jr.shape[0]
@@ -219,7 +210,6 @@ class ShiftedReduced:
 
     def solve_T(self, z: np.ndarray) -> np.ndarray:
         """``(Jr - s I)^{-T} z`` (vector or columns)."""
-        from crnfb.feedback.bdf import BorderedLU
 
         if self._luT is None:
             self._luT = BorderedLU(self.M.T.tocsc())
@@ -227,13 +217,13 @@ class ShiftedReduced:
 
 
 def reduced_solve(loop, b: np.ndarray) -> np.ndarray:
-    """``Jr^{-1} b`` (reduced coordinates): block elimination (:class:`ReducedInverse`, kept on the loop) on
+    """``Jr^{-1} b`` (reduced coordinates): block elimination (:attr:`LinearLoop.reduced_inverse`, built once per loop) on
     large loops, else the bordered LU of ``Jr`` (:class:`ShiftedReduced` at 0) when the quasi-static Schur
     complement is singular; SuperLU of ``Jr`` on small loops."""
     b = np.asarray(b, float)
     if loop.n_reduced > sizes.STABILITY_DENSE_LIMIT:
         try:
-            ri = reduced_inverse(loop)
+            ri = loop.reduced_inverse
         except RuntimeError:
             ri = None
         if ri is not None and np.isfinite(ri.schur_cond) and ri.schur_cond <= 1e12:

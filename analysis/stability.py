@@ -9,13 +9,17 @@ reduced loop (:mod:`crnfb.analysis.slowmodes`) for the slowest modes only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.sparse.linalg import ArpackNoConvergence, eigs
 
-from crnfb.analysis.linearise import LinearLoop
+from crnfb.analysis.fixedpoints import classify, quasi_static_rates
 from crnfb.feedback.model import Model
 from crnfb.feedback import sizes
+
+if TYPE_CHECKING:      # the loop holds its spectrum (LinearLoop.spectrum): linearise imports this module
+    from crnfb.analysis.linearise import LinearLoop
 
 #: ``sqrt(machine epsilon)``: relative accuracy of a computed eigenvalue at a zero that may be
 #: ill-conditioned or (nearly) defective (docs/theory.md §5, "Zero modes and the one tolerance").
@@ -111,36 +115,108 @@ def classify_modes(eigenvalues: np.ndarray, n_flat: int, tolerance: float,
                      bool(rest.size and abs(top) <= band), band)
 
 
-def loop_modes(loop: LinearLoop, count: int | None = None) -> ModeSplit:
-    """:func:`classify_modes` of the loop's (memoised) spectrum: the split every stability decision uses.
+#: Slowest eigenvalues the sparse search looks for when no count is asked (the loop's own spectrum).
+SPARSE_COUNT = 20
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """The reduced loop's eigenvalues as one computation found them (:func:`loop_spectrum`).
+
+    Attributes
+    ----------
+    eigenvalues : ndarray (complex)   slowest (largest real part) first
+    condition : ndarray or None       each eigenvalue's condition number (dense ``eig``), else None
+    residual : float                  largest residual of a near-zero Arnoldi pair (0 for dense ``eig``):
+                                      it adds to :func:`zero_tolerance`
+    search_radius : float or None     sparse search on the reduced loop: the largest ``|s|`` it found
+                                      (modes beyond it are not seen); None when every mode was computed
+                                      or the fallback search on the full Jacobian was used
+    method : str                      ``"dense"``, ``"shift-invert reduced"`` or ``"shift-invert full"``
+    count : int or None               how many of the slowest were asked for (None: every mode)
+    """
+
+    eigenvalues: np.ndarray
+    condition: np.ndarray | None
+    residual: float
+    search_radius: float | None
+    method: str
+    count: int | None
+
+    @property
+    def complete(self) -> bool:
+        """Every eigenvalue of the reduced loop is here (dense ``eig``)."""
+        return self.method == "dense"
+
+    def first(self, count: int | None) -> "Spectrum":
+        """The ``count`` slowest (all for None)."""
+        if count is None:
+            return self
+        cond = None if self.condition is None else self.condition[:count]
+        return Spectrum(self.eigenvalues[:count], cond, self.residual, self.search_radius, self.method, count)
+
+
+def loop_spectrum(loop: LinearLoop, count: int | None = None) -> Spectrum:
+    """Eigenvalues of the reduced loop, computed now (no reuse; :attr:`LinearLoop.spectrum` keeps the loop's own).
+
+    Dense ``eig`` with condition numbers up to
+    :data:`crnfb.feedback.sizes.STABILITY_DENSE_LIMIT` reduced states (every mode, whatever ``count``);
+    above, the slowest ``count`` (default :data:`SPARSE_COUNT`) by :func:`_slowest_sparse`.
+    """
+    if loop.n_reduced <= sizes.STABILITY_DENSE_LIMIT:
+        ev, kappa = dense_eig(loop.Jr.toarray())
+        residual, radius, method = 0.0, None, "dense"
+        asked = None
+    else:
+        asked = count or SPARSE_COUNT
+        ev, residual, radius, method = _slowest_sparse(loop, asked)
+        kappa = None
+    order = np.lexsort((np.abs(ev.imag), -ev.real))
+    return Spectrum(ev[order], None if kappa is None else kappa[order], residual, radius, method, asked)
+
+
+def spectrum_of(loop: LinearLoop, count: int | None = None) -> Spectrum:
+    """The ``count`` slowest eigenvalues: from the loop's own spectrum when it holds them
+    (:attr:`LinearLoop.spectrum`, computed once), else from a new search for ``count``.
+
+    The loop's own is used only if it came from the method the size switch picks now (a test that
+    moves :data:`crnfb.feedback.sizes.STABILITY_DENSE_LIMIT` gets the other method, not the kept answer).
+    """
+    own = loop.spectrum
+    same_method = own.complete == (loop.n_reduced <= sizes.STABILITY_DENSE_LIMIT)
+    if same_method and (count is None or own.complete or count == own.count):
+        return own.first(count)
+    return loop_spectrum(loop, count).first(count)
+
+
+def mode_split(loop: LinearLoop, spectrum: Spectrum) -> ModeSplit:
+    """:func:`classify_modes` of a spectrum of the loop: the split every stability decision uses.
 
     The flat count is that of the Hessian at the quasi-static optimum
-    (:func:`crnfb.analysis.fixedpoints.classify`); the tolerance is
-    :func:`zero_tolerance` of the full Jacobian's scale plus the sparse
-    path's residual bound.
+    (:attr:`LinearLoop.flat_count`); the tolerance is :func:`zero_tolerance`
+    of the full Jacobian's scale plus the sparse path's residual bound.
     """
-    key = ("loop_modes", count)
-    out = loop.memo.get(key)
-    if out is None:
-        ev = closed_loop_eigenvalues(loop, count)
-        scale = spectral_scale(loop.J)
-        tol = zero_tolerance(ev, scale, float(loop.memo.get("eig_residual", 0.0)))
-        kappa = loop.memo.get(("eig_condition", None if loop.n_reduced <= sizes.STABILITY_DENSE_LIMIT else (count or 20)))
-        if kappa is not None and count is not None:
-            kappa = kappa[:count]
-        out = loop.memo[key] = classify_modes(ev, flat_count(loop), tol, error_bounds(ev, kappa, scale, tol))
-    return out
+    ev = spectrum.eigenvalues
+    scale = spectral_scale(loop.J)
+    tol = zero_tolerance(ev, scale, spectrum.residual)
+    return classify_modes(ev, loop.flat_count, tol, error_bounds(ev, spectrum.condition, scale, tol))
+
+
+def loop_modes(loop: LinearLoop, count: int | None = None) -> ModeSplit:
+    """The mode split of the loop's ``count`` slowest eigenvalues (:func:`mode_split` of :func:`spectrum_of`);
+    for ``count=None`` the loop's own (:attr:`LinearLoop.modes`, computed once)."""
+    return _split(loop, spectrum_of(loop, count))
+
+
+def _split(loop: LinearLoop, spectrum: Spectrum) -> ModeSplit:
+    """:attr:`LinearLoop.modes` for the loop's own spectrum (computed once), else :func:`mode_split`."""
+    return loop.modes if spectrum is loop.spectrum else mode_split(loop, spectrum)
 
 
 def flat_count(loop: LinearLoop) -> int:
-    """Number of flat directions of ``D(Q||P)`` at the loop's quasi-static optimum (memoised)."""
-    n = loop.memo.get("flat_count")
-    if n is None:
-        from crnfb.analysis.fixedpoints import classify
-
-        fp = loop.fixed_point
-        n = loop.memo["flat_count"] = int(classify(loop.net.model, fp.optimum.theta, fp.a).flat.size)
-    return n
+    """Number of flat directions of ``D(Q||P)`` at the loop's quasi-static optimum."""
+    fp = loop.fixed_point
+    return int(classify(loop.net.model, fp.optimum.theta, fp.a).flat.size)
 
 
 def closed_loop_eigenvalues(loop: LinearLoop, count: int | None = None) -> np.ndarray:
@@ -151,7 +227,8 @@ def closed_loop_eigenvalues(loop: LinearLoop, count: int | None = None) -> np.nd
     loop : LinearLoop
     count : int or None
         How many of the slowest to return; ``None`` = all (dense; only for
-        loops up to :data:`crnfb.feedback.sizes.STABILITY_DENSE_LIMIT` reduced states, else the slowest 20).
+        loops up to :data:`crnfb.feedback.sizes.STABILITY_DENSE_LIMIT` reduced states, else the slowest
+        :data:`SPARSE_COUNT`).
 
     Notes
     -----
@@ -178,18 +255,7 @@ def closed_loop_eigenvalues(loop: LinearLoop, count: int | None = None) -> np.nd
     RuntimeError
         If Arnoldi converges on no eigenvalue (never an empty "unstable" answer).
     """
-    n = loop.n_reduced
-    key = ("closed_loop_eigenvalues", None if n <= sizes.STABILITY_DENSE_LIMIT else (count or 20))
-    ev = loop.memo.get(key)
-    if ev is None:
-        if n <= sizes.STABILITY_DENSE_LIMIT:
-            ev, kappa = dense_eig(loop.Jr.toarray())
-        else:
-            ev, kappa = _slowest_sparse(loop, count or 20), None
-        order = np.lexsort((np.abs(ev.imag), -ev.real))
-        ev = loop.memo[key] = ev[order]
-        loop.memo[("eig_condition",) + key[1:]] = None if kappa is None else kappa[order]
-    return ev.copy() if count is None else ev[:count].copy()
+    return spectrum_of(loop, count).eigenvalues.copy()
 
 
 def dense_eig(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -233,8 +299,9 @@ def structural_eigenvalues(loop: LinearLoop) -> np.ndarray:
     return np.array(vals, dtype=complex)
 
 
-def _slowest_sparse(loop: LinearLoop, count: int) -> np.ndarray:
-    """The ``count + 6`` eigenvalues of ``Jr`` nearest zero by shift-invert at exactly zero on the reduced loop.
+def _slowest_sparse(loop: LinearLoop, count: int) -> tuple[np.ndarray, float, float | None, str]:
+    """The ``count + 6`` eigenvalues of ``Jr`` nearest zero by shift-invert at exactly zero on the reduced loop,
+    with the residual bound of the near-zero pairs, the search radius and the method (:class:`Spectrum`).
 
     :mod:`crnfb.analysis.slowmodes` applies ``Jr^{-1}`` by block elimination
     (one sparse LU per ensemble generator, the small Schur complement on the
@@ -243,12 +310,10 @@ def _slowest_sparse(loop: LinearLoop, count: int) -> np.ndarray:
     Loops whose quasi-static Schur complement is singular (flat directions)
     fall back to :func:`_slowest_full_arpack`.
     """
-    from crnfb.analysis.slowmodes import reduced_inverse
-
     r = loop.n_reduced
     k = min(count + 6, r - 2)
     try:
-        ri = reduced_inverse(loop)
+        ri = loop.reduced_inverse
     except RuntimeError:            # singular ensemble generator (splu): not an irreducible class
         return _slowest_full_arpack(loop, count)
     if not np.isfinite(ri.schur_cond) or ri.schur_cond > 1e12:
@@ -264,20 +329,21 @@ def _slowest_sparse(loop: LinearLoop, count: int) -> np.ndarray:
         # keep only accurate pairs (residual in the reduced Jacobian itself, relative to |s|)
         res = np.linalg.norm(loop.Jr @ vecs - vecs * vals, axis=0) / np.maximum(np.linalg.norm(vecs, axis=0), 1e-300)
         ok = res <= 1e-6 * np.abs(vals) + 1e-12 * scale
-        vals = vals[ok]
-        _note_residual(loop, vals, res[ok], scale)
+        vals, res = vals[ok], res[ok]
     if vals.size == 0:
         raise RuntimeError(f"sparse eigenvalue search (shift-invert Arnoldi at 0, {r} reduced states) converged "
                            "on no eigenvalue; the stability verdict is unavailable")
-    loop.memo[("slowest_radius", count)] = float(np.max(np.abs(vals)))
+    radius = float(np.max(np.abs(vals)))
+    residual = _near_zero_residual(vals, res, scale)
     if ri.gamma_copies:   # exact, with multiplicity (the Krylov space excludes them)
         g = loop.net.gamma
         vals = np.concatenate([vals[np.abs(vals + g) > 1e-9 * g], np.full(ri.gamma_copies, -g, dtype=complex)])
-    return vals
+    return vals, residual, radius, "shift-invert reduced"
 
 
-def _slowest_full_arpack(loop: LinearLoop, count: int) -> np.ndarray:
-    """Shift-invert Arnoldi on the full Jacobian just right of its structural zeros (the fallback)."""
+def _slowest_full_arpack(loop: LinearLoop, count: int) -> tuple[np.ndarray, float, None, str]:
+    """Shift-invert Arnoldi on the full Jacobian just right of its structural zeros (the fallback; no
+    search radius: the shift is not at zero)."""
     J = loop.J.tocsc()
     removed = structural_eigenvalues(loop)
     k = min(count + removed.size + 6, J.shape[0] - 2)
@@ -292,13 +358,13 @@ def _slowest_full_arpack(loop: LinearLoop, count: int) -> np.ndarray:
         # non-normal generator can be off by O(1) (E1 at n_max 2000: -5.4+0.34j for -5)
         res = np.linalg.norm(J @ vecs - vecs * vals, axis=0) / np.maximum(np.linalg.norm(vecs, axis=0), 1e-300)
         ok = res <= 1e-6 * scale
-        vals = vals[ok]
-        _note_residual(loop, vals, res[ok], scale)
+        vals, res = vals[ok], res[ok]
     if vals.size == 0:
         raise RuntimeError(f"sparse eigenvalue search (shift-invert Arnoldi, {J.shape[0]} states) converged on "
                            "no eigenvalue; the stability verdict is unavailable")
     # drop one copy of each structural eigenvalue (by value: a degenerate -gamma
     # eigenspace mixes structural and genuine vectors, so eigenvectors cannot tell them apart)
+    residual = _near_zero_residual(vals, res, scale)
     vals = list(vals)
     tol = 1e-6 * scale
     for r in removed:
@@ -307,14 +373,14 @@ def _slowest_full_arpack(loop: LinearLoop, count: int) -> np.ndarray:
         i = int(np.argmin([abs(v - r) for v in vals]))
         if abs(vals[i] - r) <= tol:
             vals.pop(i)
-    return np.array(vals)
+    return np.array(vals), residual, None, "shift-invert full"
 
 
-def _note_residual(loop: LinearLoop, vals: np.ndarray, res: np.ndarray, scale: float) -> None:
-    """Keep the largest residual of a near-zero Arnoldi pair: it adds to :func:`zero_tolerance`
+def _near_zero_residual(vals: np.ndarray, res: np.ndarray, scale: float) -> float:
+    """The largest residual of a near-zero Arnoldi pair: it adds to :func:`zero_tolerance`
     (a pair with residual ``r`` is exact for ``J + E``, ``|E| = r``)."""
     near = np.abs(vals) <= ZERO_TOL_FACTOR * scale + res
-    loop.memo["eig_residual"] = float(np.max(res[near])) if np.any(near) else 0.0
+    return float(np.max(res[near])) if np.any(near) else 0.0
 
 
 def damping_ratios(ev: np.ndarray) -> np.ndarray:
@@ -348,6 +414,8 @@ class Stability:
                                       neutral direction explains (not stable)
     slowest_error_bound : float       round-off bound of the slowest eigenvalue (:func:`error_bounds`,
                                       at most ``zero_tolerance``): the band that decides for it
+    search_radius : float or None     the sparse slow-mode search saw the modes with ``|s|`` up to this
+                                      (:attr:`Spectrum.search_radius`); None when every mode was computed
     """
 
     eigenvalues: np.ndarray
@@ -364,6 +432,7 @@ class Stability:
     neutral_modes: int = 0
     marginal: bool = False
     slowest_error_bound: float = 0.0
+    search_radius: float | None = None
 
     @property
     def lines_of_fixed_points(self) -> int:
@@ -399,10 +468,9 @@ def stability(loop: LinearLoop, count: int | None = None) -> Stability:
     zero, are removed and reported as flat, not as instability. The verdict
     is local: a flat or neutral direction is a line of fixed points.
     """
-    from crnfb.analysis.fixedpoints import quasi_static_rates
-
     model = loop.net.model
-    split = loop_modes(loop, count)
+    sp = spectrum_of(loop, count)
+    split = _split(loop, sp)
     ev = split.rest
     re = ev.real
     slowest = -split.abscissa if ev.size else float("inf")
@@ -412,7 +480,7 @@ def stability(loop: LinearLoop, count: int | None = None) -> Stability:
     structural = structural_eigenvalues(loop)
     return Stability(ev, split.stable, slowest, tc, zeta, float(np.min(zeta)) if zeta.size else 1.0, split.flat,
                      dict(loop.removed, flat=int(split.flat.size)), qs, structural, split.tolerance,
-                     int(np.sum(structural == 0)), split.marginal, split.band)
+                     int(np.sum(structural == 0)), split.marginal, split.band, sp.search_radius)
 
 
 def episode_time(model: Model, stab: Stability, factor: float = 1.15, loop: bool = True) -> float:

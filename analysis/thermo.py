@@ -435,7 +435,7 @@ def _piece_solve_ivp(net, rtol, atol, substeps):
 
 def episode(model: Model, loop=None, tol: float = EPISODE_TOL, t_max: float | None = None,
             rtol: float = 1e-8, atol: float = 1e-12, integrator: str = "auto", points: int = 3000,
-            substeps: int = 4) -> Episode:
+            substeps: int = 4, rate: float | None = None) -> Episode:
     """Integrate the loop from the episode start and the dissipation along it until the episode ends.
 
     The loop starts at :meth:`LearningNetwork.initial_state` (theta0,
@@ -456,7 +456,9 @@ def episode(model: Model, loop=None, tol: float = EPISODE_TOL, t_max: float | No
     log-spaced output grid of ``points`` times (dense early, where the free
     ensemble's fast transient lives); ``"solve_ivp"`` uses SciPy's
     ``solve_ivp`` (BDF, :meth:`LearningNetwork.jacobian`) and its solver steps
-    subdivided ``substeps`` times; ``"auto"`` takes the first.
+    subdivided ``substeps`` times; ``"auto"`` takes the first. ``rate``: the
+    slowest closed-loop rate at the fixed point when the caller has it (the
+    report's stability section), else computed here by linearising.
     """
     from crnfb.analysis.globalbehaviour import piece_simulate, settle, time_limit
 
@@ -472,7 +474,7 @@ def episode(model: Model, loop=None, tol: float = EPISODE_TOL, t_max: float | No
         z = 0.0
         return Episode(0.0, True, z, None if parts0.clamped is None else z, z, z, z, 0.0, th_star, th_star, {},
                        "none (theta0 is the fixed point)")
-    rate = _slowest_rate(model, fp)
+    rate = _slowest_rate(model, fp) if rate is None else float(rate)
     t_max = time_limit(rate, model.eps) if t_max is None else t_max
     if integrator == "solve_ivp":
         piece, source = _piece_solve_ivp(net, rtol, atol, substeps), "scipy.integrate.solve_ivp"

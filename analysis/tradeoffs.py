@@ -30,7 +30,7 @@ from crnfb.analysis.disturbance import disturbance
 from crnfb.analysis.frequency import SPEC_OMEGA, broken_loop
 from crnfb.analysis.linearise import LinearLoop
 from crnfb.analysis.noise import parameter_noise
-from crnfb.analysis.sweep import ALIASES, PARAMS, ParamSpec, apply_params, build_grid
+from crnfb.analysis.grids import ALIASES, PARAMS, ParamSpec, apply_params, build_grid
 from crnfb.feedback.model import Model
 
 #: sense of each performance metric (``min``: lower is better)
@@ -64,7 +64,7 @@ PARAM_LABELS = {"eps": r"learning rate $\varepsilon$", "gamma": r"reset rate $\g
 
 # -- parameters ------------------------------------------------------------------------------------------------
 def apply_param(model: Model, name: str, value) -> Model:
-    """Copy of ``model`` with one sweep parameter set (:func:`crnfb.analysis.sweep.apply_params`).
+    """Copy of ``model`` with one sweep parameter set (:func:`crnfb.analysis.grids.apply_params`).
 
     ``eps`` (every learned species; ``eps.SPECIES`` one of them), ``gamma``,
     ``dmu``, ``kappa``; ``M`` sets both ensemble sizes, ``free``/``clamped``
@@ -113,7 +113,7 @@ def _noise(model: Model, loop: LinearLoop) -> tuple[float | None, str | None]:
 
 # -- one point ---------------------------------------------------------------------------------------------------
 def point_metrics(model: Model, *, episode: bool = False, bandwidth: bool = True, noise: bool = True,
-                  reasons: dict | None = None) -> dict:
+                  reasons: dict | None = None, loop: LinearLoop | None = None) -> dict:
     """Scalar trade-off metrics of one model (floats; ``None`` where unavailable).
 
     Keys: the parameters (``eps`` = largest learning rate, ``gamma``, ``dmu``,
@@ -125,7 +125,9 @@ def point_metrics(model: Model, *, episode: bool = False, bandwidth: bool = True
     and with ``episode=True`` ``episode_total`` (kT). ``bandwidth=False`` /
     ``noise=False`` skip those columns (the frequency sweep is the costly
     part of a point). Pass a dict as ``reasons`` to receive why each
-    ``None`` is missing.
+    ``None`` is missing. ``loop``: the model's linearised loop when the caller
+    has it (a sweep point's report), so that the fixed point is found and the
+    loop linearised once per point.
     """
     from crnfb.analysis import thermo
     from crnfb.analysis.linearise import linearise
@@ -135,7 +137,7 @@ def point_metrics(model: Model, *, episode: bool = False, bandwidth: bool = True
     lrn, ens = model.learning, model.ensembles
     out: dict = {"eps": float(np.max(model.eps)), "gamma": float(lrn.gamma), "dmu": float(lrn.dmu),
                  "free": float(ens.free), "clamped": float(ens.clamped), "omega": float(ens.omega)}
-    loop = linearise(model)
+    loop = linearise(model) if loop is None else loop
     fp = loop.fixed_point
     d = thermo.dissipation(loop.net, fp.x, fp.a)
     num = thermo._json_number

@@ -517,11 +517,11 @@ def check_slow_modes(setup: _Setup) -> Check:
 
     loop, st = setup.loop, setup.stability
     model = broken_loop(loop).closed_loop_model()
-    radii = [v for k, v in loop.memo.items() if isinstance(k, tuple) and k and k[0] == "slowest_radius"]
-    if model is None or not radii:
+    rho = st.search_radius
+    if model is None or rho is None:
         return not_made(SLOW_MODES, "no verified reduced plant model" if model is None
-                        else "the eigenvalues were computed densely (every mode)")
-    rho = max(radii)
+                        else "the eigenvalues were computed densely (every mode)" if loop.spectrum.complete
+                        else "the slow modes came from the fallback search on the full Jacobian (no search radius)")
     ev = np.linalg.eigvals(model[0])
     slowest = -st.slowest_rate
     outside = ev[np.abs(ev) > rho * (1 + 1e-9)]

@@ -84,4 +84,9 @@ def check_number(x, key: str, *, positive: bool = False, nonneg: bool = False, i
     return int(x) if integer else float(x)
 
 
-__all__ = ["check_number", "DetailedBalanceError", "EnvironmentModelError", "ModelError", "TruncationError"]
+class Unavailable(Exception):
+    """A section or figure of an analysis cannot be computed (a stated limitation, not a bug)."""
+
+
+__all__ = ["check_number", "DetailedBalanceError", "EnvironmentModelError", "ModelError", "TruncationError",
+           "Unavailable"]

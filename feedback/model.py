@@ -241,19 +241,6 @@ class Model:
         H = self.landscape.hessian(self.full_theta(theta), self.q_at(a))
         return H[np.ix_(self.learned, self.learned)]
 
-    @classmethod
-    def from_biocrnpyler(cls, crn, visible=None, environment=None, learning=None, **options) -> "Model":
-        """The model of a BioCRNpyler ``ChemicalReactionNetwork`` (reversible mass action; docs/sbml.md).
-
-        ``options``: ``learned``, ``initial``, ``n_max``, ``change``,
-        ``ensembles``, ``volume``, ``copies_per_unit``, ``tol``,
-        ``truncation_tol`` of :func:`crnfb.feedback.sbml.biocrnpyler.from_biocrnpyler`,
-        which this is. ``crnfb convert`` of the SBML file BioCRNpyler writes
-        (``crn.write_sbml_file``) gives the same network and initial state.
-        """
-        from .sbml.biocrnpyler import from_biocrnpyler
-        return from_biocrnpyler(crn, visible, environment, learning, **options)
-
     def replace(self, **changes) -> "Model":
         """Copy with fields replaced (e.g. ``learning=...``); derived data recomputed."""
         return dataclasses.replace(self, **changes)

@@ -39,7 +39,7 @@ section 4) there are no clamped copies: the production propensity uses the
 exact ``m_c(theta) = <n>_Qt``, recomputed after each learning event of a
 hidden species (``pi(h|v)`` does not depend on the visible species' theta;
 without hidden species ``m_c = E_Q[n]``); with one hidden learned species it
-is a function of that species' count alone and is memoised on it.
+is a function of that species' count alone and is tabulated on it.
 
 Reproducibility: ``numpy.random.SeedSequence(seed).spawn(replicates)``
 gives each replicate its own stream; the initial multinomial samples come
@@ -195,22 +195,22 @@ def _eq_clamped_mean(lam, states, logfact, vis, q, learned, out):
 
 
 @njit(cache=True)
-def _eq_mean_at(lam, states, logfact, vis, q, learned, out, memo, memo_j, L):
-    """:func:`_eq_clamped_mean`, memoised on ``L[memo_j]`` when one hidden learned species is the only
-    one that moves ``<n>_Qt`` (``memo`` has rows then; NaN = not yet computed): the mean is a
+def _eq_mean_at(lam, states, logfact, vis, q, learned, out, mean_table, table_j, L):
+    """:func:`_eq_clamped_mean`, tabulated on ``L[table_j]`` when one hidden learned species is the only
+    one that moves ``<n>_Qt`` (``mean_table`` has rows then; NaN = not yet computed): the mean is a
     function of that count alone, so each value is computed once per call of the event loop."""
-    if memo.shape[0] == 0:
+    if mean_table.shape[0] == 0:
         _eq_clamped_mean(lam, states, logfact, vis, q, learned, out)
         return
-    i = L[memo_j]
-    if 0 <= i < memo.shape[0]:
-        if memo[i, 0] == memo[i, 0]:
+    i = L[table_j]
+    if 0 <= i < mean_table.shape[0]:
+        if mean_table[i, 0] == mean_table[i, 0]:
             for j in range(out.size):
-                out[j] = memo[i, j]
+                out[j] = mean_table[i, j]
             return
         _eq_clamped_mean(lam, states, logfact, vis, q, learned, out)
         for j in range(out.size):
-            memo[i, j] = out[j]
+            mean_table[i, j] = out[j]
         return
     _eq_clamped_mean(lam, states, logfact, vis, q, learned, out)
 
@@ -309,18 +309,18 @@ def _advance(t_stop, Nf, Nc, L, rng, tv, iv, out_times, out_theta, out_mf, out_m
         for q in range(Dc):
             cdep[j, q] = cexpo[q, learned[j]] != 0
 
-    # equilibrium clamping with one hidden learned species: <n>_Qt memoised on its count
-    memo_j = -1
+    # equilibrium clamping with one hidden learned species: <n>_Qt tabulated on its count
+    table_j = -1
     n_dep = 0
     for j in range(k):
         if eq_dep[j]:
             n_dep += 1
-            memo_j = j
+            table_j = j
     if dynamic or n_dep != 1:
-        memo = np.empty((0, max(k, 1)))
-        memo_j = 0
+        mean_table = np.empty((0, max(k, 1)))
+        table_j = 0
     else:
-        memo = np.full((4 * max(L[memo_j], 1) + 1024, max(k, 1)), np.nan)
+        mean_table = np.full((4 * max(L[table_j], 1) + 1024, max(k, 1)), np.nan)
     treef = np.zeros((max(Df, 1), P + 1))
     treec = np.zeros((max(Dc, 1), Pc + 1))
     treen = np.zeros((1, Pc + 1))
@@ -367,7 +367,7 @@ def _advance(t_stop, Nf, Nc, L, rng, tv, iv, out_times, out_theta, out_mf, out_m
             else:
                 a[IR] = 0.0
                 if eq_dep.any():
-                    _eq_mean_at(lam, eq_states, eq_logfact, eq_vis, seg_q[seg], learned, mc, memo, memo_j, L)
+                    _eq_mean_at(lam, eq_states, eq_logfact, eq_vis, seg_q[seg], learned, mc, mean_table, table_j, L)
             for j in range(k):
                 if dynamic:
                     a[IP + j] = eps[j] * L[j] * Sc[j] / Mc
@@ -404,8 +404,8 @@ def _advance(t_stop, Nf, Nc, L, rng, tv, iv, out_times, out_theta, out_mf, out_m
                 seg += 1
                 t_next = -1.0          # propensities change: redraw
                 if not dynamic:
-                    memo[:] = np.nan      # the clamped law q changed
-                    _eq_mean_at(lam, eq_states, eq_logfact, eq_vis, seg_q[seg], learned, mc, memo, memo_j, L)
+                    mean_table[:] = np.nan      # the clamped law q changed
+                    _eq_mean_at(lam, eq_states, eq_logfact, eq_vis, seg_q[seg], learned, mc, mean_table, table_j, L)
                     for j in range(k):
                         a[IP + j] = eps[j] * L[j] * mc[j]
                 continue
@@ -496,7 +496,7 @@ def _advance(t_stop, Nf, Nc, L, rng, tv, iv, out_times, out_theta, out_mf, out_m
                     lamc[q] = _lamfac(lam, cexpo[q])
                     a[Df + q] = lamc[q] * sumc[q]
             if not dynamic and eq_dep[j]:
-                _eq_mean_at(lam, eq_states, eq_logfact, eq_vis, seg_q[seg], learned, mc, memo, memo_j, L)
+                _eq_mean_at(lam, eq_states, eq_logfact, eq_vis, seg_q[seg], learned, mc, mean_table, table_j, L)
                 for i in range(k):
                     a[IP + i] = eps[i] * L[i] * mc[i]
             elif dynamic:

@@ -39,7 +39,7 @@ from scipy.stats import binom
 
 import crnfb
 from crnfb.analysis.cli import main
-from crnfb.analysis.report import report_figures
+from crnfb.analysis.figures import report_figures
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = {"README.md": ROOT / "README.md", "tutorial": ROOT / "docs" / "tutorial.md"}

@@ -21,7 +21,7 @@ def test_block_factorisation_matches_the_whole_plant(monkeypatch, e3):
 
     def fresh():
         return F.BrokenLoop(b.loop, b.A, b.B_theta, b.B_a, b.C_mf, b.C_mc, b.D_mc, b.D_a, b.eps, b.neutral,
-                            b.full, {})
+                            b.full)
 
     monkeypatch.setattr(sizes, "BLOCK_PLANT", 10**9)
     whole = fresh()

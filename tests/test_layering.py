@@ -68,3 +68,98 @@ def test_the_walk_catches_every_form(source):
 ])
 def test_the_walk_passes_other_imports(source):
     assert not _offences(source)
+
+
+# -- no import cycles inside the package ---------------------------------------------------------
+ROOT = FEEDBACK.parent
+
+
+def _modules() -> dict[str, Path]:
+    """``crnfb.feedback...`` and ``crnfb.analysis...`` module names -> files."""
+    out = {}
+    for pkg in ("feedback", "analysis"):
+        for p in (ROOT / pkg).rglob("*.py"):
+            parts = p.relative_to(ROOT).with_suffix("").parts
+            parts = parts[:-1] if parts[-1] == "__init__" else parts
+            out["crnfb." + ".".join(parts)] = p
+    return out
+
+
+def _type_checking_only(tree: ast.AST) -> set[int]:
+    """Nodes under ``if TYPE_CHECKING:`` (annotations only: never executed, so never a cycle)."""
+    skip = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.If) and getattr(n.test, "id", getattr(n.test, "attr", None)) == "TYPE_CHECKING":
+            skip.update(id(m) for m in ast.walk(n))
+    return skip
+
+
+def import_graph(mods: dict[str, Path], sources: dict[str, str] | None = None) -> dict[str, set[str]]:
+    """Module -> the package modules it imports anywhere (module level or inside functions; relative
+    imports resolved; ``from pkg import sub`` is an edge to ``pkg.sub`` when that is a module)."""
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for name, path in mods.items():
+        tree = ast.parse(sources[name] if sources else path.read_text(encoding="utf-8"))
+        skip = _type_checking_only(tree)
+        pkg = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        for n in ast.walk(tree):
+            if id(n) in skip:
+                continue
+            if isinstance(n, ast.Import):
+                targets = [a.name for a in n.names]
+            elif isinstance(n, ast.ImportFrom):
+                if n.level:
+                    base = pkg.split(".")[:len(pkg.split(".")) - (n.level - 1)]
+                    mod = ".".join(base + ([n.module] if n.module else []))
+                else:
+                    mod = n.module or ""
+                subs = [f"{mod}.{a.name}" for a in n.names if f"{mod}.{a.name}" in mods]
+                targets = subs + ([mod] if len(subs) < len(n.names) else [])
+            else:
+                continue
+            graph[name].update(t for t in targets if t in mods and t != name)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle (``[a, b, ..., a]``) or None (depth-first search, colours)."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(u: str) -> list[str] | None:
+        state[u] = 1
+        stack.append(u)
+        for v in sorted(graph[u]):
+            if state.get(v) == 1:
+                return stack[stack.index(v):] + [v]
+            if v not in state and (c := visit(v)):
+                return c
+        stack.pop()
+        state[u] = 2
+        return None
+
+    for u in sorted(graph):
+        if u not in state and (c := visit(u)):
+            return c
+    return None
+
+
+def test_no_import_cycles_even_through_imports_inside_functions():
+    """Imports run one way inside each package too: no module imports (at module level or inside a
+    function) a module that imports it back, directly or through others."""
+    cycle = find_cycle(import_graph(_modules()))
+    assert cycle is None, " -> ".join(cycle)
+
+
+@pytest.mark.parametrize("sources,cyclic", [
+    ({"crnfb.analysis.a": "from crnfb.analysis import b\n", "crnfb.analysis.b": "def f():\n    from . import a\n"},
+     True),
+    ({"crnfb.analysis.a": "from crnfb.analysis.b import x\n",
+      "crnfb.analysis.b": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from crnfb.analysis.a import y\n"},
+     False),
+    ({"crnfb.analysis.a": "import crnfb.analysis.b\n", "crnfb.analysis.b": "import crnfb.analysis.c\n",
+      "crnfb.analysis.c": "from .a import z\n"}, True),
+])
+def test_the_cycle_search_finds_cycles(sources, cyclic):
+    mods = {m: Path(m.replace(".", "/") + ".py") for m in sources}
+    assert (find_cycle(import_graph(mods, sources)) is not None) == cyclic

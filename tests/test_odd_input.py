@@ -201,7 +201,7 @@ def test_changing_the_time_unit_scales_the_loop(scale):
     """kappa, eps (and gamma) times s is the same loop with time in units of 1/s: every closed-loop
     eigenvalue times s, the margins unchanged, eps_crit times s (None stays None)."""
     from dataclasses import replace
-    from crnfb.analysis.results import analyse
+    from crnfb.analysis.pipeline import analyse
     from crnfb.feedback.modelfile import load_model
     base = load_model(EXAMPLES / "birth_death.toml")
     net = base.network

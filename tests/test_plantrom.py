@@ -108,7 +108,7 @@ def test_broken_loop_plants_through_the_model_match_exact_solves(monkeypatch, e3
 
     def fresh():
         return F.BrokenLoop(b.loop, b.A, b.B_theta, b.B_a, b.C_mf, b.C_mc, b.D_mc, b.D_a, b.eps, b.neutral,
-                            b.full, {})
+                            b.full)
 
     w = np.concatenate([[0.0], np.logspace(-6, 3, 23) * np.e])      # never an anchor; 0 is below them all
     monkeypatch.setattr(sizes, "ROM_PLANT", 10**9)

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from crnfb.analysis import plots
 from crnfb.analysis.frequency import LoopResponse
-from crnfb.analysis.results import Distribution, StepResponse, Unavailable, analyse
+from crnfb.analysis.pipeline import analyse
+from crnfb.analysis.results import Distribution, StepResponse, Unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 GALLERY = sorted((ROOT / "examples" / "gallery").glob("*.py"))
@@ -400,7 +401,7 @@ def report_results(res, e2):
 
 @pytest.mark.parametrize("name", ["birth_death", "isomerisation", "birth_death_telegraph"])
 def test_report_figures_legends_clear_of_data(report_results, name):
-    from crnfb.analysis.report import make_figures
+    from crnfb.analysis.figures import make_figures
     figs = make_figures(report_results[name])
     bad = {n: legend_problems(f) for n, f in figs.items()}
     assert not any(bad.values()), {n: p for n, p in bad.items() if p}
@@ -532,7 +533,7 @@ def crowded(tmp_path_factory):
 @pytest.mark.parametrize("name", ["pool", "walk"])
 def test_crowded_report_figures_legends_clear_of_data(crowded, name, tmp_path):
     """Three visible species and 63 learned parameters: every report figure's legends clear of the data."""
-    from crnfb.analysis.report import make_figures
+    from crnfb.analysis.figures import make_figures
     figs = make_figures(crowded[name])
     bad = {n: legend_problems(f) for n, f in figs.items()}
     assert not any(bad.values()), {n: p for n, p in bad.items() if p}
@@ -594,7 +595,7 @@ def test_pick_named_takes_in_turn_without_repeats():
 def test_captions_and_gallery_state_the_selection_rule():
     """The rule that picks the named curves is stated where the figures are read: the report's captions
     (with the thresholds the code uses) and docs/gallery.md."""
-    from crnfb.analysis.report import FIGURE_CAPTIONS
+    from crnfb.analysis.figures import FIGURE_CAPTIONS
     for name in ("learning", "nyquist"):
         caption = FIGURE_CAPTIONS[name]
         assert f"more than {plots.MANY}" in caption and f"{plots.NAMED} are named" in caption

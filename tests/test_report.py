@@ -19,7 +19,8 @@ from crnfb.feedback.files import MARKER, OutputError
 from crnfb.analysis import results as R
 from crnfb.analysis.cli import main
 from crnfb.analysis.report import FIGURES, write_report
-from crnfb.analysis.results import REQUIRED_KEYS, analyse, get_path
+from crnfb.analysis.pipeline import analyse
+from crnfb.analysis.results import REQUIRED_KEYS, get_path
 
 ROOT = Path(__file__).resolve().parent.parent
 E1 = ROOT / "examples" / "birth_death.toml"

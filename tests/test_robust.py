@@ -108,7 +108,7 @@ def test_consistency_flags_stable_verdict_with_gain_margin_below_one():
 def test_consistency_hook_sets_exit_code(e1, monkeypatch):
     """A disagreement found inside analyse() is a failed validation entry and exit code 1."""
     import crnfb.analysis.validation as V
-    from crnfb.analysis.results import analyse
+    from crnfb.analysis.pipeline import analyse
     monkeypatch.setattr(V, "consistency_checks", lambda d: [{"quantity": "consistency: x", "passed": False}])
     res = analyse(e1, validate=False, figures=False)
     assert res.validation_failed and res.exit_code == 1

@@ -215,11 +215,11 @@ def test_stability_dense_and_arnoldi_agree_on_corpus(name, monkeypatch):
 def test_margins_modes_dense_and_arnoldi_agree(name, monkeypatch):
     """margins' split of a spectrum (dense up to ``MARGINS_MODES_DENSE_LIMIT``, else the rightmost by
     Arnoldi): same verdict, same rightmost non-flat mode within the zero tolerance."""
-    from crnfb.analysis.margins import _modes, _n_flat
+    from crnfb.analysis.margins import _modes
 
     lp = linearise(load_model(ROOT / "examples" / f"{name}.toml") if name == "hidden_scaffold"
                    else _corpus_model(name))
-    n, n_flat = lp.n_reduced, _n_flat(lp)
+    n, n_flat = lp.n_reduced, lp.flat_count
     monkeypatch.setattr(sizes, "MARGINS_MODES_DENSE_LIMIT", n)
     dense = _modes(lp.Jr, n_flat)
     monkeypatch.setattr(sizes, "MARGINS_MODES_DENSE_LIMIT", n - 1)
@@ -239,11 +239,11 @@ def test_hopf_point_dense_and_arnoldi_agree(monkeypatch):
     from scipy.optimize import brentq
 
     from crnfb.analysis.bifurcation import hopf_point
-    from crnfb.analysis.margins import _modes, _n_flat, scaled_jacobian
+    from crnfb.analysis.margins import _modes, scaled_jacobian
     from crnfb.analysis.pipeline import bifurcation_section
 
     lp = linearise(load_model(ROOT / "examples" / "chain_telegraph.toml"))
-    n, n_flat = lp.n_reduced, _n_flat(lp)
+    n, n_flat = lp.n_reduced, lp.flat_count
     # the crossing by bisection on the verdict of the scaled loop (a dense scan of margins' takes 25 s here)
     unstable = lambda g: -0.5 if _modes(scaled_jacobian(lp, g), n_flat).stable else 0.5  # noqa: E731
     assert unstable(1.0) < 0 < unstable(1e4)

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from crnfb.analysis.cli import main
-from crnfb.analysis.results import SCALAR_KEYS, analyse
+from crnfb.analysis.pipeline import analyse
+from crnfb.analysis.results import SCALAR_KEYS
 from crnfb.analysis.sweep import apply_params, build_grid, parse_param, read_csv, run_sweep
 from crnfb.feedback.errors import ModelError
 
@@ -209,3 +210,37 @@ def test_sweep_safe_factor_over_kappa_checked_by_ode_runs(tmp_path, capsys):
     assert main(["sweep", str(CHAIN10), "--param", "kappa=0.5,2", "-o", str(out), "--safe-factor",
                  "--global-budget", "5"]) == 2
     assert "--safe-factor and its --global-budget" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_sweep_point_finds_the_fixed_point_and_linearises_once(monkeypatch):
+    """A sweep of 20 points (report scalars and trade-off metrics per point) performs one learned-optimum
+    search, one loop fixed-point search and one linearisation per point: every section of a point reuses the
+    report's loop (counted by wrapping the two searches wherever the package binds them, and LinearLoop)."""
+    from crnfb.analysis import fixedpoints, linearise as lin
+    from crnfb.analysis.sweep import evaluate_point
+    from crnfb.feedback.modelfile import load_model
+
+    counts = {"learned_fixed_point": 0, "loop_fixed_point": 0, "LinearLoop": 0}
+
+    def counting(key, f):
+        def wrapped(*a, **k):
+            counts[key] += 1
+            return f(*a, **k)
+        return wrapped
+
+    for key, home in (("learned_fixed_point", fixedpoints), ("loop_fixed_point", lin)):
+        orig = getattr(home, key)
+        w = counting(key, orig)
+        bound = [m for m in list(sys.modules.values())
+                 if getattr(m, "__name__", "").startswith("crnfb.") and getattr(m, key, None) is orig]
+        assert home in bound
+        for m in bound:
+            monkeypatch.setattr(m, key, w)
+    monkeypatch.setattr(lin.LinearLoop, "__init__", counting("LinearLoop", lin.LinearLoop.__init__))
+    model = load_model(E1)
+    points = build_grid([parse_param("eps=0.02:0.6:20:log10")])
+    assert len(points) == 20
+    rows = [evaluate_point(model, p) for p in points]
+    assert all(r["metrics.slowest_rate"] == pytest.approx(r["closed_loop.slowest_rate"], rel=1e-12) for r in rows)
+    assert counts == {"learned_fixed_point": 20, "loop_fixed_point": 20, "LinearLoop": 20}

@@ -145,9 +145,9 @@ def test_slow_mode_search_is_checked_against_the_reduced_plant_loop(monkeypatch,
     assert ok.passed is True and ok.predicted == pytest.approx(setup.stability.slowest_rate)
     assert ok.simulated >= ok.predicted
     true_rate = setup.stability.slowest_rate
-    for key in [k for k in loop.memo if isinstance(k, tuple) and k and k[0] == "slowest_radius"]:
-        loop.memo[key] = 0.5 * true_rate             # a search that saw almost nothing
-    setup.__dict__["stability"] = replace(setup.stability, slowest_rate=3 * true_rate)
+    assert setup.stability.search_radius is not None and setup.stability.search_radius > true_rate
+    # a search that saw almost nothing (radius half the true slowest rate) and reported a rate 3x too fast
+    setup.__dict__["stability"] = replace(setup.stability, slowest_rate=3 * true_rate, search_radius=0.5 * true_rate)
     bad = check_slow_modes(setup)
     assert bad.passed is False
     assert bad.simulated == pytest.approx(true_rate, rel=1e-6)

@@ -18,7 +18,7 @@ One module per job:
 * :mod:`.units` -- the one rule from SBML amounts and concentrations to
   copy numbers and stochastic rate constants (:class:`UnitConversion`);
 * :mod:`.biocrnpyler` -- :func:`from_biocrnpyler`, a BioCRNpyler
-  ``ChemicalReactionNetwork`` object as our model (``Model.from_biocrnpyler``);
+  ``ChemicalReactionNetwork`` object as our model (``crnfb.from_biocrnpyler``);
 * :mod:`.importer` -- :func:`read_sbml` (any mass-action SBML; kinetic-law
   ASTs walked node by node, function definitions expanded by libsbml,
   nothing evaluated as code), :func:`read_network` / :func:`import_sbml`

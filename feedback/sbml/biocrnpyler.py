@@ -7,7 +7,7 @@ mass-action propensities ``k * prod c^y``; its SBML writer
 and laws ``k * prod X^y``. :func:`biocrnpyler_network` reads the object
 directly and applies the same unit rule as the SBML importer
 (:mod:`.units`: ``N = c V u``, ``k_stoch = k u^(1-m) V^(-m)``), so
-``Model.from_biocrnpyler(crn, ...)`` and ``crnfb convert`` of the file
+``crnfb.from_biocrnpyler(crn, ...)`` and ``crnfb convert`` of the file
 BioCRNpyler writes give the same model (tests/test_biocrnpyler.py). Species
 are named by BioCRNpyler's own SBML ids (``protein_X`` for
 ``Species("X", material_type="protein")``).
