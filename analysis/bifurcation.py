@@ -36,7 +36,7 @@ from scipy import linalg, sparse
 from scipy.sparse.linalg import eigs, splu
 
 from crnfb.analysis.linearise import LinearLoop
-from crnfb.analysis.margins import scaled_jacobian
+from crnfb.analysis.margins import CriticalRates, scaled_jacobian
 from crnfb.analysis.stability import spectral_scale, zero_tolerance
 from crnfb.feedback.ensembles import LearningNetwork
 from crnfb.feedback.signals import Constant
@@ -367,7 +367,8 @@ class Bifurcation:
         h = self.hopf
         f = lambda x: None if x is None or not np.isfinite(x) else float(x)  # noqa: E731
         per = lambda a: None if a is None else {n: f(v) for n, v in zip(names, a)}  # noqa: E731
-        out = {"type": h.kind, "factor": f(h.factor), "eps_crit": per(eps * h.factor), "frequency": f(h.omega),
+        crit = CriticalRates(learned=tuple(names), eps=eps, factor=h.factor)
+        out = {"type": h.kind, "factor": f(h.factor), "eps_crit": per(crit.eps_crit), "frequency": f(h.omega),
                "period": f(h.period) if h.omega > 0 else None, "first_lyapunov_coefficient": f(h.l1),
                "crossing_speed": f(h.speed), "amplitude_coefficient": per(h.amplitude),
                "meaning": ("the crossing at eps_crit: supercritical Hopf (first Lyapunov coefficient < 0, a "

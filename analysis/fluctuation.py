@@ -25,7 +25,8 @@ mean cost in nats is
   :func:`crnfb.analysis.thermo.fixed_point_dissipation`).
 
 ``eps_opt`` minimises ``total = tracking + noise + bias`` over stable
-learning rates; ``eps_crit`` comes from :func:`crnfb.analysis.margins.critical_gain`.
+learning rates; ``eps_crit`` is :func:`crnfb.analysis.margins.critical_rates` (every rate
+times the critical factor ``g_crit``, per species when the rates differ).
 The linear range is judged per level: the exact excess divergence of an
 unadapted model (theta at ``theta*_opt(abar)``) in the environment of that
 level against its second-order value ``(1/2) (l - abar)^2 v^T H v``
@@ -49,6 +50,7 @@ from scipy import integrate, optimize, stats
 from crnfb.analysis.disturbance import optimum_derivative
 from crnfb.analysis.fixedpoints import learned_fixed_point
 from crnfb.analysis.linearise import LinearLoop, linearise, loop_fixed_point
+from crnfb.analysis.margins import CriticalRates, critical_rates, rates_value
 from crnfb.analysis.noise import NoStationaryCovariance, lyapunov, parameter_noise
 from crnfb.feedback.errors import ModelError
 from crnfb.feedback.fluctuation import MarkovEnvironment
@@ -173,27 +175,33 @@ def linear_range(model: Model, env: MarkovEnvironment, optimum=None, tol: float 
 # ---------------------------------------------------------------------------------------------
 # the result object
 # ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class FluctuationResult:
-    """Predicted mean costs of learning in a random environment, per learning rate.
+    """Predicted mean costs of learning in a random environment, per learning-rate factor.
+
+    Every learning rate is scaled by one factor ``g`` (``g * eps``); the
+    factor is the axis. With equal rates a factor is a learning rate
+    (``g * eps[0]``); with different rates ``eps_opt``/``eps_crit`` are
+    per-species (:func:`crnfb.analysis.margins.rates_value`).
 
     Attributes
     ----------
     environment : MarkovEnvironment
-    eps : ndarray (n,)           learning rate of the first learned species at each point
-                                 (all rates scaled together: ``factor * model eps``)
-    factor : ndarray (n,)        the scale factors
+    learned : tuple of str       the learned species
+    eps : ndarray (k,)           the model's learning rates
+    factor : ndarray (n,)        the scale factors ``g`` of ``eps``
     tracking, noise, bias, total : ndarray (n,)   nats (NaN-free; ``stable`` marks valid points)
     dissipation : ndarray (n,)   kT per time unit per cell at the fixed point
     stable : ndarray (n,) bool
-    eps_opt : float or None      minimiser of ``total`` (None with ``eps_opt_reason``)
-    eps_crit : float or None
+    g_opt : float or None        factor of least ``total`` (None with ``eps_opt_reason``)
+    critical : CriticalRates     ``eps_crit`` and its factor ``g_crit`` (:func:`crnfb.analysis.margins.critical_rates`)
     pareto : ndarray (n,) bool   points not dominated in (total, dissipation)
     linear : dict                :func:`linear_range`
     validation : tuple of dict   SSA / ODE checks (report ``validation`` entries)
     """
 
     environment: MarkovEnvironment
+    learned: tuple
     eps: np.ndarray
     factor: np.ndarray
     tracking: np.ndarray
@@ -202,14 +210,12 @@ class FluctuationResult:
     total: np.ndarray
     dissipation: np.ndarray
     stable: np.ndarray
-    eps_opt: float | None
+    g_opt: float | None
     eps_opt_reason: str | None
     eps_opt_parts: dict | None
-    eps_crit: float | None
-    eps_crit_reason: str | None
+    critical: CriticalRates
     pareto: np.ndarray
     linear: dict
-    nominal_eps: float
     noise_reason: str | None = None
     validation: tuple = field(default=())
 
@@ -222,15 +228,65 @@ class FluctuationResult:
     def valid(self) -> bool:
         return bool(self.linear.get("in_range", False))
 
+    @property
+    def uniform(self) -> bool:
+        """Every learned species has the same learning rate (a factor is then a learning rate)."""
+        return bool(np.all(self.eps == self.eps[0]))
+
+    def rates_at(self, g: float | None):
+        """``g * eps`` as report.json gives it: a number when the rates are equal, else ``{species: rate}``."""
+        return None if g is None else rates_value(self.learned, self.eps, float(g) * self.eps)
+
+    @property
+    def nominal_eps(self):
+        return self.rates_at(1.0)
+
+    @property
+    def eps_opt(self):
+        return self.rates_at(self.g_opt)
+
+    @property
+    def g_crit(self) -> float | None:
+        return self.critical.factor
+
+    @property
+    def eps_crit(self):
+        return self.critical.value
+
+    @property
+    def eps_crit_reason(self) -> str | None:
+        return self.critical.reason
+
+    @property
+    def eps_grid(self) -> np.ndarray:
+        """(n, k): the learning rates at each point."""
+        return np.outer(self.factor, self.eps)
+
+    @property
+    def axis(self) -> np.ndarray:
+        """The x axis: the learning rate ``g * eps[0]`` when the rates are equal, else the factor ``g``."""
+        return self.factor * self.eps[0] if self.uniform else self.factor
+
+    def axis_at(self, g: float | None) -> float | None:
+        return None if g is None else float(g) * (float(self.eps[0]) if self.uniform else 1.0)
+
+    @property
+    def axis_label(self) -> str:
+        return "learning rate  ε  (κ)" if self.uniform else "learning-rate factor  (× ε)"
+
+    def _factor_text(self, g: float) -> str:
+        return "" if self.uniform else f" (factor {g:.4g})"
+
     def to_dict(self) -> dict:
         """The ``fluctuation`` section of report.json (no NaN: unstable points have null costs)."""
         def val(x, ok):
             return float(x) if ok and np.isfinite(x) else None
 
         pts = []
-        for i in range(self.eps.size):
+        for i in range(self.factor.size):
             ok = bool(self.stable[i])
-            p = {"eps": float(self.eps[i]), "tracking": val(self.tracking[i], ok), "noise": val(self.noise[i], ok),
+            p = {"eps": self.rates_at(self.factor[i]), "factor": float(self.factor[i]),
+                 "tracking": val(self.tracking[i], ok), "noise": val(self.noise[i], ok),
                  "bias": val(self.bias[i], ok), "total": val(self.total[i], ok),
                  "dissipation": val(self.dissipation[i], True), "pareto": bool(self.pareto[i])}
             if not ok:
@@ -239,15 +295,16 @@ class FluctuationResult:
         out = {"environment": self.environment.to_dict(), "units": {
             "cost": "nats (mean excess divergence over the instantaneous optimum)",
             "dissipation": "kT per time unit per cell (M_f free + M_c clamped + Omega learning)"},
-            "nominal_eps": self.nominal_eps, "points": pts, "eps_opt": self.eps_opt, "eps_crit": self.eps_crit,
-            "eps_opt_over_eps_crit": (None if self.eps_opt is None or self.eps_crit is None
-                                      else self.eps_opt / self.eps_crit),
+            "nominal_eps": self.nominal_eps, "points": pts, "eps_opt": self.eps_opt, "g_opt": self.g_opt,
+            "eps_crit": self.eps_crit, "g_crit": self.g_crit,
+            "eps_opt_over_eps_crit": (None if self.g_opt is None or self.g_crit is None
+                                      else self.g_opt / self.g_crit),
             "at_eps_opt": self.eps_opt_parts, "linear_range": self.linear, "valid": self.valid,
             "validation": [dict(c) for c in self.validation]}
-        if self.eps_opt is None:
-            out["eps_opt_reason"] = self.eps_opt_reason
-        if self.eps_crit is None:
-            out["eps_crit_reason"] = self.eps_crit_reason
+        if self.g_opt is None:
+            out["eps_opt_reason"] = out["g_opt_reason"] = self.eps_opt_reason
+        if self.g_crit is None:
+            out["eps_crit_reason"] = out["g_crit_reason"] = self.eps_crit_reason
         if out["eps_opt_over_eps_crit"] is None:
             out["eps_opt_over_eps_crit_reason"] = self.eps_opt_reason or self.eps_crit_reason
         if self.noise_reason:
@@ -256,22 +313,31 @@ class FluctuationResult:
 
     def summary(self) -> str:
         env = self.environment
+        head = "eps" if self.uniform else "factor"
         lines = [f"random environment: {env.n_levels} levels {list(env.levels)}, abar = {env.mean:.4g}, "
                  f"var a = {env.variance:.4g}, correlation time {env.correlation_time:.4g}",
-                 f"{'eps':>10} {'tracking':>11} {'noise':>11} {'bias':>11} {'total':>11} {'dissipation':>12}"]
-        for i in range(self.eps.size):
+                 f"{head:>10} {'tracking':>11} {'noise':>11} {'bias':>11} {'total':>11} {'dissipation':>12}"]
+        x = self.axis
+        for i in range(x.size):
             if self.stable[i]:
-                lines.append(f"{self.eps[i]:10.4g} {self.tracking[i]:11.4g} {self.noise[i]:11.4g} "
+                lines.append(f"{x[i]:10.4g} {self.tracking[i]:11.4g} {self.noise[i]:11.4g} "
                              f"{self.bias[i]:11.4g} {self.total[i]:11.4g} {self.dissipation[i]:12.4g}")
             else:
-                lines.append(f"{self.eps[i]:10.4g} {'unstable':>11}")
-        lines.append(f"eps_opt = {self.eps_opt:.4g}" if self.eps_opt is not None else
-                     f"eps_opt: none ({self.eps_opt_reason})")
-        lines.append(f"eps_crit = {self.eps_crit:.4g}" if self.eps_crit is not None else
-                     f"eps_crit: none ({self.eps_crit_reason})")
+                lines.append(f"{x[i]:10.4g} {'unstable':>11}")
+        lines.append(f"eps_opt = {_rates_text(self.eps_opt)}{self._factor_text(self.g_opt)}"
+                     if self.g_opt is not None else f"eps_opt: none ({self.eps_opt_reason})")
+        lines.append(f"eps_crit = {_rates_text(self.eps_crit)}{self._factor_text(self.g_crit)}"
+                     if self.g_crit is not None else f"eps_crit: none ({self.eps_crit_reason})")
         if not self.valid:
             lines.append(f"OUT OF LINEAR RANGE: {self.linear.get('reason')}")
         return "\n".join(lines)
+
+
+def _rates_text(v, spec: str = ".4g") -> str:
+    """A learning rate (number) or per-species rates (dict) in one line."""
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {x:{spec}}" for k, x in v.items()) + "}"
+    return f"{v:{spec}}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,18 +414,14 @@ def fluctuation(model: Model, env: MarkovEnvironment | None = None, factors=None
     if model.change is None:
         raise ModelError("a random environment needs [environment.change] (Q_2)", key="environment.change",
                          file=model.source)
-    from crnfb.analysis.margins import critical_gain
-
     ev = _Evaluator(model, env)
     factors = FACTORS if factors is None else np.asarray(factors, float)
     rows = [ev(float(g)) for g in factors]
     col = {k: np.array([r[k] for r in rows]) for k in rows[0]}
-    eps0 = float(model.eps[0])
-    cg = critical_gain(ev.loop)
-    eps_crit = None if cg.gain is None else cg.gain * eps0
+    crit = critical_rates(ev.loop)
     lin = linear_range(model, env, ev.optimum)
     ok = col["stable"].astype(bool) & np.isfinite(col["total"])
-    eps_opt, reason, parts = None, None, None
+    g_opt, reason, parts = None, None, None
     if not lin["in_range"]:
         reason = "not reported: " + lin["reason"]
     elif ok.sum() < 3:
@@ -370,7 +432,8 @@ def fluctuation(model: Model, env: MarkovEnvironment | None = None, factors=None
         if i in (idx[0], idx[-1]):
             side = "smallest" if i == idx[0] else "largest stable"
             reason = (f"the total cost is lowest at the {side} learning rate of the grid "
-                      f"(eps = {factors[i] * eps0:.3g}): no interior minimum")
+                      f"(eps = {_rates_text(rates_value(crit.learned, crit.eps, factors[i] * crit.eps), '.3g')})"
+                      ": no interior minimum")
         else:
             g_opt = float(factors[i])
             if refine:
@@ -379,11 +442,12 @@ def fluctuation(model: Model, env: MarkovEnvironment | None = None, factors=None
                                              method="bounded", options={"xatol": 1e-4})
                 g_opt = float(np.exp(r.x))
             best = ev(g_opt)
-            eps_opt = g_opt * eps0
             parts = {k: float(best[k]) for k in ("tracking", "noise", "bias", "total", "dissipation")}
-    return FluctuationResult(env, factors * eps0, factors, col["tracking"], col["noise"], col["bias"], col["total"],
-                             col["dissipation"], col["stable"].astype(bool), eps_opt, reason, parts, eps_crit,
-                             cg.reason, _pareto(col["total"], col["dissipation"], ok), lin, eps0, ev.noise_reason)
+    return FluctuationResult(
+        environment=env, learned=crit.learned, eps=crit.eps, factor=factors, tracking=col["tracking"],
+        noise=col["noise"], bias=col["bias"], total=col["total"], dissipation=col["dissipation"],
+        stable=col["stable"].astype(bool), g_opt=g_opt, eps_opt_reason=reason, eps_opt_parts=parts, critical=crit,
+        pareto=_pareto(col["total"], col["dissipation"], ok), linear=lin, noise_reason=ev.noise_reason)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -464,10 +528,11 @@ def ssa_cost(model: Model, env: MarkovEnvironment, t_end: float, burn_in: float,
             "values": vals.tolist()}
 
 
-def validate_ssa(result: FluctuationResult, model: Model, eps_values, *, t_end: float, burn_in: float,
+def validate_ssa(result: FluctuationResult, model: Model, factors, *, t_end: float, burn_in: float,
                  replicates: int = 8, seed: int = 0, dt: float | None = None, tolerance: float = 0.1,
                  threads: int = 2) -> list[dict]:
-    """Predicted total cost against the SSA at the given learning rates (report ``validation`` entries).
+    """Predicted total cost against the SSA at the given learning-rate factors ``g`` (every rate times ``g``;
+    report ``validation`` entries).
 
     ``passed`` when ``|simulated - predicted| <= half-width + tolerance * predicted``
     (95 % Student-t interval over replicates, widened by the neglected
@@ -479,17 +544,17 @@ def validate_ssa(result: FluctuationResult, model: Model, eps_values, *, t_end: 
     tau = min(env.correlation_time, 1.0)
     dt = dt or tau / 4.0
     out = []
-    for i, e in enumerate(eps_values):
-        g = float(e) / result.nominal_eps
+    for i, g in enumerate(np.asarray(factors, float)):
+        g = float(g)
         pred = ev(g)
         mg = ev.model_at(g)
         sim = ssa_cost(mg, env, t_end, burn_in, replicates, seed + i, dt, ev.fp.theta, opt_d, threads)
-        entry = {"quantity": f"fluctuation mean excess divergence at eps = {float(e):.4g} (SSA)",
+        entry = {"quantity": f"fluctuation mean excess divergence at eps = {_rates_text(result.rates_at(g))} (SSA)",
                  "predicted": float(pred["total"]), "simulated": sim["mean"],
                  "rel_error": abs(sim["mean"] - pred["total"]) / abs(pred["total"]),
                  "tolerance": tolerance, "ci": [sim["mean"] - sim["half_width"], sim["mean"] + sim["half_width"]],
                  "replicates": sim["replicates"], "t_end": t_end, "burn_in": burn_in, "events": sim["events"],
-                 "seed": seed + i, "eps": float(e)}
+                 "seed": seed + i, "eps": result.rates_at(g), "factor": g}
         if result.valid and pred["stable"]:
             entry["passed"] = bool(abs(sim["mean"] - pred["total"]) <= sim["half_width"] + tolerance * pred["total"])
         else:
@@ -619,9 +684,10 @@ def ode_tracking(model: Model, env: MarkovEnvironment, t_end: float, burn_in: fl
             "linear_half_width": hl, "plain_mean": mn, "plain_half_width": hn, "values": nl}
 
 
-def validate_ode(result: FluctuationResult, model: Model, eps_values, *, t_end: float, burn_in: float,
+def validate_ode(result: FluctuationResult, model: Model, factors, *, t_end: float, burn_in: float,
                  paths: int = 3, seed: int = 0, dt: float | None = None, tolerance: float = 0.1) -> list[dict]:
-    """Predicted tracking term against the switching-driven ODE (report ``validation`` entries).
+    """Predicted tracking term against the switching-driven ODE at the given learning-rate factors ``g``
+    (report ``validation`` entries).
 
     The simulated value is the control-variate estimate of :func:`ode_tracking`
     (``plain_mean``/``plain_ci``: the ODE's own time average without it).
@@ -633,18 +699,19 @@ def validate_ode(result: FluctuationResult, model: Model, eps_values, *, t_end: 
     opt_d = _optimum_d(model, env, ev.optimum.theta)
     dt = dt or min(env.correlation_time, 1.0) / 4.0
     out = []
-    for i, e in enumerate(eps_values):
-        g = float(e) / result.nominal_eps
+    for i, g in enumerate(np.asarray(factors, float)):
+        g = float(g)
         tr_pred, _ = tracking_cost(ev.loop, env, g, ev.derivative)
         sim = ode_tracking(ev.model_at(g), env, t_end, burn_in, paths, seed + i, dt, ev, g, opt_d)
         h = sim["half_width"]
-        entry = {"quantity": f"fluctuation tracking term at eps = {float(e):.4g} (switching-driven ODE)",
+        entry = {"quantity": f"fluctuation tracking term at eps = {_rates_text(result.rates_at(g))} "
+                             "(switching-driven ODE)",
                  "predicted": float(tr_pred), "simulated": sim["mean"],
                  "rel_error": abs(sim["mean"] - tr_pred) / abs(tr_pred), "tolerance": tolerance,
                  "ci": [sim["mean"] - h, sim["mean"] + h], "paths": sim["paths"], "t_end": t_end,
                  "nonlinear_correction": sim["nonlinear_correction"], "plain_mean": sim["plain_mean"],
                  "plain_ci": [sim["plain_mean"] - sim["plain_half_width"], sim["plain_mean"] + sim["plain_half_width"]],
-                 "burn_in": burn_in, "seed": seed + i, "eps": float(e)}
+                 "burn_in": burn_in, "seed": seed + i, "eps": result.rates_at(g), "factor": g}
         if result.valid:
             entry["passed"] = bool(abs(sim["mean"] - tr_pred) <= h + tolerance * tr_pred)
         else:
@@ -673,7 +740,7 @@ def plot_fluctuation(result: FluctuationResult, ax=None):
 
 def _draw(result: FluctuationResult, ax) -> None:
     ok = result.stable
-    e = result.eps
+    e = result.axis
     ax.loglog(e[ok], result.total[ok], "k-", lw=2.0, label="total (predicted)")
     ax.loglog(e[ok], result.tracking[ok], "--", color="tab:blue", label="tracking")
     ax.loglog(e[ok], result.noise[ok], "-.", color="tab:orange", label="noise (finite ensembles)")
@@ -682,7 +749,7 @@ def _draw(result: FluctuationResult, ax) -> None:
     made = [c for c in result.validation if c.get("simulated") is not None]
     sims = [c for c in made if "SSA" in c["quantity"]]
     if sims:
-        x = np.array([c["eps"] for c in sims])
+        x = np.array([result.axis_at(c["factor"]) for c in sims])
         y = np.array([c["simulated"] for c in sims])
         lo = np.array([c["ci"][0] for c in sims])
         hi = np.array([c["ci"][1] for c in sims])
@@ -690,18 +757,18 @@ def _draw(result: FluctuationResult, ax) -> None:
                     capsize=3, label="SSA (mean, 95 % CI)")
     odes = [c for c in made if "ODE" in c["quantity"]]
     if odes:
-        ax.plot([c["eps"] for c in odes], [c["simulated"] for c in odes], "s", mfc="none", color="tab:blue",
-                ms=6, label="ODE tracking (sampled paths)")
-    if result.eps_opt is not None:
-        ax.axvline(result.eps_opt, color="0.3", lw=1.0)
-        ax.annotate("ε_opt", (result.eps_opt, 0.03), xycoords=("data", "axes fraction"),
+        ax.plot([result.axis_at(c["factor"]) for c in odes], [c["simulated"] for c in odes], "s", mfc="none",
+                color="tab:blue", ms=6, label="ODE tracking (sampled paths)")
+    if result.g_opt is not None:
+        ax.axvline(result.axis_at(result.g_opt), color="0.3", lw=1.0)
+        ax.annotate("ε_opt", (result.axis_at(result.g_opt), 0.03), xycoords=("data", "axes fraction"),
                     ha="center", va="bottom", fontsize=9, bbox=dict(fc="white", ec="none", pad=1.0))
-    if result.eps_crit is not None:
-        ax.axvline(result.eps_crit, color="tab:purple", lw=1.0, ls=(0, (4, 2)))
-        ax.annotate("ε_crit", (result.eps_crit, 0.03), xycoords=("data", "axes fraction"),
+    if result.g_crit is not None:
+        ax.axvline(result.axis_at(result.g_crit), color="tab:purple", lw=1.0, ls=(0, (4, 2)))
+        ax.annotate("ε_crit", (result.axis_at(result.g_crit), 0.03), xycoords=("data", "axes fraction"),
                     ha="center", va="bottom", fontsize=9, color="tab:purple",
                     bbox=dict(fc="white", ec="none", pad=1.0))
-    ax.set_xlabel("learning rate  ε  (κ)")
+    ax.set_xlabel(result.axis_label)
     ax.set_ylabel("mean excess divergence (nats)")
     ax2 = ax.twinx()
     ax2.loglog(e, result.dissipation, color="0.55", lw=1.0, label="dissipation (right axis)")
@@ -739,16 +806,16 @@ def report_checks(result: FluctuationResult, model: Model, seed: int = 0, quick:
     """
     from crnfb.analysis.noise import event_rate
 
-    e = result.eps_opt if result.eps_opt is not None else result.nominal_eps
-    q_ssa = f"fluctuation mean excess divergence at eps = {e:.4g} (SSA)"
-    q_ode = f"fluctuation tracking term at eps = {e:.4g} (switching-driven ODE)"
+    g = result.g_opt if result.g_opt is not None else 1.0
+    e = _rates_text(result.rates_at(g))
+    q_ssa = f"fluctuation mean excess divergence at eps = {e} (SSA)"
+    q_ode = f"fluctuation tracking term at eps = {e} (switching-driven ODE)"
     if not result.valid:
         return [_not_made(q, result.linear["reason"]) for q in (q_ssa, q_ode)]
     if quick:
         why = "not run in quick mode (crnfb sweep); run crnfb report for the simulation checks"
         return [_not_made(q, why) for q in (q_ssa, q_ode)]
     ev = _Evaluator(model, result.environment)
-    g = e / result.nominal_eps
     if not ev(g)["stable"]:
         return [_not_made(q, "the loop is unstable at this eps") for q in (q_ssa, q_ode)]
     mg = ev.model_at(g)
@@ -760,9 +827,9 @@ def report_checks(result: FluctuationResult, model: Model, seed: int = 0, quick:
     tau = max(result.environment.correlation_time, 1.0 / pred.slowest_rate)
     burn = 5.0 * tau
     t_end = burn + min(400.0 * tau, REPORT_MAX_EVENTS / event_rate(pred))
-    checks = validate_ssa(result, model, [e], t_end=t_end, burn_in=burn, replicates=4, seed=seed,
+    checks = validate_ssa(result, model, [g], t_end=t_end, burn_in=burn, replicates=4, seed=seed,
                           dt=tau / 5.0)
-    checks += validate_ode(result, model, [e], t_end=burn + 20.0 * tau, burn_in=burn, paths=3, seed=seed,
+    checks += validate_ode(result, model, [g], t_end=burn + 20.0 * tau, burn_in=burn, paths=3, seed=seed,
                            dt=tau / 10.0)
     return checks
 

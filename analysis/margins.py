@@ -10,6 +10,9 @@ Definitions as implemented (docs/margins.md has the derivations and numbers):
   ``g = 1`` included) and the sign change refined with ``brentq``. Null with
   a reason when there is none up to ``1e4``. ``gain_margin`` = that ``g``
   (``< 1`` when the loop is already unstable at the given ``eps``).
+  :func:`critical_rates` is the one place ``eps_crit = g_c * eps`` is formed
+  (a vector: one entry per learned species); the fluctuation section, the
+  SBML export check and the bifurcation use it.
 - ``critical_frequency``: ``|Im lambda|`` of the eigenvalue that crosses at
   ``eps_crit`` (the frequency the loop starts to oscillate at on the
   stability boundary); ``critical_frequency_frequency_domain`` the same
@@ -319,6 +322,54 @@ class CriticalGain:
         return None if self.eigenvalue is None else float(abs(self.eigenvalue.imag))
 
 
+def rates_value(learned, eps, rates) -> float | dict[str, float] | None:
+    """Learning rates as ``report.json`` gives them: one number when every learned species has the same
+    nominal rate (``eps``), else ``{species: value}``; None stays None."""
+    if rates is None:
+        return None
+    eps = np.asarray(eps, float)
+    r = np.asarray(rates, float)
+    if np.all(eps == eps[0]):
+        return float(r[0])
+    return {n: float(v) for n, v in zip(learned, r)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CriticalRates:
+    """``eps_crit``, the one definition: every learning rate ``eps`` scaled by the critical factor ``g_c``.
+
+    Attributes
+    ----------
+    learned : tuple of str       the learned species
+    eps : ndarray (k,)           their learning rates
+    factor : float or None       ``g_c`` (the gain margin), None with ``reason``
+    reason : str or None         why there is no ``g_c``
+    """
+
+    learned: tuple
+    eps: np.ndarray
+    factor: float | None
+    reason: str | None = None
+
+    @property
+    def eps_crit(self) -> np.ndarray | None:
+        """``g_c * eps`` (a vector the length of the learned parameters), None when there is no ``g_c``."""
+        return None if self.factor is None else np.asarray(self.eps, float) * float(self.factor)
+
+    @property
+    def value(self) -> float | dict[str, float] | None:
+        """``eps_crit`` as ``report.json`` gives it (:func:`rates_value`)."""
+        return rates_value(self.learned, self.eps, self.eps_crit)
+
+
+def critical_rates(loop: LinearLoop, cg: "CriticalGain | None" = None) -> CriticalRates:
+    """``eps_crit`` of a linearised loop: every learning rate times :func:`critical_gain`'s factor
+    (``cg``: that result when already computed, e.g. with the frequency-domain crossings)."""
+    cg = critical_gain(loop) if cg is None else cg
+    return CriticalRates(learned=tuple(loop.net.model.learned_names), eps=loop.net.eps.astype(float),
+                         factor=cg.gain, reason=cg.reason)
+
+
 def critical_gain(loop: LinearLoop, direction=None, g_min: float = G_MIN, g_max: float = G_MAX,
                   per_decade: int = GRID_PER_DECADE, xtol: float = 1e-10, candidates=(),
                   crossings: list | None = None, refine: bool = True) -> CriticalGain:
@@ -554,12 +605,7 @@ class Margins:
     def eps_crit_value(self) -> float | dict[str, float] | None:
         """``eps_crit`` as ``report.json`` gives it: one number when every learned species has the
         same learning rate (the model's ``eps`` is a scalar), else ``{species: value}``."""
-        if self.eps_crit is None:
-            return None
-        ec = np.asarray(self.eps_crit, float)
-        if np.all(self.eps == self.eps[0]):
-            return float(ec[0])
-        return {n: float(v) for n, v in zip(self.learned, ec)}
+        return rates_value(self.learned, self.eps, self.eps_crit)
 
     @property
     def gain_margin_agreement(self) -> float | None:
@@ -633,7 +679,7 @@ def margins(loop: LinearLoop, *, g_min: float = G_MIN, g_max: float = G_MAX, ome
 
     cross = nyquist_crossings(blocks, resp)
     cg = critical_gain(loop, None, g_min, g_max, candidates=[c[1] for c in cross], crossings=cross)
-    eps_crit = None if cg.gain is None else eps * cg.gain
+    eps_crit = critical_rates(loop, cg).eps_crit
 
     cross = [c for c in cross if c[1] <= g_max]
     if cross:
@@ -685,5 +731,5 @@ def margins(loop: LinearLoop, *, g_min: float = G_MIN, g_max: float = G_MAX, ome
                    svm, svw, robust_reason, loops, resp, blocks.plant_model)
 
 
-__all__ = ["critical_gain", "CriticalGain", "eigenvalue_near", "loop_at_a_time", "Margins", "margins", "nyquist_crossings",
-           "phase_margin", "scaled_jacobian"]
+__all__ = ["critical_gain", "CriticalGain", "critical_rates", "CriticalRates", "rates_value", "eigenvalue_near",
+           "loop_at_a_time", "Margins", "margins", "nyquist_crossings", "phase_margin", "scaled_jacobian"]

@@ -17,7 +17,7 @@ import numpy as np
 
 from crnfb.analysis.linearise import linearise, loop_fixed_point
 from crnfb.analysis.export_prune import learning_path_mass, prune_deviation
-from crnfb.analysis.margins import critical_gain
+from crnfb.analysis.margins import critical_rates
 from crnfb.feedback.errors import ModelError
 from crnfb.analysis.model_input import input_paths, load_cli_model, names_option, unit_options
 from crnfb.feedback.files import check_output_file
@@ -76,11 +76,6 @@ class ExportDeviation:
         return out
 
 
-def _eps_crit(loop) -> np.ndarray | None:
-    cg = critical_gain(loop)
-    return None if cg.gain is None else loop.net.eps * cg.gain
-
-
 def export_deviation(model, speedup: float) -> ExportDeviation:
     """Fixed point and ``eps_crit`` of the exported network (``speedup``) against the report's loop.
 
@@ -88,14 +83,15 @@ def export_deviation(model, speedup: float) -> ExportDeviation:
     clamped_speedup=speedup)`` exactly (its ODE is the SBML's, tested), so
     both are computed with the same solvers as the report: the loop fixed
     point (:func:`~crnfb.analysis.linearise.loop_fixed_point`) and the
-    critical gain of the reduced Jacobian (:func:`~crnfb.analysis.margins.critical_gain`).
+    ``eps_crit`` of the reduced Jacobian (:func:`~crnfb.analysis.margins.critical_rates`).
     """
     ref = linearise(model)
     net = exported_network(model, speedup)
     fp = loop_fixed_point(model, net)
     exp_loop = linearise(model, fixed_point=fp, net=net)
     return ExportDeviation(float(speedup), tuple(model.learned_names), np.exp(ref.fixed_point.theta),
-                           np.exp(fp.theta), _eps_crit(ref), _eps_crit(exp_loop))
+                           np.exp(fp.theta), critical_rates(ref).eps_crit,
+                           critical_rates(exp_loop).eps_crit)
 
 
 def _print_export_warnings(caught) -> None:

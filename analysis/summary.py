@@ -320,6 +320,7 @@ def _zero_tolerance_text(cl: Mapping) -> str:
 
 
 def _eps_crit_text(v) -> str:
+    """A learning rate: one number, or ``species: value`` pairs when the rates differ."""
     if isinstance(v, Mapping):
         return ", ".join(f"{k}: {fmt(x)}" for k, x in v.items())
     return fmt(v)
@@ -386,8 +387,8 @@ def _fluctuation_table(fl: Mapping) -> Table:
     """The random-environment block (docs/theory.md §5a): costs at eps_opt, eps_crit, linear range."""
     at = fl.get("at_eps_opt") or {}
     lin = fl.get("linear_range") or {}
-    rows = [("eps_opt (least mean excess divergence)", fmt(fl.get("eps_opt")), _reason(fl, "eps_opt")),
-            ("eps_crit", fmt(fl.get("eps_crit")), _reason(fl, "eps_crit")),
+    rows = [("eps_opt (least mean excess divergence)", _eps_crit_text(fl.get("eps_opt")), _reason(fl, "eps_opt")),
+            ("eps_crit", _eps_crit_text(fl.get("eps_crit")), _reason(fl, "eps_crit")),
             ("eps_opt / eps_crit", fmt(fl.get("eps_opt_over_eps_crit"), ".3g"), _reason(fl, "eps_opt_over_eps_crit"))]
     rows += [(f"at eps_opt: {k} (nats)", fmt(at.get(k)), "") for k in ("tracking", "noise", "bias", "total")]
     rows.append(("at eps_opt: dissipation (kT/time per cell)", fmt(at.get("dissipation")), ""))

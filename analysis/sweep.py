@@ -85,7 +85,10 @@ def fluctuation_columns(m: Model, result=None) -> dict:
     def num(x):
         return float(x) if x is not None and ok and math.isfinite(float(x)) else None
 
-    return {"fluctuation.eps_opt": r.eps_opt, "fluctuation.eps_crit": r.eps_crit,
+    def rate(v):      # per-species rates (a dict) are not one column, as for margins.eps_crit
+        return None if isinstance(v, dict) else v
+
+    return {"fluctuation.eps_opt": rate(r.eps_opt), "fluctuation.eps_crit": rate(r.eps_crit),
             "fluctuation.valid": 1.0 if r.valid else 0.0, "fluctuation.tracking": num(r.tracking[i]),
             "fluctuation.noise": num(r.noise[i]), "fluctuation.bias": num(r.bias[i]),
             "fluctuation.total": num(r.total[i]), "fluctuation.dissipation": float(r.dissipation[i])}

@@ -179,11 +179,11 @@ def test_e1_noise_is_half_trace_h_sigma_and_eps_opt_is_interior():
     sig = parameter_noise(m, loop=loop).covariance
     assert r.noise[i] == pytest.approx(0.5 * 5.5 * sig[0, 0], rel=1e-3)
     assert np.all(r.bias == 0.0)
-    assert r.eps[0] * 1.0001 < r.eps_opt < r.eps[-1] / 1.0001
+    assert r.axis[0] * 1.0001 < r.eps_opt < r.axis[-1] / 1.0001
     assert np.isclose(r.total, r.tracking + r.noise + r.bias).all()
     # dissipation grows with eps (learning cycle ~ eps); the Pareto front is the eps <= eps_opt branch
     assert np.all(np.diff(r.dissipation) > 0)
-    assert r.pareto[r.eps <= r.eps_opt].all() and not r.pareto[r.eps > 1.5 * r.eps_opt].any()
+    assert r.pareto[r.axis <= r.eps_opt].all() and not r.pareto[r.axis > 1.5 * r.eps_opt].any()
     d = r.to_dict()
     assert d["eps_opt"] == pytest.approx(r.eps_opt) and d["valid"] is True
     assert len(d["points"]) == 9 and d["eps_crit"] is None and d["eps_crit_reason"]
@@ -224,7 +224,8 @@ def test_e1_predicted_cost_matches_ssa_and_eps_opt():
     for i, e in enumerate(grid):
         # longer runs where learning is slow (correlation time ~ 1/(eps mu))
         t_end = float(np.clip(150.0 / (e * 5.5), 1000.0, 3000.0))
-        checks += validate_ssa(r, m, [e], t_end=t_end, burn_in=100.0, replicates=6, seed=100 + 10 * i, dt=1.0)
+        checks += validate_ssa(r, m, [e / float(m.eps[0])], t_end=t_end, burn_in=100.0, replicates=6,
+                               seed=100 + 10 * i, dt=1.0)
     for c in checks:
         assert c["passed"], c
     sims = np.array([c["simulated"] for c in checks])
@@ -244,7 +245,7 @@ def test_hidden_unit_tracking_matches_switching_driven_ode():
     eps = [0.05, 0.15, 0.5]
     r = fluctuation(m, factors=np.array(eps) / float(m.eps[0]), refine=False)
     assert r.valid and not np.all(r.bias == 0)
-    checks = validate_ode(r, m, eps, t_end=400.0, burn_in=100.0, paths=3, seed=3, dt=1.0)
+    checks = validate_ode(r, m, np.array(eps) / float(m.eps[0]), t_end=400.0, burn_in=100.0, paths=3, seed=3, dt=1.0)
     for c in checks:
         assert c["passed"], c
         assert c["rel_error"] <= 0.1
