@@ -61,7 +61,7 @@ class StepMetrics:
                 "overshoot_pct": float(self.overshoot_pct)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Disturbance:
     """Disturbance-rejection figures of one loop; every ``None`` has a reason beside it."""
 
@@ -285,11 +285,11 @@ def disturbance(loop: LinearLoop, *, blocks: BrokenLoop | None = None, omega=Non
     """Disturbance-rejection figures of a linearised loop (module docstring)."""
     model = loop.net.model
     if model.change is None:
-        return Disturbance("the model has no [environment.change]: the disturbance direction is zero")
+        return Disturbance(reason="the model has no [environment.change]: the disturbance direction is zero")
     blocks = blocks or broken_loop(loop)
     if not blocks.has_disturbance:
-        return Disturbance("[environment.change] leaves the clamped means unchanged: the disturbance "
-                           "direction is zero")
+        return Disturbance(reason="[environment.change] leaves the clamped means unchanged: the disturbance "
+                                  "direction is zero")
     slow, stable = _slowest(loop)
     rate = -slow.real
     dc = dc_response(loop, "e")
@@ -302,8 +302,9 @@ def disturbance(loop: LinearLoop, *, blocks: BrokenLoop | None = None, omega=Non
     unadapted = 0.25 * float(dth_opt @ H @ dth_opt)
     if not stable:
         why = f"the loop is unstable at the given eps (max Re eig = {slow.real:.3g})"
-        return Disturbance(None, None, why, None, None, why, None, None, None, why, dc, dc_frozen, None, why,
-                           static, unadapted, v, dth_opt)
+        return Disturbance(reason=None, bandwidth_reason=why, hinf_reason=why, step_reason=why, dc_gain=dc,
+                           dc_frozen=dc_frozen, lag_cost_reason=why, lag_cost_static=static,
+                           lag_cost_unadapted=unadapted, dtheta_loop=v, dtheta_opt=dth_opt)
 
     omega = analysis_grid(blocks, (rate,)) if omega is None else np.asarray(omega, float)
     grid = spec_grid(blocks)
@@ -343,8 +344,10 @@ def disturbance(loop: LinearLoop, *, blocks: BrokenLoop | None = None, omega=Non
     cost = 0.25 * np.real(np.einsum("wi,ij,wj->w", z.conj(), H, z))
     lag = np.column_stack([wl, cost])
 
-    return Disturbance(None, bw, bw_reason, peak, w_peak, None, s_peak, w_s, step, step_reason, dc, dc_frozen,
-                       lag, None, static, unadapted, v, dth_opt, R)
+    return Disturbance(reason=None, bandwidth=bw, bandwidth_reason=bw_reason, hinf_norm=peak, hinf_frequency=w_peak,
+                       sensitivity_peak=s_peak, sensitivity_peak_frequency=w_s, step=step, step_reason=step_reason,
+                       dc_gain=dc, dc_frozen=dc_frozen, lag_cost=lag, lag_cost_static=static,
+                       lag_cost_unadapted=unadapted, dtheta_loop=v, dtheta_opt=dth_opt, response=R)
 
 
 def _refine_extremum(fun, omega, values):

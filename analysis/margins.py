@@ -567,7 +567,7 @@ def _sigma(fun_matrix, w_list):
 # ---------------------------------------------------------------------------------------------
 # result
 # ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Margins:
     """Gain, phase, disk and singular-value margins and ``eps_crit`` (see module docstring).
 
@@ -726,9 +726,15 @@ def margins(loop: LinearLoop, *, g_min: float = G_MIN, g_max: float = G_MAX, ome
                           "gain_margin_frequency_domain": float(cands[0][1]) if cands else None,
                           "reason": ci.reason})
 
-    return Margins(names, eps, blocks.r, cg.stable_at_nominal, cg.abscissa_nominal, eps_crit, cg.gain,
-                   cg.frequency, cg.reason, gm_f, w_f, gm_f_reason, pm, wc, pm_reason, dm, dgm, dpm, dw,
-                   svm, svw, robust_reason, loops, resp, blocks.plant_model)
+    return Margins(learned=names, eps=eps, identifiable_directions=blocks.r,
+                   stable_at_nominal=cg.stable_at_nominal, abscissa_nominal=cg.abscissa_nominal,
+                   eps_crit=eps_crit, gain_margin=cg.gain, critical_frequency=cg.frequency,
+                   eps_crit_reason=cg.reason, gain_margin_freq=gm_f, critical_frequency_freq=w_f,
+                   gain_margin_freq_reason=gm_f_reason, phase_margin_deg=pm, crossover_frequency=wc,
+                   phase_margin_reason=pm_reason, disk_margin=dm, disk_gain_margin=dgm,
+                   disk_phase_margin_deg=dpm, disk_margin_frequency=dw, singular_value_margin=svm,
+                   singular_value_frequency=svw, robust_reason=robust_reason, per_loop=loops, response=resp,
+                   plant_model=blocks.plant_model)
 
 
 __all__ = ["critical_gain", "CriticalGain", "critical_rates", "CriticalRates", "rates_value", "eigenvalue_near",

@@ -390,7 +390,7 @@ def damping_ratios(ev: np.ndarray) -> np.ndarray:
     return np.where(np.abs(ev.imag) <= 1e-12 * np.maximum(mag, 1e-300), 1.0, out)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Stability:
     """Stability of the learning loop at its fixed point.
 
@@ -478,9 +478,12 @@ def stability(loop: LinearLoop, count: int | None = None) -> Stability:
     tc = np.divide(1.0, np.abs(re), out=np.full(re.shape, np.inf), where=re != 0)
     qs = quasi_static_rates(model, loop.fixed_point.optimum.theta, loop.fixed_point.a)  # at the true optimum
     structural = structural_eigenvalues(loop)
-    return Stability(ev, split.stable, slowest, tc, zeta, float(np.min(zeta)) if zeta.size else 1.0, split.flat,
-                     dict(loop.removed, flat=int(split.flat.size)), qs, structural, split.tolerance,
-                     int(np.sum(structural == 0)), split.marginal, split.band, sp.search_radius)
+    return Stability(eigenvalues=ev, stable=split.stable, slowest_rate=slowest, time_constants=tc, damping=zeta,
+                     damping_ratio_min=float(np.min(zeta)) if zeta.size else 1.0, flat_modes=split.flat,
+                     removed=dict(loop.removed, flat=int(split.flat.size)), quasi_static_rates=qs,
+                     structural_modes=structural, zero_tolerance=split.tolerance,
+                     neutral_modes=int(np.sum(structural == 0)), marginal=split.marginal,
+                     slowest_error_bound=split.band, search_radius=sp.search_radius)
 
 
 def episode_time(model: Model, stab: Stability, factor: float = 1.15, loop: bool = True) -> float:
