@@ -17,7 +17,8 @@ imported only when a figure is drawn); the symbolic loop in
 from crnfb.analysis.disturbance import Disturbance, StepMetrics
 from crnfb.analysis.fixedpoints import StationaryPoint, learned_fixed_point, stationary_points
 from crnfb.analysis.frequency import BrokenLoop, LoopResponse, broken_loop
-from crnfb.analysis.linearise import LinearLoop, LoopFixedPoint, loop_fixed_point
+from crnfb.analysis.linearise import LinearLoop
+from crnfb.analysis.fixedpoints import LoopFixedPoint, loop_fixed_point
 from crnfb.analysis.margins import Margins
 from crnfb.analysis.noise import NoisePrediction, parameter_noise
 from crnfb.analysis.pipeline import analyse

@@ -262,7 +262,7 @@ def prune_deviation(model, prune: float, *, speedup: float | None = None, copies
     :func:`~crnfb.feedback.sbml.learning_network` (None: the start law, as
     ``learning_network(model, prune=P)`` keeps without it).
     """
-    from crnfb.analysis.linearise import loop_fixed_point
+    from crnfb.analysis.fixedpoints import loop_fixed_point
     net = exported_network(model, speedup)
     fp = loop_fixed_point(model, net) if fp is None else fp
     by = "learning path" if keep_mass is not None else "start"

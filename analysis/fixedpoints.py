@@ -1,4 +1,5 @@
-"""Stationary points of the quasi-static learning problem (docs/theory.md §3).
+"""Fixed points: the stationary points of the quasi-static learning problem (docs/theory.md §3) and the
+fixed point of the full loop, ensembles and theta together (:func:`loop_fixed_point`, docs/theory.md §4).
 
 The gradient flow ``dtheta/dt = -E grad D`` moves ``theta`` inside
 ``theta0 + range(E U)`` (``U``: identifiable basis), so the neutral invariant
@@ -15,8 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.integrate import solve_ivp
+from scipy import sparse
 from scipy.optimize import minimize, root
+from scipy.sparse.linalg import splu
 
+from crnfb.feedback.ensembles import LearningNetwork, generator_derivative
 from crnfb.feedback.landscape import FROZEN_VARIANCE, identifiable_basis
 from crnfb.feedback.model import Model
 
@@ -376,5 +380,116 @@ def quasi_static_trajectory(model: Model, t_end: float, n: int = 400) -> tuple[n
     return sol.t, theta, np.array([model.divergence(th) for th in theta])
 
 
-__all__ = ["NoFixedPoint", "classify", "learned_fixed_point", "quasi_static_rates", "quasi_static_trajectory",
-           "stationary_points", "StationaryPoint"]
+
+# -- the fixed point of the full loop (the ensembles and theta together) ---------------------------
+@dataclass(frozen=True)
+class LoopFixedPoint:
+    """The learned fixed point of the full loop.
+
+    Attributes
+    ----------
+    theta : ndarray
+        Learned parameters at the loop's fixed point.
+    x : ndarray
+        Full loop state ``(p_f, p_c, theta)`` there.
+    divergence : float
+        ``D(Q||P_theta)`` at ``theta`` (nats).
+    gradient_norm : float
+        ``|grad D|`` at ``theta`` (non-zero under dynamic clamping: the bias).
+    optimum : StationaryPoint
+        The quasi-static fixed point (true optimum reached from the file's energies).
+    bias : float
+        ``divergence - optimum.divergence`` (zero under equilibrium clamping).
+    residual : float
+        ``max |dx/dt|`` at ``x`` (how well the fixed point was solved).
+    a : float
+        Environment mixing weight at which it was computed.
+    """
+
+    theta: np.ndarray
+    x: np.ndarray
+    divergence: float
+    gradient_norm: float
+    optimum: StationaryPoint
+    bias: float
+    residual: float
+    a: float = 0.0
+
+
+def loop_fixed_point(model: Model, net: LearningNetwork | None = None, a: float = 0.0,
+                     optimum: StationaryPoint | None = None) -> LoopFixedPoint:
+    """Solve ``m_c(theta) = m_f(theta)`` on the initial leaf (dynamic clamping), or take the optimum.
+
+    Under dynamic clamping ``m_c(theta)`` is the clamped ensemble's stationary
+    mean at fixed theta (a sparse solve); the root is found by Newton/hybrid
+    iteration in identifiable coordinates ``theta = theta_opt + E U x``
+    started from the quasi-static optimum, with the analytic Jacobian
+    ``d m_c/d theta - Cov_pi``.
+    """
+    net = net or LearningNetwork(model)
+    opt = optimum or learned_fixed_point(model, a=a)
+    theta = opt.theta
+    if net.dynamic:
+        theta = _biased_fixed_point(model, net, opt.theta, a)
+    x = net.initial_state(theta, a)
+    res = float(np.max(np.abs(net.rhs(x, a))))
+    D = model.divergence(theta, a)
+    g = float(np.linalg.norm(model.gradient(theta, a)))
+    return LoopFixedPoint(theta, x, D, g, opt, D - opt.divergence, res, a)
+
+
+def _biased_fixed_point(model: Model, net: LearningNetwork, theta_start: np.ndarray, a: float,
+                        tol: float = 1e-12, max_iter: int = 5000) -> np.ndarray:
+    """Pseudo-transient continuation on ``dtheta/dt = E (m_c(theta) - m_f(theta))``.
+
+    In identifiable coordinates ``theta = theta_start + E U x`` the flow is
+    ``dx/dt = G(x) = U^T (m_c - m_f)``. Each step solves
+    ``(I/tau - dG) dx = G`` and grows ``tau`` as the residual falls
+    (switched evolution relaxation, at least doubling per accepted step
+    that lowers the residual), so it follows the flow's basin like a
+    stiff integrator and ends with Newton's quadratic convergence. Plain
+    Newton from the optimum can jump along the nearly flat directions of
+    hidden-unit models (E3) to a far, unstable root.
+    """
+
+    L = model.learned
+    U = model.identifiable
+    EU = model.eps[:, None] * U
+
+    def G_and_dG(x):
+        th = theta_start + EU @ x
+        pf = net.free_stationary(th)
+        M = (net.gamma * sparse.identity(net.n_c, format="csc") - net.hidden_generator(th).tocsc())
+        lu = splu(M)
+        pc = np.clip(lu.solve(net.gamma * net.reset_target(a)), 0.0, None)
+        he = net.hidden_edges
+        Dc = generator_derivative(he, he.rates(net.theta_full(th)), pc, net.n_c, L)
+        dmc = net.S_c[:, L].T @ lu.solve(Dc)
+        cov = model.landscape.covariance(pf)[np.ix_(L, L)]
+        G = U.T @ (net.S_c[:, L].T @ pc - net.S_f[:, L].T @ pf)
+        return G, U.T @ (dmc - cov) @ EU
+
+    x = np.zeros(U.shape[1])
+    G, dG = G_and_dG(x)
+    g0 = np.linalg.norm(G)
+    tau = 1.0 / max(np.linalg.norm(dG, 2), 1e-300)
+    I = np.eye(x.size)
+    for _ in range(max_iter):
+        if np.linalg.norm(G) <= tol * max(1.0, g0) or np.linalg.norm(G) < 1e-14:
+            break
+        step = np.linalg.solve(I / tau - dG, G)
+        x_new = x + step
+        G_new, dG_new = G_and_dG(x_new)
+        if not np.all(np.isfinite(G_new)) or np.linalg.norm(G_new) > 10 * np.linalg.norm(G):
+            tau *= 0.25          # overshoot: shorter pseudo-time step
+            continue
+        # switched evolution relaxation, at least doubling tau while the residual falls: plain SER
+        # (tau grows by the residual ratio) crawls through the slow learning modes, ~5 % per step
+        ratio = np.linalg.norm(G) / max(np.linalg.norm(G_new), 1e-300)
+        tau = min(tau * (max(ratio, 2.0) if ratio >= 1.0 else max(ratio, 0.5)), 1e12)
+        x, G, dG = x_new, G_new, dG_new
+    return theta_start + EU @ x
+
+
+__all__ = ["NoFixedPoint", "classify", "learned_fixed_point", "LoopFixedPoint", "loop_fixed_point",
+           "quasi_static_rates", "quasi_static_trajectory", "stationary_points", "StationaryPoint"]

@@ -49,7 +49,8 @@ from scipy import integrate, optimize, stats
 
 from crnfb.analysis.disturbance import optimum_derivative
 from crnfb.analysis.fixedpoints import learned_fixed_point
-from crnfb.analysis.linearise import LinearLoop, linearise, loop_fixed_point
+from crnfb.analysis.linearise import LinearLoop, linearise
+from crnfb.analysis.fixedpoints import loop_fixed_point
 from crnfb.analysis.margins import CriticalRates, critical_rates, rates_value
 from crnfb.analysis.noise import NoStationaryCovariance, lyapunov, parameter_noise
 from crnfb.feedback.errors import ModelError

@@ -29,7 +29,8 @@ from crnfb.analysis.fixedpoints import NoFixedPoint, StationaryPoint, learned_fi
 from crnfb.analysis.fluctuation import FluctuationResult, analyse_fluctuation, cost_refusal
 from crnfb.analysis.frequency import SPEC_OMEGA, LoopResponse, broken_loop
 from crnfb.analysis.globalbehaviour import global_report, safe_factor
-from crnfb.analysis.linearise import LinearLoop, LoopFixedPoint, linearise, loop_fixed_point
+from crnfb.analysis.linearise import LinearLoop, linearise
+from crnfb.analysis.fixedpoints import LoopFixedPoint, loop_fixed_point
 from crnfb.analysis.margins import Margins, margins
 from crnfb.analysis.region import linear_range_entry, region_of_attraction, region_report
 from crnfb.analysis.results import Distribution, Results, StepResponse, LearningCurve, Unavailable

@@ -94,7 +94,7 @@ def run_at_step(model: Model, x0: np.ndarray, a: float, rtol: float = 1e-8,
     """The loop from ``x0`` with the environment at ``a``: ``(a, returned, mechanism, how)``.
 
     Returned: settled at the loop's fixed point for ``a``
-    (:func:`crnfb.analysis.linearise.loop_fixed_point`) by the criterion of
+    (:func:`crnfb.analysis.fixedpoints.loop_fixed_point`) by the criterion of
     the learning episode. Not returned: the mechanism as the episode's
     (:func:`crnfb.analysis.globalbehaviour.classify`), or ``"escape"`` when
     ``|theta - theta*(a)|`` reached ``max(ESCAPE d0, DEPLETION)`` (the run
@@ -107,7 +107,8 @@ def run_at_step(model: Model, x0: np.ndarray, a: float, rtol: float = 1e-8,
         lightly damped return can take more steps than a run may): a
         limitation, not a verdict on the step, and the search stops.
     """
-    from crnfb.analysis.linearise import linearise, loop_fixed_point
+    from crnfb.analysis.linearise import linearise
+    from crnfb.analysis.fixedpoints import loop_fixed_point
     from crnfb.analysis.stability import stability
 
     net = LearningNetwork(model)

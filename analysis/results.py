@@ -38,7 +38,8 @@ if TYPE_CHECKING:  # imported for the annotations only: keeps `import crnfb` lig
     from crnfb.analysis.disturbance import Disturbance
     from crnfb.analysis.fixedpoints import StationaryPoint
     from crnfb.analysis.frequency import LoopResponse
-    from crnfb.analysis.linearise import LinearLoop, LoopFixedPoint
+    from crnfb.analysis.linearise import LinearLoop
+    from crnfb.analysis.fixedpoints import LoopFixedPoint
     from crnfb.analysis.margins import Margins
     from crnfb.analysis.stability import Stability
     from crnfb.analysis.validation import Check

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from crnfb.analysis.linearise import linearise, loop_fixed_point
+from crnfb.analysis.linearise import linearise
+from crnfb.analysis.fixedpoints import loop_fixed_point
 from crnfb.analysis.export_prune import learning_path_mass, prune_deviation
 from crnfb.analysis.margins import critical_rates
 from crnfb.feedback.errors import ModelError
@@ -82,7 +83,7 @@ def export_deviation(model, speedup: float) -> ExportDeviation:
     The exported network is ``LearningNetwork(model, "dynamic",
     clamped_speedup=speedup)`` exactly (its ODE is the SBML's, tested), so
     both are computed with the same solvers as the report: the loop fixed
-    point (:func:`~crnfb.analysis.linearise.loop_fixed_point`) and the
+    point (:func:`~crnfb.analysis.fixedpoints.loop_fixed_point`) and the
     ``eps_crit`` of the reduced Jacobian (:func:`~crnfb.analysis.margins.critical_rates`).
     """
     ref = linearise(model)

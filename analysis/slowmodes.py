@@ -38,7 +38,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import LinearOperator, splu
 
-from crnfb.feedback.bdf import BorderedLU
+from crnfb.feedback.sparselu import BorderedLU
 from crnfb.feedback.sparselu import PermutedLU, lu_without_pivoting, nested_dissection
 from crnfb.feedback import sizes
 
@@ -175,7 +175,7 @@ class ShiftedReduced:
     pivot's column entries in every row it touched: a few dense rows, besides
     the theta rows and columns. SuperLU of ``Jr`` as a whole fills along them
     (at 10^4 states: 26 s and 54 M entries of fill); the bordered LU
-    (:class:`crnfb.feedback.bdf.BorderedLU`) puts every dense line in a small
+    (:class:`crnfb.feedback.sparselu.BorderedLU`) puts every dense line in a small
     Schur complement and factorises the sparse rest (0.4-0.9 s, 2-3 M).
     It factorises ``Jr`` itself: the full Jacobian would add the structural
     zeros, ``|s|`` from the shift, and for the slow shifts of the validation

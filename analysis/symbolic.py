@@ -344,11 +344,11 @@ class SymbolicLoop:
         """Numbers for every symbol: file's eps, kappa, gamma; ``lambda = exp(theta_full)``.
 
         ``theta`` (learned) defaults to the loop's fixed point
-        (:func:`crnfb.analysis.linearise.loop_fixed_point`).
+        (:func:`crnfb.analysis.fixedpoints.loop_fixed_point`).
         """
         m = self.model
         if theta is None:
-            from crnfb.analysis.linearise import loop_fixed_point
+            from crnfb.analysis.fixedpoints import loop_fixed_point
             theta = loop_fixed_point(m, LearningNetwork(m, self.clamping)).theta
         th = m.full_theta(np.asarray(theta, float))
         out = {}

@@ -257,7 +257,8 @@ def dissipation(net: LearningNetwork, x: np.ndarray, a: float = 0.0, floor: floa
 
 def _loop_parts(model: Model, loop=None):
     """``(net, fixed_point)`` from a LinearLoop, a LoopFixedPoint or nothing."""
-    from crnfb.analysis.linearise import LinearLoop, LoopFixedPoint, loop_fixed_point
+    from crnfb.analysis.linearise import LinearLoop
+    from crnfb.analysis.fixedpoints import LoopFixedPoint, loop_fixed_point
     if isinstance(loop, LinearLoop):
         return loop.net, loop.fixed_point
     net = LearningNetwork(model)

@@ -53,7 +53,8 @@ import scipy.linalg
 from scipy import sparse
 from scipy.sparse.linalg import splu
 
-from crnfb.analysis.linearise import LinearLoop, linearise, loop_fixed_point, model_and_loop
+from crnfb.analysis.linearise import LinearLoop, linearise, model_and_loop
+from crnfb.analysis.fixedpoints import loop_fixed_point
 from crnfb.analysis.slowmodes import ShiftedReduced, reduced_solve
 from crnfb.analysis.stability import stability
 from crnfb.feedback import sizes

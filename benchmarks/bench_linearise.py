@@ -11,7 +11,7 @@ were unstable by 40-400x (docs: shared/notes/python-control-0.10.md).
 
 For growing state counts it times
 
-* analytic: the loop fixed point (:func:`crnfb.analysis.linearise.loop_fixed_point`),
+* analytic: the loop fixed point (:func:`crnfb.analysis.fixedpoints.loop_fixed_point`),
   the analytic sparse Jacobian and its reduction (:func:`crnfb.analysis.linearise.linearise`,
   including ``Jr``), and the slowest 10 closed-loop eigenvalues
   (:func:`crnfb.analysis.stability.closed_loop_eigenvalues` with ``count=10``:
@@ -63,7 +63,8 @@ sys.path.insert(0, str(ROOT))
 
 import control  # noqa: E402
 
-from crnfb.analysis.linearise import linearise, loop_fixed_point  # noqa: E402
+from crnfb.analysis.linearise import linearise  # noqa: E402
+from crnfb.analysis.fixedpoints import loop_fixed_point
 from crnfb.analysis.stability import closed_loop_eigenvalues  # noqa: E402
 from crnfb.feedback.sizes import STABILITY_DENSE_LIMIT  # noqa: E402
 from crnfb.feedback import Learning, Model, Network, Poisson, parse_model  # noqa: E402

@@ -29,7 +29,7 @@ has shrunk to 1e-3 of its start (docs/theory.md §4), ``rtol = 1e-7``,
              scikit-sundae`` (not a dependency of the package; without it the
              row says why and the method is skipped).
 ``cvpre``    SUNDIALS CVODE (scikit-sundae) with GMRES preconditioned by our
-             bordered LU of ``I - gamma J`` (:class:`crnfb.feedback.bdf.BorderedLU`,
+             bordered LU of ``I - gamma J`` (:class:`crnfb.feedback.sparselu.BorderedLU`,
              refactorised when CVODE asks, i.e. on its own reuse rule) and
              ``J v`` from our analytic Jacobian.
 ``rr``       libRoadRunner's CVODE on our exported SBML (``learning_sbml``;
@@ -69,7 +69,7 @@ from scipy import sparse  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from crnfb.analysis.linearise import loop_fixed_point  # noqa: E402
+from crnfb.analysis.fixedpoints import loop_fixed_point  # noqa: E402
 from crnfb.feedback.ensembles import LearningNetwork  # noqa: E402
 from crnfb.feedback.modelfile import load_model  # noqa: E402
 from crnfb.feedback.simulate import ATOL_P, ATOL_THETA, RTOL, LoopField, simulate, state_atol  # noqa: E402
@@ -151,7 +151,7 @@ def run_sundae(model, net, theta_star) -> dict:
 
 def run_cvode_precond(model, net, theta_star) -> dict:
     import sksundae
-    from crnfb.feedback.bdf import BorderedLU
+    from crnfb.feedback.sparselu import BorderedLU
     from crnfb.feedback.simulate import _episode_end_event
 
     field_ = LoopField(net)

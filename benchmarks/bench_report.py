@@ -65,7 +65,8 @@ def _model_file(T: int, K: int, tmp: Path) -> Path:
 def _core_child(path: str) -> None:
     """Run in a fresh process: fit + linearisation + 10 slowest modes; print JSON."""
     from crnfb.analysis.fixedpoints import learned_fixed_point
-    from crnfb.analysis.linearise import linearise, loop_fixed_point
+    from crnfb.analysis.linearise import linearise
+    from crnfb.analysis.fixedpoints import loop_fixed_point
     from crnfb.analysis.stability import stability
     from crnfb.feedback.modelfile import load_model
 

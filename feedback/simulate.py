@@ -464,7 +464,7 @@ def _episode_end_event(model: Model, net: LearningNetwork, x0: np.ndarray,
     """Terminal event of :func:`simulate`: the identifiable part of ``theta - theta*`` at 1e-3 of its start."""
     if theta_star is None:
         raise ValueError("until_episode_end needs theta_star, the loop's fixed point "
-                         "(crnfb.analysis.linearise.loop_fixed_point(model).theta)")
+                         "(crnfb.analysis.fixedpoints.loop_fixed_point(model).theta)")
     U = model.identifiable
     th_star = np.asarray(theta_star, float)
     base = net.n_f + net.n_c
@@ -517,7 +517,7 @@ def simulate(model: Model, t_end: float, signal: Signal | None = None, points: i
         comes first. Needs ``theta_star``.
     theta_star : ndarray or None
         The loop's fixed point ``theta*`` (learned coordinates), e.g.
-        ``crnfb.analysis.linearise.loop_fixed_point(model).theta``: the
+        ``crnfb.analysis.fixedpoints.loop_fixed_point(model).theta``: the
         caller computes it, since finding fixed points is analysis.
 
     Raises

@@ -47,7 +47,7 @@ SLICE_COUNT_MAX_STATES = 200_000
 BOX_CELLS = 8_000_000
 
 # ---------------------------------------------------------------------------------------------
-# The ODE solver's sparse LU (crnfb.feedback.bdf)
+# The ODE solver's sparse LU (crnfb.feedback.sparselu, used by the integrator crnfb.feedback.bdf)
 
 #: COLAMD vs minimum degree on ``A^T + A``: SuperLU's column ordering of a sparse block with more
 #: unknowns than this. Measured on the two-visible scaffold (CPU, one factorisation of ``I - c A``):

@@ -7,7 +7,8 @@ import pytest
 import scipy.linalg
 from scipy import sparse
 
-from crnfb.feedback.bdf import BorderedLU, ReuseBDF, border_indices
+from crnfb.feedback.bdf import ReuseBDF
+from crnfb.feedback.sparselu import BorderedLU, border_indices
 from crnfb.feedback.ensembles import LearningNetwork
 from crnfb.feedback.signals import Step
 from crnfb.feedback.simulate import LoopField, integrate, simulate

@@ -65,7 +65,7 @@ def test_bioscrape_theta_mean_at_fixed_point(tmp_path):
     from bioscrape.simulator import py_simulate_model
     from bioscrape.types import Model as BModel
 
-    from crnfb.analysis.linearise import loop_fixed_point
+    from crnfb.analysis.fixedpoints import loop_fixed_point
     from crnfb.feedback.ensembles import LearningNetwork
 
     # E1 with dynamic clamping, smaller ensembles and faster learning (theta's correlation

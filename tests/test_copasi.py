@@ -26,7 +26,8 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from crnfb.analysis.linearise import linearise, loop_fixed_point
+from crnfb.analysis.linearise import linearise
+from crnfb.analysis.fixedpoints import loop_fixed_point
 from crnfb.analysis.noise import parameter_noise
 from crnfb.analysis.sbml_commands import export_deviation
 from crnfb.feedback import sbml

@@ -344,7 +344,7 @@ def _e3_total_variation() -> float:
 
 
 def _bias_at_gamma(gamma: float) -> float:
-    from crnfb.analysis.linearise import loop_fixed_point
+    from crnfb.analysis.fixedpoints import loop_fixed_point
     model = crnfb.load_model(ROOT / "examples" / "hidden_scaffold.toml").with_learning(gamma=gamma)
     return float(loop_fixed_point(model).bias)
 

@@ -77,7 +77,8 @@ def test_report_analysis_is_invariant_under_energy_shifts(tmp_path, name):
     from types import SimpleNamespace
 
     from crnfb.analysis.fixedpoints import learned_fixed_point
-    from crnfb.analysis.linearise import linearise, loop_fixed_point
+    from crnfb.analysis.linearise import linearise
+    from crnfb.analysis.fixedpoints import loop_fixed_point
     from crnfb.analysis.stability import stability
 
     def analyse(model, **_):

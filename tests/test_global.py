@@ -19,7 +19,8 @@ from crnfb import load_model
 from crnfb.analysis.cli import main
 from crnfb.analysis.globalbehaviour import (HOLD, SETTLE_TOL, classify, global_report, late_amplitude, safe_factor,
                                             settle)
-from crnfb.analysis.linearise import linearise, loop_fixed_point
+from crnfb.analysis.linearise import linearise
+from crnfb.analysis.fixedpoints import loop_fixed_point
 from crnfb.analysis.stability import stability
 from crnfb.feedback.ensembles import LearningNetwork
 from crnfb.feedback.simulate import simulate

@@ -7,7 +7,8 @@ import pytest
 
 from crnfb.analysis import pipeline as P
 from crnfb.analysis.fixedpoints import learned_fixed_point
-from crnfb.analysis.linearise import linearise, loop_fixed_point
+from crnfb.analysis.linearise import linearise
+from crnfb.analysis.fixedpoints import loop_fixed_point
 from crnfb.analysis.results import Unavailable
 from crnfb.analysis.stability import stability
 from crnfb.feedback.errors import ModelError

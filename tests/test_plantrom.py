@@ -17,7 +17,7 @@ import crnfb.analysis.frequency as F
 from crnfb.analysis.linearise import linearise
 from crnfb.analysis.margins import _eig_near_full, critical_gain
 from crnfb.analysis.plantrom import ROM_TOL, build_rom, symmetric_plant
-from crnfb.feedback.bdf import BorderedLU
+from crnfb.feedback.sparselu import BorderedLU
 from crnfb.feedback import sizes
 
 

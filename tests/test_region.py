@@ -17,7 +17,7 @@ import pytest
 
 from crnfb import load_model
 from crnfb.analysis.globalbehaviour import global_report
-from crnfb.analysis.linearise import loop_fixed_point
+from crnfb.analysis.fixedpoints import loop_fixed_point
 from crnfb.analysis.pipeline import region_section
 from crnfb.analysis.region import RegionOfAttraction, region_of_attraction, region_report
 from crnfb.analysis.summary import _global_table

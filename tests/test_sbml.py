@@ -676,7 +676,7 @@ EIGEN_CASES = {"E1": lambda: load("birth_death", clamping="dynamic").replace(n_m
 @pytest.mark.peers
 @pytest.mark.parametrize("case", sorted(EIGEN_CASES))
 def test_roadrunner_jacobian_eigenvalues(case):
-    from crnfb.analysis.linearise import loop_fixed_point
+    from crnfb.analysis.fixedpoints import loop_fixed_point
     from crnfb.feedback.ensembles import LearningNetwork
     m = EIGEN_CASES[case]()
     text = sbml.learning_sbml(m)

@@ -94,7 +94,7 @@ def test_prune_by_start_moves_the_fixed_point_as_the_peer_check_found(e1_small):
 
 def test_prune_on_the_learning_path_keeps_the_fixed_point(e1_small):
     from crnfb.analysis.export_prune import learning_path_mass, prune_deviation
-    from crnfb.analysis.linearise import loop_fixed_point
+    from crnfb.analysis.fixedpoints import loop_fixed_point
     from crnfb.feedback.sbml import exported_network
     net = exported_network(e1_small, 1e3)
     fp = loop_fixed_point(e1_small, net)
@@ -142,7 +142,7 @@ def test_prune_deviation_leaves_out_flat_modes_and_conservation_laws():
     """E2 learns two parameters of which one combination is unidentifiable: a zero eigenvalue (a line of fixed
     points) in both networks, left out of the compared modes, as the copy totals are (fractions and copies)."""
     from crnfb.analysis.export_prune import PruneDeviation, learning_path_mass, prune_deviation
-    from crnfb.analysis.linearise import loop_fixed_point
+    from crnfb.analysis.fixedpoints import loop_fixed_point
     from crnfb.feedback.sbml import exported_network
     m = load_model(EX / "isomerisation.toml")
     net = exported_network(m)

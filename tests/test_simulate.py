@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from crnfb.analysis.cli import main
-from crnfb.analysis.linearise import loop_fixed_point
+from crnfb.analysis.fixedpoints import loop_fixed_point
 from crnfb.feedback.ensembles import LearningNetwork
 from crnfb.feedback.errors import ModelError
 from crnfb.feedback.signals import Constant, Sine, Step, Telegraph, parse_signal

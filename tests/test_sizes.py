@@ -21,7 +21,8 @@ import pytest
 from scipy import sparse
 from scipy.sparse.linalg import splu
 
-from crnfb.analysis.linearise import linearise, loop_fixed_point
+from crnfb.analysis.linearise import linearise
+from crnfb.analysis.fixedpoints import loop_fixed_point
 from crnfb.analysis.stability import closed_loop_eigenvalues, spectral_scale, zero_tolerance
 from crnfb.feedback import load_model, parse_model, sizes
 from crnfb.feedback.errors import ModelError
@@ -174,7 +175,7 @@ def test_slice_count_and_its_fallback_bound_the_true_class(monkeypatch):
 def test_colamd_and_mmd_orderings_solve_alike(monkeypatch, e3):
     """``I - c J`` of E3's loop, solved in the two orderings ``MMD_ABOVE`` chooses between: the solutions
     agree to the backward-stable bound ``cond * eps`` (times a modest growth factor)."""
-    from crnfb.feedback.bdf import ordering
+    from crnfb.feedback.sparselu import ordering
 
     J = linearise(e3).J
     n = J.shape[0]

@@ -183,7 +183,7 @@ def test_sweep_safe_factor_over_kappa_checked_by_ode_runs(tmp_path, capsys):
     a clock k times faster when eps scales too, so the safe eps is proportional to kappa."""
     from crnfb import load_model
     from crnfb.analysis.globalbehaviour import SAFE_RTOL, run_at_factor
-    from crnfb.analysis.linearise import loop_fixed_point
+    from crnfb.analysis.fixedpoints import loop_fixed_point
 
     out = tmp_path / "s"
     run_sweep(CHAIN10, ["kappa=0.5,2"], out, workers=1, metrics=False, safe_budget=600.0)
@@ -229,7 +229,7 @@ def test_a_sweep_point_finds_the_fixed_point_and_linearises_once(monkeypatch):
             return f(*a, **k)
         return wrapped
 
-    for key, home in (("learned_fixed_point", fixedpoints), ("loop_fixed_point", lin)):
+    for key, home in (("learned_fixed_point", fixedpoints), ("loop_fixed_point", fixedpoints)):
         orig = getattr(home, key)
         w = counting(key, orig)
         bound = [m for m in list(sys.modules.values())

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from crnfb.analysis import thermo
 from crnfb.analysis import tradeoffs as T
-from crnfb.analysis.linearise import loop_fixed_point
+from crnfb.analysis.fixedpoints import loop_fixed_point
 from crnfb.feedback import Learning, Model, Network, Poisson, load_model
 from crnfb.feedback.ensembles import LearningNetwork
 

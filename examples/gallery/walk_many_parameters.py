@@ -18,7 +18,8 @@ from token_walk import token_toml  # noqa: E402
 
 from crnfb.analysis import plots  # noqa: E402
 from crnfb.analysis.fixedpoints import learned_fixed_point  # noqa: E402
-from crnfb.analysis.linearise import linearise, loop_fixed_point  # noqa: E402
+from crnfb.analysis.linearise import linearise  # noqa: E402
+from crnfb.analysis.fixedpoints import loop_fixed_point
 from crnfb.analysis.pipeline import episode_section, trajectory_section  # noqa: E402
 from crnfb.analysis.stability import stability  # noqa: E402
 from crnfb.feedback.modelfile import load_model  # noqa: E402
