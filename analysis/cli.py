@@ -55,7 +55,7 @@ def cmd_check(args) -> int:
     inp = _load_input(args)
     model = inp.model
     check_learned_truncation(model, source=args.model)   # the one truncation policy (docs/cli.md)
-    info = model.summary()
+    info = model.describe()
     if inp.units is not None:
         info["units"] = inp.units
     if args.json:

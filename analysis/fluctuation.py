@@ -48,11 +48,11 @@ import numpy as np
 from scipy import integrate, optimize, stats
 
 from crnfb.analysis.disturbance import optimum_derivative
-from crnfb.analysis.fixedpoints import learned_fixed_point
+from crnfb.analysis.fixedpoints import learned_fixed_point, loop_fixed_point
 from crnfb.analysis.linearise import LinearLoop, linearise
-from crnfb.analysis.fixedpoints import loop_fixed_point
 from crnfb.analysis.margins import CriticalRates, critical_rates, rates_value
 from crnfb.analysis.noise import NoStationaryCovariance, lyapunov, parameter_noise
+from crnfb.analysis.summary import Summary, Table
 from crnfb.feedback.errors import ModelError
 from crnfb.feedback.fluctuation import MarkovEnvironment
 from crnfb.feedback.model import Model
@@ -312,26 +312,28 @@ class FluctuationResult:
             out["noise_reason"] = self.noise_reason
         return out
 
-    def summary(self) -> str:
+    def summary(self) -> Summary:
+        """The predicted costs on the grid, ``eps_opt`` and ``eps_crit`` as a :class:`~crnfb.analysis.summary.Summary`
+        (``str()`` of it is the text; ``as_markdown()``, ``as_html()`` as for a report)."""
         env = self.environment
         head = "eps" if self.uniform else "factor"
-        lines = [f"random environment: {env.n_levels} levels {list(env.levels)}, abar = {env.mean:.4g}, "
-                 f"var a = {env.variance:.4g}, correlation time {env.correlation_time:.4g}",
-                 f"{head:>10} {'tracking':>11} {'noise':>11} {'bias':>11} {'total':>11} {'dissipation':>12}"]
-        x = self.axis
-        for i in range(x.size):
+        rows = []
+        for i, x in enumerate(self.axis):
             if self.stable[i]:
-                lines.append(f"{x[i]:10.4g} {self.tracking[i]:11.4g} {self.noise[i]:11.4g} "
-                             f"{self.bias[i]:11.4g} {self.total[i]:11.4g} {self.dissipation[i]:12.4g}")
+                rows.append(tuple(f"{v:.4g}" for v in (x, self.tracking[i], self.noise[i], self.bias[i],
+                                                       self.total[i], self.dissipation[i])))
             else:
-                lines.append(f"{x[i]:10.4g} {'unstable':>11}")
-        lines.append(f"eps_opt = {_rates_text(self.eps_opt)}{self._factor_text(self.g_opt)}"
-                     if self.g_opt is not None else f"eps_opt: none ({self.eps_opt_reason})")
-        lines.append(f"eps_crit = {_rates_text(self.eps_crit)}{self._factor_text(self.g_crit)}"
-                     if self.g_crit is not None else f"eps_crit: none ({self.eps_crit_reason})")
-        if not self.valid:
-            lines.append(f"OUT OF LINEAR RANGE: {self.linear.get('reason')}")
-        return "\n".join(lines)
+                rows.append((f"{x:.4g}", "unstable", "", "", "", ""))
+        grid = Table("Predicted mean excess divergence (nats) and dissipation (kT per time)",
+                     (head, "tracking", "noise", "bias", "total", "dissipation"), tuple(rows))
+        opt = (f"eps_opt = {_rates_text(self.eps_opt)}{self._factor_text(self.g_opt)}"
+               if self.g_opt is not None else f"eps_opt: none ({self.eps_opt_reason})")
+        crit = (f"eps_crit = {_rates_text(self.eps_crit)}{self._factor_text(self.g_crit)}"
+                if self.g_crit is not None else f"eps_crit: none ({self.eps_crit_reason})")
+        verdict = f"{opt}; {crit}" + ("" if self.valid else f". OUT OF LINEAR RANGE: {self.linear.get('reason')}")
+        notes = (f"random environment: {env.n_levels} levels {list(env.levels)}, abar = {env.mean:.4g}, "
+                 f"var a = {env.variance:.4g}, correlation time {env.correlation_time:.4g}",)
+        return Summary("Learning in a random environment", verdict, bool(self.valid), (grid,), notes)
 
 
 def _rates_text(v, spec: str = ".4g") -> str:

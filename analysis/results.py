@@ -337,7 +337,7 @@ class Results:
 
     def _model_dict(self) -> dict:
         m = self.model
-        info = m.summary()
+        info = m.describe()
         names = m.learned_names
         out = {k: info[k] for k in ("name", "species", "visible", "hidden", "conservation_laws",
                                     "state_count", "truncation_mass")}

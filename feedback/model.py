@@ -257,8 +257,10 @@ class Model:
     def name(self) -> str:
         return self.network.name
 
-    def summary(self) -> dict:
-        """The network summary of ``crnfb check --json`` (docs/model-file.md)."""
+    def describe(self) -> dict:
+        """The model described as ``crnfb check --json`` prints it (docs/model-file.md): names, roles,
+        reactions, conservation laws, state count, truncation. (A :class:`Summary` is a results object's
+        ``summary()``; a model is described, not summarised.)"""
         net = self.network
         return {
             "name": net.name,

@@ -638,7 +638,8 @@ class StateSpace:
         sel = np.arange(self.visible_states.shape[0]) if visible_rows is None else np.asarray(visible_rows)
         return [tuple(int(x) for x in self.visible_states[v]) for v in sel if split[v]]
 
-    def summary(self) -> dict:
+    def describe(self) -> dict:
+        """State count, truncation bounds and open species (for ``crnfb check``)."""
         return {
             "state_count": self.size,
             "bounds": dict(zip(self.network.names, self.bounds.tolist())),

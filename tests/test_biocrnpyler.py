@@ -104,7 +104,7 @@ def test_scaffold_counts_and_hidden_species(tmp_path):
     assert m.network.names == ["X", "Y", "S", "C"]
     assert [n for n, s in zip(m.network.names, m.network.species) if s.visible] == ["X"]
     assert dict(zip(m.network.names, m.initial.tolist())) == {"X": 20, "Y": 0, "S": 1, "C": 0}
-    info = m.summary()
+    info = m.describe()
     assert info["hidden"] == ["Y", "S", "C"]
     _given(m.network, given, lambda _m: 1e6)                 # default: every rate constant / V
     # the same model from the file through crnfb convert, and through crnfb check's in-memory conversion

@@ -149,7 +149,7 @@ p = 0.5
     np.testing.assert_allclose([kf[0], kr[0]], [2.0, 0.5])
     # minimum-norm energies: G_X = -G_Y, G_Y - G_X = -ln 4
     np.testing.assert_allclose(m.network.energies, [np.log(4) / 2, -np.log(4) / 2])
-    assert m.summary()["detailed_balance"] is True
+    assert m.describe()["detailed_balance"] is True
 
 
 def test_parse_model_api_errors_carry_file_and_key():

@@ -178,7 +178,7 @@ def test_import_sbml_builds_the_same_model(tmp_path):
     path = tmp_path / "e2.xml"
     sbml.write_sbml(sbml.model_sbml(m), path)
     m2 = sbml.import_sbml(path, visible=["X"], environment=m.environment, change=m.change)
-    s0, s1 = m.summary(), m2.summary()
+    s0, s1 = m.describe(), m2.describe()
     for k in ("species", "visible", "hidden", "learned", "reactions", "conservation_laws", "state_count"):
         assert s1[k] == s0[k], k
     th = np.array([0.3, -0.2])
