@@ -506,7 +506,7 @@ def main(argv=None) -> int:
             rows += bench_case(case, methods, skip, args.time_limit, Path(tmp),
                                RR_MAX_STATES if args.rr_max_states is None else args.rr_max_states)
             _write(out, old + rows)              # after every case: a long run keeps what it has
-    print(f"wrote {out.relative_to(ROOT)}")
+    print(f"wrote {out}")
     return 0
 
 
