@@ -51,16 +51,21 @@ largest difference of theta at the end (``rr``: at ``reuse``'s end time).
 ``--series``: ours (ReuseBDF, the default) against libRoadRunner with
 *start-up included* on both sides, on the two-visible scaffold ``tv<T>_<K>``
 (any ``--cases`` of that form, or the series' sizes: 56, 95, 144, 203, 549,
-1001 copy states; ``large``: 2535 and 10,080). Every run is a fresh process
-(libRoadRunner caches compiled models by their SBML text within a process),
-best (least CPU) of ``--repeat``. Ours: ``LearningNetwork``, the episode's
-start and the integration. libRoadRunner: ``RoadRunner(sbml)`` (parse and
+1001 copy states; ``large``: 2535 and 10,080), a model file, or
+``corpus:<name>`` (``tests/corpus.py``; files and corpus networks run with
+dynamic clamping, the SBML export's). Every run is a fresh process
+(libRoadRunner caches compiled models by their SBML text within a process;
+the loop fixed point that defines the episode's end is computed by the
+parent, so our side starts cold), best (least CPU) of ``--repeat``. Ours:
+``LearningNetwork``, the episode's start and the integration. libRoadRunner: ``RoadRunner(sbml)`` (parse and
 LLVM compilation, after LLVM's one-time set-up spent on a small other model)
 and ``simulate`` to our episode's end, LLJIT backend; its simulate-only time is a column of
 its own. Columns ``ours/rr`` (CPU, wall: start-up included) and ``vs sim``
 (ours start-up included / libRoadRunner's simulate alone). libRoadRunner is
 run once at a case where it takes more than ``--rr-limit`` seconds and not
-at larger ones. Writes ``benchmarks/results/ode-series.csv``.
+at larger ones. ``--from-file``: both sides also timed from the model file
+(``load_model``, enumeration; libRoadRunner: and the export). Writes
+``benchmarks/results/ode-series.csv``.
 """
 
 from __future__ import annotations
@@ -320,7 +325,7 @@ def bench_case(case: str, methods: list[str], skip: dict, limit: float, tmp: Pat
 # ---------------------------------------------------------------------------------------------
 # --series: start-up included, each run in a fresh process
 
-def _child(kind: str, case: str, t_episode: float) -> dict:
+def _child(kind: str, case: str, t_episode: float, from_file: bool = False, theta_star=None) -> dict:
     """One timed run in this (fresh) process: ``ours`` or ``rr``, start-up included.
 
     ``ours``: from the loaded model (state space enumerated, as the exporter
@@ -330,33 +335,45 @@ def _child(kind: str, case: str, t_episode: float) -> dict:
     compilation; the first load of this SBML in the process, since
     libRoadRunner caches compiled models by their text) and ``simulate`` to
     ``t_episode``, with the LLJIT backend (the fastest load: tv4 2.5 CPU s
-    against MCJIT's 6.5). Not timed: imports, ``load_model``, the loop fixed point
-    that defines the episode end (ours), the SBML export (rr; timed apart),
-    and libRoadRunner's first load in the process (LLVM's one-time set-up:
-    a small other model is loaded first).
+    against MCJIT's 6.5). Not timed: imports, ``load_model``, the SBML export
+    (rr; timed apart) and libRoadRunner's first load in the process (LLVM's
+    one-time set-up: a small other model is loaded first).
+
+    ``from_file``: both sides timed from the model file instead (``load_model``
+    and the enumeration; ``rr`` also the export). ``theta_star`` (the loop
+    fixed point) comes from the parent process, so that nothing of ours is
+    warm here.
     """
-    with tempfile.TemporaryDirectory() as tmp:
-        model = _model(case, Path(tmp))
-    model.space                                    # noqa: B018 - enumerate outside the timing
+    tmp = tempfile.TemporaryDirectory()
+
+    def load():
+        model = _model(case, Path(tmp.name))
+        model.space                                # noqa: B018 - the enumeration
+        return model
+    model, load_wall, load_cpu = _timed(load)
+    if not from_file:
+        load_wall = load_cpu = 0.0
     if kind == "ours":
-        theta_star = loop_fixed_point(model, LearningNetwork(model)).theta
+        theta_star = np.asarray(theta_star, float)     # computed by the parent: this process is cold
 
         def run():
             net = LearningNetwork(model)
             return net, simulate(model, T_MAX, points=201, until_episode_end=True, theta_star=theta_star,
                                  net=net, progress=False)
         (net, tr), wall, cpu = _timed(run)
-        return {"states": net.n_f, "n": net.n_states, "wall_s": wall, "cpu_s": cpu,
+        return {"states": net.n_f, "n": net.n_states, "wall_s": load_wall + wall, "cpu_s": load_cpu + cpu,
                 "integrate_wall_s": tr.metadata["wall_time"], "steps": tr.metadata["steps"],
                 "t_episode": float(tr.t[-1]), "theta_end": tr.theta[-1].tolist()}
     import roadrunner
     from crnfb.feedback.sbml import learning_sbml
-    text, export_wall, _ = _timed(lambda: learning_sbml(model))
+    text, export_wall, export_cpu = _timed(lambda: learning_sbml(model))
     opt = roadrunner.LoadSBMLOptions()
     opt.setLLVMBackend(roadrunner.LoadSBMLOptions.LLJIT)     # loads 2.6x faster than the default MCJIT (tv4)
     # warm: LLVM's one-time set-up in the process is spent on a small other model, not timed
     roadrunner.RoadRunner(learning_sbml(load_model(ROOT / "examples" / "isomerisation.toml")), opt)
-    rr, load_wall, load_cpu = _timed(lambda: roadrunner.RoadRunner(text, opt))
+    rr, rr_wall, rr_cpu = _timed(lambda: roadrunner.RoadRunner(text, opt))
+    if from_file:        # the model file's loading and the export count as libRoadRunner's load
+        rr_wall, rr_cpu = rr_wall + load_wall + export_wall, rr_cpu + load_cpu + export_cpu
 
     def run():
         integ = rr.getIntegrator()
@@ -366,15 +383,18 @@ def _child(kind: str, case: str, t_episode: float) -> dict:
         names = [f"Lambda_{s}" for s in model.learned_names]
         return rr.simulate(0.0, float(t_episode), 201, ["time", *names])
     res, sim_wall, sim_cpu = _timed(run)
-    return {"wall_s": load_wall + sim_wall, "cpu_s": load_cpu + sim_cpu, "load_wall_s": load_wall,
-            "load_cpu_s": load_cpu, "sim_wall_s": sim_wall, "sim_cpu_s": sim_cpu, "export_wall_s": export_wall,
+    return {"wall_s": rr_wall + sim_wall, "cpu_s": rr_cpu + sim_cpu, "load_wall_s": rr_wall,
+            "load_cpu_s": rr_cpu, "sim_wall_s": sim_wall, "sim_cpu_s": sim_cpu, "export_wall_s": export_wall,
             "theta_end": np.log(np.asarray(res)[-1, 1:]).tolist()}
 
 
-def _spawn(kind: str, case: str, t_episode: float, timeout: float) -> dict:
+def _spawn(kind: str, case: str, t_episode: float, timeout: float, from_file: bool = False,
+           theta_star=None) -> dict:
     """:func:`_child` in a fresh interpreter (one BLAS thread); ``{"error": ...}`` on failure or timeout."""
     import subprocess
-    cmd = [sys.executable, __file__, "--child", kind, "--cases", case, "--t-episode", repr(t_episode)]
+    cmd = [sys.executable, __file__, "--child", kind, "--cases", case, "--t-episode", repr(t_episode),
+           *(["--from-file"] if from_file else []),
+           *(["--theta-star", json.dumps(list(map(float, theta_star)))] if theta_star is not None else [])]
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
@@ -386,11 +406,12 @@ def _spawn(kind: str, case: str, t_episode: float, timeout: float) -> dict:
     return json.loads(lines[-1])
 
 
-def _best(kind: str, case: str, t_episode: float, repeat: int, limit: float, timeout: float) -> tuple[dict, int]:
+def _best(kind: str, case: str, t_episode: float, repeat: int, limit: float, timeout: float,
+          from_file: bool = False, theta_star=None) -> tuple[dict, int]:
     """Best (least CPU) of ``repeat`` fresh-process runs; one run only once a run exceeds ``limit`` s."""
     best, runs = None, 0
     for _ in range(repeat):
-        out = _spawn(kind, case, t_episode, timeout)
+        out = _spawn(kind, case, t_episode, timeout, from_file, theta_star)
         runs += 1
         if "error" in out:
             return out, runs
@@ -402,14 +423,22 @@ def _best(kind: str, case: str, t_episode: float, repeat: int, limit: float, tim
 
 
 def run_series(cases: list[str], repeat: int, rr_limit: float, timeout: float, out: Path,
-               rr_max: float = math.inf, old: list[dict] = ()) -> list[dict]:
+               rr_max: float = math.inf, old: list[dict] = (), from_file: bool = False) -> list[dict]:
     """Ours against libRoadRunner, start-up included, per case; prints and writes the table."""
     print(f"{'case':>8s} {'states':>6s} {'n':>6s} | {'ours cpu':>8s} {'wall':>6s} {'integ':>6s} | "
           f"{'rr load':>7s} {'sim':>6s} {'total':>7s} {'wall':>7s} {'export':>6s} | {'ours/rr':>7s} {'wall':>6s} "
           f"{'vs sim':>7s} {'|dth|':>8s} note", flush=True)
     rows, rr_skip = [], ""
     for case in cases:
-        ours, _ = _best("ours", case, T_MAX, repeat, math.inf, timeout)
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            model = _model(case, Path(tmp))
+            try:     # defines the episode's end; computed here, so that the timed processes start cold
+                theta_star = loop_fixed_point(model, LearningNetwork(model)).theta
+            except Exception as e:  # noqa: BLE001 - report and go on
+                print(f"{case}: loop fixed point failed: {type(e).__name__}: {e}", flush=True)
+                continue
+        ours, _ = _best("ours", case, T_MAX, repeat, math.inf, timeout, from_file, theta_star)
         if "error" in ours:
             print(f"{case} ours failed: {ours['error']}", flush=True)
             continue
@@ -420,7 +449,7 @@ def run_series(cases: list[str], repeat: int, rr_limit: float, timeout: float, o
         if ours["states"] > rr_max and not rr_skip:
             row["note"] = f"libRoadRunner not run above {rr_max} copy states (--rr-max-states)"
         elif not rr_skip:
-            rr, runs = _best("rr", case, ours["t_episode"], repeat, rr_limit, timeout)
+            rr, runs = _best("rr", case, ours["t_episode"], repeat, rr_limit, timeout, from_file)
             if "error" in rr:
                 row["note"] = rr_skip = f"libRoadRunner: {rr['error']}"
             else:
@@ -470,13 +499,16 @@ def main(argv=None) -> int:
     p.add_argument("--rr-limit", type=float, default=60.0,
                    help="--series: one libRoadRunner run at a case where it takes longer, none at larger cases")
     p.add_argument("--timeout", type=float, default=900.0, help="--series: a run killed after this many seconds")
+    p.add_argument("--from-file", action="store_true",
+                   help="--series: time both sides from the model file (load_model and enumeration; rr: and export)")
     p.add_argument("--child", choices=["ours", "rr"], help=argparse.SUPPRESS)
+    p.add_argument("--theta-star", type=json.loads, default=None, help=argparse.SUPPRESS)
     p.add_argument("--t-episode", type=float, default=T_MAX, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            print(json.dumps(_child(args.child, args.cases, args.t_episode)))
+            print(json.dumps(_child(args.child, args.cases, args.t_episode, args.from_file, args.theta_star)))
         return 0
     if args.series:
         cases = [c for c in args.cases.split(",") if c] if args.cases != ",".join(DEFAULT_CASES) else SERIES[args.series]
@@ -484,7 +516,7 @@ def main(argv=None) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         old = list(csv.DictReader(open(out))) if args.append and out.exists() else []
         run_series(cases, args.repeat, args.rr_limit, args.timeout, out,
-                   math.inf if args.rr_max_states is None else args.rr_max_states, old)
+                   math.inf if args.rr_max_states is None else args.rr_max_states, old, args.from_file)
         print(f"wrote {out}")
         return 0
     cases = [c for c in args.cases.split(",") if c]
