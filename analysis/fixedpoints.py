@@ -438,6 +438,12 @@ def loop_fixed_point(model: Model, net: LearningNetwork | None = None, a: float 
     return LoopFixedPoint(theta, x, D, g, opt, D - opt.divergence, res, a)
 
 
+#: Largest ``|U^T (m_c - m_f)|``, relative to its value at the optimum (at least 1), accepted as the loop's
+#: fixed point under dynamic clamping: far above the continuation's own target (1e-12) and far below any
+#: residual a non-converged run ends with.
+BIASED_TOL = 1e-8
+
+
 def _biased_fixed_point(model: Model, net: LearningNetwork, theta_start: np.ndarray, a: float,
                         tol: float = 1e-12, max_iter: int = 5000) -> np.ndarray:
     """Pseudo-transient continuation on ``dtheta/dt = E (m_c(theta) - m_f(theta))``.
@@ -479,7 +485,11 @@ def _biased_fixed_point(model: Model, net: LearningNetwork, theta_start: np.ndar
             break
         step = np.linalg.solve(I / tau - dG, G)
         x_new = x + step
-        G_new, dG_new = G_and_dG(x_new)
+        try:
+            G_new, dG_new = G_and_dG(x_new)
+        except RuntimeError:     # a step so long that exp(theta) under- or overflows: the clamped block is singular
+            tau *= 0.25
+            continue
         if not np.all(np.isfinite(G_new)) or np.linalg.norm(G_new) > 10 * np.linalg.norm(G):
             tau *= 0.25          # overshoot: shorter pseudo-time step
             continue
@@ -488,6 +498,14 @@ def _biased_fixed_point(model: Model, net: LearningNetwork, theta_start: np.ndar
         ratio = np.linalg.norm(G) / max(np.linalg.norm(G_new), 1e-300)
         tau = min(tau * (max(ratio, 2.0) if ratio >= 1.0 else max(ratio, 0.5)), 1e12)
         x, G, dG = x_new, G_new, dG_new
+    gn = float(np.linalg.norm(G))
+    if not np.isfinite(gn) or gn > BIASED_TOL * max(1.0, g0):
+        th = theta_start + EU @ x
+        raise NoFixedPoint(
+            f"under dynamic clamping the loop's fixed point (m_c = m_f) was not found from the quasi-static "
+            f"optimum: after pseudo-transient continuation |U^T (m_c - m_f)| = {gn:.3g} (started at {g0:.3g}), "
+            f"theta in [{th.min():.3g}, {th.max():.3g}]; the clamped ensemble's reset bias may have no finite "
+            "fixed point on this leaf (try equilibrium clamping, a larger gamma or a realisable target)")
     return theta_start + EU @ x
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -173,3 +175,23 @@ def test_continuum_of_minima_does_not_crash_the_polish():
     assert pt.flat.size == 1 and pt.kind == "minimum"
     pts = stationary_points(model, starts=3)
     assert all(p.gradient_norm < 1e-7 for p in pts)
+
+
+def test_dynamic_clamping_without_a_finite_fixed_point_is_refused(tmp_path):
+    """A generated token walk (105 states, 12 learned, an unrealisable target that drives energies to -24 kT at
+    the optimum) under dynamic clamping: the pseudo-transient continuation runs off to |theta| ~ 10^3 without
+    reaching m_c = m_f. That is NoFixedPoint with the residual, not a 'fixed point' whose loop field is
+    1e119 (which the report used to linearise)."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent))
+    from corpus import make
+
+    from crnfb.analysis.fixedpoints import NoFixedPoint, loop_fixed_point
+    from crnfb.feedback.modelfile import load_model as load_file
+
+    net = make("walk", 5, "bench")
+    f = tmp_path / "walk.toml"
+    f.write_text(net.text, encoding="utf-8")
+    model = load_file(f).with_learning(clamping="dynamic")
+    with pytest.raises(NoFixedPoint, match=r"dynamic clamping.*not found"):
+        loop_fixed_point(model)
