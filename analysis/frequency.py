@@ -430,12 +430,20 @@ class BlockShiftedLU:
 
     def solve(self, w: float, rhs: np.ndarray) -> np.ndarray:
         """``(jw I - A)^{-1} rhs``."""
-        out = np.zeros(rhs.shape, complex)
+        return self._solve(1j * w, rhs, complex)
+
+    def solve_real(self, s: float, rhs: np.ndarray) -> np.ndarray:
+        """``(s I - A)^{-1} rhs`` for a real shift ``s`` (a real factorisation: about a quarter of the
+        complex one's work)."""
+        return self._solve(float(s), rhs, float)
+
+    def _solve(self, shift, rhs: np.ndarray, dtype) -> np.ndarray:
+        out = np.zeros(rhs.shape, dtype)
         for lo, hi, perm, (M, diag, d0) in self.blocks:
-            data = M.data.copy()
-            data[diag] = d0 + 1j * w
+            data = M.data.astype(dtype) if dtype is complex else M.data.real.copy()
+            data[diag] = (d0 if dtype is complex else d0.real) + shift
             lu = lu_without_pivoting(sparse.csc_matrix((data, M.indices, M.indptr), shape=M.shape))
-            out[lo + perm] = lu.solve(np.ascontiguousarray(rhs[lo + perm]))
+            out[lo + perm] = lu.solve(np.ascontiguousarray(rhs[lo + perm].astype(dtype)))
         return out
 
 
@@ -458,12 +466,13 @@ def _plant_rom(blocks: BrokenLoop) -> tuple:
     lu = BlockShiftedLU.build(plant.S, plant.cuts)
     lo, hi = np.log10(rng[0] / ROM_MARGIN), np.log10(rng[1] * ROM_MARGIN)
     inner = np.logspace(lo, hi, int(np.ceil(hi - lo)) + 1)
-    anchors = np.concatenate([[rng[0] / ROM_FLAT], inner, [rng[1] * ROM_FLAT]])
+    shifts = np.concatenate([[rng[0] / ROM_FLAT], inner, [rng[1] * ROM_FLAT]])
     k = blocks.k
     groups = [(slice(0, k), slice(0, k)), (slice(k, 2 * k), slice(0, k)), (slice(k, 2 * k), slice(k, k + 1))]
-    rom = build_rom(plant, lu.solve, anchors, groups=groups)
-    return rom, None if rom.verified else (f"the reduced model disagreed with an exact solve by {rom.error:.2g} "
-                                           f"(tolerance {ROM_TOL:g})")
+    # rate_range's lower end is the smallest non-zero |eig| found (Lanczos, tol 1e-6): a 1e-3 margin
+    rom = build_rom(plant, lu.solve_real, shifts, lam_min=rng[0] * (1 - 1e-3), groups=groups)
+    return rom, None if rom.verified else (f"the reduced model's error bound {rom.error:.2g} is above the "
+                                           f"tolerance {ROM_TOL:g}")
 
 
 def broken_loop(loop: LinearLoop) -> BrokenLoop:

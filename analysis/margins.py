@@ -50,6 +50,7 @@ from scipy.optimize import brentq, linear_sum_assignment, minimize_scalar
 from crnfb.analysis.frequency import BrokenLoop, LoopResponse, analysis_grid, broken_loop
 from crnfb.analysis.linearise import LinearLoop
 from crnfb.feedback import sizes
+from crnfb.feedback.sparselu import BorderedLU
 
 G_MIN = 1e-3
 G_MAX = 1e4
@@ -205,17 +206,43 @@ def _eig_near_full(loop: LinearLoop, gains, w: float, iters: int = 30) -> comple
 def eigenvalue_near(loop: LinearLoop, shift: complex, gains=1.0, iters: int = 30) -> complex:
     """The eigenvalue of the loop (learning rates ``gains * eps``) nearest ``shift`` (not a structural zero):
     inverse iteration on the full Jacobian's bordered LU (see :func:`_eig_near_full`)."""
-    from crnfb.feedback.sparselu import BorderedLU
+    return NearShift(loop, shift)(gains, iters)
 
-    net = loop.net
-    n_p = net.n_f + net.n_c
-    g = np.broadcast_to(np.asarray(gains, float), (net.k,))
-    J = (sparse.diags(np.concatenate([np.ones(n_p), g])) @ loop.J).astype(complex).tocsc()
-    n = J.shape[0]
-    lu = BorderedLU(J - shift * sparse.identity(n, dtype=complex, format="csc"),
-                    border=np.arange(n_p, n), layout=loop.shifted_layout)   # one pattern for every factor and shift
-    x = loop.V @ np.random.default_rng(0).standard_normal(loop.n_reduced) + 0j
-    return _inverse_iteration(J, lu.solve, x, complex(shift), iters)
+
+class NearShift:
+    """Eigenvalues of the loop nearest one ``shift`` as the learning rates change (:func:`eigenvalue_near`).
+
+    The learning rates scale only the theta rows of ``J``, the border of its bordered LU
+    (:class:`crnfb.feedback.sparselu.BorderedLU`): the ensembles' sparse block ``J_pp - shift I`` is
+    factorised once per shift and each factor ``g`` refactorises only the ``k x k`` Schur complement
+    (:meth:`~crnfb.feedback.sparselu.BorderedLU.with_border_rows`), so a root search over ``g`` costs one
+    sparse LU, not one per step.
+    """
+
+    def __init__(self, loop: LinearLoop, shift: complex):
+        self.loop, self.shift = loop, complex(shift)
+        self._base: BorderedLU | None = None
+
+    def __call__(self, gains=1.0, iters: int = 30) -> complex:
+        loop = self.loop
+        net = loop.net
+        n_p = net.n_f + net.n_c
+        g = np.broadcast_to(np.asarray(gains, float), (net.k,))
+        J = (sparse.diags(np.concatenate([np.ones(n_p), g])) @ loop.J).astype(complex).tocsc()
+        n = J.shape[0]
+        M = J - self.shift * sparse.identity(n, dtype=complex, format="csc")
+        lu = None
+        if self._base is not None:
+            try:
+                lu = self._base.with_border_rows(M)
+            except ValueError:       # another pattern (a factor of exactly 0 drops entries): factorise anew
+                lu = None
+        if lu is None:
+            lu = BorderedLU(M, border=np.arange(n_p, n), layout=loop.shifted_layout)
+            if lu.border.size:
+                self._base = lu
+        x = loop.V @ np.random.default_rng(0).standard_normal(loop.n_reduced) + 0j
+        return _inverse_iteration(J, lu.solve, x, self.shift, iters)
 
 
 def _inverse_iteration(J, solve, x, lam: complex, iters: int) -> complex:
@@ -284,16 +311,17 @@ def _critical_gain_sparse(loop, gains_of, n_flat, g_min, g_max, crossings, refin
         if not g_min < gc < g_max:
             continue
         lo, hi = gc * (1 - 1e-3), gc * (1 + 1e-3)
+        near = NearShift(loop, 1j * w)      # one sparse LU at this frequency for every factor below
 
-        def f(g, w=w):
-            return _eig_near_full(loop, gains_of(g), w).real
+        def f(g, near=near):
+            return near(gains_of(g)).real
 
         f_lo, f_hi = f(lo), f(hi)
         if not f_lo < 0 < f_hi:
             return None
         if refine:
             gc = brentq(f, lo, hi, xtol=xtol * lo, rtol=1e-12)
-        return CriticalGain(float(gc), _eig_near_full(loop, gains_of(gc), w), stable, abscissa)
+        return CriticalGain(float(gc), near(gains_of(gc)), stable, abscissa)
     return CriticalGain(None, None, stable, abscissa,
                         f"no eigenvalue of L(jw) crosses the negative real axis at -1/g for g up to {g_max:g}")
 
@@ -737,5 +765,5 @@ def margins(loop: LinearLoop, *, g_min: float = G_MIN, g_max: float = G_MAX, ome
                    plant_model=blocks.plant_model)
 
 
-__all__ = ["critical_gain", "CriticalGain", "critical_rates", "CriticalRates", "rates_value", "eigenvalue_near",
+__all__ = ["NearShift", "critical_gain", "CriticalGain", "critical_rates", "CriticalRates", "rates_value", "eigenvalue_near",
            "loop_at_a_time", "Margins", "margins", "nyquist_crossings", "phase_margin", "scaled_jacobian"]

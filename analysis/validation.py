@@ -670,6 +670,7 @@ def validate(model: Model | LinearLoop, loop: LinearLoop | None = None, quick: b
 def _first_runs(setup: _Setup, runs: "_StepRuns | None", quick: bool, quasi: bool) -> dict:
     """The independent ODE runs, on every core (crnfb.feedback.parallel): the rate fit, the linear step,
     the nonlinear steps the amplitude choice and the linear range need, the quasi-static fit."""
+    setup.eig      # the slowest modes' eigenvectors, computed once here: the forked workers inherit them
     tasks = {"rate": partial(_timed, check_convergence, setup)}
     if runs is not None:
         tasks["linear"] = runs.linear_run

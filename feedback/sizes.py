@@ -161,8 +161,9 @@ PRUNE_DENSE_LIMIT = 2000
 BLOCK_PLANT = 5000
 #: Exact solves at every frequency vs the verified reduced plant model (crnfb.analysis.plantrom).
 #: Measured at 2535 copy states (5068 plant states): margins 21.5 -> 2.7 s, disturbance 6.9 ->
-#: 0.7 s, model agreeing with every exact solve to 4e-11 (docs/benchmarks.md (d)); the crossover
-#: below 5068 not measured: chosen equal to LARGE_PLANT.
+#: 0.7 s, model agreeing with every exact solve to 4e-11 (docs/benchmarks.md (d), with the earlier
+#: exact-solve verification; the model is now verified by a residual bound from real-shift solves,
+#: cheaper still); the crossover below 5068 not measured: chosen equal to LARGE_PLANT.
 ROM_PLANT = 500
 #: Reduced-coordinate vs full copy-state solves at ``w != 0``, the dense grid (2000/7 points a
 #: decade) vs every 7th point (LARGE_POINTS_PER_DECADE), and dense vs sparse plant rate range.

@@ -192,9 +192,35 @@ class BorderedLU:
             self._lu = PermutedLU(lu_without_pivoting(layout.permuted(M)), layout.perm)
         else:
             self._lu = splu(A, permc_spec=permc_spec or ordering(A.shape[0]))
+        self._A_data, self._B = A.data.copy(), B      # what with_border_rows must find unchanged
         self._Z = self._lu.solve(B)
+        self._schur(D)
+
+    def _schur(self, D: np.ndarray) -> None:
         self._S = scipy.linalg.lu_factor(D - self._C @ self._Z, check_finite=False)
         self._getrs = zgetrs if np.iscomplexobj(self._S[0]) else dgetrs
+
+    def with_border_rows(self, M) -> "BorderedLU":
+        """The factorisation of ``M``, a matrix that differs from this one in its border rows only
+        (e.g. the loop's theta rows scaled by a learning-rate factor): the sparse block's LU and
+        ``Z = A^{-1} B`` are reused, only the ``s x s`` Schur complement is refactorised.
+
+        Raises
+        ------
+        ValueError
+            If ``M`` has another pattern or another sparse block.
+        """
+        M = sparse.csc_matrix(M)
+        if not self.border.size or not self.layout.matches(M):
+            raise ValueError("with_border_rows needs a bordered factorisation and a matrix of the same pattern")
+        A, B, C, D = self.layout.blocks(M)
+        if not np.array_equal(A.data, self._A_data) or not np.array_equal(B, self._B):
+            raise ValueError("with_border_rows: the sparse block differs (only the border rows may change)")
+        new = object.__new__(BorderedLU)
+        new.__dict__.update(self.__dict__)
+        new._C = C
+        new._schur(D)
+        return new
 
     @property
     def fill(self) -> int:

@@ -22,9 +22,10 @@ from crnfb.feedback import sizes
 
 
 def _dense_solver(S: sparse.spmatrix):
+    """``(s I - S)^{-1} rhs`` at a real shift (what build_rom factorises)."""
     Sd = S.toarray()
     n = Sd.shape[0]
-    return lambda w, rhs: np.linalg.solve(1j * w * np.eye(n) - Sd, rhs)
+    return lambda s, rhs: np.linalg.solve(s * np.eye(n) - Sd, rhs)
 
 
 def _reversible_generator(rng, n: int, density: float):
@@ -62,7 +63,7 @@ def test_model_matches_the_dense_transfer_function_on_random_reversible_plants(s
     ev = np.sort(np.abs(np.linalg.eigvals(A)))[1:]            # drop the zero mode
     anchors = np.concatenate([[ev[0] * 1e-9], np.logspace(np.log10(ev[0] / 100), np.log10(ev[-1] * 100), 8),
                               [ev[-1] * 1e9]])
-    rom = build_rom(plant, _dense_solver(plant.S), anchors)
+    rom = build_rom(plant, _dense_solver(plant.S), anchors, lam_min=ev[0])
     assert rom.verified and rom.error <= ROM_TOL
     assert np.all(rom.lam < 0)
     assert -rom.lam.max() >= ev[0] * (1 - 1e-8) and -rom.lam.min() <= ev[-1] * (1 + 1e-8)
@@ -91,9 +92,10 @@ def test_unverified_model_says_so():
     rng = np.random.default_rng(3)
     A, pi = _reversible_generator(rng, 40, 0.2)
     B = _tangent_inputs(rng, 40, 2)
-    plant = symmetric_plant(sparse.csr_matrix(A), B, sparse.identity(40, format="csr"), pi, [0, 40])
+    C = sparse.csr_matrix(rng.standard_normal((1, 40)))     # one output: the basis cannot span everything
+    plant = symmetric_plant(sparse.csr_matrix(A), B, C, pi, [0, 40])
     ev = np.sort(np.abs(np.linalg.eigvals(A)))[1:]
-    rom = build_rom(plant, _dense_solver(plant.S), [ev[0], ev[-1]], max_rounds=1, tol=1e-14)
+    rom = build_rom(plant, _dense_solver(plant.S), [ev[0], ev[-1]], lam_min=ev[0], max_rounds=1, tol=1e-14)
     assert not rom.verified and rom.error > 1e-14
     assert rom.to_dict()["verified"] is False
 
@@ -140,14 +142,71 @@ def test_eigenvalue_near_the_axis_in_full_coordinates_matches_dense(e3):
         assert abs(got - ref) <= 1e-9 * abs(ref)
 
 
+def _bordered(rng, n: int, s: int, seed: int) -> sparse.csc_matrix:
+    """A sparse, diagonally dominant matrix with ``s`` dense last rows and columns."""
+    M = (sparse.random(n, n, density=0.01, random_state=seed) + 5 * sparse.identity(n)).tolil()
+    M[:, -s:] = rng.standard_normal((n, s))
+    M[-s:, :] = rng.standard_normal((s, n))
+    return sparse.csc_matrix(M)
+
+
 def test_bordered_lu_solves_complex_systems():
     """``BorderedLU`` keeps the imaginary part of a complex matrix (a shifted Jacobian)."""
     rng = np.random.default_rng(0)
     n = 300
-    M = (sparse.random(n, n, density=0.01, random_state=1) + 5 * sparse.identity(n)).tolil()
-    M[:, -2:] = rng.standard_normal((n, 2))
-    M[-2:, :] = rng.standard_normal((2, n))
-    M = sparse.csc_matrix(M) + 2j * sparse.identity(n)
+    M = _bordered(rng, n, 2, 1) + 2j * sparse.identity(n)
     lu = BorderedLU(M, border=np.array([n - 2, n - 1]))
     b = rng.standard_normal(n) + 1j * rng.standard_normal(n)
     assert np.allclose(M @ lu.solve(b), b, atol=1e-10)
+
+
+def test_bordered_lu_with_new_border_rows_solves_the_new_matrix():
+    """Scaling the border rows (the loop's theta rows times a learning-rate factor) reuses the sparse LU:
+    the solve is that of the new matrix; a changed sparse block is refused."""
+    rng = np.random.default_rng(2)
+    n = 300
+    M = _bordered(rng, n, 3, 3) + 0.7j * sparse.identity(n)
+    lu = BorderedLU(M, border=np.arange(n - 3, n))
+    D = sparse.diags(np.concatenate([np.ones(n - 3), [2.5, 0.3, 7.0]]))
+    M2 = sparse.csc_matrix(D @ M)
+    lu2 = lu.with_border_rows(M2)
+    b = rng.standard_normal((n, 2)) + 1j * rng.standard_normal((n, 2))
+    assert np.allclose(M2 @ lu2.solve(b), b, atol=1e-10)
+    assert np.allclose(M @ lu.solve(b), b, atol=1e-10)          # the original is untouched
+    M3 = M2.copy()
+    M3[0, 0] += 1.0                                              # the sparse block changed
+    with pytest.raises(ValueError, match="sparse block"):
+        lu.with_border_rows(M3)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(8, 50), p=st.integers(1, 3), q=st.integers(1, 3))
+def test_the_residual_bound_bounds_the_true_error(seed, n, p, q):
+    """The verification's bound (module docstring) is never below the true relative output error, computed
+    densely, at any frequency, for a deliberately coarse model (two shifts, no refinement)."""
+    from crnfb.analysis.plantrom import _ResidualBound
+
+    rng = np.random.default_rng(seed)
+    A, pi = _reversible_generator(rng, n, 0.15)
+    B = _tangent_inputs(rng, n, p)
+    C = rng.standard_normal((q, n))
+    plant = symmetric_plant(sparse.csr_matrix(A), B, sparse.csr_matrix(C), pi, [0, n])
+    ev = np.sort(np.abs(np.linalg.eigvals(A)))[1:]
+    rom = build_rom(plant, _dense_solver(plant.S), [ev[0], ev[-1]], lam_min=ev[0], max_rounds=0)
+    Sd = plant.S.toarray()
+    null = plant.null
+    # the basis the model was built on: rebuild it the way build_rom does (real solves of B and the outputs)
+    dual = plant.C.T.toarray() - null @ (null.T @ plant.C.T.toarray())
+    rhs = np.hstack([plant.B, dual])
+    from crnfb.analysis.plantrom import _extend
+    V = np.zeros((n, 0))
+    for s in (ev[0], ev[-1]):
+        X = np.linalg.solve(s * np.eye(n) - Sd, rhs)
+        V = _extend(V, X - null @ (null.T @ X), null)
+    bound = _ResidualBound(plant, V, rhs, p, [(slice(None), slice(None))], ev[0], float(np.abs(Sd).sum(0).max()))
+    for w in np.logspace(np.log10(ev[0]) - 3, np.log10(ev[-1]) + 3, 25):
+        x = np.linalg.solve(1j * w * np.eye(n) - A, B)
+        x -= pi[:, None] * x.sum(axis=0)
+        ref = C @ x
+        true = np.linalg.norm(rom(w) - ref) / np.linalg.norm(ref)
+        assert true <= bound(w) * (1 + 1e-6) + 1e-12, (w, true, bound(w))
