@@ -352,7 +352,7 @@ class BrokenLoop:
         W = self.W
         r = self.r
         s = 1j * omega
-        M = np.einsum("ki,wkl,lj->wij", W, P, W)           # W^T P W
+        M = W.T @ P @ W           # W^T P W per frequency (batched BLAS; a three-operand einsum is O(k^4) a frequency)
         I = np.eye(r)
         with np.errstate(divide="ignore", invalid="ignore"):
             L = M / s[:, None, None]

@@ -530,6 +530,21 @@ def loop_at_a_time(P: np.ndarray, eps: np.ndarray, omega: np.ndarray, i: int) ->
     return eps[i] * Pii / s
 
 
+def loops_at_a_time(P: np.ndarray, eps: np.ndarray, omega: np.ndarray) -> np.ndarray:
+    """Every :func:`loop_at_a_time` at once (nw, k), from one inverse of ``M = sI + E P`` a frequency.
+
+    The Schur complement of ``M_oo`` in ``M`` is ``s + s T_i`` (:func:`loop_at_a_time`) and it is
+    ``1 / (M^{-1})_ii``, so ``T_i = 1 / (s (M^{-1})_ii) - 1``: ``O(k^3)`` a frequency for all ``k`` loops
+    instead of ``O(k^4)``. For the grid scan; crossings are refined with :func:`loop_at_a_time` (the
+    subtraction loses relative accuracy where ``|T_i|`` is far below 1, i.e. factors far beyond any grid).
+    """
+    s = 1j * np.asarray(omega, float)
+    k = P.shape[1]
+    M = s[:, None, None] * np.eye(k)[None] + np.asarray(eps, float)[None, :, None] * P
+    d = np.diagonal(np.linalg.inv(M), axis1=1, axis2=2)
+    return (1.0 / (s[:, None] * d) - 1.0)
+
+
 def _siso_crossings(omega: np.ndarray, values: np.ndarray, fun) -> list[tuple[float, float]]:
     """``(omega, g)`` where ``values`` (= ``fun`` on the grid) crosses the negative real axis at ``-1/g``."""
     out = []
@@ -741,9 +756,10 @@ def margins(loop: LinearLoop, *, g_min: float = G_MIN, g_max: float = G_MAX, ome
 
     loops = []
     if per_loop and len(eps) > 1:
+        T = loops_at_a_time(resp.P, eps, omega)
         for i, name in enumerate(names):
-            Ti = loop_at_a_time(resp.P, eps, omega, i)
-            cands = _siso_crossings(omega, Ti, lambda w: loop_at_a_time(blocks.open_loop([w])[0], eps, [w], i)[0])
+            cands = _siso_crossings(omega, T[:, i],
+                                    lambda w: loop_at_a_time(blocks.open_loop([w])[0], eps, [w], i)[0])
             cands = [c for c in cands if c[1] <= g_max]
             ci = critical_gain(loop, i, g_min, g_max, per_decade=PER_LOOP_PER_DECADE,
                                candidates=[c[1] for c in cands], crossings=cands, refine=False)
@@ -766,4 +782,4 @@ def margins(loop: LinearLoop, *, g_min: float = G_MIN, g_max: float = G_MAX, ome
 
 
 __all__ = ["NearShift", "critical_gain", "CriticalGain", "critical_rates", "CriticalRates", "rates_value", "eigenvalue_near",
-           "loop_at_a_time", "Margins", "margins", "nyquist_crossings", "phase_margin", "scaled_jacobian"]
+           "loop_at_a_time", "loops_at_a_time", "Margins", "margins", "nyquist_crossings", "phase_margin", "scaled_jacobian"]

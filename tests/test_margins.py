@@ -310,3 +310,19 @@ def test_full_coordinate_plants_equal_reduced_ones_on_e3(monkeypatch):
     full = dataclasses.replace(blocks).plants(w)
     for a, b in zip(full, reduced):
         assert np.allclose(a, b, rtol=1e-8, atol=1e-10 * np.max(np.abs(b)))
+
+
+@pytest.mark.parametrize("k", [2, 3, 7, 20])
+def test_every_loop_at_a_time_from_one_inverse_equals_each_schur_complement(k):
+    """``loops_at_a_time`` (one inverse of ``sI + E P`` a frequency) gives each ``loop_at_a_time`` (the
+    Schur complement of the other loops) on random plants, where ``|T_i|`` is not far below 1."""
+    from crnfb.analysis.margins import loop_at_a_time, loops_at_a_time
+
+    rng = np.random.default_rng(k)
+    P = rng.standard_normal((6, k, k)) + 1j * rng.standard_normal((6, k, k))
+    eps = rng.uniform(0.1, 1.0, k)
+    w = np.logspace(-1, 1, 6)
+    T = loops_at_a_time(P, eps, w)
+    for i in range(k):
+        ref = loop_at_a_time(P, eps, w, i)
+        assert np.all(np.abs(T[:, i] - ref) <= 1e-10 * np.maximum(np.abs(ref), 1.0))
