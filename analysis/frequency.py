@@ -434,7 +434,9 @@ class BlockShiftedLU:
 
     def solve_real(self, s: float, rhs: np.ndarray) -> np.ndarray:
         """``(s I - A)^{-1} rhs`` for a real shift ``s`` (a real factorisation: about a quarter of the
-        complex one's work)."""
+        complex one's work; a complex ``rhs`` is solved as its real and imaginary parts)."""
+        if np.iscomplexobj(rhs):
+            return self._solve(float(s), rhs.real, float) + 1j * self._solve(float(s), rhs.imag, float)
         return self._solve(float(s), rhs, float)
 
     def _solve(self, shift, rhs: np.ndarray, dtype) -> np.ndarray:
