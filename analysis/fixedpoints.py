@@ -438,10 +438,12 @@ def loop_fixed_point(model: Model, net: LearningNetwork | None = None, a: float 
     return LoopFixedPoint(theta, x, D, g, opt, D - opt.divergence, res, a)
 
 
-#: Largest ``|U^T (m_c - m_f)|``, relative to its value at the optimum (at least 1), accepted as the loop's
-#: fixed point under dynamic clamping: far above the continuation's own target (1e-12) and far below any
-#: residual a non-converged run ends with.
-BIASED_TOL = 1e-8
+#: Under dynamic clamping the continuation is a failure (NoFixedPoint) when ``|U^T (m_c - m_f)|`` did not
+#: fall below this fraction of its value at the optimum: it ran away (a generated walk: 0.245 -> 2.01 with
+#: theta at -2000). A run that fell by more but stopped short of the 1e-12 target (a slow drift towards a
+#: fixed point at large energies: a generated scaffold, 0.213 -> 2.5e-6) is kept, with its residual
+#: reported (``fixed_point.residual``).
+BIASED_DECREASE = 1e-3
 
 
 def _biased_fixed_point(model: Model, net: LearningNetwork, theta_start: np.ndarray, a: float,
@@ -499,7 +501,8 @@ def _biased_fixed_point(model: Model, net: LearningNetwork, theta_start: np.ndar
         tau = min(tau * (max(ratio, 2.0) if ratio >= 1.0 else max(ratio, 0.5)), 1e12)
         x, G, dG = x_new, G_new, dG_new
     gn = float(np.linalg.norm(G))
-    if not np.isfinite(gn) or gn > BIASED_TOL * max(1.0, g0):
+    converged = gn <= tol * max(1.0, g0) or gn < 1e-14
+    if not np.isfinite(gn) or (not converged and gn > BIASED_DECREASE * g0):
         th = theta_start + EU @ x
         raise NoFixedPoint(
             f"under dynamic clamping the loop's fixed point (m_c = m_f) was not found from the quasi-static "

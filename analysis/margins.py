@@ -754,22 +754,7 @@ def margins(loop: LinearLoop, *, g_min: float = G_MIN, g_max: float = G_MAX, ome
         svw, svm = _refine_extremum(
             lambda w: np.linalg.svd(I + blocks.response([w]).L[0], compute_uv=False)[-1], omega, smin, False)
 
-    loops = []
-    if per_loop and len(eps) > 1:
-        T = loops_at_a_time(resp.P, eps, omega)
-        for i, name in enumerate(names):
-            cands = _siso_crossings(omega, T[:, i],
-                                    lambda w: loop_at_a_time(blocks.open_loop([w])[0], eps, [w], i)[0])
-            cands = [c for c in cands if c[1] <= g_max]
-            ci = critical_gain(loop, i, g_min, g_max, per_decade=PER_LOOP_PER_DECADE,
-                               candidates=[c[1] for c in cands], crossings=cands, refine=False)
-            loops.append({"species": name, "eps": float(eps[i]),
-                          "eps_crit": None if ci.gain is None else float(eps[i] * ci.gain),
-                          "gain_margin": None if ci.gain is None else float(ci.gain),
-                          "critical_frequency": ci.frequency,
-                          "gain_margin_frequency_domain": float(cands[0][1]) if cands else None,
-                          "reason": ci.reason})
-
+    loops = _per_loop(loop, blocks, resp, names, eps, g_min, g_max) if per_loop and len(eps) > 1 else []
     return Margins(learned=names, eps=eps, identifiable_directions=blocks.r,
                    stable_at_nominal=cg.stable_at_nominal, abscissa_nominal=cg.abscissa_nominal,
                    eps_crit=eps_crit, gain_margin=cg.gain, critical_frequency=cg.frequency,
@@ -779,6 +764,27 @@ def margins(loop: LinearLoop, *, g_min: float = G_MIN, g_max: float = G_MAX, ome
                    disk_phase_margin_deg=dpm, disk_margin_frequency=dw, singular_value_margin=svm,
                    singular_value_frequency=svw, robust_reason=robust_reason, per_loop=loops, response=resp,
                    plant_model=blocks.plant_model)
+
+
+def _per_loop(loop: LinearLoop, blocks: BrokenLoop, resp: LoopResponse, names, eps, g_min: float,
+              g_max: float) -> list[dict]:
+    """``margins.per_loop``: each learned species' rate scaled alone (loop at a time; module docstring)."""
+    omega = resp.omega
+    T = loops_at_a_time(resp.P, eps, omega)
+    loops = []
+    for i, name in enumerate(names):
+        cands = _siso_crossings(omega, T[:, i],
+                                lambda w, i=i: loop_at_a_time(blocks.open_loop([w])[0], eps, [w], i)[0])
+        cands = [c for c in cands if c[1] <= g_max]
+        ci = critical_gain(loop, i, g_min, g_max, per_decade=PER_LOOP_PER_DECADE,
+                           candidates=[c[1] for c in cands], crossings=cands, refine=False)
+        loops.append({"species": name, "eps": float(eps[i]),
+                      "eps_crit": None if ci.gain is None else float(eps[i] * ci.gain),
+                      "gain_margin": None if ci.gain is None else float(ci.gain),
+                      "critical_frequency": ci.frequency,
+                      "gain_margin_frequency_domain": float(cands[0][1]) if cands else None,
+                      "reason": ci.reason})
+    return loops
 
 
 __all__ = ["NearShift", "critical_gain", "CriticalGain", "critical_rates", "CriticalRates", "rates_value", "eigenvalue_near",
