@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from corpus import corpus  # noqa: E402  (the test suite's generator, one definition)
 
 STAGES = ("fixed point", "linearisation", "stability", "margins", "disturbance", "learning episode",
-          "frequency response", "step response", "learning trajectory", "thermodynamics", "validation")
+          "frequency response", "step response", "learning trajectory", "thermodynamics", "validation",
+          "global behaviour")
 
 
 def _failed(d) -> list[str]:
