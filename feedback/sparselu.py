@@ -192,7 +192,7 @@ class BorderedLU:
             self._lu = PermutedLU(lu_without_pivoting(layout.permuted(M)), layout.perm)
         else:
             self._lu = splu(A, permc_spec=permc_spec or ordering(A.shape[0]))
-        self._A_data, self._B = A.data.copy(), B      # what with_border_rows must find unchanged
+        self._A_data, self._B = A.data, B      # fresh gathers of M.data (no copy): what with_border_rows must find unchanged
         self._Z = self._lu.solve(B)
         self._schur(D)
 
