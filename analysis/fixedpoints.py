@@ -18,11 +18,11 @@ import numpy as np
 from scipy.integrate import solve_ivp
 from scipy import sparse
 from scipy.optimize import minimize, root
-from scipy.sparse.linalg import splu
 
 from crnfb.feedback.ensembles import LearningNetwork, generator_derivative
 from crnfb.feedback.landscape import FROZEN_VARIANCE, identifiable_basis
 from crnfb.feedback.model import Model
+from crnfb.feedback.sparselu import sparse_lu
 
 KIND_TOL = 1e-8
 
@@ -183,7 +183,7 @@ def _flow(model: Model, theta_start: np.ndarray, EU: np.ndarray, a: float, gtol:
     polish and the convergence test decide what that point is.
     """
     U = model.identifiable
-    M = U.T @ EU
+    P = np.linalg.solve(U.T @ EU, EU.T)        # the flow in x is -(U^T E U)^{-1} (E U)^T grad: one solve, not one a step
     g0 = np.linalg.norm(model.gradient(theta_start, a))
     last = {"x": np.zeros(U.shape[1]), "n": 0}
 
@@ -193,10 +193,10 @@ def _flow(model: Model, theta_start: np.ndarray, EU: np.ndarray, a: float, gtol:
             raise _Budget()
         if np.all(np.isfinite(x)):
             last["x"] = x
-        return -np.linalg.solve(M, EU.T @ model.gradient(theta_start + EU @ x, a))
+        return -P @ model.gradient(theta_start + EU @ x, a)
 
     def jac(t, x):
-        return -np.linalg.solve(M, EU.T @ model.hessian(theta_start + EU @ x, a) @ EU)
+        return -P @ model.hessian(theta_start + EU @ x, a) @ EU
 
     def small(t, x):
         return np.linalg.norm(model.gradient(theta_start + EU @ x, a)) - flow_gtol * max(g0, 1e-12)
@@ -468,7 +468,7 @@ def _biased_fixed_point(model: Model, net: LearningNetwork, theta_start: np.ndar
         th = theta_start + EU @ x
         pf = net.free_stationary(th)
         M = (net.gamma * sparse.identity(net.n_c, format="csc") - net.hidden_generator(th).tocsc())
-        lu = splu(M)
+        lu = sparse_lu(M)
         pc = np.clip(lu.solve(net.gamma * net.reset_target(a)), 0.0, None)
         he = net.hidden_edges
         Dc = generator_derivative(he, he.rates(net.theta_full(th)), pc, net.n_c, L)

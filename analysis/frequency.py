@@ -54,7 +54,7 @@ from scipy.sparse.linalg import splu
 from crnfb.analysis.plantrom import ROM_TOL, PlantROM, build_rom, symmetric_plant
 from crnfb.analysis.slowmodes import reduced_solve
 from crnfb.feedback.landscape import identifiable_basis
-from crnfb.feedback.sparselu import lu_without_pivoting, nested_dissection
+from crnfb.feedback.sparselu import BorderedLU, inverse_operator, lu_without_pivoting, nested_dissection
 from crnfb.feedback import sizes
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,6 +63,10 @@ if TYPE_CHECKING:  # pragma: no cover
 #: The frequency grid of docs/cli.md (bandwidth); other grids extend it.
 SPEC_OMEGA = np.logspace(-4, 3, 2000)
 POINTS_PER_DECADE = 2000 / 7.0
+#: Single frequencies (root searches) stop being kept in a plant's table of responses past this size:
+#: grids are always kept (margins, disturbance and figures read them); with 205 learned parameters an
+#: entry is 1.3 MB and the searches evaluate thousands of frequencies once each.
+RESPONSE_CACHE_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -232,10 +236,13 @@ class BrokenLoop:
         rhs = self._rhs
         dynamic_c = self.C_mc.nnz > 0
         table = self._plant._responses       # each frequency solved once per plant
+        keep = omega.size > 1 or len(table) * 2 * k * k * 16 < RESPONSE_CACHE_BYTES
         for i, w in enumerate(omega):
             hit = table.get(float(w))
             if hit is None:
-                hit = table[float(w)] = self._plants_at(float(w), rhs, dynamic_c)
+                hit = self._plants_at(float(w), rhs, dynamic_c)
+                if keep:
+                    table[float(w)] = hit
             Pf[i], Pc[i], G[i] = hit
         return Pf, Pc, G
 
@@ -470,6 +477,13 @@ def _plant_rom(blocks: BrokenLoop) -> tuple:
     inner = np.logspace(lo, hi, int(np.ceil(hi - lo)) + 1)
     shifts = np.concatenate([[rng[0] / ROM_FLAT], inner, [rng[1] * ROM_FLAT]])
     k = blocks.k
+    # each shift adds the inputs (theta and a) and the outputs' duals (m_f and e) to the basis: with many
+    # learned parameters the first shifts alone span as many vectors as the plant has states, and the
+    # "reduced" model would be the plant itself at the cost of dense algebra on it (205 learned: 616 a shift)
+    width = (k + 1) + 2 * k
+    if 100 * width * shifts.size >= sizes.ROM_BASIS_PERCENT * blocks.n_p:
+        return None, (f"a reduced model would not be smaller than the plant: {shifts.size} shifts of {width} "
+                      f"vectors each ({k} learned parameters) against {blocks.n_p} plant states")
     groups = [(slice(0, k), slice(0, k)), (slice(k, 2 * k), slice(0, k)), (slice(k, 2 * k), slice(k, k + 1))]
     # rate_range's lower end is the smallest non-zero |eig| found (Lanczos, tol 1e-6): a 1e-3 margin
     rom = build_rom(plant, lu.solve_real, shifts, lam_min=rng[0] * (1 - 1e-3), groups=groups)
@@ -529,7 +543,7 @@ def closed_loop_direct(loop: LinearLoop, omega, output: str = "e") -> np.ndarray
     B = loop.Br.astype(complex)
     out = np.empty((omega.size, C.shape[0]), complex)
     for i, w in enumerate(omega):
-        out[i] = C @ splu((mJ + (1j * w) * I).tocsc()).solve(B) + D
+        out[i] = C @ BorderedLU((mJ + (1j * w) * I).tocsc()).solve(B) + D
     return out
 
 
@@ -591,7 +605,9 @@ def _plant_rate_range(blocks: BrokenLoop, dense_limit: int | None = None) -> tup
             try:
                 hi = float(np.abs(eigsh(sym.S, k=1, which="SA", return_eigenvectors=False, tol=1e-3)).max())
                 # -S + shift I is positive definite; the eigenvalues of -S nearest 0: the null one and the slowest
-                ev = eigsh(-sym.S, k=3, sigma=-1e-6 * hi, which="LM", return_eigenvectors=False, tol=1e-6)
+                shift = -1e-6 * hi
+                ev = eigsh(-sym.S, k=3, sigma=shift, which="LM", return_eigenvectors=False, tol=1e-6,
+                           OPinv=inverse_operator(-sym.S - shift * sparse.identity(sym.S.shape[0], format="csc")))
             except (ArpackError, ArpackNoConvergence, RuntimeError):
                 return None
             ev = np.abs(ev)
@@ -601,7 +617,8 @@ def _plant_rate_range(blocks: BrokenLoop, dense_limit: int | None = None) -> tup
         A = blocks.A.tocsc()
         try:
             hi = float(np.max(np.abs(eigs(A, k=1, which="LM", return_eigenvectors=False, tol=1e-3))))
-            lo = float(np.min(np.abs(eigs(A, k=1, sigma=0.0, which="LM", return_eigenvectors=False, tol=1e-6))))
+            lo = float(np.min(np.abs(eigs(A, k=1, sigma=0.0, which="LM", return_eigenvectors=False, tol=1e-6,
+                                          OPinv=inverse_operator(A)))))
         except (ArpackError, ArpackNoConvergence, RuntimeError):
             return None
         return (lo, hi) if 0 < lo <= hi else None
@@ -629,5 +646,5 @@ def analysis_grid(blocks: BrokenLoop, extra: tuple[float, ...] = ()) -> np.ndarr
     return np.concatenate(parts)
 
 
-__all__ = ["analysis_grid", "broken_loop", "BrokenLoop", "closed_loop_direct", "dc_response", "LoopResponse",
+__all__ = ["analysis_grid", "broken_loop", "BrokenLoop", "closed_loop_direct", "dc_response", "LoopResponse", "spec_grid",
            "plant_rate_range"]

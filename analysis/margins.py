@@ -474,11 +474,21 @@ def _track(lam: np.ndarray) -> np.ndarray:
     return out
 
 
-def nyquist_crossings(blocks: BrokenLoop, response: LoopResponse) -> list[tuple[float, float]]:
+#: A bracketed crossing is refined only when its estimate on the grid is below this multiple of ``g_max``
+#: (the estimate interpolates the branch linearly across one grid interval; a factor 10 leaves room
+#: for its error, which is second order in the interval).
+REFINE_BEYOND = 10.0
+
+
+def nyquist_crossings(blocks: BrokenLoop, response: LoopResponse,
+                      g_max: float | None = None) -> list[tuple[float, float]]:
     """``(omega, g)`` where an eigenvalue of ``L_id(jw)`` crosses the negative real axis at ``-1/g``.
 
     Sorted by ``g``. Crossings are bracketed on the response grid and refined
-    with ``brentq`` on the imaginary part of the tracked eigenvalue.
+    with ``brentq`` on the imaginary part of the tracked eigenvalue; with ``g_max``,
+    only those whose grid estimate is below ``REFINE_BEYOND * g_max`` (the loci of
+    near-flat directions cross next to the origin, at factors of 1e8 and more: with
+    200 learned parameters, hundreds of refinements of one full response each).
     """
     omega = response.omega
     lam = np.linalg.eigvals(response.L)
@@ -487,9 +497,18 @@ def nyquist_crossings(blocks: BrokenLoop, response: LoopResponse) -> list[tuple[
     out = []
     for j in range(lam.shape[1]):
         for i in _negative_axis_brackets(lam[:, j]):
+            if g_max is not None and _grid_estimate(lam[i, j], lam[i + 1, j]) > REFINE_BEYOND * g_max:
+                continue
             pick = _eigenvalue_branch(blocks, omega[i], omega[i + 1], lam[i, j], lam[i + 1, j])
             out.extend(_siso_crossings(omega[i:i + 2], lam[i:i + 2, j], pick))
     return sorted(out, key=lambda t: t[1])
+
+
+def _grid_estimate(a: complex, b: complex) -> float:
+    """The factor ``g = -1/Re`` where the segment from ``a`` to ``b`` crosses the real axis (inf right of 0)."""
+    t = a.imag / (a.imag - b.imag)
+    re = a.real + t * (b.real - a.real)
+    return -1.0 / re if re < 0 else np.inf
 
 
 def _eigenvalue_branch(blocks: BrokenLoop, w0: float, w1: float, a: complex, b: complex):
@@ -720,7 +739,7 @@ def margins(loop: LinearLoop, *, g_min: float = G_MIN, g_max: float = G_MAX, ome
     omega = analysis_grid(blocks) if omega is None else np.asarray(omega, float)
     resp = blocks.response(omega)
 
-    cross = nyquist_crossings(blocks, resp)
+    cross = nyquist_crossings(blocks, resp, g_max)
     cg = critical_gain(loop, None, g_min, g_max, candidates=[c[1] for c in cross], crossings=cross)
     eps_crit = critical_rates(loop, cg).eps_crit
 

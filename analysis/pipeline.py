@@ -27,7 +27,7 @@ from crnfb.analysis.bifurcation import bifurcation
 from crnfb.analysis.disturbance import Disturbance, disturbance
 from crnfb.analysis.fixedpoints import NoFixedPoint, StationaryPoint, learned_fixed_point, quasi_static_trajectory
 from crnfb.analysis.fluctuation import FluctuationResult, analyse_fluctuation, cost_refusal
-from crnfb.analysis.frequency import SPEC_OMEGA, LoopResponse, broken_loop
+from crnfb.analysis.frequency import LoopResponse, broken_loop, spec_grid
 from crnfb.analysis.globalbehaviour import global_report, safe_factor
 from crnfb.analysis.linearise import LinearLoop, linearise
 from crnfb.analysis.fixedpoints import LoopFixedPoint, loop_fixed_point
@@ -100,11 +100,14 @@ def frequency_section(loop: LinearLoop, dist: Disturbance | None) -> LoopRespons
 
     The disturbance section's own responses when it has them (the very data
     its bandwidth and peaks were read from, on a superset of the docs/cli.md
-    grid), else the loop's responses on that grid.
+    grid), else the loop's responses on that grid (every 7th point for large
+    plants, as the margins: :func:`crnfb.analysis.frequency.spec_grid`; with 205
+    learned parameters one array of the full grid is 1.3 GB).
     """
     if dist is not None and dist.response is not None:
         return dist.response
-    return broken_loop(loop).response(SPEC_OMEGA)
+    blocks = broken_loop(loop)
+    return blocks.response(spec_grid(blocks))
 
 
 def step_section(model: Model, fp: LoopFixedPoint, stab: Stability, dist: Disturbance | None,

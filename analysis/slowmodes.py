@@ -38,8 +38,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import LinearOperator, splu
 
-from crnfb.feedback.sparselu import BorderedLU
-from crnfb.feedback.sparselu import PermutedLU, lu_without_pivoting, nested_dissection
+from crnfb.feedback.sparselu import BorderedLU, sparse_lu
 from crnfb.feedback import sizes
 
 __all__ = ["ReducedInverse", "reduced_solve", "ShiftedReduced"]
@@ -126,9 +125,9 @@ def _ensemble_solver(J: sparse.csr_matrix, pf: np.ndarray, nf: int, nc: int):
     keep = np.ones(nf)
     keep[piv] = 0.0
     Afm = (sparse.diags(keep) @ Af + sparse.csr_matrix(([1.0], ([piv], [piv])), shape=(nf, nf))).tocsc()
-    lu_f = _factor(Afm)
+    lu_f = sparse_lu(Afm)
     pi = pf / pf.sum()
-    lu_c = splu(J[nf:nf + nc, nf:nf + nc].tocsc()) if nc else None
+    lu_c = sparse_lu(J[nf:nf + nc, nf:nf + nc]) if nc else None
 
     def solve(R: np.ndarray) -> np.ndarray:
         Rf = np.array(R[:nf], dtype=float)
@@ -148,19 +147,6 @@ def _hidden_components(net, theta: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     _, lab = connected_components(net.hidden_generator(theta), directed=False)
     return lab.astype(np.int64)
-
-
-def _factor(M: sparse.csc_matrix):
-    """Sparse LU of a (structurally symmetric) generator block.
-
-    Large blocks: METIS nested dissection and no row pivoting
-    (:mod:`crnfb.feedback.sparselu`); else SuperLU's
-    MMD on ``A^T + A`` (a third of COLAMD's fill at 10^4 states).
-    """
-    if M.shape[0] >= sizes.ND_MIN_STATES:
-        perm = nested_dissection(M)
-        return PermutedLU(lu_without_pivoting(M[perm][:, perm]), perm)
-    return splu(M, permc_spec="MMD_AT_PLUS_A")
 
 
 #: Iterative refinement of :class:`ShiftedReduced` solves: relative residual target and most steps.

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy import sparse
 from scipy.sparse.linalg import ArpackNoConvergence, eigs
 
 from crnfb.analysis.fixedpoints import classify, quasi_static_rates
 from crnfb.feedback.model import Model
 from crnfb.feedback import sizes
+from crnfb.feedback.sparselu import inverse_operator
 
 if TYPE_CHECKING:      # the loop holds its spectrum (LinearLoop.spectrum): linearise imports this module
     from crnfb.analysis.linearise import LinearLoop
@@ -350,7 +352,8 @@ def _slowest_full_arpack(loop: LinearLoop, count: int) -> tuple[np.ndarray, floa
     scale = float(np.max(np.abs(J.diagonal()))) or 1.0
     sigma = 1e-4 * scale  # off the structural zeros (a Jordan block in E2): keeps the solves well conditioned
     try:
-        vals, vecs = eigs(J, k=k, sigma=sigma, which="LM", tol=1e-10, maxiter=max(5000, 20 * k))
+        vals, vecs = eigs(J, k=k, sigma=sigma, which="LM", tol=1e-10, maxiter=max(5000, 20 * k),
+                          OPinv=inverse_operator(J - sigma * sparse.identity(J.shape[0], format="csc")))
     except ArpackNoConvergence as e:
         vals, vecs = e.eigenvalues, e.eigenvectors
     if vals.size:

@@ -58,6 +58,7 @@ from crnfb.analysis.fixedpoints import loop_fixed_point
 from crnfb.analysis.slowmodes import ShiftedReduced, reduced_solve
 from crnfb.analysis.stability import stability
 from crnfb.feedback import sizes
+from crnfb.feedback.sparselu import BorderedLU, inverse_operator
 from crnfb.feedback.ensembles import LearningNetwork
 from crnfb.feedback.model import Model
 from crnfb.feedback.parallel import run_all
@@ -440,7 +441,7 @@ def _linear_theta_response(setup: _Setup, omega: np.ndarray) -> np.ndarray:
     n = setup.loop.n_reduced
     I = sparse.identity(n, dtype=complex, format="csc")
     mJ = (-setup.Jr).astype(complex)
-    return np.array([setup.Ct @ splu((mJ + 1j * w * I).tocsc()).solve(setup.Br.astype(complex)) for w in omega])
+    return np.array([setup.Ct @ BorderedLU((mJ + 1j * w * I).tocsc()).solve(setup.Br.astype(complex)) for w in omega])
 
 
 def _harmonic(t, y, omega):
@@ -561,6 +562,7 @@ def check_quasi_static(setup: _Setup) -> Check:
         # fixed start vector: the same plant rate on every run
         sigma = 1e-6 * float(np.abs(A.diagonal()).max())
         ev = np.abs(eigs(A.tocsc(), k=6, sigma=sigma, which="LM", v0=np.ones(A.shape[0]),
+                         OPinv=inverse_operator(A - sigma * sparse.identity(A.shape[0], format="csc")),
                          return_eigenvectors=False))
     ev = np.sort(ev[ev > 1e-10 * max(ev.max(), 1e-300)])
     plant = float(ev[0])

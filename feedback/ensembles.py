@@ -19,9 +19,9 @@ from functools import cached_property
 
 import numpy as np
 from scipy import sparse
-from scipy.sparse.linalg import spsolve
 
 from .model import Model
+from .sparselu import sparse_lu
 
 
 @dataclass(frozen=True)
@@ -214,7 +214,7 @@ class LearningNetwork:
             return self.model.landscape.clamped_law(None, self.model.q_at(a),
                                                     log_pi=self.model.landscape.log_law(self.theta_full(theta)))
         M = self.gamma * sparse.identity(self.n_c, format="csc") - self.hidden_generator(theta).tocsc()
-        p = spsolve(M, self.gamma * self.reset_target(a))
+        p = sparse_lu(M).solve(self.gamma * self.reset_target(a))
         return np.clip(np.atleast_1d(p), 0.0, None)
 
     def clamped_mean(self, theta: np.ndarray, a: float = 0.0) -> np.ndarray:

@@ -18,12 +18,12 @@ solver read some of the switches and ``feedback`` may not import ``analysis``.
 from __future__ import annotations
 
 __all__ = [
-    "STATESPACE_MAX_STATES", "SLICE_COUNT_MAX_STATES", "BOX_CELLS", "MMD_ABOVE", "ND_ABOVE",
+    "STATESPACE_MAX_STATES", "SLICE_COUNT_MAX_STATES", "BOX_CELLS", "ND_ABOVE",
     "STABILITY_DENSE_LIMIT", "MARGINS_MODES_DENSE_LIMIT", "DENSE_SCAN_LIMIT", "DENSE_FALLBACK",
     "MAX_DENSE_STATES", "STEP_DENSE_LIMIT", "DENSE_LYAPUNOV_LIMIT", "CORRELATION_DENSE_LIMIT",
-    "ND_MIN_STATES", "MAX_SYMBOLIC_STATES", "SAFE_FACTOR_MAX_STATES", "ROA_MAX_STATES",
+    "MAX_SYMBOLIC_STATES", "SAFE_FACTOR_MAX_STATES", "ROA_MAX_STATES",
     "BIFURCATION_DENSE_EIG_LIMIT", "BIFURCATION_MAX_STATES", "PRUNE_DENSE_LIMIT", "BLOCK_PLANT",
-    "ROM_PLANT", "LARGE_PLANT", "LARGE_POINTS_PER_DECADE",
+    "ROM_PLANT", "ROM_BASIS_PERCENT", "LARGE_PLANT", "LARGE_POINTS_PER_DECADE",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -47,19 +47,19 @@ SLICE_COUNT_MAX_STATES = 200_000
 BOX_CELLS = 8_000_000
 
 # ---------------------------------------------------------------------------------------------
-# The ODE solver's sparse LU (crnfb.feedback.sparselu, used by the integrator crnfb.feedback.bdf)
+# Sparse LU of loop-sized matrices (crnfb.feedback.sparselu: the integrator's Newton matrices, the
+# slow-mode solver, shifted solves, ARPACK's shift-invert)
 
-#: COLAMD vs minimum degree on ``A^T + A``: SuperLU's column ordering of a sparse block with more
-#: unknowns than this. Measured on the two-visible scaffold (CPU, one factorisation of ``I - c A``):
-#: 5070 unknowns COLAMD 0.036 s (fill 0.49M) vs MMD_AT_PLUS_A 0.064 s (0.27M); 20160 unknowns
-#: COLAMD 0.70 s (5.4M) vs MMD_AT_PLUS_A 0.50 s (2.3M) (docs/decisions.md "Research-scale networks").
-MMD_ABOVE = 10_000
-#: Pivoting SuperLU vs unpivoted LU in a METIS nested-dissection order: column diagonally dominant
-#: sparse blocks with at least this many unknowns (crnfb.feedback.sparselu). Measured (CPU, one
-#: factorisation): 20160 unknowns 0.07-0.12 s (fill 1.5M) against MMD_AT_PLUS_A's 0.33 s (2.3M);
-#: 5070 unknowns 0.009-0.024 s (0.22M) against COLAMD's 0.016-0.033 s (0.49M); validation at 2535
-#: states 35 -> 26 s (docs/decisions.md, "Generator blocks factorised without pivoting in the ODE
-#: too"; docs/benchmarks.md). The crossover below 5070 was not measured.
+#: SuperLU in COLAMD order vs SuperLU in a METIS nested-dissection order (without row pivoting
+#: when the matrix is column diagonally dominant, else with threshold pivoting): every sparse LU of
+#: a loop-sized matrix with at least this many unknowns (crnfb.feedback.sparselu.sparse_lu and the
+#: sparse block of BorderedLU). Measured (CPU, one factorisation): 20160 unknowns 0.07-0.12 s
+#: (fill 1.5M) against MMD_AT_PLUS_A's 0.33 s (2.3M) and COLAMD's 0.70 s (5.4M); 5070 unknowns
+#: 0.009-0.024 s (0.22M) against COLAMD's 0.016-0.033 s (0.49M); validation at 2535 states 35 -> 26 s;
+#: a five-species open chain (16,807 states, a 5-D lattice) 1.8-2.4 s (6.9M) against MMD_AT_PLUS_A's
+#: 200 s (12.9M) (docs/decisions.md, "Generator blocks factorised without pivoting in the ODE too"
+#: and "One sparse LU for every loop-sized matrix"; docs/benchmarks.md). The crossover below 5070
+#: was not measured.
 ND_ABOVE = 2000
 
 # ---------------------------------------------------------------------------------------------
@@ -112,11 +112,6 @@ DENSE_LYAPUNOV_LIMIT = 400
 #: chosen so that the T = 40 scaffold (1321 states) and two_visible decide first (docs/decisions.md
 #: "Large loops decide before the covariance").
 CORRELATION_DENSE_LIMIT = 1000
-#: SuperLU with MMD on ``A^T + A`` vs METIS nested dissection without pivoting for the free
-#: generator in the slow-mode solver (crnfb.analysis.slowmodes). Not measured in this solver:
-#: chosen at the size where MMD_ABOVE's measurements (20160 unknowns) show METIS ahead
-#: (commit c3b5f07).
-ND_MIN_STATES = 20_000
 #: Refusal cap: the largest reduced loop the exact symbolic linearisation accepts
 #: (crnfb.analysis.symbolic, ``SymbolicTooLargeError``). Not measured: chosen with the module
 #: (commit 7c2f43a), whose tests run E1 at n_max 6 and E2 at T 3 (docs/loop.md).
@@ -165,6 +160,13 @@ BLOCK_PLANT = 5000
 #: exact-solve verification; the model is now verified by a residual bound from real-shift solves,
 #: cheaper still); the crossover below 5068 not measured: chosen equal to LARGE_PLANT.
 ROM_PLANT = 500
+#: Reduced plant model vs exact solves, by the number of learned parameters: the model is built only
+#: when its first shifts' basis (``3k + 1`` vectors a shift: inputs and output duals) has fewer vectors
+#: than this percentage of the plant's states. Derived, not tuned: at 100 % the "reduced" model spans
+#: the whole plant (it is exact, at the cost of dense algebra on the plant). walk200 (205 learned,
+#: 2000 plant states, 14 shifts of 616 vectors): the model's QR had not ended after 2 minutes, the
+#: exact solves take about 30 ms a frequency (docs/decisions.md "Many learned parameters").
+ROM_BASIS_PERCENT = 100
 #: Reduced-coordinate vs full copy-state solves at ``w != 0``, the dense grid (2000/7 points a
 #: decade) vs every 7th point (LARGE_POINTS_PER_DECADE), and dense vs sparse plant rate range.
 #: Measured: full solves 2-4x cheaper a frequency on the T = 40 scaffold, while on E3 they moved

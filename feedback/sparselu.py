@@ -20,8 +20,8 @@ from scipy.sparse.linalg import splu
 from . import sizes
 from .signals_guard import python_signals
 
-__all__ = ["BorderedLU", "BorderLayout", "border_indices", "column_dominant", "lu_without_pivoting",
-           "nested_dissection", "ordering", "PermutedLU"]
+__all__ = ["BorderedLU", "BorderLayout", "border_indices", "column_dominant", "inverse_operator", "lu_in_order",
+           "lu_without_pivoting", "nested_dissection", "PermutedLU", "sparse_lu"]
 
 
 def nested_dissection(M: sparse.spmatrix) -> np.ndarray:
@@ -48,6 +48,43 @@ def lu_without_pivoting(M: sparse.spmatrix):
     elimination keeps so, also with ``jw`` added on the diagonal."""
     return splu(sparse.csc_matrix(M), permc_spec="NATURAL", diag_pivot_thresh=0.0,
                 options=dict(SymmetricMode=True))
+
+
+def lu_in_order(M: sparse.spmatrix, dominant: bool):
+    """SuperLU of ``M`` in its given (fill-reducing) order: without row pivoting when ``M`` is column
+    diagonally dominant (:func:`lu_without_pivoting`), else with threshold pivoting that prefers the
+    diagonal (a shift past a generator's eigenvalue, a loop Jacobian with its theta rows), so the
+    order still sets the fill."""
+    if dominant:
+        return lu_without_pivoting(M)
+    return splu(sparse.csc_matrix(M), permc_spec="NATURAL", diag_pivot_thresh=0.1,
+                options=dict(SymmetricMode=True))
+
+
+def sparse_lu(M: sparse.spmatrix, permc_spec: str | None = None):
+    """Sparse LU of ``M`` (an object with ``solve``, ``L`` and ``U``): in a METIS nested-dissection
+    order from ``crnfb.feedback.sizes.ND_ABOVE`` unknowns (:func:`lu_in_order`), else SuperLU in COLAMD
+    order (or in ``permc_spec``'s, which also forces SuperLU at any size).
+
+    SuperLU's own orders cost what the lattice's dimension makes them: on a five-species open chain
+    (16,807 states, a 5-D lattice) minimum degree took 200 s and 12.9 M of fill where the METIS order
+    took 2 s and 6.9 M (docs/decisions.md, "One sparse LU for every loop-sized matrix").
+    """
+    M = sparse.csc_matrix(M)
+    n = M.shape[0]
+    if permc_spec is None and n >= sizes.ND_ABOVE:
+        perm = nested_dissection(M)
+        return PermutedLU(lu_in_order(M[perm][:, perm], column_dominant(M)), perm)
+    return splu(M, permc_spec=permc_spec or "COLAMD")
+
+
+def inverse_operator(M: sparse.spmatrix):
+    """``M^{-1}`` as a SciPy ``LinearOperator`` by one :class:`BorderedLU` (for ARPACK's ``OPinv``:
+    its own ``splu`` takes COLAMD whatever the size)."""
+    from scipy.sparse.linalg import LinearOperator
+
+    lu = BorderedLU(M)
+    return LinearOperator(M.shape, matvec=lu.solve, matmat=lu.solve, dtype=M.dtype)
 
 
 def column_dominant(M: sparse.spmatrix) -> bool:
@@ -77,11 +114,6 @@ BORDER_MIN_NNZ = 64
 BORDER_SQRT = 2.0
 #: Above this share of the size a border is not worth it: plain sparse LU.
 BORDER_MAX_SHARE = 0.2
-
-
-def ordering(n: int) -> str:
-    """SuperLU column ordering for a sparse block of ``n`` unknowns (see ``crnfb.feedback.sizes.MMD_ABOVE``)."""
-    return "MMD_AT_PLUS_A" if n > sizes.MMD_ABOVE else "COLAMD"
 
 
 def border_indices(M: sparse.spmatrix) -> np.ndarray:
@@ -167,7 +199,7 @@ class BorderedLU:
         Border indices (None: :func:`border_indices`). Empty, or larger than
         ``BORDER_MAX_SHARE * n``: plain ``splu`` of ``M``.
     permc_spec : str or None
-        SuperLU column ordering of the sparse block (None: :func:`ordering` by its size).
+        SuperLU column ordering of the sparse block (None: by its size, :func:`sparse_lu`).
     layout : BorderLayout or None
         A layout of ``M``'s pattern from an earlier factorisation (reused if it matches).
     """
@@ -182,16 +214,16 @@ class BorderedLU:
             s = border_indices(M) if border is None else np.asarray(border, int)
             if s.size == 0 or s.size > BORDER_MAX_SHARE * n:
                 self.border, self.layout = np.zeros(0, int), None
-                self._lu = splu(M, permc_spec=permc_spec or ordering(n))
+                self._lu = sparse_lu(M, permc_spec)
                 return
             layout = BorderLayout(M, s)
         self.layout = layout
         self.border, self.rest = layout.border, layout.rest
         A, B, self._C, D = layout.blocks(M)
-        if layout.perm is not None and permc_spec is None and column_dominant(A):
-            self._lu = PermutedLU(lu_without_pivoting(layout.permuted(M)), layout.perm)
+        if layout.perm is not None and permc_spec is None:
+            self._lu = PermutedLU(lu_in_order(layout.permuted(M), column_dominant(A)), layout.perm)
         else:
-            self._lu = splu(A, permc_spec=permc_spec or ordering(A.shape[0]))
+            self._lu = sparse_lu(A, permc_spec)
         self._A_data, self._B = A.data, B      # fresh gathers of M.data (no copy): what with_border_rows must find unchanged
         self._Z = self._lu.solve(B)
         self._schur(D)

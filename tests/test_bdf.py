@@ -113,18 +113,43 @@ def test_nested_dissection_without_pivoting_on_the_loop(monkeypatch):
 
 
 def test_non_dominant_blocks_keep_pivoting(monkeypatch):
-    """A sparse block that is not column diagonally dominant is factorised with SuperLU's pivoting."""
-    from crnfb.feedback.sparselu import PermutedLU
+    """A sparse block that is not column diagonally dominant keeps the METIS order and is factorised with
+    threshold pivoting: a zero on its diagonal (which an unpivoted LU cannot take) solves to rounding."""
+    from crnfb.feedback.sparselu import PermutedLU, column_dominant
 
     monkeypatch.setattr(sizes, "ND_ABOVE", 10)
     M, border = _bordered_matrix(400, 5, 0)
     M = M.tolil()
-    M[3, 3] = 1e-3                     # a weak diagonal
+    M[3, 3] = 0.0                      # no diagonal pivot in this column
     M = M.tocsc()
     lu = BorderedLU(M)
-    assert not isinstance(lu._lu, PermutedLU)
+    assert isinstance(lu._lu, PermutedLU) and not column_dominant(M[lu.rest][:, lu.rest])
     b = np.random.default_rng(1).normal(size=400)
-    assert np.allclose(lu.solve(b), scipy.linalg.solve(M.toarray(), b), rtol=1e-9, atol=1e-12)
+    x = scipy.linalg.solve(M.toarray(), b)
+    cond = np.linalg.cond(M.toarray(), 1)
+    assert np.linalg.norm(lu.solve(b) - x) <= 100 * cond * np.finfo(float).eps * np.linalg.norm(x)
+
+
+def test_sparse_lu_orders_large_matrices_by_nested_dissection(monkeypatch):
+    """``sparse_lu`` on both sides of ``ND_ABOVE``, on the shifted loop Jacobian of a generated network
+    (dominant) and on the Jacobian itself (theta rows: not dominant): one solution to the backward-error
+    bound, whichever order and pivoting."""
+    from crnfb.feedback.sparselu import PermutedLU, sparse_lu
+    from conftest import example
+
+    net = LearningNetwork(example("hidden_scaffold").with_learning(clamping="dynamic"))
+    J = LoopField(net).jacobian(net.initial_state()).tocsc()
+    n = J.shape[0]
+    b = np.random.default_rng(2).normal(size=n)
+    for M in ((sparse.identity(n) - 3.0 * J).tocsc(), (J - 0.1 * sparse.identity(n)).tocsc()):
+        x = scipy.linalg.solve(M.toarray(), b)
+        bound = 100 * np.linalg.cond(M.toarray(), 1) * np.finfo(float).eps * np.linalg.norm(x)
+        monkeypatch.setattr(sizes, "ND_ABOVE", n + 1)
+        small = sparse_lu(M)
+        monkeypatch.setattr(sizes, "ND_ABOVE", n)
+        large = sparse_lu(M)
+        assert isinstance(large, PermutedLU) and not isinstance(small, PermutedLU)
+        assert np.linalg.norm(small.solve(b) - x) <= bound and np.linalg.norm(large.solve(b) - x) <= bound
 
 
 def test_reuse_bdf_counts_requests_and_factorisations(e1):

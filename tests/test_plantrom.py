@@ -117,6 +117,7 @@ def test_broken_loop_plants_through_the_model_match_exact_solves(monkeypatch, e3
     monkeypatch.setattr(sizes, "LARGE_PLANT", 10**9)
     exact = fresh().plants(w)
     monkeypatch.setattr(sizes, "ROM_PLANT", 5)
+    monkeypatch.setattr(sizes, "ROM_BASIS_PERCENT", 10**9)     # E3's 11 parameters: 34 vectors a shift
     withrom = fresh()
     approx = withrom.plants(w)
     assert withrom.rom is not None and withrom.rom.verified
@@ -210,3 +211,25 @@ def test_the_residual_bound_bounds_the_true_error(seed, n, p, q):
         ref = C @ x
         true = np.linalg.norm(rom(w) - ref) / np.linalg.norm(ref)
         assert true <= bound(w) * (1 + 1e-6) + 1e-12, (w, true, bound(w))
+
+
+def test_no_reduced_model_whose_basis_spans_the_plant(monkeypatch, e3):
+    """``ROM_BASIS_PERCENT`` on both sides, on E3 with the model's size threshold lowered: at 100 % its
+    first shifts' basis (34 vectors a shift) outgrows the plant and the plants are solved exactly, with
+    the reason in the report; at an unbounded percentage the model is built and verified."""
+    loop = linearise(e3)
+    b = F.broken_loop(loop)
+
+    def fresh():
+        return F.BrokenLoop(b.loop, b.A, b.B_theta, b.B_a, b.C_mf, b.C_mc, b.D_mc, b.D_a, b.eps, b.neutral,
+                            b.full)
+
+    monkeypatch.setattr(sizes, "ROM_PLANT", 5)
+    monkeypatch.setattr(sizes, "ROM_BASIS_PERCENT", 100)
+    refused = fresh()
+    assert refused.rom is None
+    pm = refused.plant_model
+    assert pm["method"] == "exact" and "would not be smaller than the plant" in pm["reason"]
+    monkeypatch.setattr(sizes, "ROM_BASIS_PERCENT", 10**9)
+    built = fresh()
+    assert built.rom is not None and built.rom.verified and built.plant_model["method"] == "reduced model"

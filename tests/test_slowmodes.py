@@ -105,8 +105,8 @@ def test_reduced_inverse_inverts_the_reduced_jacobian():
 
 
 def test_nested_dissection_factorisation_agrees(monkeypatch):
-    """The METIS-ordered LU used above ND_MIN_STATES (no row pivoting) gives the same modes as dense eig."""
-    monkeypatch.setattr(sizes, "ND_MIN_STATES", 10)
+    """The METIS-ordered LU used from ND_ABOVE unknowns (no row pivoting) gives the same modes as dense eig."""
+    monkeypatch.setattr(sizes, "ND_ABOVE", 10)
     _check_against_dense("two_visible_4_2", monkeypatch)
 
 
