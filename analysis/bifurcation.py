@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from scipy import linalg, sparse
@@ -97,6 +98,25 @@ class HopfPoint:
     def side(self) -> float:
         """+1 where the small orbit lives above ``eps_crit`` (supercritical), -1 below (subcritical)."""
         return 1.0 if (self.l1 or 0.0) < 0 else -1.0
+
+    def normal_form(self) -> NormalForm:
+        """The normal-form data the orbit continuation uses (every field set for a supercritical Hopf);
+        ValueError where they were not computed (a real crossing, a zero-Hopf or degenerate point)."""
+        if (self.l1 is None or self.speed is None or self.amplitude is None or self.q is None
+                or self.q_reduced is None or self.p_reduced is None):
+            raise ValueError(f"the {self.kind} at factor {self.factor:g} has no normal form ({self.reason})")
+        return NormalForm(self.l1, self.speed, self.amplitude, self.q, self.q_reduced, self.p_reduced)
+
+
+class NormalForm(NamedTuple):
+    """:class:`HopfPoint`'s normal-form fields, none of them None."""
+
+    l1: float
+    speed: float
+    amplitude: np.ndarray
+    q: np.ndarray
+    q_reduced: np.ndarray
+    p_reduced: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -210,7 +230,7 @@ def _theta(net: LearningNetwork, Y: np.ndarray) -> np.ndarray:
 def _dominant_basis(A: sparse.csr_matrix, hopf: HopfPoint, period: float) -> np.ndarray:
     """Orthonormal real basis of the modes the period map contracts least (``|exp(lambda T)| >= PICARD_RHO``),
     the critical pair always included: where Newton-Picard takes Newton steps."""
-    vecs = [hopf.q_reduced]
+    vecs = [hopf.normal_form().q_reduced]
     if A.shape[0] <= sizes.BIFURCATION_DENSE_EIG_LIMIT:
         w, v = linalg.eig(A.toarray())
         keep = np.argsort(-w.real)[:MAX_NEWTON_MODES]
@@ -245,7 +265,8 @@ def periodic_orbit(loop: LinearLoop, hopf: HopfPoint, factor: float, x_guess: np
     Z = _dominant_basis(scaled_jacobian(loop, factor), hopf, period_guess)
     y0 = (x_guess - x_fp)[rest]
     c, w, T = Z.T @ y0, y0 - Z @ (Z.T @ y0), float(period_guess)
-    phase = np.conj(hopf.p_reduced) @ Z
+    p_reduced = hopf.normal_form().p_reduced
+    phase = np.conj(p_reduced) @ Z
 
     def period_map(y, T):
         t, Y = _flow(net, x_fp + V @ y, np.array([0.0, T]))
@@ -268,7 +289,7 @@ def periodic_orbit(loop: LinearLoop, hopf: HopfPoint, factor: float, x_guess: np
             D = np.column_stack([(period_map(y + h * Z[:, j], T)[0] - Phi) / h for j in range(Z.shape[1])])
             M = np.block([[Z.T @ D - np.eye(Z.shape[1]), (Z.T @ net.rhs(X)[rest])[:, None]],
                           [phase.imag[None, :], np.zeros((1, 1))]])
-            step = np.linalg.solve(M, -np.append(Z.T @ (Phi - y), (phase @ c).imag + np.vdot(hopf.p_reduced, w).imag))
+            step = np.linalg.solve(M, -np.append(Z.T @ (Phi - y), (phase @ c).imag + np.vdot(p_reduced, w).imag))
             c, T = c + step[:-1], T + step[-1]
             w = Phi - Z @ (Z.T @ Phi)
             if not 0.2 * period_guess < T < 5.0 * period_guess:
@@ -286,8 +307,9 @@ def periodic_orbit(loop: LinearLoop, hopf: HopfPoint, factor: float, x_guess: np
 
 def _guess(hopf: HopfPoint, loop: LinearLoop, factor: float) -> np.ndarray:
     """A point on the normal form's orbit at ``factor``: ``x* + 2 Re(q z)``, ``z`` real."""
-    z = math.sqrt(abs(hopf.speed * (factor - hopf.factor) / (hopf.omega * hopf.l1)))
-    return loop.fixed_point.x + 2.0 * (hopf.q * z).real
+    nf = hopf.normal_form()
+    z = math.sqrt(abs(nf.speed * (factor - hopf.factor) / (hopf.omega * nf.l1)))
+    return loop.fixed_point.x + 2.0 * (nf.q * z).real
 
 
 def continue_orbit(loop: LinearLoop, hopf: HopfPoint, steps=PROBE_STEPS,
@@ -368,7 +390,8 @@ class Bifurcation:
         f = lambda x: None if x is None or not np.isfinite(x) else float(x)  # noqa: E731
         per = lambda a: None if a is None else {n: f(v) for n, v in zip(names, a)}  # noqa: E731
         crit = CriticalRates(learned=tuple(names), eps=eps, factor=h.factor)
-        out = {"type": h.kind, "factor": f(h.factor), "eps_crit": per(crit.eps_crit), "frequency": f(h.omega),
+        out: dict[str, object] = {
+               "type": h.kind, "factor": f(h.factor), "eps_crit": per(crit.eps_crit), "frequency": f(h.omega),
                "period": f(h.period) if h.omega > 0 else None, "first_lyapunov_coefficient": f(h.l1),
                "crossing_speed": f(h.speed), "amplitude_coefficient": per(h.amplitude),
                "meaning": ("the crossing at eps_crit: supercritical Hopf (first Lyapunov coefficient < 0, a "
@@ -397,11 +420,12 @@ def _extrapolated(steps, values) -> tuple[float, float]:
 def _checks(hopf: HopfPoint, orbits, ode) -> tuple[dict, ...]:
     """Normal form vs ODE (extrapolated to eps_crit) and shooting vs ODE at each factor."""
     steps = [abs(o.factor / hopf.factor - 1.0) for o in ode]
-    i = int(np.argmax(hopf.amplitude))
+    amplitude = hopf.normal_form().amplitude
+    i = int(np.argmax(amplitude))
     out = []
     if len(ode) == 2 and all(np.isfinite(o.amplitude[i]) and np.isfinite(o.period) for o in ode):
         c0, corr = _extrapolated(steps, [o.amplitude[i] ** 2 / s for o, s in zip(ode, steps)])
-        want = hopf.amplitude[i] ** 2
+        want = amplitude[i] ** 2
         tol = corr + 2 * MEASURE_TOL
         out.append({"what": "amplitude^2 / (eps/eps_crit - 1) at eps_crit: normal form vs ODE (extrapolated)",
                     "predicted": float(want), "measured": float(c0), "tolerance": float(tol),
@@ -434,16 +458,16 @@ def bifurcation(loop: LinearLoop, factor: float, omega: float, orbits: bool = Tr
     if not orbits:
         return Bifurcation(hopf, orbit_reason="not computed (validation off: --no-validate, validate=False or quick)")
     if hopf.kind != "supercritical Hopf":
-        why = {"subcritical Hopf": "the orbit born at eps_crit is unstable and lies below it; above eps_crit the "
-                                   "loop leaves for a far attractor (the safe factor's runs show which)"}
-        return Bifurcation(hopf, orbit_reason="not computed: " + why.get(hopf.kind, f"no orbit for a {hopf.kind}"))
+        reasons = {"subcritical Hopf": "the orbit born at eps_crit is unstable and lies below it; above eps_crit the "
+                                       "loop leaves for a far attractor (the safe factor's runs show which)"}
+        return Bifurcation(hopf, orbit_reason="not computed: " + reasons.get(hopf.kind, f"no orbit for a {hopf.kind}"))
     shot = continue_orbit(loop, hopf, PROBE_STEPS, deadline)
     ode = []
     for s in PROBE_STEPS[:len(shot)]:
         if deadline is not None and time.monotonic() > deadline:
             break
         f = hopf.factor * (1.0 + s)
-        mu = hopf.speed * hopf.factor * s
+        mu = hopf.normal_form().speed * hopf.factor * s
         ode.append(ode_orbit(loop, hopf, f, _guess(hopf, loop, f), max(MIN_PERIODS, 10.0 / (2 * mu * hopf.period))))
     done = len(ode) == len(PROBE_STEPS) and not any("time budget" in (o.reason or "") for o in shot)
     why = None if done else "stopped by the global searches' time budget (--global-budget)"

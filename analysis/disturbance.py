@@ -96,7 +96,7 @@ class Disturbance:
     @property
     def perfect_adaptation(self) -> bool | None:
         """``|G_ae(0)| <= 1e-8 |G_ae,frozen(0)|``."""
-        if self.dc_gain is None:
+        if self.dc_gain is None or self.dc_frozen is None:
             return None
         scale = max(float(np.linalg.norm(self.dc_frozen)), 1e-300)
         return bool(np.linalg.norm(self.dc_gain) <= ADAPTATION_TOL * scale)
@@ -217,13 +217,14 @@ def _step(loop: LinearLoop, v: np.ndarray, rate: float,
     dense = n <= sizes.STEP_DENSE_LIMIT
     sys = control.ss(loop.Jr.toarray(), B[:, None], c[None, :], 0.0) if dense else None
     method = "control.forced_response"
-    model = None if dense or blocks is None else blocks.closed_loop_model()
-    if model is not None:
+    rom = None if dense or blocks is None else blocks.rom
+    model = None if rom is None or blocks is None else blocks.closed_loop_model()    # None exactly without rom
+    if model is not None and rom is not None:
         A_m, B_m, C_m = model
         sys = control.ss(A_m, B_m, (v / float(v @ v))[None, :] @ C_m, 0.0)
         dense = True
         method = (f"control.forced_response on the closed loop through the plant's reduced model "
-                  f"(order {blocks.rom.order}, relative error {blocks.rom.error:.1g})")
+                  f"(order {rom.order}, relative error {rom.error:.1g})")
     elif not dense:
         method = "scipy solve_ivp with crnfb ReuseBDF"
 

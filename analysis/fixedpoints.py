@@ -184,15 +184,16 @@ def _flow(model: Model, theta_start: np.ndarray, EU: np.ndarray, a: float, gtol:
     """
     U = model.identifiable
     P = np.linalg.solve(U.T @ EU, EU.T)        # the flow in x is -(U^T E U)^{-1} (E U)^T grad: one solve, not one a step
-    g0 = np.linalg.norm(model.gradient(theta_start, a))
-    last = {"x": np.zeros(U.shape[1]), "n": 0}
+    g0 = float(np.linalg.norm(model.gradient(theta_start, a)))
+    x_last, n_evals = np.zeros(U.shape[1]), 0      # the last finite point the solver reached
 
     def rhs(t, x):
-        last["n"] += 1
-        if last["n"] > MAX_FLOW_EVALS:
+        nonlocal x_last, n_evals
+        n_evals += 1
+        if n_evals > MAX_FLOW_EVALS:
             raise _Budget()
         if np.all(np.isfinite(x)):
-            last["x"] = x
+            x_last = x
         return -P @ model.gradient(theta_start + EU @ x, a)
 
     def jac(t, x):
@@ -201,14 +202,14 @@ def _flow(model: Model, theta_start: np.ndarray, EU: np.ndarray, a: float, gtol:
     def small(t, x):
         return np.linalg.norm(model.gradient(theta_start + EU @ x, a)) - flow_gtol * max(g0, 1e-12)
 
-    small.terminal = True
+    setattr(small, "terminal", True)        # solve_ivp's event flag (a function attribute)
     if g0 <= gtol:
-        return last["x"]
+        return x_last
     try:
-        sol = solve_ivp(rhs, (0.0, 1e7), last["x"], method="BDF", jac=jac, events=small, rtol=1e-6, atol=1e-9)
-        return sol.y[:, -1] if np.all(np.isfinite(sol.y[:, -1])) else last["x"]
+        sol = solve_ivp(rhs, (0.0, 1e7), x_last, method="BDF", jac=jac, events=small, rtol=1e-6, atol=1e-9)
+        return sol.y[:, -1] if np.all(np.isfinite(sol.y[:, -1])) else x_last
     except (_Budget, ValueError, np.linalg.LinAlgError):
-        return last["x"]
+        return x_last
 
 
 #: The flow runs until the gradient has fallen by this factor; the trust-region polish does the rest.
@@ -479,8 +480,8 @@ def _biased_fixed_point(model: Model, net: LearningNetwork, theta_start: np.ndar
 
     x = np.zeros(U.shape[1])
     G, dG = G_and_dG(x)
-    g0 = np.linalg.norm(G)
-    tau = 1.0 / max(np.linalg.norm(dG, 2), 1e-300)
+    g0 = float(np.linalg.norm(G))
+    tau = 1.0 / max(float(np.linalg.norm(dG, 2)), 1e-300)
     I = np.eye(x.size)
     for _ in range(max_iter):
         if np.linalg.norm(G) <= tol * max(1.0, g0) or np.linalg.norm(G) < 1e-14:
@@ -497,7 +498,7 @@ def _biased_fixed_point(model: Model, net: LearningNetwork, theta_start: np.ndar
             continue
         # switched evolution relaxation, at least doubling tau while the residual falls: plain SER
         # (tau grows by the residual ratio) crawls through the slow learning modes, ~5 % per step
-        ratio = np.linalg.norm(G) / max(np.linalg.norm(G_new), 1e-300)
+        ratio = float(np.linalg.norm(G)) / max(float(np.linalg.norm(G_new)), 1e-300)
         tau = min(tau * (max(ratio, 2.0) if ratio >= 1.0 else max(ratio, 0.5)), 1e12)
         x, G, dG = x_new, G_new, dG_new
     gn = float(np.linalg.norm(G))

@@ -358,7 +358,7 @@ class _Evaluator:
         self.fp = loop_fixed_point(model, a=abar, optimum=self.optimum)
         self.loop = linearise(model, a=abar, fixed_point=self.fp)
         self.derivative = optimum_derivative(model, self.optimum.theta, abar)
-        self.noise_reason = None
+        self.noise_reason: str | None = None
 
     def model_at(self, g: float) -> Model:
         return self.model.with_learning(eps=tuple(float(e) * g for e in self.model.eps))
@@ -861,7 +861,14 @@ _LYAP_SECONDS = 2.2e-9
 
 def _order(model: Model) -> int:
     """Order of the tracking Lyapunov equation: the reduced loop (about two copy ensembles and theta) + K levels."""
-    return 2 * int(model.space.size) + len(model.learned) + model.fluctuation.n_levels
+    return 2 * int(model.space.size) + len(model.learned) + _levels(model)
+
+
+def _levels(model: Model) -> int:
+    """Levels of the model's random environment (ValueError without one)."""
+    if model.fluctuation is None:
+        raise ValueError("the model has no random environment ([environment.fluctuation])")
+    return model.fluctuation.n_levels
 
 
 def estimated_seconds(model: Model, factors=None) -> float:
@@ -876,7 +883,7 @@ def cost_refusal(model: Model, factors=None) -> str | None:
     if cost <= BUDGET_SECONDS:
         return None
     return (f"not computed: about {cost:.3g} CPU s estimated (a dense Lyapunov solve of order {_order(model)} per "
-            f"learning rate, {model.fluctuation.n_levels} levels), above the budget of {BUDGET_SECONDS:g} s; "
+            f"learning rate, {_levels(model)} levels), above the budget of {BUDGET_SECONDS:g} s; "
             "use fewer levels")
 
 

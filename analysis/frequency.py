@@ -99,6 +99,8 @@ class LoopResponse:
     @property
     def L_full(self) -> np.ndarray:
         """``E (P_f - P_c) / s`` in learned coordinates (nw, k, k), neutral directions included."""
+        if self.eps is None:
+            raise ValueError("L_full needs the learning rates (eps) of the response")
         s = 1j * self.omega
         with np.errstate(divide="ignore", invalid="ignore"):
             return self.eps[None, :, None] * self.P / s[:, None, None]
@@ -473,6 +475,8 @@ def _plant_rom(blocks: BrokenLoop) -> tuple:
     if rng is None:
         return None, "the plant's rate range could not be estimated (sparse eigenvalues did not converge)"
     lu = BlockShiftedLU.build(plant.S, plant.cuts)
+    if lu is None:
+        return None, "the symmetrised plant couples its ensembles' blocks"
     lo, hi = np.log10(rng[0] / ROM_MARGIN), np.log10(rng[1] * ROM_MARGIN)
     inner = np.logspace(lo, hi, int(np.ceil(hi - lo)) + 1)
     shifts = np.concatenate([[rng[0] / ROM_FLAT], inner, [rng[1] * ROM_FLAT]])

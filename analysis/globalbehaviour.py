@@ -154,7 +154,7 @@ def piece_simulate(net: LearningNetwork, rtol: float, atol: float, a: float = 0.
 def _grid(base: np.ndarray, lo: float, hi: float, extra: int = 0) -> np.ndarray:
     """Output times of one piece: ``base`` inside ``(lo, hi)``, the ends, ``extra`` evenly spaced."""
     inner = base[(base > lo) & (base < hi)]
-    parts = [[lo], inner, [hi]] + ([np.linspace(lo, hi, extra)] if extra else [])
+    parts = [np.array([lo]), inner, np.array([hi])] + ([np.linspace(lo, hi, extra)] if extra else [])
     return np.unique(np.concatenate(parts))
 
 
@@ -226,12 +226,14 @@ def settle(model: Model, net: LearningNetwork, x0: np.ndarray, theta_fp: np.ndar
     while t_settled is None and t < t_max:
         try:
             tt, YY, entered = piece(x, _grid(grid, t, t_max), lambda s, y: rec.distance(s, y) - band)
-            ts.append(tt[1:]), Xs.append(YY[1:])
+            ts.append(tt[1:])
+            Xs.append(YY[1:])
             if not entered:
                 break
             t_in = float(tt[-1])
             tt, YY, left = piece(YY[-1], _grid(grid, t_in, t_in + hold, 41), lambda s, y: band - rec.distance(s, y))
-            ts.append(tt[1:]), Xs.append(YY[1:])
+            ts.append(tt[1:])
+            Xs.append(YY[1:])
         except (SimulationError, WorkLimitError, FloatingPointError) as e:
             if len(ts) == 1:    # no step at all: a limitation of the solver, not a verdict on learning
                 raise SimulationError(f"the learning episode could not start: {e}") from e
@@ -502,9 +504,9 @@ def global_report(episode: Settling | None, safe: SafeFactor | None, safe_reason
 
 def _safe_dict(safe: SafeFactor | None, reason: str | None, eps: dict) -> dict:
     keys = ("safe_factor", "safe_eps", "safe_factor_bracket")
-    if safe is None or safe.factor is None:
+    if safe is None or safe.factor is None or safe.bracket is None:
         why = reason if safe is None else safe.reason
-        out = {k: None for k in keys}
+        out: dict[str, object] = {k: None for k in keys}
         out.update({f"{k}_reason": why for k in keys})
         if safe is not None:
             out["safe_factor_runs"] = _runs(safe)

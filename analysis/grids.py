@@ -183,7 +183,7 @@ def apply_params(model: Model, point: dict) -> Model:
         m = m.replace(fluctuation=fluct)
     if (ens["free"], ens["clamped"], ens["omega"]) != (model.ensembles.free, model.ensembles.clamped,
                                                        model.ensembles.omega):
-        m = m.replace(ensembles=Ensembles(ens["free"], ens["clamped"], ens["omega"]))
+        m = m.replace(ensembles=Ensembles(int(ens["free"]), int(ens["clamped"]), ens["omega"]))
     return m
 
 

@@ -170,14 +170,14 @@ def _scaled_family(loop: LinearLoop, direction):
                 return Jg
         return jac
     d = np.zeros(k)
-    if np.isscalar(direction) and float(direction).is_integer():
+    if isinstance(direction, (int, float, np.integer, np.floating)) and float(direction).is_integer():
         d[int(direction)] = 1.0
     else:
         d = np.asarray(direction, float)
 
-    def jac(g):
+    def scaled(g):
         return scaled_jacobian(loop, 1.0 + (g - 1.0) * d)
-    return jac
+    return scaled
 
 
 def _eig_near_full(loop: LinearLoop, gains, w: float, iters: int = 30) -> complex:
@@ -278,7 +278,7 @@ def _gains_of(loop: LinearLoop, direction):
     if direction is None:
         return lambda g: np.full(k, float(g))
     d = np.zeros(k)
-    if np.isscalar(direction) and float(direction).is_integer():
+    if isinstance(direction, (int, float, np.integer, np.floating)) and float(direction).is_integer():
         d[int(direction)] = 1.0
     else:
         d = np.asarray(direction, float)
@@ -609,7 +609,7 @@ def phase_margin(blocks: BrokenLoop, response: LoopResponse) -> tuple[float | No
     def logmag(u):
         return np.log(np.abs(blocks.response([np.exp(u)]).L[0, 0, 0]))
 
-    best = None
+    found = []                       # (pm, w_c) at each crossing; idx is not empty
     for i in idx:
         u = brentq(logmag, np.log(omega[i]), np.log(omega[i + 1]), xtol=1e-13)
         wc = float(np.exp(u))
@@ -617,9 +617,9 @@ def phase_margin(blocks: BrokenLoop, response: LoopResponse) -> tuple[float | No
         ref = ph[i] + (ph[i + 1] - ph[i]) * (u - np.log(omega[i])) / (np.log(omega[i + 1]) - np.log(omega[i]))
         phc += 2 * np.pi * np.round((ref - phc) / (2 * np.pi))
         pm = (np.degrees(phc) + 180.0 + 180.0) % 360.0 - 180.0
-        if best is None or pm < best[0]:
-            best = (float(pm), wc)
-    return best[0], best[1], None
+        found.append((float(pm), wc))
+    pm_min, w_c = min(found)         # the smallest margin (the lowest crossing on a tie)
+    return pm_min, w_c, None
 
 
 def _sigma(fun_matrix, w_list):
@@ -744,12 +744,10 @@ def margins(loop: LinearLoop, *, g_min: float = G_MIN, g_max: float = G_MAX, ome
     eps_crit = critical_rates(loop, cg).eps_crit
 
     cross = [c for c in cross if c[1] <= g_max]
-    if cross:
-        gm_f, w_f, gm_f_reason = cross[0][1], cross[0][0], None
-    else:
-        gm_f = w_f = None
-        gm_f_reason = (f"no eigenvalue of L_id(jw) crosses the negative real axis beyond -1/{g_max:g} on "
-                       f"[{omega[0]:.3g}, {omega[-1]:.3g}]")
+    gm_f: float | None = cross[0][1] if cross else None
+    w_f: float | None = cross[0][0] if cross else None
+    gm_f_reason = None if cross else (f"no eigenvalue of L_id(jw) crosses the negative real axis beyond "
+                                      f"-1/{g_max:g} on [{omega[0]:.3g}, {omega[-1]:.3g}]")
 
     pm, wc, pm_reason = phase_margin(blocks, resp)
 
@@ -793,7 +791,7 @@ def _per_loop(loop: LinearLoop, blocks: BrokenLoop, resp: LoopResponse, names, e
     loops = []
     for i, name in enumerate(names):
         cands = _siso_crossings(omega, T[:, i],
-                                lambda w, i=i: loop_at_a_time(blocks.open_loop([w])[0], eps, [w], i)[0])
+                                lambda w, i=i: loop_at_a_time(blocks.open_loop([w])[0], eps, np.array([w]), i)[0])
         cands = [c for c in cands if c[1] <= g_max]
         ci = critical_gain(loop, i, g_min, g_max, per_decade=PER_LOOP_PER_DECADE,
                            candidates=[c[1] for c in cands], crossings=cands, refine=False)

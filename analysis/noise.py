@@ -35,9 +35,11 @@ and maps back as ``V S V^T``.
 
 from __future__ import annotations
 
+import operator
 import warnings
 from dataclasses import dataclass, field, replace
-from functools import partial
+from functools import partial, reduce
+from typing import Iterable
 
 import numpy as np
 import scipy.linalg
@@ -107,7 +109,12 @@ def diffusion_matrix(loop: LinearLoop) -> tuple[np.ndarray, dict[str, np.ndarray
     for small loops; :func:`sparse_diffusion` gives the same parts sparse.
     """
     parts = {k: d.dense() for k, d in sparse_diffusion(loop).items()}
-    return sum(parts.values()), parts
+    return _total(parts.values()), parts
+
+
+def _total(arrays: Iterable[np.ndarray]) -> np.ndarray:
+    """The sum of the arrays (``sum`` would start from the number 0)."""
+    return reduce(operator.add, arrays)
 
 
 def lyapunov(A: np.ndarray, Q: np.ndarray) -> np.ndarray:
@@ -168,6 +175,13 @@ class NoisePrediction:
     quadrature_error: float | None = None
 
     @property
+    def linear_loop(self) -> LinearLoop:
+        """:attr:`loop`, which the SSA check needs (ValueError for a prediction made without one)."""
+        if self.loop is None:
+            raise ValueError("this noise prediction carries no linearised loop (loop=None)")
+        return self.loop
+
+    @property
     def std(self) -> np.ndarray:
         """Standard deviations of the learned theta (diagonal of :attr:`covariance`)."""
         return np.sqrt(np.diag(self.covariance))
@@ -226,7 +240,7 @@ def parameter_noise(model: Model | LinearLoop, clamping: str | None = None,
     else:
         spec = spectral_covariance(loop, diffusion, Dth, rate)
         cov_parts, method, err = spec.parts, "frequency integral", spec.error
-    cov = sum(cov_parts.values())
+    cov = _total(cov_parts.values())
     U = model.identifiable
     ens = model.ensembles
     sizes = (int(ens.free), int(ens.clamped), float(ens.omega))
@@ -286,9 +300,9 @@ def _dense_parts(loop: LinearLoop, parts: dict[str, np.ndarray], G: np.ndarray) 
 
 
 # -- validation against the SSA ------------------------------------------------------------------
-def event_rate(prediction: NoisePrediction | LinearLoop) -> float:
+def event_rate(prediction: NoisePrediction | _RatesOnly | LinearLoop) -> float:
     """Expected SSA events per unit time at the fixed point (all channels), from a prediction or its loop."""
-    loop = prediction.loop if isinstance(prediction, (NoisePrediction, _RatesOnly)) else prediction
+    loop = prediction if isinstance(prediction, LinearLoop) else prediction.linear_loop
     net = loop.net
     model = net.model
     ens = model.ensembles
@@ -387,7 +401,7 @@ class _RatesOnly:
     :data:`crnfb.feedback.sizes.CORRELATION_DENSE_LIMIT` (slowest rate, event rate), without the covariance."""
 
     def __init__(self, loop: LinearLoop):
-        self.loop = loop
+        self.linear_loop = loop
         self.slowest_rate = _slowest_rate(loop)
         self.neutral_diffusion = np.zeros((0, 0))
 
@@ -397,21 +411,21 @@ def events_per_cpu_second(model: Model, prediction: NoisePrediction | LinearLoop
     :data:`PILOT_EVENTS` events (after a first tiny run that loads or compiles the event loop)."""
     from crnfb.feedback.ssa import simulate_ssa
 
-    loop = prediction.loop if isinstance(prediction, NoisePrediction) else prediction
+    loop = prediction.linear_loop if isinstance(prediction, NoisePrediction) else prediction
     rate = event_rate(loop)
-    kw = dict(seed=seed, replicates=1, progress=False, clamping=loop.net.clamping,
-              theta_start=loop.fixed_point.theta, threads=1)
-    simulate_ssa(model, 100.0 / rate, 2, **kw)
-    tr = simulate_ssa(model, PILOT_EVENTS / rate, 2, **kw)
+    pilot = partial(simulate_ssa, model, seed=seed, replicates=1, progress=False, clamping=loop.net.clamping,
+                    theta_start=loop.fixed_point.theta, threads=1)
+    pilot(100.0 / rate, 2)
+    tr = pilot(PILOT_EVENTS / rate, 2)
     return float(tr.events.sum()) / max(float(tr.cpu_seconds), 1e-3)
 
 
 def _reduced_covariance(pred: NoisePrediction) -> np.ndarray:
     """The stationary covariance ``S`` of the reduced loop state (dense Lyapunov solve)."""
-    loop = pred.loop
+    loop = pred.linear_loop
     net = loop.net
     n, base = net.n_states, net.n_f + net.n_c
-    D = sum(d.dense() for d in sparse_diffusion(loop).values())
+    D = _total(d.dense() for d in sparse_diffusion(loop).values())
     P = np.eye(n)
     if pred.neutral_directions.shape[1]:
         W = (pred.neutral_directions / net.model.eps[:, None]).T
@@ -464,7 +478,7 @@ def correlation_times(pred: NoisePrediction, S: np.ndarray | None = None) -> tup
     with ``Jr X + X Jr^T + (S a)(S a)^T = 0``. Above :data:`crnfb.feedback.sizes.CORRELATION_DENSE_LIMIT` reduced
     states: ``1/slowest rate`` for both. ``S`` (:func:`_reduced_covariance`) may be given.
     """
-    loop = pred.loop
+    loop = pred.linear_loop
     d = _coordinate_matrix(pred).shape[1]
     if loop is None or loop.n_reduced > switches.CORRELATION_DENSE_LIMIT:
         return np.full(d, 1.0 / pred.slowest_rate), np.full(d, 1.0 / pred.slowest_rate)
@@ -494,7 +508,7 @@ class _Target:
     share: np.ndarray | None = None
     explored: np.ndarray | None = None
 
-    def values(self, theta: np.ndarray, fun: np.ndarray | None) -> np.ndarray:
+    def values(self, theta: np.ndarray, fun: np.ndarray | float) -> np.ndarray:
         """The compared coordinates ``(R, T, d)`` from theta ``(R, T, k)`` and the recorded functionals."""
         return theta @ self.w_theta + fun
 
@@ -516,7 +530,7 @@ def _fast_projector(Jr: np.ndarray, r_cut: float) -> tuple[np.ndarray, int]:
 
 def _fast_target(pred: NoisePrediction, names: tuple[str, ...], r_cut: float, S: np.ndarray | None = None) -> _Target:
     """The compared coordinates with the modes slower than ``r_cut`` projected out (docs/validation.md)."""
-    loop = pred.loop
+    loop = pred.linear_loop
     net = loop.net
     n, base = net.n_states, net.n_f + net.n_c
     Jr = loop.Jr.toarray()
@@ -558,7 +572,7 @@ def _mode_rates(loop: LinearLoop) -> np.ndarray:
     return rates[np.concatenate([[True], np.diff(rates) > 1e-9 * np.abs(rates[1:])])]
 
 
-def plan_noise_check(prediction: NoisePrediction, speed: float, budget: float = NOISE_BUDGET,
+def plan_noise_check(prediction: NoisePrediction | _RatesOnly, speed: float, budget: float = NOISE_BUDGET,
                      replicates: int = REPLICATES, times: tuple[np.ndarray, np.ndarray] | None = None,
                      slowest: float | None = None) -> NoisePlan:
     """The run plan of :func:`validate_noise` and whether it fits ``budget`` CPU seconds at ``speed``
@@ -568,7 +582,11 @@ def plan_noise_check(prediction: NoisePrediction, speed: float, budget: float = 
     compared coordinates (:func:`correlation_times`, given as ``times`` or computed); the burn-in
     is :data:`BURN_IN` times the larger of ``tau`` and ``1/slowest`` (the slowest sampled rate,
     by default the loop's)."""
-    tau_c, tau_2 = correlation_times(prediction) if times is None else times
+    if times is None:
+        if not isinstance(prediction, NoisePrediction):
+            raise TypeError("plan_noise_check needs the correlation times (times=...) without a covariance")
+        times = correlation_times(prediction)
+    tau_c, tau_2 = times
     tau = float(np.max(tau_2))
     burn = BURN_IN * max(tau, 1.0 / (prediction.slowest_rate if slowest is None else slowest))
     t_end = _run_length(tau_2, prediction.slowest_rate if slowest is None else slowest)
@@ -602,7 +620,7 @@ def _choose_plan(pred: NoisePrediction, names: tuple[str, ...], speed: float, bu
     if plan.fits or not dense:
         return full, plan
     per_tau = replicates * (BURN_IN + BATCHES * BATCH_SPAN) * event_rate(pred) / speed
-    for r_cut in _mode_rates(pred.loop)[1:]:
+    for r_cut in _mode_rates(pred.linear_loop)[1:]:
         if per_tau / r_cut > budget:      # even tau = 1/r_cut does not fit
             continue
         target = _fast_target(pred, names, float(r_cut), S)
@@ -616,11 +634,11 @@ def _replicate(model: Model, prediction: NoisePrediction, plan: NoisePlan, targe
     """One replicate of the plan (one thread): the compared coordinates (T, d), events, CPU seconds."""
     from crnfb.feedback.ssa import simulate_ssa
 
-    fun = None if target.fun_f is None else (target.fun_f, target.fun_c)
+    fun = None if target.fun_f is None or target.fun_c is None else (target.fun_f, target.fun_c)
     tr = simulate_ssa(model, plan.t_end, plan.n_points, seed, 1, progress=False, clamping=prediction.clamping,
                       theta_start=prediction.theta, threads=1, functionals=fun)
     th = tr.theta[0]
-    y = target.values(th, 0.0 if fun is None else tr.functionals[0])
+    y = target.values(th, 0.0 if fun is None or tr.functionals is None else tr.functionals[0])
     y[~np.all(np.isfinite(th), axis=1)] = np.nan        # a parameter species went extinct (L = 0)
     return y, int(tr.events[0]), float(tr.cpu_seconds)
 
@@ -700,7 +718,7 @@ def validate_noise(model: Model | LinearLoop, replicates: int = REPLICATES, seed
     if replicates < 2:
         raise ValueError("validate_noise needs at least 2 replicates for a confidence interval")
     model, loop = model_and_loop(model, loop)
-    loop = prediction.loop if prediction is not None else (loop or linearise(model, clamping))
+    loop = prediction.linear_loop if prediction is not None else (loop or linearise(model, clamping))
     if not _stationary_in_theta(loop):
         return []
     if prediction is None and loop.n_reduced > switches.CORRELATION_DENSE_LIMIT:
@@ -714,7 +732,7 @@ def validate_noise(model: Model | LinearLoop, replicates: int = REPLICATES, seed
             return []
     pred = prediction or parameter_noise(model, clamping, loop)
     speed = events_per_cpu_second(model, pred, seed) if speed is None else float(speed)
-    target, plan = _choose_plan(pred, model.learned_names, speed, budget, replicates)
+    target, plan = _choose_plan(pred, tuple(model.learned_names), speed, budget, replicates)
     if not plan.fits:
         warnings.warn(plan.reason, RuntimeWarning)
         return []
@@ -743,6 +761,8 @@ def _entries(pred: NoisePrediction, target: _Target, plan: NoisePlan, y: np.ndar
     half_m = tq * predicted * np.sqrt(2.0 * target.times[1] / span)
     half = np.maximum(half_b, half_m)
     # the pooled mean's variance 2 tau_c sigma^2 / (total span) biases the estimate low by that share
+    if target.explored is None:
+        raise ValueError("the compared coordinates do not say which variances the runs explore")
     parts = {"lna": lna_tolerance(pred, target.explored), "pooled_mean": 2.0 * plan.tau_mean / span,
              "burn_in": float(np.exp(-2.0 * BURN_IN))}
     tol = float(sum(parts.values()))

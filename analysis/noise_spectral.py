@@ -114,7 +114,7 @@ class _Integrand:
         Ut = b.U.T / np.sqrt(b.eps)[None, :]
         self.learning = Ut @ np.diag(D_theta) @ Ut.T
         self.big = b.n_p > sizes.LARGE_PLANT and b.full is not None
-        if self.big:
+        if self.big and b.full is not None:
             _, rhs_f, Cf, Cc = b.full
             self.rhs_f = rhs_f[:, :k]
             self.Ce_T_f = np.asarray((Cc - Cf).T.toarray(), complex)
@@ -126,7 +126,7 @@ class _Integrand:
         k = b.k
         if b.n_p == 0:
             return -b.D_mc, np.zeros((self.n_pf, k), complex)
-        if self.big and w >= self.w_full:
+        if self.big and b.full is not None and w >= self.w_full:
             # full generators are banded (the reduced A has the pivots' dense rows); the
             # adjoint's component along each ensemble's 1 (the free generator's left null
             # vector, large near w = 0) is annihilated by every copy-noise matrix: removed

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from dataclasses import replace
 from functools import partial
@@ -206,6 +206,8 @@ def _episode_samples(ep: Episode) -> tuple[np.ndarray, np.ndarray]:
     solver's own steps (the output grid is logarithmic and can step over a late spike)."""
     run = ep.settling
     t, theta = ep.path_t, ep.path_theta
+    if t is None or theta is None:
+        raise ValueError("the episode carries no path (path_t, path_theta)")
     if run is not None and not run.converged and run.steps_t.size > 1:
         t, theta = run.steps_t, run.steps_theta
     n = 4 * TRAJECTORY_POINTS if t is not ep.path_t else TRAJECTORY_POINTS
@@ -235,7 +237,7 @@ def _log_sampled(model: Model, t: np.ndarray, theta: np.ndarray, D: np.ndarray,
     if t.size < 2 or not rates.size:
         return t, theta, D
     fast = 0.1 / float(rates.max())
-    horizons = []
+    horizons: list[float] = []
     horizon = t[-1] / LADDER
     while t[1] > fast and horizon > fast and len(horizons) < MAX_RUNGS:
         horizons.append(float(horizon))
@@ -520,7 +522,7 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
              + ["thermodynamics"] + (["validation"] if validate else []) + ["global behaviour"]
              + (["fluctuation"] if model.fluctuation is not None else []))
     run = _Run(steps, progress)
-    fig: dict[str, object] = {}
+    fig: dict[str, Any] = {}     # Results' figure data by field name (frequency, step, trajectory, distribution)
     try:
         optimum, fp, loop, stab = _core(model, run)
         mg = run.section("margins", "margins", margins_section, loop)

@@ -132,15 +132,15 @@ def symmetric_plant(A: sparse.spmatrix, B: np.ndarray, C: sparse.spmatrix, weigh
     ref = np.asarray(S[coo.row[ok], coo.col[ok]]).ravel()
     if ok.any() and np.max(np.abs(scaled - ref) / np.maximum(np.abs(ref), 1e-300)) > balance_tol:
         return None
-    null = []
+    null_vectors = []
     for lo, hi in zip(cuts[:-1], cuts[1:]):
         blk = S[lo:hi]
         col_sum = np.asarray(sparse.csr_matrix(A)[:, lo:hi].sum(axis=0)).ravel()
         if hi > lo and np.allclose(col_sum, 0.0, atol=1e-12 * max(abs(blk).max(), 1e-300)):
             v = np.zeros(A.shape[0])
             v[lo:hi] = sd[lo:hi] / np.linalg.norm(sd[lo:hi])
-            null.append(v)
-    null = np.column_stack(null) if null else np.zeros((A.shape[0], 0))
+            null_vectors.append(v)
+    null = np.column_stack(null_vectors) if null_vectors else np.zeros((A.shape[0], 0))
     Bz = np.asarray(B) / sd[:, None]
     Cz = sparse.csr_matrix(sparse.csr_matrix(C) @ sparse.diags(sd))
     return SymmetricPlant(S, Bz, Cz, null, list(cuts))

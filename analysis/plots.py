@@ -23,7 +23,7 @@ constant, 1 unless given), rates in units of ``κ``, frequencies in rad·κ,
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -65,8 +65,16 @@ def _style():
 def _figure(w: float = 6.6, h: float = 4.6) -> Figure:
     from matplotlib.figure import Figure
     fig = Figure(figsize=(w, h), layout="constrained")
-    fig.crnfb = {}
+    _marks(fig)
     return fig
+
+
+def _marks(fig) -> dict[str, Any]:
+    """``fig.crnfb``: the values a figure of this module marks (bandwidth, margins, ...), created empty
+    on first use (an attribute of the figure, so that it travels with it)."""
+    if not hasattr(fig, "crnfb"):
+        setattr(fig, "crnfb", {})
+    return getattr(fig, "crnfb")
 
 
 def _axes(ax, n: int, w: float, h: float, **subplots) -> tuple[Figure, list]:
@@ -78,10 +86,13 @@ def _axes(ax, n: int, w: float, h: float, **subplots) -> tuple[Figure, list]:
     axes = [ax] if not isinstance(ax, (list, tuple, np.ndarray)) else list(np.ravel(ax))
     if len(axes) < n:
         raise ValueError(f"this figure needs {n} axes, got {len(axes)}")
-    fig = axes[0].figure
-    if not hasattr(fig, "crnfb"):
-        fig.crnfb = {}
-    return fig, axes[:n]
+    from matplotlib.figure import Figure
+
+    owner = axes[0].figure
+    while not isinstance(owner, Figure):     # axes of a SubFigure: its root Figure
+        owner = owner.figure
+    _marks(owner)
+    return owner, axes[:n]
 
 
 def _val(x) -> float | None:
@@ -111,7 +122,7 @@ MANY = 15
 #: How many curves such a figure names.
 NAMED = 5
 #: Style of the curves a figure does not name.
-OTHER_STYLE = {"color": "#adb5bd", "ls": "-", "lw": 0.6, "alpha": 0.8, "zorder": 1}
+OTHER_STYLE: dict[str, Any] = {"color": "#adb5bd", "ls": "-", "lw": 0.6, "alpha": 0.8, "zorder": 1}
 
 
 def pick_named(rankings: Sequence[tuple[str, Sequence[int]]], k: int = NAMED) -> list[tuple[int, str]]:
@@ -156,7 +167,7 @@ def placeholder(title: str, reason: str) -> Figure:
         ax.set_title(title)
         ax.text(0.5, 0.5, "not available:\n" + textwrap.fill(reason, 70), ha="center", va="center",
                 transform=ax.transAxes, fontsize=10, color="#495057")
-        fig.crnfb = {"placeholder": True, "reason": reason}
+        _marks(fig).update(placeholder=True, reason=reason)
     return fig
 
 
@@ -198,7 +209,7 @@ def _bode_siso(fig, ax1, ax2, fr: LoopResponse, margins: Margins | None) -> None
                          arrowprops=dict(arrowstyle="<->", color=COLORS["S"], lw=1.4))
             ax2.annotate(f"phase margin {pm:.1f}°", (wc, -180.0 + pm / 2), xytext=(8, 0),
                          textcoords="offset points", fontsize=8.5, color=COLORS["S"], va="center")
-        fig.crnfb.update(crossover_frequency=wc, phase_at_crossover_deg=ph_c)
+        _marks(fig).update(crossover_frequency=wc, phase_at_crossover_deg=ph_c)
     w180 = None
     if margins is not None:
         w180 = _val(margins.critical_frequency_freq) or _val(margins.critical_frequency)
@@ -211,7 +222,7 @@ def _bode_siso(fig, ax1, ax2, fr: LoopResponse, margins: Margins | None) -> None
                      xytext=(10, -6), textcoords="offset points", fontsize=8.5, color=COLORS["G"],
                      va="top", bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.85))
         ax2.axvline(w180, color=COLORS["G"], lw=0.9, ls=":")
-        fig.crnfb.update(phase_crossover_frequency=w180, magnitude_at_phase_crossover_db=mag180)
+        _marks(fig).update(phase_crossover_frequency=w180, magnitude_at_phase_crossover_db=mag180)
     _legend_right(ax2)
 
 
@@ -284,7 +295,7 @@ def bode(response: LoopResponse, margins: Margins | None = None, disturbance: Di
             target.axvline(bw, color=COLORS["G"], lw=0.9, ls="--")
             target.annotate(f"bandwidth {bw:.3g}  (−3 dB)", (bw, -3.0103), xytext=(-6, -14),
                             textcoords="offset points", fontsize=8.5, color=COLORS["G"], ha="right")
-            fig.crnfb["bandwidth"] = bw
+            _marks(fig)["bandwidth"] = bw
         ax1.set_ylabel("magnitude  (dB)")
         mags = _db(fr.L[:, 0, 0]) if fr.siso else _db(np.linalg.svd(fr.L, compute_uv=False)[:, 0])
         ax1.set_ylim(max(float(np.min(mags)), -120.0) - 5, min(float(np.max(mags)), 120.0) + 5)
@@ -302,7 +313,7 @@ def bode(response: LoopResponse, margins: Margins | None = None, disturbance: Di
                  bbox=dict(boxstyle="round,pad=0.3", fc="white", ec="#ced4da"))
         if ax is None:
             fig.suptitle("Bode plot of the learning loop (broken at θ)")
-        fig.crnfb.update(phase_margin_deg=pm, gain_margin=gm, eps_crit=ec)
+        _marks(fig).update(phase_margin_deg=pm, gain_margin=gm, eps_crit=ec)
     return fig
 
 
@@ -369,7 +380,7 @@ def nyquist(response: LoopResponse, margins: Margins | None = None, ax: Axes | N
                             arrowprops=dict(arrowstyle="-|>", color=col, lw=1.2))
         if named is not None:
             ax.plot([], [], **OTHER_STYLE, label=f"other {len(loci) - len(named)} loci")
-            fig.crnfb["named"] = [(j + 1, why) for j, why in named.items()]
+            _marks(fig)["named"] = [(j + 1, why) for j, why in named.items()]
         t = np.linspace(0, 2 * np.pi, 400)
         ax.plot(np.cos(t), np.sin(t), color=COLORS["mark"], lw=0.8, ls=":", label="unit circle")
         ax.plot([-1], [0], "+", color=COLORS["S"], ms=14, mew=2.4, zorder=6, label="critical point −1")
@@ -379,7 +390,7 @@ def nyquist(response: LoopResponse, margins: Margins | None = None, ax: Axes | N
             im = np.interp(np.log(wc), np.log(fr.omega), L.imag)
             ax.plot([re], [im], "o", color=COLORS["S"], ms=6, zorder=5,
                     label=f"crossover ω_c = {wc:.3g}" + (f", PM {pm:.1f}°" if pm is not None else ""))
-            fig.crnfb.update(crossover_point=(float(re), float(im)), crossover_frequency=wc)
+            _marks(fig).update(crossover_point=(float(re), float(im)), crossover_frequency=wc)
         ax.axhline(0, color="k", lw=0.6)
         ax.axvline(0, color="k", lw=0.6)
         ax.set_xlim(view[0], view[1])
@@ -395,7 +406,7 @@ def nyquist(response: LoopResponse, margins: Margins | None = None, ax: Axes | N
             _legend_right(ax, fontsize=8)
         ax.set_title("Nyquist plot of the loop transfer (zoom on −1)" if fr.siso else
                      f"Characteristic loci of L(jω), ω > 0 ({len(loci)} directions; zoom on −1)")
-        fig.crnfb["phase_margin_deg"] = pm
+        _marks(fig)["phase_margin_deg"] = pm
     return fig
 
 
@@ -448,7 +459,7 @@ def step(response: StepResponse, metrics: StepMetrics | None = None, ax: Axes | 
                         arrowprops=dict(arrowstyle="|-|", color=COLORS["mark"], lw=1.1, mutation_scale=4))
             ax.text(t10 + rise + 0.01 * (sr.t[-1] - sr.t[0]), 0.5 * final, f"rise time (10–90 %) {rise:.3g}",
                     fontsize=8.5, va="center", color=COLORS["mark"])
-            fig.crnfb["rise_bracket"] = (t10, t10 + rise)
+            _marks(fig)["rise_bracket"] = (t10, t10 + rise)
         if settle is not None:
             ax.axvline(settle, color=COLORS["G"], lw=0.9, ls=":")
             ax.annotate(f"settling time (2 %) {settle:.3g}", (settle, 0.2 * final), xytext=(5, 0),
@@ -460,7 +471,7 @@ def step(response: StepResponse, metrics: StepMetrics | None = None, ax: Axes | 
         ax.set_ylabel("θ along dθ/da, normalised  (1 = new fixed point)")
         _legend_right(ax)
         ax.set_title("Response to a step in the environment  (Q → Q + a (Q₂ − Q₁))")
-        fig.crnfb.update(rise_time=rise, settling_time=settle, overshoot_pct=over, final_value=final,
+        _marks(fig).update(rise_time=rise, settling_time=settle, overshoot_pct=over, final_value=final,
                          t=sr.t, y=sr.y)
     return fig
 
@@ -573,7 +584,7 @@ def poles(stability: Stability, ax: Axes | None = None) -> Figure:
         _mark_multiplicities(ax, ev)
         _legend_right(ax, fontsize=8)
         ax.set_title("Pole map of the learning loop" + ("  —  STABLE" if stab.stable else "  —  UNSTABLE"))
-        fig.crnfb.update(eigenvalues=ev, quasi_static=qs, stable=bool(stab.stable), multiplicities=reps)
+        _marks(fig).update(eigenvalues=ev, quasi_static=qs, stable=bool(stab.stable), multiplicities=reps)
     return fig
 
 
@@ -663,10 +674,10 @@ def learning(trajectory: LearningCurve, ax: Sequence[Axes] | None = None) -> Fig
         fig, (ax1, ax2) = _axes(ax, 2, 8.6, 5.6, sharex=True)
         shown = _time_axis(ax2, np.asarray(traj.t))
         t = np.asarray(traj.t)[shown]
-        fig.crnfb.update(_theta_curves(ax1, t, th[shown], traj.names, target, traj.sensitivity))
+        _marks(fig).update(_theta_curves(ax1, t, th[shown], traj.names, target, traj.sensitivity))
         if target is not None:
             ax1.plot([], [], color=COLORS["mark"], ls=(0, (1, 3)), lw=0.8,
-                     label=traj.target_label + ("  (of the named)" if "named" in fig.crnfb else ""))
+                     label=traj.target_label + ("  (of the named)" if "named" in _marks(fig) else ""))
         ax1.set_ylabel("θ = −G/kT  (dimensionless)")
         _legend_right(ax1, fontsize=7.5 if many else None)
         Dmin = traj.D_star if traj.D_star is not None else float(np.min(traj.D))
@@ -685,7 +696,7 @@ def learning(trajectory: LearningCurve, ax: Sequence[Axes] | None = None) -> Fig
             if traj.outcome:
                 head += f": {traj.outcome}" if traj.converged else f": {traj.outcome.upper()}"
             fig.suptitle(f"{head}\n{traj.source}", fontsize=10)   # no brackets around the source's own
-        fig.crnfb.update(t=traj.t, D=traj.D, theta=th, outcome=traj.outcome, t_settled=traj.t_settled)
+        _marks(fig).update(t=traj.t, D=traj.D, theta=th, outcome=traj.outcome, t_settled=traj.t_settled)
     return fig
 
 
@@ -792,7 +803,7 @@ def _corner(dist: Distribution, ax=None) -> Figure:
                Line2D([], [], color="white", lw=1.2, path_effects=[withStroke(linewidth=3.2, foreground="#440154")])]
     corner.legend(handles, ["environment Q (marginal)", "learned P (marginal)", "Q of the pair (contours)"],
                   loc="upper center", bbox_to_anchor=(0.5, 1.0), fontsize=7.5)
-    fig.crnfb.update(corner_pairs=pairs, corner_diagonal=nv)
+    _marks(fig).update(corner_pairs=pairs, corner_diagonal=nv)
     return fig
 
 
@@ -821,7 +832,7 @@ def distribution(distribution: Distribution, ax: Sequence[Axes] | None = None) -
         if own:
             fig.suptitle(f"Learned law at the fixed point against the environment  (total variation {tv:.3g})",
                          fontsize=10.5)
-        fig.crnfb.update(total_variation=tv)
+        _marks(fig).update(total_variation=tv)
     return fig
 
 
@@ -870,11 +881,10 @@ def lag_cost(disturbance: Disturbance | None, ax: Axes | None = None, reason: st
     reason : str or None
         Why there is no disturbance section (for the placeholder).
     """
-    data = None if disturbance is None else disturbance.lag_cost
-    if data is None or not len(data):
+    if disturbance is None or disturbance.lag_cost is None or not len(disturbance.lag_cost):
         why = reason if disturbance is None else (disturbance.lag_cost_reason or disturbance.reason)
         return placeholder("Lag cost of tracking a changing environment", why or "no lag cost was computed")
-    arr = np.asarray(data, float)
+    arr = np.asarray(disturbance.lag_cost, float)
     w, c = arr[:, 0], arr[:, 1]
     ok = np.isfinite(w) & np.isfinite(c) & (c > 0) & (w > 0)
     bw = _val(disturbance.bandwidth)
@@ -888,7 +898,7 @@ def lag_cost(disturbance: Disturbance | None, ax: Axes | None = None, reason: st
         ax.set_xlabel(W_UNIT)
         ax.set_ylabel("excess divergence per a₁²  (nats)")
         ax.set_title("Lag cost:  a(t) = a₀ + a₁ sin(ωt),  period-mean D − min D")
-        fig.crnfb.update(omega=w, lag_cost=c)
+        _marks(fig).update(omega=w, lag_cost=c)
     return fig
 
 
@@ -1052,7 +1062,7 @@ def global_outcome(glob: dict, eps: dict, ax: Axes | None = None) -> Figure:
         ax.set_ylabel("late amplitude of θ − θ_fp  (kT)")
         _legend_right(ax, title="ODE runs from the\nfile's energies")
         _outcome_title(ax, glob)
-        fig.crnfb.update(factors=[r["factor"] for r in runs], amplitudes=[r["amplitude"] for r in runs],
+        _marks(fig).update(factors=[r["factor"] for r in runs], amplitudes=[r["amplitude"] for r in runs],
                          outcomes=[OUTCOMES[_outcome_class(r)][0] for r in runs], labels=labels, **lines)
     return fig
 

@@ -232,7 +232,7 @@ def region_report(roa: RegionOfAttraction | None, reason: str | None, linear: di
         out.update({"linear_range": linear["measured"], "linear_range_reached": linear["reached"],
                     "linear_range_quadratic_estimate": q,
                     "region_of_attraction_quadratic_estimate": None if q is None else q / LINEAR_RANGE_ERROR})
-    if roa is None or roa.step is None:
+    if roa is None or roa.step is None or roa.bracket is None:
         why = reason if roa is None else roa.reason
         out.update({"region_of_attraction": None, "region_of_attraction_reason": why,
                     "region_of_attraction_bracket": None})

@@ -93,7 +93,7 @@ def run_report_command(args) -> int:
     if not res.stable:
         word = "MARGINAL (a real part within round-off of zero)" if res.stability.marginal else "UNSTABLE"
         print(f"crnfb report: the learning loop is {word} at its fixed point (exit 1)", file=sys.stderr)
-    if res.stable and res.learning_converged is False:
+    if res.stable and res.learning_converged is False and res.global_behaviour is not None:
         ep = res.global_behaviour["episode"]
         print(f"crnfb report: learning from the file's energies does not converge: {ep['mechanism_name']} "
               "(exit 1)", file=sys.stderr)

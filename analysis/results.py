@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # imported for the annotations only: keeps `import crnfb` lig
 
     from crnfb.analysis.disturbance import Disturbance
     from crnfb.analysis.fixedpoints import StationaryPoint
+    from crnfb.analysis.fluctuation import FluctuationResult
     from crnfb.analysis.frequency import LoopResponse
     from crnfb.analysis.linearise import LinearLoop
     from crnfb.analysis.fixedpoints import LoopFixedPoint
@@ -298,7 +299,7 @@ class Results:
     reasons: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     seed: int = 0
-    fluctuation: object = None
+    fluctuation: FluctuationResult | None = None
     global_behaviour: dict | None = None
 
     # -- verdicts ---------------------------------------------------------------------
@@ -414,7 +415,7 @@ class Results:
 
     def to_dict(self) -> dict:
         """``report.json`` as plain Python (every docs/cli.md key; no NaN)."""
-        out = {
+        out: dict[str, object] = {
             "model": self._model_dict(),
             "fixed_point": self._fixed_point_dict(),
             "quasi_static": self._quasi_static_dict(),

@@ -134,7 +134,7 @@ def _ensemble_solver(J: sparse.csr_matrix, pf: np.ndarray, nf: int, nc: int):
         Rf[piv] = 0.0
         xf = lu_f.solve(Rf)
         xf -= np.outer(pi, xf.sum(axis=0))   # A_f pi = 0: back onto 1^T x = 0
-        if not nc:
+        if lu_c is None:        # no clamped block (nc = 0)
             return xf
         return np.vstack([xf, lu_c.solve(np.ascontiguousarray(R[nf:nf + nc], dtype=float))])
 
@@ -177,7 +177,7 @@ class ShiftedReduced:
         self.s = s if dtype is complex else float(np.real(s))
         self.M = (Jr.astype(dtype) - self.s * sparse.identity(n, dtype=dtype, format="csc")).tocsc()
         self._lu = BorderedLU(self.M)
-        self._luT = None
+        self._luT: BorderedLU | None = None
 
     @staticmethod
     def _refined(M, once, b: np.ndarray) -> np.ndarray:

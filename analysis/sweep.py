@@ -52,7 +52,7 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, TextIO
 
 import numpy as np
 
@@ -206,9 +206,10 @@ def sweep_fingerprint(model_text: str, specs: list[ParamSpec], safe_budget: floa
     """What a resumed sweep must share with the rows it reuses: model text, grid, package version and,
     with ``--safe-factor``, its time budget (``safe_factor``; absent without it, as in older sweeps)."""
     from crnfb import __version__
-    out = {"model_sha256": hashlib.sha256(model_text.encode("utf-8")).hexdigest(),
-           "grid": [{"name": s.name, "values": [repr(float(v)) for v in s.values]} for s in specs],
-           "package_version": __version__}
+    out: dict[str, object] = {
+        "model_sha256": hashlib.sha256(model_text.encode("utf-8")).hexdigest(),
+        "grid": [{"name": s.name, "values": [repr(float(v)) for v in s.values]} for s in specs],
+        "package_version": __version__}
     if safe_budget is not None:
         out["safe_factor"] = {"global_budget": float(safe_budget)}
     return out
@@ -247,7 +248,7 @@ def read_csv(path: Path, names: list[str]) -> tuple[list[str], list[dict]]:
         for cells in reader:
             if len(cells) != len(header):
                 continue       # a row cut short by an interruption
-            r = dict(zip(header, cells))
+            r: dict[str, Any] = dict(zip(header, cells))       # the cells, then numbers where they parse
             try:
                 for n in names:
                     r[n] = float(r[n])
@@ -274,7 +275,7 @@ class CsvSink:
         self.names = names
         self.rows = list(rows)
         self.header = header or []
-        self._fh = None
+        self._fh: TextIO | None = None
         if self.header and self._needs_rewrite():
             self._rewrite()
         elif self.header:
@@ -311,7 +312,7 @@ class CsvSink:
         full = {**point, **row}
         cols = self._columns_for(full)
         self.rows.append(full)
-        if cols != self.header:
+        if cols != self.header or self._fh is None:
             self.header = cols
             self._rewrite()
         else:
@@ -516,7 +517,7 @@ def run_sweep(model_path: str | os.PathLike, params: list[str], out_dir: str | o
         return row.get(STATUS) == "error"
 
     try:
-        if scheduler and todo:
+        if Client is not None and todo:      # a scheduler given
             client = Client(scheduler)
             errors = _evaluate_on_dask(client, todo, text, source, metrics, record, safe_budget)
         elif todo and (workers or os.cpu_count() or 1) > 1 and len(todo) > 1:

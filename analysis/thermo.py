@@ -45,12 +45,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.integrate import solve_ivp
 
 from crnfb.feedback.ensembles import EdgeList, LearningNetwork
 from crnfb.feedback.model import Model
+
+if TYPE_CHECKING:
+    from crnfb.analysis.globalbehaviour import Settling
 
 FLOOR = 1e-300
 ZERO_TOL = 1e-12
@@ -221,10 +225,10 @@ class Dissipation:
 
     def to_dict(self) -> dict:
         """JSON-ready: ``free, clamped, learning, total, total_ensemble`` (+ parts, reasons); no inf/NaN."""
-        out = {"free": self.free, "clamped": self.clamped, "learning": self.learning, "total": self.total,
-               "total_ensemble": self.total_ensemble,
-               "clamped_hidden": self.clamped_hidden, "clamped_reset": self.clamped_reset}
-        out = {k: _json_number(v) for k, v in out.items()}
+        parts = {"free": self.free, "clamped": self.clamped, "learning": self.learning, "total": self.total,
+                 "total_ensemble": self.total_ensemble,
+                 "clamped_hidden": self.clamped_hidden, "clamped_reset": self.clamped_reset}
+        out: dict[str, float | str | None] = {k: _json_number(v) for k, v in parts.items()}
         if self.clamped is None:
             out["clamped_reason"] = self.clamped_reason or CLAMPED_EQUILIBRIUM_REASON
             out["clamped_hidden_reason"] = out["clamped_reset_reason"] = out["clamped_reason"]
@@ -380,7 +384,7 @@ class Episode:
     source: str = "scipy.integrate.solve_ivp"
     path_t: np.ndarray | None = field(default=None, repr=False)      # output times
     path_theta: np.ndarray | None = field(default=None, repr=False)  # learned theta there (len(t), k)
-    settling: object = field(default=None, repr=False)  # crnfb.analysis.globalbehaviour.Settling
+    settling: Settling | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         out = {"duration": float(self.duration), "reached": bool(self.reached), "free": _json_number(self.free),
@@ -486,13 +490,9 @@ def episode(model: Model, loop=None, tol: float = EPISODE_TOL, t_max: float | No
     tt, XX = run.t, run.X
     end = tt.size if run.t_settled is None else int(np.searchsorted(tt, run.t_settled, side="right"))
     tr = dissipation_along(net, tt[:end], XX[:, :end])
-    res = {}
-    for key in ("free", "clamped", "learning", "total", "total_ensemble"):
-        if key == "clamped" and not net.dynamic:
-            res[key] = (None, 0.0)
-            continue
-        res[key] = _integrate(tt[:end], tr[key])
-    return Episode(float(tt[end - 1]), bool(run.converged), res["free"][0], res["clamped"][0], res["learning"][0],
+    res = {key: _integrate(tt[:end], tr[key]) for key in ("free", "learning", "total", "total_ensemble")}
+    clamped = _integrate(tt[:end], tr["clamped"])[0] if net.dynamic else None
+    return Episode(float(tt[end - 1]), bool(run.converged), res["free"][0], clamped, res["learning"][0],
                    res["total"][0], res["total_ensemble"][0], res["total"][1], th_star, XX[k:, end - 1].copy(), tr,
                    source, np.asarray(tt, float), XX[k:].T.copy(), run)
 
@@ -534,8 +534,8 @@ def thermodynamics_report(model, loop=None, with_episode: bool = True, quick: bo
     model, loop = model_and_loop(model, loop)
     net, fp = _loop_parts(model, loop)
     d = dissipation(net, fp.x, fp.a)
-    out = {"fixed_point": d.to_dict(),
-           "fixed_point_ensemble": {k: _json_number(v) for k, v in d.ensemble().items()}}
+    out: dict[str, Any] = {"fixed_point": d.to_dict(),
+                           "fixed_point_ensemble": {k: _json_number(v) for k, v in d.ensemble().items()}}
     if d.clamped is None:
         out["fixed_point_ensemble"]["clamped_reason"] = CLAMPED_EQUILIBRIUM_REASON
     if with_episode:

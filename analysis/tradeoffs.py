@@ -284,7 +284,7 @@ class TradeoffResult:
         with open(path, encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
             rows = [{k: (None if v == "" else float(v)) for k, v in r.items() if k != "pareto"} for r in reader]
-            names = reader.fieldnames or []
+            names = list(reader.fieldnames or [])
         return cls(list(params) if params else names[:1], rows, {}, cost, model_name=model_name)
 
     def to_dict(self) -> dict:
@@ -312,7 +312,8 @@ def sweep(model: Model, *, cost: str = "dissipation_ensemble", episode: bool = F
             raise ValueError(f"unknown sweep parameter {n!r}; choose from {', '.join(PARAMS)}")
     specs = [ParamSpec(ALIASES.get(n, n), tuple(np.atleast_1d(np.asarray(grid[n], float)))) for n in names]
     points = build_grid(specs)          # the grid of crnfb sweep: first parameter varying slowest
-    rows, reasons = [], {}
+    rows: list[dict] = []
+    reasons: dict[str, str] = {}
     for i, point in enumerate(points):
         why: dict = {}
         row = point_metrics(apply_params(model, point), episode=episode, bandwidth=bandwidth, noise=noise,
@@ -414,9 +415,9 @@ def plot_tradeoffs(result: TradeoffResult, ax=None, metrics=None):
         raise ValueError("no performance metric available to plot against")
     if ax is None:
         n = len(metrics)
-        fig, axes = plt.subplots(1, n, figsize=(4.6 * n + 0.8, 4.2), constrained_layout=True, squeeze=False,
+        fig, grid = plt.subplots(1, n, figsize=(4.6 * n + 0.8, 4.2), constrained_layout=True, squeeze=False,
                                  sharey=True)
-        axes = list(axes[0])
+        axes = list(grid[0])
     elif hasattr(ax, "plot"):
         axes, fig = [ax], ax.figure
         metrics = list(metrics)[:1]

@@ -47,6 +47,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from functools import cached_property, partial
+from typing import Callable
 
 import numpy as np
 import scipy.linalg
@@ -346,6 +347,8 @@ class _StepRuns:
         return self.cache[A]
 
     def plain_error(self, A: float) -> float:
+        if self.lin is None:
+            raise ValueError("plain_error needs the linear step response (linear_run) first")
         return float(np.max(np.linalg.norm(self.nonlinear(A) - A * self.lin, axis=1)) / (A * np.linalg.norm(self.g)))
 
 
@@ -639,7 +642,7 @@ def validate(model: Model | LinearLoop, loop: LinearLoop | None = None, quick: b
     def timed(fn, *args):
         checks.extend(_timed(fn, *args))
 
-    if disturbed:
+    if runs is not None:        # disturbed
         runs.lin = done["linear"]
         runs.cache.update({k: v for k, v in done.items() if isinstance(k, float)})
         A, choice = probe_amplitude(runs)
@@ -659,7 +662,7 @@ def validate(model: Model | LinearLoop, loop: LinearLoop | None = None, quick: b
         else:
             checks.append(not_made("quasi-static rate", "a quasi-static rate is not positive (flat or "
                                    "non-minimum landscape)"))
-        if disturbed:
+        if runs is not None:
             timed(check_linear_range, runs)
         else:
             checks.append(not_made("linear range", "no step response to measure it on (see step response)"))
@@ -673,7 +676,7 @@ def _first_runs(setup: _Setup, runs: "_StepRuns | None", quick: bool, quasi: boo
     """The independent ODE runs, on every core (crnfb.feedback.parallel): the rate fit, the linear step,
     the nonlinear steps the amplitude choice and the linear range need, the quasi-static fit."""
     setup.eig      # the slowest modes' eigenvectors, computed once here: the forked workers inherit them
-    tasks = {"rate": partial(_timed, check_convergence, setup)}
+    tasks: dict[str | float, Callable[[], object]] = {"rate": partial(_timed, check_convergence, setup)}
     if runs is not None:
         tasks["linear"] = runs.linear_run
         for Ak in A_STEP * np.array([1, 2, 4] if quick else [1, 2, 4, 8]):
@@ -697,20 +700,18 @@ def _timed(fn, *args) -> list[Check]:
 def _noise_checks(model: Model, loop: LinearLoop, seed: int, noise: bool, stable: bool,
                   budget: float | None = None) -> list[Check]:
     """The parameter-noise check (LNA vs SSA), or one entry saying why it was not made."""
-    try:
-        from crnfb.analysis.noise import NoStationaryCovariance, validate_noise
-    except ImportError:
-        validate_noise = None
+    from crnfb.analysis.noise import NOISE_BUDGET, NoStationaryCovariance, validate_noise
+
     name = "parameter noise (LNA vs SSA)"
     if not stable:
         return [not_made(name, "the loop is unstable: no stationary noise")]
-    if not noise or validate_noise is None:
-        return [not_made(name, "not requested (noise=False)" if not noise else "crnfb.analysis.noise missing")]
+    if not noise:
+        return [not_made(name, "not requested (noise=False)")]
     import warnings
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)   # its "not checked" message is the reason
         try:
-            res = validate_noise(model, loop=loop, seed=seed, **({} if budget is None else {"budget": float(budget)}))
+            res = validate_noise(model, loop=loop, seed=seed, budget=NOISE_BUDGET if budget is None else float(budget))
         except NoStationaryCovariance as e:      # a stated limitation, not a failed check
             return [not_made(name, str(e))]
     if not res:

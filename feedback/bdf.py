@@ -26,12 +26,14 @@ control, error test and dense output are SciPy's own:
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import scipy.linalg
 from scipy import sparse
 from scipy.integrate import BDF
 
-from .sparselu import BorderedLU
+from .sparselu import BorderedLU, BorderLayout
 
 #: Relative change of ``c = h / alpha`` up to which a factorisation is reused (CVODE's ``dgmax`` is 0.3).
 REUSE_BAND = 0.3
@@ -53,7 +55,9 @@ class ReuseBDF(BDF):
     applies).
     """
 
-    def __init__(self, fun, t0, y0, t_bound, **kw):
+    jac: Callable | None        # SciPy's Jacobian callable (None for a constant Jacobian matrix)
+
+    def __init__(self, fun, t0, y0, t_bound, **kw) -> None:
         super().__init__(fun, t0, y0, t_bound, **kw)
         self.nlu_requests = 0
         self._jac_version = 0

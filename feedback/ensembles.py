@@ -79,7 +79,7 @@ def generator_derivative(edges: EdgeList, rates: np.ndarray, p: np.ndarray, n: i
 
 
 def generator_derivative_k(edges: EdgeList, rates: np.ndarray, p: np.ndarray, n: int,
-                           dirs: list[np.ndarray]) -> np.ndarray:
+                           dirs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """``D^k (A(theta) p)[u_1, ..., u_k]`` along loop directions ``u_i = (du_i, dtheta_i)``.
 
     ``dirs`` holds ``(du_i, dtheta_i)`` pairs (``dtheta_i`` on the full theta);

@@ -8,6 +8,7 @@ what was wrong and what would be right. The command line turns
 from __future__ import annotations
 
 from math import isfinite
+from typing import Literal, overload
 
 
 class ModelError(ValueError):
@@ -58,6 +59,16 @@ class TruncationError(ModelError):
 
 class EnvironmentModelError(ModelError):
     """The environment is not a valid law on the reachable visible states."""
+
+
+@overload
+def check_number(x, key: str, *, positive: bool = ..., nonneg: bool = ..., integer: Literal[True],
+                 prob: bool = ...) -> int: ...
+
+
+@overload
+def check_number(x, key: str, *, positive: bool = ..., nonneg: bool = ..., integer: Literal[False] = ...,
+                 prob: bool = ...) -> float: ...
 
 
 def check_number(x, key: str, *, positive: bool = False, nonneg: bool = False, integer: bool = False,

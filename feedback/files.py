@@ -119,7 +119,7 @@ def clean_stale(target: Path) -> list[Path]:
     :data:`MARKER` (so nothing crnfb did not make is touched).
     """
     target = Path(target).absolute()
-    removed = []
+    removed: list[Path] = []
     parent = target.parent
     if not parent.is_dir():
         return removed

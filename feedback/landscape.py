@@ -91,6 +91,8 @@ class Landscape:
             logP = self._log_marginal_of(log_pi)
             ok = np.isfinite(logP)[self._vi]
             return np.where(ok, np.exp(log_pi - np.where(np.isfinite(logP), logP, 0.0)[self._vi]), 0.0)
+        if pi is None:
+            raise TypeError("conditional() needs pi or log_pi")
         P = self.marginal(pi)
         return pi * np.divide(1.0, P, out=np.zeros_like(P), where=P > 0)[self._vi]
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from .environment import Environment, EnvironmentTable, tabulate
 from .errors import ModelError
+from .fluctuation import MarkovEnvironment
 from .landscape import Landscape, identifiable_basis, neutral_anchor, neutral_directions, start_problem
 from .network import Network
 from .statespace import StateSpace
@@ -99,14 +100,16 @@ class Model:
     network: Network
     initial: object
     n_max: object = None
-    environment: Environment | None = None
+    # None is refused (environment) or replaced by the defaults (learning) in __post_init__, so that the
+    # attributes of a Model are never None
+    environment: Environment = None  # type: ignore[assignment]  # required: __post_init__ refuses None
     change: Environment | None = None
-    learning: Learning | None = None
+    learning: Learning = None  # type: ignore[assignment]  # None: __post_init__ sets the defaults
     ensembles: Ensembles = field(default_factory=Ensembles)
     truncation_tol: float = 1e-6
     source: str | None = None
     balance_residual: float = 0.0
-    fluctuation: object = None
+    fluctuation: MarkovEnvironment | None = None
 
     def __post_init__(self):
         net = self.network
@@ -247,7 +250,7 @@ class Model:
 
     def with_learning(self, **changes) -> "Model":
         """Copy with learning settings replaced; ``eps`` may be a scalar."""
-        if "eps" in changes and np.isscalar(changes["eps"]):
+        if "eps" in changes and np.ndim(changes["eps"]) == 0:
             changes["eps"] = tuple([float(changes["eps"])] * len(self.learned))
         elif "eps" in changes:
             changes["eps"] = tuple(float(e) for e in changes["eps"])

@@ -226,7 +226,7 @@ def _parse_initial(data: dict, names: list[str]) -> dict:
 
 def _parse_truncation(data: dict, names: list[str]) -> tuple[int | dict | None, float]:
     """The ``[truncation]`` table: ``n_max`` (one bound, one per species, or None) and ``tol``."""
-    n_max = None
+    n_max: int | dict[str, int] | None = None
     if "truncation" in data:
         tr = _table(data["truncation"], "truncation")
         _no_extra(tr, {"n_max", "tol"}, "truncation")

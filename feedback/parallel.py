@@ -30,6 +30,7 @@ import signal
 import sys
 import traceback
 from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 from multiprocessing.reduction import ForkingPickler
 from typing import Callable, Sequence, TypeVar
 
@@ -70,7 +71,7 @@ def available_workers() -> int:
         return os.cpu_count() or 1
 
 
-def _encode(i: int) -> bytes:
+def _encode(i: int) -> memoryview:
     """Task ``i``'s outcome, pickled: ``(True, value)`` or ``(False, exception, traceback text)``."""
     try:
         out: tuple = (True, _TASKS[i]())
@@ -98,10 +99,10 @@ def _worker(conn: Connection, inherited: list[Connection]) -> None:
         return
 
 
-def _start(n: int) -> list[tuple[multiprocessing.Process, Connection]]:
+def _start(n: int) -> list[tuple[BaseProcess, Connection]]:
     """Fork ``n`` workers, each with a duplex pipe whose far end only it holds."""
     ctx = multiprocessing.get_context("fork")
-    workers: list[tuple[multiprocessing.Process, Connection]] = []
+    workers: list[tuple[BaseProcess, Connection]] = []
     held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP)  # delivered after the forks, here and there
     try:
         for _ in range(n):
@@ -119,7 +120,7 @@ def _start(n: int) -> list[tuple[multiprocessing.Process, Connection]]:
     return workers
 
 
-def _kill(workers: list[tuple[multiprocessing.Process, Connection]]) -> None:
+def _kill(workers: list[tuple[BaseProcess, Connection]]) -> None:
     """SIGKILL and reap every worker (signals held back meanwhile: this must finish)."""
     held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP)
     try:
@@ -133,7 +134,7 @@ def _kill(workers: list[tuple[multiprocessing.Process, Connection]]) -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
-def _stop(workers: list[tuple[multiprocessing.Process, Connection]]) -> None:
+def _stop(workers: list[tuple[BaseProcess, Connection]]) -> None:
     """Tell the (idle) workers to exit and join them; one that does not exit in time is killed."""
     for p, c in workers:
         try:
@@ -145,7 +146,7 @@ def _stop(workers: list[tuple[multiprocessing.Process, Connection]]) -> None:
     _kill(workers)                  # reaps the joined ones; kills only one that hung
 
 
-def _died(i: int, p: multiprocessing.Process) -> WorkerError:
+def _died(i: int, p: BaseProcess) -> WorkerError:
     p.join(1.0)                     # its exit code, when it is already gone
     code = p.exitcode
     how = (f"killed by {signal.Signals(-code).name}" if code is not None and code < 0
@@ -153,18 +154,18 @@ def _died(i: int, p: multiprocessing.Process) -> WorkerError:
     return WorkerError(f"worker process {p.pid} died running task {i} ({how})")
 
 
-def _send(c: Connection, i: int, p: multiprocessing.Process) -> None:
+def _send(c: Connection, i: int, p: BaseProcess) -> None:
     try:
         c.send(i)
     except OSError:                 # its end is closed: it died
         raise _died(i, p) from None
 
 
-def _dispatch(workers: list[tuple[multiprocessing.Process, Connection]]) -> list:
+def _dispatch(workers: list[tuple[BaseProcess, Connection]]) -> list:
     """Hand out the task indices one at a time to idle workers; the results in task order."""
     results: list = [None] * len(_TASKS)
     todo = iter(range(len(_TASKS)))
-    busy: dict[Connection, tuple[int, multiprocessing.Process]] = {}
+    busy: dict[Connection, tuple[int, BaseProcess]] = {}
     for p, c in workers:
         i = next(todo, None)
         if i is None:

@@ -165,7 +165,7 @@ def integrate(system: Callable[[float, float], tuple[Callable, Callable | None]]
         if bar is not None:
             bar.close()
     stats = IntegrationStats(nfev, njev, nlu, run.steps, len(cuts) - 1, time.perf_counter() - wall, run.t_stop)
-    if run.t_stop is not None:
+    if run.t_stop is not None and run.stop_dense is not None:     # set together by _advance_piece
         t_out, Y = _cut_at_stop(t_eval, out, run.t_stop, run.stop_dense)
         return t_out, Y, stats
     return t_eval, out, stats
@@ -223,7 +223,7 @@ def _advance_piece(run: _OdeRun, solver, method: str, max_steps: int, t0: float,
         dense = None
         if stop is not None:
             g_new = stop(t_new, solver.y)
-            if run.g_old > 0 >= g_new:
+            if run.g_old is not None and run.g_old > 0 >= g_new:
                 dense = solver.dense_output()
                 run.t_stop = brentq(lambda s: stop(s, dense(s)), t_old, t_new, xtol=1e-12 * max(1.0, abs(t_new)))
                 run.stop_dense = dense
@@ -469,7 +469,7 @@ def _episode_end_event(model: Model, net: LearningNetwork, x0: np.ndarray,
     th_star = np.asarray(theta_star, float)
     base = net.n_f + net.n_c
     size0 = np.linalg.norm(U.T @ (x0[base:] - th_star))
-    return lambda t, x: np.linalg.norm(U.T @ (x[base:] - th_star)) - 1e-3 * size0
+    return lambda t, x: float(np.linalg.norm(U.T @ (x[base:] - th_star)) - 1e-3 * size0)
 
 
 def _check_ode_work(t_end: float, signal: Signal, max_step: float) -> None:

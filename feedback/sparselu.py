@@ -243,7 +243,7 @@ class BorderedLU:
             If ``M`` has another pattern or another sparse block.
         """
         M = sparse.csc_matrix(M)
-        if not self.border.size or not self.layout.matches(M):
+        if not self.border.size or self.layout is None or not self.layout.matches(M):
             raise ValueError("with_border_rows needs a bordered factorisation and a matrix of the same pattern")
         A, B, C, D = self.layout.blocks(M)
         if not np.array_equal(A.data, self._A_data) or not np.array_equal(B, self._B):

@@ -53,7 +53,9 @@ event loop releases the GIL).
 from __future__ import annotations
 
 import math
+import numbers
 import os
+import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -543,7 +545,7 @@ def _segments(a_signal, t_end: float) -> tuple[np.ndarray, np.ndarray]:
     """
     if a_signal is None:
         return np.zeros(1), np.zeros(1)
-    if np.isscalar(a_signal):
+    if isinstance(a_signal, numbers.Real):
         return np.zeros(1), np.array([float(a_signal)])
     if not callable(a_signal):
         raise ModelError(f"a_signal must be None, a number or a signal a(t); got {a_signal!r}")
@@ -621,7 +623,7 @@ class SSATrajectory:
         """``D(Q(a(t)) || P_theta(t))`` per replicate and output time, exact (R, T)."""
         if self.model is None:
             raise ValueError("the trajectory carries no model; D cannot be computed")
-        out = np.empty(self.theta.shape[:2])
+        out: np.ndarray = np.empty(self.theta.shape[:2])
         for r in range(out.shape[0]):
             for i in range(out.shape[1]):
                 th = self.theta[r, i]
@@ -967,7 +969,7 @@ def simulate_ssa(model: Model, t_end: float, n_points: int = 201, seed: int | No
     eps = model.eps.copy() if learn else np.zeros(k)
     theta, p_f, p_c = _start_laws(model, st, theta_start, float(seg_a[0]))
     L0, lscale = _parameter_copies(model, theta, omega, learn)
-    seed = int(np.random.SeedSequence().entropy) if seed is None else seed
+    seed = secrets.randbits(128) if seed is None else seed      # as numpy's SeedSequence() draws its entropy
     S, C = st.fcoef.shape[1], (net.n_c if st.dynamic else 0)
     b = _Replicas.start(int(seed), R, S, C, Mf, Mc, p_f, p_c, L0, out_times.size)
     mc = _clamped_means_start(model, st, theta, seg_q, R)

@@ -60,7 +60,8 @@ def _slice_count(L: np.ndarray, bounds: np.ndarray, initial: np.ndarray) -> floa
     target = Li @ initial.astype(np.int64)
     inlaw = np.any(Li != 0, axis=0)
     outside = float(np.prod(bounds[~inlaw].astype(float) + 1.0))
-    sums, counts = np.zeros((1, Li.shape[0]), np.int64), np.ones(1)
+    sums = np.zeros((1, Li.shape[0]), np.int64)
+    counts: np.ndarray = np.ones(1)         # copies of each partial sum (float: bincount's weights)
     order = np.nonzero(inlaw)[0]
     lo, hi = np.minimum(Li, 0) * bounds, np.maximum(Li, 0) * bounds
     cap = sizes.SLICE_COUNT_MAX_STATES
@@ -480,7 +481,7 @@ class StateSpace:
     def index(self, states: np.ndarray) -> np.ndarray:
         """Indices of ``states`` (rows) in the class; -1 where absent."""
         states = np.atleast_2d(np.asarray(states, dtype=np.int64))
-        inbox = (states >= 0).all(axis=1) & (states <= self.bounds).all(axis=1)
+        inbox = np.asarray((states >= 0).all(axis=1) & (states <= self.bounds).all(axis=1))
         return self._find(self.keys.encode(np.where(inbox[:, None], states, 0)), inbox)
 
     def _find(self, words: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -525,13 +526,13 @@ class StateSpace:
         """
         net, jumps = self.network, self._jumps
         move_words = self.keys.encode(jumps.moves)
-        src, jj = [], []
+        src_blocks, jump_blocks = [], []
         for start in range(0, self.size, self._EDGE_BLOCK):
-            r, j = jumps.fire(self.states[start:start + self._EDGE_BLOCK])
-            src.append(r + start)
-            jj.append(j)
-        src = np.concatenate(src) if src else np.zeros(0, np.int64)
-        jj = np.concatenate(jj) if jj else np.zeros(0, np.int64)
+            rows, fired = jumps.fire(self.states[start:start + self._EDGE_BLOCK])
+            src_blocks.append(rows + start)
+            jump_blocks.append(fired)
+        src = np.concatenate(src_blocks) if src_blocks else np.zeros(0, np.int64)
+        jj = np.concatenate(jump_blocks) if jump_blocks else np.zeros(0, np.int64)
         order = np.lexsort((src, jj))   # by jump, sources ascending within a jump
         src, jj = src[order], jj[order]
         dst = self._find(self._words[src] + move_words[jj], np.ones(src.size, bool))

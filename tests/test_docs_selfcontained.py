@@ -29,7 +29,7 @@ EXTERNAL = re.compile(r"\b(?:MODEL|INTERFACE)" + r"\.md\b")
 
 #: Where references live: code, docs, examples, benchmarks, tests, build and CI files.
 SCANNED = ["feedback/**/*.py", "analysis/**/*.py", "src/**/*.py", "docs/*.md", "docs/*.py",
-           "examples/**/*", "benchmarks/*.py", "tests/*.py", "README.md", "pyproject.toml",
+           "examples/**/*", "benchmarks/*.py", "tests/*.py", "tools/*.py", "README.md", "pyproject.toml",
            "mkdocs.yml", ".ci/run"]
 
 #: Exempt, with the reason.

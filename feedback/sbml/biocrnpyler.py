@@ -149,7 +149,9 @@ def biocrnpyler_network(crn, visible=None, learned=None, *, volume=None, copies_
             raise ModelError(f"{what} species {sorted(bad)} are not in the {SOURCE}; species: {', '.join(names)}")
     vis, lrn = set(visible or ()), set(names if learned is None else learned)
     species = [Species(s, 0.0, s in vis, s in lrn) for s in names]
-    kf, kr, factors = [], [], []
+    kf: list[float] = []
+    kr: list[float] = []
+    factors = []
     for a, b, f, r, _ in pairs:
         for side, k, out in ((a, f, kf), (b, r, kr)):
             m = sum(side.values())

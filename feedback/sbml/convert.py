@@ -225,7 +225,7 @@ def read_converted(path, visible, learned, *, volume=None, copies_per_unit=None)
         m = re.search(r"reaction '([^']+)'|species '([^']+)'", msg)
         element = next(g for g in m.groups() if g) if m else None
         line = antimony_line(path, element) if element else None
-        if line is not None and re.fullmatch(r"_J\d+", element):   # Antimony's name for an unnamed reaction
+        if element and line is not None and re.fullmatch(r"_J\d+", element):   # Antimony's name for an unnamed reaction
             msg = msg.replace(f"'{element}'", f"'{element}' (the unnamed reaction on line {line})")
         raise ModelError(f"{msg} (Antimony, read through SBML)", file=path, line=line) from None
 

@@ -13,9 +13,10 @@ import warnings
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from ..errors import DetailedBalanceError, ModelError
-from ..network import Network, Species, from_rate_constants
+from ..network import DetailedBalance, Network, Species, from_rate_constants
 from ._libsbml import CRNFB_NS, SBMLExportWarning, libsbml, need_libsbml
 from .labels import SID
 from .massaction import MassActionNetwork, MassActionReaction
@@ -84,7 +85,7 @@ class _LawReader:
                     raise ModelError(f"{where}: local parameter {p.getId()!r} has no value")
                 self.local[p.getId()] = p.getValue()
 
-    def fail(self, node, why):
+    def fail(self, node, why) -> NoReturn:
         text = libsbml.formulaToL3String(self.reaction.getKineticLaw().getMath())
         raise ModelError(f"{self.where}: kinetic law '{text}' is not mass action ({why}); only products of "
                          "constants and species, and the difference of two such terms, can be imported")
@@ -467,7 +468,7 @@ class ImportedNetwork:
 
     network: Network
     initial: dict
-    balance: object
+    balance: DetailedBalance
     reaction_ids: list
     source: str
     units: UnitConversion | None = None

@@ -99,9 +99,14 @@ class UnitConversion:
         given ``u`` a product within 1e-12 (relative) of a whole number is that
         number (the float noise of ``c V u``, not a rounding of the data).
         """
+        if amount is not None:
+            x = amount * self.copies_per_unit if self.copies_given else amount / self.volume
+        elif concentration is not None:
+            x = concentration * self.volume * self.copies_per_unit if self.copies_given else float(concentration)
+        else:
+            raise TypeError("copies() needs an amount or a concentration")
         if not self.copies_given:
-            return float(concentration) if amount is None else amount / self.volume
-        x = amount * self.copies_per_unit if amount is not None else concentration * self.volume * self.copies_per_unit
+            return x
         r = round(x) if math.isfinite(x) else x
         return float(r) if math.isfinite(x) and abs(x - r) <= 1e-12 * max(1.0, abs(x)) else x
 

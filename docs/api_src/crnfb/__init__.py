@@ -1,1 +1,0 @@
-../../../src/crnfb/__init__.py
