@@ -498,7 +498,7 @@ def nyquist_crossings(blocks: BrokenLoop, response: LoopResponse,
     for j in range(lam.shape[1]):
         for i in _negative_axis_brackets(lam[:, j]):
             if g_max is not None and _grid_estimate(lam[i, j], lam[i + 1, j]) > REFINE_BEYOND * g_max:
-                continue
+                continue        # before building the branch's picker: nothing to refine there
             pick = _eigenvalue_branch(blocks, omega[i], omega[i + 1], lam[i, j], lam[i + 1, j])
             out.extend(_siso_crossings(omega[i:i + 2], lam[i:i + 2, j], pick))
     return sorted(out, key=lambda t: t[1])
@@ -564,10 +564,14 @@ def loops_at_a_time(P: np.ndarray, eps: np.ndarray, omega: np.ndarray) -> np.nda
     return (1.0 / (s[:, None] * d) - 1.0)
 
 
-def _siso_crossings(omega: np.ndarray, values: np.ndarray, fun) -> list[tuple[float, float]]:
-    """``(omega, g)`` where ``values`` (= ``fun`` on the grid) crosses the negative real axis at ``-1/g``."""
+def _siso_crossings(omega: np.ndarray, values: np.ndarray, fun,
+                    g_max: float | None = None) -> list[tuple[float, float]]:
+    """``(omega, g)`` where ``values`` (= ``fun`` on the grid) crosses the negative real axis at ``-1/g``
+    (with ``g_max``: only the crossings whose grid estimate is below ``REFINE_BEYOND * g_max``)."""
     out = []
     for i in _negative_axis_brackets(values):
+        if g_max is not None and _grid_estimate(values[i], values[i + 1]) > REFINE_BEYOND * g_max:
+            continue
         try:
             wc = brentq(lambda w: fun(w).imag, omega[i], omega[i + 1], xtol=1e-13 * omega[i], rtol=1e-12)
         except ValueError:
@@ -791,7 +795,8 @@ def _per_loop(loop: LinearLoop, blocks: BrokenLoop, resp: LoopResponse, names, e
     loops = []
     for i, name in enumerate(names):
         cands = _siso_crossings(omega, T[:, i],
-                                lambda w, i=i: loop_at_a_time(blocks.open_loop([w])[0], eps, np.array([w]), i)[0])
+                                lambda w, i=i: loop_at_a_time(blocks.open_loop([w])[0], eps, np.array([w]), i)[0],
+                                g_max)
         cands = [c for c in cands if c[1] <= g_max]
         ci = critical_gain(loop, i, g_min, g_max, per_decade=PER_LOOP_PER_DECADE,
                            candidates=[c[1] for c in cands], crossings=cands, refine=False)
