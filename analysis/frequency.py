@@ -51,7 +51,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import splu
 
-from crnfb.analysis.plantrom import ROM_TOL, PlantROM, build_rom, symmetric_plant
+from crnfb.analysis.plantrom import ROM_TOL, PlantROM, build_rom, modal_model, symmetric_plant
 from crnfb.analysis.slowmodes import reduced_solve
 from crnfb.feedback.landscape import identifiable_basis
 from crnfb.feedback.sparselu import BorderedLU, inverse_operator, lu_without_pivoting, nested_dissection
@@ -486,8 +486,13 @@ def _plant_rom(blocks: BrokenLoop) -> tuple:
     # "reduced" model would be the plant itself at the cost of dense algebra on it (205 learned: 616 a shift)
     width = (k + 1) + 2 * k
     if 100 * width * shifts.size >= sizes.ROM_BASIS_PERCENT * blocks.n_p:
-        return None, (f"a reduced model would not be smaller than the plant: {shifts.size} shifts of {width} "
-                      f"vectors each ({k} learned parameters) against {blocks.n_p} plant states")
+        why = (f"a reduced model would not be smaller than the plant: {shifts.size} shifts of {width} "
+               f"vectors each ({k} learned parameters) against {blocks.n_p} plant states")
+        if blocks.n_p > sizes.MODAL_PLANT_MAX:
+            return None, why + f"; no dense modal form above {sizes.MODAL_PLANT_MAX} plant states"
+        rom = modal_model(plant)
+        return rom, None if rom.verified else (f"{why}; the modal form's residual {rom.error:.2g} is above "
+                                               f"the tolerance {ROM_TOL:g}")
     groups = [(slice(0, k), slice(0, k)), (slice(k, 2 * k), slice(0, k)), (slice(k, 2 * k), slice(k, k + 1))]
     # rate_range's lower end is the smallest non-zero |eig| found (Lanczos, tol 1e-6): a 1e-3 margin
     rom = build_rom(plant, lu.solve_real, shifts, lam_min=rng[0] * (1 - 1e-3), groups=groups)

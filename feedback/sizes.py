@@ -23,7 +23,7 @@ __all__ = [
     "MAX_DENSE_STATES", "STEP_DENSE_LIMIT", "DENSE_LYAPUNOV_LIMIT", "CORRELATION_DENSE_LIMIT",
     "MAX_SYMBOLIC_STATES", "SAFE_FACTOR_MAX_STATES", "ROA_MAX_STATES",
     "BIFURCATION_DENSE_EIG_LIMIT", "BIFURCATION_MAX_STATES", "PRUNE_DENSE_LIMIT", "BLOCK_PLANT",
-    "ROM_PLANT", "ROM_BASIS_PERCENT", "LARGE_PLANT", "LARGE_POINTS_PER_DECADE",
+    "ROM_PLANT", "ROM_BASIS_PERCENT", "MODAL_PLANT_MAX", "LARGE_PLANT", "LARGE_POINTS_PER_DECADE",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -167,6 +167,11 @@ ROM_PLANT = 500
 #: 2000 plant states, 14 shifts of 616 vectors): the model's QR had not ended after 2 minutes, the
 #: exact solves take about 30 ms a frequency (docs/decisions.md "Many learned parameters").
 ROM_BASIS_PERCENT = 100
+#: Exact modal form of the plant (dense ``eigh``) vs exact sparse solves at every frequency, where a
+#: reduced model would span the plant (``ROM_BASIS_PERCENT``): plants up to this many states. Not
+#: measured as a crossover: chosen by memory (a dense block of 6000 states is 0.3 GB, as
+#: ``DENSE_FALLBACK``); walk200 (1998 plant states, 205 learned): see docs/benchmarks.md "Cost targets".
+MODAL_PLANT_MAX = 6000
 #: Reduced-coordinate vs full copy-state solves at ``w != 0``, the dense grid (2000/7 points a
 #: decade) vs every 7th point (LARGE_POINTS_PER_DECADE), and dense vs sparse plant rate range.
 #: Measured: full solves 2-4x cheaper a frequency on the T = 40 scaffold, while on E3 they moved

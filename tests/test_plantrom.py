@@ -214,9 +214,11 @@ def test_the_residual_bound_bounds_the_true_error(seed, n, p, q):
 
 
 def test_no_reduced_model_whose_basis_spans_the_plant(monkeypatch, e3):
-    """``ROM_BASIS_PERCENT`` on both sides, on E3 with the model's size threshold lowered: at 100 % its
-    first shifts' basis (34 vectors a shift) outgrows the plant and the plants are solved exactly, with
-    the reason in the report; at an unbounded percentage the model is built and verified."""
+    """``ROM_BASIS_PERCENT`` and ``MODAL_PLANT_MAX`` on both sides, on E3 with the model's size threshold
+    lowered. At 100 % its first shifts' basis (34 vectors a shift) outgrows the plant: the plant's exact
+    modal form is used (dense ``eigh``), and its responses equal exact sparse solves to rounding; with
+    the modal form capped below the plant's size, exact solves with the reason in the report; at an
+    unbounded percentage the reduced model is built and verified."""
     loop = linearise(e3)
     b = F.broken_loop(loop)
 
@@ -224,12 +226,30 @@ def test_no_reduced_model_whose_basis_spans_the_plant(monkeypatch, e3):
         return F.BrokenLoop(b.loop, b.A, b.B_theta, b.B_a, b.C_mf, b.C_mc, b.D_mc, b.D_a, b.eps, b.neutral,
                             b.full)
 
+    w = np.concatenate([[0.0], np.logspace(-6, 3, 13) * np.e])
+    monkeypatch.setattr(sizes, "ROM_PLANT", 10**9)
+    exact = fresh().plants(w)
     monkeypatch.setattr(sizes, "ROM_PLANT", 5)
     monkeypatch.setattr(sizes, "ROM_BASIS_PERCENT", 100)
+    modal = fresh()
+    sym = modal.symmetric
+    assert modal.rom is not None and modal.rom.order == sym.S.shape[0] - sym.null.shape[1]
+    pm = modal.plant_model
+    assert pm["method"] == "reduced model" and pm["verification"].startswith("exact modal form")
+    assert pm["relative_error"] <= 1e-12 and pm["band"] == [0.0, None]
+    for a, r in zip(modal.plants(w), exact):
+        for i in range(w.size):
+            # a dense eigendecomposition of a symmetric matrix: backward stable, the responses to
+            # rounding times the plant's condition (rates spread over 4 decades on E3)
+            assert np.linalg.norm(a[i] - r[i]) <= 1e-8 * np.linalg.norm(r[i]) + 1e-14
+    monkeypatch.setattr(sizes, "MODAL_PLANT_MAX", modal.n_p - 1)
     refused = fresh()
     assert refused.rom is None
     pm = refused.plant_model
     assert pm["method"] == "exact" and "would not be smaller than the plant" in pm["reason"]
+    assert "no dense modal form above" in pm["reason"]
+    monkeypatch.setattr(sizes, "MODAL_PLANT_MAX", modal.n_p)
+    assert fresh().rom is not None
     monkeypatch.setattr(sizes, "ROM_BASIS_PERCENT", 10**9)
     built = fresh()
-    assert built.rom is not None and built.rom.verified and built.plant_model["method"] == "reduced model"
+    assert built.rom is not None and built.rom.verified and built.plant_model["verification"] == "residual bound"

@@ -58,6 +58,7 @@ BOTH_SIDES = {
     "BLOCK_PLANT": "test_frequency_blocks.py::test_block_factorisation_matches_the_whole_plant",
     "ROM_PLANT": "test_plantrom.py::test_broken_loop_plants_through_the_model_match_exact_solves",
     "ROM_BASIS_PERCENT": "test_plantrom.py::test_no_reduced_model_whose_basis_spans_the_plant",
+    "MODAL_PLANT_MAX": "test_plantrom.py::test_no_reduced_model_whose_basis_spans_the_plant",
     "LARGE_PLANT": "test_margins.py::test_full_coordinate_plants_equal_reduced_ones_on_e3",
     "LARGE_POINTS_PER_DECADE": "test_sizes.py::test_grid_density_on_both_sides_of_large_plant",
 }
