@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from crnfb.analysis.disturbance import Disturbance, StepMetrics
+    from crnfb.analysis.fluctuation import FluctuationResult
     from crnfb.analysis.frequency import LoopResponse
     from crnfb.analysis.margins import Margins
     from crnfb.analysis.results import Distribution, StepResponse, LearningCurve
@@ -892,6 +893,76 @@ def lag_cost(disturbance: Disturbance | None, ax: Axes | None = None, reason: st
     return fig
 
 
+def fluctuation(result: FluctuationResult, ax: Axes | None = None) -> Figure:
+    """Learning in a random environment (docs/theory.md §5a): the predicted mean excess divergence against
+    the learning rate with its tracking, noise and bias parts, the simulated costs (SSA with 95 % intervals,
+    ODE tracking term), ``eps_opt`` and ``eps_crit``; a second y axis on the right carries the dissipation
+    rate.
+
+    Parameters
+    ----------
+    result : FluctuationResult
+        :func:`crnfb.analysis.fluctuation.fluctuation` (with its checks, if any).
+    ax : Axes or None
+
+    Returns
+    -------
+    Figure
+        ``fig.crnfb`` holds the marked ``eps_opt`` and ``eps_crit`` (None when not found) and ``valid``.
+    """
+    with _style():
+        fig, (ax,) = _axes(ax, 1, 6.6, 4.8)
+        _fluctuation_axes(result, ax)
+        fig.crnfb.update(eps_opt=result.eps_opt, eps_crit=result.eps_crit, valid=bool(result.valid))
+    return fig
+
+
+def _fluctuation_axes(result: FluctuationResult, ax) -> None:
+    ok = result.stable
+    e = result.axis
+    ax.loglog(e[ok], result.total[ok], "k-", lw=2.0, label="total (predicted)")
+    ax.loglog(e[ok], result.tracking[ok], "--", color="tab:blue", label="tracking")
+    ax.loglog(e[ok], result.noise[ok], "-.", color="tab:orange", label="noise (finite ensembles)")
+    if np.any(result.bias[ok] > 0):
+        ax.loglog(e[ok], result.bias[ok], ":", color="tab:green", label="bias (dynamic clamping)")
+    made = [c for c in result.validation if c.get("simulated") is not None]
+    sims = [c for c in made if "SSA" in c["quantity"]]
+    if sims:
+        x = np.array([result.axis_at(c["factor"]) for c in sims])
+        y = np.array([c["simulated"] for c in sims])
+        lo = np.array([c["ci"][0] for c in sims])
+        hi = np.array([c["ci"][1] for c in sims])
+        ax.errorbar(x, y, yerr=[y - np.maximum(lo, 1e-300), hi - y], fmt="o", color="tab:red", ms=5,
+                    capsize=3, label="SSA (mean, 95 % CI)")
+    odes = [c for c in made if "ODE" in c["quantity"]]
+    if odes:
+        ax.plot([result.axis_at(c["factor"]) for c in odes], [c["simulated"] for c in odes], "s", mfc="none",
+                color="tab:blue", ms=6, label="ODE tracking (sampled paths)")
+    if result.g_opt is not None:
+        ax.axvline(result.axis_at(result.g_opt), color="0.3", lw=1.0)
+        ax.annotate("ε_opt", (result.axis_at(result.g_opt), 0.03), xycoords=("data", "axes fraction"),
+                    ha="center", va="bottom", fontsize=9, bbox=dict(fc="white", ec="none", pad=1.0))
+    if result.g_crit is not None:
+        ax.axvline(result.axis_at(result.g_crit), color="tab:purple", lw=1.0, ls=(0, (4, 2)))
+        ax.annotate("ε_crit", (result.axis_at(result.g_crit), 0.03), xycoords=("data", "axes fraction"),
+                    ha="center", va="bottom", fontsize=9, color="tab:purple",
+                    bbox=dict(fc="white", ec="none", pad=1.0))
+    ax.set_xlabel(result.axis_label)
+    ax.set_ylabel("mean excess divergence (nats)")
+    ax2 = ax.twinx()
+    ax2.loglog(e, result.dissipation, color="0.55", lw=1.0, label="dissipation (right axis)")
+    ax2.set_ylabel("dissipation rate  (kT·κ per cell)", color="0.4")
+    ax2.tick_params(axis="y", colors="0.4")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3,
+              frameon=False)
+    title = "learning in a random environment"
+    if not result.valid:
+        title += " (OUT OF LINEAR RANGE)"
+    ax.set_title(title)
+
+
 #: Outcome classes of the global figure: (label, mechanisms, marker style).
 OUTCOMES = (
     ("converged", ("converged",), {"marker": "o", "color": "#1f5fa8", "mfc": "#1f5fa8"}),
@@ -1168,7 +1239,8 @@ def png_bytes(fig, dpi: int = 150) -> bytes:
     return buf.getvalue()
 
 
-__all__ = ["bode", "nyquist", "step", "poles", "multiplicities", "learning", "distribution", "lag_cost", "sweep", "placeholder",
+__all__ = ["bode", "nyquist", "step", "poles", "multiplicities", "learning", "distribution", "lag_cost", "fluctuation", "sweep",
+           "placeholder",
            "global_outcome", "outcome_runs", "OUTCOMES", "AMPLITUDE_FLOOR",
            "save", "png_bytes", "curve_styles", "pick_named", "learning_named", "MANY", "NAMED", "SWEEP_LABELS",
            "T_UNIT", "W_UNIT"]
