@@ -8,21 +8,37 @@ and the Jupyter view (:meth:`Results._repr_html_`).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
-from crnfb.analysis import plots
+from crnfb.analysis import plots, sections
 from crnfb.analysis.summary import Figure
 from crnfb.feedback.errors import Unavailable
 
 if TYPE_CHECKING:      # Results draws itself through this module (Results._repr_html_)
     from crnfb.analysis.results import Results
 
-__all__ = ["FIGURES", "FIGURE_CAPTIONS", "NOTEBOOK_FIGURES", "make_figures", "notebook_html", "report_figures"]
+__all__ = ["BUILT_IN", "FIGURES", "FIGURE_CAPTIONS", "all_figures", "caption", "NOTEBOOK_FIGURES", "make_figures", "notebook_html", "report_figures"]
+
+
+#: The figures of the built-in sections, in report order.
+BUILT_IN = ("bode", "step", "poles", "learning", "global", "nyquist", "distribution", "lag_cost")
+#: Titles of the built-in figures' placeholders.
+TITLES = {"bode": "Bode plot", "step": "Step response", "poles": "Pole map", "learning": "Learning",
+          "global": "Outcome of learning", "nyquist": "Nyquist plot", "distribution": "Learned distribution",
+          "lag_cost": "Lag cost"}
+
+
+def all_figures() -> tuple[str, ...]:
+    """Every figure a report can write, in report order: the built-in ones, then those of the registered
+    sections (:data:`crnfb.analysis.sections.SECTIONS`)."""
+    return BUILT_IN + tuple(s.figure.name for s in sections.SECTIONS if s.figure is not None)
 
 
 #: Every figure a report can write, in report order (:func:`report_figures`: those of one report).
-FIGURES = ("bode", "step", "poles", "learning", "global", "nyquist", "distribution", "lag_cost", "fluctuation")
+FIGURES = all_figures()
 
+#: Each figure's caption (those of the registered sections from their :class:`~crnfb.analysis.section.SectionFigure`).
 FIGURE_CAPTIONS = {
     "bode": "Bode plot of the loop transfer L (broken at θ) and the sensitivity S, with the reported "
             "crossover, phase margin and bandwidth marked.",
@@ -47,33 +63,40 @@ FIGURE_CAPTIONS = {
                     "or more visible species a corner plot: the marginals on the diagonal, every pair's joint "
                     "P below it with that pair's Q as contours.",
     "lag_cost": "Lag cost: period-mean excess divergence per a₁² for a(t) = a₀ + a₁ sin(ωt).",
-    "fluctuation": "Learning in a random environment (docs/theory.md §5a): predicted mean excess divergence "
-                   "against ε with its tracking, noise and bias parts, the simulated costs (SSA, 95 % interval; "
-                   "ODE tracking term), ε_opt, ε_crit, and the dissipation rate (right axis).",
+    **{s.figure.name: s.figure.caption for s in sections.SECTIONS if s.figure is not None},
 }
+
+
+def caption(name: str) -> str:
+    """The caption of the figure ``name`` (:data:`FIGURE_CAPTIONS`, or its registered section's)."""
+    if name in FIGURE_CAPTIONS:
+        return FIGURE_CAPTIONS[name]
+    return next(s.figure.caption for s in sections.SECTIONS if s.figure is not None and s.figure.name == name)
 
 
 def report_figures(res: Results) -> tuple[str, ...]:
     """The names of the figures the report of ``res`` writes (``NAME.png``), in order.
 
-    :data:`FIGURES` less ``fluctuation`` when the model has no random
-    environment (there is nothing to draw; no placeholder is written). A
-    figure whose data could not be computed for this model is still written,
-    as a placeholder saying why.
+    The built-in figures, then those of the registered sections that apply to
+    the model (``fluctuation`` only with a random environment: there is nothing
+    to draw, and no placeholder is written). A figure whose data could not be
+    computed for this model is still written, as a placeholder saying why.
     """
-    return tuple(n for n in FIGURES if n != "fluctuation" or res.model.fluctuation is not None)
+    return BUILT_IN + tuple(s.figure.name for s in sections.SECTIONS
+                            if s.figure is not None and s.applies(res.model) is None)
 
 
 def make_figures(res: Results, names: tuple[str, ...] | None = None) -> dict:
     """``{name: Figure}`` for ``names`` (default :func:`report_figures`); a figure that cannot be drawn says
     why instead."""
-    titles = {"bode": "Bode plot", "step": "Step response", "poles": "Pole map", "learning": "Learning",
-              "global": "Outcome of learning", "nyquist": "Nyquist plot", "distribution": "Learned distribution", "lag_cost": "Lag cost",
-              "fluctuation": "Random environment"}
+    titles = dict(TITLES)
     makers = {"bode": res.plot_bode, "step": res.plot_step, "poles": res.plot_poles, "learning": res.plot_learning,
               "global": res.plot_global,
-              "nyquist": res.plot_nyquist, "distribution": res.plot_distribution, "lag_cost": res.plot_lag_cost,
-              "fluctuation": res.plot_fluctuation}
+              "nyquist": res.plot_nyquist, "distribution": res.plot_distribution, "lag_cost": res.plot_lag_cost}
+    for sec in sections.SECTIONS:
+        if sec.figure is not None:
+            titles[sec.figure.name] = sec.figure.title
+            makers[sec.figure.name] = partial(res.plot_section, sec.key)
     out = {}
     for name in report_figures(res) if names is None else names:
         try:
@@ -94,5 +117,5 @@ def notebook_html(res: Results, figures: tuple[str, ...] = NOTEBOOK_FIGURES, dpi
     ``dpi``), laid out by :meth:`crnfb.analysis.summary.Summary.as_html`, the
     code that writes ``report.html``.
     """
-    images = [Figure(n, FIGURE_CAPTIONS[n], plots.png_bytes(f, dpi=dpi)) for n, f in make_figures(res, figures).items()]
+    images = [Figure(n, caption(n), plots.png_bytes(f, dpi=dpi)) for n, f in make_figures(res, figures).items()]
     return res.summary().as_html(images, standalone=False)

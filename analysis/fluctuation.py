@@ -58,7 +58,8 @@ from crnfb.feedback.fluctuation import MarkovEnvironment
 from crnfb.feedback.model import Model
 
 __all__ = ["FluctuationResult", "fluctuation", "analyse_fluctuation", "report_section", "tracking_cost", "tracking_spectral", "linear_range",
-           "excess_divergence", "cost_refusal", "estimated_seconds", "BUDGET_SECONDS", "validate_ssa", "validate_ode", "plot_fluctuation", "LINEAR_TOL"]
+           "excess_divergence", "cost_refusal", "estimated_seconds", "BUDGET_SECONDS", "validate_ssa", "validate_ode", "LINEAR_TOL",
+           "NO_RANDOM_ENVIRONMENT"]
 
 #: Largest relative error of the second-order (quadratic) cost of a jump that still counts as linear.
 LINEAR_TOL = 0.1
@@ -725,71 +726,11 @@ def validate_ode(result: FluctuationResult, model: Model, factors, *, t_end: flo
 
 
 # ---------------------------------------------------------------------------------------------
-# figure
-# ---------------------------------------------------------------------------------------------
-def plot_fluctuation(result: FluctuationResult, ax=None):
-    """Cost against eps with its components, simulated points with 95 % intervals, eps_opt and eps_crit.
-
-    Returns the axes (a second y axis on the right carries the dissipation rate).
-    """
-    from crnfb.analysis.plots import _figure, _style
-
-    with _style():
-        if ax is None:
-            ax = _figure(6.6, 4.8).add_subplot()
-        _draw(result, ax)
-    return ax
-
-
-def _draw(result: FluctuationResult, ax) -> None:
-    ok = result.stable
-    e = result.axis
-    ax.loglog(e[ok], result.total[ok], "k-", lw=2.0, label="total (predicted)")
-    ax.loglog(e[ok], result.tracking[ok], "--", color="tab:blue", label="tracking")
-    ax.loglog(e[ok], result.noise[ok], "-.", color="tab:orange", label="noise (finite ensembles)")
-    if np.any(result.bias[ok] > 0):
-        ax.loglog(e[ok], result.bias[ok], ":", color="tab:green", label="bias (dynamic clamping)")
-    made = [c for c in result.validation if c.get("simulated") is not None]
-    sims = [c for c in made if "SSA" in c["quantity"]]
-    if sims:
-        x = np.array([result.axis_at(c["factor"]) for c in sims])
-        y = np.array([c["simulated"] for c in sims])
-        lo = np.array([c["ci"][0] for c in sims])
-        hi = np.array([c["ci"][1] for c in sims])
-        ax.errorbar(x, y, yerr=[y - np.maximum(lo, 1e-300), hi - y], fmt="o", color="tab:red", ms=5,
-                    capsize=3, label="SSA (mean, 95 % CI)")
-    odes = [c for c in made if "ODE" in c["quantity"]]
-    if odes:
-        ax.plot([result.axis_at(c["factor"]) for c in odes], [c["simulated"] for c in odes], "s", mfc="none",
-                color="tab:blue", ms=6, label="ODE tracking (sampled paths)")
-    if result.g_opt is not None:
-        ax.axvline(result.axis_at(result.g_opt), color="0.3", lw=1.0)
-        ax.annotate("ε_opt", (result.axis_at(result.g_opt), 0.03), xycoords=("data", "axes fraction"),
-                    ha="center", va="bottom", fontsize=9, bbox=dict(fc="white", ec="none", pad=1.0))
-    if result.g_crit is not None:
-        ax.axvline(result.axis_at(result.g_crit), color="tab:purple", lw=1.0, ls=(0, (4, 2)))
-        ax.annotate("ε_crit", (result.axis_at(result.g_crit), 0.03), xycoords=("data", "axes fraction"),
-                    ha="center", va="bottom", fontsize=9, color="tab:purple",
-                    bbox=dict(fc="white", ec="none", pad=1.0))
-    ax.set_xlabel(result.axis_label)
-    ax.set_ylabel("mean excess divergence (nats)")
-    ax2 = ax.twinx()
-    ax2.loglog(e, result.dissipation, color="0.55", lw=1.0, label="dissipation (right axis)")
-    ax2.set_ylabel("dissipation rate  (kT·κ per cell)", color="0.4")
-    ax2.tick_params(axis="y", colors="0.4")
-    h1, l1 = ax.get_legend_handles_labels()
-    h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3,
-              frameon=False)
-    title = "learning in a random environment"
-    if not result.valid:
-        title += " (OUT OF LINEAR RANGE)"
-    ax.set_title(title)
-
-
-# ---------------------------------------------------------------------------------------------
 # the report section
 # ---------------------------------------------------------------------------------------------
+#: Why a model has no fluctuation analysis (the report's ``fluctuation.reason``).
+NO_RANDOM_ENVIRONMENT = ("the model has no [environment.fluctuation] (a random environment); add levels and rates "
+                         "to predict the cost of tracking it")
 #: Event budget per SSA replicate of the report's check (about a second each at ~15 M events/CPU-s).
 REPORT_MAX_EVENTS = 1.5e7
 
@@ -844,8 +785,7 @@ def analyse_fluctuation(model: Model, validate: bool = True, seed: int = 0, quic
     ``quick`` (``crnfb sweep``): 17 learning rates instead of 41, no simulation checks.
     """
     if model.fluctuation is None:
-        raise ModelError("the model has no [environment.fluctuation] (a random environment); add levels and "
-                         "rates to predict the cost of tracking it", key="environment.fluctuation")
+        raise ModelError(NO_RANDOM_ENVIRONMENT, key="environment.fluctuation")
     factors = (np.union1d(np.logspace(-2, 2, 17), [1.0]) if quick else FACTORS) if factors is None else factors
     r = fluctuation(model, factors=factors)
     if validate:
@@ -895,8 +835,7 @@ def report_section(model: Model, validate: bool = True, seed: int = 0, quick: bo
     (``available: false`` with a reason) and the result is ``None``.
     """
     if model.fluctuation is None:
-        return {"available": False, "reason": "the model has no [environment.fluctuation] (a random "
-                "environment); add levels and rates to predict the cost of tracking it"}, None
+        return {"available": False, "reason": NO_RANDOM_ENVIRONMENT}, None
     refusal = cost_refusal(model, factors)
     if refusal is not None:
         return {"available": False, "reason": refusal}, None

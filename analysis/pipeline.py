@@ -1,4 +1,4 @@
-"""The analysis pipeline: one call, one small function per report section.
+"""The analysis pipeline: one call, one small function per built-in report section.
 
 :func:`analyse` runs every step of the stability report (docs/cli.md) on a
 :class:`~crnfb.feedback.model.Model` and returns a
@@ -7,7 +7,9 @@ fixed point, linearisation, stability) must succeed: a
 :class:`~crnfb.feedback.errors.ModelError` there is bad input. Every other
 section runs through :meth:`_Run.section`, the one place that catches a
 section's failure: its keys in ``report.json`` are then ``null`` with the
-reason beside them, and the rest of the report is kept.
+reason beside them, and the rest of the report is kept. The registered
+sections (:data:`crnfb.analysis.sections.SECTIONS`: thermodynamics, the random
+environment) run last, in registry order (:func:`registered_sections`).
 
 Each ``*_section`` function is importable and testable on its own.
 """
@@ -26,7 +28,6 @@ import numpy as np
 from crnfb.analysis.bifurcation import bifurcation
 from crnfb.analysis.disturbance import Disturbance, disturbance
 from crnfb.analysis.fixedpoints import NoFixedPoint, StationaryPoint, learned_fixed_point, quasi_static_trajectory
-from crnfb.analysis.fluctuation import FluctuationResult, analyse_fluctuation, cost_refusal
 from crnfb.analysis.frequency import LoopResponse, broken_loop, spec_grid
 from crnfb.analysis.globalbehaviour import global_report, safe_factor
 from crnfb.analysis.linearise import LinearLoop, linearise
@@ -35,7 +36,9 @@ from crnfb.analysis.margins import Margins, margins
 from crnfb.analysis.region import linear_range_entry, region_of_attraction, region_report
 from crnfb.analysis.results import Distribution, Results, StepResponse, LearningCurve, Unavailable
 from crnfb.analysis.stability import Stability, episode_time, stability
-from crnfb.analysis.thermo import EPISODE_TOL, Episode, episode, episode_settings, thermodynamics_report
+from crnfb.analysis import sections
+from crnfb.analysis.section import Context
+from crnfb.analysis.thermo import EPISODE_TOL, Episode, episode, episode_settings
 from crnfb.analysis.validation import Check, validate as validate_checks, with_consistency
 from crnfb.feedback.errors import ModelError
 from crnfb.feedback.model import Model
@@ -46,8 +49,8 @@ from crnfb.feedback.simulate import SimulationError, simulate
 from crnfb.feedback import sizes
 
 __all__ = ["analyse", "STEP_AMPLITUDE", "margins_section", "disturbance_section", "frequency_section",
-           "step_section", "episode_section", "trajectory_section", "distribution_section", "thermodynamics_section",
-           "validation_section", "fluctuation_section", "global_section", "region_section",
+           "step_section", "episode_section", "trajectory_section", "distribution_section",
+           "validation_section", "global_section", "region_section", "registered_sections",
            "consistency_section", "check_rate_scales", "MAX_RATE_RATIO"]
 
 #: Largest ratio of the loop's rate constants (kappa, eps, gamma) that the analysis resolves
@@ -263,12 +266,6 @@ def distribution_section(model: Model, fp: LoopFixedPoint) -> Distribution:
     return Distribution(model.space.visible_states, mo.P, model.q, [model.network.names[i] for i in vis])
 
 
-def thermodynamics_section(model: Model, loop: LinearLoop, quick: bool,
-                           ep: Episode | None = None) -> dict[str, object]:
-    """Dissipation at the fixed point and over the episode (:func:`crnfb.analysis.thermo.thermodynamics_report`)."""
-    return thermodynamics_report(model, loop=loop, quick=quick, episode_result=ep)
-
-
 def validation_section(model: Model, loop: LinearLoop, quick: bool, seed: int,
                        noise_budget: float | None = None) -> list[Check]:
     """The checks against the nonlinear loop (:func:`crnfb.analysis.validation.validate`); the
@@ -370,32 +367,6 @@ def region_section(model: Model, fp: LoopFixedPoint, search: bool, checks: list[
     return region_report(roa, why, lin, lin_why)
 
 
-def fluctuation_section(model: Model, validate: bool, quick: bool, seed: int) -> FluctuationResult:
-    """Mean cost of learning in the random environment ``[environment.fluctuation]`` against eps
-    (:func:`crnfb.analysis.fluctuation.analyse_fluctuation`; docs/theory.md §5a)."""
-    if model.fluctuation is None:
-        raise Unavailable("the model has no [environment.fluctuation] (a random environment); add levels and "
-                          "rates to predict the cost of tracking it")
-    refusal = cost_refusal(model)      # estimated before the work: levels grow the cost as (n + K)^3
-    if refusal is not None:
-        raise Unavailable(refusal)
-    return analyse_fluctuation(model, validate=validate, seed=seed, quick=quick)
-
-
-def fluctuation_checks(result: FluctuationResult | None) -> list[Check]:
-    """The fluctuation checks that were made, as report ``validation`` entries (those not made stay,
-    with ``passed: null`` and the reason, in the ``fluctuation`` section)."""
-    out = []
-    for c in (result.validation if result is not None else ()):
-        if c.get("passed") is None:
-            continue
-        details = {k: v for k, v in c.items()
-                   if k not in ("quantity", "predicted", "simulated", "rel_error", "tolerance", "passed")}
-        out.append(Check(c["quantity"], c["predicted"], c["simulated"], c["rel_error"], c["tolerance"],
-                         bool(c["passed"]), details))
-    return out
-
-
 # ---------------------------------------------------------------------------------------------
 # the run: timing, progress, one try/except per section
 # ---------------------------------------------------------------------------------------------
@@ -462,16 +433,32 @@ def _core(model: Model, run: _Run) -> tuple[StationaryPoint, LoopFixedPoint, Lin
     return optimum, fp, loop, run.core("stability", stability, loop)
 
 
-def _fluctuation(run: _Run, model: Model, validate: bool, quick: bool, seed: int,
-                 checks: list[Check] | None) -> tuple[FluctuationResult | None, list[Check] | None]:
-    """The random-environment section (:func:`fluctuation_section`) and the checks with its own added;
-    without ``[environment.fluctuation]`` None, with the reason recorded in ``run``."""
-    if model.fluctuation is None:
-        run.reasons["fluctuation"] = ("the model has no [environment.fluctuation] (a random environment); "
-                                      "add levels and rates to predict the cost of tracking it")
-        return None, checks
-    fl = run.section("fluctuation", "fluctuation", fluctuation_section, model, validate, quick, seed)
-    return fl, (checks + fluctuation_checks(fl) if checks is not None else None)
+def registered_sections(run: _Run, ctx: Context,
+                        checks: list[Check] | None) -> tuple[dict[str, object], list[Check] | None]:
+    """Run the registered sections (:data:`crnfb.analysis.sections.SECTIONS`) in order, each through
+    :meth:`_Run.section`: ``({key: result}, checks)`` with the checks each adds to the validation (when it
+    ran). A section that does not apply to the model has its reason recorded and is neither run nor timed."""
+    done: dict[str, object] = {}
+    for sec in sections.SECTIONS:
+        why = sec.applies(ctx.model)
+        if why is not None:
+            run.reasons[sec.key] = why
+            continue
+        result = run.section(sec.step, sec.key, sec.compute, replace(ctx, earlier=dict(done)))
+        if result is None:
+            continue
+        done[sec.key] = result
+        if checks is not None:
+            checks = checks + sec.checks(result)
+    return done, checks
+
+
+def _steps(model: Model, validate: bool, figures: bool) -> list[str]:
+    """The steps :func:`analyse` runs, in order (the progress bar's length)."""
+    return (["fixed point", "linearisation", "stability", "margins", "disturbance", "learning episode"]
+            + (["frequency response", "step response", "learning trajectory", "distribution"] if figures else [])
+            + (["validation"] if validate else []) + ["global behaviour"]
+            + [sec.step for sec in sections.SECTIONS if sec.applies(model) is None])
 
 
 def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool = False,
@@ -517,11 +504,7 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
         The model cannot be analysed (bad input).
     """
     check_rate_scales(model)
-    steps = (["fixed point", "linearisation", "stability", "margins", "disturbance", "learning episode"]
-             + (["frequency response", "step response", "learning trajectory", "distribution"] if figures else [])
-             + ["thermodynamics"] + (["validation"] if validate else []) + ["global behaviour"]
-             + (["fluctuation"] if model.fluctuation is not None else []))
-    run = _Run(steps, progress)
+    run = _Run(_steps(model, validate, figures), progress)
     fig: dict[str, Any] = {}     # Results' figure data by field name (frequency, step, trajectory, distribution)
     try:
         optimum, fp, loop, stab = _core(model, run)
@@ -536,7 +519,6 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
             fig["distribution"] = run.section("distribution", "distribution", distribution_section, model, fp)
         else:
             run.reasons["frequency"] = "not computed (figures=False)"
-        thermo = run.section("thermodynamics", "thermodynamics", thermodynamics_section, model, loop, quick, ep)
         checks = None
         if validate:
             checks = run.section("validation", "validation", validation_section, model, loop, quick, int(seed),
@@ -547,11 +529,14 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
         glob = run.section("global behaviour", "global", global_section, model, fp, mg, ep,
                            full if safe_factor is None else bool(safe_factor), run.reasons, checks, stab,
                            global_budget, run.timings.get("learning episode"), full, loop)
-        fl, checks = _fluctuation(run, model, validate, quick, int(seed), checks)
+        ctx = Context(model=model, optimum=optimum, fixed_point=fp, loop=loop, stability=stab, margins=mg,
+                      disturbance=dist, episode=ep, validation=checks, global_behaviour=glob, reasons=run.reasons,
+                      validate=validate, quick=quick, seed=int(seed), figures=figures)
+        done, checks = registered_sections(run, ctx, checks)
     finally:
         run.close()
-    res = Results(model, optimum, fp, loop, stab, mg, dist, checks, thermo, reasons=run.reasons,
-                  timings=run.timings, seed=int(seed), fluctuation=fl, global_behaviour=glob, **fig)
+    res = Results(model, optimum, fp, loop, stab, margins=mg, disturbance=dist, validation=checks, sections=done,
+                  reasons=run.reasons, timings=run.timings, seed=int(seed), global_behaviour=glob, **fig)
     return consistency_section(res)
 
 

@@ -32,10 +32,12 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from crnfb.analysis.disturbance import Disturbance, StepMetrics
+    from crnfb.analysis.fluctuation import FluctuationResult
     from crnfb.analysis.frequency import LoopResponse
     from crnfb.analysis.margins import Margins
     from crnfb.analysis.results import Distribution, StepResponse, LearningCurve
     from crnfb.analysis.stability import Stability
+    from crnfb.analysis.tradeoffs import TradeoffResult
 
 T_UNIT = "time  t  (1/κ)"
 W_UNIT = "frequency  ω  (rad·κ)"
@@ -902,6 +904,161 @@ def lag_cost(disturbance: Disturbance | None, ax: Axes | None = None, reason: st
     return fig
 
 
+def fluctuation(result: FluctuationResult, ax: Axes | None = None) -> Figure:
+    """Learning in a random environment (docs/theory.md §5a): the predicted mean excess divergence against
+    the learning rate with its tracking, noise and bias parts, the simulated costs (SSA with 95 % intervals,
+    ODE tracking term), ``eps_opt`` and ``eps_crit``; a second y axis on the right carries the dissipation
+    rate.
+
+    Parameters
+    ----------
+    result : FluctuationResult
+        :func:`crnfb.analysis.fluctuation.fluctuation` (with its checks, if any).
+    ax : Axes or None
+
+    Returns
+    -------
+    Figure
+        ``fig.crnfb`` holds the marked ``eps_opt`` and ``eps_crit`` (None when not found) and ``valid``.
+    """
+    with _style():
+        fig, (ax,) = _axes(ax, 1, 6.6, 4.8)
+        _fluctuation_axes(result, ax)
+        _marks(fig).update(eps_opt=result.eps_opt, eps_crit=result.eps_crit, valid=bool(result.valid))
+    return fig
+
+
+def _fluctuation_axes(result: FluctuationResult, ax) -> None:
+    ok = result.stable
+    e = result.axis
+    ax.loglog(e[ok], result.total[ok], "k-", lw=2.0, label="total (predicted)")
+    ax.loglog(e[ok], result.tracking[ok], "--", color="tab:blue", label="tracking")
+    ax.loglog(e[ok], result.noise[ok], "-.", color="tab:orange", label="noise (finite ensembles)")
+    if np.any(result.bias[ok] > 0):
+        ax.loglog(e[ok], result.bias[ok], ":", color="tab:green", label="bias (dynamic clamping)")
+    made = [c for c in result.validation if c.get("simulated") is not None]
+    sims = [c for c in made if "SSA" in c["quantity"]]
+    if sims:
+        x = np.array([result.axis_at(c["factor"]) for c in sims])
+        y = np.array([c["simulated"] for c in sims])
+        lo = np.array([c["ci"][0] for c in sims])
+        hi = np.array([c["ci"][1] for c in sims])
+        ax.errorbar(x, y, yerr=[y - np.maximum(lo, 1e-300), hi - y], fmt="o", color="tab:red", ms=5,
+                    capsize=3, label="SSA (mean, 95 % CI)")
+    odes = [c for c in made if "ODE" in c["quantity"]]
+    if odes:
+        ax.plot([result.axis_at(c["factor"]) for c in odes], [c["simulated"] for c in odes], "s", mfc="none",
+                color="tab:blue", ms=6, label="ODE tracking (sampled paths)")
+    if result.g_opt is not None:
+        ax.axvline(result.axis_at(result.g_opt), color="0.3", lw=1.0)
+        ax.annotate("ε_opt", (result.axis_at(result.g_opt), 0.03), xycoords=("data", "axes fraction"),
+                    ha="center", va="bottom", fontsize=9, bbox=dict(fc="white", ec="none", pad=1.0))
+    if result.g_crit is not None:
+        ax.axvline(result.axis_at(result.g_crit), color="tab:purple", lw=1.0, ls=(0, (4, 2)))
+        ax.annotate("ε_crit", (result.axis_at(result.g_crit), 0.03), xycoords=("data", "axes fraction"),
+                    ha="center", va="bottom", fontsize=9, color="tab:purple",
+                    bbox=dict(fc="white", ec="none", pad=1.0))
+    ax.set_xlabel(result.axis_label)
+    ax.set_ylabel("mean excess divergence (nats)")
+    ax2 = ax.twinx()
+    ax2.loglog(e, result.dissipation, color="0.55", lw=1.0, label="dissipation (right axis)")
+    ax2.set_ylabel("dissipation rate  (kT·κ per cell)", color="0.4")
+    ax2.tick_params(axis="y", colors="0.4")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3,
+              frameon=False)
+    title = "learning in a random environment"
+    if not result.valid:
+        title += " (OUT OF LINEAR RANGE)"
+    ax.set_title(title)
+
+
+def _tradeoff_panel(ax, result: TradeoffResult, metric: str, cbar: bool = True, ylabel: bool = True) -> None:
+    """One metric against the dissipation: every point coloured by the first swept parameter, the Pareto front."""
+    import matplotlib as mpl
+    from crnfb.analysis.tradeoffs import LABELS, OBJECTIVES, PARAM_LABELS, TITLES
+
+    x, y = result.column(metric), result.column(result.cost)
+    par = result.params[0]
+    c = result.column(par)
+    ok = np.isfinite(x) & np.isfinite(y)
+    front = result.front(metric)
+    logc = bool(np.all(c[ok] > 0) and np.nanmax(c[ok]) / np.nanmin(c[ok]) > 20)
+    lo, hi = np.nanmin(c[ok]), np.nanmax(c[ok])
+    norm = mpl.colors.LogNorm(lo, hi) if logc else mpl.colors.Normalize(lo, hi if hi > lo else lo + 1)
+    dom = ok & ~front
+    ax.scatter(x[dom], y[dom], c=c[dom], norm=norm, cmap="viridis", s=26, alpha=0.6, edgecolors="none", zorder=2)
+    order = np.argsort(x[front])
+    fx, fy = x[front][order], y[front][order]
+    ax.plot(fx, fy, "-", color="crimson", lw=1.5, zorder=3)
+    ax.scatter(fx, fy, c=c[front][order], norm=norm, cmap="viridis", s=58, edgecolors="crimson",
+               linewidths=1.6, zorder=4)
+    handles = [mpl.lines.Line2D([], [], color="crimson", lw=1.5, marker="o", markersize=7, markerfacecolor="0.6",
+                                markeredgecolor="crimson", markeredgewidth=1.6, label="Pareto front")]
+    if dom.any():
+        handles.append(mpl.lines.Line2D([], [], ls="none", marker="o", markersize=5, markerfacecolor="0.6",
+                                        markeredgecolor="none", alpha=0.6, label="dominated"))
+    if cbar:
+        cb = ax.figure.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, pad=0.02)
+        cb.set_label(PARAM_LABELS.get(par, par))
+    if np.all(y[ok] > 0) and np.nanmax(y[ok]) / np.nanmin(y[ok]) > 20:
+        ax.set_yscale("log")
+    if np.all(x[ok] > 0) and np.nanmax(x[ok]) / np.nanmin(x[ok]) > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel(LABELS.get(metric, metric))
+    if ylabel:
+        ax.set_ylabel(LABELS.get(result.cost, result.cost))
+    better = "lower right" if OBJECTIVES.get(metric, "min") == "max" else "lower left"
+    ax.set_title(f"{TITLES.get(metric, metric)}  (better: {better})", fontsize="medium")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(handles=handles, loc="upper left", frameon=False, fontsize="small")
+
+
+def tradeoffs(result: TradeoffResult, ax=None, metrics: Sequence[str] | None = None) -> Figure:
+    """Dissipation against each performance metric of a trade-off sweep, Pareto front highlighted.
+
+    Parameters
+    ----------
+    result : TradeoffResult
+        :func:`crnfb.analysis.tradeoffs.sweep`.
+    ax : Axes, sequence of Axes, or None
+        ``None``: a new figure with one panel per metric. One Axes: one panel
+        (the first metric).
+    metrics : sequence of str or None
+        Among ``slowest_rate``, ``bandwidth``, ``bias``, ``noise``; default:
+        those available and not constant over the sweep.
+
+    Returns
+    -------
+    Figure
+        ``fig.crnfb["metrics"]``: the metrics drawn.
+    """
+    from crnfb.analysis.tradeoffs import OBJECTIVES, PARAM_LABELS
+
+    if metrics is None:
+        metrics = [m for m in OBJECTIVES if result.complete(m) and not result.constant(m)]
+        metrics = metrics or [m for m in OBJECTIVES if np.any(np.isfinite(result.column(m)))]
+    if not metrics:
+        raise ValueError("no performance metric available to plot against")
+    single = ax is not None and hasattr(ax, "plot")
+    metrics = list(metrics)[:1] if single else list(metrics)
+    with _style():
+        if ax is None:
+            fig = _figure(4.6 * len(metrics) + 0.8, 4.2)
+            axes = list(fig.subplots(1, len(metrics), squeeze=False, sharey=True)[0])
+        else:
+            fig, axes = _axes(ax, 1 if single else len(np.ravel(ax)), 0, 0)
+            metrics = metrics[:len(axes)]
+        for i, (a, m) in enumerate(zip(axes, metrics)):
+            _tradeoff_panel(a, result, m, cbar=(i == len(metrics) - 1), ylabel=(i == 0 or ax is not None))
+        if result.model_name:
+            over = ", ".join(PARAM_LABELS.get(p, p) for p in result.params)
+            fig.suptitle(f"{result.model_name}: dissipation trade-offs, sweep of {over}")
+        _marks(fig)["metrics"] = list(metrics)
+    return fig
+
+
 #: Outcome classes of the global figure: (label, mechanisms, marker style).
 OUTCOMES = (
     ("converged", ("converged",), {"marker": "o", "color": "#1f5fa8", "mfc": "#1f5fa8"}),
@@ -1178,7 +1335,8 @@ def png_bytes(fig, dpi: int = 150) -> bytes:
     return buf.getvalue()
 
 
-__all__ = ["bode", "nyquist", "step", "poles", "multiplicities", "learning", "distribution", "lag_cost", "sweep", "placeholder",
+__all__ = ["bode", "nyquist", "step", "poles", "multiplicities", "learning", "distribution", "lag_cost", "fluctuation", "tradeoffs", "sweep",
+           "placeholder",
            "global_outcome", "outcome_runs", "OUTCOMES", "AMPLITUDE_FLOOR",
            "save", "png_bytes", "curve_styles", "pick_named", "learning_named", "MANY", "NAMED", "SWEEP_LABELS",
            "T_UNIT", "W_UNIT"]

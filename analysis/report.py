@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from crnfb.analysis.pipeline import analyse
-from crnfb.analysis.figures import FIGURE_CAPTIONS, FIGURES, make_figures, report_figures
+from crnfb.analysis.figures import FIGURES, all_figures, caption, make_figures, report_figures
 from crnfb.analysis.results import Results
 from crnfb.analysis.summary import Figure
 from crnfb.feedback.errors import ModelError
@@ -60,15 +60,15 @@ def write_report(res: Results, out_dir: str | os.PathLike, progress: bool = Fals
             bar.close()
         res.to_json(tmp / "report.json")
         (tmp / "report.md").write_text(
-            summary.as_markdown([Figure(n, FIGURE_CAPTIONS[n]) for n in figs]), encoding="utf-8")
+            summary.as_markdown([Figure(n, caption(n)) for n in figs]), encoding="utf-8")
         (tmp / "report.html").write_text(
-            summary.as_html([Figure(n, FIGURE_CAPTIONS[n], images[n]) for n in figs]), encoding="utf-8")
+            summary.as_html([Figure(n, caption(n), images[n]) for n in figs]), encoding="utf-8")
     return out
 
 
 def report_files() -> tuple[str, ...]:
     """The names of the files :func:`write_report` writes (the marker aside)."""
-    return ("report.json", "report.md", "report.html") + tuple(f"{n}.png" for n in FIGURES)
+    return ("report.json", "report.md", "report.html") + tuple(f"{n}.png" for n in all_figures())
 
 
 def run_report_command(args) -> int:

@@ -22,12 +22,15 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
+from crnfb.analysis import sections
 from crnfb.analysis.figures import notebook_html
+from crnfb.analysis.section import null_keys
 from crnfb.analysis.summary import Summary, build_summary
 from crnfb.feedback.errors import Unavailable
 from crnfb.feedback.model import Model
@@ -63,10 +66,7 @@ REQUIRED_KEYS: tuple[str, ...] = (
     "disturbance.step.rise_time", "disturbance.step.settling_time", "disturbance.step.overshoot_pct",
     "disturbance.lag_cost",
     "validation",
-    "thermodynamics.fixed_point", "thermodynamics.fixed_point.free",
-    "thermodynamics.fixed_point.clamped", "thermodynamics.fixed_point.learning",
-    "thermodynamics.fixed_point.total", "thermodynamics.episode_total",
-)
+) + tuple(f"{s.key}.{k}" for s in sections.SECTIONS for k in s.required)
 
 #: Scalar results (dotted ``report.json`` paths) that ``crnfb sweep`` tabulates.
 SCALAR_KEYS: tuple[str, ...] = (
@@ -76,17 +76,13 @@ SCALAR_KEYS: tuple[str, ...] = (
     "margins.gain_margin", "margins.phase_margin_deg", "margins.eps_crit",
     "disturbance.bandwidth", "disturbance.hinf_norm",
     "disturbance.step.rise_time", "disturbance.step.settling_time", "disturbance.step.overshoot_pct",
-    "thermodynamics.fixed_point.free", "thermodynamics.fixed_point.clamped",
-    "thermodynamics.fixed_point.learning", "thermodynamics.fixed_point.total",
-    "thermodynamics.episode_total",
-)
+) + tuple(f"{s.key}.{k}" for s in sections.SECTIONS for k in s.scalars)
 
 #: The keys of each section that must be present (``null`` with a reason when the section is missing).
 _SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "margins": ("gain_margin", "phase_margin_deg", "eps_crit", "crossover_frequency"),
     "disturbance": ("bandwidth", "hinf_norm", "lag_cost"),
     "step": ("rise_time", "settling_time", "overshoot_pct"),
-    "thermo_fixed_point": ("free", "clamped", "learning", "total"),
 }
 
 
@@ -236,15 +232,6 @@ def get_path(d: Mapping, path: str, default=KeyError):
     return cur
 
 
-def _null_section(keys: Sequence[str], reason: str) -> dict:
-    """A section that was not computed: each key ``null`` with ``reason`` beside it."""
-    out: dict = {}
-    for k in keys:
-        out[k] = None
-        out[f"{k}_reason"] = reason
-    return out
-
-
 # ---------------------------------------------------------------------------------------------
 # Results
 # ---------------------------------------------------------------------------------------------
@@ -265,8 +252,6 @@ class Results:
     margins : Margins or None
     disturbance : Disturbance or None
     validation : list of Check, or None
-    thermodynamics : dict or None
-        :func:`crnfb.analysis.thermo.thermodynamics_report`.
     frequency : LoopResponse or None
         The loop's frequency responses the Bode and Nyquist figures draw.
     step, trajectory, distribution :
@@ -276,8 +261,12 @@ class Results:
     timings : dict
         Seconds per step.
     seed : int
-    fluctuation : FluctuationResult or None
-        Costs of learning in the random environment (docs/theory.md §5a).
+    sections : dict
+        The results of the registered sections (:data:`crnfb.analysis.sections.SECTIONS`) by key, also
+        read as attributes: ``res.thermodynamics`` (a :class:`~crnfb.analysis.thermo.Thermodynamics`),
+        ``res.fluctuation`` (a :class:`~crnfb.analysis.fluctuation.FluctuationResult`, costs of learning in
+        the random environment), None when not computed; each section with a figure draws it with
+        ``res.plot_<figure>()`` (``res.plot_fluctuation()``).
     global_behaviour : dict or None
         The ``global`` section: does learning from the file's energies converge,
         and the safe factor of eps (:func:`crnfb.analysis.globalbehaviour.global_report`).
@@ -291,7 +280,6 @@ class Results:
     margins: Margins | None = None
     disturbance: Disturbance | None = None
     validation: list[Check] | None = None
-    thermodynamics: dict[str, object] | None = None
     frequency: LoopResponse | None = None
     step: StepResponse | None = None
     trajectory: LearningCurve | None = None
@@ -299,8 +287,33 @@ class Results:
     reasons: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     seed: int = 0
-    fluctuation: FluctuationResult | None = None
+    sections: dict[str, object] = field(default_factory=dict)
     global_behaviour: dict | None = None
+
+    # -- the registered sections: res.<key>, res.plot_<figure>() ----------------------------------
+    def __getattr__(self, name: str):
+        """A registered section's result (``res.thermodynamics``; None when not computed) or its figure's
+        plot method (``res.plot_fluctuation``)."""
+        if name.startswith("__") or name == "sections":       # not set yet (copy, unpickling)
+            raise AttributeError(name)
+        for sec in sections.SECTIONS:
+            if name == sec.key:
+                return self.sections.get(sec.key)
+            if sec.figure is not None and name == f"plot_{sec.figure.name}":
+                return partial(self.plot_section, sec.key)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __dir__(self):
+        extra = [s.key for s in sections.SECTIONS]
+        extra += [f"plot_{s.figure.name}" for s in sections.SECTIONS if s.figure is not None]
+        return sorted(set(super().__dir__()) | set(extra))
+
+    def plot_section(self, key: str, ax=None) -> Figure:
+        """The figure of the registered section ``key`` (:class:`Unavailable` with the reason if it is missing)."""
+        sec = sections.by_key(key)
+        if sec.figure is None:
+            raise ValueError(f"the report section {key!r} has no figure")
+        return sec.figure.draw(self.need(key, f"{key} analysis"), ax=ax)
 
     # -- verdicts ---------------------------------------------------------------------
     @property
@@ -381,30 +394,17 @@ class Results:
 
     def _margins_dict(self) -> dict:
         if self.margins is None:
-            return _null_section(_SECTION_KEYS["margins"], self._why("margins", "margins were not computed"))
+            return null_keys(_SECTION_KEYS["margins"], self._why("margins", "margins were not computed"))
         return self.margins.to_dict()
 
     def _disturbance_dict(self) -> dict:
         if self.disturbance is None:
             why = self._why("disturbance", "the disturbance analysis was not computed")
-            out = _null_section(_SECTION_KEYS["disturbance"], why)
-            out["step"] = _null_section(_SECTION_KEYS["step"], why)
+            out = null_keys(_SECTION_KEYS["disturbance"], why)
+            out["step"] = null_keys(_SECTION_KEYS["step"], why)
             out["step_reason"] = why
             return out
         return self.disturbance.to_dict()
-
-    def _thermo_dict(self) -> dict:
-        if self.thermodynamics is None:
-            why = self._why("thermodynamics", "the thermodynamic accounting was not computed")
-            out = _null_section(("episode_total",), why)
-            out["fixed_point"] = _null_section(_SECTION_KEYS["thermo_fixed_point"], why)
-            return out
-        return self.thermodynamics
-
-    def _fluctuation_dict(self) -> dict:
-        if self.fluctuation is None:
-            return {"available": False, "reason": self._why("fluctuation", "the fluctuation analysis was not run")}
-        return dict(self.fluctuation.to_dict(), available=True)
 
     def _global_dict(self) -> dict:
         if self.global_behaviour is None:
@@ -423,8 +423,7 @@ class Results:
             "margins": self._margins_dict(),
             "disturbance": self._disturbance_dict(),
             "validation": None if self.validation is None else [c.to_dict() for c in self.validation],
-            "thermodynamics": self._thermo_dict(),
-            "fluctuation": self._fluctuation_dict(),
+            **{sec.key: sec.part(self.sections.get(sec.key), self.reasons.get(sec.key)) for sec in sections.SECTIONS},
             "global": self._global_dict(),
             "verdict": {"stable": self.stable, "validation_failed": self.validation_failed,
                         "learning_converged": self.learning_converged, "exit_code": self.exit_code,
@@ -455,7 +454,9 @@ class Results:
     def summary(self) -> Summary:
         """The report's tables (:class:`~crnfb.analysis.summary.Summary`: ``print`` it, or
         ``.as_text()``, ``.as_markdown()``, ``.as_html()``)."""
-        return build_summary(self.to_dict())
+        d = self.to_dict()
+        tables = [sec.table(d[sec.key]) for sec in sections.SECTIONS]
+        return build_summary(d, [t for t in tables if t is not None])
 
     def __str__(self) -> str:  # pragma: no cover - convenience
         return self.summary().as_text()
@@ -498,13 +499,6 @@ class Results:
         """Learned P against Q (:func:`crnfb.analysis.plots.distribution`)."""
         from crnfb.analysis import plots
         return plots.distribution(self.need("distribution", "distribution"), ax=ax)
-
-    def plot_fluctuation(self, ax=None) -> Figure:
-        """Mean cost against the learning rate in a random environment (:func:`crnfb.analysis.fluctuation.plot_fluctuation`)."""
-        from crnfb.analysis.fluctuation import plot_fluctuation
-
-        fl = self.need("fluctuation", "fluctuation analysis")
-        return plot_fluctuation(fl, ax=ax).figure
 
     def plot_lag_cost(self, ax=None) -> Figure:
         """Lag cost against frequency (:func:`crnfb.analysis.plots.lag_cost`)."""

@@ -19,7 +19,7 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
-__all__ = ["Table", "Figure", "Summary", "build_summary", "fmt"]
+__all__ = ["Table", "Figure", "Summary", "build_summary", "fmt", "fmt_residual", "rates_text", "reason_of"]
 
 WIDTH = 78
 
@@ -238,7 +238,8 @@ def real_parts_of_multiple_roots(ev) -> list[tuple[float, float]]:
     return [(re, 0.0 if abs(im) <= tiny else im) for re, im in pairs]
 
 
-def _reason(sec: Mapping | None, key: str) -> str:
+def reason_of(sec: Mapping | None, key: str) -> str:
+    """``sec["<key>_reason"]``, or ``""``."""
     r = sec.get(f"{key}_reason") if isinstance(sec, Mapping) else None
     return r or ""
 
@@ -319,7 +320,7 @@ def _zero_tolerance_text(cl: Mapping) -> str:
     return f"{tol:.2g} (slowest: {band:.2g})"
 
 
-def _eps_crit_text(v) -> str:
+def rates_text(v) -> str:
     """A learning rate: one number, or ``species: value`` pairs when the rates differ."""
     if isinstance(v, Mapping):
         return ", ".join(f"{k}: {fmt(x)}" for k, x in v.items())
@@ -328,12 +329,12 @@ def _eps_crit_text(v) -> str:
 
 def _margins_table(mg: Mapping) -> Table:
     return Table("Margins", ("quantity", "value", "note"), (
-        ("gain margin (eps scale factor)", fmt(mg["gain_margin"]), _reason(mg, "gain_margin")),
-        ("phase margin (degrees)", fmt(mg["phase_margin_deg"], ".4g"), _reason(mg, "phase_margin_deg")),
-        ("eps_crit", _eps_crit_text(mg["eps_crit"]), _reason(mg, "eps_crit")),
+        ("gain margin (eps scale factor)", fmt(mg["gain_margin"]), reason_of(mg, "gain_margin")),
+        ("phase margin (degrees)", fmt(mg["phase_margin_deg"], ".4g"), reason_of(mg, "phase_margin_deg")),
+        ("eps_crit", rates_text(mg["eps_crit"]), reason_of(mg, "eps_crit")),
         ("gain crossover (rad·κ)", fmt(mg.get("crossover_frequency"), ".4g"),
-         _reason(mg, "crossover_frequency")),
-        ("disk margin", fmt(mg.get("disk_margin"), ".4g"), _reason(mg, "robust_margins")),
+         reason_of(mg, "crossover_frequency")),
+        ("disk margin", fmt(mg.get("disk_margin"), ".4g"), reason_of(mg, "robust_margins")),
     ))
 
 
@@ -341,13 +342,13 @@ def _disturbance_table(di: Mapping) -> Table:
     st = di["step"]
     lag = di.get("lag_cost")
     return Table("Disturbance rejection", ("quantity", "value", "note"), (
-        ("bandwidth (rad·κ, −3 dB)", fmt(di["bandwidth"]), _reason(di, "bandwidth")),
-        ("H∞ norm of environment → error", fmt(di["hinf_norm"]), _reason(di, "hinf_norm")),
-        ("step: rise time 10–90 % (1/κ)", fmt(st["rise_time"]), _reason(st, "rise_time")),
-        ("step: settling time 2 % (1/κ)", fmt(st["settling_time"]), _reason(st, "settling_time")),
+        ("bandwidth (rad·κ, −3 dB)", fmt(di["bandwidth"]), reason_of(di, "bandwidth")),
+        ("H∞ norm of environment → error", fmt(di["hinf_norm"]), reason_of(di, "hinf_norm")),
+        ("step: rise time 10–90 % (1/κ)", fmt(st["rise_time"]), reason_of(st, "rise_time")),
+        ("step: settling time 2 % (1/κ)", fmt(st["settling_time"]), reason_of(st, "settling_time")),
         # below 1e-6 % an overshoot is round-off of a monotone response (report.json keeps the number)
-        ("step: overshoot (%)", fmt(_no_roundoff(st["overshoot_pct"], 1e-6), ".3g"), _reason(st, "overshoot_pct")),
-        ("lag cost", f"{len(lag)} frequencies" if lag else "n/a", _reason(di, "lag_cost")),
+        ("step: overshoot (%)", fmt(_no_roundoff(st["overshoot_pct"], 1e-6), ".3g"), reason_of(st, "overshoot_pct")),
+        ("lag cost", f"{len(lag)} frequencies" if lag else "n/a", reason_of(di, "lag_cost")),
     ))
 
 
@@ -376,27 +377,6 @@ def _passed_cell(c: Mapping) -> str:
     return "yes" if c["passed"] else "**NO**"
 
 
-def _thermo_table(th: Mapping) -> Table:
-    tfp = th["fixed_point"]
-    return Table("Thermodynamics", ("part", "dissipation (kT·κ)", "note"),
-                 tuple((k, fmt(tfp.get(k)), _reason(tfp, k)) for k in ("free", "clamped", "learning", "total"))
-                 + (("episode total (kT)", fmt(th["episode_total"]), _reason(th, "episode_total")),))
-
-
-def _fluctuation_table(fl: Mapping) -> Table:
-    """The random-environment block (docs/theory.md §5a): costs at eps_opt, eps_crit, linear range."""
-    at = fl.get("at_eps_opt") or {}
-    lin = fl.get("linear_range") or {}
-    rows = [("eps_opt (least mean excess divergence)", _eps_crit_text(fl.get("eps_opt")), _reason(fl, "eps_opt")),
-            ("eps_crit", _eps_crit_text(fl.get("eps_crit")), _reason(fl, "eps_crit")),
-            ("eps_opt / eps_crit", fmt(fl.get("eps_opt_over_eps_crit"), ".3g"), _reason(fl, "eps_opt_over_eps_crit"))]
-    rows += [(f"at eps_opt: {k} (nats)", fmt(at.get(k)), "") for k in ("tracking", "noise", "bias", "total")]
-    rows.append(("at eps_opt: dissipation (kT/time per cell)", fmt(at.get("dissipation")), ""))
-    rows.append(("linear range: worst quadratic error", fmt(lin.get("max_rel_error"), ".2g"),
-                 "in range" if lin.get("in_range") else f"**OUT OF RANGE**: {lin.get('reason', '')}"))
-    return Table("Random environment", ("quantity", "value", "note"), tuple(rows))
-
-
 def _global_table(gl: Mapping) -> Table:
     """Does learning from the file's energies converge; the safe factor beside eps_crit (docs/theory.md §4a)."""
     ep = gl.get("episode")
@@ -409,12 +389,12 @@ def _global_table(gl: Mapping) -> Table:
                 ("time limit", fmt(ep.get("time_limit"), ".4g"),
                  f"{ep['time_limit_time_constants']:.4g} / slowest rate {fmt(ep.get('slowest_rate'), '.4g')}")]
     else:
-        rows = [("learning converges", "n/a", _reason(gl, "episode"))]
+        rows = [("learning converges", "n/a", reason_of(gl, "episode"))]
     br = gl.get("safe_factor_bracket")
     rows += [("safe factor of eps", fmt(gl.get("safe_factor")),
-              f"ODE trisection: converges at {fmt(br[0])}, not at {fmt(br[1])}" if br else _reason(gl, "safe_factor")),
+              f"ODE trisection: converges at {fmt(br[0])}, not at {fmt(br[1])}" if br else reason_of(gl, "safe_factor")),
              ("gain margin", fmt(gl.get("gain_margin")), "the local bound; eps_crit " +
-              _eps_crit_text(gl.get("eps_crit"))),
+              rates_text(gl.get("eps_crit"))),
              _region_row(gl),
              ("linear range (step of a)", fmt(gl.get("linear_range")), _linear_range_note(gl)),
              *_bifurcation_rows(gl)]
@@ -425,7 +405,7 @@ def _bifurcation_rows(gl: Mapping) -> list[tuple[str, str, str]]:
     """The crossing at eps_crit and its orbit checks (docs/theory.md §4c)."""
     b = gl.get("bifurcation")
     if not b:
-        return [("bifurcation", "n/a", _reason(gl, "bifurcation"))]
+        return [("bifurcation", "n/a", reason_of(gl, "bifurcation"))]
     rows = [("bifurcation at eps_crit", b["type"], b.get("reason") or
              f"first Lyapunov coefficient {fmt(b.get('first_lyapunov_coefficient'), '.4g')}, frequency "
              f"{fmt(b.get('frequency'), '.4g')}")]
@@ -446,7 +426,7 @@ def _region_row(gl: Mapping) -> tuple[str, str, str]:
     """The largest step of ``a`` the loop returns from (docs/theory.md §4b), with bracket and run count."""
     roa = gl.get("region_of_attraction")
     if roa is None:
-        return ("region of attraction (step of a)", "n/a", _reason(gl, "region_of_attraction"))
+        return ("region of attraction (step of a)", "n/a", reason_of(gl, "region_of_attraction"))
     br = gl.get("region_of_attraction_bracket") or [roa, None]
     runs = gl.get("region_of_attraction_ode_runs")
     if br[1] is None:
@@ -458,7 +438,7 @@ def _region_row(gl: Mapping) -> tuple[str, str, str]:
 
 def _linear_range_note(gl: Mapping) -> str:
     if gl.get("linear_range") is None:
-        return _reason(gl, "linear_range")
+        return reason_of(gl, "linear_range")
     q, qr = gl.get("linear_range_quadratic_estimate"), gl.get("region_of_attraction_quadratic_estimate")
     lower = "" if gl.get("linear_range_reached") else "a lower bound: 10 % not reached at a = 1; "
     return (f"{lower}10 % linear step error (validation); quadratic estimate {fmt(q)}, "
@@ -510,18 +490,19 @@ def _notes(d: Mapping) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def build_summary(d: Mapping) -> Summary:
-    """The :class:`Summary` of a ``report.json`` dictionary (``Results.to_dict()``)."""
+def build_summary(d: Mapping, sections: Sequence[Table] = ()) -> Summary:
+    """The :class:`Summary` of a ``report.json`` dictionary (``Results.to_dict()``).
+
+    ``sections``: the tables of the registered sections (:data:`crnfb.analysis.sections.SECTIONS`, each
+    from its own part of ``d``), after the built-in ones in registry order.
+    """
     tables = [_model_table(d["model"]), *_fixed_point_tables(d["fixed_point"]),
               _quasi_static_table(d["quasi_static"]), *_closed_loop_tables(d["closed_loop"]),
               _margins_table(d["margins"]), _disturbance_table(d["disturbance"]),
-              _validation_table(d.get("validation"), d.get("validation_reason")), _thermo_table(d["thermodynamics"])]
+              _validation_table(d.get("validation"), d.get("validation_reason")), *sections]
     if isinstance(d.get("global"), Mapping):
         # beside the margins: the safe factor is the global counterpart of the gain margin
         at = next(i for i, t in enumerate(tables) if t.title == "Margins") + 1
         tables.insert(at, _global_table(d["global"]))
-    fl = d.get("fluctuation")
-    if isinstance(fl, Mapping) and fl.get("available"):
-        tables.append(_fluctuation_table(fl))
     return Summary(f"Stability report: {d['model']['name']}", _verdict(d), d["verdict"]["exit_code"] == 0,
                    tuple(tables), _notes(d))

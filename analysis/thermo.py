@@ -513,14 +513,78 @@ def episode_settings(quick: bool) -> dict:
     return {"rtol": 1e-6, "atol": 1e-10, "points": 800} if quick else {}
 
 
-def thermodynamics_report(model, loop=None, with_episode: bool = True, quick: bool = False,
-                          episode_result: Episode | None = None) -> dict:
-    """The ``thermodynamics`` section of ``report.json`` (docs/cli.md).
+#: ``report.json``'s ``thermodynamics.conventions``.
+CONVENTIONS = ("Schnakenberg entropy production, one flux pair per mechanism (each reaction; each "
+               "ordered reset pair separately). free and clamped per copy, learning per unit volume; "
+               "total is their sum as docs/cli.md fixes it; total_ensemble scales them by M_f, M_c "
+               "and Omega. See docs/thermodynamics.md.")
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Thermodynamics:
+    """The thermodynamics section of the report (docs/thermodynamics.md §5): :func:`thermodynamics`.
+
+    Attributes
+    ----------
+    fixed_point : Dissipation
+        Dissipation by part at the loop's fixed point.
+    episode : Episode or None
+        The learning episode's dissipation (None with ``episode_reason``).
+    episode_reason : str or None
+        Why there is no episode (not asked for, or its integration failed).
+    maintenance : dict
+        The steady cost of keeping the learned state (``report.json``'s ``thermodynamics.maintenance``).
+    """
+
+    fixed_point: Dissipation
+    maintenance: dict
+    episode: Episode | None = None
+    episode_reason: str | None = None
+
+    @property
+    def episode_total(self) -> float | None:
+        """Dissipation over the episode (kT; None when not computed or not finite)."""
+        return None if self.episode is None else _json_number(self.episode.total)
+
+    def to_dict(self) -> dict:
+        """The ``thermodynamics`` section of ``report.json`` (docs/cli.md; keys in :func:`thermodynamics`)."""
+        d = self.fixed_point
+        out: dict[str, Any] = {"fixed_point": d.to_dict(),
+                               "fixed_point_ensemble": {k: _json_number(v) for k, v in d.ensemble().items()}}
+        if d.clamped is None:
+            out["fixed_point_ensemble"]["clamped_reason"] = CLAMPED_EQUILIBRIUM_REASON
+        out.update(self._episode_dict())
+        out["maintenance"] = dict(self.maintenance)
+        out["units"] = dict(UNITS)
+        out["conventions"] = CONVENTIONS
+        return out
+
+    def _episode_dict(self) -> dict:
+        ep = self.episode
+        if ep is None:
+            why = self.episode_reason or "not computed"
+            return {"episode_total": None, "episode_total_reason": why,
+                    "episode_total_ensemble": None, "episode_total_ensemble_reason": why}
+        out = {"episode_total": _json_number(ep.total), "episode_total_ensemble": _json_number(ep.total_ensemble),
+               "episode": ep.to_dict()}
+        if not ep.reached:
+            out["episode"]["warning"] = ("learning from the file's energies did not converge before the time "
+                                         "limit (global.episode says how)")
+        for k in ("episode_total", "episode_total_ensemble"):
+            if out[k] is None:
+                out[f"{k}_reason"] = "the integrand was not finite along the trajectory"
+        return out
+
+
+def thermodynamics(model, loop=None, with_episode: bool = True, quick: bool = False,
+                   episode_result: Episode | None = None) -> Thermodynamics:
+    """The thermodynamics section (docs/cli.md): dissipation at the fixed point and over the learning episode.
 
     ``model`` is a :class:`Model` or a linearised loop standing in for it
-    (``thermodynamics_report(loop)``, as ``margins(loop)``).
+    (``thermodynamics(loop)``, as ``margins(loop)``).
 
-    Keys: ``fixed_point {free, clamped, learning, total, total_ensemble, ...}``,
+    Its ``report.json`` part (:meth:`Thermodynamics.to_dict`) has the keys
+    ``fixed_point {free, clamped, learning, total, total_ensemble, ...}``,
     ``fixed_point_ensemble`` (each part scaled to the cell), ``episode_total``,
     ``episode_total_ensemble``, ``episode`` (details), ``maintenance``,
     ``units``, ``conventions``. Unavailable numbers are ``None`` with a
@@ -534,34 +598,23 @@ def thermodynamics_report(model, loop=None, with_episode: bool = True, quick: bo
     model, loop = model_and_loop(model, loop)
     net, fp = _loop_parts(model, loop)
     d = dissipation(net, fp.x, fp.a)
-    out: dict[str, Any] = {"fixed_point": d.to_dict(),
-                           "fixed_point_ensemble": {k: _json_number(v) for k, v in d.ensemble().items()}}
-    if d.clamped is None:
-        out["fixed_point_ensemble"]["clamped_reason"] = CLAMPED_EQUILIBRIUM_REASON
+    ep = None
+    why: str | None = "not computed (with_episode=False)"
     if with_episode:
         try:
             ep = episode_result if episode_result is not None else episode(model, fp, **episode_settings(quick))
-            out["episode_total"] = _json_number(ep.total)
-            out["episode_total_ensemble"] = _json_number(ep.total_ensemble)
-            out["episode"] = ep.to_dict()
-            if not ep.reached:
-                out["episode"]["warning"] = ("learning from the file's energies did not converge before the time "
-                                             "limit (global.episode says how)")
-            for k in ("episode_total", "episode_total_ensemble"):
-                if out[k] is None:
-                    out[f"{k}_reason"] = "the integrand was not finite along the trajectory"
+            why = None
         except Exception as exc:  # noqa: BLE001 - the report stays valid, the reason says why
-            out["episode_total"] = None
-            out["episode_total_reason"] = f"episode integration failed: {exc}"
-            out["episode_total_ensemble"] = None
-            out["episode_total_ensemble_reason"] = out["episode_total_reason"]
-    else:
-        out["episode_total"] = None
-        out["episode_total_reason"] = "not computed (with_episode=False)"
+            why = f"episode integration failed: {exc}"
+    return Thermodynamics(fixed_point=d, maintenance=_maintenance(model, net, fp, d), episode=ep, episode_reason=why)
+
+
+def _maintenance(model: Model, net: LearningNetwork, fp, d: Dissipation) -> dict:
+    """``thermodynamics.maintenance``: the learning futile cycle and the sensing cost at the fixed point."""
     m = model.learning
     lam = np.exp(fp.theta)
     m_f, m_c = net.means(fp.x, fp.a)
-    out["maintenance"] = {
+    out = {
         "learning_cycle": _json_number(d.learning),
         "learning_cycle_formula": "dmu * sum_i eps_i lambda_i (m_c,i + m_f,i) = 2 dmu sum_i eps_i lambda_i m_i",
         "sensing": _json_number(d.clamped),
@@ -573,15 +626,17 @@ def thermodynamics_report(model, loop=None, with_episode: bool = True, quick: bo
         "omega": float(model.ensembles.omega),
     }
     if d.clamped is None:
-        out["maintenance"]["sensing_reason"] = CLAMPED_EQUILIBRIUM_REASON
-    out["units"] = dict(UNITS)
-    out["conventions"] = ("Schnakenberg entropy production, one flux pair per mechanism (each reaction; each "
-                          "ordered reset pair separately). free and clamped per copy, learning per unit volume; "
-                          "total is their sum as docs/cli.md fixes it; total_ensemble scales them by M_f, M_c "
-                          "and Omega. See docs/thermodynamics.md.")
+        out["sensing_reason"] = CLAMPED_EQUILIBRIUM_REASON
     return out
+
+
+def thermodynamics_report(model, loop=None, with_episode: bool = True, quick: bool = False,
+                          episode_result: Episode | None = None) -> dict:
+    """The ``thermodynamics`` section of ``report.json``: :func:`thermodynamics` (same arguments) as a dict."""
+    return thermodynamics(model, loop, with_episode, quick, episode_result).to_dict()
 
 
 __all__ = ["Dissipation", "Episode", "UNITS", "clamped_entropy_production", "dissipation", "dissipation_along",
            "edge_pairs", "episode", "fixed_point_dissipation", "free_entropy_production", "learning_dissipation",
-           "maintenance_cost", "reset_entropy_production", "schnakenberg", "thermodynamics_report"]
+           "maintenance_cost", "reset_entropy_production", "schnakenberg", "Thermodynamics", "thermodynamics",
+           "thermodynamics_report"]

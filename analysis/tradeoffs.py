@@ -13,7 +13,7 @@ For each parameter point (``eps``, ``gamma``, ``M``, ``dmu``, ...)
 
 :func:`sweep` runs a serial grid and returns a :class:`TradeoffResult`
 with Pareto marking (non-dominated: lower dissipation, higher rate and
-bandwidth, lower bias and noise); :func:`plot_tradeoffs` draws it.
+bandwidth, lower bias and noise); :func:`crnfb.analysis.plots.tradeoffs` draws it.
 The parallel ``crnfb sweep`` (``crnfb.analysis.sweep``) calls :func:`point_metrics`.
 """
 
@@ -232,7 +232,7 @@ class TradeoffResult:
 
     def __post_init__(self):
         if not self.objectives:
-            self.objectives = {m: s for m, s in OBJECTIVES.items() if self._complete(m) and not self._constant(m)}
+            self.objectives = {m: s for m, s in OBJECTIVES.items() if self.complete(m) and not self.constant(m)}
         if self.pareto.size != len(self.rows):
             self.pareto = self.front()
 
@@ -247,11 +247,13 @@ class TradeoffResult:
         """A column as floats (NaN where missing)."""
         return np.array([np.nan if r.get(name) is None else float(r[name]) for r in self.rows])
 
-    def _complete(self, name: str) -> bool:
+    def complete(self, name: str) -> bool:
+        """Whether the column ``name`` is finite at every point."""
         v = self.column(name)
         return v.size > 0 and bool(np.all(np.isfinite(v)))
 
-    def _constant(self, name: str) -> bool:
+    def constant(self, name: str) -> bool:
+        """Whether the column ``name`` is the same at every point (to 1e-12 relative)."""
         v = self.column(name)
         return bool(np.all(np.isfinite(v))) and np.ptp(v) <= 1e-12 * max(np.max(np.abs(v)), 1e-300)
 
@@ -346,92 +348,4 @@ def birth_death_front(model: Model, rate) -> np.ndarray:
     return np.where((r >= 0) & (r <= kappa / 2 * (1 + 1e-12)), out, np.nan)
 
 
-# -- plotting ------------------------------------------------------------------------------------------------------
-def _panel(ax, result: TradeoffResult, metric: str, cbar: bool = True, ylabel: bool = True):
-    import matplotlib as mpl
-    import matplotlib.pyplot as plt
-
-    x = result.column(metric)
-    y = result.column(result.cost)
-    par = result.params[0]
-    c = result.column(par)
-    ok = np.isfinite(x) & np.isfinite(y)
-    front = result.front(metric)
-    logc = bool(np.all(c[ok] > 0) and np.nanmax(c[ok]) / np.nanmin(c[ok]) > 20)
-    lo, hi = np.nanmin(c[ok]), np.nanmax(c[ok])
-    norm = mpl.colors.LogNorm(lo, hi) if logc else mpl.colors.Normalize(lo, hi if hi > lo else lo + 1)
-    dom = ok & ~front
-    ax.scatter(x[dom], y[dom], c=c[dom], norm=norm, cmap="viridis", s=26, alpha=0.6, edgecolors="none", zorder=2)
-    order = np.argsort(x[front])
-    fx, fy = x[front][order], y[front][order]
-    ax.plot(fx, fy, "-", color="crimson", lw=1.5, zorder=3)
-    ax.scatter(fx, fy, c=c[front][order], norm=norm, cmap="viridis", s=58, edgecolors="crimson",
-               linewidths=1.6, zorder=4)
-    handles = [mpl.lines.Line2D([], [], color="crimson", lw=1.5, marker="o", markersize=7, markerfacecolor="0.6",
-                                markeredgecolor="crimson", markeredgewidth=1.6, label="Pareto front")]
-    if dom.any():
-        handles.append(mpl.lines.Line2D([], [], ls="none", marker="o", markersize=5, markerfacecolor="0.6",
-                                        markeredgecolor="none", alpha=0.6, label="dominated"))
-    if cbar:
-        cb = plt.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, pad=0.02)
-        cb.set_label(PARAM_LABELS.get(par, par))
-    if np.all(y[ok] > 0) and np.nanmax(y[ok]) / np.nanmin(y[ok]) > 20:
-        ax.set_yscale("log")
-    if np.all(x[ok] > 0) and np.nanmax(x[ok]) / np.nanmin(x[ok]) > 20:
-        ax.set_xscale("log")
-    ax.set_xlabel(LABELS.get(metric, metric))
-    if ylabel:
-        ax.set_ylabel(LABELS.get(result.cost, result.cost))
-    better = "lower right" if OBJECTIVES.get(metric, "min") == "max" else "lower left"
-    ax.set_title(f"{TITLES.get(metric, metric)}  (better: {better})", fontsize="medium")
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend(handles=handles, loc="upper left", frameon=False, fontsize="small")
-    return ax
-
-
-def plot_tradeoffs(result: TradeoffResult, ax=None, metrics=None):
-    """Dissipation against each performance metric, Pareto front highlighted.
-
-    Parameters
-    ----------
-    result : TradeoffResult
-    ax : matplotlib Axes, sequence of Axes, or None
-        ``None``: a new figure with one panel per metric. One Axes: one panel
-        (the first metric).
-    metrics : sequence of str or None
-        Among ``slowest_rate``, ``bandwidth``, ``bias``, ``noise``; default:
-        those available and not constant over the sweep.
-
-    Returns
-    -------
-    matplotlib Figure
-    """
-    import matplotlib.pyplot as plt
-
-    if metrics is None:
-        metrics = [m for m in OBJECTIVES if result._complete(m) and not result._constant(m)]
-        metrics = metrics or [m for m in OBJECTIVES if np.any(np.isfinite(result.column(m)))]
-    if not metrics:
-        raise ValueError("no performance metric available to plot against")
-    if ax is None:
-        n = len(metrics)
-        fig, grid = plt.subplots(1, n, figsize=(4.6 * n + 0.8, 4.2), constrained_layout=True, squeeze=False,
-                                 sharey=True)
-        axes = list(grid[0])
-    elif hasattr(ax, "plot"):
-        axes, fig = [ax], ax.figure
-        metrics = list(metrics)[:1]
-    else:
-        axes = list(np.ravel(ax))
-        fig = axes[0].figure
-        metrics = list(metrics)[:len(axes)]
-    shared = ax is None
-    for i, (a, m) in enumerate(zip(axes, metrics)):
-        _panel(a, result, m, cbar=(i == len(metrics) - 1), ylabel=(i == 0 or not shared))
-    if result.model_name:
-        over = ", ".join(PARAM_LABELS.get(p, p) for p in result.params)
-        fig.suptitle(f"{result.model_name}: dissipation trade-offs, sweep of {over}")
-    return fig
-
-
-__all__ = ["OBJECTIVES", "TradeoffResult", "apply_param", "birth_death_front", "pareto_mask", "plot_tradeoffs", "point_metrics", "sweep"]
+__all__ = ["OBJECTIVES", "TradeoffResult", "apply_param", "birth_death_front", "pareto_mask", "point_metrics", "sweep"]

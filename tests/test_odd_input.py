@@ -128,7 +128,7 @@ def test_thousand_level_fluctuation_section_is_estimated_first(tmp_path):
     """The section's cost grows as (loop + K)^3 per learning rate: refused with its estimate, at once."""
     import tomllib
     from crnfb.analysis.fluctuation import cost_refusal, estimated_seconds
-    from crnfb.analysis.pipeline import fluctuation_section
+    from crnfb.analysis.section_fluctuation import fluctuation_section
     from crnfb.analysis.results import Unavailable
     from crnfb.feedback.modelfile import parse_model
     text = (EXAMPLES / "birth_death_telegraph.toml").read_text()

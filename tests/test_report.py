@@ -207,12 +207,13 @@ def test_write_report_is_atomic(tmp_path, e1_results, monkeypatch):
 
 
 def test_missing_sections_are_null_with_reasons(e1, monkeypatch):
-    from crnfb.analysis import pipeline
+    from crnfb.analysis import pipeline, section_thermodynamics
 
     def unavailable(*a, **k):
         raise R.Unavailable("not available in this installation")
-    for name in ("margins", "disturbance", "thermodynamics_report", "validate_checks"):
+    for name in ("margins", "disturbance", "validate_checks"):
         monkeypatch.setattr(pipeline, name, unavailable)
+    monkeypatch.setattr(section_thermodynamics, "thermodynamics", unavailable)
     res = analyse(e1, validate=True)
     d = json.loads(res.to_json(), parse_constant=lambda x: pytest.fail(x))
     for k in REQUIRED_KEYS:

@@ -356,7 +356,8 @@ def test_sweep_e1_eps_and_plot(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots()
-    T.plot_tradeoffs(res, ax=ax, metrics=["slowest_rate"])
+    from crnfb.analysis.plots import tradeoffs as plot_tradeoffs
+    assert plot_tradeoffs(res, ax=ax, metrics=["slowest_rate"]) is fig
     assert "(κ)" in ax.get_xlabel() and "(kT·κ)" in ax.get_ylabel()     # units: rates in κ, time in 1/κ
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "Pareto front" in labels

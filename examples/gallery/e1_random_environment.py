@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from crnfb.analysis.fluctuation import fluctuation, plot_fluctuation, validate_ode, validate_ssa
+from crnfb.analysis.fluctuation import fluctuation, validate_ode, validate_ssa
+from crnfb.analysis.plots import fluctuation as plot_fluctuation
 from crnfb.feedback.modelfile import load_model
 
 out = Path(os.environ.get("CRNFB_GALLERY_OUT", "gallery-out"))
@@ -33,5 +34,5 @@ print(res.summary())
 for c in checks:
     print(f"{c['quantity']:70s} predicted {c['predicted']:.4g}  simulated {c['simulated']:.4g} "
           f"[{c['ci'][0]:.4g}, {c['ci'][1]:.4g}]  passed {c['passed']}")
-ax = plot_fluctuation(res)
-ax.figure.savefig(out / "e1_random_environment.png", dpi=150)
+fig = plot_fluctuation(res)
+fig.savefig(out / "e1_random_environment.png", dpi=150)

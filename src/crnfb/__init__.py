@@ -27,7 +27,8 @@ from crnfb.feedback import (Binomial, DetailedBalanceError, Ensembles, Learning,
                             parse_model)
 from crnfb.feedback.fluctuation import MarkovEnvironment, telegraph
 from crnfb.analysis import Results, analyse
-from crnfb.analysis.fluctuation import FluctuationResult, fluctuation, plot_fluctuation
+from crnfb.analysis.fluctuation import FluctuationResult, fluctuation
+from crnfb.analysis.plots import fluctuation as plot_fluctuation
 
 _LAZY = {"from_biocrnpyler": "crnfb.feedback.sbml.biocrnpyler", "import_sbml": "crnfb.feedback.sbml.importer"}
 
