@@ -192,3 +192,31 @@ def test_reuse_bdf_with_dense_jacobian():
     for ti, yi in zip(t, Y):
         assert np.allclose(yi, scipy.linalg.expm(J * ti) @ y0, rtol=1e-7, atol=1e-10)
 
+
+
+def test_borderless_matrices_keep_their_order_per_pattern(monkeypatch):
+    """A large matrix without dense lines is factorised in its layout's METIS order, computed once per
+    sparsity pattern: a second matrix of the same pattern reuses it (no METIS call) and both solve to
+    the backward-error bound."""
+    import crnfb.feedback.sparselu as slu
+
+    monkeypatch.setattr(sizes, "ND_ABOVE", 10)
+    rng = np.random.default_rng(3)
+    n = 300
+    G = sparse.random(n, n, density=0.01, random_state=4, data_rvs=lambda k: rng.uniform(0.1, 1.0, k))
+    G = (G + G.T).tocsc()
+    G.setdiag(0)
+    G.eliminate_zeros()
+    A = (G - sparse.diags(np.asarray(G.sum(axis=0)).ravel())).tocsc()     # a generator: columns sum to 0
+    calls = []
+    real = slu.nested_dissection
+    monkeypatch.setattr(slu, "nested_dissection", lambda M: calls.append(M.shape) or real(M))
+    first = BorderedLU((sparse.identity(n) - 2.0 * A).tocsc())
+    assert first.border.size == 0 and first.layout is not None and isinstance(first._lu, slu.PermutedLU)
+    M2 = (sparse.identity(n) - 5.0 * A).tocsc()
+    second = BorderedLU(M2, layout=first.layout)
+    assert len(calls) == 1
+    b = rng.normal(size=n)
+    x = scipy.linalg.solve(M2.toarray(), b)
+    bound = 100 * np.linalg.cond(M2.toarray(), 1) * np.finfo(float).eps * np.linalg.norm(x)
+    assert np.linalg.norm(second.solve(b) - x) <= bound
