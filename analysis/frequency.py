@@ -118,6 +118,12 @@ class LoopResponse:
             data = data[:, :, None]
         return control.FrequencyResponseData(np.moveaxis(data, 0, -1), self.omega)
 
+    @cached_property
+    def loci(self) -> np.ndarray:
+        """The characteristic loci: eigenvalues of ``L_id(jw)`` (nw, r), unordered, computed once per
+        response (the margins' Nyquist crossings and the Nyquist figure read the same)."""
+        return np.linalg.eigvals(self.L)
+
     @property
     def siso(self) -> bool:
         """One identifiable direction: ``L`` is a scalar transfer (phase margin defined)."""
@@ -374,7 +380,7 @@ class BrokenLoop:
 
     def loop_eigenvalues(self, omega) -> np.ndarray:
         """Eigenvalues of ``L_id(jw)`` (nw, r)."""
-        return np.linalg.eigvals(self.response(omega).L)
+        return self.response(omega).loci
 
     # -- dense state-space forms (small loops; python-control cross-checks) ----------------------
     def loop_ss(self):

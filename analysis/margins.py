@@ -491,7 +491,7 @@ def nyquist_crossings(blocks: BrokenLoop, response: LoopResponse,
     200 learned parameters, hundreds of refinements of one full response each).
     """
     omega = response.omega
-    lam = np.linalg.eigvals(response.L)
+    lam = response.loci
     if lam.shape[1] > 1:
         lam = _track(lam)
     out = []

@@ -98,17 +98,20 @@ def disturbance_section(loop: LinearLoop) -> Disturbance:
     return disturbance(loop)
 
 
-def frequency_section(loop: LinearLoop, dist: Disturbance | None) -> LoopResponse:
+def frequency_section(loop: LinearLoop, dist: Disturbance | None, mg: Margins | None) -> LoopResponse:
     """The responses the Bode and Nyquist figures draw.
 
     The disturbance section's own responses when it has them (the very data
     its bandwidth and peaks were read from, on a superset of the docs/cli.md
-    grid), else the loop's responses on that grid (every 7th point for large
-    plants, as the margins: :func:`crnfb.analysis.frequency.spec_grid`; with 205
-    learned parameters one array of the full grid is 1.3 GB).
+    grid), else the margins' (their analysis grid, also a superset of it: the
+    figure draws the loci the crossings were read from, computed once), else
+    the loop's responses on that grid (every 7th point for large plants:
+    :func:`crnfb.analysis.frequency.spec_grid`).
     """
     if dist is not None and dist.response is not None:
         return dist.response
+    if mg is not None and mg.response is not None:
+        return mg.response
     blocks = broken_loop(loop)
     return blocks.response(spec_grid(blocks))
 
@@ -512,7 +515,7 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
         dist = run.section("disturbance", "disturbance", disturbance_section, loop)
         ep = run.section("learning episode", "episode", episode_section, model, fp, stab, quick)
         if figures:
-            fig["frequency"] = run.section("frequency response", "frequency", frequency_section, loop, dist)
+            fig["frequency"] = run.section("frequency response", "frequency", frequency_section, loop, dist, mg)
             fig["step"] = run.section("step response", "step", step_section, model, fp, stab, dist, validate)
             fig["trajectory"] = run.section("learning trajectory", "trajectory", trajectory_section,
                                             model, optimum, fp, stab, ep)

@@ -355,7 +355,7 @@ def nyquist(response: LoopResponse, margins: Margins | None = None, ax: Axes | N
     if fr.siso:
         loci = [fr.L[:, 0, 0]]
     else:
-        ev = np.linalg.eigvals(fr.L)
+        ev = fr.loci
         ev = ev[:, np.argsort(-np.abs(ev[0]))]
         loci = [ev[:, j] for j in range(ev.shape[1])]
     R = 3.0

@@ -26,10 +26,25 @@ def test_frequency_section_alone_is_the_loop_response(core):
     """Without a disturbance section the figure data is the loop's response on the docs/cli.md grid;
     E1: L(s) = eps mu / (s (s + 1)) with eps mu = 0.25."""
     model, opt, fp, loop, st = core
-    fr = P.frequency_section(loop, None)
+    fr = P.frequency_section(loop, None, None)
     s = 1j * fr.omega
     assert fr.siso
     assert fr.L[:, 0, 0] == pytest.approx(0.25 / (s * (s + 1)), rel=1e-6)
+
+
+def test_frequency_section_draws_the_margins_own_response(core):
+    """Without a disturbance response the figures draw the margins' response: the same object, so the
+    Nyquist figure's loci are the ones the crossings were read from (computed once), on a grid that
+    covers the docs/cli.md one."""
+    from crnfb.analysis.frequency import spec_grid
+
+    model, opt, fp, loop, st = core
+    mg = P.margins_section(loop)
+    fr = P.frequency_section(loop, None, mg)
+    assert fr is mg.response
+    grid = spec_grid(loop.broken)
+    assert fr.omega.min() <= grid.min() and fr.omega.max() >= grid.max()
+    assert np.array_equal(fr.loci, np.linalg.eigvals(fr.L))
 
 
 def test_step_section_needs_the_disturbance_step(core):
