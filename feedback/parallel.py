@@ -99,10 +99,13 @@ def _worker(conn: Connection, inherited: list[Connection]) -> None:
         return
 
 
-def _start(n: int) -> list[tuple[BaseProcess, Connection]]:
-    """Fork ``n`` workers, each with a duplex pipe whose far end only it holds."""
+def _start(n: int, workers: list[tuple[BaseProcess, Connection]]) -> None:
+    """Fork ``n`` workers into the caller's list ``workers``, each with a duplex pipe whose far end only it
+    holds. Signals are held back during the forks and delivered when the mask is restored: the
+    interrupt is then raised in the caller's ``try`` with every started worker already in its list
+    (raised in this function's ``finally``, it once left the workers alive and the parent waiting
+    for them at exit)."""
     ctx = multiprocessing.get_context("fork")
-    workers: list[tuple[BaseProcess, Connection]] = []
     held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP)  # delivered after the forks, here and there
     try:
         for _ in range(n):
@@ -112,12 +115,8 @@ def _start(n: int) -> list[tuple[BaseProcess, Connection]]:
             p.start()
             there.close()
             workers.append((p, here))
-    except BaseException:
-        _kill(workers)
-        raise
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
-    return workers
 
 
 def _kill(workers: list[tuple[BaseProcess, Connection]]) -> None:
@@ -208,9 +207,10 @@ def run_all(tasks: Sequence[Callable[[], T]], workers: int | None = None) -> lis
             or multiprocessing.current_process().daemon):               # e.g. a Dask worker: no children
         return [t() for t in tasks]
     _TASKS = tasks
+    pool: list[tuple[BaseProcess, Connection]] = []
     try:
-        pool = _start(n)
         try:
+            _start(n, pool)
             results = _dispatch(pool)
         except BaseException:
             _kill(pool)

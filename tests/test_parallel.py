@@ -205,3 +205,42 @@ def test_daemonic_processes_run_in_order(monkeypatch):
     finally:
         monkeypatch.undo()
     assert pids == {os.getpid()}
+
+
+_RACE = textwrap.dedent('''
+    import importlib.util, multiprocessing, os, signal, sys, time
+    from functools import partial
+
+    spec = importlib.util.spec_from_file_location("parallel", sys.argv[1])
+    parallel = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(parallel)
+
+    real = multiprocessing.get_context
+
+    class Ctx:                   # the fork context, with a SIGINT sent to this process while signals are held
+        def __init__(self):
+            self.ctx = real("fork")
+        def Pipe(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            return self.ctx.Pipe()
+        def Process(self, *a, **k):
+            return self.ctx.Process(*a, **k)
+
+    parallel.multiprocessing.get_context = lambda method: Ctx()
+    try:
+        parallel.run_all([partial(time.sleep, 60.0)] * 4, workers=2)
+        print("done", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted", len(multiprocessing.active_children()), flush=True)
+''')
+
+
+def test_an_interrupt_pending_during_the_forks_still_kills_the_workers(tmp_path):
+    """The interrupt that arrives while the forks hold signals back is delivered when they end; the
+    workers started by then are killed and reaped, and the process exits at once (it once left them
+    alive, and the parent waited 60 s for them at exit)."""
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", _RACE, parallel.__file__], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=50)
+    assert (proc.stdout, proc.stderr) == ("interrupted 0\n", "")
+    assert time.monotonic() - t0 < 30
