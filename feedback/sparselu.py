@@ -197,7 +197,8 @@ class BorderedLU:
     M : sparse matrix (n, n)
     border : index array or None
         Border indices (None: :func:`border_indices`). Empty, or larger than
-        ``BORDER_MAX_SHARE * n``: plain ``splu`` of ``M``.
+        ``BORDER_MAX_SHARE * n``: no border, :func:`sparse_lu` of ``M`` (from ``sizes.ND_ABOVE``
+        unknowns in a METIS order kept in the layout, once per pattern).
     permc_spec : str or None
         SuperLU column ordering of the sparse block (None: by its size, :func:`sparse_lu`).
     layout : BorderLayout or None
