@@ -136,6 +136,15 @@ _SCRIPT = textwrap.dedent("""
 """)
 
 
+def _signal_masks(pid: int) -> dict[str, str]:
+    """The ``SigBlk``, ``SigIgn`` and ``SigCgt`` lines of ``/proc/<pid>/status`` (hex signal sets)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return {}
+    return dict(line.split(":\t", 1) for line in lines if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
+
+
 def _script(tmp_path, seconds: float) -> subprocess.Popen:
     env = dict(os.environ, CRNFB_WORKERS="2", PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "-c", _SCRIPT, str(seconds), parallel.__file__], cwd=tmp_path, env=env,
@@ -162,8 +171,13 @@ def test_an_interrupt_kills_and_reaps_the_workers(tmp_path, sig):
         workers = _children(proc.pid)
         assert len(workers) == 2, "the workers never started"
         time.sleep(0.2)
+        masks = _signal_masks(proc.pid)          # said on failure: an ignored or blocked signal is inherited
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=20)
+        try:
+            out, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"no exit 20 s after the signal; the parent's signal masks then: {masks}; this "
+                        f"process's SIGINT handler: {signal.getsignal(signal.SIGINT)!r}, masks {_signal_masks(os.getpid())}")
     finally:
         proc.kill()
     name = "KeyboardInterrupt" if sig == signal.SIGINT else "Terminated"
