@@ -3,8 +3,9 @@ disturbance rejection, validation, thermodynamics, reports, plots, CLI.
 
 The public API of the analysis (``crnfb`` re-exports the most used names)::
 
-    from crnfb.analysis import analyse
+    from crnfb.analysis import Analysis, analyse
     res = analyse(model)              # Results: res.summary(), res.to_json(), res.plot_bode(), ...
+    an = Analysis(model)              # one quantity at a time, each computed once: an.loop, an.margins
 
 The functions named like their module (``linearise``, ``stability``,
 ``margins``, ``disturbance``) are not re-exported here: the name would hide
@@ -14,6 +15,7 @@ imported only when a figure is drawn); the symbolic loop in
 :mod:`crnfb.analysis.symbolic` (imports sympy).
 """
 
+from crnfb.analysis.context import Analysis
 from crnfb.analysis.disturbance import Disturbance, StepMetrics
 from crnfb.analysis.fixedpoints import StationaryPoint, learned_fixed_point, stationary_points
 from crnfb.analysis.frequency import BrokenLoop, LoopResponse, broken_loop
@@ -28,7 +30,7 @@ from crnfb.analysis.summary import Summary
 from crnfb.analysis.thermo import thermodynamics_report
 from crnfb.analysis.validation import Check, validate
 
-__all__ = ["BrokenLoop", "Check", "Distribution", "Disturbance", "LinearLoop", "LoopFixedPoint", "LoopResponse",
+__all__ = ["Analysis", "BrokenLoop", "Check", "Distribution", "Disturbance", "LinearLoop", "LoopFixedPoint", "LoopResponse",
            "Margins", "NoisePrediction", "Results", "Stability", "StationaryPoint", "StepMetrics", "StepResponse",
            "Summary", "LearningCurve", "Unavailable", "analyse", "broken_loop", "learned_fixed_point",
            "loop_fixed_point", "parameter_noise", "stationary_points", "thermodynamics_report", "validate"]

@@ -212,15 +212,4 @@ def linearise(model: Model, clamping: str | None = None, a: float = 0.0,
     return LinearLoop(net, fp, J, B, V, rest, removed, W)
 
 
-def model_and_loop(model_or_loop, loop: "LinearLoop | None" = None) -> tuple[Model, "LinearLoop | None"]:
-    """``(model, loop)`` from what a caller gave: a :class:`Model` (with an optional loop), or a
-    :class:`LinearLoop` in the model's place (as :func:`~crnfb.analysis.margins.margins` and
-    :func:`~crnfb.analysis.stability.stability` take it); its model is the loop's own."""
-    if isinstance(model_or_loop, LinearLoop):
-        if loop is not None and loop is not model_or_loop:
-            raise ValueError("give the loop once: as the first argument or as loop=, not both")
-        return model_or_loop.net.model, model_or_loop
-    return model_or_loop, loop
-
-
-__all__ = ["linearise", "LinearLoop", "model_and_loop"]
+__all__ = ["linearise", "LinearLoop"]

@@ -45,7 +45,8 @@ import numpy as np
 import scipy.linalg
 from scipy import sparse, stats
 
-from crnfb.analysis.linearise import LinearLoop, linearise, model_and_loop
+from crnfb.analysis.context import Analysis, model_and_loop
+from crnfb.analysis.linearise import LinearLoop, linearise
 from crnfb.analysis.noise_spectral import SparseDiffusion, spectral_covariance
 from crnfb.analysis.stability import loop_modes
 from crnfb.feedback.ensembles import EdgeList
@@ -203,14 +204,15 @@ class NoisePrediction:
         }
 
 
-def parameter_noise(model: Model | LinearLoop, clamping: str | None = None,
+def parameter_noise(model: Model | LinearLoop | Analysis, clamping: str | None = None,
                     loop: LinearLoop | None = None) -> NoisePrediction:
     """Stationary LNA covariance of the learned theta for the model's ensemble sizes.
 
     Parameters
     ----------
-    model : Model or LinearLoop
-        ``model.ensembles`` gives ``M_f, M_c, Omega``; a linearised loop may stand in for it.
+    model : Model, LinearLoop or Analysis
+        ``model.ensembles`` gives ``M_f, M_c, Omega``; a linearised loop, or the model's
+        :class:`~crnfb.analysis.context.Analysis` (its loop), may stand in for it.
     clamping : str or None
         Override the model's clamping.
     loop : LinearLoop or None
@@ -673,7 +675,7 @@ def _batch_statistics(y: np.ndarray, batches: int) -> tuple[np.ndarray, np.ndarr
     return means.mean(axis=0), half, nb
 
 
-def validate_noise(model: Model | LinearLoop, replicates: int = REPLICATES, seed: int = 0, *,
+def validate_noise(model: Model | LinearLoop | Analysis, replicates: int = REPLICATES, seed: int = 0, *,
                    loop: LinearLoop | None = None, clamping: str | None = None, budget: float = NOISE_BUDGET,
                    prediction: NoisePrediction | None = None, workers: int | None = None,
                    speed: float | None = None) -> list[dict]:

@@ -26,16 +26,17 @@ from functools import partial
 import numpy as np
 
 from crnfb.analysis.bifurcation import bifurcation
+from crnfb.analysis.context import Analysis
 from crnfb.analysis.disturbance import Disturbance, disturbance
-from crnfb.analysis.fixedpoints import NoFixedPoint, StationaryPoint, learned_fixed_point, quasi_static_trajectory
+from crnfb.analysis.fixedpoints import NoFixedPoint, StationaryPoint, quasi_static_trajectory
 from crnfb.analysis.frequency import LoopResponse, broken_loop, spec_grid
 from crnfb.analysis.globalbehaviour import global_report, safe_factor
-from crnfb.analysis.linearise import LinearLoop, linearise
-from crnfb.analysis.fixedpoints import LoopFixedPoint, loop_fixed_point
+from crnfb.analysis.linearise import LinearLoop
+from crnfb.analysis.fixedpoints import LoopFixedPoint
 from crnfb.analysis.margins import Margins, margins
 from crnfb.analysis.region import linear_range_entry, region_of_attraction, region_report
 from crnfb.analysis.results import Distribution, Results, StepResponse, LearningCurve, Unavailable
-from crnfb.analysis.stability import Stability, episode_time, stability
+from crnfb.analysis.stability import Stability, episode_time
 from crnfb.analysis import sections
 from crnfb.analysis.section import Context
 from crnfb.analysis.thermo import EPISODE_TOL, Episode, episode, episode_settings
@@ -425,15 +426,12 @@ class _Run:
             self.bar.close()
 
 
-def _core(model: Model, run: _Run) -> tuple[StationaryPoint, LoopFixedPoint, LinearLoop, Stability]:
-    optimum = run.core("fixed point", learned_fixed_point, model)
-    if optimum.plateau or not (np.isfinite(optimum.divergence) and np.all(np.isfinite(optimum.theta))):
-        # nothing to linearise at (a near-miss of the gradient tolerance still gets a report, with
-        # its consistency check failed); the same verdict as crnfb fit
-        raise NoFixedPoint(optimum.note)
-    fp = loop_fixed_point(model, optimum=optimum)
-    loop = run.core("linearisation", linearise, model, fixed_point=fp)
-    return optimum, fp, loop, run.core("stability", stability, loop)
+def _core(an: Analysis, run: _Run) -> tuple[StationaryPoint, LoopFixedPoint, LinearLoop, Stability]:
+    """The learned and the loop's fixed points, the linearised loop and its stability, read from ``an``
+    (computed there, once) and timed as the report's first three steps."""
+    optimum, fp = run.core("fixed point", lambda: (an.optimum, an.fixed_point))
+    loop = run.core("linearisation", lambda: an.loop)
+    return optimum, fp, loop, run.core("stability", lambda: an.stability)
 
 
 def registered_sections(run: _Run, ctx: Context,
@@ -464,15 +462,16 @@ def _steps(model: Model, validate: bool, figures: bool) -> list[str]:
             + [sec.step for sec in sections.SECTIONS if sec.applies(model) is None])
 
 
-def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool = False,
+def analyse(model: Model | Analysis, validate: bool = True, seed: int = 0, progress: bool = False,
             quick: bool = False, figures: bool = True, noise_budget: float | None = None,
             global_budget: float | None = None, safe_factor: bool | None = None) -> Results:
     """Run the full stability analysis of ``model``.
 
     Parameters
     ----------
-    model : Model
-        The learning problem (e.g. from :func:`crnfb.feedback.modelfile.load_model`).
+    model : Model or Analysis
+        The learning problem, or its :class:`~crnfb.analysis.context.Analysis`
+        (what that computed is used; what the report computes is kept in it).
     validate : bool
         Run the nonlinear-simulation checks (:mod:`crnfb.analysis.validation`).
     seed : int
@@ -506,13 +505,15 @@ def analyse(model: Model, validate: bool = True, seed: int = 0, progress: bool =
     ModelError
         The model cannot be analysed (bad input).
     """
+    an = model if isinstance(model, Analysis) else Analysis(model)
+    model = an.model
     check_rate_scales(model)
     run = _Run(_steps(model, validate, figures), progress)
     fig: dict[str, Any] = {}     # Results' figure data by field name (frequency, step, trajectory, distribution)
     try:
-        optimum, fp, loop, stab = _core(model, run)
-        mg = run.section("margins", "margins", margins_section, loop)
-        dist = run.section("disturbance", "disturbance", disturbance_section, loop)
+        optimum, fp, loop, stab = _core(an, run)
+        mg = run.section("margins", "margins", lambda: an.margins)
+        dist = run.section("disturbance", "disturbance", lambda: an.disturbance)
         ep = run.section("learning episode", "episode", episode_section, model, fp, stab, quick)
         if figures:
             fig["frequency"] = run.section("frequency response", "frequency", frequency_section, loop, dist, mg)

@@ -56,6 +56,7 @@ from typing import Any, Callable, TextIO
 
 import numpy as np
 
+from crnfb.analysis.context import Analysis
 from crnfb.analysis.fixedpoints import NoFixedPoint
 from crnfb.analysis.grids import PARAMS, ParamSpec, apply_params, build_grid, parse_param
 from crnfb.analysis.tradeoffs import point_metrics
@@ -130,9 +131,10 @@ def evaluate_point(model: Model, point: dict, metrics: bool = True, safe_budget:
     """
     from crnfb.analysis.pipeline import analyse
 
-    m = apply_params(model, point)
+    an = Analysis(apply_params(model, point))     # the point's quantities, each computed once
+    m = an.model
     safe = safe_budget is not None
-    res = analyse(m, validate=False, figures=False, quick=True, safe_factor=safe, global_budget=safe_budget)
+    res = analyse(an, validate=False, figures=False, quick=True, safe_factor=safe, global_budget=safe_budget)
     row: dict = {}
     for k, v in res.scalars().items():
         row[k] = (1.0 if v else 0.0) if isinstance(v, bool) else v
@@ -141,7 +143,7 @@ def evaluate_point(model: Model, point: dict, metrics: bool = True, safe_budget:
         row.update(safe_factor_columns(res.global_behaviour))
     if metrics:
         try:
-            pm = point_metrics(m, loop=res.loop)
+            pm = point_metrics(an)
         except ModelError:
             pm = {}
         for k, v in pm.items():

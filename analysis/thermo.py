@@ -593,7 +593,7 @@ def thermodynamics(model, loop=None, with_episode: bool = True, quick: bool = Fa
     ``episode_result``: an episode already integrated (the report shares one
     simulation of the learning episode between this section and the learning figure).
     """
-    from crnfb.analysis.linearise import model_and_loop
+    from crnfb.analysis.context import model_and_loop
 
     model, loop = model_and_loop(model, loop)
     net, fp = _loop_parts(model, loop)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from crnfb.analysis.context import Analysis
 from crnfb.analysis.disturbance import bandwidth as bandwidth_from_ratio
 from crnfb.analysis.disturbance import disturbance
 from crnfb.analysis.frequency import SPEC_OMEGA, broken_loop
@@ -112,8 +113,8 @@ def _noise(model: Model, loop: LinearLoop) -> tuple[float | None, str | None]:
 
 
 # -- one point ---------------------------------------------------------------------------------------------------
-def point_metrics(model: Model, *, episode: bool = False, bandwidth: bool = True, noise: bool = True,
-                  reasons: dict | None = None, loop: LinearLoop | None = None) -> dict:
+def point_metrics(model: Model | Analysis, *, episode: bool = False, bandwidth: bool = True, noise: bool = True,
+                  reasons: dict | None = None) -> dict:
     """Scalar trade-off metrics of one model (floats; ``None`` where unavailable).
 
     Keys: the parameters (``eps`` = largest learning rate, ``gamma``, ``dmu``,
@@ -125,19 +126,19 @@ def point_metrics(model: Model, *, episode: bool = False, bandwidth: bool = True
     and with ``episode=True`` ``episode_total`` (kT). ``bandwidth=False`` /
     ``noise=False`` skip those columns (the frequency sweep is the costly
     part of a point). Pass a dict as ``reasons`` to receive why each
-    ``None`` is missing. ``loop``: the model's linearised loop when the caller
-    has it (a sweep point's report), so that the fixed point is found and the
-    loop linearised once per point.
+    ``None`` is missing. ``model`` may be the point's
+    :class:`~crnfb.analysis.context.Analysis` (a sweep point's report): its
+    fixed point, loop and stability are then read, not found again.
     """
     from crnfb.analysis import thermo
-    from crnfb.analysis.linearise import linearise
-    from crnfb.analysis.stability import stability
 
+    an = model if isinstance(model, Analysis) else Analysis(model)
+    model = an.model
     why = {} if reasons is None else reasons
     lrn, ens = model.learning, model.ensembles
     out: dict = {"eps": float(np.max(model.eps)), "gamma": float(lrn.gamma), "dmu": float(lrn.dmu),
                  "free": float(ens.free), "clamped": float(ens.clamped), "omega": float(ens.omega)}
-    loop = linearise(model) if loop is None else loop
+    loop = an.loop
     fp = loop.fixed_point
     d = thermo.dissipation(loop.net, fp.x, fp.a)
     num = thermo._json_number
@@ -146,7 +147,7 @@ def point_metrics(model: Model, *, episode: bool = False, bandwidth: bool = True
                 "dissipation_ensemble": num(d.total_ensemble)})
     if d.clamped is None:
         why["dissipation_clamped"] = thermo.CLAMPED_EQUILIBRIUM_REASON
-    st = stability(loop)
+    st = an.stability
     out["slowest_rate"] = float(st.slowest_rate) if np.isfinite(st.slowest_rate) else None
     if out["slowest_rate"] is None:
         why["slowest_rate"] = "no closed-loop eigenvalue left after removing structural zeros"

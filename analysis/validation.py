@@ -54,7 +54,8 @@ import scipy.linalg
 from scipy import sparse
 from scipy.sparse.linalg import splu
 
-from crnfb.analysis.linearise import LinearLoop, linearise, model_and_loop
+from crnfb.analysis.context import Analysis, model_and_loop
+from crnfb.analysis.linearise import LinearLoop, linearise
 from crnfb.analysis.fixedpoints import loop_fixed_point
 from crnfb.analysis.slowmodes import ShiftedReduced, reduced_solve
 from crnfb.analysis.stability import stability
@@ -591,14 +592,15 @@ def check_quasi_static(setup: _Setup) -> Check:
 
 
 # -- all checks --------------------------------------------------------------------------------------------------------
-def validate(model: Model | LinearLoop, loop: LinearLoop | None = None, quick: bool = False,
+def validate(model: Model | LinearLoop | Analysis, loop: LinearLoop | None = None, quick: bool = False,
              seed: int = 0, noise: bool = True, noise_budget: float | None = None) -> list[Check]:
     """Run the validation checks on ``model`` (its loop linearised if not given).
 
     Parameters
     ----------
-    model : Model or LinearLoop
-        A linearised loop may stand in for the model (``validate(loop)``, as ``margins(loop)``).
+    model : Model, LinearLoop or Analysis
+        A linearised loop may stand in for the model (``validate(loop)``, as ``margins(loop)``),
+        or the model's :class:`~crnfb.analysis.context.Analysis` (its loop is used).
     loop : LinearLoop or None
     quick : bool
         Only the convergence rate, step response and frequency response (3

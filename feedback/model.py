@@ -245,16 +245,27 @@ class Model:
         return H[np.ix_(self.learned, self.learned)]
 
     def replace(self, **changes) -> "Model":
-        """Copy with fields replaced (e.g. ``learning=...``); derived data recomputed."""
-        return dataclasses.replace(self, **changes)
+        """Copy with fields replaced (e.g. ``learning=...``), validated as a new model is.
+
+        Derived data that does not depend on the changed fields is shared with
+        this model, not rebuilt (:data:`DERIVED_FROM`): a new ``eps`` keeps the
+        enumerated class, the tabulated environment and the landscape; a new
+        environment keeps the class.
+        """
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise TypeError(f"Model has no field(s) {sorted(unknown)}")
+        return dataclasses.replace(self, **changes) if "network" in changes else _copy_with(self, changes)
 
     def with_learning(self, **changes) -> "Model":
-        """Copy with learning settings replaced; ``eps`` may be a scalar."""
+        """Copy with learning settings replaced; ``eps`` may be a scalar (the class, environment and
+        landscape are shared with this model: :meth:`replace`)."""
         if "eps" in changes and np.ndim(changes["eps"]) == 0:
             changes["eps"] = tuple([float(changes["eps"])] * len(self.learned))
         elif "eps" in changes:
             changes["eps"] = tuple(float(e) for e in changes["eps"])
         return self.replace(learning=dataclasses.replace(self.learning, **changes))
+
 
     @property
     def name(self) -> str:
@@ -282,4 +293,29 @@ class Model:
         }
 
 
-__all__ = ["Ensembles", "Learning", "Model"]
+#: The fields each derived value of a :class:`Model` (a ``cached_property``) is computed from:
+#: :meth:`Model.replace` keeps a value when none of them changed. A new ``network`` rebuilds all.
+DERIVED_FROM: dict[str, frozenset[str]] = {
+    "space": frozenset({"initial", "n_max"}),
+    "env_table": frozenset({"initial", "n_max", "environment", "truncation_tol"}),
+    "change_table": frozenset({"initial", "n_max", "change", "truncation_tol"}),
+    "landscape": frozenset({"initial", "n_max", "environment", "truncation_tol"}),
+    "_start": frozenset({"initial", "n_max", "learning", "truncation_tol"}),
+    "neutral": frozenset(),
+    "identifiable": frozenset(),
+}
+
+
+def _copy_with(model: Model, changes: dict) -> Model:
+    """``model`` with ``changes`` (not ``network``), sharing the derived values they leave valid."""
+    new = object.__new__(Model)
+    for f in dataclasses.fields(model):
+        object.__setattr__(new, f.name, changes.get(f.name, getattr(model, f.name)))
+    for name, inputs in DERIVED_FROM.items():
+        if name in model.__dict__ and not inputs & changes.keys():
+            new.__dict__[name] = model.__dict__[name]
+    new.__post_init__()        # the same validation (and truncation check) as a new model
+    return new
+
+
+__all__ = ["DERIVED_FROM", "Ensembles", "Learning", "Model"]

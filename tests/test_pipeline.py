@@ -122,7 +122,7 @@ def test_log_sampled_adds_shorter_runs_only_when_the_start_is_unresolved(core, m
 def test_functions_that_took_a_model_take_the_loop_too(core):
     """One vocabulary: validate, parameter_noise and thermodynamics_report accept the linearised loop in
     the model's place, as margins, disturbance and stability do; same results either way."""
-    from crnfb.analysis.linearise import model_and_loop
+    from crnfb.analysis.context import model_and_loop
     from crnfb.analysis.noise import parameter_noise
     from crnfb.analysis.thermo import thermodynamics_report
     from crnfb.analysis.validation import validate
@@ -138,3 +138,13 @@ def test_functions_that_took_a_model_take_the_loop_too(core):
     assert t1["fixed_point"] == t2["fixed_point"]
     with pytest.raises(ValueError, match="give the loop once"):
         model_and_loop(loop, linearise(model))
+    # the model's Analysis stands in the same way: its own loop, the same numbers
+    from crnfb.analysis.context import Analysis
+    an = Analysis(model)
+    c = [(c.quantity, c.predicted) for c in validate(an, noise=False, quick=True) if c.passed is not None]
+    assert [q for q, _ in c] == [q for q, _ in a]
+    assert np.allclose([p for _, p in c], [p for _, p in a], rtol=1e-8)
+    assert np.allclose(parameter_noise(an).covariance, parameter_noise(loop).covariance, rtol=1e-8)
+    assert thermodynamics_report(an, with_episode=False)["fixed_point"] == pytest.approx(t1["fixed_point"], rel=1e-8)
+    with pytest.raises(ValueError, match="carries its loop"):
+        model_and_loop(an, linearise(model))

@@ -503,15 +503,15 @@ def _figure_results(net, tmp_path):
     left out: with 60 learned parameters they cost minutes (issue 21, deliverable 2), and the figures
     that need them become placeholders, which are checked too."""
     from crnfb.analysis import pipeline as pl
+    from crnfb.analysis.context import Analysis
     from crnfb.analysis.frequency import broken_loop
     from crnfb.analysis.results import Results
     from crnfb.feedback.modelfile import load_model
     path = tmp_path / f"{net.name}.toml"
     path.write_text(net.text)
     model = load_model(path)
-    run = pl._Run(["fixed point", "linearisation", "stability"], False)
-    optimum, fp, loop, stab = pl._core(model, run)
-    run.close()
+    an = Analysis(model)
+    optimum, fp, loop, stab = an.optimum, an.fixed_point, an.loop, an.stability
     ep = pl.episode_section(model, fp, stab, True)
     return Results(model, optimum, fp, loop, stab,
                    frequency=broken_loop(loop).response(np.logspace(-4, 3, 60)),

@@ -12,6 +12,8 @@ command line). The names below are the public API of both::
     model = crnfb.load_model("examples/birth_death.toml")
     res = crnfb.analyse(model, validate=False)
     print(res.summary())
+    an = crnfb.Analysis(model)      # one quantity at a time, each computed once
+    an.stability, an.margins.eps_crit_value
 
 ``crnfb.load_model`` also reads SBML and Antimony, given the visible species
 and an environment file: ``crnfb.load_model("bd.xml", visible=["X"],
@@ -26,7 +28,7 @@ from crnfb.feedback import (Binomial, DetailedBalanceError, Ensembles, Learning,
                             Network, Poisson, Product, Reaction, Species, Table, TruncationError, load_model,
                             parse_model)
 from crnfb.feedback.fluctuation import MarkovEnvironment, telegraph
-from crnfb.analysis import Results, analyse
+from crnfb.analysis import Analysis, Results, analyse
 from crnfb.analysis.fluctuation import FluctuationResult, fluctuation
 from crnfb.analysis.plots import fluctuation as plot_fluctuation
 
@@ -49,5 +51,5 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree th
 
 __all__ = ["Binomial", "DetailedBalanceError", "Ensembles", "Learning", "Mixture", "Model", "ModelError",
            "Network", "Poisson", "Product", "Reaction", "Species", "Table", "TruncationError", "load_model",
-           "parse_model", "Results", "analyse", "MarkovEnvironment", "telegraph", "FluctuationResult",
+           "parse_model", "Analysis", "Results", "analyse", "MarkovEnvironment", "telegraph", "FluctuationResult",
            "fluctuation", "plot_fluctuation", "from_biocrnpyler", "import_sbml", "__version__"]
