@@ -285,7 +285,23 @@ def _gains_of(loop: LinearLoop, direction):
     return lambda g: 1.0 + (g - 1.0) * d
 
 
-def _critical_gain_sparse(loop, gains_of, n_flat, g_min, g_max, crossings, refine, xtol) -> "CriticalGain | None":
+def slow_learning_unstable(loop: LinearLoop) -> bool:
+    """Whether the loop is unstable as every learning rate goes to zero: an eigenvalue of
+    ``M(0) = W^T P(0) W`` (the quasi-static loop's matrix) in the closed left half plane, beyond the
+    one zero tolerance. The same for every direction of :func:`critical_gain`: computed once by
+    :func:`margins` for all of them (a ``k x k`` eigenvalue problem: with 205 learned parameters
+    it was 60 of the per-loop margins' 200 s when each direction computed it)."""
+    from crnfb.analysis.stability import classify_modes, zero_tolerance
+
+    blocks = broken_loop(loop)
+    mu = np.linalg.eigvals(blocks.W.T @ blocks.open_loop([0.0])[0][0] @ blocks.W)
+    tol = zero_tolerance(mu, float(np.max(np.abs(mu))) if mu.size else 0.0)
+    mu = classify_modes(mu, loop.flat_count, tol).rest
+    return bool(np.any(mu.real <= tol))
+
+
+def _critical_gain_sparse(loop, gains_of, g_min, g_max, crossings, refine, xtol,
+                          slow_unstable: bool | None = None) -> "CriticalGain | None":
     """Critical factor from frequency-domain crossings, verified (and refined) by sparse eigenvalues.
 
     The reduced Jacobian has an eigenvalue ``j w`` at factor ``g`` exactly when
@@ -295,15 +311,10 @@ def _critical_gain_sparse(loop, gains_of, n_flat, g_min, g_max, crossings, refin
     first crossing met as ``g`` grows is where stability is lost. Returns
     None when a crossing fails to verify (the caller then scans).
     """
-    from crnfb.analysis.stability import classify_modes, zero_tolerance
-
     abscissa, stable = _nominal_abscissa(loop)
-    blocks = broken_loop(loop)
-    M0 = blocks.W.T @ blocks.open_loop([0.0])[0][0] @ blocks.W
-    mu = np.linalg.eigvals(M0)
-    tol = zero_tolerance(mu, float(np.max(np.abs(mu))) if mu.size else 0.0)
-    mu = classify_modes(mu, n_flat, tol).rest
-    if np.any(mu.real <= tol):
+    if slow_unstable is None:
+        slow_unstable = slow_learning_unstable(loop)
+    if slow_unstable:
         return CriticalGain(None, None, stable, abscissa,
                             f"the loop is unstable for every factor down to {g_min:g} "
                             "(the fixed point is not stable under slow learning)")
@@ -400,7 +411,8 @@ def critical_rates(loop: LinearLoop, cg: "CriticalGain | None" = None) -> Critic
 
 def critical_gain(loop: LinearLoop, direction=None, g_min: float = G_MIN, g_max: float = G_MAX,
                   per_decade: int = GRID_PER_DECADE, xtol: float = 1e-10, candidates=(),
-                  crossings: list | None = None, refine: bool = True) -> CriticalGain:
+                  crossings: list | None = None, refine: bool = True,
+                  slow_unstable: bool | None = None) -> CriticalGain:
     """Smallest ``g`` in ``[g_min, g_max]`` with an eigenvalue of ``Jr(g)`` in the right half plane.
 
     ``max Re eig`` is evaluated on a log grid (``per_decade`` points a decade,
@@ -423,11 +435,15 @@ def critical_gain(loop: LinearLoop, direction=None, g_min: float = G_MIN, g_max:
         eigenvalue near ``j omega`` (sparse shift-invert) changes sign across
         ``g (1 -+ 1e-3)`` is the answer, refined with ``brentq`` on that
         eigenvalue when ``refine``. If none verifies, the scan runs.
+    slow_unstable : bool or None
+        :func:`slow_learning_unstable` when the caller has it (the same for every
+        direction); None: computed here when needed.
     """
     n_flat = loop.flat_count
     jac = _scaled_family(loop, direction)
     if loop.n_reduced > sizes.DENSE_SCAN_LIMIT and crossings is not None:
-        out = _critical_gain_sparse(loop, _gains_of(loop, direction), n_flat, g_min, g_max, crossings, refine, xtol)
+        out = _critical_gain_sparse(loop, _gains_of(loop, direction), g_min, g_max, crossings, refine, xtol,
+                                    slow_unstable)
         if out is not None:
             return out
         candidates = [g for _, g in crossings]    # a crossing did not verify: the eigenvalue scan decides
@@ -475,32 +491,36 @@ def _track(lam: np.ndarray) -> np.ndarray:
 
 
 #: A bracketed crossing is refined only when its estimate on the grid is below this multiple of ``g_max``
-#: (the estimate interpolates the branch linearly across one grid interval; a factor 10 leaves room
-#: for its error, which is second order in the interval).
+#: and of the smallest crossing refined before it (the estimate interpolates the branch linearly across
+#: one grid interval; a factor 10 leaves room for its error, which is second order in the interval).
 REFINE_BEYOND = 10.0
 
 
-def nyquist_crossings(blocks: BrokenLoop, response: LoopResponse,
-                      g_max: float | None = None) -> list[tuple[float, float]]:
+def nyquist_crossings(blocks: BrokenLoop, response: LoopResponse, g_max: float | None = None,
+                      g_min: float = G_MIN) -> list[tuple[float, float]]:
     """``(omega, g)`` where an eigenvalue of ``L_id(jw)`` crosses the negative real axis at ``-1/g``.
 
     Sorted by ``g``. Crossings are bracketed on the response grid and refined
-    with ``brentq`` on the imaginary part of the tracked eigenvalue; with ``g_max``,
-    only those whose grid estimate is below ``REFINE_BEYOND * g_max`` (the loci of
-    near-flat directions cross next to the origin, at factors of 1e8 and more: with
-    200 learned parameters, hundreds of refinements of one full response each).
+    with ``brentq`` on the imaginary part of the tracked eigenvalue, in the order
+    of their grid estimates. With ``g_max``, a crossing is refined only while
+    its grid estimate is below ``REFINE_BEYOND`` times both ``g_max`` and the
+    smallest refined crossing above ``g_min`` so far: the first crossing is the gain margin and
+    the one :func:`critical_gain` verifies, and the later ones are not reported
+    (with 200 learned parameters, the near-flat directions' loci give hundreds of
+    crossings, each refinement a dozen full responses of the plant).
     """
     omega = response.omega
     lam = response.loci
     if lam.shape[1] > 1:
         lam = _track(lam)
-    out = []
-    for j in range(lam.shape[1]):
-        for i in _negative_axis_brackets(lam[:, j]):
-            if g_max is not None and _grid_estimate(lam[i, j], lam[i + 1, j]) > REFINE_BEYOND * g_max:
-                continue        # before building the branch's picker: nothing to refine there
-            pick = _eigenvalue_branch(blocks, omega[i], omega[i + 1], lam[i, j], lam[i + 1, j])
-            out.extend(_siso_crossings(omega[i:i + 2], lam[i:i + 2, j], pick))
+    brackets = [(_grid_estimate(lam[i, j], lam[i + 1, j]), i, j)
+                for j in range(lam.shape[1]) for i in _negative_axis_brackets(lam[:, j])]
+    out: list[tuple[float, float]] = []
+    for est, i, j in sorted(brackets):
+        if g_max is not None and est > REFINE_BEYOND * min([g_max] + [g for _, g in out if g >= g_min]):
+            break                     # sorted: every later estimate is larger still
+        pick = _eigenvalue_branch(blocks, omega[i], omega[i + 1], lam[i, j], lam[i + 1, j])
+        out.extend(_siso_crossings(omega[i:i + 2], lam[i:i + 2, j], pick))
     return sorted(out, key=lambda t: t[1])
 
 
@@ -564,19 +584,31 @@ def loops_at_a_time(P: np.ndarray, eps: np.ndarray, omega: np.ndarray) -> np.nda
     return (1.0 / (s[:, None] * d) - 1.0)
 
 
-def _siso_crossings(omega: np.ndarray, values: np.ndarray, fun,
-                    g_max: float | None = None) -> list[tuple[float, float]]:
-    """``(omega, g)`` where ``values`` (= ``fun`` on the grid) crosses the negative real axis at ``-1/g``
-    (with ``g_max``: only the crossings whose grid estimate is below ``REFINE_BEYOND * g_max``)."""
-    out = []
-    for i in _negative_axis_brackets(values):
-        if g_max is not None and _grid_estimate(values[i], values[i + 1]) > REFINE_BEYOND * g_max:
-            continue
+def _siso_crossings(omega: np.ndarray, values: np.ndarray, fun, g_max: float | None = None,
+                    g_min: float = G_MIN) -> list[tuple[float, float]]:
+    """``(omega, g)`` where ``values`` (= ``fun`` on the grid) crosses the negative real axis at ``-1/g``,
+    sorted by ``g``. With ``g_max``, crossings are refined in the order of their grid estimates while the
+    estimate is below ``REFINE_BEYOND`` times ``g_max`` and the smallest refined one above ``g_min``
+    (:func:`nyquist_crossings`)."""
+    out: list[tuple[float, float]] = []
+    brackets = sorted((_grid_estimate(values[i], values[i + 1]), i) for i in _negative_axis_brackets(values))
+    for est, i in brackets:
+        if g_max is not None and est > REFINE_BEYOND * min([g_max] + [g for _, g in out if g >= g_min]):
+            break
+        # brentq starts from the bracket's ends, whose values the grid has: each further evaluation is a
+        # full response of the plant (and the root is usually one of the points it evaluated)
+        seen = {float(omega[i]): values[i], float(omega[i + 1]): values[i + 1]}
+
+        def imag(w, seen=seen):
+            if w not in seen:
+                seen[w] = fun(w)
+            return seen[w].imag
+
         try:
-            wc = brentq(lambda w: fun(w).imag, omega[i], omega[i + 1], xtol=1e-13 * omega[i], rtol=1e-12)
+            wc = brentq(imag, float(omega[i]), float(omega[i + 1]), xtol=1e-13 * omega[i], rtol=1e-12)
         except ValueError:
             continue
-        v = fun(wc)
+        v = seen[wc] if wc in seen else fun(wc)
         if v.real < 0:
             out.append((float(wc), float(-1.0 / v.real)))
     return sorted(out, key=lambda t: t[1])
@@ -743,8 +775,10 @@ def margins(loop: LinearLoop, *, g_min: float = G_MIN, g_max: float = G_MAX, ome
     omega = analysis_grid(blocks) if omega is None else np.asarray(omega, float)
     resp = blocks.response(omega)
 
-    cross = nyquist_crossings(blocks, resp, g_max)
-    cg = critical_gain(loop, None, g_min, g_max, candidates=[c[1] for c in cross], crossings=cross)
+    cross = nyquist_crossings(blocks, resp, g_max, g_min)
+    slow = slow_learning_unstable(loop) if loop.n_reduced > sizes.DENSE_SCAN_LIMIT else None
+    cg = critical_gain(loop, None, g_min, g_max, candidates=[c[1] for c in cross], crossings=cross,
+                       slow_unstable=slow)
     eps_crit = critical_rates(loop, cg).eps_crit
 
     cross = [c for c in cross if c[1] <= g_max]
@@ -775,7 +809,7 @@ def margins(loop: LinearLoop, *, g_min: float = G_MIN, g_max: float = G_MAX, ome
         svw, svm = _refine_extremum(
             lambda w: np.linalg.svd(I + blocks.response([w]).L[0], compute_uv=False)[-1], omega, smin, False)
 
-    loops = _per_loop(loop, blocks, resp, names, eps, g_min, g_max) if per_loop and len(eps) > 1 else []
+    loops = _per_loop(loop, blocks, resp, names, eps, g_min, g_max, slow) if per_loop and len(eps) > 1 else []
     return Margins(learned=names, eps=eps, identifiable_directions=blocks.r,
                    stable_at_nominal=cg.stable_at_nominal, abscissa_nominal=cg.abscissa_nominal,
                    eps_crit=eps_crit, gain_margin=cg.gain, critical_frequency=cg.frequency,
@@ -788,7 +822,7 @@ def margins(loop: LinearLoop, *, g_min: float = G_MIN, g_max: float = G_MAX, ome
 
 
 def _per_loop(loop: LinearLoop, blocks: BrokenLoop, resp: LoopResponse, names, eps, g_min: float,
-              g_max: float) -> list[dict]:
+              g_max: float, slow_unstable: bool | None = None) -> list[dict]:
     """``margins.per_loop``: each learned species' rate scaled alone (loop at a time; module docstring)."""
     omega = resp.omega
     T = loops_at_a_time(resp.P, eps, omega)
@@ -796,10 +830,11 @@ def _per_loop(loop: LinearLoop, blocks: BrokenLoop, resp: LoopResponse, names, e
     for i, name in enumerate(names):
         cands = _siso_crossings(omega, T[:, i],
                                 lambda w, i=i: loop_at_a_time(blocks.open_loop([w])[0], eps, np.array([w]), i)[0],
-                                g_max)
+                                g_max, g_min)
         cands = [c for c in cands if c[1] <= g_max]
         ci = critical_gain(loop, i, g_min, g_max, per_decade=PER_LOOP_PER_DECADE,
-                           candidates=[c[1] for c in cands], crossings=cands, refine=False)
+                           candidates=[c[1] for c in cands], crossings=cands, refine=False,
+                           slow_unstable=slow_unstable)
         loops.append({"species": name, "eps": float(eps[i]),
                       "eps_crit": None if ci.gain is None else float(eps[i] * ci.gain),
                       "gain_margin": None if ci.gain is None else float(ci.gain),
@@ -809,5 +844,5 @@ def _per_loop(loop: LinearLoop, blocks: BrokenLoop, resp: LoopResponse, names, e
     return loops
 
 
-__all__ = ["NearShift", "critical_gain", "CriticalGain", "critical_rates", "CriticalRates", "rates_value", "eigenvalue_near",
+__all__ = ["NearShift", "critical_gain", "slow_learning_unstable", "CriticalGain", "critical_rates", "CriticalRates", "rates_value", "eigenvalue_near",
            "loop_at_a_time", "loops_at_a_time", "Margins", "margins", "nyquist_crossings", "phase_margin", "scaled_jacobian"]

@@ -176,7 +176,14 @@ class PlantROM:
 
     def __call__(self, w: float) -> np.ndarray:
         """The model's response at ``w`` (q, p)."""
-        return self.C_r @ (self.B_r / (1j * w - self.lam)[:, None])
+        d = 1.0 / (1j * w - self.lam)
+        if np.isrealobj(self.C_r) and np.isrealobj(self.B_r):
+            # one real product with the real and imaginary parts side by side: numpy would promote
+            # C_r to complex for a complex GEMM (0.15 s against 0.11 s at 410 x 1998 x 206, one thread)
+            p = self.B_r.shape[1]
+            Y = self.C_r @ np.hstack([self.B_r * d.real[:, None], self.B_r * d.imag[:, None]])
+            return Y[:, :p] + 1j * Y[:, p:]
+        return self.C_r @ (self.B_r * d[:, None])
 
     def to_dict(self) -> dict:
         return {"order": self.order, "factorisations": int(self.shifts.size), "band": [float(b) if np.isfinite(b) else None for b in self.band],
