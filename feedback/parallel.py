@@ -34,6 +34,8 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.reduction import ForkingPickler
 from typing import Callable, Sequence, TypeVar
 
+from crnfb.feedback.signals_guard import held     # absolute: tests load this file on its own too
+
 __all__ = ["available_workers", "run_all", "WorkerError"]
 
 T = TypeVar("T")
@@ -106,8 +108,7 @@ def _start(n: int, workers: list[tuple[BaseProcess, Connection]]) -> None:
     (raised in this function's ``finally``, it once left the workers alive and the parent waiting
     for them at exit)."""
     ctx = multiprocessing.get_context("fork")
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP)  # delivered after the forks, here and there
-    try:
+    with held(_STOP):               # delivered after the forks, here and there
         for _ in range(n):
             here, there = ctx.Pipe()
             ends = [c for _, c in workers] + [here]
@@ -115,22 +116,17 @@ def _start(n: int, workers: list[tuple[BaseProcess, Connection]]) -> None:
             p.start()
             there.close()
             workers.append((p, here))
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _kill(workers: list[tuple[BaseProcess, Connection]]) -> None:
     """SIGKILL and reap every worker (signals held back meanwhile: this must finish)."""
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP)
-    try:
+    with held(_STOP):
         for p, _ in workers:
             if p.exitcode is None:
                 p.kill()
         for p, c in workers:
             p.join()
             c.close()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _stop(workers: list[tuple[BaseProcess, Connection]]) -> None:

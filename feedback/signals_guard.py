@@ -26,13 +26,34 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-__all__ = ["python_signals", "TOUCHED_SIGNALS"]
+__all__ = ["held", "python_signals", "TOUCHED_SIGNALS"]
 
 #: The signals whose Python handlers are reinstalled after a native call (GKlib touches SIGTERM
 #: and SIGABRT; SIGINT is Python's KeyboardInterrupt and costs nothing to include).
 TOUCHED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGABRT)
 #: Held back (blocked) during the call, delivered after it.
 _HELD = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextmanager
+def held(signals) -> Iterator[None]:
+    """Run the body with ``signals`` blocked in this thread, then restore the thread's mask as it was.
+
+    Exception-safe against asynchronous exceptions: a Python signal handler
+    (``KeyboardInterrupt``, a test's ``SIGALRM`` time limit) runs right after a C
+    call returns, so ``held = pthread_sigmask(SIG_BLOCK, s); try: ...`` can raise
+    between the block and the ``try`` and leave the signals blocked for good. A
+    process that does so cannot be interrupted any more, nor can any child it
+    starts (a child inherits the mask across ``fork`` and ``exec``): a CI flake
+    where three signal tests of one pytest worker timed out. Here the mask is
+    read without change first, and blocked inside the ``try``.
+    """
+    saved = signal.pthread_sigmask(signal.SIG_BLOCK, ())       # read only: nothing to undo if we stop here
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, saved)
 
 
 @contextmanager
@@ -44,15 +65,16 @@ def python_signals() -> Iterator[None]:
     would remove a C-level handler Python does not know of (``faulthandler``'s
     on ``SIGABRT``). Outside the main thread handlers cannot be set (CPython);
     there the signals are still held back during the call, and the main
-    thread's next guarded call repairs the flags.
+    thread's next guarded call repairs the flags. The handlers are reinstalled
+    while the signals are still held (:func:`held` restores the mask last, also
+    when an exception interrupts the reinstalling).
     """
     in_main = threading.current_thread() is threading.main_thread()
     saved = {s: signal.getsignal(s) for s in TOUCHED_SIGNALS} if in_main else {}
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
-    try:
-        yield
-    finally:
-        for sig, handler in saved.items():
-            if callable(handler):
-                signal.signal(sig, handler)
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    with held(_HELD):
+        try:
+            yield
+        finally:
+            for sig, handler in saved.items():
+                if callable(handler):
+                    signal.signal(sig, handler)

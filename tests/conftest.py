@@ -8,6 +8,7 @@ and a moderate number of examples so the whole suite stays fast.
 from __future__ import annotations
 
 import itertools
+import signal
 from collections import deque
 from pathlib import Path
 
@@ -39,6 +40,23 @@ def pytest_collection_modifyitems(config, items):
     """Slow tests first (stable order otherwise): with several workers the longest ones start at
     once and the short ones fill the other cores, instead of one worker ending the run alone."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@pytest.fixture(autouse=True)
+def _signals_left_deliverable():
+    """Fail a test that leaves SIGINT or SIGTERM blocked in this process (and unblock them): every
+    process it starts afterwards would inherit the mask and ignore them (three signal tests of one
+    pytest worker once timed out so; crnfb.feedback.signals_guard.held)."""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+    yield
+    after = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+    left = (after - before) & _STOP_SIGNALS
+    if left:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, left)
+        pytest.fail(f"the test left {sorted(s.name for s in left)} blocked in the pytest process")
 
 
 def example(name: str):

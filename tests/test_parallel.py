@@ -258,3 +258,37 @@ def test_an_interrupt_pending_during_the_forks_still_kills_the_workers(tmp_path)
                           text=True, timeout=50)
     assert (proc.stdout, proc.stderr) == ("interrupted 0\n", "")
     assert time.monotonic() - t0 < 30
+
+
+@pytest.mark.parametrize("guard", ["held", "python_signals", "run_all"])
+def test_an_exception_as_the_signals_are_blocked_leaves_them_deliverable(monkeypatch, guard):
+    """A Python signal handler runs as a C call returns: an exception raised just as
+    ``pthread_sigmask(SIG_BLOCK, ...)`` returns (simulated here) must not leave SIGINT/SIGTERM
+    blocked, or this process and every process it starts ignore them (a CI flake: three signal
+    tests of one pytest worker timed out)."""
+    from crnfb.feedback import signals_guard
+
+    real = signal.pthread_sigmask
+    raised = []
+
+    def interrupted_at_return(how, sigs):
+        out = real(how, sigs)
+        if how == signal.SIG_BLOCK and set(sigs) and not raised:
+            raised.append(True)
+            raise KeyboardInterrupt("as the block returned")
+        return out
+
+    monkeypatch.setattr(signals_guard.signal, "pthread_sigmask", interrupted_at_return)
+    before = real(signal.SIG_BLOCK, ())
+    with pytest.raises(KeyboardInterrupt, match="as the block returned"):
+        if guard == "held":
+            with signals_guard.held({signal.SIGINT, signal.SIGTERM}):
+                pass
+        elif guard == "python_signals":
+            with signals_guard.python_signals():
+                pass
+        else:
+            monkeypatch.setenv("CRNFB_WORKERS", "2")
+            parallel.run_all([partial(_square_and_pid, 1)] * 2)
+    monkeypatch.undo()
+    assert raised and real(signal.SIG_BLOCK, ()) == before
