@@ -11,13 +11,13 @@ were unstable by 40-400x (docs: shared/notes/python-control-0.10.md).
 
 For growing state counts it times
 
-* analytic: the loop fixed point (:func:`crnfb.analysis.fixedpoints.loop_fixed_point`),
-  the analytic sparse Jacobian and its reduction (:func:`crnfb.analysis.linearise.linearise`,
+* analytic: the loop fixed point (:func:`crnfb.analysis.linear.fixedpoints.loop_fixed_point`),
+  the analytic sparse Jacobian and its reduction (:func:`crnfb.analysis.linear.linearise.linearise`,
   including ``Jr``), and the slowest 10 closed-loop eigenvalues
-  (:func:`crnfb.analysis.stability.closed_loop_eigenvalues` with ``count=10``:
+  (:func:`crnfb.analysis.linear.stability.closed_loop_eigenvalues` with ``count=10``:
   dense ``eig`` up to ``STABILITY_DENSE_LIMIT`` reduced states, shift-invert Arnoldi on the full Jacobian above);
 * python-control: :func:`control.linearize` of the interconnected nonlinear
-  loop (:func:`crnfb.feedback.loop.nonlinear_loop`; forward differences, n+2
+  loop (:func:`crnfb.feedback.dynamics.loop.nonlinear_loop`; forward differences, n+2
   evaluations of the vector field) at the same fixed point, plus dense
   ``numpy.linalg.eigvals`` of the resulting full matrix.
 
@@ -63,13 +63,13 @@ sys.path.insert(0, str(ROOT))
 
 import control  # noqa: E402
 
-from crnfb.analysis.linearise import linearise  # noqa: E402
-from crnfb.analysis.fixedpoints import loop_fixed_point
-from crnfb.analysis.stability import closed_loop_eigenvalues  # noqa: E402
-from crnfb.feedback.sizes import STABILITY_DENSE_LIMIT  # noqa: E402
+from crnfb.analysis.linear.linearise import linearise  # noqa: E402
+from crnfb.analysis.linear.fixedpoints import loop_fixed_point
+from crnfb.analysis.linear.stability import closed_loop_eigenvalues  # noqa: E402
+from crnfb.feedback.numerics.sizes import STABILITY_DENSE_LIMIT  # noqa: E402
 from crnfb.feedback import Learning, Model, Network, Poisson, parse_model  # noqa: E402
-from crnfb.feedback.ensembles import LearningNetwork  # noqa: E402
-from crnfb.feedback.loop import nonlinear_loop  # noqa: E402
+from crnfb.feedback.dynamics.ensembles import LearningNetwork  # noqa: E402
+from crnfb.feedback.dynamics.loop import nonlinear_loop  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "linearise.csv"
 

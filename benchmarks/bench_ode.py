@@ -21,8 +21,8 @@ has shrunk to 1e-3 of its start (docs/theory.md §4), ``rtol = 1e-7``,
 
 ``bdf``      SciPy's BDF with the analytic sparse Jacobian (SuperLU, COLAMD;
              refactorises on every change of step size) - the old default.
-``reuse``    :class:`crnfb.feedback.bdf.ReuseBDF`, the default of
-             :func:`crnfb.feedback.simulate.integrate`: the same BDF reusing its
+``reuse``    :class:`crnfb.feedback.dynamics.bdf.ReuseBDF`, the default of
+             :func:`crnfb.feedback.dynamics.integrate.integrate`: the same BDF reusing its
              Newton matrix while ``c = h / alpha`` stays within 30 %, and a
              bordered LU (sparse ensemble block + Schur complement on theta).
 ``sundae``   SUNDIALS CVODE (BDF) through scikit-sundae with its sparse direct
@@ -31,7 +31,7 @@ has shrunk to 1e-3 of its start (docs/theory.md §4), ``rtol = 1e-7``,
              scikit-sundae`` (not a dependency of the package; without it the
              row says why and the method is skipped).
 ``cvpre``    SUNDIALS CVODE (scikit-sundae) with GMRES preconditioned by our
-             bordered LU of ``I - gamma J`` (:class:`crnfb.feedback.sparselu.BorderedLU`,
+             bordered LU of ``I - gamma J`` (:class:`crnfb.feedback.numerics.sparselu.BorderedLU`,
              refactorised when CVODE asks, i.e. on its own reuse rule) and
              ``J v`` from our analytic Jacobian.
 ``rr``       libRoadRunner's CVODE on our exported SBML (``learning_sbml``;
@@ -92,10 +92,10 @@ from scipy import sparse  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from crnfb.analysis.fixedpoints import loop_fixed_point  # noqa: E402
-from crnfb.feedback.ensembles import LearningNetwork  # noqa: E402
-from crnfb.feedback.modelfile import load_model  # noqa: E402
-from crnfb.feedback.simulate import ATOL_P, ATOL_THETA, RTOL, LoopField, simulate, state_atol  # noqa: E402
+from crnfb.analysis.linear.fixedpoints import loop_fixed_point  # noqa: E402
+from crnfb.feedback.dynamics.ensembles import LearningNetwork  # noqa: E402
+from crnfb.feedback.io.modelfile import load_model  # noqa: E402
+from crnfb.feedback.dynamics.integrate import ATOL_P, ATOL_THETA, RTOL, LoopField, simulate, state_atol  # noqa: E402
 
 CASES = {"e1": None, "tv4": (4, 2), "t40": "scaffold_T40_K20.toml", "tv14": (14, 7), "tv23": "two_visible.toml"}
 DEFAULT_CASES = ["tv4", "t40", "tv14", "tv23"]
@@ -163,7 +163,7 @@ def run_ours(model, net, theta_star, method: str) -> dict:
 
 def run_sundae(model, net, theta_star) -> dict:
     import sksundae
-    from crnfb.feedback.simulate import _episode_end_event
+    from crnfb.feedback.dynamics.integrate import _episode_end_event
 
     field_ = LoopField(net)
     x0 = net.initial_state()
@@ -201,8 +201,8 @@ def run_sundae(model, net, theta_star) -> dict:
 
 def run_cvode_precond(model, net, theta_star) -> dict:
     import sksundae
-    from crnfb.feedback.sparselu import BorderedLU
-    from crnfb.feedback.simulate import _episode_end_event
+    from crnfb.feedback.numerics.sparselu import BorderedLU
+    from crnfb.feedback.dynamics.integrate import _episode_end_event
 
     field_ = LoopField(net)
     x0 = net.initial_state()
@@ -248,7 +248,7 @@ def run_cvode_precond(model, net, theta_star) -> dict:
 
 def run_rr(model, net, t_episode: float) -> dict:
     import roadrunner
-    from crnfb.feedback.sbml import learning_sbml
+    from crnfb.feedback.io.sbml import learning_sbml
 
     text, _, t_export = _timed(lambda: learning_sbml(model))
     rr, t_load, _ = _timed(lambda: roadrunner.RoadRunner(text))
@@ -365,7 +365,7 @@ def _child(kind: str, case: str, t_episode: float, from_file: bool = False, thet
                 "integrate_wall_s": tr.metadata["wall_time"], "steps": tr.metadata["steps"],
                 "t_episode": float(tr.t[-1]), "theta_end": tr.theta[-1].tolist()}
     import roadrunner
-    from crnfb.feedback.sbml import learning_sbml
+    from crnfb.feedback.io.sbml import learning_sbml
     text, export_wall, export_cpu = _timed(lambda: learning_sbml(model))
     opt = roadrunner.LoadSBMLOptions()
     opt.setLLVMBackend(roadrunner.LoadSBMLOptions.LLJIT)     # loads 2.6x faster than the default MCJIT (tv4)

@@ -12,11 +12,11 @@ shared 2-core machine). Two series, both on the two-visible hidden-scaffold
 family of ``examples/research_scale.py`` (``T``, ``K`` growing; the shipped
 ``two_visible.toml`` is ``T = 23, K = 11``, 10,080 states):
 
-- ``report``: :func:`crnfb.analysis.pipeline.analyse` (figures' data included,
+- ``report``: :func:`crnfb.analysis.reporting.pipeline.analyse` (figures' data included,
   validation unless ``--no-validate``), each stage's wall time from
   ``Results.timings``; the fitted exponent of total time vs states.
 - ``core``: ``fit`` (learned fixed point) + loop fixed point + linearisation
-  + the 10 slowest closed-loop modes (:func:`crnfb.analysis.stability.stability`),
+  + the 10 slowest closed-loop modes (:func:`crnfb.analysis.linear.stability.stability`),
   with the peak resident memory of a fresh process per size.
 
 Writes ``benchmarks/results/report.csv`` and ``benchmarks/results/core.csv``.
@@ -64,11 +64,11 @@ def _model_file(T: int, K: int, tmp: Path) -> Path:
 
 def _core_child(path: str) -> None:
     """Run in a fresh process: fit + linearisation + 10 slowest modes; print JSON."""
-    from crnfb.analysis.fixedpoints import learned_fixed_point
-    from crnfb.analysis.linearise import linearise
-    from crnfb.analysis.fixedpoints import loop_fixed_point
-    from crnfb.analysis.stability import stability
-    from crnfb.feedback.modelfile import load_model
+    from crnfb.analysis.linear.fixedpoints import learned_fixed_point
+    from crnfb.analysis.linear.linearise import linearise
+    from crnfb.analysis.linear.fixedpoints import loop_fixed_point
+    from crnfb.analysis.linear.stability import stability
+    from crnfb.feedback.io.modelfile import load_model
 
     c0 = time.process_time()
     t0 = time.perf_counter()
@@ -146,16 +146,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if not args.core_only:
-            from crnfb.analysis.pipeline import analyse
-            from crnfb.feedback.modelfile import load_model
-            from crnfb.feedback.parallel import available_workers
+            from crnfb.analysis.reporting.pipeline import analyse
+            from crnfb.feedback.io.modelfile import load_model
+            from crnfb.feedback.numerics.parallel import available_workers
 
             rows = []
             for T, K in report_sizes:
                 model = load_model(_model_file(T, K, tmp))
                 t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu()
                 res = analyse(model, validate=not args.no_validate, figures=True)
-                # CPU of this process and of the validation's forked workers (crnfb.feedback.parallel)
+                # CPU of this process and of the validation's forked workers (crnfb.feedback.numerics.parallel)
                 wall, cpu = time.perf_counter() - t0, time.process_time() - c0 + _children_cpu() - k0
                 failed = [c.quantity for c in (res.validation or []) if c.passed is False]
                 not_made = [c.quantity for c in (res.validation or []) if c.passed is None]

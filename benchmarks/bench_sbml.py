@@ -42,8 +42,8 @@ from scipy.integrate import solve_ivp  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from crnfb.feedback import sbml  # noqa: E402
-from crnfb.feedback.modelfile import load_model  # noqa: E402
+from crnfb.feedback.io import sbml  # noqa: E402
+from crnfb.feedback.io.modelfile import load_model  # noqa: E402
 
 
 def case_model(name: str):

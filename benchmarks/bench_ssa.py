@@ -1,4 +1,4 @@
-"""Events per CPU-second: our SSA (feedback/ssa.py) against GillesPy2 and bioscrape on the same network.
+"""Events per CPU-second: our SSA (feedback/dynamics/ssa.py) against GillesPy2 and bioscrape on the same network.
 
     python benchmarks/bench_ssa.py            # full table (n_max 20, 50, 100; M = 1000)
     python benchmarks/bench_ssa.py --quick    # n_max 20 only, short runs (results/ssa-quick.csv)
@@ -73,7 +73,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from crnfb.feedback import Ensembles, Learning, Model, Network, Table  # noqa: E402
-from crnfb.feedback.ssa import simulate_ssa  # noqa: E402
+from crnfb.feedback.dynamics.ssa import simulate_ssa  # noqa: E402
 
 M = 1000
 OMEGA = 1000.0
@@ -95,7 +95,7 @@ def bench_model(n_max: int, clamping: str = "dynamic") -> Model:
 
 def initial_counts(model: Model, seed: int):
     """The start our SSA uses for replicate 0 (same SeedSequence child, same draws)."""
-    from crnfb.feedback.ensembles import LearningNetwork
+    from crnfb.feedback.dynamics.ensembles import LearningNetwork
     net = LearningNetwork(model)
     th = model.theta0
     pf = net.free_stationary(th)

@@ -5,7 +5,7 @@ Run::
     python benchmarks/bench_statespace.py            # every series below
     python benchmarks/bench_statespace.py --quick    # the smaller half of each series
 
-Two families, timed as :class:`crnfb.feedback.statespace.StateSpace` (the
+Two families, timed as :class:`crnfb.feedback.model.statespace.StateSpace` (the
 class enumerated, sorted and indexed) and then :attr:`StateSpace.edges` (every
 jump of every state, which the generators are built from):
 
@@ -85,8 +85,8 @@ def measure(build, expected: int, repeats: int) -> dict:
 
 
 def rows_for(args) -> list[dict]:
-    from crnfb.feedback.network import Network
-    from crnfb.feedback.statespace import StateSpace
+    from crnfb.feedback.model.network import Network
+    from crnfb.feedback.model.statespace import StateSpace
 
     tw = _token_walk()
     out = []

@@ -5,20 +5,20 @@ Run::
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_validation.py examples/birth_death.toml [--quick]
 
 Prints the checks' table and the seconds each took; exit 1 when a check fails.
-Formerly ``python -m crnfb.analysis.validation`` (issue 11: no command lines in library modules).
+Formerly ``python -m crnfb.analysis.analyses.validation`` (issue 11: no command lines in library modules).
 """
 
 from __future__ import annotations
 
 import time
 
-from crnfb.analysis.validation import table, validate
+from crnfb.analysis.analyses.validation import table, validate
 
 
 def main(argv=None) -> int:
     import argparse
 
-    from crnfb.feedback.modelfile import load_model
+    from crnfb.feedback.io.modelfile import load_model
     p = argparse.ArgumentParser(description="validate the linear analysis against the nonlinear ODE")
     p.add_argument("models", nargs="+")
     p.add_argument("--quick", action="store_true")

@@ -5,12 +5,12 @@ Run::
     python benchmarks/noise_check.py examples/birth_death.toml --seed 0
 
 Prints JSON (the LNA prediction and its checks); exit 1 when a check fails.
-Formerly ``python -m crnfb.analysis.noise`` (issue 11: no command lines in library modules).
+Formerly ``python -m crnfb.analysis.analyses.noise`` (issue 11: no command lines in library modules).
 """
 
 from __future__ import annotations
 
-from crnfb.analysis.noise import parameter_noise, validate_noise
+from crnfb.analysis.analyses.noise import parameter_noise, validate_noise
 
 
 def main(argv=None) -> int:
@@ -23,8 +23,8 @@ def main(argv=None) -> int:
     import sys
 
     from crnfb.feedback.errors import ModelError
-    from crnfb.feedback.model import Ensembles
-    from crnfb.feedback.modelfile import load_model
+    from crnfb.feedback.model.model import Ensembles
+    from crnfb.feedback.io.modelfile import load_model
 
     p = argparse.ArgumentParser(prog="python benchmarks/noise_check.py", description=main.__doc__.split("\n")[0])
     p.add_argument("model")

@@ -13,7 +13,7 @@ fifth species, a chord ``A_i <-> A_(7i+3 mod n)``, holding ``k`` tokens (default
 ``C(n + k - 1, k)`` states and the class is the product of the groups'. The
 box of the species' counts has ``prod (k + 1)^n`` points: ``2^1000`` for one
 token on 1,000 species, which a single 64-bit code of the box cannot index
-(crnfb.feedback.statespace.StateKeys). ``A0_0`` is visible (its target is
+(crnfb.feedback.model.statespace.StateKeys). ``A0_0`` is visible (its target is
 ``binomial(k, 0.3)``); energies cycle through ``0, 0.1, ..., 0.6`` kT.
 """
 

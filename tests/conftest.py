@@ -49,7 +49,7 @@ _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 def _signals_left_deliverable():
     """Fail a test that leaves SIGINT or SIGTERM blocked in this process (and unblock them): every
     process it starts afterwards would inherit the mask and ignore them (three signal tests of one
-    pytest worker once timed out so; crnfb.feedback.signals_guard.held)."""
+    pytest worker once timed out so; crnfb.feedback.numerics.signals_guard.held)."""
     before = signal.pthread_sigmask(signal.SIG_BLOCK, ())
     yield
     after = signal.pthread_sigmask(signal.SIG_BLOCK, ())

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from corpus import SHAPES, make
-from crnfb.analysis import context as C
-from crnfb.analysis.context import Analysis
-from crnfb.analysis.pipeline import analyse
-from crnfb.feedback.model import DERIVED_FROM, Model
-from crnfb.feedback.modelfile import load_model
+from crnfb.analysis.analyses import context as C
+from crnfb.analysis.analyses.context import Analysis
+from crnfb.analysis.reporting.pipeline import analyse
+from crnfb.feedback.model.model import DERIVED_FROM, Model
+from crnfb.feedback.io.modelfile import load_model
 
 NETS = [make(shape, 0) for shape in SHAPES]
 
@@ -112,8 +112,8 @@ def test_a_scaled_eps_reuses_the_learned_fixed_point_and_other_ratios_do_not(net
 
 
 def test_no_fixed_point_is_the_verdict_of_crnfb_fit(tmp_path):
-    from crnfb.analysis.fixedpoints import NoFixedPoint
-    from crnfb.analysis.cli import main
+    from crnfb.analysis.linear.fixedpoints import NoFixedPoint
+    from crnfb.analysis.cli.entry import main
     net = make("scaffold", 0)          # a target the scaffold cannot represent: D falls to a plateau
     an = Analysis(_load(net, tmp_path))
     with pytest.raises(NoFixedPoint, match="plateau"):

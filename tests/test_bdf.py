@@ -1,4 +1,4 @@
-"""The structured integrator (crnfb.feedback.bdf): bordered LU, Newton-matrix reuse, agreement with SciPy's BDF."""
+"""The structured integrator (crnfb.feedback.dynamics.bdf): bordered LU, Newton-matrix reuse, agreement with SciPy's BDF."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import pytest
 import scipy.linalg
 from scipy import sparse
 
-from crnfb.feedback.bdf import ReuseBDF
-from crnfb.feedback.sparselu import BorderedLU, border_indices
-from crnfb.feedback.ensembles import LearningNetwork
-from crnfb.feedback.signals import Step
-from crnfb.feedback.simulate import LoopField, integrate, simulate
-from crnfb.feedback import sizes
+from crnfb.feedback.dynamics.bdf import ReuseBDF
+from crnfb.feedback.numerics.sparselu import BorderedLU, border_indices
+from crnfb.feedback.dynamics.ensembles import LearningNetwork
+from crnfb.feedback.model.signals import Step
+from crnfb.feedback.dynamics.integrate import LoopField, integrate, simulate
+from crnfb.feedback.numerics import sizes
 
 
 def _bordered_matrix(n: int, k: int, seed: int) -> sparse.csc_matrix:
@@ -96,7 +96,7 @@ def test_nested_dissection_without_pivoting_on_the_loop(monkeypatch):
     """The large-block path (METIS order, no row pivoting, ``ND_ABOVE``) lowered to E3: the bordered LU
     is a permuted unpivoted one and the trajectory is SciPy BDF's."""
     from conftest import example
-    from crnfb.feedback.sparselu import PermutedLU
+    from crnfb.feedback.numerics.sparselu import PermutedLU
 
     monkeypatch.setattr(sizes, "ND_ABOVE", 10)
     model = example("hidden_scaffold").with_learning(clamping="dynamic")
@@ -115,7 +115,7 @@ def test_nested_dissection_without_pivoting_on_the_loop(monkeypatch):
 def test_non_dominant_blocks_keep_pivoting(monkeypatch):
     """A sparse block that is not column diagonally dominant keeps the METIS order and is factorised with
     threshold pivoting: a zero on its diagonal (which an unpivoted LU cannot take) solves to rounding."""
-    from crnfb.feedback.sparselu import PermutedLU, column_dominant
+    from crnfb.feedback.numerics.sparselu import PermutedLU, column_dominant
 
     monkeypatch.setattr(sizes, "ND_ABOVE", 10)
     M, border = _bordered_matrix(400, 5, 0)
@@ -134,7 +134,7 @@ def test_sparse_lu_orders_large_matrices_by_nested_dissection(monkeypatch):
     """``sparse_lu`` on both sides of ``ND_ABOVE``, on the shifted loop Jacobian of a generated network
     (dominant) and on the Jacobian itself (theta rows: not dominant): one solution to the backward-error
     bound, whichever order and pivoting."""
-    from crnfb.feedback.sparselu import PermutedLU, sparse_lu
+    from crnfb.feedback.numerics.sparselu import PermutedLU, sparse_lu
     from conftest import example
 
     net = LearningNetwork(example("hidden_scaffold").with_learning(clamping="dynamic"))
@@ -198,7 +198,7 @@ def test_borderless_matrices_keep_their_order_per_pattern(monkeypatch):
     """A large matrix without dense lines is factorised in its layout's METIS order, computed once per
     sparsity pattern: a second matrix of the same pattern reuses it (no METIS call) and both solve to
     the backward-error bound."""
-    import crnfb.feedback.sparselu as slu
+    import crnfb.feedback.numerics.sparselu as slu
 
     monkeypatch.setattr(sizes, "ND_ABOVE", 10)
     rng = np.random.default_rng(3)

@@ -18,10 +18,10 @@ import pytest
 from scipy import sparse
 
 from crnfb import load_model, parse_model
-from crnfb.analysis import bifurcation as bf
-from crnfb.analysis.linearise import linearise
-from crnfb.analysis.margins import margins
-from crnfb.analysis.pipeline import bifurcation_section
+from crnfb.analysis.analyses import bifurcation as bf
+from crnfb.analysis.linear.linearise import linearise
+from crnfb.analysis.analyses.margins import margins
+from crnfb.analysis.reporting.pipeline import bifurcation_section
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -159,8 +159,8 @@ def test_report_section_and_summary_of_a_subcritical_crossing():
     """chain.toml: the report's global.bifurcation and the summary's rows (classification without orbits)."""
     import json
 
-    from crnfb.analysis.globalbehaviour import global_report
-    from crnfb.analysis.summary import _global_table
+    from crnfb.analysis.analyses.globalbehaviour import global_report
+    from crnfb.analysis.reporting.summary import _global_table
 
     lo = linearise(load_model(ROOT / "examples" / "chain.toml"))
     mg = margins(lo)

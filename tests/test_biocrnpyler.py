@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 import crnfb
-from crnfb.analysis.cli import main
-from crnfb.feedback import sbml
+from crnfb.analysis.cli.entry import main
+from crnfb.feedback.io import sbml
 from crnfb.feedback.errors import ModelError
-from crnfb.feedback.network import Network
+from crnfb.feedback.model.network import Network
 
 bcp = pytest.importorskip("biocrnpyler", reason="biocrnpyler is not installed (pip install 'crn-feedback[peers]')")
 pytestmark = pytest.mark.peers
@@ -121,7 +121,7 @@ def test_scaffold_counts_and_hidden_species(tmp_path):
 def test_from_biocrnpyler_is_the_public_function():
     """``crnfb.from_biocrnpyler`` is the function of the SBML package (``Model`` itself does not import its
     converters: no import cycle)."""
-    from crnfb.feedback.sbml.biocrnpyler import from_biocrnpyler
+    from crnfb.feedback.io.sbml.biocrnpyler import from_biocrnpyler
     crn, _ = isomerisation()
     assert crnfb.from_biocrnpyler is from_biocrnpyler
     assert not hasattr(crnfb.Model, "from_biocrnpyler")

@@ -22,10 +22,10 @@ import pytest
 
 libsbml = pytest.importorskip("libsbml")
 
-from crnfb.feedback import sbml  # noqa: E402
-from crnfb.feedback.model import Ensembles  # noqa: E402
-from crnfb.feedback.modelfile import load_model  # noqa: E402
-from crnfb.feedback.ssa import simulate_ssa  # noqa: E402
+from crnfb.feedback.io import sbml  # noqa: E402
+from crnfb.feedback.model.model import Ensembles  # noqa: E402
+from crnfb.feedback.io.modelfile import load_model  # noqa: E402
+from crnfb.feedback.dynamics.ssa import simulate_ssa  # noqa: E402
 
 EX = Path(__file__).resolve().parents[1] / "examples"
 
@@ -65,8 +65,8 @@ def test_bioscrape_theta_mean_at_fixed_point(tmp_path):
     from bioscrape.simulator import py_simulate_model
     from bioscrape.types import Model as BModel
 
-    from crnfb.analysis.fixedpoints import loop_fixed_point
-    from crnfb.feedback.ensembles import LearningNetwork
+    from crnfb.analysis.linear.fixedpoints import loop_fixed_point
+    from crnfb.feedback.dynamics.ensembles import LearningNetwork
 
     # E1 with dynamic clamping, smaller ensembles and faster learning (theta's correlation
     # time 1 / (eps E_Q[x]) = 1) so that the test takes seconds

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from crnfb.analysis.cli import main
+from crnfb.analysis.cli.entry import main
 
 from conftest import EXAMPLE_FILES, EXAMPLES, ROOT
 

@@ -1,4 +1,4 @@
-"""The command line runs with one BLAS thread unless the user chose a count (analysis/cli.py, ``blas_threads``)."""
+"""The command line runs with one BLAS thread unless the user chose a count (analysis/cli/entry.py, ``blas_threads``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import numpy  # noqa: F401  (loads the BLAS that threadpoolctl inspects)
 from threadpoolctl import threadpool_info
 
-from crnfb.analysis.cli import THREAD_VARIABLES, blas_threads
+from crnfb.analysis.cli.entry import THREAD_VARIABLES, blas_threads
 
 
 def _blas_counts() -> set[int]:

@@ -18,10 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crnfb.analysis.cli import main
+from crnfb.analysis.cli.entry import main
 from crnfb.feedback.errors import ModelError
-from crnfb.feedback.fluctuation import GENERATOR_RTOL, MarkovEnvironment
-from crnfb.feedback.modelfile import parse_model
+from crnfb.feedback.model.randomenv import GENERATOR_RTOL, MarkovEnvironment
+from crnfb.feedback.io.modelfile import parse_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TELEGRAPH = ROOT / "examples" / "birth_death_telegraph.toml"
@@ -87,7 +87,7 @@ def test_model_file_accepts_the_issue_generator():
     """The issue's example: [[-0.2, 0.2], [0.2, -0.2]] is the telegraph with k_01 = k_10 = 0.2."""
     m = parse_model(_telegraph_with([[-0.2, 0.2], [0.2, -0.2]]), "x.toml")
     assert m.fluctuation.rates == ((0.0, 0.2), (0.2, 0.0))
-    # telegraph closed form (feedback/fluctuation.py): correlation time 1 / (k_01 + k_10)
+    # telegraph closed form (feedback/model/randomenv.py): correlation time 1 / (k_01 + k_10)
     assert m.fluctuation.correlation_time == pytest.approx(1 / 0.4, rel=1e-12)
 
 

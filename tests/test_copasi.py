@@ -11,7 +11,7 @@ finite-difference Jacobian and linear noise approximation:
   total under the linear in/out resets);
 * the sign of its rightmost eigenvalue at 0.9 and 1.1 times our ``eps_crit``;
 * the LNA variance of theta of the copy-count export (copy-conserving resets,
-  theta learning) against :func:`crnfb.analysis.noise.parameter_noise`.
+  theta learning) against :func:`crnfb.analysis.analyses.noise.parameter_noise`.
 
 Skipped with a reason where basico (copasi-basico, in the ``peers`` extra)
 does not install.
@@ -26,12 +26,12 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from crnfb.analysis.linearise import linearise
-from crnfb.analysis.fixedpoints import loop_fixed_point
-from crnfb.analysis.noise import parameter_noise
-from crnfb.analysis.sbml_commands import export_deviation
-from crnfb.feedback import sbml
-from crnfb.feedback.modelfile import load_model
+from crnfb.analysis.linear.linearise import linearise
+from crnfb.analysis.linear.fixedpoints import loop_fixed_point
+from crnfb.analysis.analyses.noise import parameter_noise
+from crnfb.analysis.cli.sbml_commands import export_deviation
+from crnfb.feedback.io import sbml
+from crnfb.feedback.io.modelfile import load_model
 
 # COPASI resets the process locale to "C" on import (and may again later), which turns Python's
 # default text encoding into ASCII for every later test in the session; put the locale back each time

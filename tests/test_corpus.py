@@ -14,7 +14,7 @@ import json
 import numpy as np
 import pytest
 
-from crnfb.analysis.cli import main
+from crnfb.analysis.cli.entry import main
 
 from brute import Brute
 from corpus import corpus

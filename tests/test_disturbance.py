@@ -1,4 +1,4 @@
-"""Disturbance rejection (analysis/disturbance.py) and the shared frequency responses."""
+"""Disturbance rejection (analysis/analyses/disturbance.py) and the shared frequency responses."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq, minimize_scalar
 
-from crnfb.analysis.disturbance import disturbance, optimum_derivative
-from crnfb.analysis.fixedpoints import learned_fixed_point
-from crnfb.analysis.frequency import closed_loop_direct, dc_response, broken_loop
-from crnfb.analysis.linearise import linearise
+from crnfb.analysis.analyses.disturbance import disturbance, optimum_derivative
+from crnfb.analysis.linear.fixedpoints import learned_fixed_point
+from crnfb.analysis.linear.frequency import closed_loop_direct, dc_response, broken_loop
+from crnfb.analysis.linear.linearise import linearise
 from crnfb.feedback import Binomial, Learning, Model, Network
-from crnfb.feedback.modelfile import load_model
+from crnfb.feedback.io.modelfile import load_model
 
 EX = Path(__file__).resolve().parents[1] / "examples"
 

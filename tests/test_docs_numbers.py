@@ -14,7 +14,7 @@ Where two numbers are both below ``1e-9`` in magnitude they count as equal: the
 pages call them "0 to rounding" and their digits differ between platforms.
 ``crnfb report`` is not rerun as a command: it prints ``res.summary()`` of
 ``analyse(model, validate=..., seed=0)`` and one ``wrote ...`` line
-(``analysis/report.py``), so the same analysis is run once without the figures
+(``analysis/cli/report.py``), so the same analysis is run once without the figures
 (which change no number in the summary) and shared by every check;
 ``tests/test_report.py`` runs the command itself.
 """
@@ -38,8 +38,8 @@ import pytest
 from scipy.stats import binom
 
 import crnfb
-from crnfb.analysis.cli import main
-from crnfb.analysis.figures import report_figures
+from crnfb.analysis.cli.entry import main
+from crnfb.analysis.reporting.figures import report_figures
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = {"README.md": ROOT / "README.md", "tutorial": ROOT / "docs" / "tutorial.md"}
@@ -344,7 +344,7 @@ def _e3_total_variation() -> float:
 
 
 def _bias_at_gamma(gamma: float) -> float:
-    from crnfb.analysis.fixedpoints import loop_fixed_point
+    from crnfb.analysis.linear.fixedpoints import loop_fixed_point
     model = crnfb.load_model(ROOT / "examples" / "hidden_scaffold.toml").with_learning(gamma=gamma)
     return float(loop_fixed_point(model).bias)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import crnfb
-from crnfb.analysis.cli import main
+from crnfb.analysis.cli.entry import main
 
 ROOT = Path(__file__).resolve().parent.parent
 THEORY = ROOT / "docs" / "theory.md"
@@ -65,7 +65,7 @@ def scanned_files() -> list[Path]:
 def test_scan_covers_the_tree():
     rel = {p.relative_to(ROOT).as_posix() for p in scanned_files()}
     for must in ("docs/theory.md", "docs/cli.md", "README.md", "examples/birth_death.toml",
-                 "feedback/network.py", "analysis/cli.py", "src/crnfb/__init__.py", "tests/test_report.py"):
+                 "feedback/model/network.py", "analysis/cli/entry.py", "src/crnfb/__init__.py", "tests/test_report.py"):
         assert must in rel, must
 
 

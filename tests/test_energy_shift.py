@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from scipy.linalg import orth
 
-from crnfb.analysis.cli import main
-from crnfb.feedback.modelfile import load_model
+from crnfb.analysis.cli.entry import main
+from crnfb.feedback.io.modelfile import load_model
 
 from conftest import EXAMPLES
 
@@ -76,10 +76,10 @@ def test_report_analysis_is_invariant_under_energy_shifts(tmp_path, name):
     # when the shift slows the kinetics by e^30)
     from types import SimpleNamespace
 
-    from crnfb.analysis.fixedpoints import learned_fixed_point
-    from crnfb.analysis.linearise import linearise
-    from crnfb.analysis.fixedpoints import loop_fixed_point
-    from crnfb.analysis.stability import stability
+    from crnfb.analysis.linear.fixedpoints import learned_fixed_point
+    from crnfb.analysis.linear.linearise import linearise
+    from crnfb.analysis.linear.fixedpoints import loop_fixed_point
+    from crnfb.analysis.linear.stability import stability
 
     def analyse(model, **_):
         opt = learned_fixed_point(model)
@@ -139,7 +139,7 @@ def test_loop_jacobian_is_finite_and_exact_30kT_away(tmp_path):
     Regression: 1/P(v) overflowed where the visible marginal underflows, which made
     ``d m_c / d theta`` NaN and every stiff solver fail at t = 0.
     """
-    from crnfb.analysis.thermo import _loop_parts
+    from crnfb.analysis.analyses.thermo import _loop_parts
     path = tmp_path / "minus.toml"
     path.write_text(shifted("birth_death", -30))
     model = load_model(path)

@@ -1,5 +1,5 @@
 """One ``eps_crit`` (issue 19, deliverable 2): every learning rate times the critical factor ``g_c``
-(:func:`crnfb.analysis.margins.critical_rates`), the same in margins, the fluctuation section and the
+(:func:`crnfb.analysis.analyses.margins.critical_rates`), the same in margins, the fluctuation section and the
 SBML export check, per species when the learning rates differ.
 
 Independent numbers: the chain's closed form ``k = (12 - 3 sqrt 6)/25`` (Routh-Hurwitz, derived in
@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from crnfb.analysis.fluctuation import fluctuation
-from crnfb.analysis.linearise import linearise
-from crnfb.analysis.margins import CriticalRates, critical_rates, margins, rates_value
-from crnfb.analysis.sbml_commands import export_deviation
-from crnfb.feedback.modelfile import load_model, parse_model
+from crnfb.analysis.analyses.fluctuation import fluctuation
+from crnfb.analysis.linear.linearise import linearise
+from crnfb.analysis.analyses.margins import CriticalRates, critical_rates, margins, rates_value
+from crnfb.analysis.cli.sbml_commands import export_deviation
+from crnfb.feedback.io.modelfile import load_model, parse_model
 
 EX = Path(__file__).resolve().parents[1] / "examples"
 #: chain.toml's eps_crit in closed form (equilibrium clamping, eps = 0.05).

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-import crnfb.analysis.cli as cli
-from crnfb.analysis.cli import main
+import crnfb.analysis.cli.entry as cli
+from crnfb.analysis.cli.entry import main
 
 from conftest import EXAMPLES
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from crnfb.analysis.fixedpoints import classify, learned_fixed_point, quasi_static_rates, stationary_points
+from crnfb.analysis.linear.fixedpoints import classify, learned_fixed_point, quasi_static_rates, stationary_points
 from crnfb.feedback import Binomial, Mixture, Table
 
 KINDS = {"minimum", "saddle", "maximum"}
@@ -186,8 +186,8 @@ def test_dynamic_clamping_without_a_finite_fixed_point_is_refused(tmp_path):
     sys.path.insert(0, str(Path(__file__).parent))
     from corpus import make
 
-    from crnfb.analysis.fixedpoints import NoFixedPoint, loop_fixed_point
-    from crnfb.feedback.modelfile import load_model as load_file
+    from crnfb.analysis.linear.fixedpoints import NoFixedPoint, loop_fixed_point
+    from crnfb.feedback.io.modelfile import load_model as load_file
 
     net = make("walk", 5, "bench")
     f = tmp_path / "walk.toml"

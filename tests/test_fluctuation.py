@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from scipy import integrate, linalg
 
 from crnfb.feedback.errors import ModelError
-from crnfb.feedback.fluctuation import MarkovEnvironment, parse_fluctuation, telegraph
-from crnfb.feedback.modelfile import load_model, parse_model
+from crnfb.feedback.model.randomenv import MarkovEnvironment, parse_fluctuation, telegraph
+from crnfb.feedback.io.modelfile import load_model, parse_model
 
 EX = Path(__file__).resolve().parents[1] / "examples"
 E1_TELEGRAPH = EX / "birth_death_telegraph.toml"
@@ -138,7 +138,7 @@ def _e1_closed_form(eps, kappa, mu, dmu, var, k):
 
 
 def test_e1_tracking_matches_hand_derived_closed_form():
-    from crnfb.analysis.fluctuation import _Evaluator, tracking_cost, tracking_spectral
+    from crnfb.analysis.analyses.fluctuation import _Evaluator, tracking_cost, tracking_spectral
 
     m = load_model(E1_TELEGRAPH)
     env = m.fluctuation
@@ -155,7 +155,7 @@ def test_e1_tracking_matches_hand_derived_closed_form():
 
 
 def test_chain_spectral_and_lyapunov_agree_for_a_three_level_chain():
-    from crnfb.analysis.fluctuation import _Evaluator, tracking_cost, tracking_spectral
+    from crnfb.analysis.analyses.fluctuation import _Evaluator, tracking_cost, tracking_spectral
 
     m = load_model(CHAIN_TELEGRAPH)
     env = MarkovEnvironment((0.0, 0.3, 1.0), ((0, 0.05, 0.01), (0.02, 0, 0.04), (0.03, 0.0, 0)))
@@ -166,15 +166,15 @@ def test_chain_spectral_and_lyapunov_agree_for_a_three_level_chain():
 
 
 def test_e1_noise_is_half_trace_h_sigma_and_eps_opt_is_interior():
-    from crnfb.analysis.fluctuation import fluctuation
-    from crnfb.analysis.noise import parameter_noise
+    from crnfb.analysis.analyses.fluctuation import fluctuation
+    from crnfb.analysis.analyses.noise import parameter_noise
 
     m = load_model(E1_TELEGRAPH)
     r = fluctuation(m, factors=np.logspace(-1, 1, 9))
     assert r.valid and r.eps_crit is None and "no eigenvalue" in r.eps_crit_reason
     i = 4   # factor 1: the file's eps
     # independent: the LNA at the file's eps, linearised at abar by parameter_noise itself
-    from crnfb.analysis.linearise import linearise
+    from crnfb.analysis.linear.linearise import linearise
     loop = linearise(m, a=0.5)
     sig = parameter_noise(m, loop=loop).covariance
     assert r.noise[i] == pytest.approx(0.5 * 5.5 * sig[0, 0], rel=1e-3)
@@ -190,7 +190,7 @@ def test_e1_noise_is_half_trace_h_sigma_and_eps_opt_is_interior():
 
 
 def test_jump_outside_linear_range_is_flagged():
-    from crnfb.analysis.fluctuation import fluctuation
+    from crnfb.analysis.analyses.fluctuation import fluctuation
 
     d = tomllib.loads(E1_TELEGRAPH.read_text())
     d["environment"]["change"]["mean"] = 15.0        # Poisson(5) <-> Poisson(15): far from quadratic
@@ -201,7 +201,7 @@ def test_jump_outside_linear_range_is_flagged():
     rep = r.to_dict()
     assert rep["valid"] is False and "leaves the second-order regime" in rep["linear_range"]["reason"]
     # the report section marks it, and its checks are not made (passed: null with a reason)
-    from crnfb.analysis.fluctuation import report_section
+    from crnfb.analysis.analyses.fluctuation import report_section
     sec, _ = report_section(m, validate=True, quick=True)
     assert all(c["passed"] is None and "second-order" in c["reason"] for c in sec["validation"])
     assert sec["valid"] is False and sec["eps_opt"] is None and "second-order" in sec["eps_opt_reason"]
@@ -214,7 +214,7 @@ def test_e1_predicted_cost_matches_ssa_and_eps_opt():
 
     SSA cost: about 1.2e8 events in all (measured ~6 M events per CPU-second on a loaded machine).
     """
-    from crnfb.analysis.fluctuation import fluctuation, validate_ssa
+    from crnfb.analysis.analyses.fluctuation import fluctuation, validate_ssa
 
     m = load_model(E1_TELEGRAPH)
     r = fluctuation(m, factors=np.logspace(-1.5, 1.5, 13))
@@ -239,7 +239,7 @@ def test_e1_predicted_cost_matches_ssa_and_eps_opt():
 @pytest.mark.slow
 def test_hidden_unit_tracking_matches_switching_driven_ode():
     """Chain with hidden A, B under dynamic clamping: tracking term vs the ODE at three eps."""
-    from crnfb.analysis.fluctuation import fluctuation, validate_ode
+    from crnfb.analysis.analyses.fluctuation import fluctuation, validate_ode
 
     m = load_model(CHAIN_TELEGRAPH)
     eps = [0.05, 0.15, 0.5]
@@ -256,7 +256,7 @@ def test_hidden_unit_tracking_matches_switching_driven_ode():
 
 # -- sweep ----------------------------------------------------------------------------------------------
 def test_sweep_takes_switching_rates():
-    from crnfb.analysis.sweep import apply_params, fluctuation_columns, parse_param
+    from crnfb.analysis.cli.sweep import apply_params, fluctuation_columns, parse_param
 
     m = load_model(E1_TELEGRAPH)
     assert parse_param("switching=0.5:2:3:log10", m).values == pytest.approx((0.5, 1.0, 2.0))
@@ -279,7 +279,7 @@ def test_sweep_takes_switching_rates():
 
 # -- the report ------------------------------------------------------------------------------------------
 def test_report_has_a_fluctuation_section_that_flags_a_jump_out_of_range(tmp_path):
-    from crnfb.analysis.pipeline import analyse
+    from crnfb.analysis.reporting.pipeline import analyse
 
     d = tomllib.loads(E1_TELEGRAPH.read_text())
     d["environment"]["change"]["mean"] = 15.0        # far outside the second-order regime
@@ -300,8 +300,8 @@ def test_report_has_a_fluctuation_section_that_flags_a_jump_out_of_range(tmp_pat
 
 
 def test_batched_excess_divergence_matches_the_model_one_point_at_a_time():
-    from crnfb.analysis.fixedpoints import learned_fixed_point
-    from crnfb.analysis.fluctuation import excess_divergence
+    from crnfb.analysis.linear.fixedpoints import learned_fixed_point
+    from crnfb.analysis.analyses.fluctuation import excess_divergence
 
     m = load_model(CHAIN_TELEGRAPH)            # hidden species: P(v) is a marginal
     opt = {lv: learned_fixed_point(m, a=lv).divergence for lv in (0.0, 1.0)}

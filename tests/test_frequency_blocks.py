@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-import crnfb.analysis.frequency as F
-from crnfb.analysis.linearise import linearise
-from crnfb.feedback import sizes
+import crnfb.analysis.linear.frequency as F
+from crnfb.analysis.linear.linearise import linearise
+from crnfb.feedback.numerics import sizes
 
 
 def test_block_factorisation_matches_the_whole_plant(monkeypatch, e3):

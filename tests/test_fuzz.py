@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crnfb.analysis.cli import main
+from crnfb.analysis.cli.entry import main
 
 from conftest import EXAMPLE_FILES
 

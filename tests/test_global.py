@@ -1,6 +1,6 @@
 """Does learning succeed from the file's energies (issue 20; docs/theory.md §4a, docs/global.md).
 
-Independent references: the plain ODE run of :func:`crnfb.feedback.simulate.simulate` (its own
+Independent references: the plain ODE run of :func:`crnfb.feedback.dynamics.integrate.simulate` (its own
 output grid, no stop events, no settling logic) for the settled criterion, the mechanisms and
 the safe factor's bracket; synthetic trajectories with a known shape for the classifier.
 """
@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 
 from crnfb import load_model
-from crnfb.analysis.cli import main
-from crnfb.analysis.globalbehaviour import (HOLD, SETTLE_TOL, classify, global_report, late_amplitude, safe_factor,
-                                            settle)
-from crnfb.analysis.linearise import linearise
-from crnfb.analysis.fixedpoints import loop_fixed_point
-from crnfb.analysis.stability import stability
-from crnfb.feedback.ensembles import LearningNetwork
-from crnfb.feedback.simulate import simulate
+from crnfb.analysis.cli.entry import main
+from crnfb.analysis.analyses.globalbehaviour import (HOLD, SETTLE_TOL, classify, global_report, late_amplitude, safe_factor,
+                                                     settle)
+from crnfb.analysis.linear.linearise import linearise
+from crnfb.analysis.linear.fixedpoints import loop_fixed_point
+from crnfb.analysis.linear.stability import stability
+from crnfb.feedback.dynamics.ensembles import LearningNetwork
+from crnfb.feedback.dynamics.integrate import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAIN30 = ROOT / "examples" / "chain30.toml"
@@ -171,8 +171,8 @@ def test_safe_factor_validated_by_ode_small_scaffold_dynamic():
     """The E3-type scaffold with dynamic clamping: learning converges wherever the loop is locally stable,
     so the bracket ends at the gain margin; plain ODE runs from the file's energies just inside settle, just
     outside (past its supercritical Hopf crossing) they stay on an orbit far outside the settle band."""
-    from crnfb.analysis.globalbehaviour import settle_metric
-    from crnfb.analysis.margins import margins
+    from crnfb.analysis.analyses.globalbehaviour import settle_metric
+    from crnfb.analysis.analyses.margins import margins
     m = load_model(ROOT / "tests" / "data" / "scaffold_small_dynamic.toml")
     fp = loop_fixed_point(m)
     gm = margins(linearise(m, fixed_point=fp)).gain_margin
@@ -184,7 +184,7 @@ def test_safe_factor_validated_by_ode_small_scaffold_dynamic():
     d0 = float(dist(m.theta0))
     # slowest closed-loop rate just inside: 0.018 at 0.98 lo (1000 = 18 / 0.018); growth just outside: 0.0066
     def run(factor):     # a plain stiff run from the file's energies (an oscillating one takes many steps)
-        from crnfb.analysis.bifurcation import _flow
+        from crnfb.analysis.analyses.bifurcation import _flow
         net = LearningNetwork(m.with_learning(eps=m.eps * factor))
         return _flow(net, net.initial_state(), np.linspace(0.0, 1000.0, 2001), max_steps=400_000)[1][:, -net.k:]
 
@@ -196,7 +196,7 @@ def test_safe_factor_validated_by_ode_small_scaffold_dynamic():
 
 def _global_of(model, rtol: float = 0.1) -> tuple[dict, dict]:
     """The report's ``global`` section of ``model`` with a safe-factor search to ``rtol``; its eps."""
-    from crnfb.analysis.margins import margins
+    from crnfb.analysis.analyses.margins import margins
     fp = loop_fixed_point(model)
     loop = linearise(model, fixed_point=fp)
     st, mg = stability(loop), margins(loop)
@@ -219,7 +219,7 @@ def _vlines(ax) -> list[float]:
 def test_global_figure_one_point_per_ode_run_and_the_two_lines():
     """chain (1 s runs): every ODE run of the search (and the episode) is one marker at its recorded
     amplitude; the gain margin and the safe factor are vertical lines; the legend is off the data."""
-    from crnfb.analysis.plots import global_outcome
+    from crnfb.analysis.reporting.plots import global_outcome
     from tests.test_plots import legend_problems
     g, eps = _global_of(load_model(CHAIN))
     runs = [r for r in g["safe_factor_runs"] if r["how"] in ("ODE", "the report's episode")]
@@ -265,7 +265,7 @@ def test_global_budget_zero_starts_no_search(tmp_path, capsys):
 
 
 def test_safe_factor_not_computed_without_validation():
-    from crnfb.analysis.globalbehaviour import global_report
+    from crnfb.analysis.analyses.globalbehaviour import global_report
     g = global_report(None, None, "not computed (validation off)", {"A": 0.3}, 0.79, 2.63)
     assert g["safe_factor"] is None and g["safe_factor_reason"].startswith("not computed")
     assert g["bifurcation"] is None and g["bifurcation_reason"] == "not computed (no linearised loop given)"

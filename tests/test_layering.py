@@ -1,7 +1,8 @@
 """Imports run one way: ``crnfb.feedback`` (the system) never imports ``crnfb.analysis``.
 
 Walks the AST of every module under ``feedback/`` (no import is executed), so
-imports inside functions and under ``TYPE_CHECKING`` count too.
+imports inside functions and under ``TYPE_CHECKING`` count too. Also: no import
+cycles inside the package, and no module reads another module's underscore names.
 """
 
 from __future__ import annotations
@@ -51,19 +52,19 @@ def test_feedback_never_imports_analysis(path):
 
 
 @pytest.mark.parametrize("source", [
-    "import crnfb.analysis.linearise", "from crnfb.analysis.linearise import linearise",
+    "import crnfb.analysis.linear.linearise", "from crnfb.analysis.linear.linearise import linearise",
     "from crnfb import analysis", "from ..analysis import stability", "from .. import analysis",
     "import analysis", "from analysis.cli import main",
     "def f():\n    from crnfb.analysis import x\n",
-    "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from crnfb.analysis.linearise import LinearLoop\n",
-    "import importlib\nimportlib.import_module('crnfb.analysis.report')",
+    "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from crnfb.analysis.linear.linearise import LinearLoop\n",
+    "import importlib\nimportlib.import_module('crnfb.analysis.cli.report')",
 ])
 def test_the_walk_catches_every_form(source):
     assert _offences(source)
 
 
 @pytest.mark.parametrize("source", [
-    "from .ensembles import LearningNetwork", "import crnfb.feedback.model", "from crnfb.feedback import x",
+    "from .ensembles import LearningNetwork", "import crnfb.feedback.model.model", "from crnfb.feedback import x",
     "from .analysis_tools import y", "import numpy.linalg",
 ])
 def test_the_walk_passes_other_imports(source):
@@ -163,3 +164,93 @@ def test_no_import_cycles_even_through_imports_inside_functions():
 def test_the_cycle_search_finds_cycles(sources, cyclic):
     mods = {m: Path(m.replace(".", "/") + ".py") for m in sources}
     assert (find_cycle(import_graph(mods, sources)) is not None) == cyclic
+
+
+# -- no module reads another module's underscore names -------------------------------------------
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _inside(pkg: str, target: str) -> bool:
+    """Whether ``target``'s underscore parts are all private to a package ``pkg`` lies in (a private module
+    such as ``crnfb.feedback.io.sbml._libsbml`` is for its own package's modules)."""
+    parts = target.split(".")
+    return all((pkg + ".").startswith(".".join(parts[:i]) + ".") for i, p in enumerate(parts) if _private(p))
+
+
+def private_imports(source: str, name: str, is_package: bool = False) -> list[str]:
+    """Where module ``name`` reads an underscore name of another ``crnfb`` module: ``from crnfb.x import _y``
+    (absolute or relative), ``import crnfb.x._y``, or ``m._y`` on a name ``m`` it imported from ``crnfb``."""
+    pkg = name if is_package else name.rsplit(".", 1)[0]
+    tree = ast.parse(source)
+    out, imported = [], set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.ImportFrom):
+            if n.level:
+                base = pkg.split(".")[:len(pkg.split(".")) - (n.level - 1)]
+                mod = ".".join(base + ([n.module] if n.module else []))
+            else:
+                mod = n.module or ""
+            if mod.split(".")[0] != "crnfb":
+                continue
+            if not _inside(pkg, mod):
+                out.append(f"line {n.lineno}: {mod}")
+            for a in n.names:
+                if _private(a.name) and not _inside(pkg, f"{mod}.{a.name}"):
+                    out.append(f"line {n.lineno}: {mod}.{a.name}")
+                imported.add(a.asname or a.name)
+        elif isinstance(n, ast.Import):
+            for a in n.names:
+                if a.name.split(".")[0] == "crnfb":
+                    if not _inside(pkg, a.name):
+                        out.append(f"line {n.lineno}: {a.name}")
+                    imported.add(a.asname or "crnfb")
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Attribute) and _private(n.attr):
+            chain, v = [n.attr], n.value
+            while isinstance(v, ast.Attribute):
+                chain.append(v.attr)
+                v = v.value
+            if isinstance(v, ast.Name) and v.id in imported:
+                out.append(f"line {n.lineno}: {'.'.join([v.id, *reversed(chain)])}")
+    return out
+
+
+def _all_modules() -> dict[str, Path]:
+    """Every module of the package (``crnfb`` itself included) -> its file."""
+    return {**_modules(), "crnfb": ROOT / "src" / "crnfb" / "__init__.py"}
+
+
+@pytest.mark.parametrize("name", sorted(_all_modules()))
+def test_no_module_imports_another_modules_underscore_names(name):
+    """A name another module needs is public (no underscore, in ``__all__``, with a docstring)."""
+    path = _all_modules()[name]
+    assert not private_imports(path.read_text(encoding="utf-8"), name, path.name == "__init__.py"), path
+
+
+@pytest.mark.parametrize("source", [
+    "from crnfb.analysis.analyses.margins import _modes",
+    "from crnfb.analysis.analyses.margins import critical_rates, _theta_positions as pos",
+    "def f():\n    from crnfb.analysis.linear.frequency import _shifted_lu\n",
+    "from ..linear.frequency import _shifted_lu", "from ..reporting import _helper",
+    "from crnfb.analysis.analyses import thermo\nnum = thermo._json_number\n",
+    "import crnfb.analysis.analyses.thermo as T\nT._json_number(1)\n",
+    "import crnfb.feedback.io.sbml._libsbml",
+    "from crnfb.feedback.io.sbml._libsbml import COMPARTMENT",
+])
+def test_the_private_import_check_catches_every_form(source):
+    assert private_imports(source, "crnfb.analysis.analyses.tradeoffs")
+
+
+@pytest.mark.parametrize("source,name", [
+    ("from crnfb.analysis.analyses.margins import critical_rates, theta_positions", "crnfb.analysis.analyses.x"),
+    ("from ._libsbml import COMPARTMENT", "crnfb.feedback.io.sbml.export"),
+    ("from . import _libsbml", "crnfb.feedback.io.sbml.export"),
+    ("from crnfb.feedback.io.sbml._libsbml import COMPARTMENT", "crnfb.feedback.io.sbml.importer"),
+    ("from ..errors import check_number as _number", "crnfb.feedback.io.modelfile"),
+    ("from crnfb.feedback.model.model import Model\nModel.__name__\n", "crnfb.analysis.analyses.x"),
+    ("import numpy as np\nnp._NoValue\n", "crnfb.analysis.analyses.x"),
+    ("from crnfb.feedback.model import randomenv\nrandomenv.__all__\n", "crnfb.analysis.analyses.x"),
+])
+def test_the_private_import_check_passes_public_names(source, name):
+    assert not private_imports(source, name)

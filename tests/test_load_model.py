@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 import crnfb
-from crnfb.analysis.cli import build_parser, main
-from crnfb.analysis.model_input import load_cli_model
+from crnfb.analysis.cli.entry import build_parser, main
+from crnfb.analysis.cli.model_input import load_cli_model
 from crnfb.feedback.errors import ModelError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +95,7 @@ def test_check_json_agrees_with_load_model(files, capsys):
 
 
 def test_crnfb_load_model_is_the_one_loader():
-    from crnfb.feedback import loading
+    from crnfb.feedback.io import loading
     assert crnfb.load_model is loading.load_model
     assert crnfb.feedback.load_model is loading.load_model
 

@@ -1,10 +1,10 @@
-"""The loop as python-control systems (feedback/loop.py).
+"""The loop as python-control systems (feedback/dynamics/loop.py).
 
 Checks: the nonlinear interconnection reproduces LearningNetwork.rhs; the
 analytic Jacobian agrees with control.linearize and with central finite
 differences on E3; the analytic StateSpace blocks, wired by
 control.interconnect, give exactly the reduced Jacobian of
-crnfb.analysis.linearise and its eigenvalues; blocks can be taken out and
+crnfb.analysis.linear.linearise and its eigenvalues; blocks can be taken out and
 analysed alone; the loop transfer closes back to the same loop.
 """
 
@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-import crnfb.analysis.linblocks as linblocks_mod
-import crnfb.feedback.loop as loop_mod
-from crnfb.analysis.linearise import linearise
-from crnfb.analysis.stability import closed_loop_eigenvalues
-from crnfb.feedback.ensembles import LearningNetwork
-from crnfb.analysis.linblocks import LoopTooLargeError, linear_blocks, linear_loop, loop_transfer_blocks
-from crnfb.feedback.loop import nonlinear_blocks, nonlinear_loop, signal_names
-from crnfb.feedback import sizes
+import crnfb.analysis.linear.linblocks as linblocks_mod
+import crnfb.feedback.dynamics.loop as loop_mod
+from crnfb.analysis.linear.linearise import linearise
+from crnfb.analysis.linear.stability import closed_loop_eigenvalues
+from crnfb.feedback.dynamics.ensembles import LearningNetwork
+from crnfb.analysis.linear.linblocks import LoopTooLargeError, linear_blocks, linear_loop, loop_transfer_blocks
+from crnfb.feedback.dynamics.loop import nonlinear_blocks, nonlinear_loop, signal_names
+from crnfb.feedback.numerics import sizes
 
 _LIN: dict = {}
 

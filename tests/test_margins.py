@@ -1,4 +1,4 @@
-"""Margins and eps_crit (analysis/margins.py, analysis/frequency.py)."""
+"""Margins and eps_crit (analysis/analyses/margins.py, analysis/linear/frequency.py)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from crnfb.analysis.disturbance import disturbance
-from crnfb.analysis.frequency import broken_loop
-from crnfb.analysis.linearise import linearise
-from crnfb.analysis.margins import critical_gain, margins, scaled_jacobian
+from crnfb.analysis.analyses.disturbance import disturbance
+from crnfb.analysis.linear.frequency import broken_loop
+from crnfb.analysis.linear.linearise import linearise
+from crnfb.analysis.analyses.margins import critical_gain, margins, scaled_jacobian
 from crnfb.feedback import Binomial, Learning, Model, Network, Poisson
-from crnfb.feedback.ensembles import LearningNetwork
-from crnfb.feedback.modelfile import load_model
-from crnfb.feedback import sizes
+from crnfb.feedback.dynamics.ensembles import LearningNetwork
+from crnfb.feedback.io.modelfile import load_model
+from crnfb.feedback.numerics import sizes
 
 EX = Path(__file__).resolve().parents[1] / "examples"
 
@@ -284,7 +284,7 @@ def test_sparse_eps_crit_matches_dense_scan_on_e3(monkeypatch):
     lowered it takes the sparse path. Both are refined to the eigenvalue
     crossing, so they agree to brentq's tolerance.
     """
-    import crnfb.analysis.margins as M
+    import crnfb.analysis.analyses.margins as M
 
     model = load_model(Path(__file__).resolve().parents[1] / "examples" / "hidden_scaffold.toml")
     loop = linearise(model)
@@ -316,7 +316,7 @@ def test_full_coordinate_plants_equal_reduced_ones_on_e3(monkeypatch):
 def test_every_loop_at_a_time_from_one_inverse_equals_each_schur_complement(k):
     """``loops_at_a_time`` (one inverse of ``sI + E P`` a frequency) gives each ``loop_at_a_time`` (the
     Schur complement of the other loops) on random plants, where ``|T_i|`` is not far below 1."""
-    from crnfb.analysis.margins import loop_at_a_time, loops_at_a_time
+    from crnfb.analysis.analyses.margins import loop_at_a_time, loops_at_a_time
 
     rng = np.random.default_rng(k)
     P = rng.standard_normal((6, k, k)) + 1j * rng.standard_normal((6, k, k))

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from crnfb.feedback import Binomial, Mixture, ModelError, Poisson, Product, Table, load_model, parse_model
-from crnfb.feedback.environment import from_dict, tabulate
+from crnfb.feedback.model.environment import from_dict, tabulate
 from crnfb.feedback.errors import EnvironmentModelError
 
 from conftest import EXAMPLE_FILES, example

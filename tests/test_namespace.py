@@ -28,7 +28,7 @@ def _shadowing_folders(tmp_path: Path) -> dict:
 
 def test_user_folders_named_analysis_or_feedback_do_not_shadow_the_package(tmp_path):
     env = _shadowing_folders(tmp_path)
-    code = ("import crnfb, crnfb.analysis.cli, crnfb.feedback.sbml\n"
+    code = ("import crnfb, crnfb.analysis.cli.entry, crnfb.feedback.io.sbml\n"
             f"m = crnfb.load_model({str(E1)!r})\n"
             "res = crnfb.analyse(m, validate=False, figures=False)\n"
             "import math; assert abs(res.fixed_point.theta[0] - math.log(5)) < 1e-6\n"
@@ -56,3 +56,14 @@ def test_no_module_imports_the_bare_top_level_names():
                          else [])
                 bad += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in ("analysis", "feedback")]
     assert not bad, bad
+
+
+def test_the_crnfb_script_is_the_cli_packages_main():
+    """``[project.scripts]`` names the entry module; ``from crnfb.analysis.cli import main`` is the same function."""
+    import tomllib
+
+    from crnfb.analysis.cli import main
+    from crnfb.analysis.cli.entry import main as entry_main
+    script = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["crnfb"]
+    module, _, func = script.partition(":")
+    assert main is entry_main and (module, func) == ("crnfb.analysis.cli.entry", "main")

@@ -12,9 +12,9 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from crnfb.feedback import DetailedBalanceError, ModelError, Network, Species
-from crnfb.feedback.network import (MAX_COEFFICIENT, detailed_balance, from_rate_constants, integer_basis,
-                                    parse_complex, parse_equation)
-from crnfb.feedback.statespace import StateSpace
+from crnfb.feedback.model.network import (MAX_COEFFICIENT, detailed_balance, from_rate_constants, integer_basis,
+                                          parse_complex, parse_equation)
+from crnfb.feedback.model.statespace import StateSpace
 
 from conftest import box_slice, example, reachable_class
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from crnfb.analysis.cli import main
-from crnfb.feedback.files import MARKER, OutputError, atomic_file, our_files
+from crnfb.analysis.cli.entry import main
+from crnfb.feedback.io.files import MARKER, OutputError, atomic_file, our_files
 
 from conftest import EXAMPLES
 

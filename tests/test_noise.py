@@ -1,4 +1,4 @@
-"""Linear noise approximation of the finite-ensemble loop (analysis/noise.py) against
+"""Linear noise approximation of the finite-ensemble loop (analysis/analyses/noise.py) against
 closed forms and the exact SSA (docs/theory.md §6)."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from crnfb.analysis.linearise import linearise
-from crnfb.analysis.noise import diffusion_matrix, lyapunov, parameter_noise, validate_noise
+from crnfb.analysis.linear.linearise import linearise
+from crnfb.analysis.analyses.noise import diffusion_matrix, lyapunov, parameter_noise, validate_noise
 from crnfb.feedback import load_model
-from crnfb.feedback.model import Ensembles
+from crnfb.feedback.model.model import Ensembles
 from tests.conftest import EXAMPLES, ROOT, example
 
 DATA = ROOT / "tests" / "data"
@@ -119,7 +119,7 @@ def test_correlation_times_against_quadrature():
     from scipy.integrate import trapezoid
     from scipy.linalg import expm
 
-    from crnfb.analysis.noise import _reduced_covariance, correlation_times
+    from crnfb.analysis.analyses.noise import _reduced_covariance, correlation_times
 
     pred = parameter_noise(example("chain"))
     loop = pred.loop
@@ -148,7 +148,7 @@ def test_result_does_not_depend_on_the_worker_count():
 def test_fast_mode_target_is_the_projected_lyapunov_solution():
     """The check restricted to the faster modes predicts U^T Vt (Pf S Pf^T) Vt^T U, which also solves
     the Lyapunov equation driven by the projected noise only (Pf commutes with Jr)."""
-    from crnfb.analysis.noise import _fast_projector, _fast_target, _mode_rates, sparse_diffusion
+    from crnfb.analysis.analyses.noise import _fast_projector, _fast_target, _mode_rates, sparse_diffusion
 
     model = load_model(DATA / "scaffold_small_dynamic.toml")
     pred = parameter_noise(model)
@@ -177,7 +177,7 @@ def test_noise_budget_cli(tmp_path):
     budget is bad input (exit 2, nothing written)."""
     import json
 
-    from crnfb.analysis.cli import main
+    from crnfb.analysis.cli.entry import main
 
     out = tmp_path / "r"
     assert main(["report", str(EXAMPLES / "birth_death.toml"), "-o", str(out), "--noise-budget", "0"]) == 0
@@ -214,7 +214,7 @@ def test_noise_check_made_and_passes_e3():
 def test_unstable_loop_has_no_stationary_covariance(monkeypatch):
     model = example("birth_death")
     loop = linearise(model)
-    import crnfb.analysis.noise as noise
+    import crnfb.analysis.analyses.noise as noise
     bad = type(loop)(loop.net, loop.fixed_point, -loop.J, -loop.B, loop.V, loop.rest, loop.removed)
     with pytest.raises(ValueError, match="not stable"):
         noise.parameter_noise(model, loop=bad)

@@ -1,5 +1,5 @@
-"""The frequency-integral LNA covariance (analysis/noise_spectral.py) against the dense
-Lyapunov solution of the same loop (analysis/noise.py, docs/theory.md §6): an independent
+"""The frequency-integral LNA covariance (analysis/analyses/noise_spectral.py) against the dense
+Lyapunov solution of the same loop (analysis/analyses/noise.py, docs/theory.md §6): an independent
 computation (slycot's Bartels-Stewart on the reduced Jacobian vs sparse resolvent solves)."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import crnfb.analysis.noise as noise
-from crnfb.analysis.linearise import linearise
-from crnfb.feedback import sizes
+import crnfb.analysis.analyses.noise as noise
+from crnfb.analysis.linear.linearise import linearise
+from crnfb.feedback.numerics import sizes
 from tests.conftest import example
 
 

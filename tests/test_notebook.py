@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import crnfb
-from crnfb.analysis.figures import NOTEBOOK_FIGURES
+from crnfb.analysis.reporting.figures import NOTEBOOK_FIGURES
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "docs" / "e3_hidden_units.ipynb"

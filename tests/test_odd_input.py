@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crnfb.analysis.cli import main
+from crnfb.analysis.cli.entry import main
 from crnfb.feedback.errors import ModelError
-from crnfb.feedback.fluctuation import MarkovEnvironment, telegraph
-from crnfb.feedback import sizes
+from crnfb.feedback.model.randomenv import MarkovEnvironment, telegraph
+from crnfb.feedback.numerics import sizes
 
 from conftest import EXAMPLES
 
@@ -66,8 +66,8 @@ def test_huge_sweep_grid_is_refused_with_its_estimate(capsys, tmp_path):
 
 
 def test_max_points_lets_a_larger_grid_through(capsys, tmp_path):
-    from crnfb.analysis.sweep import MAX_POINTS, check_grid_size, parse_param
-    from crnfb.feedback.modelfile import load_model
+    from crnfb.analysis.cli.sweep import MAX_POINTS, check_grid_size, parse_param
+    from crnfb.feedback.io.modelfile import load_model
     m = load_model(EXAMPLES / "isomerisation.toml")
     specs = [parse_param("eps=0.01:1:200:log10", m), parse_param("gamma=1:10:100", m)]
     assert 200 * 100 > MAX_POINTS
@@ -127,10 +127,10 @@ def test_thousand_level_check_command_ends_in_seconds(capsys, tmp_path):
 def test_thousand_level_fluctuation_section_is_estimated_first(tmp_path):
     """The section's cost grows as (loop + K)^3 per learning rate: refused with its estimate, at once."""
     import tomllib
-    from crnfb.analysis.fluctuation import cost_refusal, estimated_seconds
-    from crnfb.analysis.section_fluctuation import fluctuation_section
-    from crnfb.analysis.results import Unavailable
-    from crnfb.feedback.modelfile import parse_model
+    from crnfb.analysis.analyses.fluctuation import cost_refusal, estimated_seconds
+    from crnfb.analysis.reporting.section_fluctuation import fluctuation_section
+    from crnfb.analysis.reporting.results import Unavailable
+    from crnfb.feedback.io.modelfile import parse_model
     text = (EXAMPLES / "birth_death_telegraph.toml").read_text()
     models = {}
     for K in (2, 1000):
@@ -165,8 +165,8 @@ def test_telegraph_statistics_at_any_rate_scale(capfd, k):
 def test_fast_switching_fluctuation_section_is_made(capfd):
     """The report's fluctuation section at rates 1e300 is made (was "failed: LinAlgError") and agrees
     with the same section at rates 1e12: both are the fast-switching limit (theta cannot follow a)."""
-    from crnfb.analysis.fluctuation import report_section
-    from crnfb.feedback.modelfile import parse_model
+    from crnfb.analysis.analyses.fluctuation import report_section
+    from crnfb.feedback.io.modelfile import parse_model
     import tomllib
     text = (EXAMPLES / "birth_death_telegraph.toml").read_text()
     totals = {}
@@ -201,8 +201,8 @@ def test_changing_the_time_unit_scales_the_loop(scale):
     """kappa, eps (and gamma) times s is the same loop with time in units of 1/s: every closed-loop
     eigenvalue times s, the margins unchanged, eps_crit times s (None stays None)."""
     from dataclasses import replace
-    from crnfb.analysis.pipeline import analyse
-    from crnfb.feedback.modelfile import load_model
+    from crnfb.analysis.reporting.pipeline import analyse
+    from crnfb.feedback.io.modelfile import load_model
     base = load_model(EXAMPLES / "birth_death.toml")
     net = base.network
     scaled_net = replace(net, reactions=tuple(replace(r, kappa=r.kappa * scale) for r in net.reactions))
@@ -225,7 +225,7 @@ def test_arpack_failure_falls_back_to_the_dense_spectrum(monkeypatch):
     """Before: `export --learning --speedup 100` ended in scipy's ArpackError (exit 3)."""
     import scipy.sparse.linalg as sla
     from scipy import sparse
-    from crnfb.analysis import margins
+    from crnfb.analysis.analyses import margins
 
     n = sizes.MARGINS_MODES_DENSE_LIMIT + 50
     J = sparse.random(n, n, density=3.0 / n, random_state=1, format="csc") - sparse.identity(n) * 4.0
@@ -242,7 +242,7 @@ def test_arpack_failure_falls_back_to_the_dense_spectrum(monkeypatch):
 
 
 def test_export_reports_a_failed_eigen_search_as_exit_1(capsys, tmp_path, monkeypatch):
-    import crnfb.analysis.sbml_commands as sc
+    import crnfb.analysis.cli.sbml_commands as sc
     model = tmp_path / "m.toml"
     model.write_text((EXAMPLES / "isomerisation.toml").read_text().replace('clamping = "dynamic"',
                                                                            'clamping = "equilibrium"'))

@@ -46,7 +46,7 @@ def _modules(folder: Path) -> set[str]:
 
 
 def _package_folders() -> dict[str, Path]:
-    """``{installed package path "crnfb/feedback/sbml": source folder}`` from pyproject's packages and package-dir."""
+    """``{installed package path "crnfb/feedback/io/sbml": source folder}`` from pyproject's packages and package-dir."""
     tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     mapping = tool["package-dir"]
     out = {}

@@ -1,4 +1,4 @@
-"""Forked workers for independent runs (crnfb.feedback.parallel).
+"""Forked workers for independent runs (crnfb.feedback.numerics.parallel).
 
 The process model must never wait forever: a task's error, a worker killed
 at any moment and an interrupt of the parent all end :func:`run_all` with an
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crnfb.feedback import parallel
+from crnfb.feedback.numerics import parallel
 
 
 def _square_and_pid(x):
@@ -121,7 +121,7 @@ _SCRIPT = textwrap.dedent("""
     class Terminated(BaseException):
         pass
 
-    def on_term(signum, frame):     # what crnfb's CLI installs (analysis/cli.py)
+    def on_term(signum, frame):     # what crnfb's CLI installs (analysis/cli/entry.py)
         raise Terminated()
 
     signal.signal(signal.SIGTERM, on_term)
@@ -194,7 +194,7 @@ def test_bad_worker_count_is_refused(monkeypatch):
 
 def test_validation_is_the_same_in_parallel(monkeypatch, e3):
     """E3's validation with one process and with two: the same checks and numbers (each run is independent)."""
-    from crnfb.analysis.validation import validate
+    from crnfb.analysis.analyses.validation import validate
 
     def numbers(checks):
         def f(x):
@@ -266,7 +266,7 @@ def test_an_exception_as_the_signals_are_blocked_leaves_them_deliverable(monkeyp
     ``pthread_sigmask(SIG_BLOCK, ...)`` returns (simulated here) must not leave SIGINT/SIGTERM
     blocked, or this process and every process it starts ignore them (a CI flake: three signal
     tests of one pytest worker timed out)."""
-    from crnfb.feedback import signals_guard
+    from crnfb.feedback.numerics import signals_guard
 
     real = signal.pthread_sigmask
     raised = []

@@ -1,16 +1,16 @@
-"""The analysis pipeline (crnfb.analysis.pipeline): each section alone, and the one try/except per section."""
+"""The analysis pipeline (crnfb.analysis.reporting.pipeline): each section alone, and the one try/except per section."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from crnfb.analysis import pipeline as P
-from crnfb.analysis.fixedpoints import learned_fixed_point
-from crnfb.analysis.linearise import linearise
-from crnfb.analysis.fixedpoints import loop_fixed_point
-from crnfb.analysis.results import Unavailable
-from crnfb.analysis.stability import stability
+from crnfb.analysis.reporting import pipeline as P
+from crnfb.analysis.linear.fixedpoints import learned_fixed_point
+from crnfb.analysis.linear.linearise import linearise
+from crnfb.analysis.linear.fixedpoints import loop_fixed_point
+from crnfb.analysis.reporting.results import Unavailable
+from crnfb.analysis.linear.stability import stability
 from crnfb.feedback.errors import ModelError
 
 
@@ -36,7 +36,7 @@ def test_frequency_section_draws_the_margins_own_response(core):
     """Without a disturbance response the figures draw the margins' response: the same object, so the
     Nyquist figure's loci are the ones the crossings were read from (computed once), on a grid that
     covers the docs/cli.md one."""
-    from crnfb.analysis.frequency import spec_grid
+    from crnfb.analysis.linear.frequency import spec_grid
 
     model, opt, fp, loop, st = core
     mg = P.margins_section(loop)
@@ -86,9 +86,9 @@ def test_learning_rate_beyond_double_precision_is_a_limitation(e1):
     inside its own round-off bound (docs/theory.md §5, "Zero modes"), so the loop is marginal in
     floating point, not stable, and no ODE run is attempted (before the one zero tolerance: STABLE with
     a slowest rate of 1e-164 and a validation that failed, later a limitation "ReuseBDF failed at t = 0")."""
-    from crnfb.analysis.linearise import linearise
-    from crnfb.analysis.stability import stability
-    from crnfb.analysis.validation import validate
+    from crnfb.analysis.linear.linearise import linearise
+    from crnfb.analysis.linear.stability import stability
+    from crnfb.analysis.analyses.validation import validate
 
     model = e1.with_learning(eps=1e300)
     st = stability(linearise(model))
@@ -122,10 +122,10 @@ def test_log_sampled_adds_shorter_runs_only_when_the_start_is_unresolved(core, m
 def test_functions_that_took_a_model_take_the_loop_too(core):
     """One vocabulary: validate, parameter_noise and thermodynamics_report accept the linearised loop in
     the model's place, as margins, disturbance and stability do; same results either way."""
-    from crnfb.analysis.context import model_and_loop
-    from crnfb.analysis.noise import parameter_noise
-    from crnfb.analysis.thermo import thermodynamics_report
-    from crnfb.analysis.validation import validate
+    from crnfb.analysis.analyses.context import model_and_loop
+    from crnfb.analysis.analyses.noise import parameter_noise
+    from crnfb.analysis.analyses.thermo import thermodynamics_report
+    from crnfb.analysis.analyses.validation import validate
 
     model, opt, fp, loop, st = core
     a = [(c.quantity, c.predicted) for c in validate(loop, noise=False, quick=True) if c.passed is not None]
@@ -139,7 +139,7 @@ def test_functions_that_took_a_model_take_the_loop_too(core):
     with pytest.raises(ValueError, match="give the loop once"):
         model_and_loop(loop, linearise(model))
     # the model's Analysis stands in the same way: its own loop, the same numbers
-    from crnfb.analysis.context import Analysis
+    from crnfb.analysis.analyses.context import Analysis
     an = Analysis(model)
     c = [(c.quantity, c.predicted) for c in validate(an, noise=False, quick=True) if c.passed is not None]
     assert [q for q, _ in c] == [q for q, _ in a]

@@ -1,4 +1,4 @@
-"""The verified reduced plant model (``crnfb.analysis.plantrom``) against dense transfer functions.
+"""The verified reduced plant model (``crnfb.analysis.linear.plantrom``) against dense transfer functions.
 
 References are computed here with dense NumPy algebra on the generator as
 given (``C (jwI - A)^{-1} B``), sharing no code with the model's symmetrised
@@ -13,12 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import sparse
 
-import crnfb.analysis.frequency as F
-from crnfb.analysis.linearise import linearise
-from crnfb.analysis.margins import _eig_near_full, critical_gain
-from crnfb.analysis.plantrom import ROM_TOL, build_rom, symmetric_plant
-from crnfb.feedback.sparselu import BorderedLU
-from crnfb.feedback import sizes
+import crnfb.analysis.linear.frequency as F
+from crnfb.analysis.linear.linearise import linearise
+from crnfb.analysis.analyses.margins import _eig_near_full, critical_gain
+from crnfb.analysis.linear.plantrom import ROM_TOL, build_rom, symmetric_plant
+from crnfb.feedback.numerics.sparselu import BorderedLU
+from crnfb.feedback.numerics import sizes
 
 
 def _dense_solver(S: sparse.spmatrix):
@@ -185,7 +185,7 @@ def test_bordered_lu_with_new_border_rows_solves_the_new_matrix():
 def test_the_residual_bound_bounds_the_true_error(seed, n, p, q):
     """The verification's bound (module docstring) is never below the true relative output error, computed
     densely, at any frequency, for a deliberately coarse model (two shifts, no refinement)."""
-    from crnfb.analysis.plantrom import _ResidualBound
+    from crnfb.analysis.linear.plantrom import _ResidualBound
 
     rng = np.random.default_rng(seed)
     A, pi = _reversible_generator(rng, n, 0.15)
@@ -199,7 +199,7 @@ def test_the_residual_bound_bounds_the_true_error(seed, n, p, q):
     # the basis the model was built on: rebuild it the way build_rom does (real solves of B and the outputs)
     dual = plant.C.T.toarray() - null @ (null.T @ plant.C.T.toarray())
     rhs = np.hstack([plant.B, dual])
-    from crnfb.analysis.plantrom import _extend
+    from crnfb.analysis.linear.plantrom import _extend
     V = np.zeros((n, 0))
     for s in (ev[0], ev[-1]):
         X = np.linalg.solve(s * np.eye(n) - Sd, rhs)

@@ -1,4 +1,4 @@
-"""Figures (:mod:`crnfb.analysis.plots`): non-trivial, and what they draw is what report.json says; gallery."""
+"""Figures (:mod:`crnfb.analysis.reporting.plots`): non-trivial, and what they draw is what report.json says; gallery."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crnfb.analysis import plots
-from crnfb.analysis.frequency import LoopResponse
-from crnfb.analysis.pipeline import analyse
-from crnfb.analysis.results import Distribution, StepResponse, Unavailable
+from crnfb.analysis.reporting import plots
+from crnfb.analysis.linear.frequency import LoopResponse
+from crnfb.analysis.reporting.pipeline import analyse
+from crnfb.analysis.reporting.results import Distribution, StepResponse, Unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 GALLERY = sorted((ROOT / "examples" / "gallery").glob("*.py"))
@@ -202,7 +202,7 @@ def test_own_modules_import_matplotlib_lazily():
     our modules' top level rather than ``sys.modules``.)
     """
     import ast
-    for name in ("results", "report", "sweep", "plots"):
+    for name in ("reporting/results", "cli/report", "cli/sweep", "reporting/plots"):
         tree = ast.parse((ROOT / "analysis" / f"{name}.py").read_text())
         for node in tree.body:
             if isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -394,14 +394,14 @@ def test_legend_problems_finds_covered_data_and_cut_legends():
 
 @pytest.fixture(scope="module")
 def report_results(res, e2):
-    from crnfb.feedback.modelfile import load_model
+    from crnfb.feedback.io.modelfile import load_model
     tele = analyse(load_model(ROOT / "examples" / "birth_death_telegraph.toml"), validate=False)
     return {"birth_death": res, "isomerisation": analyse(e2, validate=False), "birth_death_telegraph": tele}
 
 
 @pytest.mark.parametrize("name", ["birth_death", "isomerisation", "birth_death_telegraph"])
 def test_report_figures_legends_clear_of_data(report_results, name):
-    from crnfb.analysis.figures import make_figures
+    from crnfb.analysis.reporting.figures import make_figures
     figs = make_figures(report_results[name])
     bad = {n: legend_problems(f) for n, f in figs.items()}
     assert not any(bad.values()), {n: p for n, p in bad.items() if p}
@@ -409,7 +409,7 @@ def test_report_figures_legends_clear_of_data(report_results, name):
 
 def test_report_figures_and_the_getting_started_list(report_results, tmp_path):
     """fluctuation.png only with a random environment; the docs' figure table names what a report writes."""
-    from crnfb.analysis.report import FIGURES, report_figures, write_report
+    from crnfb.analysis.cli.report import FIGURES, report_figures, write_report
     assert "fluctuation" not in report_figures(report_results["birth_death"])
     assert report_figures(report_results["birth_death_telegraph"]) == FIGURES
     write_report(report_results["birth_death"], tmp_path / "r")
@@ -427,7 +427,8 @@ def test_no_fluctuation_placeholder_and_unit_spelling(report_results):
     labels = [t for ax in fig.axes for t in (ax.get_xlabel(), ax.get_ylabel(), ax.get_title())]
     assert any("kT" in t for t in labels) and not any("k_B" in t or "k_{B}" in t for t in labels)
     assert "learning rate  ε  (κ)" in labels
-    src = (ROOT / "analysis" / "plots.py").read_text() + (ROOT / "analysis" / "fluctuation.py").read_text()
+    src = ((ROOT / "analysis" / "reporting" / "plots.py").read_text()
+           + (ROOT / "analysis" / "analyses" / "fluctuation.py").read_text())
     assert "k_B" not in src and "k_{B}" not in src
 
 
@@ -467,7 +468,7 @@ def test_multiplicities_of_jordan_blocks(sizes, seed):
 # -- sweep panels --------------------------------------------------------------------------------
 def test_sweep_panels_have_quantity_and_unit():
     """Every column sweep.png draws has a title and a y label with its unit; an unknown column too."""
-    from crnfb.analysis.sweep import PLOT_COLUMNS
+    from crnfb.analysis.cli.sweep import PLOT_COLUMNS
     for c in PLOT_COLUMNS:
         title, ylabel = plots.SWEEP_LABELS[c]
         assert title and "(" in ylabel and ylabel.endswith(")"), c
@@ -502,11 +503,11 @@ def _figure_results(net, tmp_path):
     frequency response on a coarse grid (60 points), distribution. Margins, disturbance and the rest are
     left out: with 60 learned parameters they cost minutes (issue 21, deliverable 2), and the figures
     that need them become placeholders, which are checked too."""
-    from crnfb.analysis import pipeline as pl
-    from crnfb.analysis.context import Analysis
-    from crnfb.analysis.frequency import broken_loop
-    from crnfb.analysis.results import Results
-    from crnfb.feedback.modelfile import load_model
+    from crnfb.analysis.reporting import pipeline as pl
+    from crnfb.analysis.analyses.context import Analysis
+    from crnfb.analysis.linear.frequency import broken_loop
+    from crnfb.analysis.reporting.results import Results
+    from crnfb.feedback.io.modelfile import load_model
     path = tmp_path / f"{net.name}.toml"
     path.write_text(net.text)
     model = load_model(path)
@@ -533,7 +534,7 @@ def crowded(tmp_path_factory):
 @pytest.mark.parametrize("name", ["pool", "walk"])
 def test_crowded_report_figures_legends_clear_of_data(crowded, name, tmp_path):
     """Three visible species and 63 learned parameters: every report figure's legends clear of the data."""
-    from crnfb.analysis.figures import make_figures
+    from crnfb.analysis.reporting.figures import make_figures
     figs = make_figures(crowded[name])
     bad = {n: legend_problems(f) for n, f in figs.items()}
     assert not any(bad.values()), {n: p for n, p in bad.items() if p}
@@ -595,7 +596,7 @@ def test_pick_named_takes_in_turn_without_repeats():
 def test_captions_and_gallery_state_the_selection_rule():
     """The rule that picks the named curves is stated where the figures are read: the report's captions
     (with the thresholds the code uses) and docs/gallery.md."""
-    from crnfb.analysis.figures import FIGURE_CAPTIONS
+    from crnfb.analysis.reporting.figures import FIGURE_CAPTIONS
     for name in ("learning", "nyquist"):
         caption = FIGURE_CAPTIONS[name]
         assert f"more than {plots.MANY}" in caption and f"{plots.NAMED} are named" in caption

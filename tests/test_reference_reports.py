@@ -50,7 +50,7 @@ EXCLUDED = {"meta.timings_s", "meta.package", "validation[].details.seconds", "v
 #: those runs) are pinned to this share of the check's own (relative) tolerance, times ``|value|``
 #: (relative errors themselves: this share of the tolerance, absolute):
 #: they move with the integrator's error, amplified by the Richardson extrapolation over steps of
-#: size 0.01 (rtol 1e-7 on theta -> ~1e-5 relative). The Newton-matrix reuse of crnfb.feedback.bdf
+#: size 0.01 (rtol 1e-7 on theta -> ~1e-5 relative). The Newton-matrix reuse of crnfb.feedback.dynamics.bdf
 #: moved E1's by up to 4e-5 relative (tolerances 2e-3); the verdicts (``passed``) stay exact.
 VALIDATION_SHARE = 0.1
 #: Lists of eigenvalues (absolute tolerance scaled by the list's largest modulus).
@@ -78,7 +78,7 @@ EIGEN_ATOL = 1e-7
 #: ``overshoot_pct`` of a monotone step response is round-off (3e-9 % on E3): 1e-6 percent.
 #: ``quadrature_error`` of the episode is |Simpson - trapezoid| on the same samples: it moves with the
 #: integrals it estimates (1e2-1e3 nats; the ODE's samples at rtol 1e-7), not relative to itself. The
-#: Newton-matrix reuse of the integrator (crnfb.feedback.bdf) moved dimer's by 4e-10 = 4e-13 of its
+#: Newton-matrix reuse of the integrator (crnfb.feedback.dynamics.bdf) moved dimer's by 4e-10 = 4e-13 of its
 #: 1070-nat integral; 1e-8 nats is 1e-11 of such integrals.
 ATOL_BY_KEY = {"validation[].rel_error": 1e-6, "disturbance.step.overshoot_pct": 1e-6,
                "thermodynamics.episode.quadrature_error": 1e-8}

@@ -1,6 +1,6 @@
 """The region of attraction along the environment's change (issue 20 d3; docs/theory.md §4b, docs/global.md).
 
-Independent reference: the plain ODE run of :func:`crnfb.feedback.simulate.simulate` (its own output
+Independent reference: the plain ODE run of :func:`crnfb.feedback.dynamics.integrate.simulate` (its own output
 grid, no stop events, no settling logic) from the loop's fixed point at ``a = 0`` with the
 environment held at the stepped ``a``, compared with the fixed point there.
 """
@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 
 from crnfb import load_model
-from crnfb.analysis.globalbehaviour import global_report
-from crnfb.analysis.fixedpoints import loop_fixed_point
-from crnfb.analysis.pipeline import region_section
-from crnfb.analysis.region import RegionOfAttraction, region_of_attraction, region_report
-from crnfb.analysis.summary import _global_table
-from crnfb.feedback.parallel import run_all
-from crnfb.feedback.signals import Constant
-from crnfb.feedback.simulate import simulate
-from crnfb.feedback import sizes
+from crnfb.analysis.analyses.globalbehaviour import global_report
+from crnfb.analysis.linear.fixedpoints import loop_fixed_point
+from crnfb.analysis.reporting.pipeline import region_section
+from crnfb.analysis.analyses.region import RegionOfAttraction, region_of_attraction, region_report
+from crnfb.analysis.reporting.summary import _global_table
+from crnfb.feedback.numerics.parallel import run_all
+from crnfb.feedback.model.signals import Constant
+from crnfb.feedback.dynamics.integrate import simulate
+from crnfb.feedback.numerics import sizes
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAIN30 = ROOT / "examples" / "chain30.toml"
@@ -108,8 +108,8 @@ def test_region_not_computed_reasons():
 def test_region_solver_limit_is_a_limitation_not_a_verdict(monkeypatch):
     """A run that hits the solver's work limit stops the search: 'not computed: limitation', no bracket
     (the small scaffold at 26 x its eps did so at every step down to 1/64)."""
-    import crnfb.analysis.region as region
-    from crnfb.feedback.simulate import SimulationError
+    import crnfb.analysis.analyses.region as region
+    from crnfb.feedback.dynamics.integrate import SimulationError
 
     def fails(model, x0, a, rtol=1e-8, atol=1e-12):
         if a == 1.0:
@@ -124,8 +124,8 @@ def test_region_solver_limit_is_a_limitation_not_a_verdict(monkeypatch):
 
 
 def test_linear_range_entry_from_checks_and_dicts():
-    from crnfb.analysis.region import linear_range_entry
-    from crnfb.analysis.validation import Check, not_made
+    from crnfb.analysis.analyses.region import linear_range_entry
+    from crnfb.analysis.analyses.validation import Check, not_made
 
     c = Check("linear range: step size a with 10% linear error", 0.0844, 0.0791, 0.063, 1.0, True, {"reached": True})
     want = {"measured": 0.0791, "quadratic_estimate": 0.0844, "reached": True}

@@ -1,4 +1,4 @@
-"""``crnfb report`` and :mod:`crnfb.analysis.results`: files, report.json contract, exit codes, atomicity."""
+"""``crnfb report`` and :mod:`crnfb.analysis.reporting.results`: files, report.json contract, exit codes, atomicity."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crnfb.feedback.files import MARKER, OutputError
+from crnfb.feedback.io.files import MARKER, OutputError
 
-from crnfb.analysis import results as R
-from crnfb.analysis.cli import main
-from crnfb.analysis.report import FIGURES, write_report
-from crnfb.analysis.pipeline import analyse
-from crnfb.analysis.results import REQUIRED_KEYS, get_path
+from crnfb.analysis.reporting import results as R
+from crnfb.analysis.cli.entry import main
+from crnfb.analysis.cli.report import FIGURES, write_report
+from crnfb.analysis.reporting.pipeline import analyse
+from crnfb.analysis.reporting.results import REQUIRED_KEYS, get_path
 
 ROOT = Path(__file__).resolve().parent.parent
 E1 = ROOT / "examples" / "birth_death.toml"
@@ -186,7 +186,7 @@ def test_report_unstable_chain_exit_1_report_written(tmp_path):
 
 def test_write_report_is_atomic(tmp_path, e1_results, monkeypatch):
     out = tmp_path / "rep"
-    from crnfb.analysis.summary import Summary
+    from crnfb.analysis.reporting.summary import Summary
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
@@ -207,7 +207,7 @@ def test_write_report_is_atomic(tmp_path, e1_results, monkeypatch):
 
 
 def test_missing_sections_are_null_with_reasons(e1, monkeypatch):
-    from crnfb.analysis import pipeline, section_thermodynamics
+    from crnfb.analysis.reporting import pipeline, section_thermodynamics
 
     def unavailable(*a, **k):
         raise R.Unavailable("not available in this installation")
@@ -229,7 +229,7 @@ def test_missing_sections_are_null_with_reasons(e1, monkeypatch):
 
 
 def test_failing_section_does_not_lose_the_report(e1, monkeypatch):
-    from crnfb.analysis import pipeline
+    from crnfb.analysis.reporting import pipeline
 
     def broken(loop, **kw):
         raise ZeroDivisionError("bug")
@@ -246,7 +246,7 @@ def test_failing_section_does_not_lose_the_report(e1, monkeypatch):
 
 
 def test_report_command_exits_3_when_a_section_crashed(tmp_path, monkeypatch, capsys):
-    from crnfb.analysis import pipeline
+    from crnfb.analysis.reporting import pipeline
 
     def broken(*a, **kw):
         raise ZeroDivisionError("bug")
@@ -325,8 +325,8 @@ def test_docs_build_strict(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "site" / "index.html").exists()
     api = (tmp_path / "site" / "api" / "index.html").read_text(encoding="utf-8")
-    for obj in ("crnfb.feedback.modelfile.load_model", "crnfb.analysis.pipeline.analyse",
-                "crnfb.analysis.results.Results.summary", "crnfb.analysis.sweep.run_sweep"):
+    for obj in ("crnfb.feedback.io.modelfile.load_model", "crnfb.analysis.reporting.pipeline.analyse",
+                "crnfb.analysis.reporting.results.Results.summary", "crnfb.analysis.cli.sweep.run_sweep"):
         assert f'id="{obj}"' in api, obj
     assert ":func:`" not in api and ":class:`" not in api          # Sphinx roles rendered as code
     assert "hidden" in (tmp_path / "site" / "e3_hidden_units" / "index.html").read_text(encoding="utf-8")
@@ -343,7 +343,7 @@ def test_api_page_has_every_module():
             parts = parts[:-1] if parts[-1] == "__init__" else parts
             if len(parts) > 1 and not any(x.startswith("_") for x in parts):
                 modules.add("crnfb." + ".".join(parts))
-    modules -= {"crnfb.analysis.cli"}
+    modules -= {"crnfb.analysis.cli.entry"}
     assert len(listed) == len(set(listed))
     assert set(listed) == modules, (sorted(modules - set(listed)), sorted(set(listed) - modules))
 

@@ -23,7 +23,7 @@ import pytest
 from scipy import optimize, stats
 from scipy.special import gammaln
 
-from crnfb.feedback.modelfile import load_model
+from crnfb.feedback.io.modelfile import load_model
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 T2V = 23  # the totals of examples/two_visible.toml
@@ -95,7 +95,7 @@ def test_best_fits_without_the_scaffold_stay_above_the_mutual_information(two_vi
     open_ = _product_model(tmp_path, '[species.X1]\nvisible = true\n[species.X2]\nvisible = true\n',
                            '[[reactions]]\neq = "0 <-> X1"\n[[reactions]]\neq = "0 <-> X2"\n',
                            f"[truncation]\nn_max = {T2V}\ntol = 1.0\n")
-    from crnfb.analysis.fixedpoints import learned_fixed_point
+    from crnfb.analysis.linear.fixedpoints import learned_fixed_point
 
     d_open = learned_fixed_point(open_).divergence
 
@@ -128,7 +128,7 @@ def test_best_fits_without_the_scaffold_stay_above_the_mutual_information(two_vi
 @pytest.mark.slow
 def test_two_visible_learns_the_target_that_product_laws_cannot(two_visible):
     """The scaffold's learned law, rebuilt from its closed form, fits Q; every product law is >= I(Q) away."""
-    from crnfb.analysis.fixedpoints import learned_fixed_point
+    from crnfb.analysis.linear.fixedpoints import learned_fixed_point
 
     model = two_visible
     opt = learned_fixed_point(model)
@@ -165,7 +165,7 @@ def test_two_visible_generator_keeps_the_structure_at_small_size(tmp_path):
     path.write_text(mod.two_visible(6, 3, "small"))
     model = load_model(path)
     assert model.space.size == 7 * (7 * 7 - 12)
-    from crnfb.analysis.fixedpoints import learned_fixed_point
+    from crnfb.analysis.linear.fixedpoints import learned_fixed_point
 
     opt = learned_fixed_point(model)
     Q = _target(model)
@@ -181,7 +181,7 @@ def test_scaffold_t40_report_complete_and_validated():
     (the margins' crossing eigenvalue lies on the imaginary axis; the loop is
     stable at the file's eps, unstable past eps_crit).
     """
-    from crnfb.analysis.pipeline import analyse
+    from crnfb.analysis.reporting.pipeline import analyse
 
     model = load_model(EXAMPLES / "scaffold_T40_K20.toml")
     # the global searches are tested on chain30 and the small scaffold (test_global, test_region); here a
@@ -214,8 +214,8 @@ def test_two_visible_full_report_complete_and_validated(two_visible):
     """The 10^4-state example's full report (issue 12): every section filled, every check made passes
     (the reduced plant model verified, the slow-mode search checked against it), and only the SSA
     noise check is not made, with its reason. About 2.5 min on two cores."""
-    from crnfb.analysis.pipeline import analyse
-    from crnfb.analysis.validation import SLOW_MODES
+    from crnfb.analysis.reporting.pipeline import analyse
+    from crnfb.analysis.analyses.validation import SLOW_MODES
 
     res = analyse(two_visible, validate=True, figures=True, noise_budget=0)   # SSA: see not_made below
     d = res.to_dict()

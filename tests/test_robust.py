@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crnfb.analysis.cli import main
+from crnfb.analysis.cli.entry import main
 from crnfb.feedback.errors import ModelError
-from crnfb.feedback.files import MARKER, atomic_dir, clean_stale
-from crnfb.feedback.modelfile import load_model
+from crnfb.feedback.io.files import MARKER, atomic_dir, clean_stale
+from crnfb.feedback.io.modelfile import load_model
 
 from conftest import EXAMPLES
 
@@ -90,7 +90,7 @@ def _report(stable, gm, ec, rate, conv=True):
 
 def test_consistency_flags_stable_verdict_with_gain_margin_below_one():
     """Before: kappa = 1e-300 gave STABLE with gain margin 0.0028 and eps_crit 1.4e-4 < eps = 0.05, exit 0."""
-    from crnfb.analysis.validation import consistency_checks, with_consistency
+    from crnfb.analysis.analyses.validation import consistency_checks, with_consistency
     bad = consistency_checks(_report(True, 0.0028, 1.4e-4, 6.2e-300))
     failed = {c["quantity"] for c in bad if c["passed"] is False}
     assert failed == {"consistency: verdict vs gain margin", "consistency: verdict vs eps_crit"}
@@ -107,8 +107,8 @@ def test_consistency_flags_stable_verdict_with_gain_margin_below_one():
 
 def test_consistency_hook_sets_exit_code(e1, monkeypatch):
     """A disagreement found inside analyse() is a failed validation entry and exit code 1."""
-    import crnfb.analysis.validation as V
-    from crnfb.analysis.pipeline import analyse
+    import crnfb.analysis.analyses.validation as V
+    from crnfb.analysis.reporting.pipeline import analyse
     monkeypatch.setattr(V, "consistency_checks", lambda d: [{"quantity": "consistency: x", "passed": False}])
     res = analyse(e1, validate=False, figures=False)
     assert res.validation_failed and res.exit_code == 1
@@ -158,7 +158,7 @@ def _umask() -> int:
 # -- 4: sweep resumes only its own rows; bad grids are bad input; umask ---------------------------------------
 def test_sweep_does_not_resume_another_models_rows(capsys, tmp_path):
     """Before: the isomerisation sweep reused the three birth-death rows."""
-    from crnfb.analysis import sweep
+    from crnfb.analysis.cli import sweep
     out = tmp_path / "s"
     out.mkdir()
     fp = sweep.sweep_fingerprint(E1, [sweep.parse_param("eps=0.01:1:3:log10")])
@@ -180,14 +180,14 @@ def test_sweep_does_not_resume_another_models_rows(capsys, tmp_path):
                                          ("M=2.5", "whole number"), ("M=2.5:10:3", "whole number")])
 def test_sweep_grid_bad_entries(spec, phrase):
     """Before: eps=0.1,,0.2 dropped the empty entry and M=2.5 became 2."""
-    from crnfb.analysis.sweep import parse_param
+    from crnfb.analysis.cli.sweep import parse_param
     with pytest.raises(ModelError, match=phrase):
         parse_param(spec)
 
 
 def test_written_files_follow_the_umask(tmp_path):
     """Before: sweep.csv and sweep.png were 0600 (mkstemp), report files 0644."""
-    from crnfb.feedback.files import write_bytes, write_text
+    from crnfb.feedback.io.files import write_bytes, write_text
     for f in (write_text(tmp_path / "a.csv", "x\n"), write_bytes(tmp_path / "b.png", b"\x89PNG")):
         assert stat.S_IMODE(os.stat(f).st_mode) == 0o666 & ~_umask()
 
@@ -205,8 +205,8 @@ def test_huge_truncation_is_refused_at_once(tmp_path):
 
 def test_three_open_species_class_counted_exactly(tmp_path):
     """Before: 'more than 2000000 states' for a class of 91^3 = 753571 (the enlarged box overflowed)."""
-    from crnfb.feedback.network import Network
-    from crnfb.feedback.statespace import StateSpace
+    from crnfb.feedback.model.network import Network
+    from crnfb.feedback.model.statespace import StateSpace
     net = Network.from_equations({"X": dict(visible=True), "Y": {}, "Z": {}}, ["0 <-> X", "0 <-> Y", "0 <-> Z"])
     space = StateSpace(net, [0, 0, 0], 90)
     assert space.size == 91 ** 3
@@ -215,8 +215,8 @@ def test_three_open_species_class_counted_exactly(tmp_path):
 
 def test_long_chain_enumeration_is_linear():
     """Before: 60000 BFS levels with Python overhead each (30 s). The box path is one vectorised pass."""
-    from crnfb.feedback.network import Network
-    from crnfb.feedback.statespace import StateSpace
+    from crnfb.feedback.model.network import Network
+    from crnfb.feedback.model.statespace import StateSpace
     net = Network.from_equations({"X": dict(visible=True)}, ["0 <-> X"])
     t0 = time.process_time()
     space = StateSpace(net, [0], 60000)
@@ -225,7 +225,7 @@ def test_long_chain_enumeration_is_linear():
 
 
 def test_class_size_bound_is_an_upper_bound():
-    from crnfb.feedback.statespace import class_size_bound
+    from crnfb.feedback.model.statespace import class_size_bound
     # X + Y conserved in a 21 x 21 box: 21 states, not 441
     assert class_size_bound(np.array([[1, 1]]), np.array([20, 20])) == 21
     assert class_size_bound(np.zeros((0, 2)), np.array([3, 4])) == 20
@@ -237,8 +237,8 @@ def test_slice_count_bounds_the_class_tightly(name):
     """With the initial state, the bound counts the box's lattice points on the conservation-law slice:
     never below the enumerated class, and equal to it where the slice is connected (all these examples).
     The looser free-coordinate bound refused the 651-state T = 40 scaffold as 'up to 4.3e7 states'."""
-    from crnfb.feedback.modelfile import load_model
-    from crnfb.feedback.statespace import class_size_bound
+    from crnfb.feedback.io.modelfile import load_model
+    from crnfb.feedback.model.statespace import class_size_bound
     space = load_model(EXAMPLES / f"{name}.toml").space
     L = space.network.conservation_laws
     assert class_size_bound(L, space.bounds, space.initial) == space.size
@@ -285,7 +285,7 @@ def test_devices_fifos_and_huge_files_are_refused(capsys, tmp_path):
 
 
 def test_internal_error_is_exit_3_and_one_line(capsys, monkeypatch):
-    import crnfb.analysis.cli as cli
+    import crnfb.analysis.cli.entry as cli
 
     def boom(args):
         raise ZeroDivisionError("a bug")
@@ -310,9 +310,9 @@ def test_huge_eps_is_handled(capsys, tmp_path):
 # -- 7: interrupts ---------------------------------------------------------------------------------------------------
 def test_sigterm_cleans_up_and_exits_143(tmp_path):
     """Before: SIGTERM while writing left .DIR.tmp-* beside DIR forever; SIGINT printed two tracebacks."""
-    code = ("import sys, time, crnfb.analysis.cli as cli\n"
+    code = ("import sys, time, crnfb.analysis.cli.entry as cli\n"
             "def slow(args):\n"
-            "    from crnfb.feedback.files import atomic_dir\n"
+            "    from crnfb.feedback.io.files import atomic_dir\n"
             "    with atomic_dir(args.output) as t:\n"
             "        (t / 'x').write_text('partial'); print('ready', flush=True); time.sleep(60)\n"
             "    return 0\n"
@@ -342,7 +342,7 @@ def test_stale_temporaries_of_dead_runs_are_removed(tmp_path):
     assert clean_stale(out) == [dead]
     assert foreign.exists() and alive.exists()
     # files too: a killed run's .NAME.tmp-PID-* beside a CSV goes on the next write of that CSV
-    from crnfb.feedback.files import write_text
+    from crnfb.feedback.io.files import write_text
     stale = tmp_path / ".t.csv.tmp-999999999-q"
     stale.write_text("half")
     write_text(tmp_path / "t.csv", "a\n")
@@ -363,7 +363,7 @@ def test_ssa_refuses_hours_of_events(capsys, tmp_path):
 
 def test_ssa_event_estimate_matches_closed_form(e1):
     """Birth-death at theta = 0: a copy jumps at rate kappa (birth) + kappa E[x] (death) = 2 under Poisson(1)."""
-    from crnfb.feedback.ssa import expected_event_rate
+    from crnfb.feedback.dynamics.ssa import expected_event_rate
     ens = e1.ensembles
     want = (ens.free + ens.clamped) * 2.0 + 2 * e1.eps[0] * ens.omega * 1.0
     assert expected_event_rate(e1, np.array([0.0])) == pytest.approx(want, rel=1e-9)
@@ -371,7 +371,7 @@ def test_ssa_event_estimate_matches_closed_form(e1):
 
 def test_ode_refuses_more_steps_than_the_limit(e1, monkeypatch):
     """Before: --t-end 1e300 integrated for hours. Now a run stops at MAX_STEPS with the estimate."""
-    import crnfb.feedback.simulate as S
+    import crnfb.feedback.dynamics.integrate as S
     monkeypatch.setattr(S, "MAX_STEPS", 30)
     with pytest.raises(S.WorkLimitError, match="steps"):
         S.simulate(e1, 1e300, points=3)
@@ -380,7 +380,7 @@ def test_ode_refuses_more_steps_than_the_limit(e1, monkeypatch):
 # -- 9: honest gaps ----------------------------------------------------------------------------------------------
 def test_plateau_at_infinity_reported_apart(capsys, chain):
     """Before: fit --starts on chain listed 'stationary point: maximum' at theta_A = -140 (gradient 2.5e-61)."""
-    from crnfb.analysis.fixedpoints import classify
+    from crnfb.analysis.linear.fixedpoints import classify
     pt = classify(chain, np.array([-140.0]))
     assert pt.plateau and "plateau at infinity" in pt.note
     assert not classify(chain, np.array([math.log(2.0)])).plateau
@@ -388,7 +388,7 @@ def test_plateau_at_infinity_reported_apart(capsys, chain):
 
 def test_no_runtime_warnings_reach_the_terminal(capsys, tmp_path):
     """Raw numpy RuntimeWarnings are handled in the CLI (turned into notes or avoided)."""
-    code = ("import sys, crnfb.analysis.cli as cli; sys.exit(cli.main(['fit', sys.argv[1]]))")
+    code = ("import sys, crnfb.analysis.cli.entry as cli; sys.exit(cli.main(['fit', sys.argv[1]]))")
     r = subprocess.run([sys.executable, "-W", "default", "-c", code,
                         str(write(tmp_path, E1.replace("energy = 0.0", "energy = 800")))],
                        capture_output=True, text=True, timeout=120)
@@ -401,7 +401,7 @@ def test_learning_figure_ladder_is_bounded(monkeypatch):
     The ladder now stops after ``MAX_RUNGS`` runs, however far apart the scales are."""
     from types import SimpleNamespace
 
-    from crnfb.analysis import pipeline
+    from crnfb.analysis.reporting import pipeline
 
     calls = []
     monkeypatch.setenv("CRNFB_WORKERS", "1")       # the fake records its calls in this process

@@ -1,9 +1,9 @@
-"""SBML export / import (the crnfb.feedback.sbml package) and cross-checks against peer tools.
+"""SBML export / import (the crnfb.feedback.io.sbml package) and cross-checks against peer tools.
 
 Peer tests (marker ``peers``) load the exported learning network into
 libRoadRunner and build a finite-ensemble network in GillesPy2; they are
 skipped with a reason when those packages are absent. The reference for the
-ensemble-level ODE is :class:`crnfb.feedback.ensembles.LearningNetwork` (its own
+ensemble-level ODE is :class:`crnfb.feedback.dynamics.ensembles.LearningNetwork` (its own
 generator code, in theta coordinates), so every comparison below is between
 two independent implementations.
 """
@@ -22,12 +22,12 @@ from scipy.optimize import linear_sum_assignment
 
 libsbml = pytest.importorskip("libsbml")
 
-from crnfb.feedback import sbml  # noqa: E402
-from crnfb.feedback.environment import Poisson  # noqa: E402
+from crnfb.feedback.io import sbml  # noqa: E402
+from crnfb.feedback.model.environment import Poisson  # noqa: E402
 from crnfb.feedback.errors import ModelError  # noqa: E402
-from crnfb.feedback.model import Ensembles, Model  # noqa: E402
-from crnfb.feedback.modelfile import load_model  # noqa: E402
-from crnfb.feedback.network import Network  # noqa: E402
+from crnfb.feedback.model.model import Ensembles, Model  # noqa: E402
+from crnfb.feedback.io.modelfile import load_model  # noqa: E402
+from crnfb.feedback.model.network import Network  # noqa: E402
 
 EX = Path(__file__).resolve().parents[1] / "examples"
 
@@ -365,7 +365,7 @@ def test_import_rejects(case):
 def test_import_one_reacting_compartment_of_several(tmp_path, capsys):
     """Issue 23: a multi-compartment model whose reacting species all live in one compartment is read, with
     that compartment's volume; a species elsewhere that takes part in no reaction is left out, with a warning."""
-    from crnfb.analysis.cli import main
+    from crnfb.analysis.cli.entry import main
     V = 2.0
     text = sbml_text([("S", 4, "cyt"), ("P", 0, "cyt"), ("Z", 7, "nuc")],
                      [("r", True, [("S", 1)], [("P", 1)], mml("k1 * S - k2 * P"))],
@@ -440,8 +440,8 @@ def test_learning_sbml_is_valid(case):
 
 @pytest.mark.parametrize("case", sorted(LEARNING_CASES))
 def test_learning_rhs_matches_ensemble_ode(case):
-    """The exported network's mass-action ODE equals crnfb.feedback.ensembles.LearningNetwork's."""
-    from crnfb.feedback.ensembles import LearningNetwork
+    """The exported network's mass-action ODE equals crnfb.feedback.dynamics.ensembles.LearningNetwork's."""
+    from crnfb.feedback.dynamics.ensembles import LearningNetwork
     m = LEARNING_CASES[case]()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", sbml.SBMLExportWarning)
@@ -500,7 +500,7 @@ def test_learning_initial_values(case):
     assert np.abs(dx[copy]).max() < 1e-12
     # clamped start against a dense solve of (A_hid - gamma I) p + gamma Q u = 0
     states, pc = sbml.clamped_start(m)
-    from crnfb.feedback.ensembles import LearningNetwork
+    from crnfb.feedback.dynamics.ensembles import LearningNetwork
     ln = LearningNetwork(m)
     A = ln.hidden_generator(m.theta0).toarray()
     dense = np.linalg.solve(m.learning.gamma * np.eye(A.shape[0]) - A, m.learning.gamma * ln.reset_target())
@@ -528,7 +528,7 @@ def test_equilibrium_clamping_is_refused_or_a_stated_speedup():
 
 def test_speedup_scales_only_the_clamped_hidden_jumps():
     """The exported ODE with a speed-up is LearningNetwork(clamped_speedup=S).rhs, and differs from S = 1."""
-    from crnfb.feedback.ensembles import LearningNetwork
+    from crnfb.feedback.dynamics.ensembles import LearningNetwork
     m = load("chain")
     back = sbml.read_sbml(sbml.learning_sbml(m, speedup=50.0))
     fast, slow = (LearningNetwork(m, "dynamic", clamped_speedup=s) for s in (50.0, 1.0))
@@ -555,7 +555,7 @@ def test_copies_conserve_the_copy_totals():
     resets = [r for r in mnet.reactions if r.id.startswith("Reset_")]
     assert len(resets) <= n_c * (n_c - 1)
     # as an ODE in fractions it is the same loop: rhs / M equals LearningNetwork.rhs
-    from crnfb.feedback.ensembles import LearningNetwork
+    from crnfb.feedback.dynamics.ensembles import LearningNetwork
     ln = LearningNetwork(m)
     x = ln.initial_state()
     x[ln.n_f + ln.n_c:] += 0.2
@@ -605,7 +605,7 @@ def test_id_collisions_are_reported():
 # command line
 # ---------------------------------------------------------------------------------------------
 def test_cli_export(tmp_path, capsys):
-    from crnfb.analysis.cli import main
+    from crnfb.analysis.cli.entry import main
     out = tmp_path / "e2.xml"
     assert main(["export", str(EX / "isomerisation.toml"), "--sbml", str(out)]) == 0
     assert consistency_errors(out.read_text()) == []
@@ -619,7 +619,7 @@ def test_cli_export(tmp_path, capsys):
 
 
 def test_cli_export_bad_input_writes_nothing(tmp_path, capsys):
-    from crnfb.analysis.cli import main
+    from crnfb.analysis.cli.entry import main
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x"\n[species.X]\nvisible = true\n[[reactions]]\neq = "0 <-> Y"\n')
     out = tmp_path / "out.xml"
@@ -650,7 +650,7 @@ PEER_CASES = {"E1": lambda: load("birth_death", clamping="dynamic"), "E2": lambd
 @pytest.mark.peers
 @pytest.mark.parametrize("case", sorted(PEER_CASES))
 def test_roadrunner_time_course(case):
-    from crnfb.feedback.ensembles import LearningNetwork
+    from crnfb.feedback.dynamics.ensembles import LearningNetwork
     m = PEER_CASES[case]()
     rr = _roadrunner(sbml.learning_sbml(m))
     t_end, n = 10.0, 11
@@ -676,8 +676,8 @@ EIGEN_CASES = {"E1": lambda: load("birth_death", clamping="dynamic").replace(n_m
 @pytest.mark.peers
 @pytest.mark.parametrize("case", sorted(EIGEN_CASES))
 def test_roadrunner_jacobian_eigenvalues(case):
-    from crnfb.analysis.fixedpoints import loop_fixed_point
-    from crnfb.feedback.ensembles import LearningNetwork
+    from crnfb.analysis.linear.fixedpoints import loop_fixed_point
+    from crnfb.feedback.dynamics.ensembles import LearningNetwork
     m = EIGEN_CASES[case]()
     text = sbml.learning_sbml(m)
     rr = _roadrunner(text)

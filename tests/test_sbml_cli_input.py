@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from crnfb.analysis.cli import main
+from crnfb.analysis.cli.entry import main
 from tests.test_sbml_import import ANT  # the dimer Antimony model of the convert tests
 
 ROOT = Path(__file__).resolve().parents[1]

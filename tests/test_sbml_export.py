@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crnfb.analysis.sbml_commands import export_deviation
-from crnfb.feedback.modelfile import load_model
+from crnfb.analysis.cli.sbml_commands import export_deviation
+from crnfb.feedback.io.modelfile import load_model
 
 EX = Path(__file__).resolve().parents[1] / "examples"
 
@@ -42,7 +42,7 @@ def test_speedup_converges_like_one_over_speedup(chain, speedup):
 
 
 def test_cli_prints_the_deviation(chain, tmp_path, capsys):
-    from crnfb.analysis.cli import main
+    from crnfb.analysis.cli.entry import main
     out = tmp_path / "chain.xml"
     assert main(["export", str(EX / "chain.toml"), "--sbml", str(out), "--learning", "--speedup", "1e4"]) == 0
     text = capsys.readouterr().out
@@ -55,7 +55,7 @@ def test_cli_prints_the_deviation(chain, tmp_path, capsys):
 
 
 def test_cli_copies_and_prune(tmp_path, capsys):
-    from crnfb.analysis.cli import main
+    from crnfb.analysis.cli.entry import main
     out = tmp_path / "e2.xml"
     assert main(["export", str(EX / "isomerisation.toml"), "--sbml", str(out), "--learning", "--copies",
                  "--prune", "1e-12"]) == 0
@@ -78,8 +78,8 @@ def e1_small():
 def test_prune_by_start_moves_the_fixed_point_as_the_peer_check_found(e1_small):
     """The independent check's numbers: pruning by the start law at 1e-12 learns lambda_X = 5.00237 and splits
     the double eigenvalue -0.5 into -0.4565, -0.5475; at 1e-6, 5.237."""
-    from crnfb.analysis.export_prune import prune_deviation
-    from crnfb.feedback.sbml import exported_network
+    from crnfb.analysis.cli.export_prune import prune_deviation
+    from crnfb.feedback.io.sbml import exported_network
     net = exported_network(e1_small, 1e3)
     start = net.split(net.initial_state())[:2]
     d = prune_deviation(e1_small, 1e-12, speedup=1e3, keep_mass=start)
@@ -93,9 +93,9 @@ def test_prune_by_start_moves_the_fixed_point_as_the_peer_check_found(e1_small):
 
 
 def test_prune_on_the_learning_path_keeps_the_fixed_point(e1_small):
-    from crnfb.analysis.export_prune import learning_path_mass, prune_deviation
-    from crnfb.analysis.fixedpoints import loop_fixed_point
-    from crnfb.feedback.sbml import exported_network
+    from crnfb.analysis.cli.export_prune import learning_path_mass, prune_deviation
+    from crnfb.analysis.linear.fixedpoints import loop_fixed_point
+    from crnfb.feedback.io.sbml import exported_network
     net = exported_network(e1_small, 1e3)
     fp = loop_fixed_point(e1_small, net)
     mass, info = learning_path_mass(e1_small, net, fp)
@@ -112,7 +112,7 @@ def test_pruned_export_agrees_with_roadrunner_steady_state(e1_small, tmp_path, c
     """What the command prints is what libRoadRunner finds in the written file."""
     import re
 
-    from crnfb.analysis.cli import main
+    from crnfb.analysis.cli.entry import main
     roadrunner = pytest.importorskip("roadrunner", reason="libroadrunner is not installed")
     text = (EX / "birth_death.toml").read_text(encoding="utf-8").replace("n_max = 60", "n_max = 30")
     text = re.sub(r"\[environment\.change\][^\[]*", "", text)   # as e1_small
@@ -141,9 +141,9 @@ def test_pruned_export_agrees_with_roadrunner_steady_state(e1_small, tmp_path, c
 def test_prune_deviation_leaves_out_flat_modes_and_conservation_laws():
     """E2 learns two parameters of which one combination is unidentifiable: a zero eigenvalue (a line of fixed
     points) in both networks, left out of the compared modes, as the copy totals are (fractions and copies)."""
-    from crnfb.analysis.export_prune import PruneDeviation, learning_path_mass, prune_deviation
-    from crnfb.analysis.fixedpoints import loop_fixed_point
-    from crnfb.feedback.sbml import exported_network
+    from crnfb.analysis.cli.export_prune import PruneDeviation, learning_path_mass, prune_deviation
+    from crnfb.analysis.linear.fixedpoints import loop_fixed_point
+    from crnfb.feedback.io.sbml import exported_network
     m = load_model(EX / "isomerisation.toml")
     net = exported_network(m)
     fp = loop_fixed_point(m, net)

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from crnfb.analysis.cli import main
-from crnfb.feedback import sbml
+from crnfb.analysis.cli.entry import main
+from crnfb.feedback.io import sbml
 from crnfb.feedback.errors import ModelError
-from crnfb.feedback.modelfile import load_model
-from crnfb.feedback.network import Network
+from crnfb.feedback.io.modelfile import load_model
+from crnfb.feedback.model.network import Network
 
 SUITE = Path(__file__).resolve().parent / "data" / "sbml-test-suite"
 ACCEPTED = ["00006", "00021", "00034", "00061", "00465", "01030"]
@@ -245,7 +245,7 @@ def test_initial_amounts_are_never_rounded(a0, want):
 
 
 def test_near_integer_amounts_are_refused_by_import_sbml():
-    from crnfb.feedback.environment import Poisson
+    from crnfb.feedback.model.environment import Poisson
     with pytest.raises(ModelError, match="not whole molecule counts"):
         sbml.import_sbml(_sbml(MA, a0="3e-10"), ["A"], Poisson(1.0), n_max=10)
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from crnfb.analysis.cli import main
-from crnfb.feedback import sbml
+from crnfb.analysis.cli.entry import main
+from crnfb.feedback.io import sbml
 from crnfb.feedback.errors import ModelError
 
 from test_sbml_import import ACCEPTED, SUITE, settings  # one reading of the SBML Test Suite's cases

@@ -1,4 +1,4 @@
-"""The registry of report sections (:mod:`crnfb.analysis.sections`): a new section is one module.
+"""The registry of report sections (:mod:`crnfb.analysis.reporting.sections`): a new section is one module.
 
 A toy section registered in the test (and nowhere else) is run by the
 pipeline, appears in ``report.json``, the summary, the figures and the report
@@ -17,14 +17,14 @@ from typing import Mapping
 import numpy as np
 import pytest
 
-from crnfb.analysis import section_fluctuation, section_thermodynamics, sections
-from crnfb.analysis.figures import caption, make_figures, report_figures
-from crnfb.analysis.pipeline import analyse
-from crnfb.analysis.report import report_files, write_report
-from crnfb.analysis.results import Results
-from crnfb.analysis.section import Context, Section, SectionFigure, null_keys
-from crnfb.analysis.summary import Table, fmt
-from crnfb.analysis.thermo import Thermodynamics, thermodynamics_report
+from crnfb.analysis.reporting import section_fluctuation, section_thermodynamics, sections
+from crnfb.analysis.reporting.figures import caption, make_figures, report_figures
+from crnfb.analysis.reporting.pipeline import analyse
+from crnfb.analysis.cli.report import report_files, write_report
+from crnfb.analysis.reporting.results import Results
+from crnfb.analysis.reporting.section import Context, Section, SectionFigure, null_keys
+from crnfb.analysis.reporting.summary import Table, fmt
+from crnfb.analysis.analyses.thermo import Thermodynamics, thermodynamics_report
 from crnfb.feedback.errors import Unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,7 +132,7 @@ def test_the_registry():
         sections.by_key("nonesuch")
     # nothing outside a section's own module names it: pipeline, results, summary, report and figures
     # iterate the registry
-    for name in ("pipeline", "results", "summary", "report", "figures"):
+    for name in ("reporting/pipeline", "reporting/results", "reporting/summary", "cli/report", "reporting/figures"):
         src = (ROOT / "analysis" / f"{name}.py").read_text(encoding="utf-8")
         for key in keys:
             assert f'"{key}"' not in src and f"'{key}'" not in src, (name, key)

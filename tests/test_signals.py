@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from crnfb.feedback.sparselu import nested_dissection
+from crnfb.feedback.numerics.sparselu import nested_dissection
 
 ROOT = Path(__file__).resolve().parent.parent
 SA_RESTART = 0x10000000     # <asm-generic/signal-defs.h> (x86, arm, generic Linux)

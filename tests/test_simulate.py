@@ -7,12 +7,12 @@ import csv
 import numpy as np
 import pytest
 
-from crnfb.analysis.cli import main
-from crnfb.analysis.fixedpoints import loop_fixed_point
-from crnfb.feedback.ensembles import LearningNetwork
+from crnfb.analysis.cli.entry import main
+from crnfb.analysis.linear.fixedpoints import loop_fixed_point
+from crnfb.feedback.dynamics.ensembles import LearningNetwork
 from crnfb.feedback.errors import ModelError
-from crnfb.feedback.signals import Constant, Sine, Step, Telegraph, parse_signal
-from crnfb.feedback.simulate import LoopField, Trajectory, simulate
+from crnfb.feedback.model.signals import Constant, Sine, Step, Telegraph, parse_signal
+from crnfb.feedback.dynamics.integrate import LoopField, Trajectory, simulate
 
 from conftest import EXAMPLES
 
@@ -270,8 +270,8 @@ def test_singular_newton_matrix_is_a_simulation_error(monkeypatch):
     """SuperLU's "Factor is exactly singular" inside a step becomes a SimulationError that names the cause."""
     from scipy import sparse
 
-    import crnfb.feedback.bdf as bdf
-    from crnfb.feedback.simulate import SimulationError, integrate
+    import crnfb.feedback.dynamics.bdf as bdf
+    from crnfb.feedback.dynamics.integrate import SimulationError, integrate
 
     def singular(*args, **kwargs):
         raise RuntimeError("Factor is exactly singular")
@@ -287,8 +287,8 @@ def test_other_runtime_errors_in_a_step_are_not_renamed(monkeypatch):
     """Only SuperLU's singular factor is turned into the Newton-matrix SimulationError."""
     from scipy import sparse
 
-    import crnfb.feedback.bdf as bdf
-    from crnfb.feedback.simulate import SimulationError, integrate
+    import crnfb.feedback.dynamics.bdf as bdf
+    from crnfb.feedback.dynamics.integrate import SimulationError, integrate
 
     def broken(*args, **kwargs):
         raise RuntimeError("a bug somewhere else")

@@ -1,6 +1,6 @@
 """The size switches (issue 21, deliverable 3): one module, one table, both sides of each tested.
 
-- Every constant of :mod:`crnfb.feedback.sizes` is in docs/benchmarks.md, "Size switches", with its value.
+- Every constant of :mod:`crnfb.feedback.numerics.sizes` is in docs/benchmarks.md, "Size switches", with its value.
 - No other module under ``feedback/`` or ``analysis/`` defines a size constant (a module-level integer
   whose name ends in ``_LIMIT``, ``MAX_STATES`` or ``_STATES``), so switches cannot creep back.
 - Every switch has a test that runs both of its sides (here or in the file :data:`BOTH_SIDES` names);
@@ -21,10 +21,11 @@ import pytest
 from scipy import sparse
 from scipy.sparse.linalg import splu
 
-from crnfb.analysis.linearise import linearise
-from crnfb.analysis.fixedpoints import loop_fixed_point
-from crnfb.analysis.stability import closed_loop_eigenvalues, spectral_scale, zero_tolerance
-from crnfb.feedback import load_model, parse_model, sizes
+from crnfb.analysis.linear.linearise import linearise
+from crnfb.analysis.linear.fixedpoints import loop_fixed_point
+from crnfb.analysis.linear.stability import closed_loop_eigenvalues, spectral_scale, zero_tolerance
+from crnfb.feedback import load_model, parse_model
+from crnfb.feedback.numerics import sizes
 from crnfb.feedback.errors import ModelError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +96,7 @@ def _size_constants(source: str) -> list[str]:
 
 
 def test_all_names_every_constant_of_the_module():
-    consts = _module_constants((ROOT / "feedback" / "sizes.py").read_text())
+    consts = _module_constants((ROOT / "feedback" / "numerics" / "sizes.py").read_text())
     assert set(consts) - {"__all__"} == set(sizes.__all__)
     assert all(isinstance(v, int) and v > 0 for v in _switches().values())
 
@@ -122,12 +123,12 @@ def test_no_size_constant_outside_the_sizes_module():
     found = {}
     for folder in ("feedback", "analysis"):
         for path in sorted((ROOT / folder).rglob("*.py")):
-            if path == ROOT / "feedback" / "sizes.py":
+            if path == ROOT / "feedback" / "numerics" / "sizes.py":
                 continue
             names = _size_constants(path.read_text())
             if names:
                 found[str(path.relative_to(ROOT))] = names
-    assert found == {}, f"size switches belong in crnfb.feedback.sizes: {found}"
+    assert found == {}, f"size switches belong in crnfb.feedback.numerics.sizes: {found}"
 
 
 def test_every_switch_has_a_test_of_both_sides():
@@ -159,7 +160,7 @@ def test_class_size_cap_refuses_above_and_enumerates_below(monkeypatch):
 
 
 def test_slice_count_and_its_fallback_bound_the_true_class(monkeypatch):
-    from crnfb.feedback.statespace import class_size_bound
+    from crnfb.feedback.model.statespace import class_size_bound
 
     # two conservation laws over four species (A+B and C+D conserved), box 0..6
     L = np.array([[1, 1, 0, 0], [0, 0, 1, 1]], float)
@@ -196,15 +197,15 @@ def test_stability_dense_and_arnoldi_agree_on_corpus(name, monkeypatch):
 def test_margins_modes_dense_and_arnoldi_agree(name, monkeypatch):
     """margins' split of a spectrum (dense up to ``MARGINS_MODES_DENSE_LIMIT``, else the rightmost by
     Arnoldi): same verdict, same rightmost non-flat mode within the zero tolerance."""
-    from crnfb.analysis.margins import _modes
+    from crnfb.analysis.analyses.margins import jacobian_modes
 
     lp = linearise(load_model(ROOT / "examples" / f"{name}.toml") if name == "hidden_scaffold"
                    else _corpus_model(name))
     n, n_flat = lp.n_reduced, lp.flat_count
     monkeypatch.setattr(sizes, "MARGINS_MODES_DENSE_LIMIT", n)
-    dense = _modes(lp.Jr, n_flat)
+    dense = jacobian_modes(lp.Jr, n_flat)
     monkeypatch.setattr(sizes, "MARGINS_MODES_DENSE_LIMIT", n - 1)
-    arnoldi = _modes(lp.Jr, n_flat)
+    arnoldi = jacobian_modes(lp.Jr, n_flat)
     tol = zero_tolerance(np.linalg.eigvals(lp.Jr.toarray()), spectral_scale(lp.Jr))
     assert dense.stable == arnoldi.stable
     assert abs(dense.rest[0] - arnoldi.rest[0]) <= tol
@@ -219,14 +220,14 @@ def test_hopf_point_dense_and_arnoldi_agree(monkeypatch):
 
     from scipy.optimize import brentq
 
-    from crnfb.analysis.bifurcation import hopf_point
-    from crnfb.analysis.margins import _modes, scaled_jacobian
-    from crnfb.analysis.pipeline import bifurcation_section
+    from crnfb.analysis.analyses.bifurcation import hopf_point
+    from crnfb.analysis.analyses.margins import jacobian_modes, scaled_jacobian
+    from crnfb.analysis.reporting.pipeline import bifurcation_section
 
     lp = linearise(load_model(ROOT / "examples" / "chain_telegraph.toml"))
     n, n_flat = lp.n_reduced, lp.flat_count
     # the crossing by bisection on the verdict of the scaled loop (a dense scan of margins' takes 25 s here)
-    unstable = lambda g: -0.5 if _modes(scaled_jacobian(lp, g), n_flat).stable else 0.5  # noqa: E731
+    unstable = lambda g: -0.5 if jacobian_modes(scaled_jacobian(lp, g), n_flat).stable else 0.5  # noqa: E731
     assert unstable(1.0) < 0 < unstable(1e4)
     g = brentq(unstable, 1.0, 1e4, xtol=1e-12, rtol=1e-12)
     g = g * (1 + 1e-11) if unstable(g) < 0 else g
@@ -257,9 +258,9 @@ def test_step_response_dense_and_sparse_agree(name, rom, monkeypatch):
     ODE (rtol 1e-8, atol 1e-12 on states of order 1: global error well below 1e-6 of the unit step), or
     against the closed loop through the verified reduced plant (each frequency within ``ROM_TOL`` of
     an exact solve). Rise and settling times within one sample of the step's time grid."""
-    from crnfb.analysis.disturbance import _slowest, _step
-    from crnfb.analysis.frequency import broken_loop, dc_response
-    from crnfb.analysis.plantrom import ROM_TOL
+    from crnfb.analysis.analyses.disturbance import _slowest, _step
+    from crnfb.analysis.linear.frequency import broken_loop, dc_response
+    from crnfb.analysis.linear.plantrom import ROM_TOL
 
     monkeypatch.setattr(sizes, "ROM_PLANT", 5 if rom else 10 ** 9)   # before the loop's plant is cached
     monkeypatch.setattr(sizes, "ROM_BASIS_PERCENT", 10 ** 9)          # a model even where it spans the plant
@@ -289,7 +290,7 @@ def test_correlation_times_dense_and_slowest_rate_bound(monkeypatch, e2):
     ``1/slowest rate`` by definition (the plan's conservative time)."""
     from scipy.integrate import solve_ivp
 
-    from crnfb.analysis.noise import _coordinate_matrix, _reduced_covariance, correlation_times, parameter_noise
+    from crnfb.analysis.analyses.noise import _coordinate_matrix, _reduced_covariance, correlation_times, parameter_noise
 
     pred = parameter_noise(e2)
     loop = pred.loop
@@ -316,7 +317,7 @@ def test_correlation_times_dense_and_slowest_rate_bound(monkeypatch, e2):
 
 # -- caps that refuse ------------------------------------------------------------------------------------
 def test_symbolic_cap_refuses_above_and_computes_below(monkeypatch, e2):
-    from crnfb.analysis.symbolic import SymbolicTooLargeError, symbolic_loop
+    from crnfb.analysis.linear.symbolic import SymbolicTooLargeError, symbolic_loop
 
     monkeypatch.setattr(sizes, "MAX_SYMBOLIC_STATES", 0)
     with pytest.raises(SymbolicTooLargeError) as err:
@@ -333,8 +334,8 @@ def test_symbolic_cap_refuses_above_and_computes_below(monkeypatch, e2):
 def test_safe_factor_cap_gives_its_reason(monkeypatch, chain):
     """``SAFE_FACTOR_MAX_STATES`` lowered below the chain's loop: the stated reason; at its size the
     search is not refused for size (a zero time budget then stops it, so no ODE run is made)."""
-    from crnfb.analysis.pipeline import global_section
-    from crnfb.analysis.thermo import episode
+    from crnfb.analysis.reporting.pipeline import global_section
+    from crnfb.analysis.analyses.thermo import episode
 
     fp, ep = loop_fixed_point(chain), episode(chain)
     n = fp.x.size
@@ -352,7 +353,7 @@ def test_region_cap_gives_its_reason(monkeypatch, chain):
     search passes the size check (and stops at the spent budget)."""
     import time
 
-    from crnfb.analysis.pipeline import region_section
+    from crnfb.analysis.reporting.pipeline import region_section
 
     fp = loop_fixed_point(chain)
     n = fp.x.size
@@ -368,8 +369,8 @@ def test_prune_eigenvalues_cap(monkeypatch):
     """``PRUNE_DENSE_LIMIT``: Newton with dense eigenvalues up to it, continuation without them above.
     The two steady states agree to what their residuals allow: ``|dx| <= (r1 + r2) max(1, |x|) / |slowest|``
     per component (times sqrt(n) for the norm)."""
-    from crnfb.analysis.export_prune import mass_action_steady_state, slowest_modes
-    from crnfb.feedback.sbml import exported_network, learning_network
+    from crnfb.analysis.cli.export_prune import mass_action_steady_state, slowest_modes
+    from crnfb.feedback.io.sbml import exported_network, learning_network
 
     model = load_model(ROOT / "examples" / "birth_death.toml").replace(n_max=30, change=None)
     fp = loop_fixed_point(model, exported_network(model, 1e3))
@@ -390,7 +391,7 @@ def test_prune_eigenvalues_cap(monkeypatch):
 def test_grid_density_on_both_sides_of_large_plant(monkeypatch, e3):
     """The grid has 2000/7 points a decade up to ``LARGE_PLANT`` plant states and
     ``LARGE_POINTS_PER_DECADE`` (within the rounding of its stride) above."""
-    from crnfb.analysis.frequency import POINTS_PER_DECADE, broken_loop, spec_grid
+    from crnfb.analysis.linear.frequency import POINTS_PER_DECADE, broken_loop, spec_grid
 
     blocks = broken_loop(linearise(e3))
     monkeypatch.setattr(sizes, "LARGE_PLANT", blocks.n_p)

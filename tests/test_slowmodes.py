@@ -1,4 +1,4 @@
-"""The sparse slowest-mode path (crnfb.analysis.slowmodes / stability) against dense ``eig``.
+"""The sparse slowest-mode path (crnfb.analysis.linear.slowmodes / stability) against dense ``eig``.
 
 Independent reference: ``numpy.linalg.eigvals`` of the reduced Jacobian
 ``Jr`` (all of its spectrum). The sparse path is forced by lowering
@@ -20,10 +20,10 @@ import tomllib
 import numpy as np
 import pytest
 
-import crnfb.analysis.stability as stab
-from crnfb.analysis.linearise import linearise
+import crnfb.analysis.linear.stability as stab
+from crnfb.analysis.linear.linearise import linearise
 from crnfb.feedback import load_model, parse_model
-from crnfb.feedback import sizes
+from crnfb.feedback.numerics import sizes
 from tests.conftest import EXAMPLES
 
 _CACHE: dict = {}
@@ -115,7 +115,7 @@ def test_shifted_reduced_solves_match_dense(e3, s):
     """``(Jr - s I)^{-1}`` and its transpose by the bordered LU of ``Jr - s I`` equal dense solves with
     ``Jr`` (shifts near the slow modes, on the axis, and 1e-9 from zero: solving through the full
     Jacobian, whose structural zeros sit there, diverged at such a shift)."""
-    from crnfb.analysis.slowmodes import ShiftedReduced
+    from crnfb.analysis.linear.slowmodes import ShiftedReduced
 
     loop = linearise(e3)
     Jr = loop.Jr.toarray()
@@ -130,7 +130,7 @@ def test_shifted_reduced_solves_match_dense(e3, s):
 
 def test_reduced_solve_by_block_elimination_matches_splu(e3, monkeypatch):
     """``Jr^{-1} b`` by block elimination (large loops) equals the dense solve (E3, limit lowered)."""
-    from crnfb.analysis.slowmodes import reduced_solve
+    from crnfb.analysis.linear.slowmodes import reduced_solve
 
     loop = linearise(e3)
     b = np.asarray(loop.Br, float)
@@ -141,7 +141,7 @@ def test_reduced_solve_by_block_elimination_matches_splu(e3, monkeypatch):
     assert np.linalg.norm(reduced_solve(loop, np.column_stack([b, 2 * b]))[:, 1] - 2 * ref) <= \
         1e-9 * np.linalg.norm(ref)
     # no usable block elimination (e.g. a singular quasi-static Schur complement): the bordered LU of Jr
-    from crnfb.analysis.linearise import LinearLoop
+    from crnfb.analysis.linear.linearise import LinearLoop
 
     def unusable(loop):
         raise RuntimeError("singular generator")

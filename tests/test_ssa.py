@@ -1,4 +1,4 @@
-"""Exact SSA of the finite-ensemble learning network (feedback/ssa.py, docs/theory.md §6).
+"""Exact SSA of the finite-ensemble learning network (feedback/dynamics/ssa.py, docs/theory.md §6).
 
 Statistical checks compare time averages over independent replicates with
 exact stationary laws. Bounds are Student-t quantiles of the replicate mean
@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from crnfb.feedback.ensembles import LearningNetwork
+from crnfb.feedback.dynamics.ensembles import LearningNetwork
 from crnfb.feedback.errors import ModelError
-from crnfb.feedback.model import Ensembles
-from crnfb.feedback.ssa import simulate_ssa
+from crnfb.feedback.model.model import Ensembles
+from crnfb.feedback.dynamics.ssa import simulate_ssa
 from tests.conftest import example
 
 ALARM = 1e-4
@@ -106,7 +106,7 @@ def test_learning_reaches_the_optimum_e1():
 
 
 class _Step:
-    """A piecewise-constant signal with the interface of crnfb.feedback.signals."""
+    """A piecewise-constant signal with the interface of crnfb.feedback.model.signals."""
 
     piecewise_constant = True
 

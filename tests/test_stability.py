@@ -1,4 +1,4 @@
-"""Closed-loop eigenvalues and the reduction of structural zero modes (crnfb.analysis.stability / linearise).
+"""Closed-loop eigenvalues and the reduction of structural zero modes (crnfb.analysis.linear.stability / linearise).
 
 (a) E1 under equilibrium clamping: s^2 + kappa s + kappa eps mu and the
     higher master-equation modes -j kappa;
@@ -16,10 +16,10 @@ import tomllib
 import numpy as np
 import pytest
 
-from crnfb.analysis.linearise import linearise
-from crnfb.analysis.stability import closed_loop_eigenvalues, stability
+from crnfb.analysis.linear.linearise import linearise
+from crnfb.analysis.linear.stability import closed_loop_eigenvalues, stability
 from crnfb.feedback import parse_model
-from crnfb.feedback import sizes
+from crnfb.feedback.numerics import sizes
 from tests.conftest import EXAMPLES
 
 _LIN: dict = {}
@@ -150,7 +150,7 @@ def test_slowest_modes_sparse_path_agrees(name, request, monkeypatch):
     ``which="LR"`` does not converge (slow modes 1e-5..1e-4 clustered against
     a spectral radius ~40); that loop is below STABILITY_DENSE_LIMIT.
     """
-    import crnfb.analysis.stability as stab
+    import crnfb.analysis.linear.stability as stab
 
     model = request.getfixturevalue(name).with_learning(clamping="dynamic", eps=0.2)
     lp = linearise(model)

@@ -25,11 +25,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import EXAMPLES, reachable_class
-from crnfb.analysis.cli import main
-from crnfb.feedback import statespace
-from crnfb.feedback.network import Network
-from crnfb.feedback.statespace import StateKeys, StateSpace
-from crnfb.feedback import sizes
+from crnfb.analysis.cli.entry import main
+from crnfb.feedback.model import statespace
+from crnfb.feedback.model.network import Network
+from crnfb.feedback.model.statespace import StateKeys, StateSpace
+from crnfb.feedback.numerics import sizes
 
 
 def _token_walk():

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crnfb.analysis.cli import main
-from crnfb.analysis.pipeline import analyse
-from crnfb.analysis.results import SCALAR_KEYS
-from crnfb.analysis.sweep import apply_params, build_grid, parse_param, read_csv, run_sweep
+from crnfb.analysis.cli.entry import main
+from crnfb.analysis.reporting.pipeline import analyse
+from crnfb.analysis.reporting.results import SCALAR_KEYS
+from crnfb.analysis.cli.sweep import apply_params, build_grid, parse_param, read_csv, run_sweep
 from crnfb.feedback.errors import ModelError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,8 +182,8 @@ def test_sweep_safe_factor_over_kappa_checked_by_ode_runs(tmp_path, capsys):
     does not, by a nonlinear failure below the gain margin. Scaling every kappa by k is the same loop on
     a clock k times faster when eps scales too, so the safe eps is proportional to kappa."""
     from crnfb import load_model
-    from crnfb.analysis.globalbehaviour import SAFE_RTOL, run_at_factor
-    from crnfb.analysis.fixedpoints import loop_fixed_point
+    from crnfb.analysis.analyses.globalbehaviour import SAFE_RTOL, run_at_factor
+    from crnfb.analysis.linear.fixedpoints import loop_fixed_point
 
     out = tmp_path / "s"
     run_sweep(CHAIN10, ["kappa=0.5,2"], out, workers=1, metrics=False, safe_budget=600.0)
@@ -217,9 +217,9 @@ def test_a_sweep_point_finds_the_fixed_point_and_linearises_once(monkeypatch):
     """A sweep of 20 points (report scalars and trade-off metrics per point) performs one learned-optimum
     search, one loop fixed-point search and one linearisation per point: every section of a point reuses the
     report's loop (counted by wrapping the two searches wherever the package binds them, and LinearLoop)."""
-    from crnfb.analysis import fixedpoints, linearise as lin
-    from crnfb.analysis.sweep import evaluate_point
-    from crnfb.feedback.modelfile import load_model
+    from crnfb.analysis.linear import fixedpoints, linearise as lin
+    from crnfb.analysis.cli.sweep import evaluate_point
+    from crnfb.feedback.io.modelfile import load_model
 
     counts = {"learned_fixed_point": 0, "loop_fixed_point": 0, "LinearLoop": 0}
 

@@ -1,11 +1,11 @@
-"""The symbolic loop (analysis/symbolic.py).
+"""The symbolic loop (analysis/linear/symbolic.py).
 
 E1 (n_max = 6) and E2 (T = 3): the characteristic polynomial, with the
 fixed point's numbers substituted, reproduces the eigenvalues of
-crnfb.analysis.stability; the E1 factor s^2 + kappa s + kappa eps lambda is exact
+crnfb.analysis.linear.stability; the E1 factor s^2 + kappa s + kappa eps lambda is exact
 for the mean closure and, on the truncated box, divides the polynomial up
 to a remainder carrying lambda^n_max (the boundary's weight); L(s) agrees
-with crnfb.analysis.linblocks.loop_transfer_blocks.
+with crnfb.analysis.linear.linblocks.loop_transfer_blocks.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from crnfb.analysis.linearise import linearise
-from crnfb.analysis.stability import stability
-from crnfb.analysis.symbolic import (SymbolicTooLargeError, divide_out, mean_closure, symbolic_loop)
+from crnfb.analysis.linear.linearise import linearise
+from crnfb.analysis.linear.stability import stability
+from crnfb.analysis.linear.symbolic import (SymbolicTooLargeError, divide_out, mean_closure, symbolic_loop)
 from crnfb.feedback import parse_model
-from crnfb.analysis.linblocks import loop_transfer_blocks
+from crnfb.analysis.linear.linblocks import loop_transfer_blocks
 from tests.conftest import EXAMPLES
 
 N_MAX = 6

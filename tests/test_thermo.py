@@ -1,4 +1,5 @@
-"""Thermodynamic costs (docs/theory.md §7) and trade-off sweeps (crnfb.analysis.thermo, crnfb.analysis.tradeoffs)."""
+"""Thermodynamic costs (docs/theory.md §7) and trade-off sweeps
+(crnfb.analysis.analyses.thermo, crnfb.analysis.analyses.tradeoffs)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crnfb.analysis import thermo
-from crnfb.analysis import tradeoffs as T
-from crnfb.analysis.fixedpoints import loop_fixed_point
+from crnfb.analysis.analyses import thermo
+from crnfb.analysis.analyses import tradeoffs as T
+from crnfb.analysis.linear.fixedpoints import loop_fixed_point
 from crnfb.feedback import Learning, Model, Network, Poisson, load_model
-from crnfb.feedback.ensembles import LearningNetwork
+from crnfb.feedback.dynamics.ensembles import LearningNetwork
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -41,7 +42,7 @@ def e1_own_law(clamping="dynamic", mean=None, gamma=1.0):
                  learning=Learning((0.05,), clamping, gamma, 20.0))
 
 
-# -- independent references (dense double loops; share no code with crnfb.analysis.thermo) ----------------
+# -- independent references (dense double loops; share no code with crnfb.analysis.analyses.thermo) ----------------
 def falling(n, y):
     out = 1.0
     for ni, yi in zip(n, y):
@@ -356,7 +357,7 @@ def test_sweep_e1_eps_and_plot(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots()
-    from crnfb.analysis.plots import tradeoffs as plot_tradeoffs
+    from crnfb.analysis.reporting.plots import tradeoffs as plot_tradeoffs
     assert plot_tradeoffs(res, ax=ax, metrics=["slowest_rate"]) is fig
     assert "(κ)" in ax.get_xlabel() and "(kT·κ)" in ax.get_ylabel()     # units: rates in κ, time in 1/κ
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
@@ -392,7 +393,7 @@ def test_learning_cost_times_learning_noise_on_e1():
 
     sigma_cell,learning * Var_learning(theta) = 2 dmu eps mu (1 + eps mu / kappa), whatever Omega is.
     """
-    noise = pytest.importorskip("crnfb.analysis.noise")
+    noise = pytest.importorskip("crnfb.analysis.analyses.noise")
     m = model("birth_death")
     for omega, eps in ((100.0, 0.05), (1e4, 0.005)):
         mm = T.apply_param(T.apply_param(m, "omega", omega), "eps", eps)

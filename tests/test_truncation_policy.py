@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from crnfb.analysis.cli import main
-from crnfb.analysis.model_input import check_learned_truncation
-from crnfb.analysis.fixedpoints import learned_fixed_point
+from crnfb.analysis.cli.entry import main
+from crnfb.analysis.cli.model_input import check_learned_truncation
+from crnfb.analysis.linear.fixedpoints import learned_fixed_point
 from crnfb.feedback import load_model
 from crnfb.feedback.errors import TruncationError
 

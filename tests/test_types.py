@@ -38,8 +38,8 @@ def test_every_module_is_checked_under_its_installed_name():
     for pkg, folder in (("crnfb", "src/crnfb"), ("crnfb.feedback", "feedback"), ("crnfb.analysis", "analysis")):
         for path in (ROOT / folder).rglob("*.py"):
             assert files[path].startswith(pkg), (path, files[path])
-    assert {"crnfb", "crnfb.feedback", "crnfb.feedback.sbml", "crnfb.feedback.sbml.importer",
-            "crnfb.analysis", "crnfb.analysis.pipeline"} <= names
+    assert {"crnfb", "crnfb.feedback", "crnfb.feedback.io.sbml", "crnfb.feedback.io.sbml.importer",
+            "crnfb.analysis", "crnfb.analysis.reporting.pipeline"} <= names
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Validation of the linear analysis against the nonlinear ODE (crnfb.analysis.validation)."""
+"""Validation of the linear analysis against the nonlinear ODE (crnfb.analysis.analyses.validation)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from crnfb.analysis.linearise import linearise
-from crnfb.analysis.validation import TOL, Check, validate
-from crnfb.feedback import sizes
+from crnfb.analysis.linear.linearise import linearise
+from crnfb.analysis.analyses.validation import TOL, Check, validate
+from crnfb.feedback.numerics import sizes
 
 from conftest import example
 
@@ -135,7 +135,7 @@ def test_slow_mode_search_is_checked_against_the_reduced_plant_loop(monkeypatch,
     reduced-plant loop has the true slowest mode beyond that radius (confirmed by inverse iteration)."""
     from dataclasses import replace
 
-    from crnfb.analysis.validation import _Setup, check_slow_modes
+    from crnfb.analysis.analyses.validation import _Setup, check_slow_modes
 
     monkeypatch.setattr(sizes, "STABILITY_DENSE_LIMIT", 5)
     monkeypatch.setattr(sizes, "ROM_PLANT", 5)
@@ -157,6 +157,6 @@ def test_slow_mode_search_is_checked_against_the_reduced_plant_loop(monkeypatch,
 
 def test_small_loops_make_no_slow_mode_check(e1):
     """Dense eigenvalues give every mode: the check is not listed for small loops."""
-    from crnfb.analysis.validation import SLOW_MODES
+    from crnfb.analysis.analyses.validation import SLOW_MODES
 
     assert SLOW_MODES not in [c.quantity for c in validate(e1, noise=False)]

@@ -21,12 +21,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crnfb.analysis.cli import main
-from crnfb.analysis.fixedpoints import classify
-from crnfb.analysis.linearise import linearise
-from crnfb.analysis.noise import NoStationaryCovariance, _flat_complement, lyapunov, parameter_noise
-from crnfb.analysis.stability import (ZERO_TOL_FACTOR, classify_modes, flat_count, loop_modes, spectral_scale,
-                                      stability, zero_tolerance)
+from crnfb.analysis.cli.entry import main
+from crnfb.analysis.linear.fixedpoints import classify
+from crnfb.analysis.linear.linearise import linearise
+from crnfb.analysis.analyses.noise import NoStationaryCovariance, _flat_complement, lyapunov, parameter_noise
+from crnfb.analysis.linear.stability import (ZERO_TOL_FACTOR, classify_modes, flat_count, loop_modes, spectral_scale,
+                                             stability, zero_tolerance)
 from crnfb.feedback import load_model, parse_model
 
 DATA = Path(__file__).resolve().parent / "data" / "zeromodes"

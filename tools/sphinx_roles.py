@@ -1,7 +1,7 @@
 """Griffe extension for the API page: the docstrings' Sphinx markup, as Markdown.
 
 The docstrings are numpy-style (griffe parses the sections) but their prose
-uses Sphinx roles (``:func:`crnfb.analysis.pipeline.analyse```) and ``::``
+uses Sphinx roles (``:func:`crnfb.analysis.reporting.pipeline.analyse```) and ``::``
 before literal blocks, which Markdown would print as they stand. This turns a
 role into inline code (``~a.b.c`` shows ``c``, as in Sphinx) and ``text::``
 into ``text:``; the indented block that follows is already a Markdown code

@@ -4,8 +4,8 @@
 
 The package installs ``crnfb.feedback`` from ``feedback/`` and ``crnfb.analysis``
 from ``analysis/`` (``[tool.setuptools.package-dir]`` in pyproject.toml). mypy
-names a file by the folders above it (``feedback/model.py`` would be
-``feedback.model``) and cannot follow the import hook of setuptools' editable
+names a file by the folders above it (``feedback/model/model.py`` would be
+``feedback.model.model``) and cannot follow the import hook of setuptools' editable
 install, so ``mypy -p crnfb`` finds nothing. This script reads the mapping from
 pyproject.toml and hands mypy every file with its ``crnfb.*`` name (mypy's
 ``BuildSource``), so that imports between the modules resolve to the repository's

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from crnfb.analysis.linearise import linearise
-from crnfb.analysis.stability import stability
-from crnfb.feedback.modelfile import load_model
+from crnfb.analysis.linear.linearise import linearise
+from crnfb.analysis.linear.stability import stability
+from crnfb.feedback.io.modelfile import load_model
 
 out = Path(os.environ.get("CRNFB_GALLERY_OUT", "gallery-out"))
 out.mkdir(parents=True, exist_ok=True)
@@ -37,9 +37,9 @@ for _ in range(30):
         hi = mid
 print(f"eps_crit (bisection on the closed-loop spectrum) = {hi:.5g}")
 try:
-    from crnfb.analysis.margins import margins
+    from crnfb.analysis.analyses.margins import margins
     m = margins(linearise(model)).to_dict()
-    print(f"eps_crit (crnfb.analysis.margins)                     = {m['eps_crit']:.5g}")
+    print(f"eps_crit (crnfb.analysis.analyses.margins)                     = {m['eps_crit']:.5g}")
 except ImportError:
     pass
 ax.axvline(0, color="k", lw=0.8)

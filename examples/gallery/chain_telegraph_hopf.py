@@ -15,9 +15,9 @@ import os
 from pathlib import Path
 
 from crnfb.analysis import analyse
-from crnfb.analysis.bifurcation import bifurcation
-from crnfb.analysis.plots import global_outcome
-from crnfb.feedback.modelfile import load_model
+from crnfb.analysis.analyses.bifurcation import bifurcation
+from crnfb.analysis.reporting.plots import global_outcome
+from crnfb.feedback.io.modelfile import load_model
 
 out = Path(os.environ.get("CRNFB_GALLERY_OUT", "gallery-out"))
 out.mkdir(parents=True, exist_ok=True)

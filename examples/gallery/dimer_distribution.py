@@ -6,10 +6,10 @@ neutral direction, reported and removed, never called unstable.
 import os
 from pathlib import Path
 
-from crnfb.analysis import plots
-from crnfb.analysis.fixedpoints import learned_fixed_point
+from crnfb.analysis.reporting import plots
+from crnfb.analysis.linear.fixedpoints import learned_fixed_point
 from crnfb.analysis import Distribution
-from crnfb.feedback.modelfile import load_model
+from crnfb.feedback.io.modelfile import load_model
 
 out = Path(os.environ.get("CRNFB_GALLERY_OUT", "gallery-out"))
 out.mkdir(parents=True, exist_ok=True)

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from crnfb.analysis.linearise import linearise
-from crnfb.analysis.stability import stability
-from crnfb.feedback.modelfile import load_model
+from crnfb.analysis.linear.linearise import linearise
+from crnfb.analysis.linear.stability import stability
+from crnfb.feedback.io.modelfile import load_model
 
 out = Path(os.environ.get("CRNFB_GALLERY_OUT", "gallery-out"))
 out.mkdir(parents=True, exist_ok=True)

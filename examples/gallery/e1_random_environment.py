@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from crnfb.analysis.fluctuation import fluctuation, validate_ode, validate_ssa
-from crnfb.analysis.plots import fluctuation as plot_fluctuation
-from crnfb.feedback.modelfile import load_model
+from crnfb.analysis.analyses.fluctuation import fluctuation, validate_ode, validate_ssa
+from crnfb.analysis.reporting.plots import fluctuation as plot_fluctuation
+from crnfb.feedback.io.modelfile import load_model
 
 out = Path(os.environ.get("CRNFB_GALLERY_OUT", "gallery-out"))
 out.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from crnfb.analysis import analyse
-from crnfb.feedback.modelfile import load_model
+from crnfb.feedback.io.modelfile import load_model
 
 out = Path(os.environ.get("CRNFB_GALLERY_OUT", "gallery-out"))
 out.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """E1 birth-death: what convergence, tracking, accuracy and precision cost in dissipation.
 
-A serial sweep of the learning rate (:func:`crnfb.analysis.tradeoffs.sweep`),
-its Pareto fronts (:func:`crnfb.analysis.plots.tradeoffs`), and on
+A serial sweep of the learning rate (:func:`crnfb.analysis.analyses.tradeoffs.sweep`),
+its Pareto fronts (:func:`crnfb.analysis.reporting.plots.tradeoffs`), and on
 the convergence panel the analytic E1 front ``2 Δμ μ Ω r (1 - r/κ)`` and on
 the noise panel the learning shot-noise floor ``1/sqrt(Ω μ)``
 (docs/thermodynamics.md). Makes ``docs/img/tradeoffs_e1.png``.
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from crnfb import load_model
-from crnfb.analysis.plots import tradeoffs as plot_tradeoffs
-from crnfb.analysis.tradeoffs import birth_death_front, sweep
+from crnfb.analysis.reporting.plots import tradeoffs as plot_tradeoffs
+from crnfb.analysis.analyses.tradeoffs import birth_death_front, sweep
 
 out = Path(os.environ.get("CRNFB_GALLERY_OUT", "gallery-out"))
 out.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from crnfb.analysis.fixedpoints import learned_fixed_point
-from crnfb.feedback.modelfile import load_model
+from crnfb.analysis.linear.fixedpoints import learned_fixed_point
+from crnfb.feedback.io.modelfile import load_model
 
 out = Path(os.environ.get("CRNFB_GALLERY_OUT", "gallery-out"))
 out.mkdir(parents=True, exist_ok=True)

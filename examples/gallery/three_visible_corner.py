@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from crnfb.analysis import Distribution, plots
-from crnfb.analysis.fixedpoints import learned_fixed_point
-from crnfb.feedback.modelfile import load_model
+from crnfb.analysis import Distribution
+from crnfb.analysis.reporting import plots
+from crnfb.analysis.linear.fixedpoints import learned_fixed_point
+from crnfb.feedback.io.modelfile import load_model
 
 out = Path(os.environ.get("CRNFB_GALLERY_OUT", "gallery-out"))
 out.mkdir(parents=True, exist_ok=True)

@@ -16,13 +16,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))      # examples/
 
 from token_walk import token_toml  # noqa: E402
 
-from crnfb.analysis import plots  # noqa: E402
-from crnfb.analysis.fixedpoints import learned_fixed_point  # noqa: E402
-from crnfb.analysis.linearise import linearise  # noqa: E402
-from crnfb.analysis.fixedpoints import loop_fixed_point
-from crnfb.analysis.pipeline import episode_section, trajectory_section  # noqa: E402
-from crnfb.analysis.stability import stability  # noqa: E402
-from crnfb.feedback.modelfile import load_model  # noqa: E402
+from crnfb.analysis.reporting import plots  # noqa: E402
+from crnfb.analysis.linear.fixedpoints import learned_fixed_point  # noqa: E402
+from crnfb.analysis.linear.linearise import linearise  # noqa: E402
+from crnfb.analysis.linear.fixedpoints import loop_fixed_point
+from crnfb.analysis.reporting.pipeline import episode_section, trajectory_section  # noqa: E402
+from crnfb.analysis.linear.stability import stability  # noqa: E402
+from crnfb.feedback.io.modelfile import load_model  # noqa: E402
 
 out = Path(os.environ.get("CRNFB_GALLERY_OUT", "gallery-out"))
 out.mkdir(parents=True, exist_ok=True)

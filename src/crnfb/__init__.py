@@ -27,12 +27,12 @@ from importlib.metadata import PackageNotFoundError, version as _version
 from crnfb.feedback import (Binomial, DetailedBalanceError, Ensembles, Learning, Mixture, Model, ModelError,
                             Network, Poisson, Product, Reaction, Species, Table, TruncationError, load_model,
                             parse_model)
-from crnfb.feedback.fluctuation import MarkovEnvironment, telegraph
+from crnfb.feedback.model.randomenv import MarkovEnvironment, telegraph
 from crnfb.analysis import Analysis, Results, analyse
-from crnfb.analysis.fluctuation import FluctuationResult, fluctuation
-from crnfb.analysis.plots import fluctuation as plot_fluctuation
+from crnfb.analysis.analyses.fluctuation import FluctuationResult, fluctuation
+from crnfb.analysis.reporting.plots import fluctuation as plot_fluctuation
 
-_LAZY = {"from_biocrnpyler": "crnfb.feedback.sbml.biocrnpyler", "import_sbml": "crnfb.feedback.sbml.importer"}
+_LAZY = {"from_biocrnpyler": "crnfb.feedback.io.sbml.biocrnpyler", "import_sbml": "crnfb.feedback.io.sbml.importer"}
 
 
 def __getattr__(name):
