@@ -67,3 +67,37 @@ def test_the_crnfb_script_is_the_cli_packages_main():
     script = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["crnfb"]
     module, _, func = script.partition(":")
     assert main is entry_main and (module, func) == ("crnfb.analysis.cli.entry", "main")
+
+
+#: Public dataclasses of crnfb.analysis whose fields may be given by position, and why.
+POSITIONAL_OK = {
+    "Analysis": "one argument, the model: Analysis(model)",
+    "ParamSpec": "a parsed --param option, (name, values)",
+    "NoisePlan": "the noise check's internal plan, built in one place",
+    "SparseDiffusion": "an operator built in one place, not a result",
+    "LinearLoop": "the linearised system, built by linearise() only",
+    "BrokenLoop": "the loop broken at theta, built by split_at_theta() only",
+    "SymmetricPlant": "the plant in detailed-balance coordinates, built by symmetric_plant() only",
+}
+
+
+def test_result_values_are_built_by_keyword():
+    """Issue 19, deliverable 4: a result dataclass with many fields (Margins has 25) is built by keyword
+    only, so that a reordered or added field cannot shift the others silently."""
+    import dataclasses
+    import importlib
+    import pkgutil
+
+    import crnfb.analysis as A
+
+    positional = []
+    for info in pkgutil.walk_packages(A.__path__, "crnfb.analysis."):
+        if info.name.endswith("__main__"):
+            continue
+        mod = importlib.import_module(info.name)
+        for name in getattr(mod, "__all__", []):
+            obj = getattr(mod, name, None)
+            if (isinstance(obj, type) and dataclasses.is_dataclass(obj) and obj.__module__ == mod.__name__
+                    and not all(f.kw_only for f in dataclasses.fields(obj) if f.init)):
+                positional.append(name)
+    assert sorted(positional) == sorted(POSITIONAL_OK)

@@ -170,7 +170,8 @@ def test_mimo_bode_nyquist_and_two_species_distribution():
     S = np.linalg.inv(np.eye(2)[None] + L)
     G = np.stack([1 / (1 + 0.3 / s), 0.5 / (1 + 0.1 / s)], axis=1)
     G_frozen = np.ones((w.size, 2)) * [1.0, 0.5]
-    fr = LoopResponse(w, P[None].repeat(w.size, 0), G_frozen, L, S, G, np.zeros_like(G))
+    fr = LoopResponse(omega=w, P=P[None].repeat(w.size, 0), G_frozen=G_frozen, L=L, S=S, G_ae=G,
+                      G_atheta=np.zeros_like(G))
     fig = plots.bode(fr, None, SimpleNamespace(bandwidth=0.3))
     _non_trivial(fig)
     assert fig.crnfb["bandwidth"] == 0.3
@@ -180,7 +181,7 @@ def test_mimo_bode_nyquist_and_two_species_distribution():
     from scipy.stats import binom, poisson
     Q = poisson.pmf(states[:, 0], 2.0) * binom.pmf(states[:, 1], 4, 0.6)
     P2 = poisson.pmf(states[:, 0], 2.5) * binom.pmf(states[:, 1], 4, 0.5)
-    fig = plots.distribution(Distribution(states, P2 / P2.sum(), Q / Q.sum(), ["A", "B"]))
+    fig = plots.distribution(Distribution(states=states, P=P2 / P2.sum(), Q=Q / Q.sum(), names=["A", "B"]))
     _non_trivial(fig)
     assert len(fig.axes) >= 3
 
@@ -188,7 +189,7 @@ def test_mimo_bode_nyquist_and_two_species_distribution():
 def test_step_with_nonlinear_overlay():
     t = np.linspace(0, 20, 200)
     y = 1 - np.exp(-t / 3)
-    fig = plots.step(StepResponse(t, y, np.ones(1), t[::10], y[::10] * 1.01),
+    fig = plots.step(StepResponse(t=t, y=y, direction=np.ones(1), t_nonlinear=t[::10], y_nonlinear=y[::10] * 1.01),
                      SimpleNamespace(rise_time=6.59, settling_time=11.7, overshoot_pct=0.0))
     _non_trivial(fig)
     labels = [line.get_label() for line in fig.axes[0].get_lines()]
@@ -514,7 +515,7 @@ def _figure_results(net, tmp_path):
     an = Analysis(model)
     optimum, fp, loop, stab = an.optimum, an.fixed_point, an.loop, an.stability
     ep = pl.episode_section(model, fp, stab, True)
-    return Results(model, optimum, fp, loop, stab,
+    return Results(model=model, optimum=optimum, fixed_point=fp, loop=loop, stability=stab,
                    frequency=broken_loop(loop).response(np.logspace(-4, 3, 60)),
                    trajectory=pl.trajectory_section(model, optimum, fp, stab, ep),
                    distribution=pl.distribution_section(model, fp), reasons={"step": "not computed here"})

@@ -76,8 +76,8 @@ def test_region_full_step_returns_chain30_and_scaffold():
 
 
 def test_region_report_keys_and_summary():
-    roa = RegionOfAttraction(0.5864, (0.5864, 0.5926), 0.02,
-                             ((1.0, False, "", "linear: unstable"), (0.5, True, "converged", "ODE"),
+    roa = RegionOfAttraction(step=0.5864, bracket=(0.5864, 0.5926), tolerance=0.02,
+                             runs=((1.0, False, "", "linear: unstable"), (0.5, True, "converged", "ODE"),
                               (0.5926, False, "relaxation_oscillation", "ODE")))
     lin = {"measured": 0.08, "quadratic_estimate": 0.07, "reached": True}
     g = global_report(None, None, "off", {"A": 0.63}, 0.79, 1.25, region=region_report(roa, None, lin))
@@ -88,7 +88,8 @@ def test_region_report_keys_and_summary():
     assert g["bifurcation_reason"] == "not computed (no linearised loop given)"
     rows = {r[0]: r for r in _global_table(g).rows}
     assert "not at 0.5926 (2 ODE runs)" in rows["region of attraction (step of a)"][2]
-    full = region_report(RegionOfAttraction(1.0, (1.0, None), 0.02, ((1.0, True, "converged", "ODE"),)), None, None)
+    full = region_report(RegionOfAttraction(step=1.0, bracket=(1.0, None), tolerance=0.02,
+                                            runs=((1.0, True, "converged", "ODE"),)), None, None)
     assert full["region_of_attraction_bracket"] == [1.0, None] and full["region_of_attraction_every_step_returns"]
     row = _global_table(global_report(None, None, "off", {}, None, None, region=full)).rows
     assert any("every step in [0,1] returns" in r[2] for r in row)
@@ -127,7 +128,8 @@ def test_linear_range_entry_from_checks_and_dicts():
     from crnfb.analysis.analyses.region import linear_range_entry
     from crnfb.analysis.analyses.validation import Check, not_made
 
-    c = Check("linear range: step size a with 10% linear error", 0.0844, 0.0791, 0.063, 1.0, True, {"reached": True})
+    c = Check(quantity="linear range: step size a with 10% linear error", predicted=0.0844, simulated=0.0791,
+              rel_error=0.063, tolerance=1.0, passed=True, details={"reached": True})
     want = {"measured": 0.0791, "quadratic_estimate": 0.0844, "reached": True}
     assert linear_range_entry([c]) == want and linear_range_entry([c.to_dict()]) == want
     assert linear_range_entry([not_made("linear range", "quick")]) is None and linear_range_entry(None) is None

@@ -207,12 +207,14 @@ def test_write_report_is_atomic(tmp_path, e1_results, monkeypatch):
 
 
 def test_missing_sections_are_null_with_reasons(e1, monkeypatch):
+    from crnfb.analysis.analyses import context
     from crnfb.analysis.reporting import pipeline, section_thermodynamics
 
     def unavailable(*a, **k):
         raise R.Unavailable("not available in this installation")
-    for name in ("margins", "disturbance", "validate_checks"):
-        monkeypatch.setattr(pipeline, name, unavailable)
+    for name in ("margins", "disturbance"):      # computed by the report's Analysis
+        monkeypatch.setattr(context, name, unavailable)
+    monkeypatch.setattr(pipeline, "validate_checks", unavailable)
     monkeypatch.setattr(section_thermodynamics, "thermodynamics", unavailable)
     res = analyse(e1, validate=True)
     d = json.loads(res.to_json(), parse_constant=lambda x: pytest.fail(x))
@@ -229,11 +231,11 @@ def test_missing_sections_are_null_with_reasons(e1, monkeypatch):
 
 
 def test_failing_section_does_not_lose_the_report(e1, monkeypatch):
-    from crnfb.analysis.reporting import pipeline
+    from crnfb.analysis.analyses import context
 
     def broken(loop, **kw):
         raise ZeroDivisionError("bug")
-    monkeypatch.setattr(pipeline, "margins", broken)
+    monkeypatch.setattr(context, "margins", broken)      # what the report's Analysis calls
     with pytest.warns(RuntimeWarning, match="margins failed"):
         res = analyse(e1, validate=False, figures=False)
     d = res.to_dict()
@@ -246,11 +248,11 @@ def test_failing_section_does_not_lose_the_report(e1, monkeypatch):
 
 
 def test_report_command_exits_3_when_a_section_crashed(tmp_path, monkeypatch, capsys):
-    from crnfb.analysis.reporting import pipeline
+    from crnfb.analysis.analyses import context
 
     def broken(*a, **kw):
         raise ZeroDivisionError("bug")
-    monkeypatch.setattr(pipeline, "margins", broken)
+    monkeypatch.setattr(context, "margins", broken)      # what the report's Analysis calls
     out = tmp_path / "rep"
     assert main(["report", "--no-validate", str(E1), "-o", str(out)]) == 3
     d = json.loads((out / "report.json").read_text())

@@ -153,5 +153,6 @@ def test_prune_deviation_leaves_out_flat_modes_and_conservation_laws():
         assert d.converged and d.zeros == (1, 1)
         assert d.lambda_deviation < 1e-8 and d.modes_deviation < 1e-8
         assert np.all(d.modes_full.real < 0)
-    lost = PruneDeviation(1e-3, ("X",), (1, 2, 1, 2), np.ones(1), np.ones(1), None, None, 1e-3, converged=False)
+    lost = PruneDeviation(prune=1e-3, learned=("X",), kept=(1, 2, 1, 2), lambda_full=np.ones(1),
+                          lambda_pruned=np.ones(1), modes_full=None, modes_pruned=None, residual=1e-3, converged=False)
     assert "NOT MEASURED" in "\n".join(lost.lines())

@@ -49,7 +49,7 @@ def _toy_compute(ctx: Context) -> Toy:
 
 
 def _toy_table(part: Mapping) -> Table:
-    return Table("Toy section", ("quantity", "value"), (("slowest rate", fmt(part["slowest_rate"])),))
+    return Table(title="Toy section", header=("quantity", "value"), rows=(("slowest rate", fmt(part["slowest_rate"])),))
 
 
 def _toy_figure(result: Toy, ax=None):
@@ -156,7 +156,8 @@ def test_thermodynamics_is_an_object_whose_dict_is_the_report_section(core):
 
 def test_results_without_a_section_reports_it_missing(core):
     model, opt, fp, loop, st = core
-    d = Results(model, opt, fp, loop, st, reasons={section_thermodynamics.KEY: "skipped"}).to_dict()
+    d = Results(model=model, optimum=opt, fixed_point=fp, loop=loop, stability=st,
+                reasons={section_thermodynamics.KEY: "skipped"}).to_dict()
     assert d["thermodynamics"]["episode_total_reason"] == "skipped"
     assert d["thermodynamics"]["fixed_point"]["free"] is None
     assert d["fluctuation"] == {"available": False, "reason": "the fluctuation analysis was not run"}

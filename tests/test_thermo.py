@@ -379,7 +379,7 @@ def test_point_metrics_scalars_and_reasons():
 def test_csv_round_trip(tmp_path):
     rows = [{"eps": 0.1, "dissipation_ensemble": 1.0, "slowest_rate": 0.1, "noise": None},
             {"eps": 0.2, "dissipation_ensemble": 2.0, "slowest_rate": 0.3, "noise": None}]
-    res = T.TradeoffResult(["eps"], rows)
+    res = T.TradeoffResult(params=["eps"], rows=rows)
     assert res.pareto.tolist() == [True, True] and list(res.objectives) == ["slowest_rate"]
     res.to_csv(tmp_path / "r.csv")
     back = T.TradeoffResult.from_csv(tmp_path / "r.csv")

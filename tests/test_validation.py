@@ -79,7 +79,8 @@ def test_linear_range_is_reported(e1):
 
 
 def test_check_to_dict_is_plain_json():
-    c = Check("x", 1.0, 1.01, 0.01, 0.02, True, {"a": np.float64(1.0), "b": [np.int64(2), math.nan]})
+    c = Check(quantity="x", predicted=1.0, simulated=1.01, rel_error=0.01, tolerance=0.02, passed=True,
+              details={"a": np.float64(1.0), "b": [np.int64(2), math.nan]})
     d = c.to_dict()
     assert d["quantity"] == "x" and d["passed"] is True and d["tolerance"] == 0.02
     assert d["details"] == {"a": 1.0, "b": [2, None]}

@@ -56,7 +56,7 @@ MAX_NEWTON_MODES = 3
 RTOL, ATOL = 1e-9, 1e-13
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class HopfPoint:
     """The crossing at ``eps_crit``.
 
@@ -119,7 +119,7 @@ class NormalForm(NamedTuple):
     p_reduced: np.ndarray
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Orbit:
     """A periodic orbit (or the attractor a run reached) at ``factor`` times the file's ``eps``.
 
@@ -190,11 +190,11 @@ def hopf_point(loop: LinearLoop, factor: float, omega: float) -> HopfPoint:
     lam, q, p, others = _critical_pair(A, omega)
     tol = zero_tolerance(np.append(others, lam), spectral_scale(A))
     if abs(lam.imag) <= tol:
-        return HopfPoint("real crossing", factor, 0.0, None, None, None,
+        return HopfPoint(kind="real crossing", factor=factor, omega=0.0, l1=None, speed=None, amplitude=None,
                          reason="a real eigenvalue crosses (fold or transcritical): the Hopf analysis does not apply")
     near = others[np.abs(others) <= tol]
     if near.size:
-        return HopfPoint("zero-Hopf", factor, abs(lam.imag), None, None, None,
+        return HopfPoint(kind="zero-Hopf", factor=factor, omega=abs(lam.imag), l1=None, speed=None, amplitude=None,
                          reason=(f"a zero eigenvalue ({near[0]:.3g}) beside the crossing pair: the Hopf analysis "
                                  "does not apply (codimension two)"))
     omega = abs(lam.imag)
@@ -211,7 +211,8 @@ def hopf_point(loop: LinearLoop, factor: float, omega: float) -> HopfPoint:
     K = 2.0 * np.abs(th) * math.sqrt(abs(speed * factor / (omega * l1))) if l1 != 0 else None
     small = abs(l1) * omega <= tol * max(1.0, float(np.max(np.abs(th))))
     kind = "degenerate Hopf" if small else ("supercritical Hopf" if l1 < 0 else "subcritical Hopf")
-    return HopfPoint(kind, float(factor), float(omega), float(l1), speed, K, Vq, q, p)
+    return HopfPoint(kind=kind, factor=float(factor), omega=float(omega), l1=float(l1), speed=speed, amplitude=K,
+                     q=Vq, q_reduced=q, p_reduced=p)
 
 
 # -- orbits ------------------------------------------------------------------------------------------------
@@ -295,14 +296,16 @@ def periodic_orbit(loop: LinearLoop, hopf: HopfPoint, factor: float, x_guess: np
             if not 0.2 * period_guess < T < 5.0 * period_guess:
                 raise SimulationError(f"the period left [0.2, 5] times the guess ({T:.4g})")
     except (SimulationError, WorkLimitError, np.linalg.LinAlgError, FloatingPointError) as e:
-        return Orbit(float(factor), np.full(loop.net.k, np.nan), math.nan, "shooting", None, None,
-                     reason=f"shooting failed: {type(e).__name__}: {str(e)[:120]}")
+        return Orbit(factor=float(factor), amplitude=np.full(loop.net.k, np.nan), period=math.nan, how="shooting",
+                     residual=None, x0=None, reason=f"shooting failed: {type(e).__name__}: {str(e)[:120]}")
     if res > tol:
-        return Orbit(float(factor), np.full(loop.net.k, np.nan), math.nan, "shooting", res, None,
+        return Orbit(factor=float(factor), amplitude=np.full(loop.net.k, np.nan), period=math.nan, how="shooting",
+                     residual=res, x0=None,
                      reason=f"shooting did not converge in {maxiter} iterations (relative residual {res:.2g})")
     x0 = x_fp + V @ (Z @ c + w)
     _, Y = _flow(net, x0, np.linspace(0.0, T, 401))
-    return Orbit(float(factor), np.ptp(_theta(net, Y), axis=0) / 2.0, float(T), "shooting", res, x0)
+    return Orbit(factor=float(factor), amplitude=np.ptp(_theta(net, Y), axis=0) / 2.0, period=float(T),
+                 how="shooting", residual=res, x0=x0)
 
 
 def _guess(hopf: HopfPoint, loop: LinearLoop, factor: float) -> np.ndarray:
@@ -348,7 +351,8 @@ def ode_orbit(loop: LinearLoop, hopf: HopfPoint, factor: float, start: np.ndarra
                       np.linspace(t_end - measure * T0, t_end, 400 * measure + 1))
     t, Y = _flow(net, start, grid, max_steps=int(1000 * periods) + 20000)
     if t[-1] < t_end:
-        return Orbit(float(factor), np.full(net.k, np.nan), math.nan, "ODE", reason="the run stopped early")
+        return Orbit(factor=float(factor), amplitude=np.full(net.k, np.nan), period=math.nan, how="ODE",
+                     reason="the run stopped early")
     tail = t >= t_end - measure * T0
     th = _theta(net, Y)[tail]
     tt = t[tail]
@@ -356,7 +360,7 @@ def ode_orbit(loop: LinearLoop, hopf: HopfPoint, factor: float, start: np.ndarra
     up = np.nonzero((u[:-1] < 0) & (u[1:] >= 0))[0]
     cross = tt[up] - u[up] * (tt[up + 1] - tt[up]) / (u[up + 1] - u[up])
     period = float(np.mean(np.diff(cross))) if cross.size >= 2 else math.nan
-    return Orbit(float(factor), np.ptp(th, axis=0) / 2.0, period, "ODE", x0=Y[-1])
+    return Orbit(factor=float(factor), amplitude=np.ptp(th, axis=0) / 2.0, period=period, how="ODE", x0=Y[-1])
 
 
 # -- the report's entry -------------------------------------------------------------------------------------
@@ -367,7 +371,7 @@ MEASURE_TOL = 1e-3
 MIN_PERIODS = 40
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Bifurcation:
     """The crossing at ``eps_crit``, the orbit continued past it, and the ODE checks.
 
@@ -456,11 +460,13 @@ def bifurcation(loop: LinearLoop, factor: float, omega: float, orbits: bool = Tr
     a ``time.monotonic()`` value)."""
     hopf = hopf_point(loop, factor, omega)
     if not orbits:
-        return Bifurcation(hopf, orbit_reason="not computed (validation off: --no-validate, validate=False or quick)")
+        return Bifurcation(hopf=hopf,
+                           orbit_reason="not computed (validation off: --no-validate, validate=False or quick)")
     if hopf.kind != "supercritical Hopf":
         reasons = {"subcritical Hopf": "the orbit born at eps_crit is unstable and lies below it; above eps_crit the "
                                        "loop leaves for a far attractor (the safe factor's runs show which)"}
-        return Bifurcation(hopf, orbit_reason="not computed: " + reasons.get(hopf.kind, f"no orbit for a {hopf.kind}"))
+        return Bifurcation(hopf=hopf,
+                           orbit_reason="not computed: " + reasons.get(hopf.kind, f"no orbit for a {hopf.kind}"))
     shot = continue_orbit(loop, hopf, PROBE_STEPS, deadline)
     ode = []
     for s in PROBE_STEPS[:len(shot)]:
@@ -471,4 +477,4 @@ def bifurcation(loop: LinearLoop, factor: float, omega: float, orbits: bool = Tr
         ode.append(ode_orbit(loop, hopf, f, _guess(hopf, loop, f), max(MIN_PERIODS, 10.0 / (2 * mu * hopf.period))))
     done = len(ode) == len(PROBE_STEPS) and not any("time budget" in (o.reason or "") for o in shot)
     why = None if done else "stopped by the global searches' time budget (--global-budget)"
-    return Bifurcation(hopf, tuple(shot), tuple(ode), _checks(hopf, shot, ode), why)
+    return Bifurcation(hopf=hopf, orbits=tuple(shot), ode=tuple(ode), checks=_checks(hopf, shot, ode), orbit_reason=why)

@@ -44,7 +44,7 @@ ADAPTATION_TOL = 1e-8
 LAG_POINTS = 30
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StepMetrics:
     """``control.step_info`` metrics of the normalised theta step response."""
 
@@ -268,8 +268,9 @@ def _step(loop: LinearLoop, v: np.ndarray, rate: float,
         T2, y2 = simulate(max(2.0 * T[max(i90, 1)], 10 * T[1]))
         if reached(y2):
             rise = control.step_info(y2, T2, yfinal=1.0)["RiseTime"]
-    return StepMetrics(float(rise), float(s["SettlingTime"]), float(s["Overshoot"]), float(s["PeakTime"]), T, y,
-                       method), None
+    return StepMetrics(rise_time=float(rise), settling_time=float(s["SettlingTime"]),
+                       overshoot_pct=float(s["Overshoot"]), peak_time=float(s["PeakTime"]), t=T, y=y,
+                       method=method), None
 
 
 def _slowest(loop: LinearLoop) -> tuple[complex, bool]:

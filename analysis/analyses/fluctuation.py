@@ -326,8 +326,8 @@ class FluctuationResult:
                                                        self.total[i], self.dissipation[i])))
             else:
                 rows.append((f"{x:.4g}", "unstable", "", "", "", ""))
-        grid = Table("Predicted mean excess divergence (nats) and dissipation (kT per time)",
-                     (head, "tracking", "noise", "bias", "total", "dissipation"), tuple(rows))
+        grid = Table(title="Predicted mean excess divergence (nats) and dissipation (kT per time)",
+                     header=(head, "tracking", "noise", "bias", "total", "dissipation"), rows=tuple(rows))
         opt = (f"eps_opt = {_rates_text(self.eps_opt)}{self._factor_text(self.g_opt)}"
                if self.g_opt is not None else f"eps_opt: none ({self.eps_opt_reason})")
         crit = (f"eps_crit = {_rates_text(self.eps_crit)}{self._factor_text(self.g_crit)}"
@@ -335,7 +335,8 @@ class FluctuationResult:
         verdict = f"{opt}; {crit}" + ("" if self.valid else f". OUT OF LINEAR RANGE: {self.linear.get('reason')}")
         notes = (f"random environment: {env.n_levels} levels {list(env.levels)}, abar = {env.mean:.4g}, "
                  f"var a = {env.variance:.4g}, correlation time {env.correlation_time:.4g}",)
-        return Summary("Learning in a random environment", verdict, bool(self.valid), (grid,), notes)
+        return Summary(title="Learning in a random environment", verdict=verdict, ok=bool(self.valid), tables=(grid,),
+                       notes=notes)
 
 
 def _rates_text(v, spec: str = ".4g") -> str:

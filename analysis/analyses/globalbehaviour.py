@@ -81,7 +81,7 @@ MECHANISMS = {
 }
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class Settling:
     """One nonlinear learning run from the episode start, and whether it settled.
 
@@ -245,8 +245,9 @@ def settle(model: Model, net: LearningNetwork, x0: np.ndarray, theta_fp: np.ndar
     tt, XX = np.concatenate(ts), np.vstack(Xs).T
     st, sth = rec.steps()
     mech, detail = classify(model, st, sth, theta_fp, d0, t_settled, failure, hold, tol, a)
-    return Settling(tt, XX, t_settled is not None, t_settled, hold, t_max, tol, d0, float(rate), st, sth,
-                    mech, detail, failure, late_amplitude(st, sth, theta_fp, t_settled))
+    return Settling(t=tt, X=XX, converged=t_settled is not None, t_settled=t_settled, hold=hold, t_max=t_max,
+                    tolerance=tol, distance0=d0, rate=float(rate), steps_t=st, steps_theta=sth, mechanism=mech,
+                    detail=detail, failure=failure, amplitude=late_amplitude(st, sth, theta_fp, t_settled))
 
 
 def late_amplitude(t: np.ndarray, theta: np.ndarray, theta_fp: np.ndarray,
@@ -341,7 +342,7 @@ def _oscillation(t: np.ndarray, dev: np.ndarray, names, d0: float) -> str:
 
 
 # -- the safe factor -----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SafeFactor:
     """The largest common factor of ``eps`` for which learning from the file's energies converges.
 
@@ -407,10 +408,10 @@ def safe_factor(model: Model, fixed_point, converged_at_1: bool, gain_margin: fl
                f"{last:g})" if past(deadline) else
                f"learning converges up to factor {SAFE_EXPAND:g} (the search's limit)" if hi is None else
                f"learning does not converge down to factor 1/{SAFE_EXPAND:g} (the search's limit)")
-        return SafeFactor(None, None, rtol, tuple(runs), why)
+        return SafeFactor(factor=None, bracket=None, tolerance=rtol, runs=tuple(runs), reason=why)
     lo, hi, done = trisect(run, lo, hi, rtol, runs, deadline)
-    return SafeFactor(lo, (lo, hi), rtol, tuple(runs),
-                      None if done else stopped(lo, hi, rtol, "converges", "does not"))
+    return SafeFactor(factor=lo, bracket=(lo, hi), tolerance=rtol, runs=tuple(runs),
+                      reason=None if done else stopped(lo, hi, rtol, "converges", "does not"))
 
 
 def trisect(run: Callable, lo: float, hi: float, rtol: float, runs: list,

@@ -316,8 +316,8 @@ def _critical_gain_sparse(loop, gains_of, g_min, g_max, crossings, refine, xtol,
     if slow_unstable is None:
         slow_unstable = slow_learning_unstable(loop)
     if slow_unstable:
-        return CriticalGain(None, None, stable, abscissa,
-                            f"the loop is unstable for every factor down to {g_min:g} "
+        return CriticalGain(gain=None, eigenvalue=None, stable_at_nominal=stable, abscissa_nominal=abscissa,
+                            reason=f"the loop is unstable for every factor down to {g_min:g} "
                             "(the fixed point is not stable under slow learning)")
     for w, gc in sorted(crossings, key=lambda c: c[1]):
         if not g_min < gc < g_max:
@@ -333,12 +333,13 @@ def _critical_gain_sparse(loop, gains_of, g_min, g_max, crossings, refine, xtol,
             return None
         if refine:
             gc = brentq(f, lo, hi, xtol=xtol * lo, rtol=1e-12)
-        return CriticalGain(float(gc), near(gains_of(gc)), stable, abscissa)
-    return CriticalGain(None, None, stable, abscissa,
-                        f"no eigenvalue of L(jw) crosses the negative real axis at -1/g for g up to {g_max:g}")
+        return CriticalGain(gain=float(gc), eigenvalue=near(gains_of(gc)), stable_at_nominal=stable,
+                            abscissa_nominal=abscissa)
+    return CriticalGain(gain=None, eigenvalue=None, stable_at_nominal=stable, abscissa_nominal=abscissa,
+                        reason=f"no eigenvalue of L(jw) crosses the negative real axis at -1/g for g up to {g_max:g}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CriticalGain:
     """Smallest factor ``g`` at which the loop loses stability.
 
@@ -468,14 +469,16 @@ def critical_gain(loop: LinearLoop, direction=None, g_min: float = G_MIN, g_max:
     for i, g in enumerate(grid):
         if unstable(g):
             if i == 0:
-                return CriticalGain(None, None, stable, float(nominal.real),
-                                    f"the loop is unstable for every factor down to {g_min:g} "
-                                    "(the fixed point is not stable under slow learning)")
+                return CriticalGain(gain=None, eigenvalue=None, stable_at_nominal=stable,
+                                    abscissa_nominal=float(nominal.real),
+                                    reason=f"the loop is unstable for every factor down to {g_min:g} "
+                                           "(the fixed point is not stable under slow learning)")
             lo = grid[i - 1]     # decided stable: Re < 0 there or within the tolerance of zero
             gc = lo if f(lo) >= 0 else brentq(f, lo, g, xtol=xtol * lo, rtol=1e-12)
-            return CriticalGain(float(gc), complex(crit(gc)), stable, float(nominal.real))
-    return CriticalGain(None, None, stable, float(nominal.real),
-                        f"no eigenvalue crosses into the right half plane for factors up to {g_max:g}")
+            return CriticalGain(gain=float(gc), eigenvalue=complex(crit(gc)), stable_at_nominal=stable,
+                                abscissa_nominal=float(nominal.real))
+    return CriticalGain(gain=None, eigenvalue=None, stable_at_nominal=stable, abscissa_nominal=float(nominal.real),
+                        reason=f"no eigenvalue crosses into the right half plane for factors up to {g_max:g}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -129,7 +129,7 @@ def lyapunov(A: np.ndarray, Q: np.ndarray) -> np.ndarray:
     return 0.5 * (X + X.T)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class NoisePrediction:
     """LNA of the learned parameters at the loop's fixed point.
 
@@ -246,8 +246,10 @@ def parameter_noise(model: Model | LinearLoop | Analysis, clamping: str | None =
     U = model.identifiable
     ens = model.ensembles
     sizes = (int(ens.free), int(ens.clamped), float(ens.omega))
-    return NoisePrediction(loop.fixed_point.theta.copy(), cov, U, U.T @ cov @ U, cov_parts, N, G @ np.diag(Dth) @ G.T,
-                           -0.5 * G @ Dth, rate, sizes, net.clamping, loop, method, err)
+    return NoisePrediction(theta=loop.fixed_point.theta.copy(), covariance=cov, identifiable_basis=U,
+                           identifiable_covariance=U.T @ cov @ U, parts=cov_parts, neutral_directions=N,
+                           neutral_diffusion=G @ np.diag(Dth) @ G.T, neutral_drift=-0.5 * G @ Dth, slowest_rate=rate,
+                           sizes=sizes, clamping=net.clamping, loop=loop, method=method, quadrature_error=err)
 
 
 def _slowest_rate(loop: LinearLoop) -> float:

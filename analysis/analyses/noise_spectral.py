@@ -71,7 +71,7 @@ class SparseDiffusion:
         return D
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SpectralCovariance:
     """``Sigma_theta`` per noise source, the quadrature's error estimate and its nodes."""
 
@@ -269,7 +269,8 @@ def spectral_covariance(loop: LinearLoop, diffusion: dict[str, SparseDiffusion],
             break
     W = b.W
     parts = {n: W @ (0.5 * (v + v.T)) @ W.T for n, v in prev.items()}
-    return SpectralCovariance(parts, err, len(cache), (float(np.exp(u_lo)), float(np.exp(u_hi))))
+    return SpectralCovariance(parts=parts, error=err, nodes=len(cache),
+                              omega_range=(float(np.exp(u_lo)), float(np.exp(u_hi))))
 
 
 __all__ = ["SparseDiffusion", "SpectralCovariance", "spectral_covariance"]

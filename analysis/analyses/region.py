@@ -52,7 +52,7 @@ METHOD = ("ODE runs from the loop's fixed point at a = 0 with the environment st
           "returning step and trisection of the bracket")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RegionOfAttraction:
     """The largest step of ``a`` after which the loop returns to the new fixed point.
 
@@ -174,14 +174,14 @@ def region_of_attraction(model: Model, fixed_point, rtol: float = ROA_RTOL,
     run = partial(run_at_step, model, np.asarray(fixed_point.x, float), rtol=ode_rtol, atol=1e-4 * ode_rtol)
     runs = [run(1.0)]
     if runs[0][1]:
-        return RegionOfAttraction(1.0, (1.0, None), rtol, tuple(runs))
+        return RegionOfAttraction(step=1.0, bracket=(1.0, None), tolerance=rtol, runs=tuple(runs))
     hi, lo = 1.0, None
     a = 0.5
     while a >= ROA_MIN_STEP:
         if past(deadline):
-            return RegionOfAttraction(None, None, rtol, tuple(runs),
-                                      f"stopped by the time budget (--global-budget): no step down to a = {hi:g} "
-                                      "returned before it")
+            return RegionOfAttraction(step=None, bracket=None, tolerance=rtol, runs=tuple(runs),
+                                      reason="stopped by the time budget (--global-budget): no step down to "
+                                             f"a = {hi:g} returned before it")
         r = run(a)
         runs.append(r)
         if r[1]:
@@ -189,11 +189,11 @@ def region_of_attraction(model: Model, fixed_point, rtol: float = ROA_RTOL,
             break
         hi, a = a, 0.5 * a
     if lo is None:
-        return RegionOfAttraction(None, None, rtol, tuple(runs),
-                                  f"no step down to a = {hi:g} returns (the search's limit {ROA_MIN_STEP:g})")
+        return RegionOfAttraction(step=None, bracket=None, tolerance=rtol, runs=tuple(runs),
+                                  reason=f"no step down to a = {hi:g} returns (the search's limit {ROA_MIN_STEP:g})")
     lo, hi, done = trisect(run, lo, hi, rtol, runs, deadline)
     why = None if done else stopped(lo, hi, rtol, "returns", "does not return").replace("learning ", "the loop ")
-    return RegionOfAttraction(lo, (lo, hi), rtol, tuple(runs), why)
+    return RegionOfAttraction(step=lo, bracket=(lo, hi), tolerance=rtol, runs=tuple(runs), reason=why)
 
 
 def linear_range_entry(checks) -> dict | None:

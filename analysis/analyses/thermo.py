@@ -188,7 +188,7 @@ def learning_dissipation(net: LearningNetwork, x: np.ndarray, a: float = 0.0, dm
 
 
 # -- all parts at one loop state -------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Dissipation:
     """Dissipation rates by part at one loop state (kT per time unit; units in :data:`UNITS`).
 
@@ -255,9 +255,10 @@ def dissipation(net: LearningNetwork, x: np.ndarray, a: float = 0.0, floor: floa
     cl = clamped_entropy_production(net, p_c, theta, a, floor)
     learn = learning_dissipation(net, x, a, dmu)
     if cl is None:
-        return Dissipation(free, None, learn, None, None, ens.free, ens.clamped, ens.omega,
-                           CLAMPED_EQUILIBRIUM_REASON)
-    return Dissipation(free, cl[0] + cl[1], learn, cl[0], cl[1], ens.free, ens.clamped, ens.omega)
+        return Dissipation(free=free, clamped=None, learning=learn, clamped_hidden=None, clamped_reset=None,
+                           M_f=ens.free, M_c=ens.clamped, omega=ens.omega, clamped_reason=CLAMPED_EQUILIBRIUM_REASON)
+    return Dissipation(free=free, clamped=cl[0] + cl[1], learning=learn, clamped_hidden=cl[0], clamped_reset=cl[1],
+                       M_f=ens.free, M_c=ens.clamped, omega=ens.omega)
 
 
 def _loop_parts(model: Model, loop=None):
@@ -352,7 +353,7 @@ def dissipation_along(net: LearningNetwork, t: np.ndarray, X: np.ndarray, a: flo
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Episode:
     """Dissipation of one learning episode (docs/theory.md §4a: start -> settled within 1e-3 of the initial distance).
 
@@ -478,8 +479,9 @@ def episode(model: Model, loop=None, tol: float = EPISODE_TOL, t_max: float | No
     parts0 = dissipation(net, x0)
     if d0 == 0.0:
         z = 0.0
-        return Episode(0.0, True, z, None if parts0.clamped is None else z, z, z, z, 0.0, th_star, th_star, {},
-                       "none (theta0 is the fixed point)")
+        return Episode(duration=0.0, reached=True, free=z, clamped=None if parts0.clamped is None else z, learning=z,
+                       total=z, total_ensemble=z, quadrature_error=0.0, theta_target=th_star, theta_end=th_star,
+                       trace={}, source="none (theta0 is the fixed point)")
     rate = _slowest_rate(model, fp) if rate is None else float(rate)
     t_max = time_limit(rate, model.eps) if t_max is None else t_max
     if integrator == "solve_ivp":
@@ -493,9 +495,10 @@ def episode(model: Model, loop=None, tol: float = EPISODE_TOL, t_max: float | No
     tr = dissipation_along(net, tt[:end], XX[:, :end])
     res = {key: _integrate(tt[:end], tr[key]) for key in ("free", "learning", "total", "total_ensemble")}
     clamped = _integrate(tt[:end], tr["clamped"])[0] if net.dynamic else None
-    return Episode(float(tt[end - 1]), bool(run.converged), res["free"][0], clamped, res["learning"][0],
-                   res["total"][0], res["total_ensemble"][0], res["total"][1], th_star, XX[k:, end - 1].copy(), tr,
-                   source, np.asarray(tt, float), XX[k:].T.copy(), run)
+    return Episode(duration=float(tt[end - 1]), reached=bool(run.converged), free=res["free"][0], clamped=clamped,
+                   learning=res["learning"][0], total=res["total"][0], total_ensemble=res["total_ensemble"][0],
+                   quadrature_error=res["total"][1], theta_target=th_star, theta_end=XX[k:, end - 1].copy(), trace=tr,
+                   source=source, path_t=np.asarray(tt, float), path_theta=XX[k:].T.copy(), settling=run)
 
 
 def _slowest_rate(model: Model, fp) -> float:

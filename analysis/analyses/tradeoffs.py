@@ -208,7 +208,7 @@ def pareto_mask(values: np.ndarray, senses: list[str], rtol: float = 1e-9) -> np
     return mask
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TradeoffResult:
     """A sweep's table: one row per parameter point.
 
@@ -288,7 +288,8 @@ class TradeoffResult:
             reader = csv.DictReader(fh)
             rows = [{k: (None if v == "" else float(v)) for k, v in r.items() if k != "pareto"} for r in reader]
             names = list(reader.fieldnames or [])
-        return cls(list(params) if params else names[:1], rows, {}, cost, model_name=model_name)
+        return cls(params=list(params) if params else names[:1], rows=rows, reasons={}, cost=cost,
+                   model_name=model_name)
 
     def to_dict(self) -> dict:
         return {"model": self.model_name, "params": list(self.params), "cost": self.cost,
@@ -328,7 +329,7 @@ def sweep(model: Model, *, cost: str = "dissipation_ensemble", episode: bool = F
             reasons.setdefault(k, v)
         if progress:
             progress(i + 1, len(points))
-    return TradeoffResult(names, rows, reasons, cost, model_name=model.name)
+    return TradeoffResult(params=names, rows=rows, reasons=reasons, cost=cost, model_name=model.name)
 
 
 def birth_death_front(model: Model, rate) -> np.ndarray:

@@ -103,7 +103,7 @@ TOL = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Check:
     """One comparison of a linear (or quasi-static) prediction with the nonlinear ODE.
 
@@ -145,13 +145,15 @@ class Check:
 def not_made(quantity: str, reason: str) -> Check:
     """A check that was not made: ``passed`` None, with the reason (docs/validation.md)."""
     nan = float("nan")
-    return Check(quantity, nan, nan, nan, nan, None, {"reason": reason})
+    return Check(quantity=quantity, predicted=nan, simulated=nan, rel_error=nan, tolerance=nan, passed=None,
+                 details={"reason": reason})
 
 
 def _check(quantity, predicted, simulated, rel_error, tol_key, **details) -> Check:
     tol = TOL[tol_key]
     ok = bool(np.isfinite(rel_error) and rel_error <= tol)
-    return Check(quantity, float(predicted), float(simulated), float(rel_error), tol, ok, details)
+    return Check(quantity=quantity, predicted=float(predicted), simulated=float(simulated),
+                 rel_error=float(rel_error), tolerance=tol, passed=ok, details=details)
 
 
 # -- the loop at its fixed point, with the pieces every check needs --------------------------------
@@ -536,12 +538,13 @@ def check_slow_modes(setup: _Setup) -> Check:
     missed = [z for z in exact if z.real > slowest + MISSED_TOL * abs(z) and abs(z) > rho]
     worst = max(missed, key=lambda z: z.real) if missed else (outside[np.argmax(outside.real)] if outside.size
                                                               else complex(slowest))
-    return Check(SLOW_MODES, float(st.slowest_rate), float(-worst.real), float("nan"), MISSED_TOL, not missed,
-                 {"search_radius": float(rho), "model_modes": int(ev.size), "modes_beyond_radius": int(outside.size),
-                  "suspects_checked": int(len(suspects)),
-                  "meaning": "predicted: the slowest rate the sparse search found; simulated: the slowest rate "
-                             "of the reduced-plant closed loop's modes beyond the search radius (a missed mode "
-                             "if smaller, after an exact check)"})
+    return Check(quantity=SLOW_MODES, predicted=float(st.slowest_rate), simulated=float(-worst.real),
+                 rel_error=float("nan"), tolerance=MISSED_TOL, passed=not missed,
+                 details={"search_radius": float(rho), "model_modes": int(ev.size),
+                          "modes_beyond_radius": int(outside.size), "suspects_checked": int(len(suspects)),
+                          "meaning": "predicted: the slowest rate the sparse search found; simulated: the slowest "
+                                     "rate of the reduced-plant closed loop's modes beyond the search radius (a "
+                                     "missed mode if smaller, after an exact check)"})
 
 
 def _n_flat_at_optimum(model: Model, opt) -> int:
@@ -719,9 +722,10 @@ def _noise_checks(model: Model, loop: LinearLoop, seed: int, noise: bool, stable
     if not res:
         why = [str(w.message) for w in caught if str(w.message).startswith("parameter noise not checked")]
         return [not_made(name, "; ".join(why) or "the SSA run was not made")]
-    return [Check(r["quantity"], r["predicted"], r["simulated"], r["rel_error"], r.get("tolerance", float("nan")),
-                  bool(r["passed"]), {k: v for k, v in r.items() if k not in
-                                      ("quantity", "predicted", "simulated", "rel_error", "tolerance", "passed")})
+    return [Check(quantity=r["quantity"], predicted=r["predicted"], simulated=r["simulated"],
+                  rel_error=r["rel_error"], tolerance=r.get("tolerance", float("nan")), passed=bool(r["passed"]),
+                  details={k: v for k, v in r.items()
+                           if k not in ("quantity", "predicted", "simulated", "rel_error", "tolerance", "passed")})
             for r in res]
 
 

@@ -171,7 +171,7 @@ def slowest_modes(mnet, x: np.ndarray, k: int = SLOW_MODES) -> tuple[np.ndarray 
     return ev[:k], int(zero.sum())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PruneDeviation:
     """The pruned export against the unpruned one, both as written (mass-action ODEs).
 
@@ -276,5 +276,7 @@ def prune_deviation(model, prune: float, *, speedup: float | None = None, copies
     info = pruned.info
     kept = (info["kept_states"][0], info["states"][0], info["kept_states"][1], info["states"][1])
     (mf, zf), (mp, zp) = slowest_modes(full, xf), slowest_modes(pruned, xp)
-    return PruneDeviation(float(prune), tuple(model.learned_names), kept, _learned_lambda(model, full, xf),
-                          _learned_lambda(model, pruned, xp), mf, mp, max(rf, rp), by, (zf, zp), okf and okp)
+    return PruneDeviation(prune=float(prune), learned=tuple(model.learned_names), kept=kept,
+                          lambda_full=_learned_lambda(model, full, xf),
+                          lambda_pruned=_learned_lambda(model, pruned, xp), modes_full=mf, modes_pruned=mp,
+                          residual=max(rf, rp), pruned_by=by, zeros=(zf, zp), converged=okf and okp)

@@ -60,9 +60,9 @@ def write_report(res: Results, out_dir: str | os.PathLike, progress: bool = Fals
             bar.close()
         res.to_json(tmp / "report.json")
         (tmp / "report.md").write_text(
-            summary.as_markdown([Figure(n, caption(n)) for n in figs]), encoding="utf-8")
+            summary.as_markdown([Figure(name=n, caption=caption(n)) for n in figs]), encoding="utf-8")
         (tmp / "report.html").write_text(
-            summary.as_html([Figure(n, caption(n), images[n]) for n in figs]), encoding="utf-8")
+            summary.as_html([Figure(name=n, caption=caption(n), png=images[n]) for n in figs]), encoding="utf-8")
     return out
 
 

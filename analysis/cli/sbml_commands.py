@@ -28,7 +28,7 @@ from crnfb.feedback.io.sbml import (SBMLExportWarning, exported_network, learnin
 __all__ = ["ExportDeviation", "export_deviation", "run_export_command", "run_convert_command"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ExportDeviation:
     """How far the exported learning network is from the analysed loop (equilibrium clamping, docs/sbml.md).
 
@@ -90,9 +90,10 @@ def export_deviation(model, speedup: float) -> ExportDeviation:
     net = exported_network(model, speedup)
     fp = loop_fixed_point(model, net)
     exp_loop = linearise(model, fixed_point=fp, net=net)
-    return ExportDeviation(float(speedup), tuple(model.learned_names), np.exp(ref.fixed_point.theta),
-                           np.exp(fp.theta), critical_rates(ref).eps_crit,
-                           critical_rates(exp_loop).eps_crit)
+    return ExportDeviation(speedup=float(speedup), learned=tuple(model.learned_names),
+                           lambda_report=np.exp(ref.fixed_point.theta), lambda_export=np.exp(fp.theta),
+                           eps_crit_report=critical_rates(ref).eps_crit,
+                           eps_crit_export=critical_rates(exp_loop).eps_crit)
 
 
 def _print_export_warnings(caught) -> None:

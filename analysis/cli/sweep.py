@@ -331,7 +331,7 @@ class CsvSink:
 # ----------------------------------------------------------------------------------------------
 # running
 # ----------------------------------------------------------------------------------------------
-@dataclass
+@dataclass(kw_only=True)
 class SweepOutcome:
     """What :func:`run_sweep` did: grid size, points found done, points evaluated, errors, files."""
 
@@ -538,7 +538,8 @@ def run_sweep(model_path: str | os.PathLike, params: list[str], out_dir: str | o
     ok_rows = [r for r in sink.rows if r.get(STATUS) == "ok"]
     if ok_rows:
         png = write_sweep_png(ok_rows, specs, sink.header, out / "sweep.png")
-    return SweepOutcome(len(grid), skipped, len(todo), errors, csv_path, png, time.perf_counter() - t0)
+    return SweepOutcome(total=len(grid), skipped=skipped, evaluated=len(todo), errors=errors, csv=csv_path, png=png,
+                        seconds=time.perf_counter() - t0)
 
 
 #: columns drawn in sweep.png (those present and not constant)

@@ -37,7 +37,7 @@ class NoFixedPoint(Exception):
     """
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StationaryPoint:
     """A stationary point of ``D(Q||P_theta)`` in learned coordinates.
 
@@ -107,8 +107,9 @@ def classify(model: Model, theta: np.ndarray, a: float = 0.0, tol: float = KIND_
     note = "" if frozen is None else (
         f"plateau at infinity: the law is frozen along an identifiable direction (variance {frozen:.2g}), "
         "so the gradient is exponentially small without D being stationary")
-    return StationaryPoint(np.asarray(theta, float), model.divergence(theta, a), float(np.linalg.norm(g)),
-                           ev, kind, True, ev[flat_mask], frozen is not None, note)
+    return StationaryPoint(theta=np.asarray(theta, float), divergence=model.divergence(theta, a),
+                           gradient_norm=float(np.linalg.norm(g)), hessian_eigenvalues=ev, kind=kind, converged=True,
+                           flat=ev[flat_mask], plateau=frozen is not None, note=note)
 
 
 def frozen_variance(model: Model, theta: np.ndarray) -> float | None:
@@ -287,7 +288,8 @@ def _trust_ncg_rescue(model: Model, th, f, g, h, x: np.ndarray, a: float, gtol: 
 def _verdict(model: Model, theta: np.ndarray, a: float, gtol: float) -> StationaryPoint:
     """Classify the end of the search and say why it is not a converged fixed point, if it is not."""
     if not np.all(np.isfinite(theta)):
-        return StationaryPoint(np.asarray(theta, float), float("inf"), float("inf"), np.zeros(0), "none", False,
+        return StationaryPoint(theta=np.asarray(theta, float), divergence=float("inf"), gradient_norm=float("inf"),
+                               hessian_eigenvalues=np.zeros(0), kind="none", converged=False,
                                note="the flow left the range of finite energies (no fixed point found)")
     pt = classify(model, theta, a)
     conv = bool(np.isfinite(pt.divergence)) and pt.gradient_norm <= max(100 * gtol, 1e-8) and not pt.plateau
@@ -298,8 +300,9 @@ def _verdict(model: Model, theta: np.ndarray, a: float, gtol: float) -> Stationa
     if not conv and not note:
         note = (f"the search stopped with |grad D| = {pt.gradient_norm:.3g} > {max(100 * gtol, 1e-8):.0e} "
                 "(no stationary point reached from this start)")
-    return StationaryPoint(pt.theta, pt.divergence, pt.gradient_norm, pt.hessian_eigenvalues, pt.kind, conv,
-                           pt.flat, pt.plateau, note)
+    return StationaryPoint(theta=pt.theta, divergence=pt.divergence, gradient_norm=pt.gradient_norm,
+                           hessian_eigenvalues=pt.hessian_eigenvalues, kind=pt.kind, converged=conv, flat=pt.flat,
+                           plateau=pt.plateau, note=note)
 
 
 def stationary_points(model: Model, starts: int = 10, seed: int = 0, spread: float = 3.0,
@@ -383,7 +386,7 @@ def quasi_static_trajectory(model: Model, t_end: float, n: int = 400) -> tuple[n
 
 
 # -- the fixed point of the full loop (the ensembles and theta together) ---------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LoopFixedPoint:
     """The learned fixed point of the full loop.
 
@@ -436,7 +439,8 @@ def loop_fixed_point(model: Model, net: LearningNetwork | None = None, a: float 
     res = float(np.max(np.abs(net.rhs(x, a))))
     D = model.divergence(theta, a)
     g = float(np.linalg.norm(model.gradient(theta, a)))
-    return LoopFixedPoint(theta, x, D, g, opt, D - opt.divergence, res, a)
+    return LoopFixedPoint(theta=theta, x=x, divergence=D, gradient_norm=g, optimum=opt, bias=D - opt.divergence,
+                          residual=res, a=a)
 
 
 #: Under dynamic clamping the continuation is a failure (NoFixedPoint) when ``|U^T (m_c - m_f)|`` did not

@@ -69,7 +69,7 @@ POINTS_PER_DECADE = 2000 / 7.0
 RESPONSE_CACHE_BYTES = 256 * 2**20
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LoopResponse:
     """Frequency responses of one loop on a grid (index 0 of every array: frequency).
 
@@ -376,7 +376,8 @@ class BrokenLoop:
         x = np.linalg.solve(K, np.einsum("ki,wk->wi", W, G)[..., None])[..., 0]
         G_at = x @ W.T
         G_ae = G - np.einsum("wkl,wl->wk", P, G_at)
-        return LoopResponse(omega, P, G, L, S, G_ae, G_at, Pf, Pc, self.eps)
+        return LoopResponse(omega=omega, P=P, G_frozen=G, L=L, S=S, G_ae=G_ae, G_atheta=G_at, P_f=Pf, P_c=Pc,
+                            eps=self.eps)
 
     def loop_eigenvalues(self, omega) -> np.ndarray:
         """Eigenvalues of ``L_id(jw)`` (nw, r)."""

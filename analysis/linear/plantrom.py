@@ -146,7 +146,7 @@ def symmetric_plant(A: sparse.spmatrix, B: np.ndarray, C: sparse.spmatrix, weigh
     return SymmetricPlant(S, Bz, Cz, null, list(cuts))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PlantROM:
     """``y(jw) = C_r diag(1/(jw - lam)) B_r`` approximating ``C (jwI - A)^{-1} B`` on ``band``.
 
@@ -208,8 +208,8 @@ def _extend(V: np.ndarray, X: np.ndarray, null: np.ndarray) -> np.ndarray:
 def _model(plant: SymmetricPlant, V: np.ndarray, band, shifts, error, verified) -> PlantROM:
     Sr = V.T @ (plant.S @ V)
     lam, Q = np.linalg.eigh(0.5 * (Sr + Sr.T))
-    return PlantROM(lam, Q.T @ (V.T @ plant.B), (plant.C @ V) @ Q, tuple(band), np.asarray(shifts, float),
-                    float(error), bool(verified))
+    return PlantROM(lam=lam, B_r=Q.T @ (V.T @ plant.B), C_r=(plant.C @ V) @ Q, band=tuple(band),
+                    shifts=np.asarray(shifts, float), error=float(error), verified=bool(verified))
 
 
 def modal_model(plant: SymmetricPlant) -> PlantROM:
@@ -239,8 +239,8 @@ def modal_model(plant: SymmetricPlant) -> PlantROM:
     scale = float(abs(plant.S).sum(axis=0).max()) or 1.0
     error = float(np.max(np.linalg.norm(plant.S @ V - V * lam, axis=0))) / scale if lam.size else 0.0
     band = (0.0, float("inf"))
-    return PlantROM(lam, V.T @ plant.B, np.asarray(plant.C @ V), band, np.zeros(0), error, error <= ROM_TOL,
-                    "exact modal form (dense eigendecomposition)")
+    return PlantROM(lam=lam, B_r=V.T @ plant.B, C_r=np.asarray(plant.C @ V), band=band, shifts=np.zeros(0),
+                    error=error, verified=error <= ROM_TOL, verification="exact modal form (dense eigendecomposition)")
 
 
 def build_rom(plant: SymmetricPlant, solve: Callable[[float, np.ndarray], np.ndarray], shifts, *,

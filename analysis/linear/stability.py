@@ -59,7 +59,7 @@ def zero_tolerance(eigenvalues: np.ndarray, scale: float, residual: float = 0.0)
     return float(ZERO_TOL_FACTOR * max(scale, top, 1e-300) + residual)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModeSplit:
     """A spectrum split by :func:`classify_modes`.
 
@@ -113,15 +113,16 @@ def classify_modes(eigenvalues: np.ndarray, n_flat: int, tolerance: float,
         rest, b = rest[order], b[order]
     top = float(rest[0].real) if rest.size else float("-inf")
     band = float(b[0]) if rest.size else float(tolerance)
-    return ModeSplit(rest, flat, float(tolerance), bool(rest.size and np.all(rest.real < -b)),
-                     bool(rest.size and abs(top) <= band), band)
+    return ModeSplit(rest=rest, flat=flat, tolerance=float(tolerance),
+                     stable=bool(rest.size and np.all(rest.real < -b)), marginal=bool(rest.size and abs(top) <= band),
+                     band=band)
 
 
 #: Slowest eigenvalues the sparse search looks for when no count is asked (the loop's own spectrum).
 SPARSE_COUNT = 20
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Spectrum:
     """The reduced loop's eigenvalues as one computation found them (:func:`loop_spectrum`).
 
@@ -155,7 +156,8 @@ class Spectrum:
         if count is None:
             return self
         cond = None if self.condition is None else self.condition[:count]
-        return Spectrum(self.eigenvalues[:count], cond, self.residual, self.search_radius, self.method, count)
+        return Spectrum(eigenvalues=self.eigenvalues[:count], condition=cond, residual=self.residual,
+                        search_radius=self.search_radius, method=self.method, count=count)
 
 
 def loop_spectrum(loop: LinearLoop, count: int | None = None) -> Spectrum:
@@ -174,7 +176,8 @@ def loop_spectrum(loop: LinearLoop, count: int | None = None) -> Spectrum:
         ev, residual, radius, method = _slowest_sparse(loop, asked)
         kappa = None
     order = np.lexsort((np.abs(ev.imag), -ev.real))
-    return Spectrum(ev[order], None if kappa is None else kappa[order], residual, radius, method, asked)
+    return Spectrum(eigenvalues=ev[order], condition=None if kappa is None else kappa[order], residual=residual,
+                    search_radius=radius, method=method, count=asked)
 
 
 def spectrum_of(loop: LinearLoop, count: int | None = None) -> Spectrum:

@@ -54,7 +54,7 @@ class SymbolicTooLargeError(ValueError):
 
 
 # -- symbols ------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LoopSymbols:
     """The symbols of a symbolic loop.
 
@@ -96,7 +96,7 @@ def make_symbols(model: Model, eps: str = "per_species") -> LoopSymbols:
         epss = [e] * len(model.learned)
     else:
         epss = [sp.Symbol(f"epsilon_{n}", positive=True) for n in model.learned_names]
-    return LoopSymbols(sp.Symbol("s"), epss, kap, lam, sp.Symbol("gamma", positive=True))
+    return LoopSymbols(s=sp.Symbol("s"), eps=epss, kappa=kap, lam=lam, gamma=sp.Symbol("gamma", positive=True))
 
 
 def _rational(x: float) -> sp.Rational:
@@ -247,7 +247,7 @@ def _transfer(A: sp.Matrix, B: sp.Matrix, C: sp.Matrix, s: sp.Symbol) -> sp.Matr
 
 
 # -- the symbolic loop ------------------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class SymbolicLoop:
     """The loop linearised at its fixed point, in symbols.
 
@@ -510,7 +510,8 @@ def symbolic_loop(model: Model, clamping: str | None = None, eps: str = "per_spe
 
     W, piv = _constraints(model, sym, n, [(0, n_f)] + ([(n_f, n_c)] if n_c else []), n_f + n_c)
     V, rest = _elimination(W, piv, n)
-    return SymbolicLoop(model, net.clamping, sym, J.applyfunc(sp.cancel), V, rest, n_f, n_c, k, dmc)
+    return SymbolicLoop(model=model, clamping=net.clamping, sym=sym, J=J.applyfunc(sp.cancel), V=V, rest=rest,
+                        n_f=n_f, n_c=n_c, k=k, dmc=dmc)
 
 
 def _free_edges(model: Model, lam, kap, L: np.ndarray) -> tuple[list, list, list, np.ndarray]:
@@ -637,8 +638,8 @@ def mean_closure(model: Model, eps: str = "per_species") -> SymbolicLoop:
     J[N_sp:, N_sp:] = E * dmc
     W, piv = _mean_constraints(model, sym, Lc, n, N_sp)
     V, rest = _elimination(W, piv, n)
-    return SymbolicLoop(model, "equilibrium", sym, J, V, rest, N_sp, 0, k, dmc, "mean closure",
-                        {"fixed_point_means": mstar})
+    return SymbolicLoop(model=model, clamping="equilibrium", sym=sym, J=J, V=V, rest=rest, n_f=N_sp, n_c=0, k=k,
+                        dmc=dmc, description="mean closure", extra={"fixed_point_means": mstar})
 
 
 def divide_out(poly: sp.Poly | sp.Expr, factor: sp.Expr, s: sp.Symbol) -> tuple[sp.Expr, sp.Expr]:

@@ -118,5 +118,6 @@ def notebook_html(res: Results, figures: tuple[str, ...] = NOTEBOOK_FIGURES, dpi
     ``dpi``), laid out by :meth:`crnfb.analysis.reporting.summary.Summary.as_html`, the
     code that writes ``report.html``.
     """
-    images = [Figure(n, caption(n), plots.png_bytes(f, dpi=dpi)) for n, f in make_figures(res, figures).items()]
+    images = [Figure(name=n, caption=caption(n), png=plots.png_bytes(f, dpi=dpi))
+              for n, f in make_figures(res, figures).items()]
     return res.summary().as_html(images, standalone=False)

@@ -127,14 +127,14 @@ def step_section(model: Model, fp: LoopFixedPoint, stab: Stability, dist: Distur
     if dist is None or dist.step is None or dist.dtheta_loop is None:
         why = "no disturbance section" if dist is None else (dist.step_reason or dist.reason or "no step response")
         raise Unavailable(why)
-    sr = StepResponse(np.asarray(dist.step.t, float), np.asarray(dist.step.y, float),
-                      np.asarray(dist.dtheta_loop, float), source="crnfb.analysis.analyses.disturbance")
+    sr = StepResponse(t=np.asarray(dist.step.t, float), y=np.asarray(dist.step.y, float),
+                      direction=np.asarray(dist.dtheta_loop, float), source="crnfb.analysis.analyses.disturbance")
     if not nonlinear:
         return sr
     try:
         return _nonlinear_step(model, fp, sr)
     except (ModelError, SimulationError, ValueError) as e:
-        return StepResponse(sr.t, sr.y, sr.direction, source=sr.source,
+        return StepResponse(t=sr.t, y=sr.y, direction=sr.direction, source=sr.source,
                             nonlinear_reason=f"nonlinear step simulation failed: {e}")
 
 
@@ -144,7 +144,8 @@ def _nonlinear_step(model: Model, fp: LoopFixedPoint, sr: StepResponse,
     tr = simulate(model, float(sr.t[-1]), signal=Step(0.0, amplitude, 0.0), x0=fp.x, points=121)
     d = sr.direction
     y = (np.asarray(tr.theta) - fp.theta) @ d / (float(d @ d) * amplitude)
-    return StepResponse(sr.t, sr.y, d, np.asarray(tr.t), y, sr.source, amplitude)
+    return StepResponse(t=sr.t, y=sr.y, direction=d, t_nonlinear=np.asarray(tr.t), y_nonlinear=y, source=sr.source,
+                        amplitude=amplitude)
 
 
 def episode_section(model: Model, fp: LoopFixedPoint, stab: Stability, quick: bool) -> Episode:
@@ -177,10 +178,11 @@ def trajectory_section(model: Model, optimum: StationaryPoint, fp: LoopFixedPoin
         D = np.array([model.divergence(th) for th in theta])
         t, theta, D = _log_sampled(model, t, theta, D, stab)
         run = ep.settling
-        return LearningCurve(t, theta, D, model.learned_names, "ensemble-level ODE (the report's learning episode)",
-                             np.asarray(optimum.theta, float), float(optimum.divergence), np.asarray(fp.theta, float),
-                             "loop's fixed point", float(fp.bias),
-                             outcome=None if run is None else _outcome_text(run),
+        return LearningCurve(t=t, theta=theta, D=D, names=model.learned_names,
+                             source="ensemble-level ODE (the report's learning episode)",
+                             theta_star=np.asarray(optimum.theta, float), D_star=float(optimum.divergence),
+                             theta_end=np.asarray(fp.theta, float), target_label="loop's fixed point",
+                             bias=float(fp.bias), outcome=None if run is None else _outcome_text(run),
                              t_settled=None if run is None else run.t_settled,
                              converged=None if run is None else bool(run.converged),
                              sensitivity=_sensitivity(model, fp))
@@ -190,12 +192,14 @@ def trajectory_section(model: Model, optimum: StationaryPoint, fp: LoopFixedPoin
         t, theta, D = _log_sampled(model, np.asarray(tr.t), np.asarray(tr.theta), np.asarray(tr.D), stab)
     except (ModelError, SimulationError, NotImplementedError) as e:
         t, theta, D = quasi_static_trajectory(model, episode_time(model, stab, loop=False))
-        return LearningCurve(t, theta, D, model.learned_names, "quasi-static flow (docs/theory.md §3)",
-                          np.asarray(optimum.theta, float), float(model.divergence(optimum.theta)),
-                          reason=f"ODE simulator not used: {e}")
-    return LearningCurve(t, theta, D, model.learned_names, "ensemble-level ODE", np.asarray(optimum.theta, float),
-                      float(optimum.divergence), np.asarray(fp.theta, float), "loop's fixed point", float(fp.bias),
-                      sensitivity=_sensitivity(model, fp))
+        return LearningCurve(t=t, theta=theta, D=D, names=model.learned_names,
+                             source="quasi-static flow (docs/theory.md §3)",
+                             theta_star=np.asarray(optimum.theta, float),
+                             D_star=float(model.divergence(optimum.theta)), reason=f"ODE simulator not used: {e}")
+    return LearningCurve(t=t, theta=theta, D=D, names=model.learned_names, source="ensemble-level ODE",
+                         theta_star=np.asarray(optimum.theta, float), D_star=float(optimum.divergence),
+                         theta_end=np.asarray(fp.theta, float), target_label="loop's fixed point",
+                         bias=float(fp.bias), sensitivity=_sensitivity(model, fp))
 
 
 def _sensitivity(model: Model, fp: LoopFixedPoint) -> np.ndarray | None:
@@ -267,7 +271,8 @@ def distribution_section(model: Model, fp: LoopFixedPoint) -> Distribution:
     """The learned law ``P(v)`` at the loop's fixed point against ``Q(v)``."""
     mo = model.landscape.moments(model.full_theta(fp.theta))
     vis = model.network.visible
-    return Distribution(model.space.visible_states, mo.P, model.q, [model.network.names[i] for i in vis])
+    return Distribution(states=model.space.visible_states, P=mo.P, Q=model.q,
+                        names=[model.network.names[i] for i in vis])
 
 
 def validation_section(model: Model, loop: LinearLoop, quick: bool, seed: int,
@@ -539,8 +544,9 @@ def analyse(model: Model | Analysis, validate: bool = True, seed: int = 0, progr
         done, checks = registered_sections(run, ctx, checks)
     finally:
         run.close()
-    res = Results(model, optimum, fp, loop, stab, margins=mg, disturbance=dist, validation=checks, sections=done,
-                  reasons=run.reasons, timings=run.timings, seed=int(seed), global_behaviour=glob, **fig)
+    res = Results(model=model, optimum=optimum, fixed_point=fp, loop=loop, stability=stab, margins=mg,
+                  disturbance=dist, validation=checks, sections=done, reasons=run.reasons, timings=run.timings,
+                  seed=int(seed), global_behaviour=glob, **fig)
     return consistency_section(res)
 
 
@@ -551,6 +557,7 @@ def consistency_section(res: Results) -> Results:
     entries = with_consistency(None if res.validation is None else [], res.to_dict())
     if not entries:
         return res
-    extra = [Check(e.get("quantity", "consistency"), e.get("predicted"), e.get("simulated"), e.get("rel_error"),
-                   e.get("tolerance"), e.get("passed"), dict(e.get("details") or {})) for e in entries]
+    extra = [Check(quantity=e.get("quantity", "consistency"), predicted=e.get("predicted"),
+                   simulated=e.get("simulated"), rel_error=e.get("rel_error"), tolerance=e.get("tolerance"),
+                   passed=e.get("passed"), details=dict(e.get("details") or {})) for e in entries]
     return replace(res, validation=list(res.validation or []) + extra)

@@ -89,7 +89,7 @@ _SECTION_KEYS: dict[str, tuple[str, ...]] = {
 # ---------------------------------------------------------------------------------------------
 # data objects the plots draw (never recomputed by the plotting functions)
 # ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class StepResponse:
     """Response of theta along ``dtheta*/da`` to a unit step in the environment weight ``a``.
 
@@ -108,7 +108,7 @@ class StepResponse:
     nonlinear_reason: str | None = None
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class LearningCurve:
     """A learning episode as the learning figure draws it: ``theta(t)`` (learned species), ``D(t)``
     in nats, and the levels it converges to. (A simulation's full record is
@@ -139,7 +139,7 @@ class LearningCurve:
     sensitivity: np.ndarray | None = None
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class Distribution:
     """Learned ``P(v)`` at the loop's fixed point against the environment ``Q(v)``."""
 
@@ -235,7 +235,7 @@ def get_path(d: Mapping, path: str, default=KeyError):
 # ---------------------------------------------------------------------------------------------
 # Results
 # ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class Results:
     """Everything :func:`crnfb.analysis.reporting.pipeline.analyse` computed for one model.
 

@@ -58,8 +58,8 @@ def fluctuation_checks(result: FluctuationResult | None) -> list[Check]:
             continue
         details = {k: v for k, v in c.items()
                    if k not in ("quantity", "predicted", "simulated", "rel_error", "tolerance", "passed")}
-        out.append(Check(c["quantity"], c["predicted"], c["simulated"], c["rel_error"], c["tolerance"],
-                         bool(c["passed"]), details))
+        out.append(Check(quantity=c["quantity"], predicted=c["predicted"], simulated=c["simulated"],
+                         rel_error=c["rel_error"], tolerance=c["tolerance"], passed=bool(c["passed"]), details=details))
     return out
 
 
@@ -88,7 +88,7 @@ def table(part: Mapping) -> Table | None:
     rows.append(("at eps_opt: dissipation (kT/time per cell)", fmt(at.get("dissipation")), ""))
     rows.append(("linear range: worst quadratic error", fmt(lin.get("max_rel_error"), ".2g"),
                  "in range" if lin.get("in_range") else f"**OUT OF RANGE**: {lin.get('reason', '')}"))
-    return Table("Random environment", ("quantity", "value", "note"), tuple(rows))
+    return Table(title="Random environment", header=("quantity", "value", "note"), rows=tuple(rows))
 
 
 FIGURE = SectionFigure(

@@ -37,8 +37,8 @@ def missing(reason: str) -> dict:
 def table(part: Mapping) -> Table:
     """Dissipation by part at the fixed point, and over the episode."""
     tfp = part["fixed_point"]
-    return Table("Thermodynamics", ("part", "dissipation (kT·κ)", "note"),
-                 tuple((k, fmt(tfp.get(k)), reason_of(tfp, k)) for k in PARTS)
+    return Table(title="Thermodynamics", header=("part", "dissipation (kT·κ)", "note"),
+                 rows=tuple((k, fmt(tfp.get(k)), reason_of(tfp, k)) for k in PARTS)
                  + (("episode total (kT)", fmt(part["episode_total"]), reason_of(part, "episode_total")),))
 
 

@@ -24,7 +24,7 @@ __all__ = ["Table", "Figure", "Summary", "build_summary", "fmt", "fmt_residual",
 WIDTH = 78
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Table:
     """A titled table of strings (``header`` may be empty: a key/value table without one)."""
 
@@ -33,7 +33,7 @@ class Table:
     rows: tuple[tuple[str, ...], ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Figure:
     """A figure to embed: file stem, caption and PNG bytes (``None``: link only)."""
 
@@ -42,7 +42,7 @@ class Figure:
     png: bytes | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Summary:
     """The content of a report; ``as_text``, ``as_markdown`` and ``as_html`` lay it out.
 
@@ -245,7 +245,7 @@ def reason_of(sec: Mapping | None, key: str) -> str:
 
 
 def _kv(title: str, pairs: list[tuple[str, str]]) -> Table:
-    return Table(title, ("quantity", "value"), tuple((a, b) for a, b in pairs))
+    return Table(title=title, header=("quantity", "value"), rows=tuple((a, b) for a, b in pairs))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -271,7 +271,8 @@ def _fixed_point_tables(fp: Mapping) -> list[Table]:
     opt = fp["optimum"]
     rows = tuple((n, fmt(v, ".6g"), fmt(opt["theta"].get(n), ".6g")) for n, v in fp["theta"].items())
     return [
-        Table("Learned fixed point", ("species", "θ at the loop's fixed point", "θ* (true optimum)"), rows),
+        Table(title="Learned fixed point", header=("species", "θ at the loop's fixed point", "θ* (true optimum)"),
+              rows=rows),
         _kv("Divergence at the fixed point", [
             ("D(Q||P) at the fixed point (nats)", fmt(fp["divergence"], ".6g")),
             ("D at the optimum (nats)", fmt(opt["divergence"], ".6g")),
@@ -308,7 +309,7 @@ def _closed_loop_tables(cl: Mapping) -> list[Table]:
             ("removed modes", ", ".join(f"{k}: {v}" for k, v in (cl.get("removed_modes") or {}).items()) or "none"),
             ("zero tolerance |Re s|", _zero_tolerance_text(cl)),
         ]),
-        Table(title, ("#", "Re s", "Im s", "time constant"), rows),
+        Table(title=title, header=("#", "Re s", "Im s", "time constant"), rows=rows),
     ]
 
 
@@ -328,7 +329,7 @@ def rates_text(v) -> str:
 
 
 def _margins_table(mg: Mapping) -> Table:
-    return Table("Margins", ("quantity", "value", "note"), (
+    return Table(title="Margins", header=("quantity", "value", "note"), rows=(
         ("gain margin (eps scale factor)", fmt(mg["gain_margin"]), reason_of(mg, "gain_margin")),
         ("phase margin (degrees)", fmt(mg["phase_margin_deg"], ".4g"), reason_of(mg, "phase_margin_deg")),
         ("eps_crit", rates_text(mg["eps_crit"]), reason_of(mg, "eps_crit")),
@@ -341,7 +342,7 @@ def _margins_table(mg: Mapping) -> Table:
 def _disturbance_table(di: Mapping) -> Table:
     st = di["step"]
     lag = di.get("lag_cost")
-    return Table("Disturbance rejection", ("quantity", "value", "note"), (
+    return Table(title="Disturbance rejection", header=("quantity", "value", "note"), rows=(
         ("bandwidth (rad·κ, −3 dB)", fmt(di["bandwidth"]), reason_of(di, "bandwidth")),
         ("H∞ norm of environment → error", fmt(di["hinf_norm"]), reason_of(di, "hinf_norm")),
         ("step: rise time 10–90 % (1/κ)", fmt(st["rise_time"]), reason_of(st, "rise_time")),
@@ -359,8 +360,8 @@ def _no_roundoff(x, tiny: float):
 def _validation_table(val: list | None, why: str | None) -> Table:
     title = "Validation against the nonlinear loop"
     if val is None:
-        return Table(title, ("status",), ((why or "not run",),))
-    return Table(title, ("quantity", "predicted", "simulated", "rel. error", "passed"), tuple(
+        return Table(title=title, header=("status",), rows=((why or "not run",),))
+    return Table(title=title, header=("quantity", "predicted", "simulated", "rel. error", "passed"), rows=tuple(
         (str(c.get("quantity")), _predicted_cell(c), fmt(c.get("simulated")), fmt(c.get("rel_error"), ".2g"),
          _passed_cell(c)) for c in val))
 
@@ -398,7 +399,7 @@ def _global_table(gl: Mapping) -> Table:
              _region_row(gl),
              ("linear range (step of a)", fmt(gl.get("linear_range")), _linear_range_note(gl)),
              *_bifurcation_rows(gl)]
-    return Table("Global behaviour", ("quantity", "value", "note"), tuple(rows))
+    return Table(title="Global behaviour", header=("quantity", "value", "note"), rows=tuple(rows))
 
 
 def _bifurcation_rows(gl: Mapping) -> list[tuple[str, str, str]]:
@@ -504,5 +505,5 @@ def build_summary(d: Mapping, sections: Sequence[Table] = ()) -> Summary:
         # beside the margins: the safe factor is the global counterpart of the gain margin
         at = next(i for i, t in enumerate(tables) if t.title == "Margins") + 1
         tables.insert(at, _global_table(d["global"]))
-    return Summary(f"Stability report: {d['model']['name']}", _verdict(d), d["verdict"]["exit_code"] == 0,
-                   tuple(tables), _notes(d))
+    return Summary(title=f"Stability report: {d['model']['name']}", verdict=_verdict(d),
+                   ok=d["verdict"]["exit_code"] == 0, tables=tuple(tables), notes=_notes(d))

@@ -20,5 +20,5 @@ print("learned theta:", dict(zip(model.learned_names, fp.theta.round(4))))
 print("neutral directions (columns):", model.neutral.round(4).T.tolist())
 P = model.landscape.moments(model.full_theta(fp.theta)).P
 names = [model.network.names[i] for i in model.network.visible]
-fig = plots.distribution(Distribution(model.space.visible_states, P, model.q, names))
+fig = plots.distribution(Distribution(states=model.space.visible_states, P=P, Q=model.q, names=names))
 plots.save(fig, out / "dimer_distribution.png")

@@ -55,5 +55,5 @@ print("learned theta:", {n: round(float(v), 3) for n, v in zip(model.learned_nam
       " D* =", round(float(fp.divergence), 4))
 P = model.landscape.moments(model.full_theta(fp.theta)).P
 names = [model.network.names[i] for i in model.network.visible]
-fig = plots.distribution(Distribution(model.space.visible_states, P, model.q, names))
+fig = plots.distribution(Distribution(states=model.space.visible_states, P=P, Q=model.q, names=names))
 plots.save(fig, out / "three_visible_corner.png")
