@@ -544,10 +544,10 @@ def analyse(model: Model | Analysis, validate: bool = True, seed: int = 0, progr
         done, checks = registered_sections(run, ctx, checks)
     finally:
         run.close()
-    res = Results(model=model, optimum=optimum, fixed_point=fp, loop=loop, stability=stab, margins=mg,
-                  disturbance=dist, validation=checks, sections=done, reasons=run.reasons, timings=run.timings,
-                  seed=int(seed), global_behaviour=glob, **fig)
-    return consistency_section(res)
+    return consistency_section(Results(model=model, optimum=optimum, fixed_point=fp, loop=loop, stability=stab,
+                                       margins=mg, disturbance=dist, validation=checks, sections=done,
+                                       reasons=run.reasons, timings=run.timings, seed=int(seed),
+                                       global_behaviour=glob, **fig))
 
 
 def consistency_section(res: Results) -> Results:
