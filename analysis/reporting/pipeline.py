@@ -487,9 +487,8 @@ def analyse(model: Model | Analysis, validate: bool = True, seed: int = 0, progr
         Cheaper settings where a section offers them: the short validation
         and a looser integration of the thermodynamic episode (used by ``crnfb sweep``).
     figures : bool
-        Also compute the data the figures draw (frequency responses, step
-        response, learning trajectory, distributions). ``crnfb sweep`` turns
-        this off: the scalar results do not need them.
+        Also compute the data the figures draw (frequency responses, step response, learning
+        trajectory, distributions); ``crnfb sweep`` turns this off.
     noise_budget : float or None
         CPU seconds the parameter-noise check's SSA runs may take
         (default :data:`crnfb.analysis.analyses.noise.NOISE_BUDGET`, 60); the check is
