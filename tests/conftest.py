@@ -36,6 +36,16 @@ settings.load_profile("default")
 _CACHE: dict[str, object] = {}
 
 
+def pytest_configure(config):
+    """SIGINT as a foreground program has it, in the runner and (by inheritance) every process a test
+    starts. A runner started as a background job of a script (``.ci/run > log &``) inherits SIGINT
+    ignored (POSIX, for asynchronous lists without job control), Python then keeps ignoring it, and so
+    would every ``crnfb`` a test interrupts: the signal tests would time out only because of how the
+    suite was launched. Runs in the controller and in each xdist worker."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_collection_modifyitems(config, items):
     """Slow tests first (stable order otherwise): with several workers the longest ones start at
     once and the short ones fill the other cores, instead of one worker ending the run alone."""

@@ -145,6 +145,9 @@ def test_functions_that_took_a_model_take_the_loop_too(core):
     assert [q for q, _ in c] == [q for q, _ in a]
     assert np.allclose([p for _, p in c], [p for _, p in a], rtol=1e-8)
     assert np.allclose(parameter_noise(an).covariance, parameter_noise(loop).covariance, rtol=1e-8)
-    assert thermodynamics_report(an, with_episode=False)["fixed_point"] == pytest.approx(t1["fixed_point"], rel=1e-8)
+    t3 = thermodynamics_report(an, with_episode=False)["fixed_point"]
+    assert t3.keys() == t1["fixed_point"].keys()
+    for key, v in t1["fixed_point"].items():          # numbers to round-off; None (not computed) as None
+        assert t3[key] == (v if v is None or isinstance(v, str) else pytest.approx(v, rel=1e-8)), key
     with pytest.raises(ValueError, match="carries its loop"):
         model_and_loop(an, linearise(model))
