@@ -266,7 +266,6 @@ class Model:
             changes["eps"] = tuple(float(e) for e in changes["eps"])
         return self.replace(learning=dataclasses.replace(self.learning, **changes))
 
-
     @property
     def name(self) -> str:
         return self.network.name
