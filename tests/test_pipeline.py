@@ -39,7 +39,9 @@ def test_frequency_section_draws_the_margins_own_response(core):
     from crnfb.analysis.linear.frequency import spec_grid
 
     model, opt, fp, loop, st = core
-    mg = P.margins_section(loop)
+    from crnfb.analysis.analyses.margins import margins
+
+    mg = margins(loop)
     fr = P.frequency_section(loop, None, mg)
     assert fr is mg.response
     grid = spec_grid(loop.broken)
@@ -48,10 +50,12 @@ def test_frequency_section_draws_the_margins_own_response(core):
 
 
 def test_step_section_needs_the_disturbance_step(core):
+    from crnfb.analysis.analyses.disturbance import disturbance
+
     model, opt, fp, loop, st = core
     with pytest.raises(Unavailable, match="no disturbance section"):
         P.step_section(model, fp, st, None, nonlinear=False)
-    dist = P.disturbance_section(loop)
+    dist = disturbance(loop)
     sr = P.step_section(model, fp, st, dist, nonlinear=False)
     assert sr.t_nonlinear is None and sr.y[-1] == pytest.approx(1.0, abs=1e-3)
     assert np.array_equal(sr.t, dist.step.t)          # the series the metrics were read from

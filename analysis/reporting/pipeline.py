@@ -27,13 +27,13 @@ import numpy as np
 
 from crnfb.analysis.analyses.bifurcation import bifurcation
 from crnfb.analysis.analyses.context import Analysis
-from crnfb.analysis.analyses.disturbance import Disturbance, disturbance
+from crnfb.analysis.analyses.disturbance import Disturbance
 from crnfb.analysis.linear.fixedpoints import NoFixedPoint, StationaryPoint, quasi_static_trajectory
 from crnfb.analysis.linear.frequency import LoopResponse, broken_loop, spec_grid
 from crnfb.analysis.analyses.globalbehaviour import global_report, safe_factor
 from crnfb.analysis.linear.linearise import LinearLoop
 from crnfb.analysis.linear.fixedpoints import LoopFixedPoint
-from crnfb.analysis.analyses.margins import Margins, margins
+from crnfb.analysis.analyses.margins import Margins
 from crnfb.analysis.analyses.region import linear_range_entry, region_of_attraction, region_report
 from crnfb.analysis.reporting.results import Distribution, Results, StepResponse, LearningCurve, Unavailable
 from crnfb.analysis.linear.stability import Stability, episode_time
@@ -49,7 +49,7 @@ from crnfb.feedback.model.signals import Step
 from crnfb.feedback.dynamics.integrate import SimulationError, simulate
 from crnfb.feedback.numerics import sizes
 
-__all__ = ["analyse", "STEP_AMPLITUDE", "margins_section", "disturbance_section", "frequency_section",
+__all__ = ["analyse", "STEP_AMPLITUDE", "frequency_section",
            "step_section", "episode_section", "trajectory_section", "distribution_section",
            "validation_section", "global_section", "region_section", "registered_sections",
            "consistency_section", "check_rate_scales", "MAX_RATE_RATIO"]
@@ -89,16 +89,6 @@ T = TypeVar("T")
 # ---------------------------------------------------------------------------------------------
 # sections (each testable alone)
 # ---------------------------------------------------------------------------------------------
-def margins_section(loop: LinearLoop) -> Margins:
-    """Gain and phase margins, ``eps_crit`` (:func:`crnfb.analysis.analyses.margins.margins`)."""
-    return margins(loop)
-
-
-def disturbance_section(loop: LinearLoop) -> Disturbance:
-    """Bandwidth, H-infinity norm, step metrics, lag cost (:func:`crnfb.analysis.analyses.disturbance.disturbance`)."""
-    return disturbance(loop)
-
-
 def frequency_section(loop: LinearLoop, dist: Disturbance | None, mg: Margins | None) -> LoopResponse:
     """The responses the Bode and Nyquist figures draw.
 
