@@ -124,6 +124,16 @@ def test_broken_loop_plants_through_the_model_match_exact_solves(monkeypatch, e3
     for a, r in zip(approx, exact):
         for i in range(w.size):
             assert np.linalg.norm(a[i] - r[i]) <= 1e-7 * np.linalg.norm(r[i]) + 1e-14
+    # open_loop of frequencies not solved before takes only the model's e rows: the same P and G
+    fast = fresh()
+    assert fast.rom is not None
+    P, G = fast.open_loop(w)
+    for i in range(w.size):
+        ref = exact[0][i] - exact[1][i]
+        assert np.linalg.norm(P[i] - ref) <= 1e-7 * np.linalg.norm(ref) + 1e-14
+        assert np.linalg.norm(G[i] - exact[2][i]) <= 1e-7 * np.linalg.norm(exact[2][i]) + 1e-14
+    L = fast.loop_transfer(w[1:])
+    assert np.allclose(L, withrom.response(w[1:]).L, rtol=1e-12, atol=0)
 
 
 def test_eigenvalue_near_the_axis_in_full_coordinates_matches_dense(e3):

@@ -540,7 +540,7 @@ def _eigenvalue_branch(blocks: BrokenLoop, w0: float, w1: float, a: complex, b: 
     la, lb = np.log(w0), np.log(w1)
 
     def pick(w):
-        ev = np.linalg.eigvals(blocks.response([w]).L[0])
+        ev = np.linalg.eigvals(blocks.loop_transfer([w])[0])
         t = (np.log(w) - la) / (lb - la)
         return ev[np.argmin(np.abs(ev - (a + t * (b - a))))]
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
-from crnfb.analysis.linear.frequency import BrokenLoop, shifted_lu, broken_loop, plant_rate_range
+from crnfb.analysis.linear.frequency import BrokenLoop, broken_loop, plant_rate_range
 from crnfb.analysis.linear.linearise import LinearLoop
 from crnfb.feedback.numerics import sizes
 
@@ -108,7 +108,7 @@ class _Integrand:
         self.pos_p = np.nonzero(loop.rest < self.n_pf)[0]
         self.rest_p = loop.rest[self.pos_p]
         k = b.k
-        self.rhs = b._rhs[:, :k]
+        self.rhs = b.inputs[:, :k]
         self.Ce_T = np.asarray(b.C_e.T.toarray(), complex)
         self.copy = {name: _restrict(d, self.n_pf) for name, d in diffusion.items() if name != "learning"}
         Ut = b.U.T / np.sqrt(b.eps)[None, :]
@@ -130,14 +130,14 @@ class _Integrand:
             # full generators are banded (the reduced A has the pivots' dense rows); the
             # adjoint's component along each ensemble's 1 (the free generator's left null
             # vector, large near w = 0) is annihilated by every copy-noise matrix: removed
-            lu = shifted_lu(b._pattern_full, w)
+            lu = b.shifted_lu(w, full=True)
             X = lu.solve(self.rhs_f)
             _, _, Cf, Cc = b.full
             P = Cf @ X - Cc @ X - b.D_mc
             Y = lu.solve(self.Ce_T_f, trans="H")
             Y[:self.n_f] -= Y[:self.n_f].mean(axis=0)
             return P, Y
-        lu = b._lu(w)
+        lu = b.shifted_lu(w)
         X = lu.solve(self.rhs)
         P = b.C_mf @ X - b.C_mc @ X - b.D_mc
         Y = np.zeros((self.n_pf, k), complex)
@@ -152,7 +152,7 @@ class _Integrand:
         if b.n_p == 0 or not 0 < w_max < plant_lo:
             return
         order = int(np.ceil(np.log(rtol) / np.log(w_max / plant_lo)))
-        lu = b._lu(0.0)
+        lu = b.shifted_lu(0.0)
         X, Z = [self.rhs], [self.Ce_T]
         for _ in range(order):
             X.append(lu.solve(X[-1]))

@@ -33,7 +33,6 @@ from crnfb.analysis.analyses.globalbehaviour import DEPLETION, past, piece_simul
 from crnfb.feedback.dynamics.ensembles import LearningNetwork
 from crnfb.feedback.model.model import Model
 from crnfb.feedback.dynamics.integrate import SimulationError, WorkLimitError
-from crnfb.feedback.numerics import sizes
 
 __all__ = ["ROA_RTOL", "ROA_MIN_STEP", "ESCAPE", "RegionOfAttraction", "run_at_step",
            "region_of_attraction", "region_report", "linear_range_entry"]

@@ -52,15 +52,15 @@ from typing import Callable
 import numpy as np
 import scipy.linalg
 from scipy import sparse
-from scipy.sparse.linalg import splu
 
 from crnfb.analysis.analyses.context import Analysis, model_and_loop
 from crnfb.analysis.linear.linearise import LinearLoop, linearise
 from crnfb.analysis.linear.fixedpoints import loop_fixed_point
+from crnfb.analysis.linear.frequency import broken_loop, closed_loop_direct
 from crnfb.analysis.linear.slowmodes import ShiftedReduced, reduced_solve
 from crnfb.analysis.linear.stability import stability
 from crnfb.feedback.numerics import sizes
-from crnfb.feedback.numerics.sparselu import BorderedLU, inverse_operator
+from crnfb.feedback.numerics.sparselu import inverse_operator
 from crnfb.feedback.dynamics.ensembles import LearningNetwork
 from crnfb.feedback.model.model import Model
 from crnfb.feedback.numerics.parallel import run_all
@@ -437,17 +437,8 @@ def _linear_theta_response(setup: _Setup, omega: np.ndarray) -> np.ndarray:
     verified reduced model when large): the same transfer, without factorising ``jw I - Jr``.
     """
     if setup.loop.n_reduced > sizes.STABILITY_DENSE_LIMIT:
-        from crnfb.analysis.linear.frequency import broken_loop
         return broken_loop(setup.loop).response(omega).G_atheta
-    try:
-        from crnfb.analysis.linear.frequency import closed_loop_direct
-        return np.asarray(closed_loop_direct(setup.loop, omega, "theta"))
-    except ImportError:
-        pass
-    n = setup.loop.n_reduced
-    I = sparse.identity(n, dtype=complex, format="csc")
-    mJ = (-setup.Jr).astype(complex)
-    return np.array([setup.Ct @ BorderedLU((mJ + 1j * w * I).tocsc()).solve(setup.Br.astype(complex)) for w in omega])
+    return np.asarray(closed_loop_direct(setup.loop, omega, "theta"))
 
 
 def _harmonic(t, y, omega):
@@ -467,15 +458,11 @@ def check_frequency(setup: _Setup, omegas: np.ndarray | None = None, A: float = 
     u = g / np.linalg.norm(g)
     G = _linear_theta_response(setup, omegas) @ u
     ydc = -reduced_solve(setup.loop, setup.Br)
-    n = setup.loop.n_reduced
-    I = sparse.identity(n, dtype=complex, format="csc")
     plans = []
     for w, Gw in zip(omegas, G):
         period = 2 * np.pi / w
-        if n > sizes.STABILITY_DENSE_LIMIT:     # bordered LU: the reduction's dense rows in a small Schur complement
-            yw = -ShiftedReduced(setup.loop, 1j * w).solve(setup.Br.astype(complex))
-        else:
-            yw = splu((1j * w * I - setup.Jr.astype(complex)).tocsc()).solve(setup.Br.astype(complex))
+        # the one shifted solve of the reduced loop (bordered LU, refined on its residual)
+        yw = -ShiftedReduced(setup.loop, 1j * w).solve(setup.Br.astype(complex))
         start_r = ydc + yw.imag          # the linear periodic orbit at t = 0 (per unit A)
         t_w = period                     # started on the linear orbit: one period of settling
         t_fit = t_w + np.linspace(0.0, 2 * period, 161)

@@ -52,9 +52,9 @@ from scipy import sparse
 from scipy.sparse.linalg import splu
 
 from crnfb.analysis.linear.plantrom import ROM_TOL, PlantROM, build_rom, modal_model, symmetric_plant
-from crnfb.analysis.linear.slowmodes import reduced_solve
+from crnfb.analysis.linear.slowmodes import ShiftedReduced, reduced_solve
 from crnfb.feedback.model.landscape import identifiable_basis
-from crnfb.feedback.numerics.sparselu import BorderedLU, inverse_operator, lu_without_pivoting, nested_dissection
+from crnfb.feedback.numerics.sparselu import inverse_operator, lu_without_pivoting, nested_dissection
 from crnfb.feedback.numerics import sizes
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -221,12 +221,17 @@ class BrokenLoop:
         net = self.loop.net
         return BlockShiftedLU.build(self.full[0], [0, net.n_f, net.n_f + net.n_c])
 
-    def _lu(self, w: float):
-        """Sparse LU of ``jw I - A`` (reduced coordinates)."""
-        return shifted_lu(self._pattern, w)
+    def shifted_lu(self, w: float, *, full: bool = False):
+        """Sparse LU of ``jw I - A``: the one shifted solve of the plant (responses, noise spectra).
+
+        ``full=True`` factors the plant in full copy-state coordinates (:attr:`full`; its generators are
+        banded where the reduced ``A`` has the pivots' dense rows), else in reduced coordinates.
+        """
+        return shifted_lu(self._pattern_full if full else self._pattern, w)
 
     @cached_property
-    def _rhs(self) -> np.ndarray:
+    def inputs(self) -> np.ndarray:
+        """``[B_theta, B_a]`` as one complex array (n_p, k + 1): the right-hand sides of the shifted solves."""
         return np.column_stack([self.B_theta, self.B_a]).astype(complex)
 
     @property
@@ -241,7 +246,7 @@ class BrokenLoop:
         Pf = np.empty((omega.size, k, k), complex)
         Pc = np.empty((omega.size, k, k), complex)
         G = np.empty((omega.size, k), complex)
-        rhs = self._rhs
+        rhs = self.inputs
         dynamic_c = self.C_mc.nnz > 0
         table = self._plant._responses       # each frequency solved once per plant
         keep = omega.size > 1 or len(table) * 2 * k * k * 16 < RESPONSE_CACHE_BYTES
@@ -343,11 +348,11 @@ class BrokenLoop:
                 # zero eigenvalue), which moved E3's low-frequency lag cost by 3e-6 relative.
                 _, rhs_f, Cf_f, Cc_f = self.full
                 X = (self._blocks_full.solve(w, rhs_f) if self._blocks_full is not None
-                     else shifted_lu(self._pattern_full, w).solve(rhs_f))
+                     else self.shifted_lu(w, full=True).solve(rhs_f))
                 Yf = Cf_f @ X
                 Yc = Cc_f @ X if dynamic_c else np.zeros_like(Yf)
             else:
-                X = self._lu(w).solve(rhs)
+                X = self.shifted_lu(w).solve(rhs)
                 Yf = self.C_mf @ X
                 Yc = self.C_mc @ X if dynamic_c else np.zeros_like(Yf)
         else:
@@ -355,9 +360,35 @@ class BrokenLoop:
         return Yf[:, :k], Yc[:, :k] + self.D_mc, Yc[:, k] - Yf[:, k] + self.D_a
 
     def open_loop(self, omega) -> tuple[np.ndarray, np.ndarray]:
-        """``(P(jw), G_frozen(jw))`` with ``P = P_f - P_c``: shapes (nw, k, k), (nw, k)."""
-        Pf, Pc, G = self.plants(omega)
-        return Pf - Pc, G
+        """``(P(jw), G_frozen(jw))`` with ``P = P_f - P_c``: shapes (nw, k, k), (nw, k).
+
+        With a reduced model, a frequency not already solved takes only the model's ``e`` rows
+        (``P = -Y_e - D_mc``): half the product of :meth:`plants`, for the margins' refinements.
+        """
+        omega = np.atleast_1d(np.asarray(omega, float))
+        rom = self.rom
+        if rom is None:
+            Pf, Pc, G = self.plants(omega)
+            return Pf - Pc, G
+        k = self.k
+        P = np.empty((omega.size, k, k), complex)
+        G = np.empty((omega.size, k), complex)
+        table = self._plant._responses
+        for i, w in enumerate(omega):
+            hit = table.get(float(w))
+            if hit is not None:
+                P[i], G[i] = hit[0] - hit[1], hit[2]
+            else:
+                Ye = rom(float(w), rows=slice(k, None))     # rows e = m_c - m_f (see _plants_at)
+                P[i], G[i] = -Ye[:, :k] - self.D_mc, Ye[:, k] + self.D_a
+        return P, G
+
+    def loop_transfer(self, omega) -> np.ndarray:
+        """``L_id(jw) = W^T P(jw) W / (jw)`` alone (nw, r): what the Nyquist refinements need of a response."""
+        omega = np.atleast_1d(np.asarray(omega, float))
+        P, _ = self.open_loop(omega)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (self.W.T @ P @ self.W) / (1j * omega)[:, None, None]
 
     def response(self, omega) -> LoopResponse:
         """All loop responses on ``omega`` (see :class:`LoopResponse`)."""
@@ -553,13 +584,10 @@ def closed_loop_direct(loop: LinearLoop, omega, output: str = "e") -> np.ndarray
     omega = np.atleast_1d(np.asarray(omega, float))
     C = loop.output(output)
     D = loop.feedthrough(output)
-    n = loop.n_reduced
-    I = sparse.identity(n, dtype=complex, format="csc")
-    mJ = (-loop.Jr).astype(complex).tocsc()
     B = loop.Br.astype(complex)
     out = np.empty((omega.size, C.shape[0]), complex)
     for i, w in enumerate(omega):
-        out[i] = C @ BorderedLU((mJ + (1j * w) * I).tocsc()).solve(B) + D
+        out[i] = C @ -ShiftedReduced(loop, 1j * w).solve(B) + D     # (jw - Jr)^{-1} = -(Jr - jw)^{-1}
     return out
 
 

@@ -174,16 +174,20 @@ class PlantROM:
     def order(self) -> int:
         return int(self.lam.size)
 
-    def __call__(self, w: float) -> np.ndarray:
-        """The model's response at ``w`` (q, p)."""
+    def __call__(self, w: float, rows: slice = slice(None)) -> np.ndarray:
+        """The model's response at ``w`` (q, p), or only its output ``rows``."""
         d = 1.0 / (1j * w - self.lam)
-        if np.isrealobj(self.C_r) and np.isrealobj(self.B_r):
+        C = self.C_r[rows]
+        if np.isrealobj(C) and np.isrealobj(self.B_r):
             # one real product with the real and imaginary parts side by side: numpy would promote
             # C_r to complex for a complex GEMM (0.15 s against 0.11 s at 410 x 1998 x 206, one thread)
-            p = self.B_r.shape[1]
-            Y = self.C_r @ np.hstack([self.B_r * d.real[:, None], self.B_r * d.imag[:, None]])
+            m, p = self.B_r.shape
+            scaled = np.empty((m, 2 * p))
+            np.multiply(self.B_r, d.real[:, None], out=scaled[:, :p])
+            np.multiply(self.B_r, d.imag[:, None], out=scaled[:, p:])
+            Y = C @ scaled
             return Y[:, :p] + 1j * Y[:, p:]
-        return self.C_r @ (self.B_r * d[:, None])
+        return C @ (self.B_r * d[:, None])
 
     def to_dict(self) -> dict:
         return {"order": self.order, "factorisations": int(self.shifts.size), "band": [float(b) if np.isfinite(b) else None for b in self.band],
