@@ -490,7 +490,10 @@ def _biased_fixed_point(model: Model, net: LearningNetwork, theta_start: np.ndar
     for _ in range(max_iter):
         if np.linalg.norm(G) <= tol * max(1.0, g0) or np.linalg.norm(G) < 1e-14:
             break
-        step = np.linalg.solve(I / tau - dG, G)
+        try:
+            step = np.linalg.solve(I / tau - dG, G)
+        except np.linalg.LinAlgError:     # theta ran off (|dG| ~ 1e59 seen): no fixed point along this path
+            break
         x_new = x + step
         try:
             G_new, dG_new = G_and_dG(x_new)
