@@ -95,7 +95,8 @@ sys.path.insert(0, str(ROOT))
 from crnfb.analysis.linear.fixedpoints import loop_fixed_point  # noqa: E402
 from crnfb.feedback.dynamics.ensembles import LearningNetwork  # noqa: E402
 from crnfb.feedback.io.modelfile import load_model  # noqa: E402
-from crnfb.feedback.dynamics.integrate import ATOL_P, ATOL_THETA, RTOL, LoopField, simulate, state_atol  # noqa: E402
+from crnfb.feedback.dynamics.ensembles import LoopField  # noqa: E402
+from crnfb.feedback.dynamics.integrate import ATOL_P, ATOL_THETA, RTOL, simulate, state_atol  # noqa: E402
 
 CASES = {"e1": None, "tv4": (4, 2), "t40": "scaffold_T40_K20.toml", "tv14": (14, 7), "tv23": "two_visible.toml"}
 DEFAULT_CASES = ["tv4", "t40", "tv14", "tv23"]

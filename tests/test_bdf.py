@@ -11,7 +11,8 @@ from crnfb.feedback.dynamics.bdf import ReuseBDF
 from crnfb.feedback.numerics.sparselu import BorderedLU, border_indices
 from crnfb.feedback.dynamics.ensembles import LearningNetwork
 from crnfb.feedback.model.signals import Step
-from crnfb.feedback.dynamics.integrate import LoopField, integrate, simulate
+from crnfb.feedback.dynamics.ensembles import LoopField
+from crnfb.feedback.dynamics.integrate import integrate, simulate
 from crnfb.feedback.numerics import sizes
 
 

@@ -15,7 +15,7 @@ The disturbance is the mixing weight ``a`` of ``Q = (1-a) Q_1 + a Q_2``
   ``v = d theta/d a`` the loop's own fixed-point derivative
   (``-C_theta Jr^{-1} Br``), so ``y -> 1``; ``control.step_info`` metrics
   (10-90 % rise, 2 % settling, overshoot in %). Dense python-control
-  simulation for small loops, ``solve_ivp`` (``ReuseBDF``, sparse Jacobian) for large.
+  simulation for small loops, the package's ``integrate`` (``ReuseBDF``, sparse Jacobian) for large.
 - ``dc_gain``: ``G_ae(0) = -C_e Jr^{-1} Br + D_e`` (perfect adaptation: zero).
 - ``lag_cost``: for ``a(t) = a0 + a1 sin(w t)`` the period-mean excess
   divergence to second order, per ``a1^2``: ``Re(z^H H z) / 4`` with
@@ -226,25 +226,22 @@ def _step(loop: LinearLoop, v: np.ndarray, rate: float,
         method = (f"control.forced_response on the closed loop through the plant's reduced model "
                   f"(order {rom.order}, relative error {rom.error:.1g})")
     elif not dense:
-        method = "scipy solve_ivp with crnfb ReuseBDF"
+        method = "crnfb.feedback.dynamics.integrate.integrate with ReuseBDF"
 
     def simulate(t_end: float):
         T = np.linspace(0.0, t_end, STEP_POINTS)
         if dense:
             return T, np.asarray(control.forced_response(sys, T, np.ones_like(T)).outputs).ravel()
-        from scipy.integrate import solve_ivp
-
-        from crnfb.feedback.dynamics.bdf import ReuseBDF
+        from crnfb.feedback.dynamics.integrate import integrate
 
         # reduced coordinates: the full Jacobian's theta border (dense rows and columns) fills in
         # far more under LU than the reduced one's pivot rows (measured on the T = 40 scaffold)
         Jr = loop.Jr.tocsc()
-        # ReuseBDF (docs/benchmarks.md (a)): the same BDF with fewer, bordered factorisations
-        sol = solve_ivp(lambda t, x: Jr @ x + B, (0.0, t_end), np.zeros(n), method=ReuseBDF, jac=Jr,
-                        t_eval=T, rtol=1e-8, atol=1e-12)
-        if not sol.success or sol.y.shape[1] != T.size:
-            raise RuntimeError(f"BDF failed on the step response: {sol.message}")
-        return T, c @ sol.y
+        # the package's front end with ReuseBDF (docs/benchmarks.md (a)); the constant matrix Jr as
+        # the Jacobian (SciPy then never re-evaluates it); SimulationError (a RuntimeError) on failure
+        _, Y, _ = integrate(lambda lo, hi: ((lambda t, x: Jr @ x + B), Jr), np.zeros(n), T,
+                            rtol=1e-8, atol=1e-12, progress=False)
+        return T, Y @ c
 
     def reached(y):
         # step_info indexes the first sample at 10 % and 90 % of the final value: both must exist

@@ -45,12 +45,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
-from scipy.integrate import solve_ivp
 
 from crnfb.feedback.dynamics.ensembles import EdgeList, LearningNetwork
+from crnfb.feedback.dynamics.integrate import integrate, loop_system
+from crnfb.feedback.model.signals import Constant
 from crnfb.feedback.model.model import Model
 
 if TYPE_CHECKING:
@@ -383,7 +384,7 @@ class Episode:
     theta_target: np.ndarray
     theta_end: np.ndarray | None = None
     trace: dict = field(repr=False, default_factory=dict)
-    source: str = "scipy.integrate.solve_ivp"
+    source: str = "crnfb.feedback.dynamics.integrate.integrate"
     path_t: np.ndarray | None = field(default=None, repr=False)      # output times
     path_theta: np.ndarray | None = field(default=None, repr=False)  # learned theta there (len(t), k)
     settling: Settling | None = field(default=None, repr=False)
@@ -416,26 +417,17 @@ def _integrate(t: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return s, abs(s - float(trapezoid(y, x=t)))
 
 
-def _piece_solve_ivp(net, rtol, atol, substeps):
-    """A piece runner (:func:`crnfb.analysis.analyses.globalbehaviour.settle`) on ``solve_ivp`` (BDF, analytic
-    Jacobian); output: the solver's steps subdivided ``substeps`` times."""
-    def piece(x, t_eval, stop):
-        def event(t, y):
-            return stop(t, y)
+def _piece_steps(net: LearningNetwork, rtol: float, atol: float, substeps: int) -> Callable:
+    """A piece runner (:func:`crnfb.analysis.analyses.globalbehaviour.settle`) on the package's
+    :func:`~crnfb.feedback.dynamics.integrate.integrate` with SciPy's own BDF (no Newton-matrix reuse),
+    output on the solver's steps subdivided ``substeps`` times: the cross-check of the default runner
+    (ReuseBDF on a log grid) with another solver and other samples, the same vector field."""
+    system = loop_system(net, Constant(0.0))
 
-        event.terminal = True
-        event.direction = -1
-        lo, hi = float(t_eval[0]), float(t_eval[-1])
-        sol = solve_ivp(lambda t, y: net.rhs(y), (lo, hi), x, method="BDF",
-                        jac=lambda t, y: net.jacobian(y), events=event, dense_output=True, rtol=rtol, atol=atol)
-        if sol.status < 0:
-            raise RuntimeError(f"episode integration failed: {sol.message}")
-        ts = sol.t
-        fine = [ts[:1]] + [np.linspace(t0, t1, substeps + 1)[1:] for t0, t1 in zip(ts[:-1], ts[1:])]
-        tt = np.concatenate(fine)
-        XX = sol.sol(tt)
-        XX[:, -1] = sol.y[:, -1]
-        return tt, XX.T, sol.status == 1
+    def piece(x, t_eval, stop):
+        t, Y, stats = integrate(system, x, t_eval, method="BDF", rtol=rtol, atol=atol, stop=stop,
+                                progress=False, desc="episode", substeps=substeps)
+        return t, Y, stats.t_stop is not None
 
     return piece
 
@@ -458,19 +450,21 @@ def episode(model: Model, loop=None, tol: float = EPISODE_TOL, t_max: float | No
     integrated by Simpson's rule up to that end (to ``t_max`` when learning
     did not converge).
 
-    ``integrator``: ``"simulate"`` uses :func:`crnfb.feedback.dynamics.integrate.integrate`
-    (the package's stiff driver, BDF with the analytic sparse Jacobian) on a
-    log-spaced output grid of ``points`` times (dense early, where the free
-    ensemble's fast transient lives); ``"solve_ivp"`` uses SciPy's
-    ``solve_ivp`` (BDF, :meth:`LearningNetwork.jacobian`) and its solver steps
-    subdivided ``substeps`` times; ``"auto"`` takes the first. ``rate``: the
+    Both integrators run the package's front end
+    :func:`crnfb.feedback.dynamics.integrate.integrate` on the loop's field
+    (:func:`~crnfb.feedback.dynamics.integrate.loop_system`, analytic sparse
+    Jacobian, the episode's end located by Brent's method on the dense output).
+    ``integrator``: ``"simulate"`` uses ReuseBDF on a log-spaced output grid
+    of ``points`` times (dense early, where the free ensemble's fast transient
+    lives); ``"steps"`` uses SciPy's BDF with output on its own steps
+    subdivided ``substeps`` times (a cross-check); ``"auto"`` takes the first. ``rate``: the
     slowest closed-loop rate at the fixed point when the caller has it (the
     report's stability section), else computed here by linearising.
     """
     from crnfb.analysis.analyses.globalbehaviour import piece_simulate, settle, time_limit
 
-    if integrator not in ("auto", "simulate", "solve_ivp"):
-        raise ValueError(f"integrator must be 'auto', 'simulate' or 'solve_ivp', got {integrator!r}")
+    if integrator not in ("auto", "simulate", "steps"):
+        raise ValueError(f"integrator must be 'auto', 'simulate' or 'steps', got {integrator!r}")
     net, fp = _loop_parts(model, loop)
     U = model.identifiable
     x0 = net.initial_state()
@@ -484,8 +478,9 @@ def episode(model: Model, loop=None, tol: float = EPISODE_TOL, t_max: float | No
                        trace={}, source="none (theta0 is the fixed point)")
     rate = _slowest_rate(model, fp) if rate is None else float(rate)
     t_max = time_limit(rate, model.eps) if t_max is None else t_max
-    if integrator == "solve_ivp":
-        piece, source = _piece_solve_ivp(net, rtol, atol, substeps), "scipy.integrate.solve_ivp"
+    if integrator == "steps":
+        piece, source = (_piece_steps(net, rtol, atol, substeps),
+                         "crnfb.feedback.dynamics.integrate.integrate (BDF, solver steps)")
     else:
         piece, source = piece_simulate(net, rtol, atol), "crnfb.feedback.dynamics.integrate.integrate"
     run = settle(model, net, x0, th_star, rate, piece=piece, tol=tol, t_max=t_max, points=points)

@@ -65,7 +65,8 @@ from crnfb.feedback.dynamics.ensembles import LearningNetwork
 from crnfb.feedback.model.model import Model
 from crnfb.feedback.numerics.parallel import run_all
 from crnfb.feedback.model.signals import Constant, Signal, Sine, Step
-from crnfb.feedback.dynamics.integrate import LoopField, integrate
+from crnfb.feedback.dynamics.ensembles import LoopField
+from crnfb.feedback.dynamics.integrate import integrate
 
 # -- settings (docs/validation.md justifies each) --------------------------------------------
 #: Size of the perturbation along the slowest eigenvector (largest theta entry, kT).
@@ -229,6 +230,8 @@ class _Setup:
         """
         V, rest, xs, r0 = self.V, self.rest, self.x, self.r0_rest
         field_, net = self.field, self.net
+        # the network's Jacobian is the field's on this manifold (sum dp = 0 at sum p = 1: the
+        # normalisation terms of LoopField.jacobian vanish there), so they are not built
 
         def system(lo, hi):
             if signal.piecewise_constant:

@@ -237,28 +237,22 @@ class LearningNetwork:
         parts.append(theta)
         return np.concatenate(parts)
 
+    @cached_property
+    def field(self) -> "LoopField":
+        """The closed-loop vector field with plain means ``S^T p`` (:class:`LoopField`, built once)."""
+        return LoopField(self, normalised=False)
+
     def means(self, x: np.ndarray, a: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """``(m_f, m_c)`` of the learned species at loop state ``x``."""
-        p_f, p_c, theta = self.split(x)
-        m_f = self.S_f[:, self.learned].T @ p_f
-        if self.dynamic:
-            m_c = self.S_c[:, self.learned].T @ p_c
-        else:
-            m_c = self.model.landscape.moments(self.theta_full(theta), self.model.q_at(a)).mean_clamped[self.learned]
-        return m_f, m_c
+        return self.field.means(x, a)
 
     def rhs(self, x: np.ndarray, a: float = 0.0) -> np.ndarray:
-        """Closed-loop vector field ``dx/dt``."""
-        p_f, p_c, theta = self.split(x)
-        out = [self.free_generator(theta) @ p_f]
-        if self.dynamic:
-            out.append(self.hidden_generator(theta) @ p_c + self.gamma * (self.reset_target(a) - p_c))
-        m_f, m_c = self.means(x, a)
-        out.append(self.eps * (m_c - m_f))
-        return np.concatenate(out)
+        """Closed-loop vector field ``dx/dt`` (:attr:`field`: the one definition, plain means)."""
+        return self.field(x, a)
 
     def jacobian(self, x: np.ndarray, a: float = 0.0) -> sparse.csr_matrix:
-        """Analytic sparse Jacobian ``d rhs / dx``."""
+        """Analytic sparse Jacobian ``d rhs / dx`` (plain means; :meth:`LoopField.jacobian` adds the
+        normalisation terms of the integrators' field)."""
         p_f, p_c, theta = self.split(x)
         th = self.theta_full(theta)
         L = self.learned
@@ -356,4 +350,141 @@ class LearningNetwork:
         return out
 
 
-__all__ = ["EdgeList", "generator", "generator_derivative", "generator_derivative_k", "LearningNetwork"]
+class LoopField:
+    """The closed-loop vector field ``dx/dt = f(x, a)``: its one definition.
+
+    :meth:`LearningNetwork.rhs` is this field with ``normalised=False``; the
+    integrators (:func:`crnfb.feedback.dynamics.integrate.loop_system`) use
+    ``normalised=True``; the nonlinear blocks of
+    :mod:`crnfb.feedback.dynamics.loop` use its parts (:meth:`free_flow`,
+    :meth:`clamped_flow`, :meth:`mean`, :meth:`clamped_mean`). The generators
+    are applied edge by edge (``np.bincount`` of the probability fluxes), not
+    assembled as sparse matrices on every call, and the fixed species'
+    factors of the propensities are folded into the constants once.
+
+    Parameters
+    ----------
+    net : LearningNetwork
+    normalised : bool
+        Controller means ``S^T p / sum(p)`` (True) or ``S^T p`` (False).
+        Identical on the physical states (``sum p = 1``). Normalised, the
+        neutral invariants ``N^T E^{-1} theta`` are conserved exactly even when
+        the solver lets ``sum p_f`` wander at round-off level (a zero mode of
+        the master equation). With plain means that wander is integrated by the
+        neutral direction: on E3 over 2e6 time units ``N^T E^{-1} theta``
+        drifted by 5e-4 and the solver needed twice the steps. The plain field
+        is the one the linearisation differentiates (:meth:`LearningNetwork.jacobian`):
+        on the tangent space ``sum dp = 0`` the two Jacobians agree.
+    """
+
+    def __init__(self, net: LearningNetwork, normalised: bool = True):
+        self.net = net
+        self.normalised = bool(normalised)
+        model = net.model
+        L = model.learned
+        th_fixed = model.full_theta(np.zeros(net.k))      # the fixed species' theta, zeros at learned
+        e = net.edges
+        self.src, self.dst = e.src, e.dst
+        self.coef = e.coef * np.exp(e.expo @ th_fixed)
+        self.expo = np.ascontiguousarray(e.expo[:, L])
+        self.n_f, self.n_c, self.k = net.n_f, net.n_c, net.k
+        self.SfL = np.ascontiguousarray(net.S_f[:, L])
+        self.eps = net.eps
+        if net.dynamic:
+            h = net.hidden_edges
+            self.hsrc, self.hdst = h.src, h.dst
+            self.hcoef = h.coef * np.exp(h.expo @ th_fixed)
+            self.hexpo = np.ascontiguousarray(h.expo[:, L])
+            self.ScL = np.ascontiguousarray(net.S_c[:, L])
+            self.r1 = net.reset_target(0.0)
+            self.r2 = net.reset_target(1.0)
+            self.gamma = net.gamma
+        else:
+            sp = model.space
+            self.lsc = model.landscape
+            self.log_base = sp.states @ th_fixed - sp.log_factorial
+            self.states_L = np.ascontiguousarray(sp.states[:, L].astype(float))
+            self.vi = sp.visible_index
+
+    # -- the parts (the blocks of the loop) --------------------------------------------------------
+    def free_flow(self, p_f: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """``A(theta) p_f``: the free ensemble's master equation."""
+        flux = self.coef * np.exp(self.expo @ theta) * p_f[self.src]
+        return np.bincount(self.dst, flux, self.n_f) - np.bincount(self.src, flux, self.n_f)
+
+    def clamped_flow(self, p_c: np.ndarray, theta: np.ndarray, a: float) -> np.ndarray:
+        """``A_hid(theta) p_c + gamma (r(a) - p_c)``: the clamped ensemble (dynamic clamping)."""
+        n_c = self.n_c
+        fl = self.hcoef * np.exp(self.hexpo @ theta) * p_c[self.hsrc]
+        reset = (1.0 - a) * self.r1 + a * self.r2
+        return np.bincount(self.hdst, fl, n_c) - np.bincount(self.hsrc, fl, n_c) + self.gamma * (reset - p_c)
+
+    def mean(self, SL: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """An ensemble's mean of the learned species, ``SL^T p`` (over ``sum p`` when normalised)."""
+        m = SL.T @ p
+        return m / p.sum() if self.normalised else m
+
+    def clamped_mean(self, theta: np.ndarray, a: float) -> np.ndarray:
+        """``<n>_Qt`` of the learned species (equilibrium clamping).
+
+        ``Qt = Q(v) pi(h|v)`` with the conditional law from the log weights
+        (:meth:`~crnfb.feedback.model.landscape.Landscape.conditional`): exact
+        when whole visible slices underflow in ``pi``.
+        """
+        lw = self.log_base + self.states_L @ theta
+        return self.states_L.T @ (self.lsc.conditional(log_pi=lw) * self.net.model.q_at(a)[self.vi])
+
+    def means(self, x: np.ndarray, a: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """``(m_f, m_c)`` of the learned species at loop state ``x``."""
+        n_f, n_c = self.n_f, self.n_c
+        m_f = self.mean(self.SfL, x[:n_f])
+        if n_c:
+            return m_f, self.mean(self.ScL, x[n_f:n_f + n_c])
+        return m_f, self.clamped_mean(x[n_f:], a)
+
+    def __call__(self, x: np.ndarray, a: float = 0.0) -> np.ndarray:
+        n_f, n_c = self.n_f, self.n_c
+        p_f, p_c, theta = x[:n_f], x[n_f:n_f + n_c], x[n_f + n_c:]
+        out = np.empty_like(x)
+        out[:n_f] = self.free_flow(p_f, theta)
+        if n_c:
+            out[n_f:n_f + n_c] = self.clamped_flow(p_c, theta, a)
+        m_f, m_c = self.means(x, a)
+        out[n_f + n_c:] = self.eps * (m_c - m_f)
+        return out
+
+    def jacobian(self, x: np.ndarray, a: float = 0.0) -> sparse.csr_matrix:
+        """Jacobian of :meth:`__call__`: :meth:`LearningNetwork.jacobian` plus the normalisation terms.
+
+        The generator part has one implementation, the network's (plain means).
+        For ``m = S^T p / s`` (``s = sum p``): ``dm/dp = S^T / s - m 1^T / s``;
+        the network's Jacobian has ``S^T``, so the correction is
+        ``S^T (1/s - 1) - m 1^T / s`` in the theta rows (times ``-eps`` for the
+        free, ``+eps`` for the clamped ensemble). It vanishes on the tangent
+        space ``sum dp = 0`` at ``s = 1``.
+        """
+        J = self.net.jacobian(x, a)
+        if not self.normalised:
+            return J
+        n_f, n_c, k = self.n_f, self.n_c, self.k
+        base = n_f + n_c
+        blocks = [(0, n_f, self.SfL, -1.0)]
+        if n_c:
+            blocks.append((n_f, n_c, self.ScL, 1.0))
+        rows, cols, vals = [], [], []
+        for start, size, SL, sign in blocks:
+            p = x[start:start + size]
+            tot = p.sum()
+            m = SL.T @ p / tot
+            corr = SL.T * (1.0 / tot - 1.0) - m[:, None] / tot          # (k, size)
+            corr *= sign * self.eps[:, None]
+            rr, cc = np.nonzero(np.ones((k, size), bool))
+            rows.append(base + rr)
+            cols.append(start + cc)
+            vals.append(corr.ravel())
+        C = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                              shape=J.shape)
+        return (J + C).tocsr()
+
+
+__all__ = ["EdgeList", "generator", "generator_derivative", "generator_derivative_k", "LearningNetwork", "LoopField"]

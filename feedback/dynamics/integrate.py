@@ -11,9 +11,13 @@ ensembles' sparse block plus a dense theta border), or SciPy's own ``BDF``,
 breakpoints (steps, telegraph switches): each piece starts a fresh solver,
 so no step straddles a jump of ``a``.
 
-:func:`integrate` is the generic driver (also used by :mod:`crnfb.analysis.analyses.validation`
-on the deviation from a fixed point); :func:`simulate` runs the learning
-network from the start of a learning episode and returns a :class:`Trajectory`.
+The vector field is :class:`~crnfb.feedback.dynamics.ensembles.LoopField`, the
+loop's one definition (:func:`loop_system`). :func:`integrate` is the generic
+driver, the one every integration of the loop goes through (validation on the
+deviation from a fixed point, the learning episodes of the thermodynamics and
+global analyses, the switching-driven runs of the fluctuation analysis);
+:func:`simulate` runs the learning network from the start of a learning
+episode and returns a :class:`Trajectory`.
 
 Example::
 
@@ -30,7 +34,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeAlias
 
 import numpy as np
 from scipy import sparse
@@ -38,7 +42,7 @@ from scipy.integrate import BDF, LSODA, Radau
 from scipy.optimize import brentq
 
 from .bdf import ReuseBDF
-from .ensembles import LearningNetwork
+from .ensembles import LearningNetwork, LoopField
 from ..io.files import atomic_file
 from ..errors import ModelError
 from ..model.model import Model
@@ -98,18 +102,23 @@ class IntegrationStats:
                 "pieces": self.pieces, "wall_time": self.wall_time, "t_stop": self.t_stop}
 
 
-def integrate(system: Callable[[float, float], tuple[Callable, Callable | None]], y0: np.ndarray,
+#: A piece's Jacobian for :func:`integrate`: ``jac(t, y)``, a constant matrix, or None (finite differences).
+Jacobian: TypeAlias = "Callable | np.ndarray | sparse.spmatrix | None"
+
+
+def integrate(system: Callable[[float, float], tuple[Callable, Jacobian]], y0: np.ndarray,
               t_eval: np.ndarray, *, breakpoints=(), method: str = DEFAULT_METHOD, rtol: float = RTOL,
               atol=1e-10, max_step: float = math.inf, stop: Callable | None = None,
-              progress: bool | None = None, desc: str = "ode",
-              max_steps: int = MAX_STEPS) -> tuple[np.ndarray, np.ndarray, IntegrationStats]:
-    """Integrate piecewise between breakpoints with a SciPy stiff solver.
+              progress: bool | None = None, desc: str = "ode", max_steps: int = MAX_STEPS,
+              substeps: int = 0) -> tuple[np.ndarray, np.ndarray, IntegrationStats]:
+    """Integrate piecewise between breakpoints with a SciPy stiff solver: the package's one ODE front end.
 
     Parameters
     ----------
     system : callable ``(lo, hi) -> (fun, jac)``
         The vector field ``fun(t, y)`` and Jacobian ``jac(t, y)`` (sparse or
-        dense; ``None`` for finite differences) valid on the piece ``[lo, hi]``.
+        dense; a constant matrix for a linear system; ``None`` for finite
+        differences) valid on the piece ``[lo, hi]``. LSODA gets it densified.
     y0 : ndarray
         State at ``t_eval[0]``.
     t_eval : ndarray
@@ -117,6 +126,8 @@ def integrate(system: Callable[[float, float], tuple[Callable, Callable | None]]
     breakpoints : iterable of float
         Times where the vector field jumps; the solver restarts there.
     method : ``"ReuseBDF"`` (default) | ``"BDF"`` | ``"Radau"`` | ``"LSODA"``
+        Every integration of the loop ODE in the package goes through here
+        (docs/decisions.md, "One loop vector field, one integrator front end").
     rtol, atol : tolerances (``atol`` scalar or per component)
     max_step : float
     stop : callable ``(t, y) -> float`` or None
@@ -124,12 +135,21 @@ def integrate(system: Callable[[float, float], tuple[Callable, Callable | None]]
         (located by Brent's method on the dense output).
     progress : bool or None
         tqdm bar over simulated time (None: only on a terminal and outside CI).
+    max_steps : int
+        Work limit (:class:`WorkLimitError` beyond it), summed over the pieces.
+    substeps : int
+        0: output at ``t_eval``. ``n > 0``: output at the solver's own accepted
+        steps, each divided into ``n`` equal parts by its dense output
+        (``t_eval`` then gives only the span): samples that follow the
+        solution's time scales, for a quadrature along the run that does not
+        depend on a chosen grid.
 
     Returns
     -------
     t, Y, stats
-        Output times reached (``t_eval`` cut at the stop time), states
-        ``Y`` (len(t), n) and an :class:`IntegrationStats`.
+        Output times reached (``t_eval`` cut at the stop time; with
+        ``substeps`` the start and every sub-step up to the end or the stop),
+        states ``Y`` (len(t), n) and an :class:`IntegrationStats`.
     """
     t_eval = _check_integrator_args(method, t_eval)
     t0, t1 = float(t_eval[0]), float(t_eval[-1])
@@ -139,18 +159,15 @@ def integrate(system: Callable[[float, float], tuple[Callable, Callable | None]]
     cuts = sorted({t0, t1, *[float(b) for b in breakpoints if t0 < b < t1]})
     nfev = njev = nlu = 0
     wall = time.perf_counter()
-    run = _OdeRun(t_eval, out, stop, stop(t0, y) if stop is not None else None)
+    run = _OdeRun(t_eval, out, stop, stop(t0, y) if stop is not None else None, int(substeps), [t0], [y.copy()])
     Solver = METHODS[method]
-    bar = None
-    if t1 > t0:
-        bar = progress_bar(t1 - t0, desc, progress, unit="t", mininterval=0.5,
-                           bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}]")
+    bar = _time_bar(t1 - t0, desc, progress)
     try:
         for lo, hi in zip(cuts[:-1], cuts[1:]):
             fun, jac = system(lo, hi)
             kw = dict(rtol=rtol, atol=atol, max_step=max_step)
-            if method != "LSODA" and jac is not None:
-                kw["jac"] = jac
+            if jac is not None:
+                kw["jac"] = _dense_jacobian(jac) if method == "LSODA" else jac
             solver = Solver(fun, lo, y, hi, **kw)
             _advance_piece(run, solver, method, max_steps, t0, t1, bar)
             nfev += solver.nfev
@@ -165,10 +182,36 @@ def integrate(system: Callable[[float, float], tuple[Callable, Callable | None]]
         if bar is not None:
             bar.close()
     stats = IntegrationStats(nfev, njev, nlu, run.steps, len(cuts) - 1, time.perf_counter() - wall, run.t_stop)
+    return (*_run_output(run), stats)
+
+
+def _time_bar(span: float, desc: str, progress: bool | None):
+    """The tqdm bar over simulated time of :func:`integrate` (None for an empty span)."""
+    if span <= 0:
+        return None
+    return progress_bar(span, desc, progress, unit="t", mininterval=0.5,
+                        bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}]")
+
+
+def _run_output(run: "_OdeRun") -> tuple[np.ndarray, np.ndarray]:
+    """Output times and states of a finished run: the sub-steps, ``t_eval`` cut at the stop, or ``t_eval``."""
+    if run.substeps > 0:
+        return np.asarray(run.sub_t, float), np.vstack(run.sub_y)
     if run.t_stop is not None and run.stop_dense is not None:     # set together by _advance_piece
-        t_out, Y = _cut_at_stop(t_eval, out, run.t_stop, run.stop_dense)
-        return t_out, Y, stats
-    return t_eval, out, stats
+        return _cut_at_stop(run.t_eval, run.out, run.t_stop, run.stop_dense)
+    return run.t_eval, run.out
+
+
+def _dense_jacobian(jac):
+    """LSODA's Jacobian: dense (its banded or full LU); a sparse one is densified, a constant one kept."""
+    if not callable(jac):
+        return jac.toarray() if sparse.issparse(jac) else jac
+
+    def dense(t, y):
+        J = jac(t, y)
+        return J.toarray() if sparse.issparse(J) else J
+
+    return dense
 
 
 def _check_integrator_args(method: str, t_eval) -> np.ndarray:
@@ -189,6 +232,9 @@ class _OdeRun:
     out: np.ndarray
     stop: Callable | None
     g_old: float | None
+    substeps: int = 0
+    sub_t: list = field(default_factory=list)       # the output of ``substeps > 0``
+    sub_y: list = field(default_factory=list)
     k: int = 1
     steps: int = 0
     t_stop: float | None = None
@@ -229,8 +275,10 @@ def _advance_piece(run: _OdeRun, solver, method: str, max_steps: int, t0: float,
                 run.stop_dense = dense
                 t_new = run.t_stop
             run.g_old = g_new
+        if run.substeps > 0:
+            _record_substeps(run, solver, dense, t_old, t_new)
         j = int(np.searchsorted(t_eval, t_new, side="right"))
-        if j > run.k:
+        if run.substeps <= 0 and j > run.k:
             if dense is None:
                 dense = solver.dense_output()
             run.out[run.k:j] = dense(t_eval[run.k:j]).T
@@ -239,6 +287,17 @@ def _advance_piece(run: _OdeRun, solver, method: str, max_steps: int, t0: float,
             bar.update(t_new - t_old)
         if run.t_stop is not None:
             break
+
+
+def _record_substeps(run: _OdeRun, solver, dense: Callable | None, t_old: float, t_new: float) -> None:
+    """Append the step ``[t_old, t_new]`` divided into ``run.substeps`` parts (the step's end exactly)."""
+    dense = solver.dense_output() if dense is None else dense
+    ts = np.linspace(t_old, t_new, run.substeps + 1)[1:]
+    Y = dense(ts).T
+    if run.t_stop is None:
+        Y[-1] = solver.y        # the accepted step itself, not its interpolant
+    run.sub_t.extend(ts.tolist())
+    run.sub_y.append(Y)
 
 
 def _cut_at_stop(t_eval: np.ndarray, out: np.ndarray, t_stop: float,
@@ -252,117 +311,14 @@ def _cut_at_stop(t_eval: np.ndarray, out: np.ndarray, t_stop: float,
     return t_out, Y
 
 
-class LoopField:
-    """Fast evaluation of :meth:`LearningNetwork.rhs` for the integrators.
-
-    Same vector field, but the generators are applied edge by edge
-    (``np.bincount`` of the probability fluxes) instead of being assembled
-    as sparse matrices on every call, and the fixed species' factors of the
-    propensities are folded into the constants once. The tests check it
-    against ``LearningNetwork.rhs``.
-
-    The controller uses *normalised* ensemble means ``S^T p / sum(p)``:
-    identical on the physical states (``sum p = 1``), but then the neutral
-    invariants ``N^T E^{-1} theta`` are conserved exactly even when the
-    solver lets ``sum p_f`` wander at round-off level (a zero mode of the
-    master equation). With plain means that wander is integrated by the
-    neutral direction: on E3 over 2e6 time units ``N^T E^{-1} theta`` drifted
-    by 5e-4 and the solver needed twice the steps. :meth:`jacobian` is the
-    matching Jacobian.
-    """
-
-    def __init__(self, net: LearningNetwork):
-        self.net = net
-        model = net.model
-        L = model.learned
-        th_fixed = model.full_theta(np.zeros(net.k))      # the fixed species' theta, zeros at learned
-        e = net.edges
-        self.src, self.dst = e.src, e.dst
-        self.coef = e.coef * np.exp(e.expo @ th_fixed)
-        self.expo = np.ascontiguousarray(e.expo[:, L])
-        self.n_f, self.n_c, self.k = net.n_f, net.n_c, net.k
-        self.SfL = np.ascontiguousarray(net.S_f[:, L])
-        self.eps = net.eps
-        if net.dynamic:
-            h = net.hidden_edges
-            self.hsrc, self.hdst = h.src, h.dst
-            self.hcoef = h.coef * np.exp(h.expo @ th_fixed)
-            self.hexpo = np.ascontiguousarray(h.expo[:, L])
-            self.ScL = np.ascontiguousarray(net.S_c[:, L])
-            self.r1 = net.reset_target(0.0)
-            self.r2 = net.reset_target(1.0)
-            self.gamma = net.gamma
-        else:
-            sp = model.space
-            self.log_base = sp.states @ th_fixed - sp.log_factorial
-            self.states_L = np.ascontiguousarray(sp.states[:, L].astype(float))
-            self.vi = sp.visible_index
-            self.nv = sp.visible_states.shape[0]
-            self.q1, self.q2 = model.q, model.q_change
-
-    def clamped_mean(self, theta: np.ndarray, a: float) -> np.ndarray:
-        """``<n>_Qt`` of the learned species (equilibrium clamping)."""
-        lw = self.log_base + self.states_L @ theta
-        pi = np.exp(lw - lw.max())
-        pi /= pi.sum()
-        P = np.bincount(self.vi, weights=pi, minlength=self.nv)
-        q = (1.0 - a) * self.q1 + a * self.q2
-        ratio = np.divide(q, P, out=np.zeros_like(P), where=P > 0)
-        return self.states_L.T @ (pi * ratio[self.vi])
-
-    def __call__(self, x: np.ndarray, a: float = 0.0) -> np.ndarray:
-        n_f, n_c = self.n_f, self.n_c
-        p_f, p_c, theta = x[:n_f], x[n_f:n_f + n_c], x[n_f + n_c:]
-        out = np.empty_like(x)
-        flux = self.coef * np.exp(self.expo @ theta) * p_f[self.src]
-        out[:n_f] = np.bincount(self.dst, flux, n_f) - np.bincount(self.src, flux, n_f)
-        m_f = self.SfL.T @ p_f / p_f.sum()
-        if n_c:
-            fl = self.hcoef * np.exp(self.hexpo @ theta) * p_c[self.hsrc]
-            reset = (1.0 - a) * self.r1 + a * self.r2
-            out[n_f:n_f + n_c] = (np.bincount(self.hdst, fl, n_c) - np.bincount(self.hsrc, fl, n_c)
-                                  + self.gamma * (reset - p_c))
-            m_c = self.ScL.T @ p_c / p_c.sum()
-        else:
-            m_c = self.clamped_mean(theta, a)
-        out[n_f + n_c:] = self.eps * (m_c - m_f)
-        return out
-
-    def jacobian(self, x: np.ndarray, a: float = 0.0) -> sparse.csr_matrix:
-        """Jacobian of :meth:`__call__`: ``LearningNetwork.jacobian`` with the normalisation terms.
-
-        For ``m = S^T p / s`` (``s = sum p``): ``dm/dp = S^T / s - m 1^T / s``;
-        the network's Jacobian has ``S^T`` (``s = 1``), so the correction is
-        ``S^T (1/s - 1) - m 1^T / s`` in the theta rows (times ``-eps`` for the
-        free, ``+eps`` for the clamped ensemble).
-        """
-        net = self.net
-        n_f, n_c, k = self.n_f, self.n_c, self.k
-        J = net.jacobian(x, a)
-        base = n_f + n_c
-        blocks = [(0, n_f, self.SfL, -1.0)]
-        if n_c:
-            blocks.append((n_f, n_c, self.ScL, 1.0))
-        rows, cols, vals = [], [], []
-        for start, size, SL, sign in blocks:
-            p = x[start:start + size]
-            tot = p.sum()
-            m = SL.T @ p / tot
-            corr = SL.T * (1.0 / tot - 1.0) - m[:, None] / tot          # (k, size)
-            corr *= sign * self.eps[:, None]
-            rr, cc = np.nonzero(np.ones((k, size), bool))
-            rows.append(base + rr)
-            cols.append(start + cc)
-            vals.append(corr.ravel())
-        C = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                              shape=J.shape)
-        return (J + C).tocsr()
-
-
 def loop_system(net: LearningNetwork, signal: Signal, offset: np.ndarray | None = None,
                 shift: np.ndarray | None = None):
     """``system(lo, hi)`` factory for :func:`integrate`: the closed loop under ``signal``.
 
+    The field is :class:`~crnfb.feedback.dynamics.ensembles.LoopField` with normalised
+    means (the network's :meth:`~LearningNetwork.rhs` is the same field with plain
+    means, equal on the physical states; the normalisation keeps the neutral invariants
+    exact against round-off drift of ``sum p``) and its analytic sparse Jacobian.
     With ``shift`` (a loop state ``x*``) and ``offset`` (a vector) the system
     is written for the deviation ``y = x - x*``: ``dy/dt = f(x* + y, a) - offset``.
     """
@@ -557,5 +513,5 @@ def simulate(model: Model, t_end: float, signal: Signal | None = None, points: i
                       X if keep_states else None)
 
 
-__all__ = ["integrate", "IntegrationStats", "loop_system", "LoopField", "outputs",
+__all__ = ["integrate", "IntegrationStats", "loop_system", "outputs",
            "simulate", "SimulationError", "state_atol", "Trajectory"]

@@ -17,8 +17,8 @@ block   dynamics                                    inputs              outputs
 ``a`` is the environment's mixing weight, ``Q = (1-a) Q_1 + a Q_2``.
 
 * :func:`nonlinear_blocks` / :func:`nonlinear_loop`: the blocks as
-  :class:`control.NonlinearIOSystem` (vector fields from
-  :class:`~crnfb.feedback.dynamics.ensembles.LearningNetwork`) and their closed loop wired
+  :class:`control.NonlinearIOSystem` (the parts of the network's vector field
+  :class:`~crnfb.feedback.dynamics.ensembles.LoopField`) and their closed loop wired
   by :func:`control.interconnect` (input ``a``; outputs ``theta``, ``m_f``,
   ``m_c``, ``e``). Its state is ``(p_f, p_c, theta)``, the order of
   :class:`~crnfb.feedback.dynamics.ensembles.LearningNetwork`, so it can be simulated with
@@ -98,7 +98,7 @@ def summing_junction(names: dict[str, list[str]], k: int) -> control.StateSpace:
 
 # -- nonlinear blocks ----------------------------------------------------------------------------------
 def nonlinear_blocks(model: Model | LearningNetwork, clamping: str | None = None) -> LoopBlocks:
-    """The loop's blocks as nonlinear I/O systems (vector fields of :class:`LearningNetwork`).
+    """The loop's blocks as nonlinear I/O systems (the parts of :attr:`LearningNetwork.field`).
 
     ``P_f`` has states ``p_f[i]`` (``i`` indexes ``model.space.states``);
     ``P_c`` under dynamic clamping has states ``p_c[j]`` (``j`` indexes
@@ -109,41 +109,33 @@ def nonlinear_blocks(model: Model | LearningNetwork, clamping: str | None = None
     net = _network(model, clamping)
     m = net.model
     names = signal_names(m)
-    k, L, E = net.k, m.learned, net.eps
-    Sf = net.S_f[:, L].T.copy()
+    k, E = net.k, net.eps
+    fld = net.field          # the one vector field (plain means), taken apart block by block
 
     K = control.ss(np.zeros((k, k)), np.diag(E), np.eye(k), np.zeros((k, k)),
                    inputs=names["e"], outputs=names["theta"], states=names["theta"], name="K")
 
     def f_upd(t, x, u, params):
-        return net.free_generator(u) @ x
+        return fld.free_flow(x, u)
 
     def f_out(t, x, u, params):
-        return Sf @ x
+        return fld.mean(fld.SfL, x)
 
     P_f = control.nlsys(f_upd, f_out, inputs=names["theta"], outputs=names["m_f"],
                         states=state_names("p_f", np.arange(net.n_f)), name="P_f")
 
     if net.dynamic:
-        Sc = net.S_c[:, L].T.copy()
-        r0, r1 = net.reset_target(0.0), net.reset_target(1.0)
-        g = net.gamma
-
         def c_upd(t, x, u, params):
-            theta, a = u[:k], u[k]
-            return net.hidden_generator(theta) @ x + g * ((1.0 - a) * r0 + a * r1 - x)
+            return fld.clamped_flow(x, u[:k], float(u[k]))
 
         def c_out(t, x, u, params):
-            return Sc @ x
+            return fld.mean(fld.ScL, x)
 
         P_c = control.nlsys(c_upd, c_out, inputs=names["theta"] + ["a"], outputs=names["m_c"],
                             states=state_names("p_c", np.arange(net.n_c)), name="P_c")
     else:
-        lsc = m.landscape
-
         def c_static(t, x, u, params):
-            theta, a = u[:k], u[k]
-            return lsc.moments(net.theta_full(theta), m.q_at(a)).mean_clamped[L]
+            return fld.clamped_mean(u[:k], float(u[k]))
 
         P_c = control.nlsys(None, c_static, inputs=names["theta"] + ["a"], outputs=names["m_c"],
                             name="P_c")
