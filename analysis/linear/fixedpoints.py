@@ -16,13 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.integrate import solve_ivp
-from scipy import sparse
 from scipy.optimize import minimize, root
 
 from crnfb.feedback.dynamics.ensembles import LearningNetwork, generator_derivative
 from crnfb.feedback.model.landscape import FROZEN_VARIANCE, identifiable_basis
 from crnfb.feedback.model.model import Model
-from crnfb.feedback.numerics.sparselu import sparse_lu
 
 KIND_TOL = 1e-8
 
@@ -472,9 +470,8 @@ def _biased_fixed_point(model: Model, net: LearningNetwork, theta_start: np.ndar
     def G_and_dG(x):
         th = theta_start + EU @ x
         pf = net.free_stationary(th)
-        M = (net.gamma * sparse.identity(net.n_c, format="csc") - net.hidden_generator(th).tocsc())
-        lu = sparse_lu(M)
-        pc = np.clip(lu.solve(net.gamma * net.reset_target(a)), 0.0, None)
+        lu = net.clamped_block_lu(th)
+        pc = net.clamped_stationary(th, a, lu=lu)
         he = net.hidden_edges
         Dc = generator_derivative(he, he.rates(net.theta_full(th)), pc, net.n_c, L)
         dmc = net.S_c[:, L].T @ lu.solve(Dc)

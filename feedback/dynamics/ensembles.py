@@ -207,14 +207,22 @@ class LearningNetwork:
     def free_stationary(self, theta: np.ndarray) -> np.ndarray:
         return self.space.stationary(self.theta_full(theta))
 
-    def clamped_stationary(self, theta: np.ndarray, a: float = 0.0) -> np.ndarray:
-        """Stationary clamped law at fixed theta: ``(gamma I - A_hid) p = gamma r``."""
+    def clamped_block_lu(self, theta: np.ndarray):
+        """Sparse LU of the dynamic clamped block ``gamma I - A_hid(theta)`` (for further solves with it)."""
+        return sparse_lu(self.gamma * sparse.identity(self.n_c, format="csc") - self.hidden_generator(theta).tocsc())
+
+    def clamped_stationary(self, theta: np.ndarray, a: float = 0.0, lu=None) -> np.ndarray:
+        """Stationary clamped law at fixed theta: the one solver of the clamped law.
+
+        Dynamic clamping: ``(gamma I - A_hid) p = gamma r`` (``lu`` from :meth:`clamped_block_lu` if the
+        caller has it); equilibrium clamping: ``Q(v) pi(h|v)`` from ``ln pi``.
+        """
         if not self.dynamic:
             # from ln pi: whole visible slices underflow in pi when theta is far from the environment
             return self.model.landscape.clamped_law(None, self.model.q_at(a),
                                                     log_pi=self.model.landscape.log_law(self.theta_full(theta)))
-        M = self.gamma * sparse.identity(self.n_c, format="csc") - self.hidden_generator(theta).tocsc()
-        p = sparse_lu(M).solve(self.gamma * self.reset_target(a))
+        lu = self.clamped_block_lu(theta) if lu is None else lu
+        p = lu.solve(self.gamma * self.reset_target(a))
         return np.clip(np.atleast_1d(p), 0.0, None)
 
     def clamped_mean(self, theta: np.ndarray, a: float = 0.0) -> np.ndarray:
