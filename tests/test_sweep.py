@@ -213,12 +213,15 @@ def test_sweep_safe_factor_over_kappa_checked_by_ode_runs(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_sweep_point_finds_the_fixed_point_and_linearises_once(monkeypatch):
-    """A sweep of 20 points (report scalars and trade-off metrics per point) performs one learned-optimum
-    search, one loop fixed-point search and one linearisation per point: every section of a point reuses the
-    report's loop (counted by wrapping the two searches wherever the package binds them, and LinearLoop)."""
+@pytest.mark.parametrize("front_end", ["crnfb sweep", "tradeoffs.sweep"])
+def test_a_sweep_point_finds_the_fixed_point_and_linearises_once(monkeypatch, tmp_path, front_end):
+    """A sweep of 20 points performs one learned-optimum search, one loop fixed-point search and one
+    linearisation per point, through either front end of the one sweep engine (``grids.sweep_grid``):
+    ``crnfb sweep`` (report scalars and trade-off metrics per point, in this process) and
+    ``tradeoffs.sweep`` (trade-off metrics). Every section of a point reuses the point's loop (counted by
+    wrapping the two searches wherever the package binds them, and LinearLoop)."""
+    from crnfb.analysis.analyses import tradeoffs
     from crnfb.analysis.linear import fixedpoints, linearise as lin
-    from crnfb.analysis.cli.sweep import evaluate_point
     from crnfb.feedback.io.modelfile import load_model
 
     counts = {"learned_fixed_point": 0, "loop_fixed_point": 0, "LinearLoop": 0}
@@ -238,9 +241,16 @@ def test_a_sweep_point_finds_the_fixed_point_and_linearises_once(monkeypatch):
         for m in bound:
             monkeypatch.setattr(m, key, w)
     monkeypatch.setattr(lin.LinearLoop, "__init__", counting("LinearLoop", lin.LinearLoop.__init__))
-    model = load_model(E1)
-    points = build_grid([parse_param("eps=0.02:0.6:20:log10")])
-    assert len(points) == 20
-    rows = [evaluate_point(model, p) for p in points]
-    assert all(r["metrics.slowest_rate"] == pytest.approx(r["closed_loop.slowest_rate"], rel=1e-12) for r in rows)
+    eps = np.logspace(np.log10(0.02), np.log10(0.6), 20)
+    if front_end == "crnfb sweep":
+        done = run_sweep(E1, ["eps=0.02:0.6:20:log10"], tmp_path / "sw", workers=1)
+        assert (done.evaluated, done.errors) == (20, 0)
+        rows = read_csv(tmp_path / "sw" / "sweep.csv", ["eps"])[1]
+        assert all(r["metrics.slowest_rate"] == pytest.approx(r["closed_loop.slowest_rate"], rel=1e-12)
+                   for r in rows)
+    else:
+        res = tradeoffs.sweep(load_model(E1), eps=eps)
+        rows = res.rows
+        assert res.column("eps") == pytest.approx(eps, rel=1e-12)
+    assert len(rows) == 20
     assert counts == {"learned_fixed_point": 20, "loop_fixed_point": 20, "LinearLoop": 20}

@@ -68,6 +68,24 @@ def test_e1_charpoly_reproduces_numeric_eigenvalues(e1_small):
     assert match_error(np.linalg.eigvals(sl.numeric_jacobian(sl.values(lp.fixed_point.theta))), ref) < 1e-9
 
 
+def test_eps_mode_names_the_symbol_choice_and_the_old_eps_keyword_still_works():
+    """``eps`` names the learning rates everywhere, so the choice of symbols is ``eps_mode``; the keyword it
+    replaced still works, with a DeprecationWarning."""
+    from crnfb.analysis.linear.symbolic import make_symbols
+
+    m = small_e1()
+    assert {str(x) for x in mean_closure(m, eps_mode="scalar").charpoly_expr.free_symbols} >= {"epsilon"}
+    with pytest.warns(DeprecationWarning, match="eps_mode"):
+        old = mean_closure(m, eps="scalar")
+    assert sp.expand(old.charpoly_expr - mean_closure(m, eps_mode="scalar").charpoly_expr) == 0
+    with pytest.warns(DeprecationWarning, match="eps_mode"):
+        assert [str(e) for e in make_symbols(m, eps="scalar").eps] == ["epsilon"]
+    with pytest.raises(TypeError, match="eps_mode only"):
+        symbolic_loop(m, eps_mode="scalar", eps="scalar")
+    with pytest.raises(ValueError, match="eps_mode must be"):
+        make_symbols(m, eps_mode="one")
+
+
 def test_e1_mean_closure_is_exactly_the_quadratic():
     m = small_e1()
     mc = mean_closure(m)

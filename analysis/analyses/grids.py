@@ -1,22 +1,31 @@
-"""Parameter grids of a sweep: the ``--param`` specifications, their product grid, and one grid point
-applied to a model (docs/cli.md, ``crnfb sweep``).
+"""Parameter grids of a sweep and the one sweep engine (docs/cli.md, ``crnfb sweep``).
 
-Used by :mod:`crnfb.analysis.cli.sweep` (which runs the grid) and :mod:`crnfb.analysis.analyses.tradeoffs` (which
-evaluates trade-off metrics on it).
+The ``--param`` specifications (:func:`parse_param`), their product grid
+(:func:`build_grid`), one grid point applied to a model (:func:`apply_params`)
+and the engine that runs a grid (:func:`sweep_grid`): each point's parameters
+applied, one :class:`~crnfb.analysis.analyses.context.Analysis` built (each
+derived quantity computed once), and the caller's evaluator turning it into a
+row. The engine is pure (no files, no processes); its two front ends are
+:func:`crnfb.analysis.cli.sweep.run_sweep` (``crnfb sweep``: CSV, resume,
+process pool or Dask, progress) and :func:`crnfb.analysis.analyses.tradeoffs.sweep`
+(the Python API: a :class:`~crnfb.analysis.analyses.tradeoffs.TradeoffResult`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
+from crnfb.analysis.analyses.context import Analysis
+from crnfb.analysis.linear.fixedpoints import NoFixedPoint
 from crnfb.feedback.errors import ModelError
 from crnfb.feedback.model.model import Ensembles, Model
 
-__all__ = ["ALIASES", "DEFAULT_POINTS", "FLUCTUATION_PARAMS", "INTEGER_PARAMS", "PARAMS", "ParamSpec",
-           "apply_params", "build_grid", "parse_param"]
+__all__ = ["ALIASES", "DEFAULT_POINTS", "FLUCTUATION_PARAMS", "INTEGER_PARAMS", "PARAMS", "POINT_ERRORS",
+           "ParamSpec", "PointEvaluator", "apply_params", "build_grid", "grid_point_row", "parse_param", "sweep_grid"]
 
 
 PARAMS = ("eps", "gamma", "dmu", "kappa", "free", "clamped", "M", "omega", "switching", "k_01", "k_10")
@@ -143,7 +152,7 @@ def build_grid(specs: list[ParamSpec]) -> list[dict]:
     return [{n: float(g.flat[i]) for n, g in zip(names, grids)} for i in range(grids[0].size)]
 
 
-def apply_params(model: Model, point: dict) -> Model:
+def apply_params(model: Model, point: Mapping[str, float]) -> Model:
     """Copy of ``model`` with the sweep parameters of ``point`` set."""
     learning: dict = {}
     ens = {"free": model.ensembles.free, "clamped": model.ensembles.clamped, "omega": model.ensembles.omega}
@@ -197,3 +206,59 @@ def _switched(fl, name: str, v: float):
     i, j = (0, 1) if name == "k_01" else (1, 0)
     R[i][j] = v
     return fl.with_rates(R)
+
+
+# -- the sweep engine ------------------------------------------------------------------------------------------
+#: What a front end makes of one point's analysis: its row of scalars.
+PointEvaluator = Callable[[Analysis], dict]
+
+#: Why a point has no analysis: its parameters make no valid model (``ModelError``), or the quasi-static flow
+#: reaches no isolated fixed point to linearise at (``NoFixedPoint``).
+POINT_ERRORS: tuple[type[Exception], ...] = (ModelError, NoFixedPoint)
+
+
+def grid_point_row(model: Model, point: Mapping[str, float], evaluate: PointEvaluator) -> dict:
+    """The row of one grid point: ``evaluate`` of the one :class:`Analysis` of ``model`` at ``point``.
+
+    Parameters
+    ----------
+    model : Model
+        The base model (unchanged; :func:`apply_params` copies it).
+    point : mapping
+        Sweep parameter name -> value (as :func:`build_grid` makes them).
+    evaluate : callable
+        ``Analysis -> dict``; every quantity it reads from the analysis is
+        computed once, however many columns use it.
+    """
+    return evaluate(Analysis(apply_params(model, point)))
+
+
+def sweep_grid(model: Model, points: Iterable[Mapping[str, float]], evaluate: PointEvaluator, *,
+               on_error: Callable[[Exception], dict] | None = None) -> Iterator[tuple[dict, dict]]:
+    """The sweep engine: ``(point, row)`` for each point in order (:func:`grid_point_row`).
+
+    Parameters
+    ----------
+    model : Model
+        The base model.
+    points : iterable of mappings
+        The grid (:func:`build_grid`), or a part of it (a worker's one point).
+    evaluate : callable
+        ``Analysis -> dict``, the front end's columns.
+    on_error : callable or None
+        Turns a point's :data:`POINT_ERRORS` into its row (``crnfb sweep`` records
+        the failure and goes on); None: the error propagates.
+
+    Yields
+    ------
+    tuple of dict
+        The point (a plain dict) and its row.
+    """
+    for point in points:
+        try:
+            row = grid_point_row(model, point, evaluate)
+        except POINT_ERRORS as exc:
+            if on_error is None:
+                raise
+            row = on_error(exc)
+        yield dict(point), row

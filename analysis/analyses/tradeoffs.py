@@ -11,10 +11,12 @@ For each parameter point (``eps``, ``gamma``, ``M``, ``dmu``, ...)
 - parameter noise: RMS of the LNA stationary fluctuation of theta on the
   identifiable subspace (:mod:`crnfb.analysis.analyses.noise`).
 
-:func:`sweep` runs a serial grid and returns a :class:`TradeoffResult`
+:func:`sweep` runs a serial grid on the sweep engine
+(:func:`crnfb.analysis.analyses.grids.sweep_grid`) and returns a :class:`TradeoffResult`
 with Pareto marking (non-dominated: lower dissipation, higher rate and
 bandwidth, lower bias and noise); :func:`crnfb.analysis.reporting.plots.tradeoffs` draws it.
-The parallel ``crnfb sweep`` (``crnfb.analysis.cli.sweep``) calls :func:`point_metrics`.
+The parallel ``crnfb sweep`` (``crnfb.analysis.cli.sweep``) runs the same engine and adds
+:func:`point_metrics` as its ``metrics.*`` columns.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from crnfb.analysis.analyses.disturbance import disturbance
 from crnfb.analysis.linear.frequency import SPEC_OMEGA, broken_loop
 from crnfb.analysis.linear.linearise import LinearLoop
 from crnfb.analysis.analyses.noise import parameter_noise
-from crnfb.analysis.analyses.grids import ALIASES, PARAMS, ParamSpec, apply_params, build_grid
+from crnfb.analysis.analyses.grids import ALIASES, PARAMS, ParamSpec, apply_params, build_grid, sweep_grid
 from crnfb.feedback.model.model import Model
 
 #: sense of each performance metric (``min``: lower is better)
@@ -305,6 +307,8 @@ def sweep(model: Model, *, cost: str = "dissipation_ensemble", episode: bool = F
     ``sweep(model, gamma=[0.1, 1, 10], M=[100, 1000])``. Parameters as in
     :func:`apply_param`; ``episode``, ``bandwidth``, ``noise`` as in
     :func:`point_metrics`. ``progress`` is called with ``(i, n)`` after each point.
+    The points run on the sweep engine of ``crnfb sweep``
+    (:func:`crnfb.analysis.analyses.grids.sweep_grid`): one analysis per point.
     """
     if not grid:
         raise ValueError("give at least one parameter to sweep, e.g. eps=[...]")
@@ -318,15 +322,18 @@ def sweep(model: Model, *, cost: str = "dissipation_ensemble", episode: bool = F
     points = build_grid(specs)          # the grid of crnfb sweep: first parameter varying slowest
     rows: list[dict] = []
     reasons: dict[str, str] = {}
-    for i, point in enumerate(points):
+
+    def evaluate(an: Analysis) -> dict:
         why: dict = {}
-        row = point_metrics(apply_params(model, point), episode=episode, bandwidth=bandwidth, noise=noise,
-                            reasons=why)
-        for n, spec in zip(names, specs):
+        row = point_metrics(an, episode=episode, bandwidth=bandwidth, noise=noise, reasons=why)
+        for k, v in why.items():        # the first point's reason for a column stands for the table
+            reasons.setdefault(k, v)
+        return row
+
+    for i, (point, row) in enumerate(sweep_grid(model, points, evaluate)):
+        for n, spec in zip(names, specs):       # the names as given (an alias stays a column of its own)
             row[n] = float(point[spec.name])
         rows.append(row)
-        for k, v in why.items():
-            reasons.setdefault(k, v)
         if progress:
             progress(i + 1, len(points))
     return TradeoffResult(params=names, rows=rows, reasons=reasons, cost=cost, model_name=model.name)

@@ -3,9 +3,13 @@
 Each point of the grid (the product of every ``--param``) gets the report's
 scalar results (:data:`crnfb.analysis.reporting.results.SCALAR_KEYS`, from
 ``analyse(..., validate=False)``) and :func:`crnfb.analysis.analyses.tradeoffs.point_metrics`
-(columns ``metrics.*``). Points run in
-parallel local processes (``--workers``, default ``os.cpu_count()``) or on
-a Dask cluster (``--scheduler ADDRESS``, optional ``dask`` extra).
+(columns ``metrics.*``), from the one analysis of the point that the sweep
+engine builds (:func:`crnfb.analysis.analyses.grids.sweep_grid`; this module is
+its command-line front end: files, resume, processes). Points run in
+parallel local processes (``--workers``, default ``os.cpu_count()``; the parsed
+model goes to each process once, through the pool's initializer) or on a Dask
+cluster (``--scheduler ADDRESS``, optional ``dask`` extra; the model file's text
+travels with each point).
 
 Resumable: every finished point is appended to ``DIR/sweep.csv`` at once
 (flushed per row), keyed by its parameter values; a rerun with the same
@@ -52,13 +56,14 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from functools import partial
+from typing import Any, Callable, Iterator, TextIO
 
 import numpy as np
 
 from crnfb.analysis.analyses.context import Analysis
-from crnfb.analysis.linear.fixedpoints import NoFixedPoint
-from crnfb.analysis.analyses.grids import PARAMS, ParamSpec, apply_params, build_grid, parse_param
+from crnfb.analysis.analyses.grids import PARAMS, ParamSpec, apply_params, build_grid, grid_point_row, parse_param, \
+    sweep_grid
 from crnfb.analysis.analyses.tradeoffs import point_metrics
 from crnfb.feedback.io.files import OutputError, atomic_file, same_file, write_bytes, write_text
 from crnfb.feedback.errors import ModelError
@@ -96,19 +101,8 @@ def fluctuation_columns(m: Model, result=None) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
-# one point (runs in worker processes: the model travels as its TOML text)
+# one point: the sweep engine (crnfb.analysis.analyses.grids.sweep_grid) with the report's columns
 # ----------------------------------------------------------------------------------------------
-_MODEL_CACHE: dict[str, Model] = {}
-
-
-def _base_model(text: str, source: str) -> Model:
-    key = hashlib.sha1(text.encode()).hexdigest()
-    if key not in _MODEL_CACHE:
-        from crnfb.feedback.io.modelfile import parse_model
-        _MODEL_CACHE[key] = parse_model(tomllib.loads(text), source=source)
-    return _MODEL_CACHE[key]
-
-
 def safe_factor_columns(glob: dict | None) -> dict:
     """``safe_factor`` and ``safe_factor_reason`` of a sweep row from the report's ``global`` section:
     the reason empty when the search reached its bracket, the time budget's note when it was stopped
@@ -120,10 +114,22 @@ def safe_factor_columns(glob: dict | None) -> dict:
     return {"safe_factor": None, "safe_factor_reason": g.get("safe_factor_reason") or "not computed"}
 
 
-def evaluate_point(model: Model, point: dict, metrics: bool = True, safe_budget: float | None = None) -> dict:
-    """Scalar results of one grid point: ``{param: value, SCALAR_KEYS..., metrics.*}``.
+def metrics_columns(an: Analysis) -> dict:
+    """``metrics.*`` columns: :func:`~crnfb.analysis.analyses.tradeoffs.point_metrics` of the point's analysis,
+    without the parameters (columns of their own) and with non-finite values empty."""
+    try:
+        pm = point_metrics(an)
+    except ModelError:
+        pm = {}
+    return {f"metrics.{k}": float(v) if isinstance(v, (int, float)) and math.isfinite(float(v)) else None
+            for k, v in pm.items() if k not in ("eps", "gamma", "dmu", "free", "clamped", "omega")}
 
-    Uses ``analyse(m, validate=False, figures=False, quick=True)`` (``quick``:
+
+def report_columns(an: Analysis, metrics: bool = True, safe_budget: float | None = None) -> dict:
+    """The columns of one point from its :class:`~crnfb.analysis.analyses.context.Analysis`:
+    ``{SCALAR_KEYS..., fluctuation.*, safe_factor*, metrics.*}`` (the sweep engine's evaluator).
+
+    Uses ``analyse(an, validate=False, figures=False, quick=True)`` (``quick``:
     the thermodynamic episode integrated with looser tolerances). With
     ``safe_budget`` (wall seconds, ``--global-budget``) also the safe factor
     of eps (:func:`safe_factor_columns`; the outcome at factor 1 is the quick
@@ -131,38 +137,38 @@ def evaluate_point(model: Model, point: dict, metrics: bool = True, safe_budget:
     """
     from crnfb.analysis.reporting.pipeline import analyse
 
-    an = Analysis(apply_params(model, point))     # the point's quantities, each computed once
-    m = an.model
     safe = safe_budget is not None
     res = analyse(an, validate=False, figures=False, quick=True, safe_factor=safe, global_budget=safe_budget)
-    row: dict = {}
-    for k, v in res.scalars().items():
-        row[k] = (1.0 if v else 0.0) if isinstance(v, bool) else v
-    row.update(fluctuation_columns(m, res.fluctuation))
+    row: dict = {k: (1.0 if v else 0.0) if isinstance(v, bool) else v for k, v in res.scalars().items()}
+    row.update(fluctuation_columns(an.model, res.fluctuation))
     if safe:
         row.update(safe_factor_columns(res.global_behaviour))
     if metrics:
-        try:
-            pm = point_metrics(an)
-        except ModelError:
-            pm = {}
-        for k, v in pm.items():
-            if k in ("eps", "gamma", "dmu", "free", "clamped", "omega"):
-                continue
-            row[f"metrics.{k}"] = float(v) if isinstance(v, (int, float)) and v is not None and \
-                math.isfinite(float(v)) else None
+        row.update(metrics_columns(an))
     return row
 
 
-def _worker(text: str, source: str, point: dict, metrics: bool = True,
-            safe_budget: float | None = None) -> tuple[dict, dict]:
-    """Evaluate in a worker; errors in the model at this point become a row with ``status=error``."""
-    try:
-        row = evaluate_point(_base_model(text, source), point, metrics, safe_budget)
-        row[STATUS] = "ok"
-    except (ModelError, NoFixedPoint) as e:
-        row = {STATUS: "error", ERROR: str(e)}
-    return point, row
+def evaluate_point(model: Model, point: dict, metrics: bool = True, safe_budget: float | None = None) -> dict:
+    """Scalar results of one grid point: ``{SCALAR_KEYS..., metrics.*}`` (:func:`report_columns` of the
+    point's one analysis, :func:`crnfb.analysis.analyses.grids.grid_point_row`)."""
+    return grid_point_row(model, point, partial(report_columns, metrics=metrics, safe_budget=safe_budget))
+
+
+def _ok_row(an: Analysis, metrics: bool, safe_budget: float | None) -> dict:
+    return {**report_columns(an, metrics, safe_budget), STATUS: "ok"}
+
+
+def _error_row(exc: Exception) -> dict:
+    return {STATUS: "error", ERROR: str(exc)}
+
+
+def sweep_rows(model: Model, points: list[dict], metrics: bool = True,
+               safe_budget: float | None = None) -> Iterator[tuple[dict, dict]]:
+    """``(point, row)`` of ``crnfb sweep`` for each point, in order, where they run (this process or a
+    worker): the sweep engine with :func:`report_columns` and a ``status`` column; a point whose model is
+    invalid or has no fixed point is a row with ``status=error`` and the message."""
+    return sweep_grid(model, points, partial(_ok_row, metrics=metrics, safe_budget=safe_budget),
+                      on_error=_error_row)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -407,18 +413,48 @@ def _open_output(out: Path, text: str, specs: list[ParamSpec], names: list[str],
     return csv_path, header, rows
 
 
+#: The base model of a pool worker process, set once by the pool's initializer (:func:`_start_worker`) so
+#: that the model is sent to each worker once, not with every point; never set in the process running the sweep.
+_worker_model: Model | None = None
+
+
+def _start_worker(model: Model) -> None:
+    """Pool initializer: keep the model this worker evaluates every point on."""
+    global _worker_model
+    _worker_model = model
+
+
+def _pool_point(point: dict, metrics: bool, safe_budget: float | None) -> tuple[dict, dict]:
+    """One point in a pool worker, on the model its initializer received."""
+    if _worker_model is None:          # only a pool started by _evaluate_in_processes runs this
+        raise RuntimeError("a sweep worker without a model: start the pool with initializer=_start_worker")
+    return next(sweep_rows(_worker_model, [point], metrics, safe_budget))
+
+
+def _dask_point(text: str, source: str, point: dict, metrics: bool,
+                safe_budget: float | None) -> tuple[dict, dict]:
+    """One point on a Dask worker, the model parsed from the text sent with it: nothing is kept on the
+    worker, so one that replaces a dead worker (or a batch job past its wall time) needs only the task."""
+    from crnfb.feedback.io.modelfile import parse_model
+
+    return next(sweep_rows(parse_model(tomllib.loads(text), source=source), [point], metrics, safe_budget))
+
+
 def _evaluate_on_dask(client, todo: list[dict], text: str, source: str, metrics: bool,
                       record: Callable[[dict, dict], bool], safe_budget: float | None = None) -> int:
     """Evaluate the points on a Dask cluster, recording each as it finishes; the number that failed."""
     from dask.distributed import as_completed
 
-    futs = [client.submit(_worker, text, source, p, metrics, safe_budget, pure=False) for p in todo]
+    futs = [client.submit(_dask_point, text, source, p, metrics, safe_budget, pure=False) for p in todo]
     return sum(record(*fut.result()) for fut in as_completed(futs))
 
 
-def _evaluate_in_processes(n: int, todo: list[dict], text: str, source: str, metrics: bool,
+def _evaluate_in_processes(n: int, todo: list[dict], model: Model, metrics: bool,
                            record: Callable[[dict, dict], bool], safe_budget: float | None = None) -> int:
-    """Evaluate the points in ``n`` spawned processes, recording each as it finishes; the number that failed."""
+    """Evaluate the points in ``n`` spawned processes, recording each as it finishes; the number that failed.
+
+    The parsed model goes to each process once, as the argument of its initializer (:func:`_start_worker`).
+    """
     from concurrent.futures import ProcessPoolExecutor, as_completed
     import multiprocessing as mp
 
@@ -427,8 +463,9 @@ def _evaluate_in_processes(n: int, todo: list[dict], text: str, source: str, met
     for k in saved:          # one BLAS thread per process: the processes are the parallelism
         os.environ[k] = "1"
     try:
-        with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn")) as ex:
-            futs = [ex.submit(_worker, text, source, p, metrics, safe_budget) for p in todo]
+        with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn"), initializer=_start_worker,
+                                 initargs=(model,)) as ex:
+            futs = [ex.submit(_pool_point, p, metrics, safe_budget) for p in todo]
             try:
                 for fut in as_completed(futs):
                     errors += record(*fut.result())
@@ -446,7 +483,7 @@ def _evaluate_in_processes(n: int, todo: list[dict], text: str, source: str, met
 
 
 def _read_model(model_path, model_text: str | None) -> tuple[Model, str]:
-    """The model and the text the workers parse again (the file's, or ``model_text``)."""
+    """The model and its text (the file's, or ``model_text``): the fingerprint's, and what Dask workers parse."""
     from crnfb.feedback.io.modelfile import load_model, parse_model
 
     if model_text is None:
@@ -524,10 +561,10 @@ def run_sweep(model_path: str | os.PathLike, params: list[str], out_dir: str | o
             errors = _evaluate_on_dask(client, todo, text, source, metrics, record, safe_budget)
         elif todo and (workers or os.cpu_count() or 1) > 1 and len(todo) > 1:
             n = min(workers or os.cpu_count() or 1, len(todo))
-            errors = _evaluate_in_processes(n, todo, text, source, metrics, record, safe_budget)
+            errors = _evaluate_in_processes(n, todo, model, metrics, record, safe_budget)
         else:
-            for p in todo:
-                errors += record(*_worker(text, source, p, metrics, safe_budget))
+            for p, row in sweep_rows(model, todo, metrics, safe_budget):
+                errors += record(p, row)
     finally:
         sink.close()
         if bar is not None:
@@ -607,5 +644,5 @@ def run_sweep_command(args) -> int:
 
 
 __all__ = ["parse_param", "build_grid", "apply_params", "evaluate_point", "safe_factor_columns", "run_sweep",
-           "run_sweep_command",
+           "run_sweep_command", "metrics_columns", "report_columns", "sweep_rows",
            "ParamSpec", "SweepOutcome", "PARAMS"]

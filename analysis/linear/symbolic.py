@@ -2,7 +2,7 @@
 
 :func:`symbolic_loop` builds the loop's Jacobian at its fixed point with
 symbols for the learning rates ``epsilon_<sp>`` (one per learned species, or
-one ``epsilon`` with ``eps="scalar"``), the reaction constants ``kappa_r``
+one ``epsilon`` with ``eps_mode="scalar"``), the reaction constants ``kappa_r``
 (``kappa`` when the network has one reaction), the reset rate ``gamma``
 (dynamic clamping) and the fixed-point activities ``lambda_<sp> =
 exp(theta_<sp>)`` of every species. The generator is built from
@@ -34,6 +34,7 @@ Everything here is exact and slow: the loop is limited to
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -61,7 +62,7 @@ class LoopSymbols:
     Attributes
     ----------
     s : Symbol               Laplace variable
-    eps : list[Symbol]       learning rate per learned species (all the same symbol for ``eps="scalar"``)
+    eps : list[Symbol]       learning rate per learned species (all the same symbol for ``eps_mode="scalar"``)
     kappa : list[Symbol]     one per reaction
     lam : list[Symbol]       activity ``lambda_i = exp(theta_i)`` per species (all species)
     gamma : Symbol           reset rate (used under dynamic clamping only)
@@ -78,20 +79,38 @@ class LoopSymbols:
         return out
 
 
-def make_symbols(model: Model, eps: str = "per_species") -> LoopSymbols:
+#: How the learning rates become symbols: one per learned species, or one for all.
+EPS_MODES = ("per_species", "scalar")
+
+
+def _eps_mode(eps_mode: str, eps: str | None, where: str) -> str:
+    """``eps_mode``, or the value of the keyword it replaced, ``eps`` (deprecated: in this package ``eps``
+    always names the learning-rate vector, never a mode)."""
+    if eps is None:
+        return eps_mode
+    if eps_mode != EPS_MODES[0]:
+        raise TypeError(f"{where}() got eps_mode and its deprecated name eps; pass eps_mode only")
+    warnings.warn(f"{where}(eps=...) is deprecated; pass eps_mode=... (eps names the learning rates)",
+                  DeprecationWarning, stacklevel=3)
+    return eps
+
+
+def make_symbols(model: Model, eps_mode: str = "per_species", *, eps: str | None = None) -> LoopSymbols:
     """Symbols for ``model``.
 
-    ``epsilon_<sp>`` (or one ``epsilon``), ``kappa`` / ``kappa_<r>`` (1-based),
-    ``lambda_<sp>`` for every species, ``gamma``.
+    ``epsilon_<sp>`` (or one ``epsilon`` with ``eps_mode="scalar"``), ``kappa`` /
+    ``kappa_<r>`` (1-based), ``lambda_<sp>`` for every species, ``gamma``.
+    ``eps`` is the deprecated name of ``eps_mode``.
     """
-    if eps not in ("per_species", "scalar"):
-        raise ValueError(f"eps must be 'per_species' or 'scalar', got {eps!r}")
+    eps_mode = _eps_mode(eps_mode, eps, "make_symbols")
+    if eps_mode not in EPS_MODES:
+        raise ValueError(f"eps_mode must be 'per_species' or 'scalar', got {eps_mode!r}")
     net = model.network
     R = len(net.reactions)
     kap = [sp.Symbol("kappa", positive=True)] if R == 1 else \
         [sp.Symbol(f"kappa_{r + 1}", positive=True) for r in range(R)]
     lam = [sp.Symbol(f"lambda_{n}", positive=True) for n in net.names]
-    if eps == "scalar":
+    if eps_mode == "scalar":
         e = sp.Symbol("epsilon", positive=True)
         epss = [e] * len(model.learned)
     else:
@@ -434,25 +453,8 @@ def latex_polynomial(expr: sp.Expr, s: sp.Symbol, factor: bool = True) -> str:
     return body
 
 
-def symbolic_loop(model: Model, clamping: str | None = None, eps: str = "per_species",
-                  max_states: int | None = None) -> SymbolicLoop:
-    """The loop's Jacobian at its fixed point in symbols (see the module docstring).
-
-    Parameters
-    ----------
-    model : Model
-    clamping : str or None
-        Override ``model.learning.clamping``.
-    eps : ``"per_species"`` or ``"scalar"``
-    max_states : int or None
-        Largest reduced loop accepted (None: :data:`crnfb.feedback.numerics.sizes.MAX_SYMBOLIC_STATES`).
-
-    Raises
-    ------
-    SymbolicTooLargeError
-        When the reduced loop has more than ``max_states`` states.
-    """
-    net = LearningNetwork(model, clamping)
+def _check_size(model: Model, net: LearningNetwork, max_states: int | None) -> None:
+    """:class:`SymbolicTooLargeError` when the reduced loop has more than ``max_states`` states."""
     n_red = net.n_states - 1 - (1 if net.dynamic and net.n_c else 0) - model.neutral.shape[1]
     max_states = sizes.MAX_SYMBOLIC_STATES if max_states is None else max_states
     if n_red > max_states:
@@ -460,7 +462,33 @@ def symbolic_loop(model: Model, clamping: str | None = None, eps: str = "per_spe
             f"the reduced loop has {n_red} states; exact symbolic analysis is limited to {max_states} "
             "(lower n_max or the conserved totals, or use crnfb.analysis.linear.linearise / "
             "crnfb.feedback.dynamics.loop numerically)")
-    sym = make_symbols(model, eps)
+
+
+def symbolic_loop(model: Model, clamping: str | None = None, eps_mode: str = "per_species",
+                  max_states: int | None = None, *, eps: str | None = None) -> SymbolicLoop:
+    """The loop's Jacobian at its fixed point in symbols (see the module docstring).
+
+    Parameters
+    ----------
+    model : Model
+    clamping : str or None
+        Override ``model.learning.clamping``.
+    eps_mode : ``"per_species"`` or ``"scalar"``
+        One learning-rate symbol per learned species, or one for all.
+    max_states : int or None
+        Largest reduced loop accepted (None: :data:`crnfb.feedback.numerics.sizes.MAX_SYMBOLIC_STATES`).
+    eps : str or None
+        Deprecated name of ``eps_mode`` (a :class:`DeprecationWarning`).
+
+    Raises
+    ------
+    SymbolicTooLargeError
+        When the reduced loop has more than ``max_states`` states.
+    """
+    eps_mode = _eps_mode(eps_mode, eps, "symbolic_loop")
+    net = LearningNetwork(model, clamping)
+    _check_size(model, net, max_states)
+    sym = make_symbols(model, eps_mode)
     lam, kap = sym.lam, sym.kappa
     L = np.asarray(model.learned)
     k = L.size
@@ -570,7 +598,7 @@ def _mean_constraints(model: Model, sym: LoopSymbols, Lc: np.ndarray, n: int, N_
 
 
 # -- mean closure --------------------------------------------------------------------------------------------
-def mean_closure(model: Model, eps: str = "per_species") -> SymbolicLoop:
+def mean_closure(model: Model, eps_mode: str = "per_species", *, eps: str | None = None) -> SymbolicLoop:
     """Exact linearisation of the *means* for first-order networks under equilibrium clamping.
 
     For reactions with at most one molecule on each side, the free
@@ -580,18 +608,20 @@ def mean_closure(model: Model, eps: str = "per_species") -> SymbolicLoop:
     ``dtheta/dt = E (m_c(theta) - m_f)`` (``d m_c/d theta = E_Q[Cov(n|v)]``)
     this is the loop seen by the means. Conservation laws ``L m = const``
     and neutral theta directions are eliminated. For E1 the characteristic
-    polynomial is exactly ``s^2 + kappa s + kappa epsilon lambda``.
+    polynomial is exactly ``s^2 + kappa s + kappa epsilon lambda``. ``eps_mode`` as in
+    :func:`symbolic_loop` (``eps``: its deprecated name).
 
     Raises
     ------
     ValueError
         For reactions of higher order or dynamic clamping.
     """
+    eps_mode = _eps_mode(eps_mode, eps, "mean_closure")
     net = model.network
     if (net.Y.sum(axis=1) > 1).any() or (net.Yp.sum(axis=1) > 1).any():
         raise ValueError("mean_closure needs first-order reactions (at most one molecule on each side); "
                          "use symbolic_loop for the full ensemble loop")
-    sym = make_symbols(model, eps)
+    sym = make_symbols(model, eps_mode)
     lam, kap = sym.lam, sym.kappa
     N_sp = net.n_species
     m = sp.symbols(f"m_0:{N_sp}")
@@ -653,5 +683,5 @@ def divide_out(poly: sp.Poly | sp.Expr, factor: sp.Expr, s: sp.Symbol) -> tuple[
     return sp.collect(sp.cancel(q.as_expr()), s), sp.collect(sp.cancel(r.as_expr()), s)
 
 
-__all__ = ["divide_out", "latex_polynomial", "LoopSymbols", "make_symbols", "mean_closure", "symbolic_loop",
+__all__ = ["EPS_MODES", "divide_out", "latex_polynomial", "LoopSymbols", "make_symbols", "mean_closure", "symbolic_loop",
            "SymbolicLoop", "SymbolicTooLargeError"]
