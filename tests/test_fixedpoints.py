@@ -193,5 +193,7 @@ def test_dynamic_clamping_without_a_finite_fixed_point_is_refused(tmp_path):
     f = tmp_path / "walk.toml"
     f.write_text(net.text, encoding="utf-8")
     model = load_file(f).with_learning(clamping="dynamic")
-    with pytest.raises(NoFixedPoint, match=r"dynamic clamping.*not found"):
+    # refused at the continuation (m_c = m_f not found) or already at the optimum, when the optimiser's
+    # last bits make it a plateau at infinity (variance 2.7e-11 on one host): both are NoFixedPoint
+    with pytest.raises(NoFixedPoint, match=r"dynamic clamping.*not found|plateau at infinity"):
         loop_fixed_point(model)

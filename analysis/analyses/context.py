@@ -32,8 +32,8 @@ from functools import cached_property
 import numpy as np
 
 from crnfb.analysis.analyses.disturbance import Disturbance, disturbance
-from crnfb.analysis.linear.fixedpoints import LoopFixedPoint, NoFixedPoint, StationaryPoint, learned_fixed_point, \
-    loop_fixed_point
+from crnfb.analysis.linear.fixedpoints import LoopFixedPoint, StationaryPoint, learned_fixed_point, \
+    loop_fixed_point, usable_optimum
 from crnfb.analysis.linear.frequency import BrokenLoop
 from crnfb.analysis.linear.linearise import LinearLoop, linearise
 from crnfb.analysis.analyses.margins import Margins, margins
@@ -74,10 +74,8 @@ class Analysis:
     def optimum(self) -> StationaryPoint:
         """The learned fixed point: the minimum of ``D`` the quasi-static flow reaches
         (:func:`~crnfb.analysis.linear.fixedpoints.learned_fixed_point`)."""
-        opt = self.optimum_given if self.optimum_given is not None else learned_fixed_point(self.model)
-        if opt.plateau or not (np.isfinite(opt.divergence) and np.all(np.isfinite(opt.theta))):
-            raise NoFixedPoint(opt.note)
-        return opt
+        return usable_optimum(self.optimum_given if self.optimum_given is not None
+                              else learned_fixed_point(self.model))
 
     @cached_property
     def fixed_point(self) -> LoopFixedPoint:

@@ -418,6 +418,17 @@ class LoopFixedPoint:
     a: float = 0.0
 
 
+def usable_optimum(opt: StationaryPoint) -> StationaryPoint:
+    """``opt`` if it is a point to linearise at, else :class:`NoFixedPoint` with its note.
+
+    A plateau at infinity, or a non-finite ``D`` or ``theta``, has no finite fixed point: the biased
+    continuation from it ran theta off to rates of 1e244 on a generated scaffold.
+    """
+    if opt.plateau or not (np.isfinite(opt.divergence) and np.all(np.isfinite(opt.theta))):
+        raise NoFixedPoint(opt.note or "the learned optimum is not finite")
+    return opt
+
+
 def loop_fixed_point(model: Model, net: LearningNetwork | None = None, a: float = 0.0,
                      optimum: StationaryPoint | None = None) -> LoopFixedPoint:
     """Solve ``m_c(theta) = m_f(theta)`` on the initial leaf (dynamic clamping), or take the optimum.
@@ -429,7 +440,7 @@ def loop_fixed_point(model: Model, net: LearningNetwork | None = None, a: float 
     ``d m_c/d theta - Cov_pi``.
     """
     net = net or LearningNetwork(model)
-    opt = optimum or learned_fixed_point(model, a=a)
+    opt = usable_optimum(optimum or learned_fixed_point(model, a=a))
     theta = opt.theta
     if net.dynamic:
         theta = _biased_fixed_point(model, net, opt.theta, a)
@@ -517,5 +528,5 @@ def _biased_fixed_point(model: Model, net: LearningNetwork, theta_start: np.ndar
     return theta_start + EU @ x
 
 
-__all__ = ["NoFixedPoint", "classify", "learned_fixed_point", "LoopFixedPoint", "loop_fixed_point",
+__all__ = ["NoFixedPoint", "classify", "learned_fixed_point", "usable_optimum", "LoopFixedPoint", "loop_fixed_point",
            "quasi_static_rates", "quasi_static_trajectory", "stationary_points", "StationaryPoint"]

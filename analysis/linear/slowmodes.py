@@ -33,6 +33,8 @@ clamped normalisation is structural) are added exactly, with their multiplicity.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
@@ -73,7 +75,13 @@ class ReducedInverse:
         S0 = D - self.C @ self.K0                       # the quasi-static loop (Schur complement)
         Sr = self.EUp @ S0 @ self.EU
         self.schur_cond = float(np.linalg.cond(Sr)) if Sr.size else 1.0
-        self._Sr_lu = np.linalg.inv(Sr) if Sr.size else Sr
+        try:
+            self._Sr_lu = np.linalg.inv(Sr) if Sr.size else Sr
+        except np.linalg.LinAlgError:
+            # exactly singular (a flat quasi-static direction): no inverse to offer; callers read schur_cond
+            # and take the shift-invert fallback (numpy >= 2.4 raises here where older ones returned inf)
+            self.schur_cond = math.inf
+            self._Sr_lu = np.full_like(Sr, np.nan)
         self.V = loop.V.tocsr()
         self.rest = loop.rest
         r = self.rest.size
