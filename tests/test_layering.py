@@ -254,3 +254,41 @@ def test_the_private_import_check_catches_every_form(source):
 ])
 def test_the_private_import_check_passes_public_names(source, name):
     assert not private_imports(source, name)
+
+
+# -- the sub-packages' order: the data flow of docs/architecture.md -------------------------------------
+#: Each package's sub-packages (and top-level modules) in the order data flows through them: a module
+#: imports only from its own sub-package or an earlier one.
+SUBPACKAGE_ORDER = {
+    "feedback": ["errors", "numerics", "model", "dynamics", "io"],
+    "analysis": ["linear", "analyses", "reporting", "cli"],
+}
+#: The documented exceptions (docs/architecture.md, "Two packages, one direction"): the atomic writers of
+#: ``io.files`` serve the simulators' CSV outputs, and the fluctuation analysis returns a ``Summary``
+#: (plain values that import nothing).
+BACK_EDGES = {
+    ("crnfb.feedback.dynamics.integrate", "crnfb.feedback.io.files"),
+    ("crnfb.feedback.dynamics.ssa", "crnfb.feedback.io.files"),
+    ("crnfb.analysis.analyses.fluctuation", "crnfb.analysis.reporting.summary"),
+}
+
+
+def _rank(module: str) -> tuple[str, int] | None:
+    """``(package, position of its sub-package)`` of a module; None for a package's own ``__init__``."""
+    parts = module.split(".")
+    if len(parts) < 3:
+        return None
+    order = SUBPACKAGE_ORDER[parts[1]]
+    assert parts[2] in order, f"{module}: sub-package {parts[2]!r} is not in SUBPACKAGE_ORDER"
+    return parts[1], order.index(parts[2])
+
+
+def test_subpackages_import_in_the_order_of_the_data_flow():
+    """No module imports (anywhere, functions included) from a later sub-package of its package than its
+    own, except the documented back-edges; and every documented back-edge still exists (else remove it)."""
+    graph = import_graph(_modules())
+    edges = {(a, b) for a, targets in graph.items() for b in targets}
+    late = sorted((a, b) for a, b in edges
+                  if (ra := _rank(a)) and (rb := _rank(b)) and ra[0] == rb[0] and rb[1] > ra[1])
+    assert set(late) <= BACK_EDGES, [e for e in late if e not in BACK_EDGES]
+    assert BACK_EDGES <= set(late), sorted(BACK_EDGES - set(late))
