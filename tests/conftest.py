@@ -141,3 +141,31 @@ def box_slice(L, initial, bounds):
         if np.array_equal(L @ np.asarray(n), target):
             out.add(n)
     return out
+
+
+def corpus_loop(shape: str, clamping: str | None = None, seeds: int = 12):
+    """``(name, LinearLoop)`` of the first ``"ci"`` corpus network of ``shape`` (seeds 0, 1, ...; of that
+    ``clamping`` if given) whose learned optimum has a loop fixed point.
+
+    Whether a generated target is reached at a finite theta or only on a plateau at infinity can turn on
+    the optimiser's last bits (scaffold-ci-0: a minimum on one host, a plateau on another); a plateau has no
+    loop to test on (``NoFixedPoint``), so the tests that need a loop take the first network that has one.
+    """
+    import sys
+    import tomllib
+
+    from crnfb import Analysis, parse_model
+    from crnfb.analysis.linear.fixedpoints import NoFixedPoint
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from corpus import make
+
+    for seed in range(seeds):
+        net = make(shape, seed, "ci")
+        if clamping is not None and net.clamping != clamping:
+            continue
+        try:
+            return net.name, Analysis(parse_model(tomllib.loads(net.text), net.name)).loop
+        except NoFixedPoint:
+            continue
+    pytest.fail(f"no {clamping or ''} {shape} network with a loop fixed point among {seeds} seeds of the corpus")

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import math
 import sys
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import sparse
 
-from crnfb import load_model, parse_model
+from crnfb import load_model
 from crnfb.analysis.analyses import bifurcation as bf
 from crnfb.analysis.linear.linearise import linearise
 from crnfb.analysis.analyses.margins import margins
@@ -25,25 +24,20 @@ from crnfb.analysis.reporting.pipeline import bifurcation_section
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from corpus import corpus  # noqa: E402
+from conftest import corpus_loop  # noqa: E402
 
 EXAMPLES = ["chain.toml", "chain_telegraph.toml", "dimer.toml", "hidden_scaffold.toml"]
 
 
-def _models():
-    out = [(f, load_model(ROOT / "examples" / f)) for f in EXAMPLES]
-    nets = [n for n in corpus("ci") if n.shape in ("dimer", "scaffold", "binding", "walk")]
-    seen = set()
-    for n in nets:               # one network per shape and clamping from the generated corpus
-        if (n.shape, n.clamping) not in seen:
-            seen.add((n.shape, n.clamping))
-            out.append((n.name, parse_model(tomllib.loads(n.text), n.name)))
-    return out
+#: The examples, and one generated network per shape and clamping (``conftest.corpus_loop``: the first
+#: with a loop fixed point).
+DERIVATIVE_CASES = EXAMPLES + [f"{shape}/{clamping}" for shape in ("dimer", "scaffold", "binding", "walk")
+                               for clamping in ("equilibrium", "dynamic")]
 
 
-@pytest.mark.parametrize("name,model", _models(), ids=lambda v: v if isinstance(v, str) else "")
-def test_second_and_third_derivatives_equal_differences_of_the_jacobian(name, model):
-    lo = linearise(model)
+@pytest.mark.parametrize("case", DERIVATIVE_CASES)
+def test_second_and_third_derivatives_equal_differences_of_the_jacobian(case):
+    lo = linearise(load_model(ROOT / "examples" / case)) if case in EXAMPLES else corpus_loop(*case.split("/"))[1]
     net, x = lo.net, lo.fixed_point.x
     rng = np.random.default_rng(1)
     n = x.size

@@ -20,8 +20,7 @@ import numpy as np
 import pytest
 
 from crnfb.analysis.linear.linearise import linearise
-from crnfb.analysis.linear.fixedpoints import NoFixedPoint, loop_fixed_point
-from crnfb import Analysis
+from crnfb.analysis.linear.fixedpoints import loop_fixed_point
 from crnfb.analysis.linear.stability import closed_loop_eigenvalues, spectral_scale, zero_tolerance
 from crnfb.feedback import load_model, parse_model
 from crnfb.feedback.numerics import sizes
@@ -29,8 +28,7 @@ from crnfb.feedback.errors import ModelError
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from corpus import make  # noqa: E402
-from conftest import box_slice  # noqa: E402
+from conftest import box_slice, corpus_loop  # noqa: E402
 
 SIZE_NAME = re.compile(r"(_LIMIT|MAX_STATES|_STATES)$")
 EPS = np.finfo(float).eps
@@ -168,24 +166,12 @@ def test_slice_count_and_its_fallback_bound_the_true_class(monkeypatch):
 
 # -- eigenvalues --------------------------------------------------------------------------------------
 #: Shapes whose first dynamically clamped network with a loop fixed point the eigenvalue tests take
-#: (:func:`_dynamic_loop`): a clamped block too.
+#: (``conftest.corpus_loop``): a clamped block too.
 CORPUS_LOOPS = ["scaffold", "dimer"]
 
 
 def _dynamic_loop(shape: str):
-    """The loop of the first dynamically clamped corpus network of ``shape`` (seeds 0, 1, ...) that has a
-    fixed point. Whether a generated target is reached at a finite theta or only on a plateau at
-    infinity can turn on the last bits of the optimiser (scaffold-ci-0: a plateau on one host, a
-    minimum on another); a plateau has no loop to compare spectra on (NoFixedPoint)."""
-    for seed in range(12):
-        net = make(shape, seed, "ci")
-        if net.clamping != "dynamic":
-            continue
-        try:
-            return Analysis(parse_model(tomllib.loads(net.text), net.name)).loop
-        except NoFixedPoint:
-            continue
-    pytest.fail(f"no dynamically clamped {shape} network with a fixed point among 12 seeds")
+    return corpus_loop(shape, "dynamic")[1]
 
 
 @pytest.mark.parametrize("shape", CORPUS_LOOPS)

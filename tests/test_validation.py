@@ -161,3 +161,23 @@ def test_small_loops_make_no_slow_mode_check(e1):
     from crnfb.analysis.analyses.validation import SLOW_MODES
 
     assert SLOW_MODES not in [c.quantity for c in validate(e1, noise=False)]
+
+
+@pytest.mark.parametrize("c3", [1e-3, 10.0])
+def test_frequency_amplitude_measures_its_own_third_order_residual(c3):
+    """Responses per unit a, ``h(A) = G + c2 A + c3 A^2`` (second and third order of a Volterra series):
+    the residual of ``R(A) = 2 h(A) - h(2A)`` is ``2 |c3| A^2 / |G|``; a small one keeps ``A``, a large one
+    gives the amplitude whose residual is a quarter of the tolerance (so that a resonance cannot fail a
+    right prediction)."""
+    from crnfb.analysis.analyses.validation import AMPLITUDE_SAFETY, _frequency_amplitude
+
+    G, c2, A = 0.4 - 0.1j, 3.0 + 1.0j, 0.01
+    h = {k: G + c2 * k * A + c3 * (k * A) ** 2 for k in (1, 2, 4)}
+    Ai, choice = _frequency_amplitude(h[1], h[2], h[4], A, G)
+    resid = 2 * c3 * A ** 2 / abs(G)
+    target = AMPLITUDE_SAFETY * TOL["frequency response"]
+    if resid <= target:
+        assert Ai == A and choice["residual_estimate"] == pytest.approx(resid, rel=1e-9)
+    else:
+        assert Ai < A and choice["residual_estimate"] == pytest.approx(target, rel=1e-9)
+        assert 2 * c3 * Ai ** 2 / abs(G) == pytest.approx(target, rel=1e-9)

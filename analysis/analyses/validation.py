@@ -478,18 +478,44 @@ def check_frequency(setup: _Setup, omegas: np.ndarray | None = None, A: float = 
         Y, st = setup.nonlinear(sig, setup.loop.V @ (Ak * start_r), np.concatenate([[0.0], t_fit]), tol_scale)
         return _harmonic(t_fit, setup.theta_of(Y[1:]) @ u, w) / Ak, st.steps
 
-    # every frequency and amplitude is an independent ODE run (crnfb.feedback.numerics.parallel)
-    res = iter(run_all([partial(run, w, s0, tf, ts, Ak) for w, _, s0, tf, ts in plans for Ak in (A, 2 * A)]))
+    # every frequency and amplitude is an independent ODE run (crnfb.feedback.numerics.parallel); the third
+    # amplitude measures each frequency's own third-order residual (resonances amplify it past the step's)
+    res = iter(run_all([partial(run, w, s0, tf, ts, Ak) for w, _, s0, tf, ts in plans
+                        for Ak in (A, 2 * A, 4 * A)]))
+    first = [(next(res), next(res), next(res)) for _ in plans]
+    amps = [_frequency_amplitude(h1, h2, h4, A, Gw) for ((h1, _), (h2, _), (h4, _)), (_, Gw, *_) in zip(first, plans)]
+    # a frequency whose residual is too large is probed again, inside its own linear range
+    redo = [(i, Ai) for i, (Ai, _) in enumerate(amps) if Ai != A]
+    again = iter(run_all([partial(run, plans[i][0], plans[i][2], plans[i][3], plans[i][4], Ak) for i, Ai in redo
+                          for Ak in (Ai, 2 * Ai)]))
+    runs = [list(f[:2]) for f in first]
+    for i, _ in redo:
+        runs[i] = [next(again), next(again)]
     out = []
-    for w, Gw, *_ in plans:
-        (h1, s1), (h2, s2) = next(res), next(res)
+    for (w, Gw, *_), ((h1, s1), (h2, s2)), (Ai, choice) in zip(plans, runs, amps):
         rich = 2 * h1 - h2                 # (4 h(A) - h(2A)) / (2A), h are responses per unit A
         rel = abs(rich - Gw) / abs(Gw)
         out.append(_check(f"frequency response theta/a at omega={w:.4g}", abs(Gw), abs(rich), rel,
                           "frequency response", omega=w, phase_predicted_deg=np.degrees(np.angle(Gw)),
                           phase_simulated_deg=np.degrees(np.angle(rich)),
-                          plain_rel_error=abs(h1 - Gw) / abs(Gw), amplitude=A, steps=[s1, s2]))
+                          plain_rel_error=abs(h1 - Gw) / abs(Gw), amplitude=Ai, steps=[s1, s2], **choice))
     return out
+
+
+def _frequency_amplitude(h1: complex, h2: complex, h4: complex, A: float, Gw: complex) -> tuple[float, dict]:
+    """The amplitude of one frequency's check from its runs at ``A``, ``2A``, ``4A`` (responses per unit ``a``).
+
+    As for the step (:func:`probe_amplitude`): ``R(A) = 2 h(A) - h(2A)`` leaves ``-2 r A^2``, and
+    ``R(2A) - R(A) = -6 r A^2`` measures it; ``A`` is kept when that residual, relative to ``|G|``, is
+    below ``AMPLITUDE_SAFETY`` times the tolerance, else the amplitude that brings it there (at least
+    :data:`A_MIN`).
+    """
+    resid = abs((2 * h2 - h4) - (2 * h1 - h2)) / 3.0 / abs(Gw)
+    tol = TOL["frequency response"]
+    Ai = A if resid <= AMPLITUDE_SAFETY * tol else max(A_MIN, A * math.sqrt(AMPLITUDE_SAFETY * tol / resid))
+    return Ai, {"amplitude_chosen_from": f"third-order residual {resid:.3g} at a = {A:g} (nonlinear runs at "
+                                        f"{A:g}, {2 * A:g}, {4 * A:g}); target {AMPLITUDE_SAFETY:g} x tolerance",
+                "residual_estimate": resid * (Ai / A) ** 2}
 
 
 SLOW_MODES = "slowest modes: sparse search vs the closed loop through the reduced plant"
