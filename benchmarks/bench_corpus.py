@@ -31,6 +31,11 @@ STAGES = ("fixed point", "linearisation", "stability", "margins", "disturbance",
           "global behaviour")
 
 
+#: The CSV's columns before the per-stage timings.
+FIELDS = ["network", "shape", "clamping", "learned", "visible", "states", "exit", "wall_s", "stderr",
+          "checks_made", "checks_not_made", "checks_failed", "failed_sections"]
+
+
 def _failed(d) -> list[str]:
     if isinstance(d, dict):
         return [x for v in d.values() for x in _failed(v)]
@@ -74,21 +79,21 @@ def main() -> int:
     args = ap.parse_args()
     crnfb = Path(sys.executable).with_name("crnfb")
     rows = []
-    with tempfile.TemporaryDirectory() as d:
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    # one row written (and flushed) per network: an interrupted run keeps what it measured
+    with tempfile.TemporaryDirectory() as d, open(args.out, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=FIELDS + [f"t_{k}" for k in STAGES])
+        w.writeheader()
         for net in corpus("bench", per_shape=args.per_shape):
             row = run_one(net, crnfb, Path(d), args.timeout)
             rows.append(row)
+            w.writerow(row)
+            f.flush()
             print(f"{row['network']:<22} {str(row.get('states', '-')):>7} states  L={row['learned']:<3} "
                   f"exit {row['exit']!s:<7} {row['wall_s']:>8.1f} s  made {row.get('checks_made', '-')}"
                   f" / not made {row.get('checks_not_made', '-')} / failed {row.get('checks_failed', '-')}"
                   f"  {row.get('failed_sections', '') or row['stderr'] if row['exit'] not in (0,) else ''}",
                   flush=True)
-    keys = sorted({k for r in rows for k in r}, key=lambda k: (k.startswith("t_"), k))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
     print(f"\n{'stage':<22} {'median s':>9} {'p90 s':>9} {'max s':>9}")
     for k in ("wall_s",) + tuple(f"t_{s}" for s in STAGES):
         v = np.array([r[k] for r in rows if r.get(k) is not None], float)
